@@ -1,0 +1,283 @@
+"""Options of every stage: frozen dataclasses whose defaults are the paper's values.
+
+``PipelineOptions`` groups the stages. Two profiles exist: ``"paper"`` (45 runs, as in the paper; the
+GPU default) and ``"cpu"`` (fewer runs and iterations so that the demo finishes in about a minute on
+two CPU cores; reported as such in ``summary.json``). Options round-trip through plain dicts and TOML.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from .errors import InputError
+
+__all__ = [
+    "PrepareOptions",
+    "PhasingOptions",
+    "PreprocessOptions",
+    "MatchOptions",
+    "CloudOptions",
+    "PipelineOptions",
+    "PROFILES",
+]
+
+
+def _positive(name: str, value, *, integer: bool = False, allow_zero: bool = False):
+    ok = value >= 0 if allow_zero else value > 0
+    if integer and int(value) != value:
+        ok = False
+    if not ok:
+        raise InputError(name, repr(value), ("a non-negative" if allow_zero else "a positive")
+                         + (" integer" if integer else " number"))
+
+
+@dataclass(frozen=True)
+class PrepareOptions:
+    """Splitting the frame into the two patterns (the ``prepare`` stage)."""
+
+    #: Side of the square crop around each pattern centre [detector pixels]; ``None`` uses the
+    #: ``pattern_size`` stored in the shot file.
+    crop: int | None = None
+    #: Pixels of a crop lying closer to the *other* pattern's centre than ``overlap_ratio`` times
+    #: their distance to their own centre are masked (no data): this removes the high-frequency
+    #: overlap of the two patterns (paper: "we crop the overlapped part"). 1.0 = the bisector.
+    overlap_ratio: float = 1.0
+
+    def __post_init__(self):
+        if self.crop is not None:
+            _positive("prepare.crop", self.crop, integer=True)
+        _positive("prepare.overlap_ratio", self.overlap_ratio)
+
+
+@dataclass(frozen=True)
+class PhasingOptions:
+    """Phase retrieval (difference map and friends), per view, ``runs`` independent random starts."""
+
+    #: ``"dm"`` (difference map, Elser 2003), ``"hio"`` (Fienup) or ``"er"`` (error reduction).
+    algorithm: str = "dm"
+    #: Independent runs per view (paper: 45).
+    runs: int = 45
+    #: Iterations per run (paper: converges after roughly a hundred).
+    iterations: int = 200
+    #: Difference-map beta (Elser's recommended range is 0.7..1; the paper does not state its value).
+    beta: float = 0.8
+    #: Difference-map gammas; ``None`` gives Elser's optimal choice gamma_S = -1/beta, gamma_M = 1/beta.
+    gamma_s: float | None = None
+    gamma_m: float | None = None
+    #: HIO feedback parameter.
+    hio_beta: float = 0.9
+    #: Error-reduction iterations appended to every run to polish the final iterate.
+    final_er: int = 20
+    #: Initial support: threshold of the blurred autocorrelation, as a fraction of its maximum.
+    autocorrelation_threshold: float = 0.04
+    #: Shrink-wrap (Marchesini 2003) every this many iterations; 0 disables it.
+    shrinkwrap_every: int = 20
+    #: Gaussian sigma of the shrink-wrap blur, from first to last update [view pixels].
+    shrinkwrap_sigma: tuple[float, float] = (3.0, 1.0)
+    #: Shrink-wrap threshold as a fraction of the blurred amplitude's maximum.
+    shrinkwrap_threshold: float = 0.12
+    #: Upsampling factor of the subpixel DFT registration (Guizar-Sicairos 2008): 1/upsample px.
+    register_upsample: int = 20
+    #: Progress and host synchronisation at most every this many iterations.
+    check_every: int = 10
+    #: Seed of the random starting phases (reproducible runs).
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.algorithm not in ("dm", "hio", "er"):
+            raise InputError("phasing.algorithm", repr(self.algorithm), "one of 'dm', 'hio', 'er'")
+        _positive("phasing.runs", self.runs, integer=True)
+        _positive("phasing.iterations", self.iterations, integer=True)
+        _positive("phasing.final_er", self.final_er, integer=True, allow_zero=True)
+        _positive("phasing.shrinkwrap_every", self.shrinkwrap_every, integer=True, allow_zero=True)
+        _positive("phasing.register_upsample", self.register_upsample, integer=True)
+        _positive("phasing.check_every", self.check_every, integer=True)
+        if not 0 < self.beta <= 1.5:
+            raise InputError("phasing.beta", repr(self.beta), "a value in (0, 1.5]")
+        if not 0 < self.shrinkwrap_threshold < 1:
+            raise InputError("phasing.shrinkwrap_threshold", repr(self.shrinkwrap_threshold), "a fraction in (0, 1)")
+        object.__setattr__(self, "shrinkwrap_sigma", tuple(float(s) for s in self.shrinkwrap_sigma))
+
+    @property
+    def gammas(self) -> tuple[float, float]:
+        """``(gamma_S, gamma_M)`` actually used by the difference map."""
+        gs = -1.0 / self.beta if self.gamma_s is None else self.gamma_s
+        gm = 1.0 / self.beta if self.gamma_m is None else self.gamma_m
+        return gs, gm
+
+
+@dataclass(frozen=True)
+class PreprocessOptions:
+    """Pre-processing of the two views before matching (paper, Methods)."""
+
+    #: ``"binary"`` (upsample, low-pass, binarise, drop unmatched small regions) or ``"none"``
+    #: (normalise and upsample only).
+    mode: str = "binary"
+    #: Bicubic upsampling factor (paper: 4).
+    upsample: int = 4
+    #: Gaussian low-pass sigma on the upsampled grid [upsampled pixels] (paper: 1.9).
+    sigma: float = 1.9
+    #: Binary thresholds on a 0..1 scale, (left, right) (paper: 0.40 and 0.25).
+    thresholds: tuple[float, float] = (0.40, 0.25)
+    #: Regions smaller than this [upsampled pixels] with no counterpart in the other view are
+    #: removed (paper: 400).
+    min_region: int = 400
+    #: Percentile of each view mapped to 1.0 when normalising to the 0..1 scale.
+    normalise_percentile: float = 99.5
+
+    def __post_init__(self):
+        if self.mode not in ("binary", "none"):
+            raise InputError("preprocess.mode", repr(self.mode), "one of 'binary', 'none'")
+        _positive("preprocess.upsample", self.upsample, integer=True)
+        _positive("preprocess.sigma", self.sigma, allow_zero=True)
+        _positive("preprocess.min_region", self.min_region, integer=True, allow_zero=True)
+        if len(self.thresholds) != 2 or not all(0 < t < 1 for t in self.thresholds):
+            raise InputError("preprocess.thresholds", repr(self.thresholds), "two values in (0, 1)")
+        if not 50 < self.normalise_percentile <= 100:
+            raise InputError("preprocess.normalise_percentile", repr(self.normalise_percentile), "a value in (50, 100]")
+        object.__setattr__(self, "thresholds", tuple(float(t) for t in self.thresholds))
+
+
+@dataclass(frozen=True)
+class MatchOptions:
+    """Block matching: SAD plus a weaker proximity term, parabolic subpixel, left and right maps."""
+
+    #: Block side b [matching-grid pixels], odd (paper: 3).
+    block: int = 3
+    #: Signed search range [matching-grid pixels] (paper: -65..65 on the x4 grid).
+    dmin: int = -65
+    dmax: int = 65
+    #: Weight of the proximity term ``w |d| / max(|dmin|, |dmax|)`` added to the block's mean
+    #: absolute difference (intensities on a 0..1 scale); it breaks ties towards small |d|.
+    proximity_weight: float = 0.05
+    #: Blocks whose mean |d/dx| (0..1 scale) is below this carry no disparity information along the
+    #: epipolar lines (uniform regions, edges parallel to x) and are marked invalid.
+    texture_threshold: float = 0.05
+    #: Left-right consistency tolerance [matching-grid pixels].
+    lr_tolerance: float = 1.0
+
+    def __post_init__(self):
+        if self.block < 1 or self.block % 2 == 0:
+            raise InputError("match.block", repr(self.block), "an odd positive integer")
+        if self.dmin >= self.dmax:
+            raise InputError("match.range", f"dmin={self.dmin}, dmax={self.dmax}", "dmin < dmax")
+        _positive("match.proximity_weight", self.proximity_weight, allow_zero=True)
+        _positive("match.texture_threshold", self.texture_threshold, allow_zero=True)
+        _positive("match.lr_tolerance", self.lr_tolerance)
+
+
+@dataclass(frozen=True)
+class CloudOptions:
+    """Point cloud cleaning: statistical outlier removal on the k nearest neighbours."""
+
+    #: Neighbours per point (paper: 80). A point is not counted among its own neighbours.
+    k: int = 80
+    #: A point is an outlier when its mean kNN distance exceeds mean + t * std (paper: 0.1).
+    t: float = 0.1
+
+    def __post_init__(self):
+        _positive("cloud.k", self.k, integer=True)
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """All stages. ``profile`` names the preset the values came from (reported in summaries)."""
+
+    profile: str = "paper"
+    prepare: PrepareOptions = field(default_factory=PrepareOptions)
+    phasing: PhasingOptions = field(default_factory=PhasingOptions)
+    preprocess: PreprocessOptions = field(default_factory=PreprocessOptions)
+    match: MatchOptions = field(default_factory=MatchOptions)
+    cloud: CloudOptions = field(default_factory=CloudOptions)
+
+    @classmethod
+    def for_profile(cls, name: str) -> "PipelineOptions":
+        """The preset ``"paper"`` (45 runs) or ``"cpu"`` (8 runs, 150 iterations)."""
+        try:
+            return PROFILES[name]()
+        except KeyError:
+            raise InputError("profile", repr(name), f"one of {sorted(PROFILES)}") from None
+
+    def replace(self, **changes) -> "PipelineOptions":
+        """A copy with whole stages or ``stage__field`` values replaced (``phasing__runs=8``)."""
+        stages: dict[str, Any] = {}
+        top: dict[str, Any] = {}
+        for key, value in changes.items():
+            if "__" in key:
+                stage, name = key.split("__", 1)
+                stages.setdefault(stage, {})[name] = value
+            else:
+                top[key] = value
+        for stage, vals in stages.items():
+            if stage not in _STAGES:
+                raise InputError("option", repr(stage), f"one of {sorted(_STAGES)}")
+            top[stage] = dataclasses.replace(top.get(stage, getattr(self, stage)), **vals)
+        return dataclasses.replace(self, **top)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "PipelineOptions":
+        kw: dict[str, Any] = {}
+        for key, value in data.items():
+            if key == "profile":
+                kw[key] = str(value)
+            elif key in _STAGES:
+                if not isinstance(value, dict):
+                    raise InputError(f"options.{key}", repr(value), "a table of options")
+                known = {f.name for f in fields(_STAGES[key])}
+                unknown = set(value) - known
+                if unknown:
+                    raise InputError(f"options.{key}", f"unknown keys {sorted(unknown)}", f"some of {sorted(known)}")
+                kw[key] = _STAGES[key](**{k: tuple(v) if isinstance(v, list) else v for k, v in value.items()})
+            else:
+                raise InputError("options", f"unknown section {key!r}", f"some of {sorted(_STAGES) + ['profile']}")
+        return cls(**kw)
+
+    def to_toml(self) -> str:
+        """TOML text of every option (``None`` values are omitted, as TOML has no null)."""
+        d = self.to_dict()
+        lines = [f"profile = {_toml_value(d.pop('profile'))}"]
+        for stage, values in d.items():
+            lines.append(f"\n[{stage}]")
+            lines += [f"{k} = {_toml_value(v)}" for k, v in values.items() if v is not None]
+        return "\n".join(lines) + "\n"
+
+    @classmethod
+    def from_toml(cls, text: str) -> "PipelineOptions":
+        try:
+            return cls.from_dict(tomllib.loads(text))
+        except tomllib.TOMLDecodeError as exc:
+            raise InputError("options file", f"invalid TOML ({exc})", "TOML as written by `to_toml`") from None
+
+
+_STAGES = {
+    "prepare": PrepareOptions,
+    "phasing": PhasingOptions,
+    "preprocess": PreprocessOptions,
+    "match": MatchOptions,
+    "cloud": CloudOptions,
+}
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def _cpu_profile() -> PipelineOptions:
+    return PipelineOptions(profile="cpu", phasing=PhasingOptions(runs=8, iterations=150))
+
+
+PROFILES = {"paper": PipelineOptions, "cpu": _cpu_profile}

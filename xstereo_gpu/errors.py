@@ -1,0 +1,34 @@
+"""Errors raised at the public boundary.
+
+Every message names the field or file, the value found and what was expected, so that a beamline
+user can fix the input without reading the code. The CLI turns :class:`InputError` into a message on
+stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+__all__ = ["InputError", "check"]
+
+
+class InputError(ValueError):
+    """Bad input: a file, a field or a parameter that cannot be used.
+
+    Parameters
+    ----------
+    where : str
+        The file, dataset or parameter at fault (``"shot.cxi:/entry_1/data_1/data"``, ``"--angles"``).
+    found : str
+        What was found there.
+    expected : str
+        What was expected instead.
+    """
+
+    def __init__(self, where: str, found: str, expected: str):
+        self.where, self.found, self.expected = where, found, expected
+        super().__init__(f"{where}: found {found}; expected {expected}")
+
+
+def check(condition: bool, where: str, found: str, expected: str) -> None:
+    """Raise :class:`InputError` unless ``condition`` holds."""
+    if not condition:
+        raise InputError(where, found, expected)
