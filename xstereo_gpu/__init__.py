@@ -1,3 +1,55 @@
-"""xstereo-gpu: computed stereo lensless X-ray imaging on NumPy or CuPy."""
+"""xstereo-gpu: computed stereo lensless X-ray imaging on NumPy or CuPy.
+
+Two coherent diffraction patterns of one shot in, phased views, disparity maps, depth and a cleaned
+3D point cloud out (Duarte et al., "Computed stereo lensless X-ray imaging"). The same code runs on
+NumPy (CPU) and on CuPy (GPU, when present); see :mod:`xstereo_gpu.backend`.
+
+Stages, each usable alone::
+
+    simulate_shot      -> Shot (simulated cross-lid sample, with ground truth)
+    read_shot          -> Shot (CXI file, docs/format.md)
+    split_patterns     -> (2, N, N) intensities + valid masks
+    phase_retrieval    -> PhasingResult (R runs per view, best iterates, coherent average)
+    align_views        -> both views in one frame and orientation
+    preprocess, block_match, lr_consistency, points_from_disparity -> disparity, depth, cloud
+    statistical_outlier_filter -> kept points
+    Pipeline / run_pipeline    -> everything, data resident on the device
+"""
 
 __version__ = "0.1.0"
+
+from .accuracy import score
+from .backend import device_info, get_array_module, select_backend, to_host
+from .cloud.outliers import knn_mean_distance, remove_outliers, statistical_outlier_filter
+from .config import (CloudOptions, MatchOptions, PhasingOptions, PipelineOptions, PrepareOptions,
+                     PreprocessOptions)
+from .errors import InputError
+from .geometry import StereoGeometry, real_space_pixel
+from .io import read_image, read_pattern, read_shot, read_views, write_ply, write_shot, write_views
+from .phasing.align import align_views, register_translation
+from .phasing.prepare import single_pattern, split_patterns
+from .phasing.runs import PhaseRetrieval, phase_retrieval
+from .pipeline import Pipeline, Results, match_views, run_pipeline
+from .shot import GroundTruth, Shot
+from .simulate import SimulationOptions, simulate_shot
+from .stereo.depth import depth_map, lr_consistency, points_from_disparity
+from .stereo.disparity import block_match
+from .stereo.preprocess import preprocess
+
+__all__ = [
+    "__version__",
+    # configuration and geometry
+    "PipelineOptions", "PrepareOptions", "PhasingOptions", "PreprocessOptions", "MatchOptions", "CloudOptions",
+    "StereoGeometry", "real_space_pixel", "InputError",
+    # backend
+    "select_backend", "get_array_module", "to_host", "device_info",
+    # data and files
+    "Shot", "GroundTruth", "read_shot", "write_shot", "read_pattern", "read_image", "read_views", "write_views",
+    "write_ply", "SimulationOptions", "simulate_shot",
+    # stages
+    "split_patterns", "single_pattern", "PhaseRetrieval", "phase_retrieval", "register_translation", "align_views",
+    "preprocess", "block_match", "lr_consistency", "points_from_disparity", "depth_map",
+    "knn_mean_distance", "remove_outliers", "statistical_outlier_filter",
+    # orchestration and scoring
+    "Pipeline", "Results", "run_pipeline", "match_views", "score",
+]

@@ -1,0 +1,25 @@
+"""File input/output: shot files, third-party CXI, TIFF/NPY patterns, views.cxi and run outputs.
+
+Every layout is documented in docs/format.md. Readers raise :class:`~xstereo_gpu.errors.InputError`
+naming the file (and dataset); writers write to a temporary name and rename when complete.
+"""
+
+from .cxi import read_shot, read_views, write_shot, write_views
+from .export import atomic_file, output_directory, read_tiff, write_json, write_ply, write_tiff
+from .images import Pattern, read_image, read_pattern
+
+__all__ = [
+    "read_shot",
+    "write_shot",
+    "Pattern",
+    "read_pattern",
+    "read_image",
+    "read_views",
+    "write_views",
+    "atomic_file",
+    "output_directory",
+    "write_tiff",
+    "read_tiff",
+    "write_ply",
+    "write_json",
+]

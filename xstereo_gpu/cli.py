@@ -1,0 +1,445 @@
+"""The ``xstereo`` command: demo, simulate, run, phase, stereo, geometry, config, info.
+
+Every subcommand is a thin layer over the Python API. Bad input ends with a message on stderr naming
+the file or field, the value found and what was expected, and exit status 2; outputs are written to a
+temporary name and renamed when complete, so a failed command leaves nothing that looks finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import pathlib
+import sys
+import time
+
+from . import __version__
+from .errors import InputError
+
+__all__ = ["main"]
+
+
+def _options(args):
+    """PipelineOptions from --profile / --config and the per-stage flags present in ``args``."""
+    from .backend import select_backend
+    from .config import PipelineOptions
+
+    if getattr(args, "config", None):
+        path = pathlib.Path(args.config)
+        if not path.is_file():
+            raise InputError(str(path), "no such file", "an options TOML file (see `xstereo config`)")
+        opts = PipelineOptions.from_toml(path.read_text())
+    else:
+        profile = getattr(args, "profile", None)
+        if profile is None:
+            import numpy as np
+
+            profile = "cpu" if select_backend(getattr(args, "backend", None)) is np else "paper"
+        opts = PipelineOptions.for_profile(profile)
+    changes = {
+        "phasing__runs": getattr(args, "runs", None),
+        "phasing__iterations": getattr(args, "iterations", None),
+        "phasing__algorithm": getattr(args, "algorithm", None),
+        "match__block": getattr(args, "block", None),
+        "preprocess__mode": getattr(args, "preprocess", None),
+        "preprocess__upsample": getattr(args, "upsample", None),
+        "preprocess__thresholds": tuple(args.thresholds) if getattr(args, "thresholds", None) else None,
+    }
+    rng = getattr(args, "range", None)
+    if rng:
+        changes.update(match__dmin=int(rng[0]), match__dmax=int(rng[1]))
+    changes = {k: v for k, v in changes.items() if v is not None}
+    return opts.replace(**changes) if changes else opts
+
+
+def _progress(args):
+    from .progress import Progress
+
+    return Progress(enabled=not getattr(args, "quiet", False))
+
+
+def _print_accuracy(acc: dict, out=sys.stdout) -> None:
+    if not acc:
+        return
+    med = acc.get("depth_error_median_nm")
+    p90 = acc.get("depth_error_p90_nm")
+    dz = acc["voxel_depth_nm"]
+    if med is None:
+        print("accuracy: no recovered point near a true edge", file=out)
+        return
+    print(f"accuracy vs ground truth: depth error median {med:.1f} nm ({med / dz:.2f} voxel depths of {dz:.1f} nm), "
+          f"p90 {p90:.1f} nm; completeness within 2 voxel depths {acc['completeness_2dz']:.3f}; "
+          f"view correlation {acc['view_correlation'][0]:.3f} / {acc['view_correlation'][1]:.3f}", file=out)
+
+
+def _print_outputs(path, summary) -> None:
+    t = summary["timings_s"]
+    stages = ", ".join(f"{k} {v:.1f} s" for k, v in t.items() if k not in ("total",))
+    print(f"timings: {stages}; total {t.get('total', float('nan')):.1f} s on {summary['device']['device']}")
+    print(f"outputs in {pathlib.Path(path).resolve()}/: " + ", ".join(summary["outputs"]))
+
+
+# -- subcommands -------------------------------------------------------------------------------------
+
+def cmd_info(args) -> int:
+    from .backend import cupy_available, device_info, select_backend
+
+    xp = select_backend(args.backend)
+    info = device_info(xp)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"xstereo-gpu {__version__}")
+    if info["backend"] == "numpy":
+        why = "CuPy is installed but sees no CUDA device" if _cupy_installed() and not cupy_available() else \
+            "CuPy is not installed (pip install '.[cuda12]' or '.[cuda13]')" if not _cupy_installed() else "selected"
+        print(f"backend: NumPy (CPU path; {why})")
+    else:
+        print("backend: CuPy (GPU path)")
+    for k, v in info.items():
+        if k != "backend":
+            print(f"  {k}: {v}")
+    return 0
+
+
+def _cupy_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("cupy") is not None
+
+
+def cmd_geometry(args) -> int:
+    from .geometry import StereoGeometry, real_space_pixel
+
+    if args.pixel_size is None:
+        missing = [n for n in ("wavelength", "distance", "detector_pixel", "size") if getattr(args, n) is None]
+        if missing:
+            raise InputError("--pixel-size", "not given", "--pixel-size M, or all of --wavelength --distance "
+                             "--detector-pixel --size (missing: " + ", ".join("--" + m.replace("_", "-") for m in missing) + ")")
+        pixel = real_space_pixel(args.wavelength, args.distance, args.detector_pixel, args.size)
+    else:
+        pixel = args.pixel_size
+    g = StereoGeometry(pixel, tuple(args.angles))
+    rep = g.report(args.resolution)
+    if args.json:
+        print(json.dumps(rep, indent=2))
+        return 0
+    t1, t2 = g.angles_deg
+    print(f"beam angles {t1:g} + {t2:g} deg (separation {t1 + t2:g} deg), tan t1 + tan t2 = {g.tan_sum:.5f}")
+    print(f"real-space pixel   {rep['pixel_size_nm']:.1f} nm")
+    print(f"voxel              {rep['pixel_size_nm']:.1f} x {rep['pixel_size_nm']:.1f} x {rep['voxel_depth_nm']:.1f} nm^3 (eq. 2)")
+    if args.resolution is not None:
+        r = rep["resolution_nm"]
+        print(f"resolution         {r[0]:.1f} x {r[1]:.1f} x {r[2]:.1f} nm^3")
+    return 0
+
+
+def cmd_config(args) -> int:
+    from .config import PipelineOptions
+
+    sys.stdout.write(PipelineOptions.for_profile(args.profile).to_toml())
+    return 0
+
+
+def _simulation_options(args):
+    from .simulate import SimulationOptions
+
+    base = SimulationOptions.paper() if args.paper_size else SimulationOptions()
+    changes = {}
+    for name in ("seed", "binning", "pattern_size", "photons", "lid_tilt_deg"):
+        v = getattr(args, name, None)
+        if v is not None:
+            changes[name] = v
+    if getattr(args, "sample", None):
+        changes["sample"] = args.sample
+    if getattr(args, "angles", None):
+        changes["angles_deg"] = tuple(args.angles)
+    import dataclasses
+
+    return dataclasses.replace(base, **changes) if changes else base
+
+
+def cmd_simulate(args) -> int:
+    from .io import write_shot
+    from .simulate import simulate_shot
+
+    out = pathlib.Path(args.output)
+    if out.exists() and not args.overwrite:
+        raise InputError(str(out), "an existing file", "a new path (or pass --overwrite)")
+    progress = _progress(args)
+    progress.stage("simulate", "cross-lid sample, two beams, far field, photons and beamstop")
+    shot = simulate_shot(_simulation_options(args), progress=progress.note)
+    write_shot(out, shot)
+    g = shot.geometry
+    print(f"wrote {out} ({shot.frame.shape[0]}x{shot.frame.shape[1]} frame, two {shot.pattern_size}px patterns, "
+          f"view pixel {g.pixel_size_m * 1e9:.1f} nm, voxel depth {g.voxel_depth_m * 1e9:.1f} nm)")
+    return 0
+
+
+def _run_shot(shot, args, extra=None) -> int:
+    from .pipeline import Pipeline
+
+    progress = _progress(args)
+    opts = _options(args)
+    with Pipeline(opts, backend=args.backend, progress=progress) as pipe:
+        res = pipe.run(shot)
+        summary = pipe.export(res, args.output, shot=shot, overwrite=args.overwrite, figures=not args.no_figures,
+                              extra_summary=extra)
+    _print_accuracy(summary.get("accuracy"))
+    _print_outputs(args.output, summary)
+    return 0
+
+
+def _check_output_dir(args) -> None:
+    """Refuse a bad output directory before any work (output_directory checks again when writing)."""
+    out = pathlib.Path(args.output)
+    if out.is_file():
+        raise InputError(str(out), "an existing file", "a directory path for the outputs")
+    if out.is_dir() and any(out.iterdir()) and not args.overwrite:
+        raise InputError(str(out), "a non-empty directory", "a new or empty directory (or pass --overwrite)")
+
+
+def cmd_run(args) -> int:
+    from .io import read_shot
+
+    _check_output_dir(args)
+    shot = read_shot(args.shot)
+    return _run_shot(shot, args)
+
+
+def cmd_demo(args) -> int:
+    from .simulate import simulate_shot
+
+    _check_output_dir(args)
+    t0 = time.perf_counter()
+    progress = _progress(args)
+    progress.stage("simulate", "the paper's cross-lid sample (built-in), two beams at +-9.5 deg")
+    shot = simulate_shot(_simulation_options(args), progress=progress.note)
+    shot.source = "built-in simulated cross (xstereo demo)"
+    t_sim = time.perf_counter() - t0
+    return _run_shot(shot, args, extra={"simulation_s": round(t_sim, 3)})
+
+
+def cmd_phase(args) -> int:
+    import dataclasses
+
+    import numpy as np
+
+    from .backend import select_backend, to_host
+    from .geometry import real_space_pixel
+    from .io import output_directory, read_pattern, write_views
+    from .phasing.prepare import single_pattern
+    from .phasing.runs import phase_retrieval
+    from .report import figure_views
+
+    _check_output_dir(args)
+    pat = read_pattern(args.pattern, frame=args.frame)
+    opts = _options(args)
+    xp = select_backend(args.backend)
+    data = xp.asarray(pat.data)
+    mask = xp.asarray(pat.mask)
+    intensities, valid = single_pattern(data, mask, centre=tuple(args.centre) if args.centre else None, size=args.size)
+    n = int(intensities.shape[-1])
+    wl = args.wavelength or pat.wavelength_m
+    dist = args.distance or pat.distance_m
+    pix = args.detector_pixel or pat.pixel_size_m
+    pixel = real_space_pixel(wl, dist, pix, n) if None not in (wl, dist, pix) else math.nan
+    progress = _progress(args)
+    o = opts.phasing
+    progress.stage("phase", f"{o.algorithm.upper()}, {o.runs} runs x ({o.iterations} + {o.final_er} ER) on a {n}x{n} crop")
+    res = phase_retrieval(intensities, valid, o, progress=progress.counter)
+    views = to_host(res.views)
+    with output_directory(args.output, overwrite=args.overwrite) as tmp:
+        tmp = pathlib.Path(tmp)
+        write_views(tmp / "view.cxi", views, supports=to_host(res.supports), pixel_size_m=pixel,
+                    parameters={"phasing": dataclasses.asdict(o), "source": str(args.pattern)}, names=("view",),
+                    extra={"best_eps": to_host(res.best_eps)})
+        (tmp / "figures").mkdir()
+        figure_views(views, to_host(res.supports), pixel if math.isfinite(pixel) else 1.0,
+                     tmp / "figures" / "view.png", titles=("phased view",))
+    unit = f"{pixel * 1e9:.1f} nm pixels" if math.isfinite(pixel) else "pixel size unknown (no geometry)"
+    print(f"phased {args.pattern} ({n}x{n}, {unit}); best eps median {float(np.median(to_host(res.best_eps))):.3g}")
+    print(f"outputs in {pathlib.Path(args.output).resolve()}/: view.cxi, figures/view.png")
+    return 0
+
+
+def cmd_stereo(args) -> int:
+    import numpy as np
+
+    from .backend import select_backend, to_host
+    from .geometry import StereoGeometry
+    from .io import output_directory, read_image, write_json, write_ply, write_tiff
+    from .pipeline import match_views
+    from .report import figure_depth, figure_disparity
+
+    _check_output_dir(args)
+    if (args.angles is None) != (args.pixel_size is None):
+        raise InputError("--angles/--pixel-size", "only one of them given", "both (for depth and the cloud) or neither")
+    left = read_image(args.left)
+    right = read_image(args.right, index=1 if pathlib.Path(args.right).resolve() == pathlib.Path(args.left).resolve() else 0)
+    if left.shape != right.shape:
+        raise InputError(f"{args.right}", f"shape {right.shape}", f"the left view's shape {left.shape}")
+    geometry = StereoGeometry(args.pixel_size, tuple(args.angles)) if args.angles else None
+    opts = _options(args)
+    xp = select_backend(args.backend)
+    progress = _progress(args)
+    st = match_views(xp.asarray(np.stack([left, right])), geometry, opts, progress=progress)
+    u = int(st["upsample"])
+    dl, dr = to_host(st["disparity_left"]), to_host(st["disparity_right"])
+    meta = {"units": "matching-grid pixels", "upsample": u,
+            "convention": "a point at column x in the left view is at column x - d in the right view",
+            "left": str(args.left), "right": str(args.right), "options": opts.to_dict(), "version": __version__}
+    files = ["disparity_left.tif", "disparity_right.tif"]
+    with output_directory(args.output, overwrite=args.overwrite) as tmp:
+        tmp = pathlib.Path(tmp)
+        write_tiff(tmp / "disparity_left.tif", dl.astype(np.float32), metadata=meta)
+        write_tiff(tmp / "disparity_right.tif", dr.astype(np.float32), metadata=meta)
+        (tmp / "figures").mkdir()
+        pix = args.pixel_size or 1.0
+        figure_disparity(dl, dr, pix, u, tmp / "figures" / "disparity.png")
+        summary = {"program": "xstereo-gpu", "version": __version__, "left": str(args.left), "right": str(args.right),
+                   "valid_fraction_left": float(np.isfinite(dl).mean()),
+                   "valid_fraction_right": float(np.isfinite(dr).mean()), "options": opts.to_dict()}
+        if geometry is not None:
+            pts = st["points"]
+            kept = to_host(st["kept"])
+            cloud = to_host(pts.points_nm)[kept]
+            write_tiff(tmp / "depth.tif", to_host(st["depth"]).astype(np.float32), metadata={**meta, "units": "nm"})
+            write_ply(tmp / "cloud.ply", cloud, scalars={"confidence": to_host(pts.confidence)[kept],
+                                                         "view": to_host(pts.view)[kept].astype(np.float32)})
+            figure_depth(to_host(st["depth"]), args.pixel_size, u, tmp / "figures" / "depth.png")
+            summary.update(geometry=geometry.report(), points=int(len(cloud)))
+            files += ["depth.tif", "cloud.ply"]
+        write_json(tmp / "summary.json", summary)
+    print(f"disparity maps: {summary['valid_fraction_left'] * 100:.1f} % / {summary['valid_fraction_right'] * 100:.1f} % "
+          f"of pixels valid" + (f"; {summary['points']} cloud points" if geometry is not None else ""))
+    print(f"outputs in {pathlib.Path(args.output).resolve()}/: " + ", ".join(files + ["summary.json", "figures/"]))
+    return 0
+
+
+# -- parser --------------------------------------------------------------------------------------------
+
+def _add_common(p, *, output_dir=True):
+    p.add_argument("--backend", choices=["auto", "numpy", "cupy"], default=None,
+                   help="array backend (default: XSTEREO_BACKEND or auto)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
+
+
+def _add_pipeline_options(p, *, phasing=True, stereo=True):
+    p.add_argument("--profile", choices=["paper", "cpu"], default=None,
+                   help="preset: 'paper' (45 runs; GPU default) or 'cpu' (fewer runs; NumPy default)")
+    p.add_argument("--config", help="options TOML file (write one with `xstereo config`)")
+    if phasing:
+        p.add_argument("--runs", type=int, help="independent phase-retrieval runs per view")
+        p.add_argument("--iterations", type=int, help="iterations per run")
+        p.add_argument("--algorithm", choices=["dm", "hio", "er"], help="phase-retrieval algorithm")
+    if stereo:
+        p.add_argument("--range", nargs=2, type=int, metavar=("DMIN", "DMAX"), help="disparity search range [matching px]")
+        p.add_argument("--block", type=int, help="block side [matching px], odd")
+        p.add_argument("--preprocess", choices=["binary", "none"], help="view pre-processing before matching")
+        p.add_argument("--upsample", type=int, help="bicubic upsampling factor before matching")
+        p.add_argument("--thresholds", nargs=2, type=float, metavar=("LEFT", "RIGHT"), help="binary thresholds (0..1)")
+
+
+def _add_sim_options(p):
+    p.add_argument("--sample", choices=["cross"], default="cross", help="simulated sample")
+    p.add_argument("--seed", type=int, help="random seed of the photon noise")
+    p.add_argument("--binning", type=int, help="detector binning (demo 4, paper 1)")
+    p.add_argument("--pattern-size", type=int, help="crop side N of each pattern [binned px]")
+    p.add_argument("--photons", type=float, help="photons per pattern")
+    p.add_argument("--lid-tilt-deg", type=float, help="tilt of the cross lid out of the membrane plane [deg]")
+    p.add_argument("--paper-size", action="store_true", help="the paper's full 2048x2048 CCD, 1024 px crops")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="xstereo", description="Computed stereo lensless X-ray imaging: "
+                                 "two coherent diffraction patterns in, a 3D point cloud out.")
+    ap.add_argument("--version", action="version", version=f"xstereo-gpu {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="simulate the paper's cross sample and reconstruct it end to end")
+    p.add_argument("-o", "--output", default="xstereo_demo", help="output directory (default: xstereo_demo)")
+    p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    _add_common(p)
+    _add_pipeline_options(p)
+    _add_sim_options(p)
+    p.set_defaults(func=cmd_demo, angles=None)
+
+    p = sub.add_parser("simulate", help="write a simulated stereo shot (CXI) with ground truth")
+    p.add_argument("-o", "--output", required=True, help="output shot file (.cxi)")
+    p.add_argument("--angles", nargs=2, type=float, metavar=("T1", "T2"), help="beam angle magnitudes [deg]")
+    _add_common(p)
+    _add_sim_options(p)
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("run", help="reconstruct a stereo shot file: views, disparity, depth, cloud")
+    p.add_argument("shot", help="shot file (CXI, docs/format.md)")
+    p.add_argument("-o", "--output", required=True, help="output directory")
+    p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    _add_common(p)
+    _add_pipeline_options(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("phase", help="phase a single diffraction pattern (plain CDI)")
+    p.add_argument("pattern", help="pattern file: CXI/HDF5, TIFF or NPY")
+    p.add_argument("-o", "--output", required=True, help="output directory")
+    p.add_argument("--frame", type=int, help="frame index for 3D stacks")
+    p.add_argument("--size", type=int, help="crop side N [px] (default: largest even square around the centre)")
+    p.add_argument("--centre", nargs=2, type=float, metavar=("ROW", "COL"), help="zero-frequency pixel")
+    p.add_argument("--wavelength", type=float, help="wavelength [m] (else from the file)")
+    p.add_argument("--distance", type=float, help="sample-detector distance [m] (else from the file)")
+    p.add_argument("--detector-pixel", type=float, help="detector pixel [m] (else from the file)")
+    _add_common(p)
+    _add_pipeline_options(p, stereo=False)
+    p.set_defaults(func=cmd_phase)
+
+    p = sub.add_parser("stereo", help="disparity maps (and depth and cloud) from two views")
+    p.add_argument("left", help="left view: TIFF, NPY or CXI (views.cxi image_1)")
+    p.add_argument("right", help="right view: TIFF, NPY or CXI (views.cxi: image_2 when it is the same file)")
+    p.add_argument("-o", "--output", required=True, help="output directory")
+    p.add_argument("--angles", nargs=2, type=float, metavar=("T1", "T2"), help="beam angle magnitudes [deg]")
+    p.add_argument("--pixel-size", type=float, metavar="M", help="view pixel [m]")
+    _add_common(p)
+    _add_pipeline_options(p, phasing=False)
+    p.set_defaults(func=cmd_stereo)
+
+    p = sub.add_parser("geometry", help="real-space pixel, voxel size and resolution report")
+    p.add_argument("--pixel-size", type=float, metavar="M", help="view pixel [m]")
+    p.add_argument("--angles", nargs=2, type=float, metavar=("T1", "T2"), required=True,
+                   help="beam angle magnitudes [deg]")
+    p.add_argument("--resolution", type=float, metavar="M", help="in-plane resolution of the views [m]")
+    p.add_argument("--wavelength", type=float, metavar="M", help="wavelength [m] (with --distance, --detector-pixel, --size)")
+    p.add_argument("--distance", type=float, metavar="M", help="sample-detector distance [m]")
+    p.add_argument("--detector-pixel", type=float, metavar="M", help="detector pixel [m]")
+    p.add_argument("--size", type=int, help="crop side N of a pattern [px]")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_geometry)
+
+    p = sub.add_parser("config", help="print the options of a profile as TOML (for --config)")
+    p.add_argument("--profile", choices=["paper", "cpu"], default="paper")
+    p.set_defaults(func=cmd_config)
+
+    p = sub.add_parser("info", help="backend, versions and GPU facts")
+    p.add_argument("--backend", choices=["auto", "numpy", "cupy"], default=None)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_info)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``xstereo`` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except InputError as exc:
+        print(f"xstereo {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"xstereo {args.command}: interrupted; no partial outputs were kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

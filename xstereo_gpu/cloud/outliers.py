@@ -1,0 +1,139 @@
+"""Statistical outlier removal on the k nearest neighbours (paper, Methods).
+
+"A point is considered an outlier if the average distance to its k-nearest neighbours is above a
+specified threshold t. For all datasets, k = 80 points and t = 0.1. This threshold t specifies the
+number of standard deviations away from the estimated average distance."
+
+A point is never its own neighbour: the k neighbours are the k nearest *other* points (a duplicate
+of a point, at distance 0, does count as a neighbour).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..backend import get_array_module
+from ..config import CloudOptions
+from ..errors import InputError
+
+__all__ = ["knn_mean_distance", "remove_outliers", "statistical_outlier_filter"]
+
+#: Bytes of float64 squared distances held at once by the brute-force path.
+_CHUNK_BYTES = 256 * 1024 * 1024
+
+
+def knn_mean_distance(points, k: int, *, method: str = "auto"):
+    """Mean distance of each point to its ``k`` nearest other points.
+
+    Parameters
+    ----------
+    points : (M, 3) float64
+        Point coordinates (any length unit; the result has the same unit). NumPy or CuPy.
+    k : int
+        Neighbours per point, not counting the point itself; clamped to ``M - 1``.
+    method : {"auto", "kdtree", "brute"}
+        ``"kdtree"``: ``scipy.spatial.cKDTree`` on the host (NumPy input only); ``"brute"``: chunked
+        exact squared distances and a partial sort with the input's array module, memory bounded
+        by chunks of rows. ``"auto"`` picks the k-d tree for NumPy and brute force for CuPy.
+
+    Returns
+    -------
+    (M,) float64
+        Mean distance to the ``min(k, M - 1)`` nearest other points; zeros when ``M <= 1``. Same
+        device as ``points``.
+    """
+    xp = get_array_module(points)
+    pts = _check_points(xp, points, "knn_mean_distance.points")
+    if int(k) != k or k < 1:
+        raise InputError("knn_mean_distance.k", repr(k), "a positive integer")
+    if method not in ("auto", "kdtree", "brute"):
+        raise InputError("knn_mean_distance.method", repr(method), "one of 'auto', 'kdtree', 'brute'")
+    m = pts.shape[0]
+    if m <= 1:
+        return xp.zeros(m, dtype=np.float64)
+    k = min(int(k), m - 1)
+    if method == "auto":
+        method = "kdtree" if xp is np else "brute"
+    if method == "kdtree":
+        if xp is not np:
+            raise InputError("knn_mean_distance.method", "'kdtree' with CuPy points", "'brute' or 'auto' on the GPU")
+        return _knn_kdtree(pts, k)
+    return _knn_brute(pts, k)
+
+
+def remove_outliers(points, *, k: int = 80, t: float = 0.1):
+    """Statistical outlier test: keep points whose mean kNN distance is at most ``mean + t * std``.
+
+    Parameters
+    ----------
+    points : (M, 3) float64
+        Point cloud (any length unit), NumPy or CuPy.
+    k : int
+        Neighbours per point (paper: 80), clamped to ``M - 1``.
+    t : float
+        Threshold in standard deviations of the mean kNN distances (paper: 0.1).
+
+    Returns
+    -------
+    keep : (M,) bool
+        True for inliers; all True when ``M <= 1``. Same device as ``points``. The limit carries a
+        relative slack of 1e-12 so that rounding never splits equal distances (identical points,
+        regular grids).
+    """
+    xp = get_array_module(points)
+    if not np.isfinite(t):
+        raise InputError("remove_outliers.t", repr(t), "a finite number of standard deviations")
+    md = knn_mean_distance(points, k)
+    if md.shape[0] <= 1:
+        return xp.ones(md.shape[0], dtype=bool)
+    mu = md.mean()
+    sd = md.std()
+    # a tiny relative slack so that equal distances (e.g. a regular grid) are never split by rounding
+    limit = mu + t * sd + 1e-12 * xp.abs(mu)
+    return md <= limit
+
+
+def statistical_outlier_filter(points, options: CloudOptions | None = None):
+    """:func:`remove_outliers` with ``k`` and ``t`` from ``options`` (defaults: k = 80, t = 0.1)."""
+    options = options or CloudOptions()
+    return remove_outliers(points, k=options.k, t=options.t)
+
+
+# --------------------------------------------------------------------------------------------- #
+# internals
+
+
+def _check_points(xp, points, where: str):
+    shape = getattr(points, "shape", None)
+    if shape is None or len(shape) != 2 or shape[1] != 3:
+        raise InputError(where, f"shape {shape}", "(M, 3) point coordinates")
+    pts = points.astype(np.float64, copy=False)
+    if pts.shape[0] and not bool(xp.isfinite(pts).all()):
+        raise InputError(where, "non-finite coordinates", "finite coordinates")
+    return pts
+
+
+def _knn_kdtree(pts: np.ndarray, k: int) -> np.ndarray:
+    from scipy.spatial import cKDTree
+
+    dist, _ = cKDTree(pts).query(pts, k=k + 1, workers=-1)
+    # column 0 is the point itself at distance 0 (or a duplicate, also at 0: the same multiset)
+    return dist[:, 1:].mean(axis=1)
+
+
+def _knn_brute(pts, k: int):
+    xp = get_array_module(pts)
+    m = pts.shape[0]
+    centred = pts - pts.mean(axis=0)  # smaller norms: less cancellation in |a|^2 + |b|^2 - 2 a.b
+    sq = (centred * centred).sum(axis=1)
+    rows = max(1, min(m, _CHUNK_BYTES // (8 * m)))
+    out = xp.empty(m, dtype=np.float64)
+    for s in range(0, m, rows):
+        e = min(m, s + rows)
+        d2 = sq[s:e, None] + sq[None, :] - 2.0 * (centred[s:e] @ centred.T)
+        xp.maximum(d2, 0, out=d2)
+        i = xp.arange(e - s)
+        d2[i, s + i] = np.inf  # not its own neighbour
+        near = xp.partition(d2, k - 1, axis=1)[:, :k]
+        out[s:e] = xp.sqrt(near).mean(axis=1)
+    return out

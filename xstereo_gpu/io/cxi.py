@@ -1,0 +1,733 @@
+"""CXI (HDF5) files: stereo shot files, third-party CXI frames, and the phased views of a run.
+
+Layouts are documented field by field in docs/format.md. In short:
+
+* Shot files are CXI 1.6 (``cxi_version`` 160) with a group of our own, ``/entry_1/stereo_1``,
+  holding the two beam angles, the two pattern centres on the frame and the crop size, and an
+  optional ``/entry_1/ground_truth_1`` written by the simulator.
+* Third-party CXI is read as it exists in the wild: datasets reached through soft or external links,
+  strings stored as fixed-length bytes, no ``cxi_version``, only ``entry_1/data_1/data``, energy in J
+  without a wavelength (or the reverse), ``basis_vectors`` stored (N, 3) or transposed (3, N), 3D
+  stacks of frames, and a ``units`` attribute where one is present (NeXus style).
+* ``views.cxi`` holds one ``/entry_1/image_{k+1}`` per view with the CXI image fields and a
+  ``process_1`` provenance group (program, version, date, command line, parameters as JSON).
+
+All files are read with h5py and written through :func:`xstereo_gpu.io.export.atomic_file`.
+Problems with a file raise :class:`~xstereo_gpu.errors.InputError` naming the file and dataset.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import math
+import os
+import pathlib
+import posixpath
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..backend import to_host
+from ..errors import InputError, check
+from ..shot import VIEW_NAMES, GroundTruth, Shot
+from .export import atomic_file, jsonable
+
+__all__ = [
+    "CXI_VERSION",
+    "HC_JM",
+    "MASK_INVALID",
+    "MASK_SATURATED",
+    "MASK_SHADOWED",
+    "MASK_SUPPORT",
+    "read_shot",
+    "write_shot",
+    "read_views",
+    "write_views",
+    "energy_to_wavelength",
+]
+
+#: Value written to ``/cxi_version`` (CXI 1.6, version x 100).
+CXI_VERSION = 160
+#: Planck constant times the speed of light  [J m] (exact SI values).
+HC_JM = 6.62607015e-34 * 299792458.0
+
+#: CXI pixel-mask bits (0 = good pixel).
+MASK_INVALID = 0x1
+MASK_SATURATED = 0x2
+MASK_SHADOWED = 0x10
+#: CXI image-mask bit: pixel inside the support.
+MASK_SUPPORT = 0x10000
+
+_LENGTH_UNITS = {"m": 1.0, "meter": 1.0, "metre": 1.0, "mm": 1e-3, "um": 1e-6, "µm": 1e-6, "micron": 1e-6,
+                 "nm": 1e-9, "angstrom": 1e-10, "å": 1e-10, "a": 1e-10}
+_ENERGY_UNITS = {"j": 1.0, "ev": 1.602176634e-19, "kev": 1.602176634e-16}
+
+_STEREO_DESCRIPTION = (
+    "xstereo-gpu stereo metadata (docs/format.md). angles: beam angle magnitudes (t1, t2) of the left "
+    "and right views [deg], left beam at +t1 and right beam at -t2 from the detector normal; "
+    "pattern_centres: (row, col) of the zero frequency of the left and right patterns on the detector "
+    "frame [pixels]; pattern_size: side N of the square crop phased per view [pixels]; view_names: "
+    "order of the view axis. Attributes other than this description are free-form metadata."
+)
+_TRUTH_DESCRIPTION = (
+    "Ground truth of a simulated shot (docs/format.md): views = true exit waves (left, right) on the view "
+    "grid, pixel_size [m]; edge_points = x, y, z [m] in the object frame of docs/geometry.md; edge_labels "
+    "= part of the object each point belongs to."
+)
+_IMAGE_RESERVED = {"data", "data_space", "data_type", "image_center", "is_fft_shifted", "x_pixel_size",
+                   "y_pixel_size", "mask", "name", "process_1"}
+
+
+def energy_to_wavelength(energy_j: float) -> float:
+    """Photon wavelength ``h c / E``  [m] of a photon energy ``E``  [J]."""
+    return HC_JM / energy_j
+
+
+# ----------------------------------------------------------------------------------------------------
+# low-level HDF5 helpers (shared with images.py)
+
+
+@contextlib.contextmanager
+def _open_hdf5(path: str | os.PathLike) -> Iterator[Any]:
+    """Open an HDF5 file read-only; every failure becomes an InputError naming the file."""
+    import h5py
+
+    p = pathlib.Path(path)
+    check(p.exists(), str(p), "no such file", "an existing CXI/HDF5 file")
+    check(p.is_file(), str(p), "a directory" if p.is_dir() else "not a regular file", "a CXI/HDF5 file")
+    try:
+        is_h5 = h5py.is_hdf5(os.fspath(p))
+    except OSError as exc:
+        raise InputError(str(p), f"an unreadable file ({exc})", "a readable CXI/HDF5 file") from None
+    check(is_h5, str(p), "not an HDF5 file (no HDF5 signature)", "a CXI/HDF5 file")
+    try:
+        f = h5py.File(p, "r")
+    except OSError as exc:
+        raise InputError(str(p), f"an unreadable or truncated HDF5 file ({exc})",
+                         "a complete CXI/HDF5 file") from None
+    try:
+        yield f
+    except OSError as exc:
+        raise InputError(str(p), f"a read error ({exc}); the file may be truncated or corrupt",
+                         "a complete CXI/HDF5 file") from None
+    finally:
+        f.close()
+
+
+def _node(f: Any, name: str, src: str) -> Any:
+    """The object at ``name`` or None when no link of that name exists; dangling links raise."""
+    import h5py
+
+    try:
+        link = f.get(name, getlink=True)
+    except (KeyError, ValueError, TypeError):
+        link = None
+    if link is None:
+        return None
+    try:
+        return f[name]
+    except KeyError:
+        if isinstance(link, h5py.ExternalLink):
+            target = f"external link to {link.filename}:{link.path}"
+        elif isinstance(link, h5py.SoftLink):
+            target = f"soft link to {link.path}"
+        else:
+            target = "a link"
+        raise InputError(f"{src}:/{name.lstrip('/')}", f"{target} that cannot be resolved",
+                         "a link to an existing dataset (is the linked file next to this one?)") from None
+
+
+def _dataset(f: Any, name: str, src: str, *, required: bool = False, hint: str = "") -> Any:
+    import h5py
+
+    obj = _node(f, name, src)
+    if obj is None:
+        if required:
+            raise InputError(f"{src}:/{name.lstrip('/')}", "missing dataset", f"a dataset{hint}")
+        return None
+    check(isinstance(obj, h5py.Dataset), f"{src}:/{name.lstrip('/')}", "a group", f"a dataset{hint}")
+    return obj
+
+
+def _to_str(value: Any) -> str:
+    if isinstance(value, np.ndarray):
+        if value.size != 1:
+            return " ".join(_to_str(v) for v in value.ravel())
+        value = value.ravel()[0]
+    if isinstance(value, (bytes, np.bytes_)):
+        return bytes(value).decode("utf-8", errors="replace").rstrip("\x00")
+    return str(value)
+
+
+def _read_str(f: Any, name: str, src: str) -> str | None:
+    ds = _dataset(f, name, src)
+    return None if ds is None else _to_str(ds[()])
+
+
+def _scalar_value(ds: Any, src: str) -> float:
+    where = f"{src}:{ds.name}"
+    arr = np.asarray(ds[()])
+    check(arr.dtype.kind in "biuf", where, f"dtype {arr.dtype}", "a real number")
+    check(arr.size >= 1, where, "an empty dataset", "a number")
+    flat = arr.ravel().astype(np.float64)
+    check(bool(np.all(flat == flat[0])), where, f"{arr.size} different values {arr.shape}", "a single value")
+    return float(flat[0])
+
+
+def _unit_factor(ds: Any, table: dict, src: str, si: str) -> float:
+    units = ds.attrs.get("units")
+    if units is None:
+        return 1.0
+    u = _to_str(units).strip()
+    factor = table.get(u.lower()) if u.lower() in table else table.get(u)
+    check(factor is not None, f"{src}:{ds.name}@units", repr(u), f"one of {sorted(table)} (CXI stores {si})")
+    return float(factor)
+
+
+def _read_length(f: Any, name: str, src: str) -> float | None:
+    ds = _dataset(f, name, src)
+    if ds is None:
+        return None
+    v = _scalar_value(ds, src) * _unit_factor(ds, _LENGTH_UNITS, src, "metres")
+    check(math.isfinite(v) and v > 0, f"{src}:{ds.name}", repr(v), "a positive finite length in metres")
+    return v
+
+
+def _read_energy(f: Any, name: str, src: str) -> float | None:
+    ds = _dataset(f, name, src)
+    if ds is None:
+        return None
+    has_units = ds.attrs.get("units") is not None
+    v = _scalar_value(ds, src) * _unit_factor(ds, _ENERGY_UNITS, src, "joules")
+    check(math.isfinite(v) and v > 0, f"{src}:{ds.name}", repr(v), "a positive finite photon energy in J")
+    check(has_units or v < 1e-9, f"{src}:{ds.name}", f"{v:g} (looks like eV or keV, not J)",
+          "a photon energy in J as CXI requires (or a 'units' attribute)")
+    return v
+
+
+def _as_mask(arr: Any, where: str) -> np.ndarray:
+    a = np.asarray(arr)
+    check(a.dtype.kind in "biu", where, f"dtype {a.dtype}", "an integer CXI bit mask (uint32, 0 = good)")
+    if a.dtype.kind == "b":
+        return a.astype(np.uint32) * np.uint32(MASK_INVALID)
+    if a.dtype.kind == "i":
+        check(not bool((a < 0).any()), where, "negative mask values", "a CXI bit mask (uint32, 0 = good)")
+    return a.astype(np.uint32)
+
+
+def _pixel_from_basis(bv: np.ndarray, frame: int | None, where: str) -> tuple[float, float]:
+    """``(y, x)`` pixel sizes [m] from CXI basis_vectors, stored (D, 3) or transposed (3, D)."""
+    a = np.asarray(bv, dtype=np.float64)
+    if a.ndim == 3:  # one set per frame
+        a = a[min(frame or 0, a.shape[0] - 1)]
+    if a.ndim == 2 and a.shape[1] != 3 and a.shape[0] == 3:
+        a = a.T  # transposed (3, D), as in the PETRA III P25 file
+    check(a.ndim == 2 and a.shape[1] == 3 and a.shape[0] >= 2, where, f"shape {np.shape(bv)}",
+          "(D, 3) basis vectors (one row per data dimension, metres), or (3, D)")
+    norms = np.linalg.norm(a[-2:], axis=1)
+    check(bool(np.all(np.isfinite(norms)) and np.all(norms > 0)), where, f"vectors {a[-2:].tolist()}",
+          "non-zero pixel vectors")
+    return float(norms[0]), float(norms[1])
+
+
+def _resolved_parent(f: Any, path: str) -> str:
+    """Group holding the dataset at ``path`` after following a soft link."""
+    import h5py
+
+    link = f.get(path, getlink=True)
+    if isinstance(link, h5py.SoftLink):
+        target = link.path
+        if not target.startswith("/"):
+            target = posixpath.normpath(posixpath.join(posixpath.dirname("/" + path.lstrip("/")), target))
+        return posixpath.dirname(target)
+    return posixpath.dirname("/" + path.lstrip("/"))
+
+
+_DATA_CANDIDATES = ("entry_1/data_1/data", "entry_1/instrument_1/detector_1/data")
+
+
+def _find_data(f: Any, src: str, dataset: str | None) -> str:
+    import h5py
+
+    if dataset is not None:
+        _dataset(f, dataset, src, required=True, hint=" holding the detector frame(s)")
+        return dataset.lstrip("/")
+    for name in _DATA_CANDIDATES:
+        if _dataset(f, name, src) is not None:
+            return name
+    found: list[str] = []
+
+    def visit(name: str, obj: Any) -> None:
+        if (not found and isinstance(obj, h5py.Dataset) and posixpath.basename(name) == "data"
+                and obj.ndim in (2, 3) and obj.dtype.kind in "biuf"):
+            found.append(name)
+
+    f.visititems(visit)
+    if not found:
+        raise InputError(f"{src}:/entry_1/data_1/data", "missing dataset (and no other 2D/3D dataset named 'data')",
+                         "detector data at /entry_1/data_1/data or /entry_1/instrument_1/detector_1/data")
+    return found[0]
+
+
+def _read_frame(f: Any, src: str, *, frame: int | None = None, dataset: str | None = None) -> dict:
+    """Detector frame, mask and geometry of a CXI/HDF5 file (geometry values may be None)."""
+    name = _find_data(f, src, dataset)
+    ds = f[name]
+    where = f"{src}:/{name}"
+    check(ds.dtype.kind in "biuf", where, f"dtype {ds.dtype}", "real-valued detector intensities")
+    check(ds.ndim in (2, 3), where, f"{ds.ndim} dimensions {ds.shape}", "a 2D frame (H, W) or a 3D stack (F, H, W)")
+    n_frames = ds.shape[0] if ds.ndim == 3 else None
+    if ds.ndim == 3:
+        check(frame is not None, where, f"a stack of {n_frames} frames {ds.shape}",
+              f"a frame index: frame=i (--frame i) with 0 <= i < {n_frames}")
+        check(0 <= int(frame) < n_frames, where, f"frame={frame} but the stack has {n_frames} frames",
+              f"0 <= frame < {n_frames}")
+        data = np.asarray(ds[int(frame)])
+    else:
+        check(frame in (None, 0), where, f"frame={frame} for a single 2D frame {ds.shape}", "no frame index (or 0)")
+        data = np.asarray(ds[()])
+    data = data.astype(np.float32, copy=False)
+
+    parts = name.split("/")
+    entry = parts[0] if parts[0].startswith("entry") else "entry_1"
+    parent = _resolved_parent(f, name).lstrip("/")
+    if posixpath.basename(parent).startswith("detector"):
+        det = parent
+    else:
+        det = f"{entry}/instrument_1/detector_1"
+    if _node(f, det, src) is None:
+        det = None
+    instruments = (f"{entry}/instrument_1", f"{entry}/instrument")  # CXI, then NeXus names
+
+    mask = np.zeros(data.shape, dtype=np.uint32)
+    if det is not None:
+        mds = _dataset(f, f"{det}/mask", src)
+        if mds is not None:
+            mwhere = f"{src}:/{det}/mask"
+            if mds.ndim == 3 and n_frames is not None and mds.shape[0] == n_frames:
+                m = mds[int(frame)]
+            else:
+                m = mds[()]
+            m = _as_mask(m, mwhere)
+            check(m.shape == data.shape, mwhere, f"shape {m.shape}", f"the frame's shape {data.shape}")
+            mask = m
+
+    wavelength = energy = None
+    for inst in instruments:
+        for group, wname, ename in (("source_1", "wavelength", "energy"), ("source", "wavelength", "energy"),
+                                    ("beam", "incident_wavelength", "incident_energy"),
+                                    ("monochromator", "wavelength", "energy")):
+            if wavelength is None:
+                wavelength = _read_length(f, f"{inst}/{group}/{wname}", src)
+            if energy is None:
+                energy = _read_energy(f, f"{inst}/{group}/{ename}", src)
+    if wavelength is None and energy is not None:
+        wavelength = energy_to_wavelength(energy)
+
+    distance = px = py = None
+    if det is not None:
+        distance = _read_length(f, f"{det}/distance", src)
+        px = _read_length(f, f"{det}/x_pixel_size", src)
+        py = _read_length(f, f"{det}/y_pixel_size", src)
+        if px is None or py is None:
+            bds = _dataset(f, f"{det}/basis_vectors", src)
+            if bds is not None:
+                by, bx = _pixel_from_basis(bds[()], frame, f"{src}:/{det}/basis_vectors")
+                px = bx if px is None else px
+                py = by if py is None else py
+        if px is None and py is not None:
+            px = py
+        if py is None and px is not None:
+            py = px
+    pixel = None
+    if px is not None:
+        check(abs(px - py) <= 1e-6 * max(px, py), f"{src}:/{det}/x_pixel_size",
+              f"x {px:g} m and y {py:g} m", "square detector pixels (x_pixel_size == y_pixel_size)")
+        pixel = px
+    return {"data": data, "mask": mask, "wavelength_m": wavelength, "distance_m": distance,
+            "pixel_size_m": pixel, "dataset": "/" + name, "frame": frame if n_frames is not None else None,
+            "n_frames": n_frames, "entry": entry, "detector": det}
+
+
+# ----------------------------------------------------------------------------------------------------
+# shot files
+
+
+def _prefix_where(exc: InputError, src: str) -> InputError:
+    if src in exc.where:
+        return exc
+    return InputError(f"{src}: {exc.where}", exc.found, exc.expected)
+
+
+def read_shot(path: str | os.PathLike, *, frame: int | None = None, wavelength_m: float | None = None,
+              distance_m: float | None = None, detector_pixel_m: float | None = None,
+              angles_deg: tuple[float, float] | None = None, centres_px: Any = None,
+              pattern_size: int | None = None) -> Shot:
+    """Read a stereo shot file (docs/format.md) into a validated :class:`~xstereo_gpu.shot.Shot`.
+
+    Parameters
+    ----------
+    path : str or path-like
+        CXI/HDF5 file: our shot files, or third-party CXI with the stereo facts given as keywords.
+    frame : int, optional
+        Frame of a 3D detector stack ``(F, H, W)``; required for stacks.
+    wavelength_m, distance_m, detector_pixel_m : float, optional
+        Wavelength, sample-detector distance, detector pixel  [m]; when given they replace the
+        file's values (or supply those it lacks).
+    angles_deg : (2,) float, optional
+        ``(t1, t2)`` beam angle magnitudes  [deg]; replace ``/entry_1/stereo_1/angles``.
+    centres_px : (2, 2) float, optional
+        ``(row, col)`` of the left and right zero frequencies  [pixels]; replace
+        ``/entry_1/stereo_1/pattern_centres``.
+    pattern_size : int, optional
+        Crop side N  [pixels]; replaces ``/entry_1/stereo_1/pattern_size``.
+
+    Returns
+    -------
+    Shot
+        With ``frame`` (H, W) float32, ``mask`` (H, W) uint32, ``truth`` when the file has
+        ``/entry_1/ground_truth_1``, ``extra`` = the attributes of ``/entry_1/stereo_1`` other than
+        ``description``, ``source`` = ``str(path)``.
+
+    Raises
+    ------
+    InputError
+        Missing/unreadable/truncated file, not HDF5, a required dataset missing (named), wrong
+        dimensions, unmasked non-finite or negative intensities, invalid geometry.
+    """
+    src = str(path)
+    with _open_hdf5(path) as f:
+        fr = _read_frame(f, src, frame=frame)
+        entry = fr["entry"]
+        det = fr["detector"] or f"{entry}/instrument_1/detector_1"
+        wl = wavelength_m if wavelength_m is not None else fr["wavelength_m"]
+        if wl is None:
+            raise InputError(f"{src}:/{entry}/instrument_1/source_1/wavelength", "missing (and no energy)",
+                             "the wavelength [m] or the photon energy [J] (or --wavelength)")
+        dist = distance_m if distance_m is not None else fr["distance_m"]
+        if dist is None:
+            raise InputError(f"{src}:/{det}/distance", "missing dataset",
+                             "the sample-detector distance [m] (or --distance)")
+        pix = detector_pixel_m if detector_pixel_m is not None else fr["pixel_size_m"]
+        if pix is None:
+            raise InputError(f"{src}:/{det}/x_pixel_size", "missing (and no basis_vectors)",
+                             "the detector pixel size [m] (or --pixel)")
+
+        st = f"{entry}/stereo_1"
+        hint = " (written by `xstereo simulate`; for other files give the stereo geometry on the command line)"
+        if angles_deg is None:
+            a = np.asarray(_dataset(f, f"{st}/angles", src, required=True, hint=hint)[()], dtype=np.float64)
+            check(a.shape == (2,), f"{src}:/{st}/angles", f"shape {a.shape}", "(2,): t1, t2 in degrees")
+            angles_deg = (float(a[0]), float(a[1]))
+        if centres_px is None:
+            centres_px = np.asarray(_dataset(f, f"{st}/pattern_centres", src, required=True, hint=hint)[()],
+                                    dtype=np.float64)
+            check(centres_px.shape == (2, 2), f"{src}:/{st}/pattern_centres", f"shape {centres_px.shape}",
+                  "(2, 2): (row, col) of the left and right pattern centres")
+        if pattern_size is None:
+            ps_ds = _dataset(f, f"{st}/pattern_size", src, required=True, hint=hint)
+            ps = _scalar_value(ps_ds, src)
+            check(ps == int(ps), f"{src}:/{st}/pattern_size", repr(ps), "an integer number of pixels")
+            pattern_size = int(ps)
+        extra: dict = {}
+        stg = _node(f, st, src)
+        if stg is not None:
+            for k, v in stg.attrs.items():
+                if k != "description":
+                    extra[k] = _attr_value(v)
+        sample = _read_str(f, f"{entry}/sample_1/name", src) or ""
+        truth = _read_truth(f, f"{entry}/ground_truth_1", src)
+
+    shot = Shot(frame=fr["data"], mask=fr["mask"], wavelength_m=float(wl), distance_m=float(dist),
+                detector_pixel_m=float(pix), angles_deg=(float(angles_deg[0]), float(angles_deg[1])),
+                centres_px=np.asarray(centres_px, dtype=np.float64).copy(), pattern_size=int(pattern_size),
+                sample=sample, truth=truth, source=src, extra=extra)
+    try:
+        return shot.validate()
+    except InputError as exc:
+        raise _prefix_where(exc, src) from None
+
+
+def _attr_value(v: Any) -> Any:
+    if isinstance(v, (bytes, np.bytes_)):
+        return _to_str(v)
+    if isinstance(v, np.bool_):
+        return bool(v)
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.floating):
+        return float(v)
+    if isinstance(v, np.ndarray):
+        return [_to_str(x) if isinstance(x, (bytes, np.bytes_)) else x for x in v.tolist()]
+    return v
+
+
+def _read_truth(f: Any, group: str, src: str) -> GroundTruth | None:
+    if _node(f, group, src) is None:
+        return None
+    views = np.asarray(_dataset(f, f"{group}/views", src, required=True)[()])
+    check(views.ndim == 3 and views.shape[0] == 2 and views.shape[1] == views.shape[2], f"{src}:/{group}/views",
+          f"shape {views.shape}", "(2, N, N) complex views")
+    pix_ds = _dataset(f, f"{group}/pixel_size", src, required=True)
+    pts = np.asarray(_dataset(f, f"{group}/edge_points", src, required=True)[()], dtype=np.float64)
+    check(pts.ndim == 2 and pts.shape[1] == 3, f"{src}:/{group}/edge_points", f"shape {pts.shape}",
+          "(M, 3) x, y, z [m]")
+    labels = np.asarray(_dataset(f, f"{group}/edge_labels", src, required=True)[()])
+    check(labels.shape == (pts.shape[0],), f"{src}:/{group}/edge_labels", f"shape {labels.shape}",
+          f"({pts.shape[0]},), one label per edge point")
+    return GroundTruth(views=views.astype(np.complex64), pixel_size_m=_scalar_value(pix_ds, src),
+                       edge_points_m=pts, edge_labels=labels.astype(np.int8),
+                       description=_read_str(f, f"{group}/description", src) or "")
+
+
+def _utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def _put_scalar(g: Any, name: str, value: Any, units: str | None = None) -> None:
+    ds = g.create_dataset(name, data=value)
+    if units:
+        ds.attrs["units"] = units
+
+
+def write_shot(path: str | os.PathLike, shot: Shot, *, compression: str | None = "gzip") -> pathlib.Path:
+    """Write a :class:`~xstereo_gpu.shot.Shot` as a CXI 1.6 stereo shot file (docs/format.md), atomically.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Output file (``.cxi``).
+    shot : Shot
+        Validated before writing. ``shot.extra`` values (str, int, float, bool, or 1D lists of
+        numbers or strings, read back as lists) become attributes of ``/entry_1/stereo_1``;
+        ``shot.truth`` (when set) becomes ``/entry_1/ground_truth_1``.
+    compression : {"gzip", None}
+        HDF5 filter for the frame and mask (gzip is readable everywhere).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
+    import h5py
+
+    shot.validate()
+    for k, v in shot.extra.items():
+        check(isinstance(k, str) and k and k != "description" and "/" not in k, f"shot.extra key {k!r}", repr(k),
+              "a non-empty attribute name other than 'description'")
+        ok = isinstance(v, (str, int, float, bool, np.integer, np.floating, np.bool_))
+        if not ok and isinstance(v, (list, tuple, np.ndarray)):
+            a = np.asarray(v)
+            ok = a.ndim == 1 and a.size > 0 and (a.dtype.kind in "biuf" or all(isinstance(x, str) for x in v))
+        check(ok, f"shot.extra[{k!r}]", type(v).__name__,
+              "a str, int, float or bool, or a non-empty 1D list of numbers or of strings")
+    check(compression in ("gzip", None), "compression", repr(compression), "'gzip' or None")
+    frame = np.asarray(to_host(shot.frame), dtype=np.float32)
+    mask = np.asarray(to_host(shot.mask), dtype=np.uint32)
+    comp = {"compression": "gzip", "compression_opts": 4, "shuffle": True} if compression else {}
+    with atomic_file(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("cxi_version", data=np.int64(CXI_VERSION))
+            e = f.create_group("entry_1")
+            e.create_dataset("start_time", data=_utc_now())
+            e.create_group("sample_1").create_dataset("name", data=str(shot.sample))
+            inst = e.create_group("instrument_1")
+            s = inst.create_group("source_1")
+            _put_scalar(s, "energy", np.float64(HC_JM / shot.wavelength_m), "J")
+            _put_scalar(s, "wavelength", np.float64(shot.wavelength_m), "m")
+            d = inst.create_group("detector_1")
+            d.create_dataset("data", data=frame, **comp)
+            _put_scalar(d, "distance", np.float64(shot.distance_m), "m")
+            _put_scalar(d, "x_pixel_size", np.float64(shot.detector_pixel_m), "m")
+            _put_scalar(d, "y_pixel_size", np.float64(shot.detector_pixel_m), "m")
+            d.create_dataset("mask", data=mask, **comp)
+            p = float(shot.detector_pixel_m)
+            d.create_dataset("basis_vectors", data=np.array([[0.0, -p, 0.0], [-p, 0.0, 0.0]], dtype=np.float64))
+            e.create_group("data_1")["data"] = h5py.SoftLink("/entry_1/instrument_1/detector_1/data")
+            st = e.create_group("stereo_1")
+            st.attrs["description"] = _STEREO_DESCRIPTION
+            for k, v in shot.extra.items():
+                if isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v):
+                    v = np.array(v, dtype=h5py.string_dtype())
+                st.attrs[k] = v
+            _put_scalar(st, "angles", np.asarray(shot.angles_deg, dtype=np.float64), "deg")
+            _put_scalar(st, "pattern_centres", np.asarray(shot.centres_px, dtype=np.float64), "pixels")
+            _put_scalar(st, "pattern_size", np.int64(shot.pattern_size), "pixels")
+            st.create_dataset("view_names", data=np.array(VIEW_NAMES, dtype=h5py.string_dtype()))
+            if shot.truth is not None:
+                t = shot.truth
+                g = e.create_group("ground_truth_1")
+                g.attrs["description"] = _TRUTH_DESCRIPTION
+                g.create_dataset("views", data=np.asarray(to_host(t.views), dtype=np.complex64), **comp)
+                _put_scalar(g, "pixel_size", np.float64(t.pixel_size_m), "m")
+                _put_scalar(g, "edge_points", np.asarray(to_host(t.edge_points_m), dtype=np.float64), "m")
+                g.create_dataset("edge_labels", data=np.asarray(to_host(t.edge_labels), dtype=np.int8))
+                g.create_dataset("description", data=str(t.description))
+    return pathlib.Path(path)
+
+
+# ----------------------------------------------------------------------------------------------------
+# views.cxi
+
+
+def write_views(path: str | os.PathLike, views: Any, *, supports: Any, pixel_size_m: float,
+                parameters: Mapping[str, Any], names: Sequence[str] = VIEW_NAMES,
+                extra: Mapping[str, Any] | None = None) -> pathlib.Path:
+    """Write phased views as CXI 1.6 images with provenance (``views.cxi``), atomically.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Output file.
+    views : (V, N, N) complex64
+        Reconstructed exit waves, NumPy or CuPy, on the view grid (pixel (i, j) at
+        ``((i - N//2) Dr, (j - N//2) Dr)``).
+    supports : (V, N, N) bool
+        Final supports; stored as CXI mask bit 0x10000 of ``image_{k+1}/mask``.
+    pixel_size_m : float or None
+        Real-space pixel ``Dr``  [m]; None or NaN when the geometry is unknown (the pixel-size
+        datasets are then omitted).
+    parameters : dict
+        Effective run parameters, stored as JSON in every ``image_{k+1}/process_1/parameters``.
+    names : sequence of str
+        One name per view.
+    extra : dict of str to ndarray, optional
+        Further results. Arrays whose leading axis has length V go to ``image_{k+1}/<name>`` (slice
+        k); others to ``entry_1/result_1/<name>``.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
+    import h5py
+
+    from .. import __version__
+
+    src = str(path)
+    v = np.asarray(to_host(views))
+    check(v.ndim == 3 and v.shape[1] == v.shape[2] and v.shape[0] >= 1, f"{src}: views", f"shape {v.shape}",
+          "(V, N, N) complex views")
+    check(v.dtype.kind in "biufc", f"{src}: views", f"dtype {v.dtype}", "complex numbers")
+    nv = v.shape[0]
+    s = np.asarray(to_host(supports))
+    check(s.shape == v.shape, f"{src}: supports", f"shape {s.shape}", f"the views' shape {v.shape}")
+    known = pixel_size_m is not None and not (isinstance(pixel_size_m, float) and math.isnan(pixel_size_m))
+    check(not known or (math.isfinite(pixel_size_m) and pixel_size_m > 0), f"{src}: pixel_size_m",
+          repr(pixel_size_m), "a positive length in metres (or None/NaN when unknown)")
+    names = [str(n) for n in names]
+    check(len(names) == nv, f"{src}: names", repr(names), f"{nv} names, one per view")
+    params_json = json.dumps(jsonable(dict(parameters)), indent=2, allow_nan=False)
+    per_view: dict[str, np.ndarray] = {}
+    results: dict[str, np.ndarray] = {}
+    for k, arr in (extra or {}).items():
+        a = np.asarray(to_host(arr))
+        check(isinstance(k, str) and k and "/" not in k and k not in _IMAGE_RESERVED, f"{src}: extra key {k!r}",
+              repr(k), f"a dataset name without '/' other than {sorted(_IMAGE_RESERVED)}")
+        check(a.dtype.kind in "biufc", f"{src}: extra[{k!r}]", f"dtype {a.dtype}", "a numeric array")
+        (per_view if a.ndim >= 1 and a.shape[0] == nv else results)[k] = a
+    n = v.shape[1]
+    date = _utc_now()
+    command = " ".join(sys.argv)
+    with atomic_file(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("cxi_version", data=np.int64(CXI_VERSION))
+            e = f.create_group("entry_1")
+            e.create_dataset("start_time", data=date)
+            for k in range(nv):
+                g = e.create_group(f"image_{k + 1}")
+                g.create_dataset("data", data=v[k].astype(np.complex64))
+                g.create_dataset("data_space", data="real")
+                g.create_dataset("data_type", data="exit wave")
+                g.create_dataset("image_center", data=np.array([n // 2, n // 2, 0], dtype=np.float64))
+                g.create_dataset("is_fft_shifted", data=np.int64(0))
+                if known:
+                    _put_scalar(g, "x_pixel_size", np.float64(pixel_size_m), "m")
+                    _put_scalar(g, "y_pixel_size", np.float64(pixel_size_m), "m")
+                g.create_dataset("mask", data=np.where(s[k].astype(bool), np.uint32(MASK_SUPPORT), np.uint32(0)))
+                g.create_dataset("name", data=names[k])
+                p = g.create_group("process_1")
+                p.create_dataset("program", data="xstereo-gpu")
+                p.create_dataset("version", data=__version__)
+                p.create_dataset("date", data=date)
+                p.create_dataset("command", data=command)
+                p.create_dataset("parameters", data=params_json)
+                for name, a in per_view.items():
+                    g.create_dataset(name, data=a[k])
+            if results:
+                r = e.create_group("result_1")
+                for name, a in results.items():
+                    r.create_dataset(name, data=a)
+    return pathlib.Path(path)
+
+
+def read_views(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
+    """Read the phased views of a ``views.cxi`` file written by :func:`write_views`.
+
+    Parameters
+    ----------
+    path : str or path-like
+        CXI file with ``/entry_1/image_1``, ``/entry_1/image_2``, ...
+
+    Returns
+    -------
+    views : (V, N, N) complex64
+        The views in file order.
+    info : dict
+        ``pixel_size_m`` (float, m; None when not recorded), ``names`` (list of str), ``parameters`` (dict, from the JSON of
+        ``image_1/process_1/parameters``; ``{}`` when absent), ``supports`` ((V, N, N) bool, mask bit
+        0x10000), ``program``, ``version``, ``date``, ``command`` (str or None), and ``extra`` (dict:
+        per-view datasets stacked on a leading V axis, plus the datasets of ``entry_1/result_1``).
+    """
+    import h5py
+
+    src = str(path)
+    with _open_hdf5(path) as f:
+        check(_node(f, "entry_1/image_1", src) is not None, f"{src}:/entry_1/image_1", "missing group",
+              "phased views in /entry_1/image_1, /entry_1/image_2, ... (a views.cxi file)")
+        views, supports, names = [], [], []
+        per_view: dict[str, list] = {}
+        k = 1
+        while _node(f, f"entry_1/image_{k}", src) is not None:
+            g = f"entry_1/image_{k}"
+            d = np.asarray(_dataset(f, f"{g}/data", src, required=True)[()])
+            check(d.ndim == 2 and d.shape[0] == d.shape[1], f"{src}:/{g}/data", f"shape {d.shape}", "(N, N)")
+            check(not views or d.shape == views[0].shape, f"{src}:/{g}/data", f"shape {d.shape}",
+                  f"the shape of image_1 {views[0].shape if views else ''}")
+            check(d.dtype.kind in "biufc", f"{src}:/{g}/data", f"dtype {d.dtype}", "numbers")
+            views.append(d.astype(np.complex64))
+            mds = _dataset(f, f"{g}/mask", src)
+            if mds is None:
+                supports.append(np.ones(d.shape, dtype=bool))
+            else:
+                m = _as_mask(mds[()], f"{src}:/{g}/mask")
+                check(m.shape == d.shape, f"{src}:/{g}/mask", f"shape {m.shape}", f"the data's shape {d.shape}")
+                supports.append((m & MASK_SUPPORT) != 0)
+            names.append(_read_str(f, f"{g}/name", src) or (VIEW_NAMES[k - 1] if k <= 2 else f"view_{k - 1}"))
+            for key, obj in f[g].items():
+                if key not in _IMAGE_RESERVED and isinstance(obj, h5py.Dataset):
+                    per_view.setdefault(key, []).append(np.asarray(obj[()]))
+            k += 1
+        pixel = _read_length(f, "entry_1/image_1/x_pixel_size", src)
+        proc = "entry_1/image_1/process_1"
+        text = _read_str(f, f"{proc}/parameters", src)
+        try:
+            parameters = json.loads(text) if text else {}
+        except ValueError as exc:
+            raise InputError(f"{src}:/{proc}/parameters", f"invalid JSON ({exc})", "a JSON object") from None
+        info = {"pixel_size_m": pixel, "names": names, "parameters": parameters,
+                "supports": np.stack(supports)}
+        for key in ("program", "version", "date", "command"):
+            info[key] = _read_str(f, f"{proc}/{key}", src)
+        extra = {key: np.stack(vals) for key, vals in per_view.items() if len(vals) == len(views)}
+        rg = _node(f, "entry_1/result_1", src)
+        if rg is not None:
+            for key, obj in rg.items():
+                if isinstance(obj, h5py.Dataset):
+                    extra[key] = np.asarray(obj[()])
+        info["extra"] = extra
+    return np.stack(views), info

@@ -1,0 +1,338 @@
+"""Independent phase-retrieval runs, batched, with best-iterate selection and coherent averaging.
+
+:class:`PhaseRetrieval` holds the explicit state of ``R`` runs for each of ``V`` views on one
+``(V, R, N, N)`` complex64 array (STYLE practice 14): ``update(n)`` advances every run by ``n``
+iterations, ``done()`` says when ``options.iterations`` iterations of the chosen algorithm plus
+``options.final_er`` error-reduction iterations have run. Per run it keeps the estimate of the
+iteration that minimises ``eps_n = ||x_{n+1} - x_n||`` (paper, Methods). Everything stays on the
+input's device; the host synchronises only every ``options.check_every`` iterations, to record the
+cost history.
+
+:func:`phase_retrieval` is the functional entry point: it runs to completion, superposes the best
+iterates of the runs (twin choice, subpixel DFT registration, global phase) and averages them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ..backend import get_array_module, to_device, to_host
+from ..config import PhasingOptions
+from ..errors import InputError
+from ._fft import fft2, ifft2
+from .algorithms import Workspace, dm_step, er_step, fourier_constraint, hio_step
+from .align import align_runs
+from .support import autocorrelation_support, shrink_wrap
+
+__all__ = ["PhaseRetrieval", "PhasingResult", "phase_retrieval", "fourier_error"]
+
+
+def _validate(intensities, valid, support):
+    xp = get_array_module(intensities)
+    i = xp.asarray(intensities)
+    if i.ndim != 3 or i.shape[-1] != i.shape[-2] or i.shape[-1] < 4:
+        raise InputError("phasing.intensities", f"an array of shape {tuple(i.shape)}", "shape (V, N, N) with N >= 4")
+    if not (np.issubdtype(i.dtype, np.floating) or np.issubdtype(i.dtype, np.integer)):
+        raise InputError("phasing.intensities", f"dtype {i.dtype}", "real (float32) intensities")
+    v = to_device(valid, xp) if valid is not None else xp.ones(i.shape, dtype=bool)
+    if v.shape != i.shape:
+        raise InputError("phasing.valid", f"shape {tuple(v.shape)}", f"the intensities' shape {tuple(i.shape)}")
+    if v.dtype != bool:
+        raise InputError("phasing.valid", f"dtype {v.dtype}", "bool (True = measured pixel)")
+    i = i.astype(xp.float32)
+    finite = xp.isfinite(i)
+    if not bool(xp.all(finite | ~v)):  # one host sync at set-up
+        raise InputError("phasing.intensities", "non-finite values at valid pixels", "finite intensities "
+                         "(mark bad pixels invalid)")
+    if not bool(xp.any(v)):
+        raise InputError("phasing.valid", "no valid pixel", "at least one measured pixel per view")
+    if support is not None:
+        s = to_device(support, xp)
+        if s.dtype != bool or s.ndim not in (3, 4) or s.shape[0] != i.shape[0] or s.shape[-2:] != i.shape[-2:]:
+            raise InputError("phasing.support", f"{s.dtype} array of shape {tuple(s.shape)}",
+                             f"bool (V, N, N) or (V, R, N, N) with V, N = {i.shape[0]}, {i.shape[-1]}")
+        support = s
+    return xp, xp.where(v, i, np.float32(0)), v, support
+
+
+def _random_half_planes(rng: np.random.Generator, nv: int, nr: int, n: int) -> np.ndarray:
+    """Per view and run, the half-plane ``u . (p - c) >= 0`` through ``c = (N//2, N//2)``, random ``u``.
+
+    The autocorrelation support ``A = O - O`` of an object ``O`` contains, for every direction
+    ``u``, the translate of ``O`` whose ``u``-most-negative point sits on the centre, and that
+    translate lies in ``A`` intersected with the half-plane. Cutting ``A`` this way keeps a
+    valid support while breaking its centro-symmetry, which is what lets object and twin start
+    on an equal footing and so causes twin stagnation; different runs get different directions.
+    """
+    angles = rng.random((nv, nr)) * (2 * np.pi)
+    c = np.arange(n) - n // 2
+    return (np.cos(angles)[..., None, None] * c[:, None] + np.sin(angles)[..., None, None] * c[None, :]) >= -0.5
+
+
+class PhaseRetrieval:
+    """Batched phase retrieval of ``V`` views with ``R`` independent runs each.
+
+    Parameters
+    ----------
+    intensities : (V, N, N) float32
+        Diffraction intensities, zero frequency at pixel ``(N//2, N//2)``  [photons]; NumPy or
+        CuPy (the computation runs where the array lives).
+    valid : (V, N, N) bool
+        True where the pixel holds data; False pixels (beamstop, overlap, outside the frame) are
+        left free by the modulus projection.
+    options : PhasingOptions
+        Algorithm, runs, iterations, shrink-wrap schedule, seed, ...
+    support : (V, N, N) or (V, R, N, N) bool, optional
+        Initial support, used as given. Default: :func:`autocorrelation_support` with
+        ``options.autocorrelation_threshold``, cut for each run by a random half-plane through its
+        centre (a valid, non-centrosymmetric support; it halves the share of runs that stagnate
+        in a superposition of the object and its twin).
+
+    Attributes
+    ----------
+    iteration : int
+        Iterations done so far.
+    max_iter : int
+        ``options.iterations + options.final_er``.
+    costs : list of (V, R) float32 NumPy arrays
+        Relative ``eps`` (see ``best_eps``) of every run, recorded every ``options.check_every``
+        iterations and at the last one.
+    cost_iterations : list of int
+        The iteration each entry of ``costs`` belongs to.
+    best : (V, R, N, N) complex64
+        Per run, the solution estimate of the iteration with the lowest ``eps`` so far.
+    best_eps : (V, R) float32
+        That lowest ``eps_n = ||x_{n+1} - x_n||``, divided by the real-space norm of the measured
+        amplitudes of the view (``sqrt(sum A**2) / N``), so 0.01 means 1 % of the wave.
+    support : (V, R, N, N) bool
+        Current supports (per run after the first shrink-wrap).
+    x : (V, R, N, N) complex64
+        Current iterates.
+    amplitudes : (V, 1, N, N) float32
+        Measured amplitudes ``sqrt(I)`` in FFT order (zero frequency at ``[0, 0]``).
+    valid : (V, 1, N, N) bool
+        Valid-data mask in FFT order.
+    xp : module
+        ``numpy`` or ``cupy``: where the computation runs.
+
+    Notes
+    -----
+    Starting points: ``P_S`` of the inverse FFT of the measured amplitudes with uniformly random
+    phases, drawn on the host from ``numpy.random.default_rng(options.seed)`` (half-plane angles
+    first, then the phases of the whole ``(V, R, N, N)`` block at once) and uploaded; runs are
+    reproducible and differ from each other. Shrink-wrap (every
+    ``options.shrinkwrap_every`` iterations of the main algorithm, from the current estimate) uses a
+    sigma going linearly from ``shrinkwrap_sigma[0]`` at the first update to ``shrinkwrap_sigma[1]``
+    at the last; the support is then frozen for the final error reduction.
+    """
+
+    def __init__(self, intensities, valid, options: PhasingOptions | None = None, *, support=None):
+        options = PhasingOptions() if options is None else options
+        if not isinstance(options, PhasingOptions):
+            raise InputError("phasing.options", type(options).__name__, "a PhasingOptions")
+        xp, inten, v, support = _validate(intensities, valid, support)
+        self.xp = xp
+        self.options = options
+        nv, n = inten.shape[0], inten.shape[-1]
+        r = options.runs
+        self.amplitudes, self.valid = fourier_constraint(inten, v)  # (V, 1, N, N), FFT order
+        rng = np.random.default_rng(options.seed)
+        if support is None:
+            support = autocorrelation_support(inten, v, threshold=options.autocorrelation_threshold)
+            max_area = support.sum(axis=(-2, -1))[:, None]  # (V, 1)
+            support = support[:, None] & to_device(_random_half_planes(rng, nv, r, n), xp)
+        else:
+            max_area = xp.asarray(support).sum(axis=(-2, -1)).reshape(nv, -1) * 2
+        if support.ndim == 3:
+            support = support[:, None]
+        if support.shape[1] not in (1, r):
+            raise InputError("phasing.support", f"{support.shape[1]} runs", f"1 or options.runs = {r}")
+        self.support = xp.ascontiguousarray(xp.broadcast_to(support, (nv, r, n, n)))
+        #: (V, 1) area of the autocorrelation support: a run whose support grows past it has
+        #: spread over the field, and its support no longer constrains anything
+        self.max_area = max_area
+        phases = rng.random((nv, r, n, n), dtype=np.float32) * np.float32(2 * np.pi)
+        phases = to_device(phases, xp)
+        x = (self.amplitudes * xp.exp(1j * phases)).astype(xp.complex64)
+        x = ifft2(x, overwrite=True)
+        x *= self.support
+        self.x = xp.ascontiguousarray(x, dtype=xp.complex64)
+        self._work = Workspace(self.x, self.amplitudes, self.valid)
+        norm = xp.sqrt(xp.sum(self.amplitudes.astype(xp.float64) ** 2, axis=(-3, -2, -1))) / n
+        self._inv_norm = (1.0 / xp.maximum(norm, 1e-30)).astype(xp.float32)[:, None]  # (V, 1)
+        self.best = self.x.copy()
+        self.best_eps = xp.full((nv, r), np.inf, dtype=xp.float32)
+        self.iteration = 0
+        self.max_iter = options.iterations + options.final_er
+        self._select_from = int(options.select_from * options.iterations)
+        self.costs: list[np.ndarray] = []
+        self.cost_iterations: list[int] = []
+
+    def done(self) -> bool:
+        """True once ``max_iter`` iterations have run."""
+        return self.iteration >= self.max_iter
+
+    def _sigma(self) -> float:
+        o = self.options
+        updates = o.iterations // o.shrinkwrap_every
+        j = self.iteration // o.shrinkwrap_every  # 1 .. updates
+        t = 1.0 if updates <= 1 else (j - 1) / (updates - 1)
+        s0, s1 = o.shrinkwrap_sigma
+        return s0 + (s1 - s0) * t
+
+    def update(self, n: int = 1) -> "PhaseRetrieval":
+        """Advance every run by ``n`` iterations (fewer if ``max_iter`` is reached).
+
+        No host synchronisation except when a cost is recorded (every ``check_every`` iterations).
+        """
+        xp, o = self.xp, self.options
+        for _ in range(int(n)):
+            if self.done():
+                break
+            if self.iteration < o.iterations and o.algorithm == "dm":
+                _, est, eps = dm_step(self.x, self.amplitudes, self.valid, self.support,
+                                      beta=o.beta, gammas=o.gammas, work=self._work)
+            elif self.iteration < o.iterations and o.algorithm == "hio":
+                _, est, eps = hio_step(self.x, self.amplitudes, self.valid, self.support,
+                                       beta=o.hio_beta, work=self._work)
+            else:  # "er", or the final error reduction
+                _, est, eps = er_step(self.x, self.amplitudes, self.valid, self.support, work=self._work)
+            eps *= self._inv_norm
+            better = eps < self.best_eps
+            if self.iteration < self._select_from:
+                better &= False
+            # keep the real-space object: the estimate restricted to the current support (the
+            # unrestricted estimate still drives shrink-wrap, so the support can grow back)
+            xp.copyto(self.best, est, where=xp.broadcast_to(better[..., None, None], est.shape) & self.support)
+            xp.copyto(self.best, 0, where=xp.broadcast_to(better[..., None, None], est.shape) & ~self.support)
+            self.best_eps = xp.where(better, eps, self.best_eps)
+            self.iteration += 1
+            it = self.iteration
+            if o.shrinkwrap_every and it <= o.iterations and it % o.shrinkwrap_every == 0:
+                new = shrink_wrap(est, sigma=self._sigma(), threshold=o.shrinkwrap_threshold)
+                empty = new.sum(axis=(-2, -1)) == 0  # never empty a support
+                self.support = xp.where(empty[..., None, None], self.support, new)
+            if it % o.check_every == 0 or self.done():
+                self.costs.append(np.asarray(to_host(eps), dtype=np.float32))
+                self.cost_iterations.append(it)
+        return self
+
+
+@dataclass
+class PhasingResult:
+    """Outcome of :func:`phase_retrieval`.
+
+    Attributes
+    ----------
+    views : (V, N, N) complex64
+        Coherent average of the aligned best iterates of each view (same device as the input),
+        centred on pixel ``(N//2, N//2)``; exit-wave scale (the amplitudes are ``sqrt(I)``).
+    best : (V, R, N, N) complex64
+        The best iterate of every run, *after* alignment (twin choice, subpixel shift, global
+        phase): ready for a PRTF.
+    best_eps : (V, R) float32
+        Relative ``eps`` of each run's best iterate (:attr:`PhaseRetrieval.best_eps`).
+    supports : (V, N, N) bool
+        Support of each averaged view: shrink-wrap of ``|views|`` with the last shrink-wrap sigma
+        and threshold.
+    iterations : int
+        Iterations per run (main algorithm + final error reduction).
+    history : dict
+        ``iterations`` (K,) int and ``eps`` (K, V, R) float32: the recorded costs;
+        ``reference`` (V,) int, ``twin`` (V, R) bool, ``shifts`` (V, R, 2) float64,
+        ``peak`` (V, R) float32: the alignment of the runs; ``fourier_error`` (V, R): relative
+        Fourier error of each best iterate; ``spread`` (V, R) bool: support grown past the
+        autocorrelation's area (ranked last); ``averaged`` (V, R) bool: runs in the average
+        (``options.average_tolerance``). Host arrays.
+    """
+
+    views: object
+    best: object
+    best_eps: object
+    supports: object
+    iterations: int
+    history: dict = field(default_factory=dict)
+
+
+def fourier_error(objects, amplitudes, valid):
+    """Relative Fourier-space error of each object: ``|| |F x| - A ||_valid / ||A||_valid``.
+
+    Parameters
+    ----------
+    objects : (V, R, N, N) complex64
+        Real-space objects (e.g. the support-projected best iterates).
+    amplitudes, valid : (V, 1, N, N)
+        Measured amplitudes and valid mask in FFT order (:func:`~.algorithms.fourier_constraint`).
+
+    Returns
+    -------
+    (V, R) float32
+    """
+    xp = get_array_module(objects)
+    f = xp.abs(fft2(xp.array(objects, dtype=xp.complex64), overwrite=True))
+    num = xp.sum(xp.where(valid, (f - amplitudes) ** 2, 0), axis=(-2, -1))
+    den = xp.sum(xp.where(valid, amplitudes.astype(xp.float32) ** 2, 0), axis=(-2, -1))
+    return xp.sqrt(num / xp.maximum(den, 1e-30)).astype(xp.float32)
+
+
+def phase_retrieval(intensities, valid, options: PhasingOptions | None = None, *,
+                    support=None, progress: Callable[[int, int], None] | None = None) -> PhasingResult:
+    """Phase every view with ``options.runs`` independent runs and average the best iterates.
+
+    Parameters
+    ----------
+    intensities : (V, N, N) float32
+        Diffraction intensities, zero frequency at pixel ``(N//2, N//2)``  [photons]. NumPy or
+        CuPy: the result lives on the same device.
+    valid : (V, N, N) bool
+        Valid-data mask (False pixels are free in Fourier space).
+    options : PhasingOptions, optional
+        Defaults to ``PhasingOptions()`` (the paper's 45 runs).
+    support : (V, N, N) or (V, R, N, N) bool, optional
+        Initial support (default: from the autocorrelation).
+    progress : callable, optional
+        ``progress(done, total)`` called every ``options.check_every`` iterations.
+
+    Returns
+    -------
+    PhasingResult
+    """
+    options = PhasingOptions() if options is None else options
+    pr = PhaseRetrieval(intensities, valid, options, support=support)
+    xp = pr.xp
+    while not pr.done():
+        pr.update(options.check_every)
+        if progress is not None:
+            progress(pr.iteration, pr.max_iter)
+    ferr = fourier_error(pr.best, pr.amplitudes, pr.valid)
+    # runs whose support spread past the autocorrelation's area satisfy the data trivially: rank
+    # them last (unless every run of a view did)
+    spread = pr.support.sum(axis=(-2, -1)) > pr.max_area
+    spread &= ~xp.all(spread, axis=1, keepdims=True)
+    rank = xp.where(spread, xp.float32(np.inf), ferr)
+    keep = rank <= (1.0 + options.average_tolerance) * rank.min(axis=1, keepdims=True)
+    aligned, info = align_runs(pr.best, upsample=options.register_upsample, eps=rank, keep=keep)
+    views = info["average"]
+    supports = shrink_wrap(views, sigma=options.shrinkwrap_sigma[1], threshold=options.shrinkwrap_threshold)
+    history = {
+        "iterations": np.asarray(pr.cost_iterations, dtype=np.int64),
+        "eps": np.stack(pr.costs) if pr.costs else np.zeros((0,) + tuple(pr.best_eps.shape), np.float32),
+        "reference": to_host(info["reference"]),
+        "twin": to_host(info["twin"]),
+        "shifts": to_host(info["shifts"]),
+        "peak": to_host(info["peak"]),
+        "fourier_error": to_host(ferr),
+        "spread": to_host(spread),
+        "averaged": to_host(keep),
+    }
+    return PhasingResult(
+        views=xp.ascontiguousarray(views, dtype=xp.complex64),
+        best=aligned,
+        best_eps=pr.best_eps,
+        supports=supports,
+        iterations=pr.max_iter,
+        history=history,
+    )

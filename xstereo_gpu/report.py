@@ -1,0 +1,226 @@
+"""Figures like the paper's (dual pattern, phased views, disparity, depth, cloud) and ``summary.json``.
+
+matplotlib is imported lazily with the Agg backend, so nothing here needs a display.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import pathlib
+import sys
+
+import numpy as np
+
+from . import __version__
+from .shot import VIEW_NAMES
+
+__all__ = ["write_run_directory", "summary_dict", "figure_patterns", "figure_views", "figure_disparity",
+           "figure_depth", "figure_cloud"]
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: pathlib.Path) -> None:
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    _plt().close(fig)
+
+
+def _extent_um(n: int, pixel_m: float, upsample: int = 1):
+    """imshow extent [um] for an (n, n) image whose pixel is pixel_m / upsample, centred at view pixel N//2."""
+    p = pixel_m / upsample * 1e6
+    c = (n // upsample) // 2 * upsample + (upsample - 1) / 2  # matching-grid index of view pixel N//2
+    return [(-0.5 - c) * p, (n - 0.5 - c) * p, (n - 0.5 - c) * p, (-0.5 - c) * p]
+
+
+def figure_patterns(shot, path) -> None:
+    """The dual diffraction pattern on the CCD, log scale, with both crops outlined (paper Fig. 2a)."""
+    plt = _plt()
+    from matplotlib.patches import Rectangle
+
+    frame = np.asarray(shot.frame, dtype=float)
+    fig, ax = plt.subplots(figsize=(6.4, 5.6))
+    im = ax.imshow(np.log10(1 + np.clip(frame, 0, None)), cmap="magma", origin="upper")
+    n = shot.pattern_size
+    for (r, c), name, col in zip(np.asarray(shot.centres_px), VIEW_NAMES, ("tab:cyan", "tab:green")):
+        ax.add_patch(Rectangle((c - n // 2 - 0.5, r - n // 2 - 0.5), n, n, fill=False, ec=col, lw=1))
+        ax.plot([c], [r], "+", color=col, ms=8)
+        ax.text(c, r - n // 2 - 4, f"{name} pattern", color=col, ha="center", va="bottom", fontsize=8)
+    ax.set_title(f"Dual diffraction pattern, log10(1 + photons)\n{shot.source}", fontsize=9)
+    ax.set_xlabel("detector column [px]")
+    ax.set_ylabel("detector row [px]")
+    fig.colorbar(im, ax=ax, shrink=0.8, label="log10(1 + photons)")
+    _save(fig, path)
+
+
+def figure_views(views, supports, pixel_m, path, *, titles=("left view", "right view")) -> None:
+    """Amplitude of the phased views with the support outline (paper Figs. 2b, c)."""
+    plt = _plt()
+    views = np.asarray(views)
+    fig, axes = plt.subplots(1, len(views), figsize=(5.2 * len(views), 4.6), squeeze=False)
+    for k, ax in enumerate(axes[0]):
+        amp = np.abs(views[k])
+        ext = _extent_um(amp.shape[0], pixel_m)
+        im = ax.imshow(amp, cmap="gray", extent=ext)
+        if supports is not None:
+            ax.contour(np.asarray(supports[k]).astype(float), levels=[0.5], colors="tab:orange", linewidths=0.6,
+                       extent=[ext[0], ext[1], ext[3], ext[2]], origin="upper")
+        ax.set_title(f"{titles[k]} |amplitude| (support in orange)", fontsize=9)
+        ax.set_xlabel("x [um]")
+        ax.set_ylabel("y [um]")
+        fig.colorbar(im, ax=ax, shrink=0.8, label="amplitude [a.u.]")
+    _save(fig, path)
+
+
+def figure_disparity(dl, dr, pixel_m, upsample, path) -> None:
+    """Left and right disparity maps with colour bars [view pixels] (paper Fig. 3a)."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
+    both = np.concatenate([dl[np.isfinite(dl)], dr[np.isfinite(dr)]]) / upsample
+    lim = float(np.percentile(np.abs(both), 99)) if both.size else 1.0
+    for ax, d, name in zip(axes, (dl, dr), VIEW_NAMES):
+        im = ax.imshow(np.asarray(d) / upsample, cmap="coolwarm", vmin=-lim, vmax=lim,
+                       extent=_extent_um(d.shape[0], pixel_m, upsample), interpolation="nearest")
+        ax.set_facecolor("0.15")
+        valid = np.isfinite(d).mean() * 100
+        ax.set_title(f"{name} disparity map ({valid:.1f} % of pixels valid)", fontsize=9)
+        ax.set_xlabel("x [um]")
+        ax.set_ylabel("y [um]")
+        fig.colorbar(im, ax=ax, shrink=0.8, label="disparity [view pixels]")
+    _save(fig, path)
+
+
+def figure_depth(depth_nm, pixel_m, upsample, path) -> None:
+    """Depth of the left map [um] (paper Fig. 3b seen from above)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.6, 4.8))
+    d = np.asarray(depth_nm) / 1e3
+    fin = d[np.isfinite(d)]
+    lo, hi = (np.percentile(fin, [1, 99]) if fin.size else (-1, 1))
+    im = ax.imshow(d, cmap="viridis", vmin=lo, vmax=hi, extent=_extent_um(d.shape[0], pixel_m, upsample),
+                   interpolation="nearest")
+    ax.set_facecolor("0.15")
+    ax.set_title("depth map from eq. (1), left view", fontsize=9)
+    ax.set_xlabel("x_left [um]")
+    ax.set_ylabel("y [um]")
+    fig.colorbar(im, ax=ax, shrink=0.8, label="depth z [um]")
+    _save(fig, path)
+
+
+def figure_cloud(points_nm, path, *, max_points: int = 20000, seed: int = 0) -> None:
+    """3D view of the cleaned cloud coloured by depth, and a side view (paper Fig. 3b)."""
+    plt = _plt()
+    pts = np.asarray(points_nm) / 1e3
+    if len(pts) > max_points:
+        pts = pts[np.random.default_rng(seed).choice(len(pts), max_points, replace=False)]
+    fig = plt.figure(figsize=(11, 5))
+    ax = fig.add_subplot(1, 2, 1, projection="3d")
+    sc = ax.scatter(pts[:, 0], pts[:, 1], pts[:, 2], s=0.6, c=pts[:, 2], cmap="viridis") if len(pts) else None
+    ax.set_xlabel("x [um]")
+    ax.set_ylabel("y [um]")
+    ax.set_zlabel("z [um]")
+    ax.view_init(elev=25, azim=-60)
+    ax.set_title(f"point cloud ({len(points_nm)} points)", fontsize=9)
+    ax2 = fig.add_subplot(1, 2, 2)
+    if len(pts):
+        ax2.scatter(pts[:, 0], pts[:, 2], s=0.4, c=pts[:, 2], cmap="viridis")
+    ax2.set_xlabel("x [um]")
+    ax2.set_ylabel("z [um]")
+    ax2.set_title("side view (x, z)", fontsize=9)
+    if sc is not None:
+        fig.colorbar(sc, ax=[ax, ax2], shrink=0.7, label="z [um]")
+    _save(fig, path)
+
+
+def summary_dict(results, *, shot=None, files=(), extra: dict | None = None) -> dict:
+    """The content of ``summary.json`` (documented in docs/format.md)."""
+    g = results.geometry
+    report = g.report()
+    report["pattern_size"] = int(results.views.shape[-1])
+    if shot is not None:
+        report.update(wavelength_nm=shot.wavelength_m * 1e9, distance_mm=shot.distance_m * 1e3,
+                      detector_pixel_um=shot.detector_pixel_m * 1e6)
+    o = results.options
+    eps = np.asarray(results.best_eps)
+    valid_l = float(np.isfinite(results.disparity_left).mean())
+    valid_r = float(np.isfinite(results.disparity_right).mean())
+    out = {
+        "program": "xstereo-gpu",
+        "version": __version__,
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(sys.argv),
+        "input": results.source,
+        "sample": results.sample,
+        "device": results.device,
+        "profile": o.profile,
+        "geometry": report,
+        "timings_s": {k: round(v, 4) for k, v in results.timings.items()},
+        "phasing": {
+            "algorithm": o.phasing.algorithm, "runs": o.phasing.runs,
+            "iterations": o.phasing.iterations, "final_er": o.phasing.final_er,
+            "best_eps_median": [float(np.median(e)) for e in eps] if eps.size else None,
+        },
+        "stereo": {"upsample": results.upsample, "valid_fraction_left": valid_l, "valid_fraction_right": valid_r,
+                   "block": o.match.block, "range": [o.match.dmin, o.match.dmax]},
+        "cloud": {"points_before_outlier_removal": int(len(results.points_nm)),
+                  "points": int(results.kept.sum()), "k": o.cloud.k, "t": o.cloud.t},
+        "options": o.to_dict(),
+        "outputs": sorted(files),
+    }
+    if results.accuracy is not None:
+        out["accuracy"] = results.accuracy
+    if extra:
+        out.update(extra)
+    return out
+
+
+def write_run_directory(results, path, *, shot=None, overwrite: bool = False, figures: bool = True,
+                        extra_summary: dict | None = None) -> dict:
+    """Write the output directory of a run (DESIGN section 6) atomically; returns the summary.
+
+    Files: ``views.cxi``, ``disparity_left.tif``, ``disparity_right.tif``, ``depth.tif``, ``cloud.ply``,
+    ``options.toml``, ``figures/*.png`` and ``summary.json``.
+    """
+    from .io import output_directory, write_json, write_ply, write_tiff, write_views
+
+    g = results.geometry
+    u = results.upsample
+    meta = {"units": "matching-grid pixels", "upsample": u, "pixel_size_nm": g.pixel_size_m * 1e9 / u,
+            "view_pixel_size_nm": g.pixel_size_m * 1e9, "angles_deg": list(g.angles_deg),
+            "convention": "a point at column x in the left view is at column x - d in the right view",
+            "program": "xstereo-gpu", "version": __version__}
+    with output_directory(path, overwrite=overwrite) as tmp:
+        tmp = pathlib.Path(tmp)
+        files = []
+        write_views(tmp / "views.cxi", results.views, supports=results.supports, pixel_size_m=g.pixel_size_m,
+                    parameters=results.options.to_dict(), extra={"best_eps": results.best_eps})
+        for name, arr, m in (("disparity_left.tif", results.disparity_left, meta),
+                             ("disparity_right.tif", results.disparity_right, meta),
+                             ("depth.tif", results.depth, {**meta, "units": "nm (depth z of the left map)"})):
+            write_tiff(tmp / name, np.asarray(arr, dtype=np.float32), metadata=m)
+        cloud = results.cloud_nm
+        write_ply(tmp / "cloud.ply", cloud, scalars={"confidence": results.confidence[results.kept],
+                                                     "view": results.view[results.kept].astype(np.float32)})
+        (tmp / "options.toml").write_text(results.options.to_toml())
+        files += ["views.cxi", "disparity_left.tif", "disparity_right.tif", "depth.tif", "cloud.ply", "options.toml"]
+        if figures:
+            fig_dir = tmp / "figures"
+            fig_dir.mkdir()
+            if shot is not None:
+                figure_patterns(shot, fig_dir / "patterns.png")
+            figure_views(results.views, results.supports, g.pixel_size_m, fig_dir / "views.png")
+            figure_disparity(results.disparity_left, results.disparity_right, g.pixel_size_m, u,
+                             fig_dir / "disparity.png")
+            figure_depth(results.depth, g.pixel_size_m, u, fig_dir / "depth.png")
+            figure_cloud(cloud, fig_dir / "cloud.png")
+            files += [f"figures/{p.name}" for p in sorted(fig_dir.iterdir())]
+        files.append("summary.json")
+        summary = summary_dict(results, shot=shot, files=files, extra=extra_summary)
+        write_json(tmp / "summary.json", summary)
+    return summary
