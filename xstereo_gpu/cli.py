@@ -167,9 +167,10 @@ def cmd_simulate(args) -> int:
     out = pathlib.Path(args.output)
     if out.exists() and not args.overwrite:
         raise InputError(str(out), "an existing file", "a new path (or pass --overwrite)")
+    opts = _simulation_options(args)
     progress = _progress(args)
     progress.stage("simulate", "cross-lid sample, two beams, far field, photons and beamstop")
-    shot = simulate_shot(_simulation_options(args), progress=progress.note)
+    shot = simulate_shot(opts, progress=progress.note)
     write_shot(out, shot)
     g = shot.geometry
     print(f"wrote {out} ({shot.frame.shape[0]}x{shot.frame.shape[1]} frame, two {shot.pattern_size}px patterns, "
@@ -204,7 +205,10 @@ def cmd_run(args) -> int:
     from .io import read_shot
 
     _check_output_dir(args)
-    shot = read_shot(args.shot)
+    centres = None if args.centres is None else [args.centres[:2], args.centres[2:]]
+    shot = read_shot(args.shot, frame=args.frame, angles_deg=args.angles, centres_px=centres,
+                     pattern_size=args.pattern_size, wavelength_m=args.wavelength, distance_m=args.distance,
+                     detector_pixel_m=args.detector_pixel)
     return _run_shot(shot, args)
 
 
@@ -213,9 +217,10 @@ def cmd_demo(args) -> int:
 
     _check_output_dir(args)
     t0 = time.perf_counter()
+    opts = _simulation_options(args)
     progress = _progress(args)
     progress.stage("simulate", "the paper's cross-lid sample (built-in), two beams at +-9.5 deg")
-    shot = simulate_shot(_simulation_options(args), progress=progress.note)
+    shot = simulate_shot(opts, progress=progress.note)
     shot.source = "built-in simulated cross (xstereo demo)"
     t_sim = time.perf_counter() - t0
     return _run_shot(shot, args, extra={"simulation_s": round(t_sim, 3)})
@@ -378,6 +383,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("shot", help="shot file (CXI, docs/format.md)")
     p.add_argument("-o", "--output", required=True, help="output directory")
     p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    p.add_argument("--frame", type=int, help="frame index when the detector data is a stack")
+    p.add_argument("--angles", nargs=2, type=float, metavar=("T1", "T2"),
+                   help="beam angle magnitudes [deg] (override or supply the file's)")
+    p.add_argument("--centres", nargs=4, type=float, metavar=("R1", "C1", "R2", "C2"),
+                   help="zero-frequency pixels (row, col) of the left and right patterns on the frame")
+    p.add_argument("--pattern-size", type=int, help="crop side N of each pattern [px]")
+    p.add_argument("--wavelength", type=float, metavar="M", help="wavelength [m]")
+    p.add_argument("--distance", type=float, metavar="M", help="sample-detector distance [m]")
+    p.add_argument("--detector-pixel", type=float, metavar="M", help="detector pixel [m]")
     _add_common(p)
     _add_pipeline_options(p)
     p.set_defaults(func=cmd_run)

@@ -52,6 +52,10 @@ class Results:
         eps_n of the best iterate of every run.
     images : (2, uN, uN) float32
         Pre-processed views on the matching grid (upsampled by ``upsample``).
+    upsample : int
+        Matching-grid pixels per view pixel.
+    thresholds : (float, float) or None
+        Binary thresholds used (left, right); None without binarisation.
     disparity_left, disparity_right : (uN, uN) float32
         Consistent disparity maps [matching-grid pixels], NaN where invalid.
     depth : (uN, uN) float32
@@ -75,6 +79,7 @@ class Results:
     best_eps: np.ndarray
     images: np.ndarray
     upsample: int
+    thresholds: tuple | None
     disparity_left: np.ndarray
     disparity_right: np.ndarray
     depth: np.ndarray
@@ -144,7 +149,8 @@ def match_views(views, geometry: StereoGeometry | None, options: PipelineOptions
         say.note(f"block matching {m.block}x{m.block}, d in [{m.dmin}, {m.dmax}] on {tuple(pre.images.shape[1:])}")
         match = block_match(pre.images[0], pre.images[1], m)
         dl, dr = lr_consistency(match.disparity_left, match.disparity_right, tolerance=m.lr_tolerance)
-        out.update(images=pre.images, upsample=pre.upsample, match=match, disparity_left=dl, disparity_right=dr)
+        out.update(images=pre.images, upsample=pre.upsample, thresholds=pre.thresholds, match=match,
+                   disparity_left=dl, disparity_right=dr)
     if geometry is None:
         return out
     with _Timer(xp, timings, "cloud"):
@@ -253,6 +259,7 @@ class Pipeline:
                 geometry=geometry, options=self.options, device=device_info(self.xp),
                 views=to_host(views).astype(np.complex64), supports=to_host(supports),
                 best_eps=to_host(phased.best_eps), images=to_host(st["images"]), upsample=int(st["upsample"]),
+                thresholds=st["thresholds"],
                 disparity_left=to_host(st["disparity_left"]), disparity_right=to_host(st["disparity_right"]),
                 depth=to_host(st["depth"]), points_nm=to_host(pts.points_nm), confidence=to_host(pts.confidence),
                 view=to_host(pts.view), kept=to_host(st["kept"]), phasing_history={k: to_host(v) for k, v in dict(phased.history).items()},

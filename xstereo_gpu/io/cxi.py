@@ -33,6 +33,7 @@ import numpy as np
 
 from ..backend import to_host
 from ..errors import InputError, check
+from ..geometry import ANGLE_RANGE_DEG
 from ..shot import VIEW_NAMES, GroundTruth, Shot
 from .export import atomic_file, jsonable
 
@@ -415,13 +416,17 @@ def read_shot(path: str | os.PathLike, *, frame: int | None = None, wavelength_m
         pix = detector_pixel_m if detector_pixel_m is not None else fr["pixel_size_m"]
         if pix is None:
             raise InputError(f"{src}:/{det}/x_pixel_size", "missing (and no basis_vectors)",
-                             "the detector pixel size [m] (or --pixel)")
+                             "the detector pixel size [m] (or --detector-pixel)")
 
         st = f"{entry}/stereo_1"
         hint = " (written by `xstereo simulate`; for other files give the stereo geometry on the command line)"
         if angles_deg is None:
             a = np.asarray(_dataset(f, f"{st}/angles", src, required=True, hint=hint)[()], dtype=np.float64)
             check(a.shape == (2,), f"{src}:/{st}/angles", f"shape {a.shape}", "(2,): t1, t2 in degrees")
+            lo, hi = ANGLE_RANGE_DEG
+            for i in range(2):
+                check(bool(np.isfinite(a[i]) and lo < a[i] < hi), f"{src}:/{st}/angles[{i}]", f"{float(a[i])!r} deg",
+                      f"a beam angle magnitude in ({lo:g}, {hi:g}) deg")
             angles_deg = (float(a[0]), float(a[1]))
         if centres_px is None:
             centres_px = np.asarray(_dataset(f, f"{st}/pattern_centres", src, required=True, hint=hint)[()],

@@ -103,6 +103,11 @@ def _check_intensities(data: np.ndarray, mask: np.ndarray, where: str) -> None:
     check(not neg.any(), where,
           f"{int(neg.sum())} negative intensities (min {float(data[neg].min()) if neg.any() else 0:g})",
           "non-negative photon counts (clip or mask them)")
+    n_good = int(good.sum())
+    check(n_good > 0, where, f"no signal: every one of the {mask.size} pixels is masked",
+          "a pattern with unmasked pixels (mask value 0)")
+    check(bool((data[good] > 0).any()), where, f"no signal: all {n_good} unmasked pixels are 0",
+          "a diffraction pattern with positive intensities")
 
 
 def read_pattern(path: str | os.PathLike, *, frame: int | None = None, dataset: str | None = None,
@@ -135,7 +140,8 @@ def read_pattern(path: str | os.PathLike, *, frame: int | None = None, dataset: 
     InputError
         Naming the file (and dataset): missing file, unknown extension, not HDF5/TIFF/NPY,
         truncated file, no data, not 2D after frame selection, stack without ``frame`` or with
-        ``frame`` out of range, complex data, non-finite or negative intensities.
+        ``frame`` out of range, complex data, non-finite or negative intensities, no signal
+        (every pixel masked, or every unmasked pixel 0).
     """
     p = pathlib.Path(path)
     suffix = _suffix(p)

@@ -47,13 +47,27 @@ def _validate(intensities, valid, support):
     if not bool(xp.all(finite | ~v)):  # one host sync at set-up
         raise InputError("phasing.intensities", "non-finite values at valid pixels", "finite intensities "
                          "(mark bad pixels invalid)")
-    if not bool(xp.any(v)):
-        raise InputError("phasing.valid", "no valid pixel", "at least one measured pixel per view")
+    # one host sync at set-up: per view, the number of valid pixels and of those with signal
+    counts = to_host(xp.stack([xp.sum(v, axis=(-2, -1)), xp.sum(v & (i > 0), axis=(-2, -1))]))
+    for k in range(i.shape[0]):
+        n_valid, n_signal = int(counts[0, k]), int(counts[1, k])
+        if n_valid == 0:
+            raise InputError("phasing.valid", f"no valid pixel in view {k} (every pixel is masked)",
+                             "at least one measured pixel per view; the support would be empty")
+        if n_signal == 0:
+            raise InputError("phasing.intensities", f"no signal in view {k}: all {n_valid} valid pixels are 0 "
+                             "(the autocorrelation support would be empty)",
+                             "a diffraction pattern with positive intensities at valid pixels")
     if support is not None:
         s = to_device(support, xp)
         if s.dtype != bool or s.ndim not in (3, 4) or s.shape[0] != i.shape[0] or s.shape[-2:] != i.shape[-2:]:
             raise InputError("phasing.support", f"{s.dtype} array of shape {tuple(s.shape)}",
                              f"bool (V, N, N) or (V, R, N, N) with V, N = {i.shape[0]}, {i.shape[-1]}")
+        empty = to_host(~xp.any(s, axis=(-2, -1)))
+        if empty.any():
+            k = tuple(int(a) for a in np.argwhere(empty)[0])
+            raise InputError("phasing.support", f"an empty support (no True pixel) at index {k}",
+                             "at least one support pixel per view and run")
         support = s
     return xp, xp.where(v, i, np.float32(0)), v, support
 
@@ -151,6 +165,12 @@ class PhaseRetrieval:
         if support.shape[1] not in (1, r):
             raise InputError("phasing.support", f"{support.shape[1]} runs", f"1 or options.runs = {r}")
         self.support = xp.ascontiguousarray(xp.broadcast_to(support, (nv, r, n, n)))
+        empty = to_host(~xp.any(self.support, axis=(-2, -1)))  # one host sync at set-up
+        if empty.any():
+            k = int(np.argwhere(empty)[0][0])
+            raise InputError("phasing.support", f"an empty support for view {k} (no pixel of the autocorrelation "
+                             f"above {options.autocorrelation_threshold:g} of its maximum)",
+                             "a diffraction pattern with signal at valid pixels")
         #: (V, 1) area of the autocorrelation support: a run whose support grows past it has
         #: spread over the field, and its support no longer constrains anything
         self.max_area = max_area

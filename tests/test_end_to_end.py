@@ -1,0 +1,104 @@
+"""End to end against the simulator's ground truth: depth error in nm, not "it ran"."""
+
+import json
+import math
+import pathlib
+
+import numpy as np
+import pytest
+
+import xstereo_gpu as xs
+from xstereo_gpu.cli import main
+from xstereo_gpu.io import read_tiff
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory):
+    """One `xstereo demo` (the CPU profile, as a new user runs it), shared by the tests below."""
+    out = tmp_path_factory.mktemp("demo") / "out"
+    assert main(["demo", "-o", str(out), "-q"]) == 0
+    return out
+
+
+def test_demo_meets_the_accuracy_targets(demo_dir):
+    s = json.loads((demo_dir / "summary.json").read_text())
+    acc, geo = s["accuracy"], s["geometry"]
+    assert geo["voxel_depth_nm"] == pytest.approx(134.87, abs=0.1)  # 45.1 nm pixel, 9.5 + 9.5 deg
+    assert acc["depth_error_median_nm"] <= geo["voxel_depth_nm"]
+    assert acc["completeness_2dz"] >= 0.7
+    assert acc["view_correlation"][0] > 0.9 and acc["view_correlation"][1] > 0.9
+    assert acc["points_near_edges"] > 0.95
+    assert s["profile"] == "cpu" and s["device"]["backend"] == "numpy"
+    assert {"prepare", "phase", "align", "stereo", "cloud", "total"} <= set(s["timings_s"])
+
+
+def test_demo_outputs_are_readable(demo_dir):
+    import meshio
+
+    for name in ("views.cxi", "disparity_left.tif", "disparity_right.tif", "depth.tif", "cloud.ply",
+                 "options.toml", "summary.json"):
+        assert (demo_dir / name).is_file(), name
+    for fig in ("patterns", "views", "disparity", "depth", "cloud"):
+        assert (demo_dir / "figures" / f"{fig}.png").stat().st_size > 10_000
+    views, info = xs.read_views(demo_dir / "views.cxi")
+    assert views.shape == (2, 256, 256) and views.dtype == np.complex64
+    assert info["pixel_size_m"] == pytest.approx(45.14e-9, rel=1e-3)
+    assert info["parameters"]["phasing"]["runs"] == 32
+    dl, meta = read_tiff(demo_dir / "disparity_left.tif")
+    assert dl.dtype == np.float32 and dl.shape == (1024, 1024) and np.isnan(dl).any() and np.isfinite(dl).any()
+    assert meta["upsample"] == 4
+    mesh = meshio.read(demo_dir / "cloud.ply")
+    s = json.loads((demo_dir / "summary.json").read_text())
+    assert len(mesh.points) == s["cloud"]["points"] > 1000
+    assert "confidence" in mesh.point_data
+    z = mesh.points[:, 2]
+    assert np.ptp(z) > 500  # the lid spans about +-600 nm in depth
+    opts = xs.PipelineOptions.from_toml((demo_dir / "options.toml").read_text())
+    assert opts == xs.PipelineOptions.for_profile("cpu")
+
+
+def test_stereo_command_on_true_views(tmp_path):
+    """The stereo stage alone, from TIFF views: the true projections give sub-voxel depth."""
+    from xstereo_gpu.io import write_tiff
+
+    shot = xs.simulate_shot()
+    for k, name in enumerate(("left.tif", "right.tif")):
+        write_tiff(tmp_path / name, np.abs(shot.truth.views[k]).astype(np.float32))
+    out = tmp_path / "st"
+    pix = shot.pixel_size_m
+    assert main(["stereo", str(tmp_path / "left.tif"), str(tmp_path / "right.tif"), "-o", str(out), "-q",
+                 "--angles", "9.5", "9.5", "--pixel-size", repr(pix)]) == 0
+    import meshio
+
+    pts = meshio.read(out / "cloud.ply").points.astype(float)
+    acc = xs.score(pts, shot.truth.views, shot.truth, shot.geometry)
+    assert acc["depth_error_median_nm"] < 0.5 * shot.geometry.voxel_depth_m * 1e9
+    assert acc["completeness_2dz"] > 0.75
+    d, _ = read_tiff(out / "disparity_right.tif")
+    assert d.shape == (1024, 1024) and np.isfinite(d).mean() > 0.002
+
+
+def test_simulate_then_run_and_phase(tmp_path):
+    """`simulate` -> `run` on the file (few runs: checks the file path, not accuracy), and `phase`."""
+    shot_file = tmp_path / "shot.cxi"
+    assert main(["simulate", "--sample", "cross", "-o", str(shot_file), "--seed", "3", "-q"]) == 0
+    out = tmp_path / "run"
+    assert main(["run", str(shot_file), "-o", str(out), "--runs", "4", "--iterations", "60", "--no-figures",
+                 "-q"]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["input"].endswith("shot.cxi") and "accuracy" in s and math.isfinite(s["geometry"]["voxel_depth_nm"])
+    assert s["options"]["phasing"]["runs"] == 4
+
+    # plain CDI: one pattern (the true left view's far field, 1e7 photons, Poisson) as an NPY file
+    shot = xs.read_shot(shot_file)
+    w = shot.truth.views[0]
+    inten = np.abs(np.fft.fftshift(np.fft.fft2(w))) ** 2
+    inten = np.random.default_rng(0).poisson(inten * (1e7 / inten.sum())).astype(np.float32)
+    np.save(tmp_path / "left.npy", inten)
+    out = tmp_path / "phase"
+    assert main(["phase", str(tmp_path / "left.npy"), "-o", str(out), "--runs", "16", "-q"]) == 0
+    views, _ = xs.read_views(out / "view.cxi")
+    reg = xs.accuracy.register_to_truth(views[0], w)
+    assert reg["correlation"] > 0.9

@@ -1,0 +1,53 @@
+"""The same stages on CuPy and on NumPy give the same results (run with `pytest -m gpu` on a GPU)."""
+
+import numpy as np
+import pytest
+
+import xstereo_gpu as xs
+
+pytestmark = pytest.mark.gpu
+
+
+@pytest.fixture(scope="module")
+def shot():
+    return xs.simulate_shot()
+
+
+def test_stereo_and_cloud_stages_match_numpy(shot):
+    import cupy
+
+    opts = xs.PipelineOptions.for_profile("cpu")
+    views = shot.truth.views
+    ref = xs.match_views(views, shot.geometry, opts)
+    gpu = xs.match_views(cupy.asarray(views), shot.geometry, opts)
+    for key in ("images", "disparity_left", "disparity_right", "depth"):
+        a, b = ref[key], cupy.asnumpy(gpu[key])
+        assert b.dtype == a.dtype and b.shape == a.shape
+        both = np.isfinite(a) & np.isfinite(b)
+        assert (np.isfinite(a) == np.isfinite(b)).mean() > 0.999, key
+        np.testing.assert_allclose(b[both], a[both], atol=1e-3, err_msg=key)
+    np.testing.assert_array_equal(cupy.asnumpy(gpu["kept"]), ref["kept"])
+
+
+def test_prepare_and_phasing_on_gpu_are_as_good_as_numpy(shot):
+    import cupy
+
+    o = xs.PhasingOptions(runs=16, iterations=150)
+    i_np, v_np = xs.split_patterns(shot.frame, shot.mask, shot.centres_px, shot.pattern_size)
+    i_cp, v_cp = xs.split_patterns(cupy.asarray(shot.frame), cupy.asarray(shot.mask), shot.centres_px,
+                                   shot.pattern_size)
+    np.testing.assert_array_equal(cupy.asnumpy(i_cp), i_np)
+    np.testing.assert_array_equal(cupy.asnumpy(v_cp), v_np)
+    res = xs.phase_retrieval(i_cp, v_cp, o)
+    assert isinstance(res.views, cupy.ndarray) and res.views.dtype == cupy.complex64
+    for k in range(2):
+        reg = xs.accuracy.register_to_truth(cupy.asnumpy(res.views[k]), shot.truth.views[k])
+        assert reg["correlation"] > 0.9
+
+
+def test_full_pipeline_on_gpu_meets_the_targets(shot):
+    res = xs.run_pipeline(shot, xs.PipelineOptions.for_profile("paper"), backend="cupy")
+    assert res.device["backend"] == "cupy"
+    dz = res.geometry.voxel_depth_m * 1e9
+    assert res.accuracy["depth_error_median_nm"] <= dz
+    assert res.accuracy["completeness_2dz"] >= 0.7
