@@ -18,7 +18,8 @@ from ..errors import InputError
 
 __all__ = ["knn_mean_distance", "remove_outliers", "statistical_outlier_filter"]
 
-#: Bytes of float64 squared distances held at once by the brute-force path.
+#: Bytes of float64 squared distances held at once by the brute-force path (plus one scratch
+#: array of the same size and the partial sort's copy).
 _CHUNK_BYTES = 256 * 1024 * 1024
 
 
@@ -124,14 +125,22 @@ def _knn_kdtree(pts: np.ndarray, k: int) -> np.ndarray:
 def _knn_brute(pts, k: int):
     xp = get_array_module(pts)
     m = pts.shape[0]
-    centred = pts - pts.mean(axis=0)  # smaller norms: less cancellation in |a|^2 + |b|^2 - 2 a.b
-    sq = (centred * centred).sum(axis=1)
     rows = max(1, min(m, _CHUNK_BYTES // (8 * m)))
     out = xp.empty(m, dtype=np.float64)
+    coords = [xp.ascontiguousarray(pts[:, j]) for j in range(pts.shape[1])]
     for s in range(0, m, rows):
         e = min(m, s + rows)
-        d2 = sq[s:e, None] + sq[None, :] - 2.0 * (centred[s:e] @ centred.T)
-        xp.maximum(d2, 0, out=d2)
+        # squared distances summed from coordinate differences in the order cKDTree adds them (no
+        # |a|^2 + |b|^2 - 2 a.b cancellation): the GPU path then reproduces the CPU k-d tree's
+        # distances to rounding, far inside the 1e-12 slack of remove_outliers
+        d2 = xp.subtract(coords[0][s:e, None], coords[0][None, :])
+        d2 *= d2
+        t = xp.empty_like(d2)
+        for c in coords[1:]:
+            xp.subtract(c[s:e, None], c[None, :], out=t)
+            t *= t
+            d2 += t
+        del t
         i = xp.arange(e - s)
         d2[i, s + i] = np.inf  # not its own neighbour
         near = xp.partition(d2, k - 1, axis=1)[:, :k]

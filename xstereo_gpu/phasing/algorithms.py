@@ -193,6 +193,9 @@ def squared_norm(z):
         ``sum |z|**2`` over the last two axes.
     """
     xp = get_array_module(z)
+    if xp is not np:
+        # CuPy reinterprets complex64 as float32 only for a C-contiguous array (NumPy: last axis)
+        z = xp.ascontiguousarray(z)
     f = z.view(xp.float32).reshape(z.shape[:-2] + (-1,))
     if xp is np:
         return np.einsum("...i,...i->...", f, f)

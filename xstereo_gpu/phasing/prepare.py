@@ -123,12 +123,18 @@ def split_patterns(frame, mask, centres, size: int, *, overlap_ratio: float = 1.
         own, other = c[k], c[1 - k]
         y = rows.astype(xp.float64)[:, None]
         x = cols.astype(xp.float64)[None, :]
-        d_own2 = (y - own[0]) ** 2 + (x - own[1]) ** 2
-        d_other2 = (y - other[0]) ** 2 + (x - other[1]) ** 2
+        # squares as products: exact on both backends (CuPy's ``** 2`` is ``pow``, not guaranteed
+        # exact), so pixels on the bisector (equal distances) are classified identically
+        d_own2 = _sq(y - own[0]) + _sq(x - own[1])
+        d_other2 = _sq(y - other[0]) + _sq(x - other[1])
         valid = valid & ~(d_other2 < (overlap_ratio**2) * d_own2)
         crops.append(xp.where(valid, crop, np.float32(0)))
         valids.append(valid)
     return xp.stack(crops).astype(xp.float32), xp.stack(valids)
+
+
+def _sq(a):
+    return a * a
 
 
 def _find_centre(data: np.ndarray, good: np.ndarray) -> tuple[float, float]:

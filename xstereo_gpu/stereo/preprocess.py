@@ -119,7 +119,7 @@ def preprocess(views, options: PreprocessOptions | None = None, *,
     # --- upsample (cubic spline, pixel-centre aligned) ----------------------------------------------
     if u > 1:
         # one 2-D zoom per view: a 3-D zoom with factor 1 on the view axis costs 4x more taps
-        up = xp.stack([ndi.zoom(norm[v], u, order=3, grid_mode=True, mode="nearest") for v in (0, 1)])
+        up = xp.stack([_zoom(ndi, xp, norm[v], u) for v in (0, 1)])
         up = xp.clip(up, 0, 1).astype(np.float32, copy=False)
     else:
         up = norm.copy()
@@ -131,7 +131,7 @@ def preprocess(views, options: PreprocessOptions | None = None, *,
 
     # --- low-pass and binarise ------------------------------------------------------------------------
     if options.sigma > 0:
-        up = xp.stack([ndi.gaussian_filter(up[v], options.sigma, mode="nearest") for v in (0, 1)])
+        up = xp.stack([_lowpass(ndi, xp, up[v], options.sigma) for v in (0, 1)])
     thresholds = [float(t) for t in options.thresholds]
     if options.equalise_area:
         # the right threshold that gives the right view the left view's white area
@@ -157,6 +157,34 @@ def _ndimage(xp):
     import cupyx.scipy.ndimage
 
     return cupyx.scipy.ndimage
+
+
+def _zoom(ndi, xp, image, u: int):
+    """Cubic-spline zoom by ``u`` (pixel-centre aligned, edges extended) of a float32 image.
+
+    SciPy prefilters and interpolates in float64 and rounds the result to the float32 output;
+    cupyx.scipy.ndimage does all of it in float32 for a float32 input. On CuPy the image is
+    therefore zoomed in float64 and rounded once, so that both backends binarise the same pixels.
+    """
+    if xp is np:
+        return ndi.zoom(image, u, order=3, grid_mode=True, mode="nearest")
+    return ndi.zoom(image.astype(np.float64), u, order=3, grid_mode=True, mode="nearest").astype(np.float32)
+
+
+def _lowpass(ndi, xp, image, sigma: float):
+    """Gaussian low-pass (edges extended) of a float32 image, float32 result.
+
+    SciPy filters one axis after the other in float64 arithmetic and stores each pass in the
+    float32 output; cupyx.scipy.ndimage uses float32 arithmetic (and float32 weights) for a
+    float32 input. On CuPy the same axis passes run in float64 with the same float32 rounding
+    between them, so that thresholds cut the same pixels on both backends.
+    """
+    if xp is np:
+        return ndi.gaussian_filter(image, sigma, mode="nearest")
+    out = image
+    for axis in range(image.ndim):
+        out = ndi.gaussian_filter1d(out.astype(np.float64), sigma, axis=axis, mode="nearest").astype(np.float32)
+    return out
 
 
 def _check_views(xp, views):
