@@ -1,0 +1,198 @@
+"""Block-matching CUDA kernel (kernels/block_matching.cu) against its NumPy twin.
+
+GPU parity tests carry the ``gpu`` marker (skipped without CuPy and a device); the CPU tests check
+the source text and the binding's argument validation, which fails before touching CuPy.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from xstereo_gpu._kernels import kernel_source
+from xstereo_gpu.config import MatchOptions
+from xstereo_gpu.errors import InputError
+from xstereo_gpu.stereo._bm_kernel import KERNEL_FILE, MAX_BLOCK, block_match_kernel
+from xstereo_gpu.stereo.disparity import block_match
+
+FIELDS = ("disparity_left", "disparity_right", "cost_left", "cost_right", "confidence_left", "confidence_right")
+
+
+# ------------------------------------------------------------------------------------------ CPU
+
+
+def test_source_loads_and_is_documented():
+    src = kernel_source(KERNEL_FILE)
+    assert "template <int B>" in src and "block_match(" in src
+    for word in ("What it computes", "Layout of the arguments", "Launch configuration", "NumPy twin"):
+        assert word in src
+    # float literals carry the f suffix (STYLE anti-pattern 2): no bare 0.5 / 2.0 in float code
+    code = "\n".join(line.split("//")[0] for line in src.splitlines())
+    bare = [m for m in re.findall(r"\b\d+\.\d*(?:[eE][-+]?\d+)?f?\b", code) if not m.endswith("f")]
+    assert bare == ["0.0"]  # the one float64 accumulator start, on purpose
+    assert f"B <= {MAX_BLOCK}" in src
+
+
+def _pair(h=6, w=7):
+    rng = np.random.default_rng(0)
+    return rng.random((h, w), dtype=np.float32), rng.random((h, w), dtype=np.float32)
+
+
+@pytest.mark.parametrize("bad, where", [
+    (np.zeros((3, 4, 5), np.float32), "block_match_kernel.left"),
+    (np.zeros((0, 5), np.float32), "block_match_kernel.left"),
+    (np.zeros((6, 7), np.complex64), "block_match_kernel.left"),
+    ([[0.0, 1.0]], "block_match_kernel.left"),
+])
+def test_bad_left_image(bad, where):
+    _, right = _pair()
+    with pytest.raises(InputError) as err:
+        block_match_kernel(bad, right)
+    assert err.value.where == where
+
+
+def test_shape_mismatch():
+    left, _ = _pair()
+    with pytest.raises(InputError) as err:
+        block_match_kernel(left, np.zeros((6, 8), np.float32))
+    assert err.value.where == "block_match_kernel.right" and "(6, 8)" in err.value.found
+
+
+def test_block_too_large_and_bad_options():
+    left, right = _pair()
+    with pytest.raises(InputError) as err:
+        block_match_kernel(left, right, MatchOptions(block=MAX_BLOCK + 2, dmin=-3, dmax=3))
+    assert err.value.where == "match.block" and str(MAX_BLOCK) in err.value.expected
+    with pytest.raises(InputError) as err:
+        block_match_kernel(left, right, {"block": 3})
+    assert err.value.where == "block_match_kernel.options"
+
+
+def test_one_column_with_texture_rule():
+    img = np.zeros((5, 1), np.float32)
+    with pytest.raises(InputError) as err:
+        block_match_kernel(img, img, MatchOptions(block=1, dmin=-2, dmax=2, texture_threshold=0.1))
+    assert "width 1" in err.value.found
+
+
+def test_numpy_arrays_rejected_with_pointer_to_twin():
+    left, right = _pair()
+    with pytest.raises(InputError) as err:
+        block_match_kernel(left, right, MatchOptions(block=3, dmin=-3, dmax=3))
+    assert err.value.where == "block_match_kernel.left"
+    assert "numpy" in err.value.found and "cupy" in err.value.expected
+
+
+# ------------------------------------------------------------------------------------------ GPU
+
+
+def _textured_pair(rng, h, w, shift, flat=False):
+    """Smooth random texture; right = left shifted by ``shift`` columns plus noise; optional
+    uniform patch (textureless area)."""
+    base = rng.random((h, w + 2 * abs(shift) + 4), dtype=np.float32)
+    k = np.array([0.25, 0.5, 0.25], np.float32)
+    base = np.apply_along_axis(lambda r: np.convolve(r, k, mode="same"), 1, base).astype(np.float32)
+    s0 = abs(shift) + 2
+    left = base[:, s0:s0 + w]
+    right = base[:, s0 + shift:s0 + shift + w] + 0.02 * rng.standard_normal((h, w)).astype(np.float32)
+    right = np.clip(right, 0, 1).astype(np.float32)
+    if flat:
+        left[h // 4:h // 2, w // 4:w // 2] = 0.5
+        right[h // 4:h // 2, w // 4:w // 2] = 0.5
+        left[-3:, :] = 0.25  # uniform rows at the bottom edge
+    return np.ascontiguousarray(left), np.ascontiguousarray(right)
+
+
+def _poison(monkeypatch, cupy):
+    """Make the binding's output buffers start as a sentinel, so unwritten pixels fail."""
+    empty = cupy.empty
+
+    def poisoned(shape, dtype=float, *args, **kwargs):
+        a = empty(shape, dtype, *args, **kwargs)
+        a.fill(-12345.0)
+        return a
+
+    monkeypatch.setattr(cupy, "empty", poisoned)
+
+
+def _compare(res_k, res_np, cupy):
+    for f in FIELDS:
+        got = cupy.asnumpy(getattr(res_k, f))
+        want = getattr(res_np, f)
+        assert got.dtype == np.float32 and got.shape == want.shape, f
+        assert not np.any(got == -12345.0), f"{f}: unwritten pixels"
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=f"{f}: NaN pattern")
+        ok = ~np.isnan(want)
+        tol = 1e-4 if f.startswith(("disparity", "confidence")) else 1e-5
+        np.testing.assert_allclose(got[ok], want[ok], rtol=0, atol=tol, err_msg=f)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("block", [1, 3, 5, 9, 23])
+@pytest.mark.parametrize("dmin, dmax, shift", [(-7, 7, 3), (-12, -2, -6), (2, 9, 5), (-3, 40, 0)])
+def test_parity_with_twin(monkeypatch, block, dmin, dmax, shift):
+    cupy = pytest.importorskip("cupy")
+    rng = np.random.default_rng(1000 * block + dmax)
+    # 70 x 45: tiles cut in both directions, last tile partial; image edges inside every tile row
+    left, right = _textured_pair(rng, 70, 45, shift, flat=True)
+    opts = MatchOptions(block=block, dmin=dmin, dmax=dmax, proximity_weight=0.05,
+                        texture_threshold=0.05 / max(1, block // 3))
+    want = block_match(left, right, opts)
+    _poison(monkeypatch, cupy)
+    got = block_match_kernel(cupy.asarray(left), cupy.asarray(right), opts)
+    _compare(got, want, cupy)
+    assert np.isfinite(want.disparity_left).sum() > 0.2 * left.size  # the test sees valid pixels
+    assert np.isnan(want.disparity_left).sum() > 0                    # ... and invalid ones
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("block", [1, 3, 23, 33])
+def test_parity_random_no_texture_rule(monkeypatch, block):
+    """Plain random images (many near ties), no texture rule, range wider than the image and
+    wider than one chunk of 32 disparities."""
+    cupy = pytest.importorskip("cupy")
+    rng = np.random.default_rng(7 + block)
+    left = rng.random((37, 33), dtype=np.float32)
+    right = rng.random((37, 33), dtype=np.float32)
+    opts = MatchOptions(block=block, dmin=-40, dmax=35, proximity_weight=0.0, texture_threshold=0.0)
+    want = block_match(left, right, opts)
+    _poison(monkeypatch, cupy)
+    got = block_match_kernel(cupy.asarray(left), cupy.asarray(right), opts)
+    _compare(got, want, cupy)
+
+
+@pytest.mark.gpu
+def test_parity_uniform_images_and_float64_input(monkeypatch):
+    """Textureless everywhere: the proximity term decides (ties of +-d go to the smaller d)."""
+    cupy = pytest.importorskip("cupy")
+    left = np.full((20, 30), 0.3)
+    right = np.full((20, 30), 0.7)
+    for thr in (0.0, 0.05):
+        opts = MatchOptions(block=3, dmin=-5, dmax=5, texture_threshold=thr)
+        want = block_match(left, right, opts)
+        _poison(monkeypatch, cupy)
+        got = block_match_kernel(cupy.asarray(left), cupy.asarray(right), opts)
+        _compare(got, want, cupy)
+        monkeypatch.undo()
+
+
+@pytest.mark.gpu
+def test_known_shift_recovered():
+    cupy = pytest.importorskip("cupy")
+    rng = np.random.default_rng(3)
+    left, right = _textured_pair(rng, 64, 96, 4)
+    res = block_match_kernel(cupy.asarray(left), cupy.asarray(right), MatchOptions(block=5, dmin=-10, dmax=10))
+    d = cupy.asnumpy(res.disparity_left)[:, 12:-12]
+    assert np.nanmedian(np.abs(d - 4)) < 0.2
+    assert res.disparity_left.device == cupy.cuda.Device()
+
+
+@pytest.mark.gpu
+def test_non_finite_rejected():
+    cupy = pytest.importorskip("cupy")
+    left = cupy.zeros((8, 8), cupy.float32)
+    left[2, 3] = cupy.nan
+    with pytest.raises(InputError, match="non-finite"):
+        block_match_kernel(left, cupy.zeros((8, 8), cupy.float32), MatchOptions(block=3, dmin=-2, dmax=2))

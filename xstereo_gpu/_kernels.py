@@ -1,0 +1,67 @@
+"""Load the CUDA sources in ``kernels/*.cu`` through ``cupy.RawModule``, memoized per device.
+
+The ``.cu`` files ship inside the wheel as the package ``xstereo_gpu.kernels`` (pyproject maps the
+top-level ``kernels/`` folder onto it). Nothing is compiled at import: :func:`load_module` compiles on
+first use and caches the module per (device, file, preamble, name expressions); CuPy also caches the
+binaries on disk (``CUPY_CACHE_DIR``).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+
+import numpy as np
+
+__all__ = ["kernel_source", "load_module", "ctype"]
+
+_CTYPES = {
+    np.dtype(np.float32): "float",
+    np.dtype(np.float64): "double",
+    np.dtype(np.complex64): "complex<float>",
+    np.dtype(np.complex128): "complex<double>",
+    np.dtype(np.int32): "int",
+    np.dtype(np.int64): "long long",
+    np.dtype(np.uint8): "unsigned char",
+}
+
+
+def ctype(dtype) -> str:
+    """C type name of a NumPy/CuPy dtype for kernel templates; ValueError for unsupported dtypes."""
+    try:
+        return _CTYPES[np.dtype(dtype)]
+    except KeyError:
+        raise ValueError(f"no CUDA type for dtype {np.dtype(dtype)}; supported: "
+                         f"{sorted(str(d) for d in _CTYPES)}") from None
+
+
+def kernel_source(name: str) -> str:
+    """Text of ``kernels/<name>`` as shipped in the package."""
+    return importlib.resources.files("xstereo_gpu.kernels").joinpath(name).read_text()
+
+
+def load_module(name: str, *, defines: tuple[tuple[str, str], ...] = (), name_expressions: tuple[str, ...] = ()):
+    """Compiled ``cupy.RawModule`` for ``kernels/<name>`` on the current device.
+
+    Parameters
+    ----------
+    name : str
+        File name in ``kernels/`` (e.g. ``"block_matching.cu"``).
+    defines : tuple of (str, str)
+        ``#define`` lines prepended to the source (a tuple, so that it can key the cache).
+    name_expressions : tuple of str
+        Template instantiations to compile (``"sad_running_min<float>"``).
+    """
+    import cupy
+
+    return _load(cupy.cuda.Device().id, name, tuple(defines), tuple(name_expressions))
+
+
+@functools.lru_cache(maxsize=None)
+def _load(device_id: int, name: str, defines, name_expressions):
+    import cupy
+
+    preamble = "".join(f"#define {k} {v}\n" for k, v in defines)
+    with cupy.cuda.Device(device_id):
+        return cupy.RawModule(code=preamble + kernel_source(name), options=("-std=c++17",),
+                              name_expressions=list(name_expressions) or None)
