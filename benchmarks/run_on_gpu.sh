@@ -10,5 +10,6 @@ python3 -c "import xstereo_gpu.backend as b; print(b.device_info())" | tee "$OUT
 python3 -m pytest -m gpu -q -p no:cacheprovider 2>&1 | tee "$OUT/pytest_gpu.txt"
 XSTEREO_BACKEND=cupy python3 -m pytest benchmarks/ --benchmark-only --benchmark-json "$OUT/bench.json" -q \
   -p no:cacheprovider 2>&1 | tee "$OUT/bench.txt"
+xstereo bench --json "$OUT/xstereo_bench.json" 2>&1 | tee "$OUT/xstereo_bench.txt"
 xstereo demo -o "$OUT/demo" --overwrite 2>&1 | tee "$OUT/demo.txt"
 cp "$OUT/demo/summary.json" "$OUT/demo_summary.json"

@@ -135,6 +135,22 @@ def cmd_geometry(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from .backend import select_backend
+    from .bench import format_table, run_bench
+    from .io import write_json
+
+    xp = select_backend(args.backend)
+    progress = _progress(args)
+    progress.stage("bench", "timing the hot paths on " + ("CuPy" if xp.__name__ == "cupy" else "NumPy"))
+    result = run_bench(xp, quick=args.quick, pipeline=not args.no_pipeline, progress=progress.note)
+    print(format_table(result))
+    if args.json:
+        write_json(args.json, result)
+        print(f"wrote {args.json}")
+    return 0
+
+
 def cmd_config(args) -> int:
     from .config import PipelineOptions
 
@@ -430,6 +446,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, help="crop side N of a pattern [px]")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_geometry)
+
+    p = sub.add_parser("bench", help="time the hot paths and the pipeline on the current device")
+    p.add_argument("--json", help="also write the results to this JSON file")
+    p.add_argument("--quick", action="store_true", help="small problems, few repeats")
+    p.add_argument("--no-pipeline", action="store_true", help="skip the whole-pipeline row")
+    p.add_argument("--backend", choices=["auto", "numpy", "cupy"], default=None)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("config", help="print the options of a profile as TOML (for --config)")
     p.add_argument("--profile", choices=["paper", "cpu"], default="paper")
