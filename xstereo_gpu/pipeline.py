@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import device_info, select_backend, synchronize, to_host
+from .backend import device_info, get_array_module, select_backend, synchronize, to_host
 from .cloud.outliers import statistical_outlier_filter
 from .config import PipelineOptions
 from .errors import InputError
@@ -132,8 +132,6 @@ def match_views(views, geometry: StereoGeometry | None, options: PipelineOptions
         (raw :class:`~xstereo_gpu.stereo.disparity.MatchResult`) and, with a geometry, ``depth``,
         ``points`` (:class:`~xstereo_gpu.stereo.depth.CloudPoints`) and ``kept``.
     """
-    from .backend import get_array_module
-
     xp = get_array_module(views)
     timings = {} if timings is None else timings
     say = progress or Progress(enabled=False)
