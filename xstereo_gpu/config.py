@@ -144,7 +144,8 @@ class PreprocessOptions:
     #: Regions smaller than this [upsampled pixels] with no counterpart in the other view are
     #: removed (paper: 400).
     min_region: int = 400
-    #: Percentile of each view mapped to 1.0 when normalising to the 0..1 scale.
+    #: Percentile of each view's signal (pixels above 10 % of its maximum) mapped to 1.0 when
+    #: normalising to the 0..1 scale.
     normalise_percentile: float = 99.5
 
     def __post_init__(self):

@@ -68,8 +68,9 @@ def preprocess(views, options: PreprocessOptions | None = None, *,
     """Normalise, upsample and (mode ``"binary"``) binarise the two views for matching.
 
     Steps: each view is shifted to be non-negative (only if it has negative values, e.g. a phase
-    image), divided by its ``options.normalise_percentile`` percentile (its maximum when that
-    percentile is 0, for sparse views) and clipped to 0..1;
+    image), divided by the ``options.normalise_percentile`` percentile of its signal (the pixels
+    above 10 % of its maximum, so that the scale does not depend on the field of view) and clipped to
+    0..1;
     upsampled by ``u = options.upsample`` with a cubic-spline zoom (pixel-centre aligned, edges
     extended). In mode ``"binary"``: Gaussian low-pass ``options.sigma`` [matching-grid pixels],
     threshold per view (``options.thresholds``, left and right; with ``options.equalise_area`` the
@@ -111,8 +112,10 @@ def preprocess(views, options: PreprocessOptions | None = None, *,
     flat = views.reshape(2, -1)
     lo = xp.minimum(flat.min(axis=1), 0)[:, None]
     shifted = flat - lo
-    hi = xp.percentile(shifted, options.normalise_percentile, axis=1)[:, None].astype(np.float32)
-    hi = xp.where(hi > 0, hi, shifted.max(axis=1)[:, None])  # sparse views: the percentile may be 0
+    # the percentile is taken over each view's signal (pixels above 10 % of its maximum), not over the
+    # whole field: otherwise a larger field of view (more empty background) lowers it into the noise
+    hi = xp.stack([xp.percentile(f[f >= 0.1 * f.max()], options.normalise_percentile) for f in shifted])
+    hi = hi[:, None].astype(np.float32)
     scale = xp.where(hi > 0, 1 / xp.where(hi > 0, hi, 1), 0).astype(np.float32)
     norm = xp.clip(shifted * scale, 0, 1).astype(np.float32).reshape(views.shape)
 
