@@ -276,12 +276,13 @@ def cmd_phase(args) -> int:
         write_views(tmp / "view.cxi", views, supports=to_host(res.supports), pixel_size_m=pixel,
                     parameters={"phasing": dataclasses.asdict(o), "source": str(args.pattern)}, names=("view",),
                     extra={"best_eps": to_host(res.best_eps)})
-        (tmp / "figures").mkdir()
-        figure_views(views, to_host(res.supports), pixel if math.isfinite(pixel) else 1.0,
-                     tmp / "figures" / "view.png", titles=("phased view",))
+        if not args.no_figures:
+            (tmp / "figures").mkdir()
+            figure_views(views, to_host(res.supports), pixel if math.isfinite(pixel) else 1.0,
+                         tmp / "figures" / "view.png", titles=("phased view",))
     unit = f"{pixel * 1e9:.1f} nm pixels" if math.isfinite(pixel) else "pixel size unknown (no geometry)"
     print(f"phased {args.pattern} ({n}x{n}, {unit}); best eps median {float(np.median(to_host(res.best_eps))):.3g}")
-    print(f"outputs in {pathlib.Path(args.output).resolve()}/: view.cxi, figures/view.png")
+    print(f"outputs in {pathlib.Path(args.output).resolve()}/: view.cxi" + ("" if args.no_figures else ", figures/view.png"))
     return 0
 
 
@@ -421,6 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wavelength", type=float, help="wavelength [m] (else from the file)")
     p.add_argument("--distance", type=float, help="sample-detector distance [m] (else from the file)")
     p.add_argument("--detector-pixel", type=float, help="detector pixel [m] (else from the file)")
+    p.add_argument("--no-figures", action="store_true", help="skip the PNG figure")
     _add_common(p)
     _add_pipeline_options(p, stereo=False)
     p.set_defaults(func=cmd_phase)
