@@ -221,14 +221,12 @@ class PhaseRetrieval:
             else:  # "er", or the final error reduction
                 _, est, eps = er_step(self.x, self.amplitudes, self.valid, self.support, work=self._work)
             eps *= self._inv_norm
-            better = eps < self.best_eps
-            if self.iteration < self._select_from:
-                better &= False
-            # keep the real-space object: the estimate restricted to the current support (the
-            # unrestricted estimate still drives shrink-wrap, so the support can grow back)
-            xp.copyto(self.best, est, where=xp.broadcast_to(better[..., None, None], est.shape) & self.support)
-            xp.copyto(self.best, 0, where=xp.broadcast_to(better[..., None, None], est.shape) & ~self.support)
-            self.best_eps = xp.where(better, eps, self.best_eps)
+            if self.iteration >= self._select_from:
+                better = eps < self.best_eps
+                # keep the real-space object: the estimate restricted to the current support (the
+                # unrestricted estimate still drives shrink-wrap, so the support can grow back)
+                xp.copyto(self.best, est * self.support, where=better[..., None, None])
+                self.best_eps = xp.where(better, eps, self.best_eps)
             self.iteration += 1
             it = self.iteration
             if o.shrinkwrap_every and it <= o.iterations and it % o.shrinkwrap_every == 0:
