@@ -20,7 +20,9 @@ __all__ = [
     "PreprocessOptions",
     "MatchOptions",
     "CloudOptions",
+    "ReconstructOptions",
     "PipelineOptions",
+    "SAMPLE_NAMES",
     "PROFILES",
 ]
 
@@ -123,12 +125,19 @@ class PhasingOptions:
         return gs, gm
 
 
+#: Pre-processing modes of the views before matching.
+PREPROCESS_MODES = ("binary", "gradient", "none")
+#: Disparity methods.
+MATCH_METHODS = ("bm", "sgm")
+
+
 @dataclass(frozen=True)
 class PreprocessOptions:
     """Pre-processing of the two views before matching (paper, Methods)."""
 
-    #: ``"binary"`` (upsample, low-pass, binarise, drop unmatched small regions) or ``"none"``
-    #: (normalise and upsample only).
+    #: ``"binary"`` (upsample, low-pass, binarise, drop unmatched small regions), ``"gradient"``
+    #: (upsample, low-pass, Sobel derivative along x, the disparity direction, normalised; paper's
+    #: extra maps for the phase cross) or ``"none"`` (normalise and upsample only).
     mode: str = "binary"
     #: Bicubic upsampling factor (paper: 4).
     upsample: int = 4
@@ -150,8 +159,8 @@ class PreprocessOptions:
     normalise_percentile: float = 85.0
 
     def __post_init__(self):
-        if self.mode not in ("binary", "none"):
-            raise InputError("preprocess.mode", repr(self.mode), "one of 'binary', 'none'")
+        if self.mode not in PREPROCESS_MODES:
+            raise InputError("preprocess.mode", repr(self.mode), f"one of {list(PREPROCESS_MODES)}")
         _positive("preprocess.upsample", self.upsample, integer=True)
         _positive("preprocess.sigma", self.sigma, allow_zero=True)
         _positive("preprocess.min_region", self.min_region, integer=True, allow_zero=True)
@@ -179,8 +188,26 @@ class MatchOptions:
     texture_threshold: float = 0.05
     #: Left-right consistency tolerance [matching-grid pixels].
     lr_tolerance: float = 1.0
+    #: ``"bm"``: the paper's block matching (winner takes all per block); ``"sgm"``: semi-global
+    #: matching, the same block cost aggregated along ``sgm_paths`` scan-line directions.
+    method: str = "bm"
+    #: SGM penalty for a disparity change of one pixel between neighbours (cost units: mean absolute
+    #: difference of a block, 0..1 scale).
+    sgm_p1: float = 0.02
+    #: SGM penalty for a larger disparity change between neighbours (same units).
+    sgm_p2: float = 0.2
+    #: Number of aggregation directions for SGM: 4 (horizontal and vertical) or 8 (plus diagonals).
+    sgm_paths: int = 4
 
     def __post_init__(self):
+        if self.method not in MATCH_METHODS:
+            raise InputError("match.method", repr(self.method), f"one of {list(MATCH_METHODS)}")
+        if self.sgm_paths not in (4, 8):
+            raise InputError("match.sgm_paths", repr(self.sgm_paths), "4 or 8")
+        _positive("match.sgm_p1", self.sgm_p1, allow_zero=True)
+        _positive("match.sgm_p2", self.sgm_p2, allow_zero=True)
+        if self.sgm_p2 < self.sgm_p1:
+            raise InputError("match.sgm_p2", repr(self.sgm_p2), f"at least sgm_p1 = {self.sgm_p1!r}")
         if self.block < 1 or self.block % 2 == 0:
             raise InputError("match.block", repr(self.block), "an odd positive integer")
         if self.dmin >= self.dmax:
@@ -203,6 +230,50 @@ class CloudOptions:
         _positive("cloud.k", self.k, integer=True)
 
 
+#: Images of the complex views that can be matched.
+VIEW_IMAGES = ("amplitude", "phase")
+
+
+@dataclass(frozen=True)
+class ReconstructOptions:
+    """The sample-specific steps around matching and after outlier removal (paper, Methods).
+
+    Defaults are the amplitude cross's recipe; :meth:`PipelineOptions.for_sample` sets the others.
+    """
+
+    #: Image of the complex views that is matched: ``"amplitude"`` or ``"phase"`` (phase-contrast views).
+    image: str = "amplitude"
+    #: Rectify the views before matching (feature matches, normalised eight-point fundamental matrix,
+    #: rectifying homographies). The cross on one CCD needs none (paper); the simulated phase cross does.
+    rectify: bool = False
+    #: Also match Sobel-x gradient views and merge their consistent points with the intensity maps'
+    #: (paper: the phase cross's extra maps).
+    gradient_maps: bool = False
+    #: Multiply the views by a mask of populated regions before matching and the maps after it
+    #: (paper: the nanoparticle pyramid's background filtering).
+    background_mask: bool = False
+    #: Planes fitted to the cleaned cloud with RANSAC: 1 (the cross: the membrane cut), 2 (the phase
+    #: cross: membrane and lid, each interpolated separately), 0 (none).
+    planes: int = 1
+    #: RANSAC inlier distance [voxel depths]; seeded with ``seed`` so that runs are reproducible.
+    ransac_threshold_voxels: float = 1.0
+    seed: int = 0
+    #: Natural-neighbour interpolation onto the grid, empty-space carving, volume and surface mesh
+    #: (the pyramid: none, as in the paper).
+    interpolate: bool = True
+    #: Voxels within this distance of the empty space seen in both views are carved [um] (paper: 0.2).
+    carve_distance_um: float = 0.2
+
+    def __post_init__(self):
+        if self.image not in VIEW_IMAGES:
+            raise InputError("reconstruct.image", repr(self.image), f"one of {list(VIEW_IMAGES)}")
+        if self.planes not in (0, 1, 2):
+            raise InputError("reconstruct.planes", repr(self.planes), "0, 1 or 2")
+        _positive("reconstruct.ransac_threshold_voxels", self.ransac_threshold_voxels)
+        _positive("reconstruct.seed", self.seed, integer=True, allow_zero=True)
+        _positive("reconstruct.carve_distance_um", self.carve_distance_um, allow_zero=True)
+
+
 @dataclass(frozen=True)
 class PipelineOptions:
     """All stages. ``profile`` names the preset the values came from (reported in summaries)."""
@@ -213,6 +284,7 @@ class PipelineOptions:
     preprocess: PreprocessOptions = field(default_factory=PreprocessOptions)
     match: MatchOptions = field(default_factory=MatchOptions)
     cloud: CloudOptions = field(default_factory=CloudOptions)
+    reconstruct: ReconstructOptions = field(default_factory=ReconstructOptions)
 
     @classmethod
     def for_profile(cls, name: str) -> "PipelineOptions":
@@ -221,6 +293,21 @@ class PipelineOptions:
             return PROFILES[name]()
         except KeyError:
             raise InputError("profile", repr(name), f"one of {sorted(PROFILES)}") from None
+
+    @classmethod
+    def for_sample(cls, sample: str, profile: str = "paper") -> "PipelineOptions":
+        """The paper's recipe for one of its three experiments, on top of a profile.
+
+        ``"cross"``: the profile itself. ``"phase-cross"``: phase images, rectification, extra
+        gradient maps, two planes. ``"pyramid"``: background mask, 23 x 23 blocks over 30 pixels
+        (on the x2 matching grid), no interpolation.
+        """
+        base = cls.for_profile(profile)
+        try:
+            changes = SAMPLE_RECIPES[sample]
+        except KeyError:
+            raise InputError("sample", repr(sample), f"one of {list(SAMPLE_RECIPES)}") from None
+        return base.replace(**changes)
 
     def replace(self, **changes) -> "PipelineOptions":
         """A copy with whole stages or ``stage__field`` values replaced (``phasing__runs=8``)."""
@@ -282,6 +369,7 @@ _STAGES = {
     "preprocess": PreprocessOptions,
     "match": MatchOptions,
     "cloud": CloudOptions,
+    "reconstruct": ReconstructOptions,
 }
 
 
@@ -302,3 +390,19 @@ def _cpu_profile() -> PipelineOptions:
 
 
 PROFILES = {"paper": PipelineOptions, "cpu": _cpu_profile}
+
+#: Stage options that differ from the defaults (the amplitude cross) for each of the paper's samples.
+SAMPLE_RECIPES: dict[str, dict[str, Any]] = {
+    "cross": {},
+    "phase-cross": dict(
+        preprocess__mode="none",
+        reconstruct__image="phase", reconstruct__rectify=True, reconstruct__gradient_maps=True,
+        reconstruct__planes=2,
+    ),
+    "pyramid": dict(
+        preprocess__mode="none", preprocess__upsample=2,
+        match__block=23, match__dmin=-30, match__dmax=30,
+        reconstruct__background_mask=True, reconstruct__planes=0, reconstruct__interpolate=False,
+    ),
+}
+SAMPLE_NAMES = tuple(SAMPLE_RECIPES)

@@ -39,6 +39,9 @@ class GroundTruth:
         Which part each edge point belongs to (0 = membrane cut, 1 = lid).
     description : str
         Human-readable description of the phantom and its parameters.
+    extra : dict of str to ndarray or float
+        Sample-specific facts used for scoring (for example ``pyramid_height_m``, ``surface_points_m``
+        (K, 3) [m], ``edge_hidden`` (M,) bool). Written to and read from the shot file.
     """
 
     views: np.ndarray
@@ -46,6 +49,7 @@ class GroundTruth:
     edge_points_m: np.ndarray
     edge_labels: np.ndarray
     description: str = ""
+    extra: dict = field(default_factory=dict)
 
 
 @dataclass
