@@ -1,7 +1,8 @@
 """Per-stage timings of the pipeline on the current backend (pytest-benchmark).
 
 Run: ``pytest benchmarks/ --benchmark-only`` (CPU), or on a GPU machine with ``XSTEREO_BACKEND=cupy``.
-Device work is synchronised before each timing returns; the first (warm-up) round is excluded.
+Device work is synchronised before each timing returns; the first (warm-up) round is excluded. On
+CuPy the stages use the CUDA kernels unless ``XSTEREO_KERNELS=0`` (recorded in ``extra_info``).
 """
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 
 import xstereo_gpu as xs
 from xstereo_gpu.backend import device_info, select_backend, synchronize
+from xstereo_gpu.phasing.runs import kernels_enabled
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +25,9 @@ def setup():
 
 def _extra(benchmark, xp, **kw):
     info = device_info(xp)
-    benchmark.extra_info.update({k: info.get(k) for k in ("backend", "device", "driver", "sm_clock_mhz")}, **kw)
+    facts = ("backend", "device", "driver", "sm_clock_mhz", "sm_clock_max_mhz", "mem_clock_mhz", "cupy", "nvml")
+    benchmark.extra_info.update({k: info.get(k) for k in facts}, **kw)
+    benchmark.extra_info["kernels"] = xp is not np and kernels_enabled()
 
 
 def test_phase_stage(benchmark, setup):

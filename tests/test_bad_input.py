@@ -124,6 +124,23 @@ def _data_3d(tmp, shot):
     return p, ["stack.cxi", "data", "3 frames", "(3, 256, 256)"]
 
 
+def _hdr_times(times):
+    def edit(f):
+        _replace_data(f, lambda d: np.stack([d, d]))
+        f["/entry_1/stereo_1/exposure_times"] = np.array(times, dtype=np.float64)
+    return edit
+
+
+def _hdr_times_mismatch(tmp, shot):
+    p = _corrupt(shot, tmp / "hdr3.cxi", _hdr_times([30.0, 240.0, 10.0]))
+    return p, ["hdr3.cxi", "/entry_1/stereo_1/exposure_times", "3 times for a stack of 2 frames", "(2,)"]
+
+
+def _hdr_times_negative(tmp, shot):
+    p = _corrupt(shot, tmp / "hdrneg.cxi", _hdr_times([30.0, -240.0]))
+    return p, ["hdrneg.cxi", "/entry_1/stereo_1/exposure_times", "-240.0", "positive"]
+
+
 def _data_1d(tmp, shot):
     p = _corrupt(shot, tmp / "flat.cxi", lambda f: _replace_data(f, np.ravel))
     return p, ["flat.cxi", "data", "1 dimensions", "(65536,)", "2D frame"]
@@ -136,7 +153,7 @@ def _angles_70(tmp, shot):
 
 
 @pytest.mark.parametrize("make", [_missing, _text, _truncated, _no_angles, _nan_pixel, _negative_pixel, _data_3d,
-                                  _data_1d, _angles_70], ids=lambda f: f.__name__.lstrip("_"))
+                                  _data_1d, _angles_70, _hdr_times_mismatch, _hdr_times_negative], ids=lambda f: f.__name__.lstrip("_"))
 def test_run_bad_shot(make, shot_file, tmp_path, capsys):
     src, expected = make(tmp_path, shot_file)
     before = _digest(src) if src.exists() else None

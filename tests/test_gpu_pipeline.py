@@ -13,8 +13,12 @@ def shot():
     return xs.simulate_shot()
 
 
-def test_stereo_and_cloud_stages_match_numpy(shot):
+@pytest.mark.parametrize("kernels_env", ["1", "0"])
+def test_stereo_and_cloud_stages_match_numpy(shot, monkeypatch, kernels_env):
+    """With the CUDA kernels (default) and with the twins' CuPy code (XSTEREO_KERNELS=0)."""
     import cupy
+
+    monkeypatch.setenv("XSTEREO_KERNELS", kernels_env)
 
     opts = xs.PipelineOptions.for_profile("cpu")
     views = shot.truth.views
@@ -47,6 +51,26 @@ def test_prepare_and_phasing_on_gpu_are_as_good_as_numpy(shot):
     np.testing.assert_array_equal(cupy.asnumpy(v_cp), v_np)
     res = xs.phase_retrieval(i_cp, v_cp, o)
     assert isinstance(res.views, cupy.ndarray) and res.views.dtype == cupy.complex64
+    for k in range(2):
+        reg = xs.accuracy.register_to_truth(cupy.asnumpy(res.views[k]), shot.truth.views[k])
+        assert reg["correlation"] > 0.9
+
+
+@pytest.mark.parametrize("kernels", [True, False])
+def test_phasing_kernels_and_twin_code_on_gpu_both_reconstruct(shot, kernels):
+    """The kernel path is used by default, reads the host only every K iterations, and
+    reconstructs as well as the twins' CuPy code (the escape hatch)."""
+    import cupy
+
+    from xstereo_gpu.phasing.runs import host_read_limit
+
+    o = xs.PhasingOptions(runs=16, iterations=150)
+    i_cp, v_cp = xs.split_patterns(cupy.asarray(shot.frame), cupy.asarray(shot.mask), shot.centres_px,
+                                   shot.pattern_size)
+    res = xs.phase_retrieval(i_cp, v_cp, o, kernels=kernels)
+    assert res.history["kernels"] is kernels
+    assert res.history["host_reads"] <= host_read_limit(o.iterations + o.final_er, o.check_every)
+    assert np.all(np.isfinite(cupy.asnumpy(res.best_eps)))
     for k in range(2):
         reg = xs.accuracy.register_to_truth(cupy.asnumpy(res.views[k]), shot.truth.views[k])
         assert reg["correlation"] > 0.9

@@ -196,3 +196,43 @@ def test_non_finite_rejected():
     left[2, 3] = cupy.nan
     with pytest.raises(InputError, match="non-finite"):
         block_match_kernel(left, cupy.zeros((8, 8), cupy.float32), MatchOptions(block=3, dmin=-2, dmax=2))
+
+
+# ------------------------------------------------------------------------------ wiring into block_match
+
+
+def test_block_match_kernels_keyword_on_numpy_is_the_twin():
+    rng = np.random.default_rng(11)
+    left, right = _textured_pair(rng, 24, 40, 3)
+    opts = MatchOptions(block=3, dmin=-6, dmax=6)
+    a, b = block_match(left, right, opts, kernels=True), block_match(left, right, opts, kernels=False)
+    for f in FIELDS:
+        np.testing.assert_array_equal(getattr(a, f), getattr(b, f))
+    assert np.nanmedian(np.abs(a.disparity_left[:, 8:-8] - 3)) < 0.2
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("block, env, kernels, want_kernel", [
+    (3, None, None, True), (23, None, None, True), (3, "0", None, False), (3, "0", True, True),
+    (3, None, False, False), (MAX_BLOCK + 2, None, None, False),
+])
+def test_block_match_dispatches_on_cupy(monkeypatch, block, env, kernels, want_kernel):
+    """CuPy inputs run the kernel unless XSTEREO_KERNELS=0, kernels=False or the block is too big;
+    either way the result matches the NumPy twin."""
+    cupy = pytest.importorskip("cupy")
+    from xstereo_gpu.stereo import _bm_kernel
+
+    if env is None:
+        monkeypatch.delenv("XSTEREO_KERNELS", raising=False)
+    else:
+        monkeypatch.setenv("XSTEREO_KERNELS", env)
+    calls = []
+    real = _bm_kernel.block_match_kernel
+    monkeypatch.setattr(_bm_kernel, "block_match_kernel", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    rng = np.random.default_rng(block)
+    left, right = _textured_pair(rng, 40, 64, 4, flat=True)
+    opts = MatchOptions(block=block, dmin=-9, dmax=9, proximity_weight=0.05, texture_threshold=0.05 / max(1, block // 3))
+    got = block_match(cupy.asarray(left), cupy.asarray(right), opts, kernels=kernels)
+    assert bool(calls) == want_kernel
+    assert isinstance(got.disparity_left, cupy.ndarray)
+    _compare(got, block_match(left, right, opts), cupy)

@@ -7,6 +7,11 @@ selection of ``PhaseRetrieval.update``, on seeded random inputs covering every k
 (per-run and broadcast supports, default and explicit gammas, negative beta, invalid Fourier
 pixels, zero amplitudes, a vanishing spectrum, odd N, NaN and tied eps, selection disabled),
 with outputs poisoned before the launch.
+
+Wiring: ``PhaseRetrieval`` uses the kernels on CuPy (escape hatch ``kernels=False`` /
+``XSTEREO_KERNELS=0``) and matches the twins' CuPy code there; its loop reads the host at most
+``ceil(iterations / K) + 1`` times, counted by intercepting ``to_host`` (NumPy and CuPy) and, on
+CuPy, with synchronisation disallowed between two cost records.
 """
 
 from __future__ import annotations
@@ -238,3 +243,129 @@ def test_track_best_kernel_matches_twin(per_run_support):
         np.testing.assert_array_equal(cupy.asnumpy(best_eps_g), best_eps)
         np.testing.assert_array_equal(cupy.asnumpy(best_g), best)
     assert not np.any(best == 7 + 7j)  # every run improved at least once from inf
+
+
+# ----------------------------------------------------------------------------- wiring into the phasing loop
+
+
+def _phasing_problem(xp, n=32, seed=40):
+    """A small object's diffraction pattern (2 views), with a beamstop, on ``xp``'s device."""
+    rng = np.random.default_rng(seed)
+    obj = np.zeros((2, n, n), np.complex64)
+    obj[:, n // 2 - 5:n // 2 + 4, n // 2 - 3:n // 2 + 6] = rng.random((2, 9, 9)) + 0.5
+    inten = np.abs(np.fft.fftshift(np.fft.fft2(obj), axes=(-2, -1))).astype(np.float32) ** 2
+    valid = np.ones(inten.shape, bool)
+    valid[:, n // 2 - 1:n // 2 + 2, n // 2 - 1:n // 2 + 2] = False
+    return xp.asarray(inten), xp.asarray(valid)
+
+
+def test_kernels_enabled_reads_the_keyword_then_the_environment(monkeypatch):
+    from xstereo_gpu.phasing.runs import kernels_enabled
+
+    monkeypatch.delenv("XSTEREO_KERNELS", raising=False)
+    assert kernels_enabled() is True
+    for value, want in (("0", False), ("off", False), ("1", True), ("yes", True)):
+        monkeypatch.setenv("XSTEREO_KERNELS", value)
+        assert kernels_enabled() is want
+        assert kernels_enabled(True) is True and kernels_enabled(False) is False  # the keyword wins
+    monkeypatch.setenv("XSTEREO_KERNELS", "maybe")
+    with pytest.raises(InputError, match="XSTEREO_KERNELS"):
+        kernels_enabled()
+
+
+@pytest.mark.parametrize("algorithm", ["dm", "hio"])
+def test_phasing_loop_reads_the_host_only_every_k_iterations(xp, monkeypatch, algorithm):
+    """Every device-to-host read of the loop goes through ``to_host`` and is counted; at most
+    ceil(iterations / K) + 1 of them, K = check_every (shrink-wrap also every K iterations).
+    On CuPy the iterations between two cost records also run with synchronisation disallowed."""
+    from xstereo_gpu.config import PhasingOptions
+    from xstereo_gpu.phasing import runs
+
+    k = 4
+    o = PhasingOptions(algorithm=algorithm, runs=3, iterations=46, final_er=5, check_every=k,
+                       shrinkwrap_every=k, select_from=0.25, seed=3)
+    inten, valid = _phasing_problem(xp)
+    pr = runs.PhaseRetrieval(inten, valid, o)
+    assert pr.uses_kernels == (xp is not np)
+    reads = []
+    real_to_host = runs.to_host
+    monkeypatch.setattr(runs, "to_host", lambda a: reads.append(type(a).__module__) or real_to_host(a))
+    no_sync = None
+    if xp is not np:
+        import warnings
+
+        import cupyx
+
+        no_sync = getattr(cupyx, "allow_synchronize", None)  # deprecated in CuPy 10, may be gone
+    while not pr.done():
+        if no_sync is not None and pr.iteration % k == 0 and pr.max_iter - pr.iteration > k:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                with no_sync(False):  # raises cupyx.DeviceSynchronized on any CuPy synchronisation
+                    pr.update(k - 1)  # no cost record in these iterations
+            pr.update(1)
+        else:
+            pr.update(k)
+    total = o.iterations + o.final_er
+    assert pr.iteration == total == 51
+    assert len(reads) == pr.host_reads == len(pr.costs) == 13  # iterations 4, 8, ..., 48 and 51
+    assert pr.host_reads <= runs.host_read_limit(total, k)
+    assert pr.cost_iterations[-1] == total and pr.cost_iterations[:3] == [4, 8, 12]
+    best_eps = np.asarray(runs.to_host(pr.best_eps))
+    assert np.all(np.isfinite(best_eps)) and np.all(best_eps > 0)
+    res = runs.phase_retrieval(inten, valid, o)
+    assert res.history["host_reads"] == 13 and res.history["kernels"] == (xp is not np)
+
+
+def test_host_read_limit():
+    from xstereo_gpu.phasing.runs import host_read_limit
+
+    assert host_read_limit(220, 10) == 23
+    assert host_read_limit(51, 4) == 14
+    assert host_read_limit(3, 10) == 2
+
+
+def test_kernels_keyword_is_ignored_on_numpy():
+    """The NumPy path is the twin whatever the keyword says (same numbers, bit for bit)."""
+    from xstereo_gpu.config import PhasingOptions
+    from xstereo_gpu.phasing.runs import PhaseRetrieval
+
+    o = PhasingOptions(runs=2, iterations=12, final_er=2, check_every=4, shrinkwrap_every=4, select_from=0.2)
+    inten, valid = _phasing_problem(np)
+    a = PhaseRetrieval(inten, valid, o, kernels=True).update(14)
+    b = PhaseRetrieval(inten, valid, o, kernels=False).update(14)
+    assert not a.uses_kernels and not b.uses_kernels
+    np.testing.assert_array_equal(a.x, b.x)
+    np.testing.assert_array_equal(a.best, b.best)
+    np.testing.assert_array_equal(a.best_eps, b.best_eps)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("env", [None, "0"])
+def test_phasing_loop_kernels_match_the_twins_array_code_on_cupy(monkeypatch, env):
+    """Kernel path vs the twins' CuPy code (escape hatch), a few iterations before chaos sets in."""
+    import cupy
+
+    from xstereo_gpu.config import PhasingOptions
+    from xstereo_gpu.phasing.runs import PhaseRetrieval
+
+    if env is None:
+        monkeypatch.delenv("XSTEREO_KERNELS", raising=False)
+    else:
+        monkeypatch.setenv("XSTEREO_KERNELS", env)
+    o = PhasingOptions(runs=3, iterations=8, final_er=2, check_every=2, shrinkwrap_every=4, select_from=0.0)
+    inten, valid = _phasing_problem(cupy, seed=41)
+    default = PhaseRetrieval(inten, valid, o)
+    assert default.uses_kernels == (env is None)
+    twin = PhaseRetrieval(inten, valid, o, kernels=False)
+    kern = PhaseRetrieval(inten, valid, o, kernels=True)
+    assert not twin.uses_kernels and kern.uses_kernels
+    for _ in range(3):
+        twin.update(1)
+        kern.update(1)
+        _assert_close(cupy.asnumpy(kern.x), cupy.asnumpy(twin.x), rtol=1e-3)
+        _assert_close(cupy.asnumpy(kern.best), cupy.asnumpy(twin.best), rtol=1e-3)
+        np.testing.assert_allclose(cupy.asnumpy(kern.best_eps), cupy.asnumpy(twin.best_eps), rtol=1e-3)
+    kern.update(10)  # through the shrink-wrap and the final ER (twin step, kernel tracking)
+    assert kern.done() and kern.host_reads == 5
+    assert np.all(np.isfinite(cupy.asnumpy(kern.best_eps)))

@@ -272,3 +272,49 @@ def test_gpu_edge_sizes_and_errors():
     wide = np.random.default_rng(5).random((3000, 4))
     got = knn_mean_distance_kernel(cupy.asarray(wide)[:, 1:], 80).get()
     np.testing.assert_array_equal(got, knn_mean_distance(wide[:, 1:], 80))
+
+
+# --------------------------------------------------------------------------------------------- #
+# wiring into knn_mean_distance / remove_outliers
+
+
+def test_kernel_method_needs_cupy_and_keyword_is_ignored_on_numpy():
+    pts = np.random.default_rng(9).random((300, 3))
+    with pytest.raises(InputError) as err:
+        knn_mean_distance(pts, 8, method="kernel")
+    assert err.value.where == "knn_mean_distance.method"
+    np.testing.assert_array_equal(knn_mean_distance(pts, 8, kernels=True), knn_mean_distance(pts, 8, kernels=False))
+    np.testing.assert_array_equal(remove_outliers(pts, k=8, kernels=True), remove_outliers(pts, k=8))
+    with pytest.raises(InputError):
+        knn_mean_distance(pts, 8, method="octree")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("k, env, kernels, method, want_kernel", [
+    (80, None, None, "auto", True), (80, "0", None, "auto", False), (80, None, False, "auto", False),
+    (80, "0", True, "auto", True), (129, None, None, "auto", False), (80, None, None, "brute", False),
+    (80, "0", None, "kernel", True),
+])
+def test_knn_dispatches_on_cupy(monkeypatch, k, env, kernels, method, want_kernel):
+    """CuPy points run the grid kernel for k <= 128 unless XSTEREO_KERNELS=0 / kernels=False;
+    every path matches the k-d tree twin (bit for bit) and keeps the same points."""
+    import cupy
+
+    if env is None:
+        monkeypatch.delenv("XSTEREO_KERNELS", raising=False)
+    else:
+        monkeypatch.setenv("XSTEREO_KERNELS", env)
+    calls = []
+    real = _knn_kernel.knn_mean_distance_kernel
+    monkeypatch.setattr(_knn_kernel, "knn_mean_distance_kernel", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    pts = np.random.default_rng(k).random((3000, 3))
+    got = knn_mean_distance(cupy.asarray(pts), k, method=method, kernels=kernels)
+    assert bool(calls) == want_kernel
+    want = knn_mean_distance(pts, k)
+    if want_kernel:
+        np.testing.assert_array_equal(got.get(), want)
+    else:  # brute force sums the same coordinate differences; the partial sort may differ in the last bit
+        np.testing.assert_allclose(got.get(), want, rtol=1e-12)
+    if method == "auto":
+        keep = remove_outliers(cupy.asarray(pts), k=k, kernels=kernels)
+        np.testing.assert_array_equal(keep.get(), remove_outliers(pts, k=k))

@@ -12,8 +12,8 @@ from xstereo_gpu.backend import to_host
 from xstereo_gpu.config import MatchOptions, PreprocessOptions
 from xstereo_gpu.errors import InputError
 from xstereo_gpu.geometry import StereoGeometry
-from xstereo_gpu.stereo import (block_match, depth_map, lr_consistency, matching_coordinate,
-                                points_from_disparity, preprocess, texture_map, view_coordinate)
+from xstereo_gpu.stereo import (background_mask, block_match, depth_map, lr_consistency, matching_coordinate,
+                                points_from_disparity, preprocess, texture_map, upsample_mask, view_coordinate)
 
 
 def _h(a):
@@ -313,6 +313,129 @@ def test_preprocess_normalises_per_view_and_validates(xp):
         preprocess(xp.zeros((2, 8, 8), np.complex64))
     with pytest.raises(InputError, match="search_range"):
         preprocess(xp.zeros((2, 8, 8), np.float32), search_range=(5, -5))
+
+
+def test_preprocess_gradient_mode_marks_vertical_edges_with_their_sign(xp):
+    H = W = 40
+    views = np.zeros((2, H, W), np.float32)
+    views[:, :, 15:25] = 1.0         # a bright vertical bar: rising edge at 14.5, falling at 24.5
+    views[1, 30:, :] += 0.5          # right view: plus a horizontal edge, which carries no x-gradient
+    res = preprocess(xp.asarray(views), PreprocessOptions(mode="gradient"))
+    img = _h(res.images)
+    assert img.shape == (2, 160, 160) and img.dtype == np.float32
+    assert img.min() >= 0 and img.max() <= 1 and res.thresholds is None and res.mask is None
+    for v in (0, 1):
+        prof = img[v, 40]
+        rise, fall = int(np.argmax(prof)), int(np.argmin(prof))
+        assert prof[rise] == 1.0 and prof[fall] == 0.0          # strongest edges saturate at the percentile
+        assert abs(rise - matching_coordinate(14.5, 4)) <= 1   # at the edge, within a grid pixel
+        assert abs(fall - matching_coordinate(24.5, 4)) <= 1
+        np.testing.assert_allclose(img[v, :, :30], 0.5, atol=1e-3)       # uniform: no gradient (spline
+        np.testing.assert_allclose(img[v, :, :10], 0.5, atol=1e-6)       # ringing of the bar decays)
+    # the horizontal edge of the right view leaves no trace away from the bar
+    np.testing.assert_allclose(img[1, :, 130:], 0.5, atol=1e-3)
+    assert np.abs(img[1, 100:140, 130:] - 0.5).max() < 1e-3
+    np.testing.assert_array_equal(_h(res.normalised)[0], views[0])
+
+
+def _thin_feature_pair(seed, H=64, W=64, d=2.5):
+    """Thin bars of two grey tones; the right view is shifted by d, dimmer, offset and noisy."""
+    rng = np.random.default_rng(seed)
+    img = np.zeros((H, W))
+    for _ in range(8):
+        x0, y0 = rng.integers(5, W - 10), rng.integers(0, H - 20)
+        img[y0:y0 + rng.integers(10, 30), x0:x0 + rng.integers(1, 3)] += rng.choice([0.5, 1.0])
+    img = ndi.gaussian_filter(img, 0.7)
+    yy, xx = np.mgrid[0:H, 0:W].astype(float)
+    right = ndi.map_coordinates(img, [yy, xx + d], order=3, mode="nearest") * 0.8 + 0.05
+    return (np.stack([img, right]) + rng.normal(0, 0.02, (2, H, W))).astype(np.float32), 4 * d
+
+
+def test_gradient_mode_matches_thin_features_and_signed_beats_absolute(xp):
+    """Why the sign of Gx is kept: |Gx| makes both sides of a thin bar look alike."""
+    signed, absolute = [], []
+    for seed in (0, 1, 2):
+        views, d = _thin_feature_pair(seed)
+        img = preprocess(xp.asarray(views), PreprocessOptions(mode="gradient")).images
+        for store, pair in ((signed, img), (absolute, xp.abs(img - 0.5) * 2)):
+            m = block_match(pair[0], pair[1], MatchOptions(dmin=-30, dmax=30))
+            dl, _ = lr_consistency(m.disparity_left, m.disparity_right, tolerance=1.0)
+            dl = _h(dl)
+            ok = np.isfinite(dl)
+            assert ok.sum() > 2000
+            store.append(np.mean(np.abs(dl[ok] - d) < 1))
+    assert min(signed) > 0.88                 # measured 0.96, 0.91, 0.98
+    assert np.mean(signed) > np.mean(absolute) + 0.15   # measured |Gx|: 0.69, 0.66, 0.76
+
+
+def test_preprocess_none_mode_on_signed_phase_views(xp):
+    rng = np.random.default_rng(8)
+    views = rng.normal(0, 0.01, (2, 48, 48)).astype(np.float32)
+    views[:, 10:20, 10:20] -= 1.2        # phase features of either sign on a zero background
+    views[:, 30:40, 25:35] += 0.6
+    res = preprocess(xp.asarray(views), PreprocessOptions(mode="none", upsample=1))
+    img = _h(res.images)
+    assert abs(np.median(img) - 0.5) < 1e-6                      # background at 0.5
+    assert img[:, 12:18, 12:18].max() < 0.02                     # negative feature dark
+    assert img[:, 32:38, 27:33].min() > 0.7                      # positive feature bright
+    # a global phase offset (the phase retrieval's arbitrary constant) changes nothing
+    res2 = preprocess(xp.asarray(views + np.float32(0.3)), PreprocessOptions(mode="none", upsample=1))
+    np.testing.assert_allclose(_h(res2.images), img, atol=1e-5)
+    # upsampled too, still 0..1
+    up = _h(preprocess(xp.asarray(views), PreprocessOptions(mode="none")).images)
+    assert up.shape == (2, 192, 192) and up.min() >= 0 and up.max() <= 1
+
+
+def _particle_views(seed=11, N=96):
+    """Gold-particle-like dots filling a square region (a hole in it), on a noisy background."""
+    rng = np.random.default_rng(seed)
+    img = np.zeros((N, N))
+    yy, xx = np.mgrid[0:N, 0:N]
+    region = (yy >= 20) & (yy < 70) & (xx >= 25) & (xx < 75) & ~((yy >= 40) & (yy < 46) & (xx >= 45) & (xx < 51))
+    ys, xs = np.nonzero(region)
+    pick = rng.choice(len(ys), 120, replace=False)
+    img[ys[pick], xs[pick]] = 1.0
+    img = ndi.gaussian_filter(img, 1.2)
+    img /= img.max()
+    views = np.stack([img, np.roll(img, -3, axis=1)]) + rng.normal(0, 0.01, (2, N, N))
+    return np.abs(views).astype(np.float32), region
+
+
+def test_background_mask_covers_the_populated_region(xp):
+    views, region = _particle_views()
+    mask = _h(background_mask(xp.asarray(views)))
+    assert mask.shape == (2, 96, 96) and mask.dtype == bool
+    hole = np.zeros_like(region)
+    hole[40:46, 45:51] = True
+    inside = ndi.binary_erosion(region, iterations=4) | hole
+    assert mask[0][inside].mean() > 0.97                          # the region, its small hole filled
+    far = ~ndi.binary_dilation(region, iterations=8)
+    assert mask[0][far].mean() < 0.01                             # not the background
+    assert mask[1][np.roll(inside, -3, axis=1)].mean() > 0.97
+    with pytest.raises(InputError, match="fraction"):
+        background_mask(xp.asarray(views), fraction=1.5)
+
+
+def test_preprocess_with_mask_zeroes_background_and_upsamples_mask(xp):
+    views, _ = _particle_views()
+    mask = background_mask(xp.asarray(views))
+    res = preprocess(xp.asarray(views), PreprocessOptions(mode="none"), mask=mask)
+    um = _h(res.mask)
+    assert um.shape == (2, 384, 384) and um.dtype == bool
+    np.testing.assert_array_equal(um, np.repeat(np.repeat(_h(mask), 4, axis=1), 4, axis=2))
+    np.testing.assert_array_equal(_h(upsample_mask(mask, 4)), um)
+    img = _h(res.images)
+    deep = ~ndi.binary_dilation(um[0], iterations=8)             # away from the mask edge
+    assert img[0][deep].max() < 0.01                            # only the cubic spline's ringing
+    assert np.array_equal(_h(res.normalised)[0][~_h(mask)[0]], np.zeros((~_h(mask)[0]).sum(), np.float32))
+    # binary mode: a mask that keeps everything changes no pixel
+    full = xp.ones(views.shape, dtype=bool)
+    a = preprocess(xp.asarray(views), PreprocessOptions(), search_range=(-30, 30))
+    b = preprocess(xp.asarray(views), PreprocessOptions(), search_range=(-30, 30), mask=full)
+    np.testing.assert_array_equal(_h(a.images), _h(b.images))
+    assert a.removed == b.removed and a.mask is None and _h(b.mask).all()
+    with pytest.raises(InputError, match="mask"):
+        preprocess(xp.asarray(views), mask=xp.ones((2, 10, 10), dtype=bool))
 
 
 # --------------------------------------------------------------------------------------------- #

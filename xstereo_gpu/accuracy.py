@@ -21,6 +21,15 @@ Metrics (all in nm unless said otherwise):
     ``match_radius`` view pixels whose depth is within 2 voxel depths.
 ``points_near_edges``
     Fraction of recovered points that lie within ``match_radius`` of a true edge.
+``completeness_hidden``
+    Completeness over the true edge points hidden behind the membrane in one view (truth
+    ``extra["edge_hidden"]``, the phase cross): the "behind the scene" features.
+``pyramid_height_nm``, ``pyramid_height_error``
+    The pyramid sample (truth ``extra["apex_m"]``, ``extra["base_corners_m"]``): the recovered depth,
+    in the truth's datum, of every point is fitted with the notch's shape ``z = z_rim + h (1 - r)``,
+    ``r`` = the point's normalised distance from the apex in the base square (0 at the apex, 1 on
+    the rim; the lateral positions come from the registration); ``h`` is the recovered height and
+    ``pyramid_height_error`` = ``|h| / true height - 1``.
 """
 
 from __future__ import annotations
@@ -33,7 +42,7 @@ from scipy.spatial import cKDTree
 from .geometry import StereoGeometry
 from .shot import GroundTruth
 
-__all__ = ["score", "register_to_truth"]
+__all__ = ["score", "register_to_truth", "pyramid_height"]
 
 
 def _invert(image: np.ndarray) -> np.ndarray:
@@ -154,4 +163,48 @@ def score(points_nm: np.ndarray, views: np.ndarray, truth: GroundTruth, geometry
     out["completeness_2dz"] = float(ok.mean())
     labels = np.asarray(truth.edge_labels)
     out["completeness_2dz_by_part"] = {str(int(lab)): float(ok[labels == lab].mean()) for lab in np.unique(labels)}
+    extra = getattr(truth, "extra", None) or {}
+    hidden = extra.get("edge_hidden")
+    if hidden is not None and np.asarray(hidden).shape == ok.shape and np.asarray(hidden).any():
+        out["completeness_hidden"] = float(ok[np.asarray(hidden, dtype=bool)].mean())
+    if "apex_m" in extra and "base_corners_m" in extra:
+        x = (uv[:, 1] * dr_nm) - zc * tan_l  # object x in the truth frame [nm]
+        y = uv[:, 0] * dr_nm
+        out.update(pyramid_height(np.stack([x, y, zc], axis=1), extra))
     return out
+
+
+def pyramid_height(points_nm: np.ndarray, extra: dict) -> dict:
+    """Height of the pyramid notch fitted to points already in the truth frame (see module docstring).
+
+    Parameters
+    ----------
+    points_nm : (M, 3) float
+        Recovered points in the truth's object frame [nm].
+    extra : dict
+        ``apex_m`` (3,), ``base_corners_m`` (4, 3) in order around the base, ``pyramid_height_m``.
+    """
+    apex = np.asarray(extra["apex_m"], dtype=float) * 1e9
+    corners = np.asarray(extra["base_corners_m"], dtype=float).reshape(4, 3) * 1e9
+    true_h = float(np.asarray(extra.get("pyramid_height_m", abs(apex[2] - corners[:, 2].mean()) * 1e-9))) * 1e9
+    e1 = corners[1, :2] - corners[0, :2]
+    e2 = corners[3, :2] - corners[0, :2]
+    half = 0.5 * np.array([np.linalg.norm(e1), np.linalg.norm(e2)])
+    basis = np.stack([e1 / np.linalg.norm(e1), e2 / np.linalg.norm(e2)])
+    rel = (points_nm[:, :2] - apex[:2]) @ basis.T
+    r = np.max(np.abs(rel) / half, axis=1)
+    sel = r <= 1.0
+    if sel.sum() < 10:
+        return {"pyramid_height_nm": None, "pyramid_height_true_nm": true_h, "pyramid_height_error": None,
+                "pyramid_points": int(sel.sum())}
+    a = np.stack([np.ones(int(sel.sum())), 1.0 - r[sel]], axis=1)
+    z = points_nm[sel, 2]
+    coef = np.linalg.lstsq(a, z, rcond=None)[0]
+    for _ in range(3):  # robust refit: drop the points farther than 3 MAD from the model
+        res = z - a @ coef
+        mad = float(np.median(np.abs(res - np.median(res)))) + 1e-9
+        keep = np.abs(res) <= 3 * 1.4826 * mad
+        coef = np.linalg.lstsq(a[keep], z[keep], rcond=None)[0]
+    h = float(abs(coef[1]))
+    return {"pyramid_height_nm": h, "pyramid_height_true_nm": true_h,
+            "pyramid_height_error": h / true_h - 1.0, "pyramid_points": int(sel.sum())}

@@ -1,15 +1,35 @@
 """``xstereo bench``: the three hot paths and the whole pipeline timed on the current device.
 
-Every row reports the median time of several runs (one warm-up excluded, device synchronised; on CuPy
-the GPU time from CUDA events via ``cupyx.profiler.benchmark``), a throughput, and the ratio to a limit
-measured in the same run: a device-to-device copy (memory bandwidth) and a forward + inverse FFT pair
-of the same shape. On NumPy the twins (the CPU path) are timed at CPU-sized problems, named in the
-table; on CuPy the twins' CuPy code and, where they load, the custom kernels.
+Every row reports the median time of several runs (warm-up excluded, device synchronised; on CuPy
+the GPU time from CUDA events via ``cupyx.profiler.benchmark``), a throughput, and where it applies
+its roofline: the bytes it must move and the flops it does, and the lower bound on its time set by
+two limits measured in the same run, a device-to-device copy (memory bandwidth) and a forward +
+inverse FFT pair of the phasing batch's shape. On NumPy the twins (the CPU path) are timed at
+CPU-sized problems, named in the table; on CuPy the twins' CuPy code and the custom kernels, at the
+sizes of issue 3 (DM (1, 45, 512, 512); block matching 1024 x 1024 with 3 x 3 blocks over 131
+disparities and 23 x 23 over 61; kNN on 1,000,000 points with k = 80).
+
+The pieces are public so that ``benchmarks/test_bench_kernels.py`` (pytest-benchmark) times the
+same cases with the same cost model: :func:`time_fn`, :func:`measure_limits`, :func:`hot_path_cases`,
+:func:`measure_case`.
+
+Cost model (bytes that must cross DRAM at least once, per call)
+----------------------------------------------------------------
+- DM iteration, per pixel of each of the ``V R`` images: ``dm_prepare`` reads ``x`` and the support
+  and writes two complex images (25 B), ``dm_modulus`` reads and writes two (32 B), ``dm_update``
+  reads three, the support, writes one (33 B), ``best_copy`` at most 17 B: 107 B; plus the FFT
+  floor of two forward + inverse pairs of the batch (measured). Flops: ``5 N^2 log2(N^2)`` per
+  transform, 4 transforms per image, plus about 40 per pixel.
+- Block matching: reads both images and writes six maps: 32 B per pixel (compute-bound; its
+  throughput is pixel-disparities per second, both maps counted).
+- kNN: reads the points and writes the mean distances, 32 B per point (compute-bound).
 """
 
 from __future__ import annotations
 
+import math
 import time
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -17,19 +37,27 @@ import numpy as np
 from .backend import device_info, synchronize
 from .config import MatchOptions, PhasingOptions, PipelineOptions
 
-__all__ = ["run_bench", "format_table"]
+__all__ = ["BenchCase", "run_bench", "format_table", "time_fn", "measure_limits", "hot_path_cases",
+           "measure_case", "TARGETS_MS"]
+
+#: Issue 3's targets on one H100 / H200 [ms], by case key, for the issue's sizes only.
+TARGETS_MS = {"dm": 0.9, "bm3": 1.0, "bm23": 2.0, "knn": 30.0}
 
 
-def _time(xp, fn: Callable[[], Any], *, repeat: int) -> float:
-    """Median seconds of ``fn()`` over ``repeat`` runs after one warm-up."""
+def time_fn(xp, fn: Callable[[], Any], *, repeat: int, warmup: int = 1) -> float:
+    """Median seconds of ``fn()`` over ``repeat`` runs after ``warmup`` runs.
+
+    On CuPy the GPU time between CUDA events (``cupyx.profiler.benchmark``); on NumPy the wall time.
+    """
     if xp is not np:
         from cupyx.profiler import benchmark
 
-        res = benchmark(fn, n_repeat=repeat, n_warmup=1)
+        res = benchmark(fn, n_repeat=int(repeat), n_warmup=int(warmup))
         return float(np.median(res.gpu_times[0]))
-    fn()
+    for _ in range(int(warmup)):
+        fn()
     times = []
-    for _ in range(repeat):
+    for _ in range(int(repeat)):
         t0 = time.perf_counter()
         fn()
         synchronize(xp)
@@ -37,8 +65,227 @@ def _time(xp, fn: Callable[[], Any], *, repeat: int) -> float:
     return float(np.median(times))
 
 
+def measure_limits(xp, *, copy_bytes: int, fft_shape: tuple[int, ...], repeat: int = 5) -> dict:
+    """Measure the two limits every roofline ratio is taken against.
+
+    Parameters
+    ----------
+    xp : module
+        ``numpy`` or ``cupy``.
+    copy_bytes : int
+        Size of the copied buffer [bytes].
+    fft_shape : tuple of int
+        ``(V, R, N, N)``: shape of the complex64 batch whose forward + inverse FFT pair is timed.
+
+    Returns
+    -------
+    dict
+        ``copy_s`` [s], ``copy_bytes``, ``bandwidth_bytes_per_s`` (read + write: ``2 copy_bytes /
+        copy_s``), ``fft_pair_s`` [s], ``fft_shape``.
+    """
+    from .phasing._fft import fft2, ifft2
+
+    a = xp.ones(int(copy_bytes) // 4, dtype=xp.float32)
+    b = xp.empty_like(a)
+    t_copy = time_fn(xp, lambda: xp.copyto(b, a), repeat=repeat)
+    del a, b
+    rng = np.random.default_rng(1)
+    x = xp.asarray((rng.standard_normal(fft_shape) + 1j * rng.standard_normal(fft_shape)).astype(np.complex64))
+    t_fft = time_fn(xp, lambda: ifft2(fft2(x)), repeat=repeat)
+    return {"copy_s": t_copy, "copy_bytes": int(copy_bytes), "bandwidth_bytes_per_s": 2 * int(copy_bytes) / t_copy,
+            "fft_pair_s": t_fft, "fft_shape": list(fft_shape)}
+
+
+@dataclass
+class BenchCase:
+    """One timed hot-path call and its cost model.
+
+    Attributes
+    ----------
+    key : str
+        ``"dm"``, ``"bm3"``, ``"bm23"`` or ``"knn"`` (the hot path and size class).
+    name : str
+        Row name, ending in ``(twin)`` or ``(kernel)``.
+    shape : str
+        Problem size in words.
+    fn : callable
+        The call to time (no arguments; device work is synchronised by :func:`time_fn`).
+    work : float
+        Work units per call (``unit`` per second is the throughput).
+    unit : str
+        E.g. ``"run-iterations/s"``.
+    bytes : float
+        Bytes that must cross memory per call (module docstring).
+    flops : float or None
+        Floating-point operations per call, where the count is meaningful.
+    fft_pairs : int
+        FFT pairs of the measured shape in the time floor (2 for a DM iteration, else 0).
+    target_ms : float or None
+        Issue 3's target for this case (GPU kernels at the issue's sizes only).
+    repeat : int
+        Timed repetitions.
+    extra : dict
+        Facts of the case (``fft_shape`` for the DM rows).
+    """
+
+    key: str
+    name: str
+    shape: str
+    fn: Callable[[], Any]
+    work: float
+    unit: str
+    bytes: float
+    flops: float | None = None
+    fft_pairs: int = 0
+    target_ms: float | None = None
+    repeat: int = 5
+    extra: dict = field(default_factory=dict)
+
+
+def _dm_cases(xp, v, r, n, *, gpu: bool, repeat: int, full_size: bool) -> list[BenchCase]:
+    from .phasing.runs import PhaseRetrieval
+
+    rng = np.random.default_rng(0)
+    inten = xp.asarray(rng.random((v, n, n), dtype=np.float32))
+    support = xp.zeros((v, n, n), dtype=bool)
+    support[:, n // 4:3 * n // 4, n // 4:3 * n // 4] = True
+    # the production loop's iteration: step, eps normalisation, best-iterate tracking; no
+    # shrink-wrap and no cost record inside the timed calls
+    opts = PhasingOptions(runs=r, iterations=10**9, final_er=0, shrinkwrap_every=0, check_every=10**9,
+                          select_from=0.0, seed=0)
+    nn, n_img = n * n, v * r
+    nbytes = n_img * nn * 107.0 + v * nn * 5.0
+    flops = n_img * (4 * 5.0 * nn * math.log2(nn) + 40.0 * nn)
+    shape = f"({v}, {r}, {n}, {n}) c64"
+    cases = []
+    for kernels in ((False, True) if gpu else (False,)):
+        pr = PhaseRetrieval(inten, xp.ones((v, n, n), dtype=bool), opts, support=support, kernels=kernels)
+        cases.append(BenchCase("dm", f"DM iteration ({'kernel' if kernels else 'twin'})", shape,
+                               lambda pr=pr: pr.update(1), n_img, "run-iterations/s", nbytes, flops, fft_pairs=2,
+                               target_ms=TARGETS_MS["dm"] if (kernels and full_size) else None, repeat=repeat,
+                               extra={"fft_shape": (v, r, n, n)}))
+    return cases
+
+
+def _bm_cases(xp, h, *, gpu: bool, repeat: int, full_size: bool) -> list[BenchCase]:
+    from .stereo.disparity import block_match
+
+    rng = np.random.default_rng(2)
+    left = xp.asarray(rng.random((h, h), dtype=np.float32))
+    right = xp.roll(left, 5, axis=1)
+    cases = []
+    for block, (dmin, dmax) in ((3, (-65, 65)), (23, (-30, 30))):
+        opt = MatchOptions(block=block, dmin=dmin, dmax=dmax)
+        nd = dmax - dmin + 1
+        key = f"bm{block}"
+        shape = f"{h}x{h}, {nd} disparities, 2 maps"
+        common = dict(work=2 * h * h * nd / 1e9, unit="G pixel-disparities/s", bytes=32.0 * h * h,
+                      flops=2.0 * h * h * nd * 6)
+        cases.append(BenchCase(key, f"block matching {block}x{block} (twin)", shape,
+                               lambda opt=opt: block_match(left, right, opt, kernels=False),
+                               repeat=max(1, repeat // 2), **common))
+        if gpu:
+            from .stereo._bm_kernel import block_match_kernel
+
+            cases.append(BenchCase(key, f"block matching {block}x{block} (kernel)", shape,
+                                   lambda opt=opt: block_match_kernel(left, right, opt), repeat=repeat,
+                                   target_ms=TARGETS_MS[key] if full_size else None, **common))
+    return cases
+
+
+def _knn_cases(xp, m_twin, m_kernel, *, gpu: bool, repeat: int, full_size: bool) -> list[BenchCase]:
+    from .cloud.outliers import knn_mean_distance
+
+    rng = np.random.default_rng(3)
+    pts = xp.asarray(rng.random((max(m_twin, m_kernel), 3)) * 1000.0)
+    twin_pts = pts[:m_twin]
+    cases = [BenchCase("knn", "kNN mean distance k=80 (twin)", f"{m_twin:,} points",
+                       lambda: knn_mean_distance(twin_pts, 80, kernels=False), m_twin / 1e6, "M points/s",
+                       32.0 * m_twin, repeat=max(1, min(3, repeat // 2)))]
+    if gpu:
+        from .cloud._knn_kernel import knn_mean_distance_kernel
+
+        kpts = pts[:m_kernel]
+        cases.append(BenchCase("knn", "kNN mean distance k=80 (kernel)", f"{m_kernel:,} points",
+                               lambda: knn_mean_distance_kernel(kpts, 80), m_kernel / 1e6, "M points/s",
+                               32.0 * m_kernel, target_ms=TARGETS_MS["knn"] if full_size else None,
+                               repeat=max(1, repeat // 2)))
+    return cases
+
+
+def hot_path_cases(xp, *, quick: bool = False, only: tuple[str, ...] | None = None) -> list[BenchCase]:
+    """The benchmark cases of the three hot paths on ``xp`` (twins, and on CuPy the kernels).
+
+    Parameters
+    ----------
+    xp : module
+        ``numpy`` (twins at CPU sizes) or ``cupy`` (twins' CuPy code and kernels at the issue's sizes).
+    quick : bool
+        Smaller problems and fewer repeats.
+    only : tuple of str, optional
+        Hot paths to build: any of ``"dm"``, ``"bm"``, ``"knn"`` (default all).
+
+    Returns
+    -------
+    list of BenchCase
+        Inputs are allocated on the device when the cases are built.
+    """
+    gpu = xp is not np
+    only = ("dm", "bm", "knn") if only is None else tuple(only)
+    repeat = 3 if quick else (20 if gpu else 5)
+    full = gpu and not quick
+    cases: list[BenchCase] = []
+    if "dm" in only:
+        v, r, n = (1, 45, 512) if full else (1, 8, 256) if not quick else (1, 4, 128)
+        cases += _dm_cases(xp, v, r, n, gpu=gpu, repeat=repeat, full_size=full)
+    if "bm" in only:
+        h = 1024 if full else (256 if quick else 512)
+        cases += _bm_cases(xp, h, gpu=gpu, repeat=repeat, full_size=full)
+    if "knn" in only:
+        # the twin on the GPU is brute force (O(M^2)): timed on fewer points
+        m_kernel = 1_000_000 if full else 20_000
+        m_twin = (50_000 if full else 20_000) if gpu else (20_000 if quick else 200_000)
+        cases += _knn_cases(xp, m_twin, m_kernel, gpu=gpu, repeat=repeat, full_size=full)
+    return cases
+
+
+def measure_case(xp, case: BenchCase, limits: dict, *, seconds: float | None = None) -> dict:
+    """Time ``case`` (unless ``seconds`` is given) and derive its table/roofline row.
+
+    Returns
+    -------
+    dict
+        ``name``, ``key``, ``shape``, ``time_ms``, ``throughput`` (text), ``work_per_s``, ``unit``,
+        ``bytes``, ``flops``, ``achieved_gb_per_s``, ``bandwidth_fraction`` (achieved over the
+        measured copy bandwidth), ``floor_ms`` (bytes at the copy bandwidth plus the FFT pairs),
+        ``fraction_of_floor`` (``floor_ms / time_ms``: 1 is the measured limit), ``limit`` (text),
+        ``ratio_to_limit`` (``time / (2 FFT pairs)`` for the DM rows, else ``None``), ``target_ms``
+        and ``ratio_to_target``. A kernel that fails to compile or run gives a row with
+        ``time_ms = None`` and the error as throughput: reported, not hidden.
+    """
+    row = dict(name=case.name, key=case.key, shape=case.shape, unit=case.unit, bytes=case.bytes, flops=case.flops,
+               target_ms=case.target_ms, limit="2 FFT pairs" if case.fft_pairs else "", ratio_to_limit=None)
+    try:
+        t = time_fn(xp, case.fn, repeat=case.repeat) if seconds is None else float(seconds)
+    except Exception as exc:
+        if not case.name.endswith("(kernel)"):
+            raise
+        row.update(time_ms=None, throughput=f"failed: {type(exc).__name__}: {exc}"[:160], work_per_s=None,
+                   achieved_gb_per_s=None, bandwidth_fraction=None, floor_ms=None, fraction_of_floor=None,
+                   ratio_to_target=None)
+        return row
+    bw, t_fft = limits["bandwidth_bytes_per_s"], limits["fft_pair_s"]
+    floor = case.bytes / bw + case.fft_pairs * t_fft
+    row.update(time_ms=t * 1e3, work_per_s=case.work / t, throughput=f"{case.work / t:,.2f} {case.unit}",
+               achieved_gb_per_s=case.bytes / t / 1e9, bandwidth_fraction=case.bytes / t / bw,
+               floor_ms=floor * 1e3, fraction_of_floor=floor / t,
+               ratio_to_limit=(t / (case.fft_pairs * t_fft)) if case.fft_pairs else None,
+               ratio_to_target=(t * 1e3 / case.target_ms) if case.target_ms else None)
+    return row
+
+
 def run_bench(xp, *, quick: bool = False, pipeline: bool = True, progress: Callable[[str], None] | None = None) -> dict:
-    """Time copy, FFT pair, DM step, block matching, kNN statistics and (optionally) the pipeline.
+    """Time copy, FFT pair, DM iteration, block matching, kNN statistics and (optionally) the pipeline.
 
     Parameters
     ----------
@@ -52,84 +299,33 @@ def run_bench(xp, *, quick: bool = False, pipeline: bool = True, progress: Calla
     Returns
     -------
     dict
-        ``device`` (facts from :func:`~xstereo_gpu.backend.device_info`) and ``rows`` (list of dicts:
-        ``name``, ``shape``, ``time_ms``, ``throughput``, ``limit``, ``ratio_to_limit``).
+        ``device`` (facts from :func:`~xstereo_gpu.backend.device_info`: device, driver, clocks),
+        ``limits`` (:func:`measure_limits`), ``bandwidth_bytes_per_s``, ``fft_pair_s`` and ``rows``
+        (list of dicts, :func:`measure_case`; the first two rows are the limits themselves).
     """
-    from .cloud.outliers import knn_mean_distance
-    from .phasing._fft import fft2, ifft2
-    from .phasing.algorithms import Workspace, dm_step, fourier_constraint
-    from .stereo.disparity import block_match
-
     say = progress or (lambda s: None)
     gpu = xp is not np
-    rng = np.random.default_rng(0)
     repeat = 3 if quick else (20 if gpu else 5)
-    rows: list[dict] = []
-
-    # memory bandwidth: device-to-device copy of 256 MiB (64 MiB quick / CPU)
-    nbytes = (64 if (quick or not gpu) else 256) << 20
-    a = xp.ones(nbytes // 4, dtype=xp.float32)
-    b = xp.empty_like(a)
-    say("copy")
-    t = _time(xp, lambda: xp.copyto(b, a), repeat=repeat)
-    bandwidth = 2 * nbytes / t
-    rows.append(dict(name="device copy", shape=f"{nbytes >> 20} MiB", time_ms=t * 1e3,
-                     throughput=f"{bandwidth / 1e9:.1f} GB/s (read + write)", limit="", ratio_to_limit=None))
-    del a, b
-
-    # FFT pair and one DM step on the phasing batch
-    v, r, n = (1, 45, 512) if gpu and not quick else (1, 8, 256) if not quick else (1, 4, 128)
-    x = xp.asarray((rng.standard_normal((v, r, n, n)) + 1j * rng.standard_normal((v, r, n, n))).astype(np.complex64))
-    say("fft")
-    t_fft = _time(xp, lambda: ifft2(fft2(x)), repeat=repeat)
-    rows.append(dict(name="FFT pair (fwd + inv)", shape=f"({v}, {r}, {n}, {n}) c64", time_ms=t_fft * 1e3,
-                     throughput=f"{v * r / t_fft:.0f} images/s", limit="", ratio_to_limit=None))
-    inten = xp.asarray(rng.random((v, n, n), dtype=np.float32))
-    amp, valid = fourier_constraint(inten, xp.ones((v, n, n), dtype=bool))
-    support = xp.zeros((v, 1, n, n), dtype=bool)
-    support[..., n // 4:3 * n // 4, n // 4:3 * n // 4] = True
-    work = Workspace(x, amp, valid)
-    say("difference map")
-    t = _time(xp, lambda: dm_step(x, amp, valid, support, beta=0.8, work=work), repeat=repeat)
-    rows.append(dict(name="DM iteration (twin)", shape=f"({v}, {r}, {n}, {n}) c64", time_ms=t * 1e3,
-                     throughput=f"{v * r / t:,.0f} run-iterations/s", limit="2 FFT pairs",
-                     ratio_to_limit=t / (2 * t_fft)))
-    if gpu:
-        rows += _kernel_row("DM iteration (kernel)", f"({v}, {r}, {n}, {n}) c64", xp, repeat, t_fft,
-                            lambda: _dm_kernel_fn(x, amp, valid, support), v * r, "run-iterations/s")
-    del x, work
-
-    # block matching, both maps
-    h = 256 if quick else (1024 if gpu else 512)
-    left = xp.asarray(rng.random((h, h), dtype=np.float32))
-    right = xp.roll(left, 5, axis=1)
-    for block, (dmin, dmax) in ((3, (-65, 65)), (23, (-30, 30))):
-        opt = MatchOptions(block=block, dmin=dmin, dmax=dmax)
-        nd = dmax - dmin + 1
-        say(f"block matching {block}x{block}")
-        t = _time(xp, lambda: block_match(left, right, opt), repeat=max(1, repeat // 2))
-        rows.append(dict(name=f"block matching {block}x{block} (twin)", shape=f"{h}x{h}, {nd} disparities, 2 maps",
-                         time_ms=t * 1e3, throughput=f"{2 * h * h * nd / t / 1e9:.2f} G pixel-disparities/s",
-                         limit="", ratio_to_limit=None))
-        if gpu:
-            from .stereo._bm_kernel import block_match_kernel
-
-            rows += _kernel_row(f"block matching {block}x{block} (kernel)", f"{h}x{h}, {nd} disparities, 2 maps",
-                                xp, repeat, None, lambda: block_match_kernel(left, right, opt), 2 * h * h * nd / 1e9,
-                                "G pixel-disparities/s")
-
-    # kNN mean distance, k = 80
-    m = 20_000 if quick else (1_000_000 if gpu else 200_000)
-    pts = xp.asarray(rng.random((m, 3)) * 1000.0)
-    say("kNN statistics")
-    t = _time(xp, lambda: knn_mean_distance(pts, 80), repeat=max(1, repeat // 2))
-    rows.append(dict(name="kNN mean distance k=80 (twin)", shape=f"{m:,} points", time_ms=t * 1e3,
-                     throughput=f"{m / t / 1e6:.2f} M points/s", limit="", ratio_to_limit=None))
-    if gpu:
-        from .cloud._knn_kernel import knn_mean_distance_kernel
-
-        rows += _kernel_row("kNN mean distance k=80 (kernel)", f"{m:,} points", xp, repeat, None,
-                            lambda: knn_mean_distance_kernel(pts, 80), m / 1e6, "M points/s")
+    say("building the cases")
+    cases = hot_path_cases(xp, quick=quick)
+    dm = next(c for c in cases if c.key == "dm")
+    dm_shape, fft_shape = dm.shape, dm.extra["fft_shape"]
+    say("copy and FFT pair")
+    copy_bytes = (64 if (quick or not gpu) else 256) << 20
+    limits = measure_limits(xp, copy_bytes=copy_bytes, fft_shape=fft_shape, repeat=repeat)
+    bw, t_fft = limits["bandwidth_bytes_per_s"], limits["fft_pair_s"]
+    v, r = fft_shape[0], fft_shape[1]
+    rows: list[dict] = [
+        dict(name="device copy", key="copy", shape=f"{copy_bytes >> 20} MiB", time_ms=limits["copy_s"] * 1e3,
+             throughput=f"{bw / 1e9:.1f} GB/s (read + write)", limit="", ratio_to_limit=None,
+             bytes=2.0 * copy_bytes, achieved_gb_per_s=bw / 1e9, bandwidth_fraction=1.0),
+        dict(name="FFT pair (fwd + inv)", key="fft", shape=dm_shape, time_ms=t_fft * 1e3,
+             throughput=f"{v * r / t_fft:.0f} images/s", limit="", ratio_to_limit=None),
+    ]
+    for case in cases:
+        say(case.name)
+        rows.append(measure_case(xp, case, limits))
+    del cases
 
     if pipeline:
         from .pipeline import run_pipeline
@@ -140,27 +336,11 @@ def run_bench(xp, *, quick: bool = False, pipeline: bool = True, progress: Calla
         opts = PipelineOptions.for_profile("paper" if gpu else "cpu")
         res = run_pipeline(shot, opts, backend="cupy" if gpu else "numpy")
         stages = ", ".join(f"{k} {v:.2f}" for k, v in res.timings.items() if k != "total")
-        rows.append(dict(name=f"pipeline, demo shot, profile {opts.profile}", shape=f"2 x {shot.pattern_size}^2, "
-                         f"{opts.phasing.runs} runs", time_ms=res.timings["total"] * 1e3,
+        rows.append(dict(name=f"pipeline, demo shot, profile {opts.profile}", key="pipeline",
+                         shape=f"2 x {shot.pattern_size}^2, {opts.phasing.runs} runs", time_ms=res.timings["total"] * 1e3,
                          throughput=f"stages [s]: {stages}", limit="", ratio_to_limit=None))
-    return {"device": device_info(xp), "rows": rows, "bandwidth_bytes_per_s": bandwidth, "fft_pair_s": t_fft}
-
-
-def _dm_kernel_fn(x, amp, valid, support):
-    from .phasing._dm_kernel import dm_step_kernel
-
-    return dm_step_kernel(x, amp, valid, support, beta=0.8)
-
-
-def _kernel_row(name, shape, xp, repeat, t_fft, fn, work_units, unit) -> list[dict]:
-    """Time a custom kernel; a kernel that fails to compile or run is reported, not hidden."""
-    try:
-        t = _time(xp, fn, repeat=repeat)
-    except Exception as exc:  # reported in the table: the kernels have not yet run on every device
-        return [dict(name=name, shape=shape, time_ms=None, throughput=f"failed: {type(exc).__name__}: {exc}"[:120],
-                     limit="", ratio_to_limit=None)]
-    return [dict(name=name, shape=shape, time_ms=t * 1e3, throughput=f"{work_units / t:,.2f} {unit}",
-                 limit="2 FFT pairs" if t_fft else "", ratio_to_limit=(t / (2 * t_fft)) if t_fft else None)]
+    return {"device": device_info(xp), "limits": limits, "rows": rows, "bandwidth_bytes_per_s": bw,
+            "fft_pair_s": t_fft}
 
 
 def format_table(result: dict) -> str:
@@ -169,10 +349,16 @@ def format_table(result: dict) -> str:
     head = f"device: {d.get('device')}  backend: {d.get('backend')}"
     if d.get("driver"):
         head += f"  driver {d['driver']}  SM clock {d.get('sm_clock_mhz')}/{d.get('sm_clock_max_mhz')} MHz"
-    lines = [head, f"{'what':38s} {'shape':34s} {'time [ms]':>10s}  {'ratio':>6s}  throughput"]
+    lines = [head, f"{'what':38s} {'shape':34s} {'time [ms]':>10s}  {'ratio':>6s}  {'of floor':>8s}  throughput"]
     for r in result["rows"]:
         t = "-" if r["time_ms"] is None else f"{r['time_ms']:10.3f}"
         ratio = "" if r["ratio_to_limit"] is None else f"{r['ratio_to_limit']:.2f}x"
-        lines.append(f"{r['name']:38s} {r['shape']:34s} {t:>10s}  {ratio:>6s}  {r['throughput']}"
-                     + (f" (limit: {r['limit']})" if r["limit"] else ""))
+        frac = "" if r.get("fraction_of_floor") is None else f"{100 * r['fraction_of_floor']:.1f}%"
+        extra = f" (limit: {r['limit']})" if r["limit"] else ""
+        if r.get("target_ms"):
+            extra += f" [target {r['target_ms']:g} ms" + (
+                f", {r['ratio_to_target']:.2f}x]" if r.get("ratio_to_target") is not None else "]")
+        lines.append(f"{r['name']:38s} {r['shape']:34s} {t:>10s}  {ratio:>6s}  {frac:>8s}  {r['throughput']}{extra}")
+    lines.append("ratio: time over 2 cuFFT/FFT pairs of the same shape; of floor: the time floor (bytes at the "
+                 "measured copy bandwidth + FFT pairs) over the time")
     return "\n".join(lines)

@@ -20,8 +20,12 @@ from .errors import InputError
 __all__ = ["main"]
 
 
-def _options(args):
-    """PipelineOptions from --profile / --config and the per-stage flags present in ``args``."""
+def _options(args, sample: str | None = None):
+    """PipelineOptions from --profile / --config, the sample's recipe and the per-stage flags in ``args``.
+
+    ``sample`` (the shot's sample name, or ``--sample``) selects the paper's recipe for that experiment
+    (:meth:`PipelineOptions.for_sample`); unknown sample names use the plain profile.
+    """
     from .backend import select_backend
     from .config import PipelineOptions
 
@@ -36,8 +40,13 @@ def _options(args):
             import numpy as np
 
             profile = "cpu" if select_backend(getattr(args, "backend", None)) is np else "paper"
-        opts = PipelineOptions.for_profile(profile)
+        from .config import SAMPLE_NAMES
+
+        sample = getattr(args, "recipe", None) or sample
+        opts = (PipelineOptions.for_sample(sample, profile) if sample in SAMPLE_NAMES
+                else PipelineOptions.for_profile(profile))
     changes = {
+        "match__method": getattr(args, "method", None),
         "phasing__runs": getattr(args, "runs", None),
         "phasing__iterations": getattr(args, "iterations", None),
         "phasing__algorithm": getattr(args, "algorithm", None),
@@ -198,7 +207,7 @@ def _run_shot(shot, args, extra=None) -> int:
     from .pipeline import Pipeline
 
     progress = _progress(args)
-    opts = _options(args)
+    opts = _options(args, sample=shot.sample)
     with Pipeline(opts, backend=args.backend, progress=progress) as pipe:
         res = pipe.run(shot)
         summary = pipe.export(res, args.output, shot=shot, overwrite=args.overwrite, figures=not args.no_figures,
@@ -360,13 +369,19 @@ def _add_pipeline_options(p, *, phasing=True, stereo=True):
     if stereo:
         p.add_argument("--range", nargs=2, type=int, metavar=("DMIN", "DMAX"), help="disparity search range [matching px]")
         p.add_argument("--block", type=int, help="block side [matching px], odd")
-        p.add_argument("--preprocess", choices=["binary", "none"], help="view pre-processing before matching")
+        p.add_argument("--preprocess", choices=["binary", "gradient", "none"],
+                       help="view pre-processing before matching (binary: the cross; gradient: Sobel-x; none)")
+        p.add_argument("--method", choices=["bm", "sgm"], help="disparity method: block matching or semi-global matching")
+        p.add_argument("--recipe", choices=["cross", "phase-cross", "pyramid"],
+                       help="the paper's processing recipe for this kind of sample (default: from the shot's sample name)")
         p.add_argument("--upsample", type=int, help="bicubic upsampling factor before matching")
         p.add_argument("--thresholds", nargs=2, type=float, metavar=("LEFT", "RIGHT"), help="binary thresholds (0..1)")
 
 
 def _add_sim_options(p):
-    p.add_argument("--sample", choices=["cross"], default="cross", help="simulated sample")
+    p.add_argument("--sample", choices=["cross", "phase-cross", "pyramid"], default="cross",
+                   help="simulated sample: the paper's amplitude cross (Figs. 2-3a,b), phase cross (Figs. 3c,d) or "
+                        "nanoparticle pyramid (Fig. 4)")
     p.add_argument("--seed", type=int, help="random seed of the photon noise")
     p.add_argument("--binning", type=int, help="detector binning (demo 4, paper 1)")
     p.add_argument("--pattern-size", type=int, help="crop side N of each pattern [binned px]")

@@ -138,6 +138,66 @@ def figure_cloud(points_nm, path, *, max_points: int = 20000, seed: int = 0) -> 
     _save(fig, path)
 
 
+def figure_surface(reconstruction, path, *, max_faces: int = 40000) -> None:
+    """Rendered surface of the reconstructed volume, two viewpoints (paper Figs. 3b and 3d).
+
+    For display the volume is block-averaged laterally until its smoothed marching-cubes surface has
+    at most about ``max_faces`` triangles (the full-resolution mesh is ``surface.ply``).
+    """
+    plt = _plt()
+    from mpl_toolkits.mplot3d.art3d import Poly3DCollection
+
+    from .cloud.volume import surface_mesh
+
+    r = reconstruction
+    vol = np.asarray(r.volume, dtype=np.float32)
+    step = 1
+    v, f = np.asarray(r.vertices_nm, dtype=float), np.asarray(r.faces, dtype=np.int64).reshape(-1, 3)
+    while len(f) > max_faces and step < 16:
+        step *= 2
+        z, h, w = vol.shape
+        small = vol[:, :h // step * step, :w // step * step].reshape(z, h // step, step, w // step, step).mean(axis=(2, 4))
+        dz, dy, dx = r.voxel_nm
+        origin = (r.origin_nm[0], r.origin_nm[1] + (step - 1) * dy / 2, r.origin_nm[2] + (step - 1) * dx / 2)
+        v, f = surface_mesh(small, (dz, dy * step, dx * step), origin_nm=origin, level=0.25)
+    v = v / 1e3
+    fig = plt.figure(figsize=(11, 5))
+    for i, (elev, azim) in enumerate(((30, -60), (8, -95))):
+        ax = fig.add_subplot(1, 2, i + 1, projection="3d")
+        if len(f):
+            tri = v[f]
+            zc = tri[:, :, 2].mean(axis=1)
+            lo, hi = np.percentile(zc, [1, 99]) if len(zc) > 1 else (zc.min(), zc.max() + 1e-9)
+            colours = plt.get_cmap("viridis")(np.clip((zc - lo) / max(hi - lo, 1e-9), 0, 1))
+            ax.add_collection3d(Poly3DCollection(tri, facecolors=colours, edgecolor="none", linewidth=0))
+            for setlim, k in ((ax.set_xlim, 0), (ax.set_ylim, 1), (ax.set_zlim, 2)):
+                setlim(v[:, k].min(), v[:, k].max())
+        ax.set_xlabel("x [um]")
+        ax.set_ylabel("y [um]")
+        ax.set_zlabel("z [um]")
+        ax.view_init(elev=elev, azim=azim)
+        ax.set_title(f"reconstructed surface (volume.h5; shown {step}x coarser)" if i == 0 else "side view", fontsize=9)
+    _save(fig, path)
+
+
+def figure_quality(quality: dict, path) -> None:
+    """PRTF of each view against resolution, with the 1/e line (phasing quality)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name in ("left", "right"):
+        q = quality.get(name, {})
+        if "prtf_q_per_nm" in q:
+            qq = np.asarray(q["prtf_q_per_nm"], dtype=float)
+            ax.plot(qq * 1e3, q["prtf"], label=f"{name} view")
+    ax.axhline(1 / np.e, color="0.5", ls="--", lw=0.8, label="1/e")
+    ax.set_xlabel("spatial frequency q [1/um]")
+    ax.set_ylabel("PRTF")
+    ax.set_ylim(0, 1.05)
+    ax.set_title("phase retrieval transfer function", fontsize=9)
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
 def summary_dict(results, *, shot=None, files=(), extra: dict | None = None) -> dict:
     """The content of ``summary.json`` (documented in docs/format.md)."""
     g = results.geometry
@@ -167,18 +227,50 @@ def summary_dict(results, *, shot=None, files=(), extra: dict | None = None) -> 
             "best_eps_median": [float(np.median(e)) for e in eps] if eps.size else None,
             "runs_averaged": [int(a.sum()) for a in np.asarray(results.phasing_history.get("averaged", []))],
         },
-        "stereo": {"upsample": results.upsample, "thresholds": results.thresholds,
+        "stereo": {"method": o.match.method, "maps": list(results.maps), "image": o.reconstruct.image,
+                   "rectification": results.rectification,
+                   "upsample": results.upsample, "thresholds": results.thresholds,
                    "valid_fraction_left": valid_l, "valid_fraction_right": valid_r,
                    "block": o.match.block, "range": [o.match.dmin, o.match.dmax]},
         "cloud": {"points_before_outlier_removal": int(len(results.points_nm)),
                   "points": int(results.kept.sum()), "k": o.cloud.k, "t": o.cloud.t},
+        "reconstruct": _reconstruction_summary(results),
         "options": o.to_dict(),
         "outputs": sorted(files),
     }
+    if results.quality is not None:
+        out["quality"] = results.quality
+        res_nm = results.quality.get("resolution_nm")
+        if res_nm is not None:
+            report.update(g.report(res_nm[0] * 1e-9))
+    if results.hdr is not None:
+        out["hdr"] = results.hdr
     if results.accuracy is not None:
         out["accuracy"] = results.accuracy
     if extra:
         out.update(extra)
+    return out
+
+
+def _views_extra(results) -> dict:
+    """Arrays stored next to the views in views.cxi: best eps per run, PRTF per view."""
+    extra = {"best_eps": results.best_eps}
+    q = results.quality
+    if q is not None and "prtf" in q.get("left", {}):
+        extra["prtf"] = np.asarray([q[v]["prtf"] for v in ("left", "right")], dtype=np.float32)
+        extra["prtf_q_per_nm"] = np.asarray(q["left"]["prtf_q_per_nm"], dtype=np.float64)
+    return extra
+
+
+def _reconstruction_summary(results) -> dict:
+    r = results.reconstruction
+    if r is None:
+        return {}
+    out = {"planes": r.planes}
+    if r.volume is not None:
+        out.update(volume_shape_zyx=list(r.volume.shape), voxel_nm_zyx=list(r.voxel_nm),
+                   origin_nm_zyx=list(r.origin_nm), occupied_voxels=int(r.volume.sum()),
+                   mesh_vertices=int(len(r.vertices_nm)), mesh_faces=int(len(r.faces)))
     return out
 
 
@@ -187,9 +279,10 @@ def write_run_directory(results, path, *, shot=None, overwrite: bool = False, fi
     """Write the output directory of a run (DESIGN section 6) atomically; returns the summary.
 
     Files: ``views.cxi``, ``disparity_left.tif``, ``disparity_right.tif``, ``depth.tif``, ``cloud.ply``,
-    ``options.toml``, ``figures/*.png`` and ``summary.json``.
+    ``volume.h5`` and ``surface.ply`` (when interpolated), ``options.toml``, ``figures/*.png`` and
+    ``summary.json``.
     """
-    from .io import output_directory, write_json, write_ply, write_tiff, write_views
+    from .io import output_directory, write_json, write_mesh_ply, write_ply, write_tiff, write_views, write_volume_h5
 
     g = results.geometry
     u = results.upsample
@@ -201,7 +294,7 @@ def write_run_directory(results, path, *, shot=None, overwrite: bool = False, fi
         tmp = pathlib.Path(tmp)
         files = []
         write_views(tmp / "views.cxi", results.views, supports=results.supports, pixel_size_m=g.pixel_size_m,
-                    parameters=results.options.to_dict(), extra={"best_eps": results.best_eps})
+                    parameters=results.options.to_dict(), extra=_views_extra(results))
         for name, arr, m in (("disparity_left.tif", results.disparity_left, meta),
                              ("disparity_right.tif", results.disparity_right, meta),
                              ("depth.tif", results.depth, {**meta, "units": "nm (depth z of the left map)"})):
@@ -211,6 +304,14 @@ def write_run_directory(results, path, *, shot=None, overwrite: bool = False, fi
                                                      "view": results.view[results.kept].astype(np.float32)})
         (tmp / "options.toml").write_text(results.options.to_toml())
         files += ["views.cxi", "disparity_left.tif", "disparity_right.tif", "depth.tif", "cloud.ply", "options.toml"]
+        rec = results.reconstruction
+        if rec is not None and rec.volume is not None:
+            write_volume_h5(tmp / "volume.h5", rec.volume, voxel_size_nm=rec.voxel_nm, origin_nm=rec.origin_nm,
+                            attrs={"program": "xstereo-gpu", "version": __version__, "sample": results.sample,
+                                   "description": "occupancy after natural-neighbour interpolation and carving"})
+            write_mesh_ply(tmp / "surface.ply", rec.vertices_nm, rec.faces,
+                           comments=("xstereo-gpu surface mesh (marching cubes of volume.h5)",))
+            files += ["volume.h5", "surface.ply"]
         if figures:
             fig_dir = tmp / "figures"
             fig_dir.mkdir()
@@ -221,6 +322,10 @@ def write_run_directory(results, path, *, shot=None, overwrite: bool = False, fi
                              fig_dir / "disparity.png")
             figure_depth(results.depth, g.pixel_size_m, u, fig_dir / "depth.png")
             figure_cloud(cloud, fig_dir / "cloud.png")
+            if rec is not None and rec.vertices_nm is not None and len(rec.faces):
+                figure_surface(rec, fig_dir / "surface.png")
+            if results.quality is not None:
+                figure_quality(results.quality, fig_dir / "prtf.png")
             files += [f"figures/{p.name}" for p in sorted(fig_dir.iterdir())]
         files.append("summary.json")
         summary = summary_dict(results, shot=shot, files=files, extra=extra_summary)

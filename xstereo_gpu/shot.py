@@ -58,11 +58,14 @@ class Shot:
 
     Attributes
     ----------
-    frame : (H, W) float32
-        Detected intensity [photons] (or detector units proportional to photons).
-    mask : (H, W) uint32
-        CXI pixel mask bits; 0 is a good pixel (0x1 invalid, 0x2 saturated, 0x10 shadowed by the
-        beamstop, ...).
+    frame : (H, W) float32 or (E, H, W) float32
+        Detected intensity [photons] (or detector units proportional to photons): one frame, or
+        ``E`` exposures of the same frame with different integration times (an HDR series, paper's
+        Methods: 30 s and 240 s), merged by the ``prepare`` stage (:mod:`xstereo_gpu.phasing.hdr`).
+    mask : (H, W) uint32 or (E, H, W) uint32
+        CXI pixel mask bits, the frame's shape; 0 is a good pixel (0x1 invalid, 0x2 saturated,
+        0x10 shadowed by the beamstop, ...). Per exposure for a stack (bit 0x2 marks the pixels
+        saturated in that exposure).
     wavelength_m, distance_m, detector_pixel_m : float
         Wavelength, sample-detector distance and (effective, binned) detector pixel  [m].
     angles_deg : tuple of float
@@ -77,6 +80,11 @@ class Shot:
         Present in simulated shots.
     source : str
         File the shot was read from (for messages).
+    extra : dict
+        Free-form metadata (attributes of ``/entry_1/stereo_1`` in the shot file).
+    exposure_times_s : (E,) float64 or None
+        Integration time of each exposure  [s]; required for an ``(E, H, W)`` stack, optional
+        (``None`` or one value) for a single frame.
     """
 
     frame: np.ndarray
@@ -91,6 +99,17 @@ class Shot:
     truth: GroundTruth | None = None
     source: str = "<memory>"
     extra: dict = field(default_factory=dict)
+    exposure_times_s: np.ndarray | None = None
+
+    @property
+    def n_exposures(self) -> int:
+        """Number of exposures ``E`` of the frame (1 for a single (H, W) frame)."""
+        return int(self.frame.shape[0]) if np.ndim(self.frame) == 3 else 1
+
+    @property
+    def frame_shape(self) -> tuple[int, int]:
+        """``(H, W)`` of the detector frame, whether it holds one exposure or a stack."""
+        return tuple(int(v) for v in np.shape(self.frame)[-2:])
 
     @property
     def pixel_size_m(self) -> float:
@@ -105,7 +124,10 @@ class Shot:
         """Check shapes, finiteness, signs and geometry; raise :class:`InputError` naming the field."""
         src = self.source
         f = np.asarray(self.frame)
-        check(f.ndim == 2, f"{src}: frame", f"{f.ndim} dimensions {f.shape}", "a 2D detector frame (H, W)")
+        check(f.ndim in (2, 3), f"{src}: frame", f"{f.ndim} dimensions {f.shape}",
+              "a 2D detector frame (H, W), or an (E, H, W) stack of exposures")
+        check(f.ndim == 2 or f.shape[0] >= 1, f"{src}: frame", f"an empty stack {f.shape}", "at least one exposure")
+        self._validate_times(f)
         check(np.asarray(self.mask).shape == f.shape, f"{src}: mask", f"shape {np.asarray(self.mask).shape}",
               f"the frame's shape {f.shape}")
         good = np.asarray(self.mask) == 0
@@ -118,10 +140,29 @@ class Shot:
         c = np.asarray(self.centres_px, dtype=float)
         check(c.shape == (2, 2), f"{src}: pattern centres", f"shape {c.shape}", "(2, 2): (row, col) of left and right")
         n = int(self.pattern_size)
-        check(2 <= n <= min(f.shape) * 2, f"{src}: pattern size", repr(self.pattern_size), f"between 2 and {min(f.shape) * 2}")
+        hw = f.shape[-2:]
+        check(2 <= n <= min(hw) * 2, f"{src}: pattern size", repr(self.pattern_size), f"between 2 and {min(hw) * 2}")
         for k, name in enumerate(VIEW_NAMES):
             r, col = c[k]
-            check(0 <= r < f.shape[0] and 0 <= col < f.shape[1], f"{src}: {name} pattern centre",
-                  f"({r:g}, {col:g})", f"inside the frame {f.shape}")
+            check(0 <= r < hw[0] and 0 <= col < hw[1], f"{src}: {name} pattern centre",
+                  f"({r:g}, {col:g})", f"inside the frame {hw}")
         self.geometry  # validates pixel size and angles
         return self
+
+    def _validate_times(self, f: np.ndarray) -> None:
+        src = self.source
+        t = self.exposure_times_s
+        if t is None:
+            check(f.ndim == 2, f"{src}: exposure_times_s", f"None for a stack of {f.shape[0]} exposures {f.shape}",
+                  f"{f.shape[0]} positive integration times [s], one per exposure")
+            return
+        a = np.asarray(t)
+        e = f.shape[0] if f.ndim == 3 else 1
+        check(a.dtype.kind in "biuf", f"{src}: exposure_times_s", f"dtype {a.dtype}", "real numbers [s]")
+        check(a.shape in ((e,), ()) if e == 1 else a.shape == (e,), f"{src}: exposure_times_s",
+              f"shape {a.shape} ({a.size} times) for {e} exposure{'s' if e > 1 else ''} {f.shape}",
+              f"({e},): one integration time per exposure")
+        a = a.astype(np.float64).ravel()
+        bad = ~(np.isfinite(a) & (a > 0))
+        check(not bad.any(), f"{src}: exposure_times_s", f"{a.tolist()!r}",
+              "positive finite integration times [s]")

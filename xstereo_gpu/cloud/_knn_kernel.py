@@ -2,7 +2,9 @@
 
 The NumPy twin and oracle is :func:`xstereo_gpu.cloud.outliers.knn_mean_distance` (cKDTree); the
 kernel reproduces its float64 distances and NumPy's summation order, so :func:`remove_outliers`
-applied to either result keeps the same points.
+applied to either result keeps the same points. ``knn_mean_distance`` (``method="auto"``) and
+``remove_outliers`` call it for CuPy points with ``k <= 128`` unless ``kernels=False`` or
+``XSTEREO_KERNELS=0``.
 
 Grid. The cell width ``h`` is chosen so that a point finds about ``max(k, 8) / 4`` points in its
 own cell (the k-th neighbour of a point in a uniform cloud then lies within one ring of cells). The

@@ -23,7 +23,7 @@ __all__ = ["knn_mean_distance", "remove_outliers", "statistical_outlier_filter"]
 _CHUNK_BYTES = 256 * 1024 * 1024
 
 
-def knn_mean_distance(points, k: int, *, method: str = "auto"):
+def knn_mean_distance(points, k: int, *, method: str = "auto", kernels: bool | None = None):
     """Mean distance of each point to its ``k`` nearest other points.
 
     Parameters
@@ -32,10 +32,16 @@ def knn_mean_distance(points, k: int, *, method: str = "auto"):
         Point coordinates (any length unit; the result has the same unit). NumPy or CuPy.
     k : int
         Neighbours per point, not counting the point itself; clamped to ``M - 1``.
-    method : {"auto", "kdtree", "brute"}
+    method : {"auto", "kdtree", "brute", "kernel"}
         ``"kdtree"``: ``scipy.spatial.cKDTree`` on the host (NumPy input only); ``"brute"``: chunked
         exact squared distances and a partial sort with the input's array module, memory bounded
-        by chunks of rows. ``"auto"`` picks the k-d tree for NumPy and brute force for CuPy.
+        by chunks of rows; ``"kernel"``: the CUDA cell-grid kernel
+        :func:`~._knn_kernel.knn_mean_distance_kernel` (CuPy input, ``k <= 128``), which matches
+        the k-d tree's distances bit for bit. ``"auto"`` picks the k-d tree for NumPy, and for
+        CuPy the kernel when ``kernels`` allows and ``k <= 128``, brute force otherwise.
+    kernels : bool, optional
+        Whether ``"auto"`` may use the CUDA kernel on CuPy. Default: yes unless the environment
+        variable ``XSTEREO_KERNELS=0``; ``False`` runs the twins' array code (for comparison).
 
     Returns
     -------
@@ -47,14 +53,26 @@ def knn_mean_distance(points, k: int, *, method: str = "auto"):
     pts = _check_points(xp, points, "knn_mean_distance.points")
     if int(k) != k or k < 1:
         raise InputError("knn_mean_distance.k", repr(k), "a positive integer")
-    if method not in ("auto", "kdtree", "brute"):
-        raise InputError("knn_mean_distance.method", repr(method), "one of 'auto', 'kdtree', 'brute'")
+    if method not in ("auto", "kdtree", "brute", "kernel"):
+        raise InputError("knn_mean_distance.method", repr(method), "one of 'auto', 'kdtree', 'brute', 'kernel'")
     m = pts.shape[0]
     if m <= 1:
         return xp.zeros(m, dtype=np.float64)
     k = min(int(k), m - 1)
     if method == "auto":
-        method = "kdtree" if xp is np else "brute"
+        if xp is np:
+            method = "kdtree"
+        else:
+            from ..phasing.runs import kernels_enabled
+            from ._knn_kernel import KNN_KERNEL_MAX_K
+
+            method = "kernel" if kernels_enabled(kernels) and k <= KNN_KERNEL_MAX_K else "brute"
+    if method == "kernel":
+        if xp is np:
+            raise InputError("knn_mean_distance.method", "'kernel' with NumPy points", "'kdtree', 'brute' or 'auto' on the CPU")
+        from ._knn_kernel import knn_mean_distance_kernel
+
+        return knn_mean_distance_kernel(pts, k)
     if method == "kdtree":
         if xp is not np:
             raise InputError("knn_mean_distance.method", "'kdtree' with CuPy points", "'brute' or 'auto' on the GPU")
@@ -62,7 +80,7 @@ def knn_mean_distance(points, k: int, *, method: str = "auto"):
     return _knn_brute(pts, k)
 
 
-def remove_outliers(points, *, k: int = 80, t: float = 0.1):
+def remove_outliers(points, *, k: int = 80, t: float = 0.1, kernels: bool | None = None):
     """Statistical outlier test: keep points whose mean kNN distance is at most ``mean + t * std``.
 
     Parameters
@@ -73,6 +91,9 @@ def remove_outliers(points, *, k: int = 80, t: float = 0.1):
         Neighbours per point (paper: 80), clamped to ``M - 1``.
     t : float
         Threshold in standard deviations of the mean kNN distances (paper: 0.1).
+    kernels : bool, optional
+        Use the CUDA kernel on CuPy (see :func:`knn_mean_distance`; default: yes unless
+        ``XSTEREO_KERNELS=0``). Ignored on NumPy.
 
     Returns
     -------
@@ -84,7 +105,7 @@ def remove_outliers(points, *, k: int = 80, t: float = 0.1):
     xp = get_array_module(points)
     if not np.isfinite(t):
         raise InputError("remove_outliers.t", repr(t), "a finite number of standard deviations")
-    md = knn_mean_distance(points, k)
+    md = knn_mean_distance(points, k, kernels=kernels)
     if md.shape[0] <= 1:
         return xp.ones(md.shape[0], dtype=bool)
     mu = md.mean()

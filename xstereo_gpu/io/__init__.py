@@ -7,6 +7,7 @@ naming the file (and dataset); writers write to a temporary name and rename when
 from .cxi import read_shot, read_views, write_shot, write_views
 from .export import atomic_file, output_directory, read_tiff, write_json, write_ply, write_tiff
 from .images import Pattern, read_image, read_pattern
+from .volume import read_volume_h5, write_mesh_ply, write_volume_h5
 
 __all__ = [
     "read_shot",
@@ -22,4 +23,7 @@ __all__ = [
     "read_tiff",
     "write_ply",
     "write_json",
+    "write_volume_h5",
+    "read_volume_h5",
+    "write_mesh_ply",
 ]

@@ -72,12 +72,14 @@ _STEREO_DESCRIPTION = (
     "and right views [deg], left beam at +t1 and right beam at -t2 from the detector normal; "
     "pattern_centres: (row, col) of the zero frequency of the left and right patterns on the detector "
     "frame [pixels]; pattern_size: side N of the square crop phased per view [pixels]; view_names: "
-    "order of the view axis. Attributes other than this description are free-form metadata."
+    "order of the view axis; exposure_times (optional): integration time [s] of each frame of an "
+    "(E, H, W) stack in data_1/data (an HDR series of the same frame). Attributes other than this "
+    "description are free-form metadata."
 )
 _TRUTH_DESCRIPTION = (
     "Ground truth of a simulated shot (docs/format.md): views = true exit waves (left, right) on the view "
     "grid, pixel_size [m]; edge_points = x, y, z [m] in the object frame of docs/geometry.md; edge_labels "
-    "= part of the object each point belongs to."
+    "= part of the object each point belongs to; extra = sample-specific scoring facts, one dataset per key."
 )
 _IMAGE_RESERVED = {"data", "data_space", "data_type", "image_center", "is_fft_shifted", "x_pixel_size",
                    "y_pixel_size", "mask", "name", "process_1"}
@@ -274,15 +276,24 @@ def _find_data(f: Any, src: str, dataset: str | None) -> str:
     return found[0]
 
 
-def _read_frame(f: Any, src: str, *, frame: int | None = None, dataset: str | None = None) -> dict:
-    """Detector frame, mask and geometry of a CXI/HDF5 file (geometry values may be None)."""
+def _read_frame(f: Any, src: str, *, frame: int | None = None, dataset: str | None = None,
+                all_frames: bool = False) -> dict:
+    """Detector frame, mask and geometry of a CXI/HDF5 file (geometry values may be None).
+
+    With ``all_frames`` and no ``frame``, a 3D stack ``(F, H, W)`` is returned whole (an HDR
+    series), with its mask stacked to ``(F, H, W)`` (a shared ``(H, W)`` mask is repeated).
+    """
     name = _find_data(f, src, dataset)
     ds = f[name]
     where = f"{src}:/{name}"
     check(ds.dtype.kind in "biuf", where, f"dtype {ds.dtype}", "real-valued detector intensities")
     check(ds.ndim in (2, 3), where, f"{ds.ndim} dimensions {ds.shape}", "a 2D frame (H, W) or a 3D stack (F, H, W)")
     n_frames = ds.shape[0] if ds.ndim == 3 else None
-    if ds.ndim == 3:
+    whole = all_frames and ds.ndim == 3 and frame is None
+    if whole:
+        check(n_frames >= 1, where, f"an empty stack {ds.shape}", "at least one frame")
+        data = np.asarray(ds[()])
+    elif ds.ndim == 3:
         check(frame is not None, where, f"a stack of {n_frames} frames {ds.shape}",
               f"a frame index: frame=i (--frame i) with 0 <= i < {n_frames}")
         check(0 <= int(frame) < n_frames, where, f"frame={frame} but the stack has {n_frames} frames",
@@ -309,11 +320,13 @@ def _read_frame(f: Any, src: str, *, frame: int | None = None, dataset: str | No
         mds = _dataset(f, f"{det}/mask", src)
         if mds is not None:
             mwhere = f"{src}:/{det}/mask"
-            if mds.ndim == 3 and n_frames is not None and mds.shape[0] == n_frames:
+            if mds.ndim == 3 and n_frames is not None and mds.shape[0] == n_frames and not whole:
                 m = mds[int(frame)]
             else:
                 m = mds[()]
             m = _as_mask(m, mwhere)
+            if whole and m.shape == data.shape[1:]:
+                m = np.broadcast_to(m, data.shape).copy()
             check(m.shape == data.shape, mwhere, f"shape {m.shape}", f"the frame's shape {data.shape}")
             mask = m
 
@@ -350,7 +363,8 @@ def _read_frame(f: Any, src: str, *, frame: int | None = None, dataset: str | No
               f"x {px:g} m and y {py:g} m", "square detector pixels (x_pixel_size == y_pixel_size)")
         pixel = px
     return {"data": data, "mask": mask, "wavelength_m": wavelength, "distance_m": distance,
-            "pixel_size_m": pixel, "dataset": "/" + name, "frame": frame if n_frames is not None else None,
+            "pixel_size_m": pixel, "dataset": "/" + name,
+            "frame": frame if (n_frames is not None and not whole) else None,
             "n_frames": n_frames, "entry": entry, "detector": det}
 
 
@@ -375,7 +389,9 @@ def read_shot(path: str | os.PathLike, *, frame: int | None = None, wavelength_m
     path : str or path-like
         CXI/HDF5 file: our shot files, or third-party CXI with the stereo facts given as keywords.
     frame : int, optional
-        Frame of a 3D detector stack ``(F, H, W)``; required for stacks.
+        Frame of a 3D detector stack ``(F, H, W)``. Required for stacks, except HDR shot files
+        (``/entry_1/stereo_1/exposure_times`` present), which are read whole as ``E`` exposures
+        unless ``frame`` picks one of them.
     wavelength_m, distance_m, detector_pixel_m : float, optional
         Wavelength, sample-detector distance, detector pixel  [m]; when given they replace the
         file's values (or supply those it lacks).
@@ -390,19 +406,24 @@ def read_shot(path: str | os.PathLike, *, frame: int | None = None, wavelength_m
     Returns
     -------
     Shot
-        With ``frame`` (H, W) float32, ``mask`` (H, W) uint32, ``truth`` when the file has
-        ``/entry_1/ground_truth_1``, ``extra`` = the attributes of ``/entry_1/stereo_1`` other than
+        With ``frame`` (H, W) float32 (or (E, H, W) for an HDR series), ``mask`` of the frame's
+        shape, uint32, ``exposure_times_s`` ((E,) float64 [s], or None when the file has none),
+        ``truth`` when the file has ``/entry_1/ground_truth_1`` (with ``truth.extra`` from its
+        ``extra`` group), ``extra`` = the attributes of ``/entry_1/stereo_1`` other than
         ``description``, ``source`` = ``str(path)``.
 
     Raises
     ------
     InputError
         Missing/unreadable/truncated file, not HDF5, a required dataset missing (named), wrong
-        dimensions, unmasked non-finite or negative intensities, invalid geometry.
+        dimensions, unmasked non-finite or negative intensities, invalid geometry, exposure times
+        that are not positive or not one per frame.
     """
     src = str(path)
     with _open_hdf5(path) as f:
-        fr = _read_frame(f, src, frame=frame)
+        times = _read_exposure_times(f, src)
+        fr = _read_frame(f, src, frame=frame, all_frames=times is not None)
+        times = _times_for_frame(times, fr, frame, src)
         entry = fr["entry"]
         det = fr["detector"] or f"{entry}/instrument_1/detector_1"
         wl = wavelength_m if wavelength_m is not None else fr["wavelength_m"]
@@ -450,11 +471,51 @@ def read_shot(path: str | os.PathLike, *, frame: int | None = None, wavelength_m
     shot = Shot(frame=fr["data"], mask=fr["mask"], wavelength_m=float(wl), distance_m=float(dist),
                 detector_pixel_m=float(pix), angles_deg=(float(angles_deg[0]), float(angles_deg[1])),
                 centres_px=np.asarray(centres_px, dtype=np.float64).copy(), pattern_size=int(pattern_size),
-                sample=sample, truth=truth, source=src, extra=extra)
+                sample=sample, truth=truth, source=src, extra=extra, exposure_times_s=times)
     try:
         return shot.validate()
     except InputError as exc:
         raise _prefix_where(exc, src) from None
+
+
+_TIMES = "entry_1/stereo_1/exposure_times"
+
+
+def _read_exposure_times(f: Any, src: str) -> np.ndarray | None:
+    """``/entry_1/stereo_1/exposure_times`` in seconds (units attribute honoured), or None."""
+    ds = _dataset(f, _TIMES, src)
+    if ds is None:
+        return None
+    where = f"{src}:/{_TIMES}"
+    a = np.asarray(ds[()])
+    check(a.dtype.kind in "biuf", where, f"dtype {a.dtype}", "real integration times [s]")
+    check(a.ndim <= 1 and a.size >= 1, where, f"shape {a.shape}", "(E,): one integration time per exposure [s]")
+    units = ds.attrs.get("units")
+    factor = 1.0
+    if units is not None:
+        u = _to_str(units).strip().lower()
+        table = {"s": 1.0, "second": 1.0, "seconds": 1.0, "ms": 1e-3, "us": 1e-6}
+        check(u in table, f"{where}@units", repr(u), f"one of {sorted(table)}")
+        factor = table[u]
+    t = a.astype(np.float64).ravel() * factor
+    check(bool(np.all(np.isfinite(t) & (t > 0))), where, f"{t.tolist()!r}", "positive finite integration times [s]")
+    return t
+
+
+def _times_for_frame(times: np.ndarray | None, fr: dict, frame: int | None, src: str) -> np.ndarray | None:
+    """The exposure times matching the frame(s) read: all of them, or the one ``frame`` picks."""
+    if times is None:
+        return None
+    where = f"{src}:/{_TIMES}"
+    data = fr["data"]
+    n = fr["n_frames"]
+    if n is None:  # a single 2D frame
+        check(times.size == 1, where, f"{times.size} times for a single 2D frame {data.shape}",
+              "one integration time for a 2D frame (or an (E, H, W) stack with E times)")
+        return times
+    check(times.size == n, where, f"{times.size} times for a stack of {n} frames {(n,) + data.shape[-2:]}",
+          f"({n},): one integration time per frame of {fr['dataset']}")
+    return times if frame is None else times[int(frame):int(frame) + 1]
 
 
 def _attr_value(v: Any) -> Any:
@@ -486,7 +547,41 @@ def _read_truth(f: Any, group: str, src: str) -> GroundTruth | None:
           f"({pts.shape[0]},), one label per edge point")
     return GroundTruth(views=views.astype(np.complex64), pixel_size_m=_scalar_value(pix_ds, src),
                        edge_points_m=pts, edge_labels=labels.astype(np.int8),
-                       description=_read_str(f, f"{group}/description", src) or "")
+                       description=_read_str(f, f"{group}/description", src) or "",
+                       extra=_read_truth_extra(f, f"{group}/extra", src))
+
+
+def _read_truth_extra(f: Any, group: str, src: str) -> dict:
+    """Datasets of ``ground_truth_1/extra``: 0-d ones as Python scalars, others as arrays."""
+    import h5py
+
+    g = _node(f, group, src)
+    if g is None:
+        return {}
+    check(isinstance(g, h5py.Group), f"{src}:/{group}", "a dataset", "a group of datasets")
+    out: dict = {}
+    for key, obj in g.items():
+        if not isinstance(obj, h5py.Dataset):
+            continue
+        a = np.asarray(obj[()])
+        if a.dtype.kind in "SOU":
+            out[key] = _to_str(a) if a.ndim == 0 else [_to_str(x) for x in a.ravel()]
+        elif a.ndim == 0:
+            out[key] = a.item()
+        else:
+            out[key] = a
+    return out
+
+
+def _check_truth_extra(extra: Mapping) -> None:
+    for k, v in extra.items():
+        check(isinstance(k, str) and k and "/" not in k and k != ".", f"truth.extra key {k!r}", repr(k),
+              "a non-empty dataset name without '/'")
+        if isinstance(v, str):
+            continue
+        a = np.asarray(to_host(v))
+        check(a.dtype.kind in "biufc", f"truth.extra[{k!r}]", f"{type(v).__name__} of dtype {a.dtype}",
+              "a number, a str, or a numeric/bool array")
 
 
 def _utc_now() -> str:
@@ -509,7 +604,9 @@ def write_shot(path: str | os.PathLike, shot: Shot, *, compression: str | None =
     shot : Shot
         Validated before writing. ``shot.extra`` values (str, int, float, bool, or 1D lists of
         numbers or strings, read back as lists) become attributes of ``/entry_1/stereo_1``;
-        ``shot.truth`` (when set) becomes ``/entry_1/ground_truth_1``.
+        ``shot.truth`` (when set) becomes ``/entry_1/ground_truth_1`` (``truth.extra`` its group
+        ``extra``, one dataset per key). An ``(E, H, W)`` stack of exposures is written as one
+        stacked dataset with ``exposure_times_s`` in ``/entry_1/stereo_1/exposure_times``.
     compression : {"gzip", None}
         HDF5 filter for the frame and mask (gzip is readable everywhere).
 
@@ -531,7 +628,10 @@ def write_shot(path: str | os.PathLike, shot: Shot, *, compression: str | None =
         check(ok, f"shot.extra[{k!r}]", type(v).__name__,
               "a str, int, float or bool, or a non-empty 1D list of numbers or of strings")
     check(compression in ("gzip", None), "compression", repr(compression), "'gzip' or None")
+    if shot.truth is not None:
+        _check_truth_extra(shot.truth.extra)
     frame = np.asarray(to_host(shot.frame), dtype=np.float32)
+    times = None if shot.exposure_times_s is None else np.asarray(shot.exposure_times_s, np.float64).ravel()
     mask = np.asarray(to_host(shot.mask), dtype=np.uint32)
     comp = {"compression": "gzip", "compression_opts": 4, "shuffle": True} if compression else {}
     with atomic_file(path) as tmp:
@@ -552,6 +652,12 @@ def write_shot(path: str | os.PathLike, shot: Shot, *, compression: str | None =
             d.create_dataset("mask", data=mask, **comp)
             p = float(shot.detector_pixel_m)
             d.create_dataset("basis_vectors", data=np.array([[0.0, -p, 0.0], [-p, 0.0, 0.0]], dtype=np.float64))
+            if times is not None:
+                # mirror for NeXus/CXI readers (NXdetector count_time, one value per frame)
+                _put_scalar(d, "count_time", times if frame.ndim == 3 else np.float64(times[0]), "s")
+                if frame.ndim == 3:
+                    e.create_dataset("experiment_identifier", data=np.array(
+                        [f"exposure_{i + 1} {t:g} s" for i, t in enumerate(times)], dtype=h5py.string_dtype()))
             e.create_group("data_1")["data"] = h5py.SoftLink("/entry_1/instrument_1/detector_1/data")
             st = e.create_group("stereo_1")
             st.attrs["description"] = _STEREO_DESCRIPTION
@@ -563,6 +669,8 @@ def write_shot(path: str | os.PathLike, shot: Shot, *, compression: str | None =
             _put_scalar(st, "pattern_centres", np.asarray(shot.centres_px, dtype=np.float64), "pixels")
             _put_scalar(st, "pattern_size", np.int64(shot.pattern_size), "pixels")
             st.create_dataset("view_names", data=np.array(VIEW_NAMES, dtype=h5py.string_dtype()))
+            if times is not None:
+                _put_scalar(st, "exposure_times", times, "s")
             if shot.truth is not None:
                 t = shot.truth
                 g = e.create_group("ground_truth_1")
@@ -572,6 +680,14 @@ def write_shot(path: str | os.PathLike, shot: Shot, *, compression: str | None =
                 _put_scalar(g, "edge_points", np.asarray(to_host(t.edge_points_m), dtype=np.float64), "m")
                 g.create_dataset("edge_labels", data=np.asarray(to_host(t.edge_labels), dtype=np.int8))
                 g.create_dataset("description", data=str(t.description))
+                if t.extra:
+                    gx = g.create_group("extra")
+                    for k, v in t.extra.items():
+                        if isinstance(v, str):
+                            gx.create_dataset(k, data=v)
+                        else:
+                            a = np.asarray(to_host(v))
+                            gx.create_dataset(k, data=a, **(comp if a.size > 1024 else {}))
     return pathlib.Path(path)
 
 

@@ -7,6 +7,23 @@ every pixel without usable data: outside the frame, flagged in the CXI mask, non
 in the overlap with the other pattern (paper: "we crop the overlapped part"). Invalid pixels are
 set to 0 and left free by phase retrieval. :func:`single_pattern` does the same for a frame (or an
 already split pattern) holding one pattern.
+
+Overlap of the two patterns. Both patterns fall off with the distance from their own zero
+frequency (roughly as a power ``q**-a``, ``a`` about 3 to 4 for objects with sharp edges), and the
+detector adds them. A pixel of crop k also receives the other pattern's signal, in a proportion
+``(d_own / d_other)**a`` of its own, where ``d_own`` and ``d_other`` are its distances to the two
+centres. :func:`split_patterns` masks every pixel of crop k with
+``d_other < overlap_ratio * d_own``: the other pattern's share left in the kept pixels is then at
+most ``overlap_ratio**-a`` of the pixel's own signal if both patterns are equally bright (1.0 = the
+perpendicular bisector, where the two are equal; the pipeline's default 1.6 keeps the other
+pattern below about 1/4 to 1/7 of the signal), and much less on average. The mask depends only on
+the geometry, so it is the same in every exposure of an HDR series.
+
+HDR series. A frame ``(E, H, W)`` holding E exposures is split exposure by exposure (same crops,
+same masks plus each exposure's own saturation bits) and the crops of each view are merged by
+:func:`xstereo_gpu.phasing.hdr.merge_exposures` (short exposure's centre, long exposure's high
+frequencies, Gaussian seam, measured intensity ratio); the result is in counts of the longest
+exposure.
 """
 
 from __future__ import annotations
@@ -15,21 +32,25 @@ import numpy as np
 
 from ..backend import get_array_module, to_host
 from ..errors import InputError
+from .hdr import merge_exposures
 
 __all__ = ["split_patterns", "single_pattern", "crop_pattern"]
 
 
-def _as_frame(frame, mask, where: str):
+def _as_frame(frame, mask, where: str, *, stack: bool = False):
     xp = get_array_module(frame)
     f = xp.asarray(frame)
-    if f.ndim != 2:
-        raise InputError(f"{where}.frame", f"an array of shape {tuple(f.shape)}", "a 2-D frame (H, W)")
+    if not (f.ndim == 2 or (stack and f.ndim == 3 and f.shape[0] >= 1)):
+        raise InputError(f"{where}.frame", f"an array of shape {tuple(f.shape)}",
+                         "a 2-D frame (H, W) or an (E, H, W) stack of exposures" if stack else "a 2-D frame (H, W)")
     if not (np.issubdtype(f.dtype, np.floating) or np.issubdtype(f.dtype, np.integer)):
         raise InputError(f"{where}.frame", f"dtype {f.dtype}", "real intensities")
     if mask is None:
         m = xp.zeros(f.shape, dtype=xp.uint32)
     else:
         m = xp.asarray(mask)
+        if f.ndim == 3 and m.shape == f.shape[1:]:
+            m = xp.broadcast_to(m, f.shape)
         if m.shape != f.shape:
             raise InputError(f"{where}.mask", f"shape {tuple(m.shape)}", f"the frame's shape {tuple(f.shape)}")
         if not (np.issubdtype(m.dtype, np.integer) or m.dtype == bool):
@@ -48,10 +69,10 @@ def crop_pattern(frame, mask, centre, size: int):
 
     Parameters
     ----------
-    frame : (H, W) float
-        Detector frame  [photons].
-    mask : (H, W) uint32
-        CXI mask bits (0 = good pixel).
+    frame : (..., H, W) float
+        Detector frame  [photons] (leading axes, e.g. exposures, are cropped alike).
+    mask : (..., H, W) uint32
+        CXI mask bits (0 = good pixel), the frame's shape.
     centre : (2,) float
         ``(row, col)`` of the pattern's zero frequency on the frame  [pixels].
     size : int
@@ -59,15 +80,15 @@ def crop_pattern(frame, mask, centre, size: int):
 
     Returns
     -------
-    crop : (N, N) float32
+    crop : (..., N, N) float32
         Intensities, 0 where invalid; frame pixel ``round(centre)`` lands on ``(N//2, N//2)``.
-    valid : (N, N) bool
+    valid : (..., N, N) bool
         Inside the frame, mask 0 and finite.
     rows, cols : (N,) int
         Frame row and column of every crop row and column.
     """
     xp = get_array_module(frame)
-    h, w = frame.shape
+    h, w = frame.shape[-2:]
     r0 = int(np.floor(float(centre[0]) + 0.5))
     c0 = int(np.floor(float(centre[1]) + 0.5))
     rows = xp.arange(size) + (r0 - size // 2)
@@ -75,21 +96,23 @@ def crop_pattern(frame, mask, centre, size: int):
     inside = ((rows >= 0) & (rows < h))[:, None] & ((cols >= 0) & (cols < w))[None, :]
     rr = xp.clip(rows, 0, h - 1)[:, None]
     cc = xp.clip(cols, 0, w - 1)[None, :]
-    crop = frame[rr, cc].astype(xp.float32)
-    valid = inside & (mask[rr, cc] == 0) & xp.isfinite(crop)
+    crop = frame[..., rr, cc].astype(xp.float32)
+    valid = inside & (mask[..., rr, cc] == 0) & xp.isfinite(crop)
     crop = xp.where(valid, crop, np.float32(0))
     return crop, valid, rows, cols
 
 
-def split_patterns(frame, mask, centres, size: int, *, overlap_ratio: float = 1.0):
+def split_patterns(frame, mask, centres, size: int, *, overlap_ratio: float = 1.0, exposure_times_s=None,
+                   hdr_sigma: float = 2.0, hdr_dilate: int = 3, return_hdr: bool = False):
     """Split a frame holding the left and right patterns into two centred crops.
 
     Parameters
     ----------
-    frame : (H, W) float32
-        Detector frame  [photons].
-    mask : (H, W) uint32 or None
-        CXI mask bits; any non-zero bit makes the pixel invalid. ``None``: all pixels good.
+    frame : (H, W) float32 or (E, H, W) float32
+        Detector frame  [photons], or E exposures of it (an HDR series, merged per view).
+    mask : (H, W) uint32, (E, H, W) uint32 or None
+        CXI mask bits; any non-zero bit makes the pixel invalid (0x2 = saturated in that
+        exposure). An (H, W) mask is shared by all exposures. ``None``: all pixels good.
     centres : (2, 2) float
         ``(row, col)`` of the zero frequency of the left (row 0) and right (row 1) patterns on
         the frame  [pixels]; each crop is centred on the rounded centre.
@@ -98,21 +121,40 @@ def split_patterns(frame, mask, centres, size: int, *, overlap_ratio: float = 1.
     overlap_ratio : float
         A crop pixel is invalid when its distance to the *other* pattern's centre is less than
         ``overlap_ratio`` times its distance to its own centre (1.0 = the perpendicular bisector)
-        (:attr:`PrepareOptions.overlap_ratio`).
+        (:attr:`PrepareOptions.overlap_ratio`); see the module notes.
+    exposure_times_s : (E,) float, optional
+        Integration times of the exposures  [s] (``Shot.exposure_times_s``); required for a stack.
+    hdr_sigma, hdr_dilate : float, int
+        Seam smoothing and dilation  [pixels] of :func:`~xstereo_gpu.phasing.hdr.merge_exposures`.
+    return_hdr : bool
+        Also return the merge details.
 
     Returns
     -------
     intensities : (2, N, N) float32
-        Crops with the zero frequency at pixel ``(N//2, N//2)``; 0 at invalid pixels.
+        Crops with the zero frequency at pixel ``(N//2, N//2)``; 0 at invalid pixels. For a
+        stack: the HDR merge, in counts of the longest exposure.
     valid : (2, N, N) bool
         True where the pixel holds usable data.
+    hdr : HDRMerge or None
+        Only with ``return_hdr``: the merge of the two views (``ratios`` (2, E), ``weights``
+        (2, E, N, N), ...); None for a single frame.
     """
-    xp, f, m = _as_frame(frame, mask, "split_patterns")
+    xp, f, m = _as_frame(frame, mask, "split_patterns", stack=True)
+    times = None
+    if f.ndim == 3:
+        if exposure_times_s is None:
+            raise InputError("split_patterns.exposure_times_s", f"None for a stack of {f.shape[0]} exposures",
+                             f"{f.shape[0]} integration times [s] (Shot.exposure_times_s)")
+        times = np.asarray(to_host(exposure_times_s), dtype=np.float64).ravel()
+        if times.shape != (f.shape[0],) or not np.all(np.isfinite(times) & (times > 0)):
+            raise InputError("split_patterns.exposure_times_s", f"{times.tolist()!r}",
+                             f"{f.shape[0]} positive integration times [s], one per exposure")
     size = _check_size(size, "split_patterns")
     c = np.asarray(to_host(centres), dtype=np.float64)
     if c.shape != (2, 2) or not np.all(np.isfinite(c)):
         raise InputError("split_patterns.centres", f"{c.tolist()!r}", "two finite (row, col) pairs, shape (2, 2)")
-    h, w = f.shape
+    h, w = f.shape[-2:]
     if np.any(c[:, 0] < 0) or np.any(c[:, 0] > h - 1) or np.any(c[:, 1] < 0) or np.any(c[:, 1] > w - 1):
         raise InputError("split_patterns.centres", f"{c.tolist()!r}", f"centres inside the {h} x {w} frame")
     if not overlap_ratio > 0:
@@ -130,7 +172,13 @@ def split_patterns(frame, mask, centres, size: int, *, overlap_ratio: float = 1.
         valid = valid & ~(d_other2 < (overlap_ratio**2) * d_own2)
         crops.append(xp.where(valid, crop, np.float32(0)))
         valids.append(valid)
-    return xp.stack(crops).astype(xp.float32), xp.stack(valids)
+    inten, valid = xp.stack(crops).astype(xp.float32), xp.stack(valids)
+    if times is None:
+        return (inten, valid, None) if return_hdr else (inten, valid)
+    hdr = merge_exposures(inten, valid, times, sigma=hdr_sigma, dilate=hdr_dilate)
+    if return_hdr:
+        return hdr.intensity, hdr.valid, hdr
+    return hdr.intensity, hdr.valid
 
 
 def _sq(a):

@@ -6,7 +6,14 @@ iterations, ``done()`` says when ``options.iterations`` iterations of the chosen
 ``options.final_er`` error-reduction iterations have run. Per run it keeps the estimate of the
 iteration that minimises ``eps_n = ||x_{n+1} - x_n||`` (paper, Methods). Everything stays on the
 input's device; the host synchronises only every ``options.check_every`` iterations, to record the
-cost history.
+cost history, and counts those reads (:attr:`PhaseRetrieval.host_reads`) so that tests can check it.
+
+On CuPy with the difference map, the iteration runs the fused CUDA kernels of
+``kernels/difference_map.cu`` (:func:`~._dm_kernel.dm_step_kernel`, and
+:func:`~._dm_kernel.track_best_kernel` for the best iterate of every algorithm); their NumPy twins
+(:func:`~.algorithms.dm_step` and the selection in :meth:`PhaseRetrieval.update`) are the CPU path.
+Escape hatch: ``kernels=False`` (or the environment variable ``XSTEREO_KERNELS=0``) runs the twins'
+array code on CuPy too, for comparison.
 
 :func:`phase_retrieval` is the functional entry point: it runs to completion, superposes the best
 iterates of the runs (twin choice, subpixel DFT registration, global phase) and averages them.
@@ -17,17 +24,55 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+import math
+import os
+
 import numpy as np
 
 from ..backend import get_array_module, to_device, to_host
 from ..config import PhasingOptions
 from ..errors import InputError
 from ._fft import fft2, ifft2
+from ._dm_kernel import dm_step_kernel, track_best_kernel
 from .algorithms import Workspace, dm_step, er_step, fourier_constraint, hio_step
 from .align import align_runs
 from .support import autocorrelation_support, shrink_wrap
 
-__all__ = ["PhaseRetrieval", "PhasingResult", "phase_retrieval", "fourier_error"]
+__all__ = ["PhaseRetrieval", "PhasingResult", "phase_retrieval", "fourier_error", "kernels_enabled",
+           "host_read_limit"]
+
+
+def kernels_enabled(kernels: bool | None = None) -> bool:
+    """Whether the CuPy path should use the custom CUDA kernels.
+
+    Parameters
+    ----------
+    kernels : bool, optional
+        An explicit choice wins; ``None`` reads the environment variable ``XSTEREO_KERNELS``
+        (``1``/unset: use the kernels, ``0``: run the NumPy twins' array code on CuPy too).
+
+    Returns
+    -------
+    bool
+        Never consulted on NumPy (the CPU path is always the twins).
+    """
+    if kernels is not None:
+        return bool(kernels)
+    value = os.environ.get("XSTEREO_KERNELS", "1").strip().lower()
+    if value in ("1", "true", "yes", "on", ""):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise InputError("XSTEREO_KERNELS", repr(value), "1 (use the CUDA kernels on CuPy) or 0 (the twins' array code)")
+
+
+def host_read_limit(iterations: int, check_every: int) -> int:
+    """Most host reads the iteration loop may do for ``iterations`` iterations.
+
+    One cost record every ``check_every`` iterations plus one at the last iteration:
+    ``ceil(iterations / check_every) + 1``. Tests compare :attr:`PhaseRetrieval.host_reads` with it.
+    """
+    return math.ceil(int(iterations) / int(check_every)) + 1
 
 
 def _validate(intensities, valid, support):
@@ -104,6 +149,9 @@ class PhaseRetrieval:
         ``options.autocorrelation_threshold``, cut for each run by a random half-plane through its
         centre (a valid, non-centrosymmetric support; it halves the share of runs that stagnate
         in a superposition of the object and its twin).
+    kernels : bool, optional
+        Use the fused CUDA kernels on CuPy (default: :func:`kernels_enabled`, i.e. yes unless
+        ``XSTEREO_KERNELS=0``). Ignored on NumPy.
 
     Attributes
     ----------
@@ -131,6 +179,13 @@ class PhaseRetrieval:
         Valid-data mask in FFT order.
     xp : module
         ``numpy`` or ``cupy``: where the computation runs.
+    uses_kernels : bool
+        True on CuPy with the kernels enabled: the difference map (``algorithm="dm"``) runs
+        :func:`~._dm_kernel.dm_step_kernel` and every algorithm keeps its best iterates with
+        :func:`~._dm_kernel.track_best_kernel`; HIO, ER and shrink-wrap run the twins' CuPy code.
+    host_reads : int
+        Device-to-host reads made by :meth:`update` so far (one per recorded cost): the loop's
+        only host synchronisations, at most :func:`host_read_limit` for a full run.
 
     Notes
     -----
@@ -143,7 +198,8 @@ class PhaseRetrieval:
     at the last; the support is then frozen for the final error reduction.
     """
 
-    def __init__(self, intensities, valid, options: PhasingOptions | None = None, *, support=None):
+    def __init__(self, intensities, valid, options: PhasingOptions | None = None, *, support=None,
+                 kernels: bool | None = None):
         options = PhasingOptions() if options is None else options
         if not isinstance(options, PhasingOptions):
             raise InputError("phasing.options", type(options).__name__, "a PhasingOptions")
@@ -181,6 +237,13 @@ class PhaseRetrieval:
         x *= self.support
         self.x = xp.ascontiguousarray(x, dtype=xp.complex64)
         self._work = Workspace(self.x, self.amplitudes, self.valid)
+        self.uses_kernels = xp is not np and kernels_enabled(kernels)
+        self._kwork = None
+        if self.uses_kernels and options.algorithm == "dm":
+            from ._dm_kernel import DMKernelWorkspace
+
+            self._kwork = DMKernelWorkspace(self.x)
+        self.host_reads = 0
         norm = xp.sqrt(xp.sum(self.amplitudes.astype(xp.float64) ** 2, axis=(-3, -2, -1))) / n
         self._inv_norm = (1.0 / xp.maximum(norm, 1e-30)).astype(xp.float32)[:, None]  # (V, 1)
         self.best = self.x.copy()
@@ -212,7 +275,10 @@ class PhaseRetrieval:
         for _ in range(int(n)):
             if self.done():
                 break
-            if self.iteration < o.iterations and o.algorithm == "dm":
+            if self.iteration < o.iterations and o.algorithm == "dm" and self._kwork is not None:
+                _, est, eps = dm_step_kernel(self.x, self.amplitudes, self.valid, self.support,
+                                             beta=o.beta, gammas=o.gammas, work=self._kwork)
+            elif self.iteration < o.iterations and o.algorithm == "dm":
                 _, est, eps = dm_step(self.x, self.amplitudes, self.valid, self.support,
                                       beta=o.beta, gammas=o.gammas, work=self._work)
             elif self.iteration < o.iterations and o.algorithm == "hio":
@@ -221,7 +287,10 @@ class PhaseRetrieval:
             else:  # "er", or the final error reduction
                 _, est, eps = er_step(self.x, self.amplitudes, self.valid, self.support, work=self._work)
             eps *= self._inv_norm
-            if self.iteration >= self._select_from:
+            if self.uses_kernels:  # flags and the masked copy on the device, no synchronisation
+                track_best_kernel(self.best, self.best_eps, est, eps, self.support,
+                                  enabled=self.iteration >= self._select_from)
+            elif self.iteration >= self._select_from:
                 better = eps < self.best_eps
                 # keep the real-space object: the estimate restricted to the current support (the
                 # unrestricted estimate still drives shrink-wrap, so the support can grow back)
@@ -234,9 +303,14 @@ class PhaseRetrieval:
                 empty = new.sum(axis=(-2, -1)) == 0  # never empty a support
                 self.support = xp.where(empty[..., None, None], self.support, new)
             if it % o.check_every == 0 or self.done():
-                self.costs.append(np.asarray(to_host(eps), dtype=np.float32))
+                self.costs.append(np.asarray(self._host_read(eps), dtype=np.float32))
                 self.cost_iterations.append(it)
         return self
+
+    def _host_read(self, a):
+        """``to_host(a)``, counted in :attr:`host_reads` (the loop's only synchronisation point)."""
+        self.host_reads += 1
+        return to_host(a)
 
 
 @dataclass
@@ -264,7 +338,9 @@ class PhasingResult:
         ``peak`` (V, R) float32: the alignment of the runs; ``fourier_error`` (V, R): relative
         Fourier error of each best iterate; ``spread`` (V, R) bool: support grown past the
         autocorrelation's area (ranked last); ``averaged`` (V, R) bool: runs in the average
-        (``options.average_tolerance``). Host arrays.
+        (``options.average_tolerance``); ``host_reads`` int: device-to-host reads of the iteration
+        loop (:attr:`PhaseRetrieval.host_reads`, at most :func:`host_read_limit`);
+        ``kernels`` bool: whether the CUDA kernels ran. Host arrays.
     """
 
     views: object
@@ -297,7 +373,8 @@ def fourier_error(objects, amplitudes, valid):
 
 
 def phase_retrieval(intensities, valid, options: PhasingOptions | None = None, *,
-                    support=None, progress: Callable[[int, int], None] | None = None) -> PhasingResult:
+                    support=None, progress: Callable[[int, int], None] | None = None,
+                    kernels: bool | None = None) -> PhasingResult:
     """Phase every view with ``options.runs`` independent runs and average the best iterates.
 
     Parameters
@@ -313,13 +390,16 @@ def phase_retrieval(intensities, valid, options: PhasingOptions | None = None, *
         Initial support (default: from the autocorrelation).
     progress : callable, optional
         ``progress(done, total)`` called every ``options.check_every`` iterations.
+    kernels : bool, optional
+        Use the CUDA kernels on CuPy (default: :func:`kernels_enabled`; ``False`` or
+        ``XSTEREO_KERNELS=0`` runs the twins' array code there). Ignored on NumPy.
 
     Returns
     -------
     PhasingResult
     """
     options = PhasingOptions() if options is None else options
-    pr = PhaseRetrieval(intensities, valid, options, support=support)
+    pr = PhaseRetrieval(intensities, valid, options, support=support, kernels=kernels)
     xp = pr.xp
     while not pr.done():
         pr.update(options.check_every)
@@ -345,6 +425,8 @@ def phase_retrieval(intensities, valid, options: PhasingOptions | None = None, *
         "fourier_error": to_host(ferr),
         "spread": to_host(spread),
         "averaged": to_host(keep),
+        "host_reads": pr.host_reads,
+        "kernels": pr.uses_kernels,
     }
     return PhasingResult(
         views=xp.ascontiguousarray(views, dtype=xp.complex64),

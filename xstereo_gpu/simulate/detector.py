@@ -9,9 +9,15 @@
   interference term would be a fringe far finer than a pixel where the two patterns overlap (only at
   high frequencies, which the pipeline crops away), and the paper phases each pattern on its own.
 * A beamstop disc around each centre reads 0 and carries the CXI mask bit 0x10 ("shadowed").
+* HDR series (paper's Methods: 30 s and 240 s): :func:`expose` turns an expected photon rate per
+  pixel into Poisson counts for each integration time, clipped at the full-well (saturation) level
+  with the clipped pixels flagged by CXI mask bit 0x2 ("saturated"). :func:`saturation_level` picks
+  a level that the longest exposure exceeds at the pattern centres and the shortest never reaches.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import scipy.fft
@@ -19,10 +25,15 @@ import scipy.fft
 from ..backend import fft_workers
 from ..errors import InputError
 
-__all__ = ["MASK_SHADOWED", "far_field", "photon_counts", "add_patterns", "apply_beamstop"]
+__all__ = ["MASK_SHADOWED", "MASK_SATURATED", "PAPER_EXPOSURES_S", "far_field", "photon_counts", "add_patterns",
+           "apply_beamstop", "saturation_level", "expose"]
 
 #: CXI pixel-mask bit of a pixel shadowed by the beamstop.
 MASK_SHADOWED = np.uint32(0x10)
+#: CXI pixel-mask bit of a saturated pixel.
+MASK_SATURATED = np.uint32(0x2)
+#: Integration times of the paper's HDR series  [s].
+PAPER_EXPOSURES_S = (30.0, 240.0)
 
 
 def far_field(wave: np.ndarray) -> np.ndarray:
@@ -103,9 +114,9 @@ def apply_beamstop(frame: np.ndarray, mask: np.ndarray, centres_px, radius_px: f
 
     Parameters
     ----------
-    frame : (H, W) float32
-        Frame, modified in place.
-    mask : (H, W) uint32
+    frame : (H, W) float32 or (E, H, W) float32
+        Frame (or stack of exposures), modified in place.
+    mask : (H, W) uint32 or (E, H, W) uint32
         CXI mask, modified in place.
     centres_px : (V, 2) float
         ``(row, col)`` of each beamstop centre.
@@ -114,9 +125,103 @@ def apply_beamstop(frame: np.ndarray, mask: np.ndarray, centres_px, radius_px: f
     """
     if radius_px <= 0:
         return
-    rows = np.arange(frame.shape[0])[:, None]
-    cols = np.arange(frame.shape[1])[None, :]
+    rows = np.arange(frame.shape[-2])[:, None]
+    cols = np.arange(frame.shape[-1])[None, :]
     for cr, cc in np.asarray(centres_px, dtype=float):
         disc = (rows - cr) ** 2 + (cols - cc) ** 2 <= radius_px ** 2
-        frame[disc] = 0
-        mask[disc] |= MASK_SHADOWED
+        frame[..., disc] = 0
+        mask[..., disc] |= MASK_SHADOWED
+
+
+def _times(times_s, where: str) -> np.ndarray:
+    try:
+        t = np.asarray(times_s, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        raise InputError(where, repr(times_s), "integration times [s] (numbers)") from None
+    if t.size < 1 or not np.all(np.isfinite(t) & (t > 0)):
+        raise InputError(where, repr(times_s), "one or more positive finite integration times [s]")
+    return t
+
+
+def saturation_level(rate, times_s=PAPER_EXPOSURES_S) -> float:
+    """Full-well level that saturates the longest exposure's centre but not the shortest exposure.
+
+    The geometric mean of the peak expected counts of the shortest and longest exposures,
+    ``max(rate) * sqrt(t_min t_max)``: for 30 s and 240 s the long exposure's peak is 2.8x over it
+    (its central speckles saturate, the reason for HDR) and the short exposure's peak 2.8x under it
+    (never reached by Poisson noise once the peak holds more than a few counts).
+
+    Parameters
+    ----------
+    rate : (H, W) float
+        Expected photons per second per pixel.
+    times_s : (E,) float
+        Integration times  [s].
+
+    Returns
+    -------
+    float
+        Saturation level  [counts].
+    """
+    t = _times(times_s, "saturation_level.times_s")
+    peak = float(np.max(rate))
+    if not (np.isfinite(peak) and peak > 0):
+        raise InputError("saturation_level.rate", f"maximum {peak!r}", "a positive finite photon rate")
+    return peak * math.sqrt(float(t.min()) * float(t.max()))
+
+
+def expose(rate, times_s=PAPER_EXPOSURES_S, *, rng: np.random.Generator, rate_scale: float = 1.0,
+           full_well: float | None = None, mask=None):
+    """Record a series of exposures of the same expected frame: Poisson counts, clipped at saturation.
+
+    Parameters
+    ----------
+    rate : (H, W) float
+        Expected photons per second per pixel (both patterns on the frame, noiseless).
+    times_s : (E,) float
+        Integration time of each exposure  [s]; default the paper's ``(30, 240)``.
+    rng : numpy.random.Generator
+        Source of the noise (the exposures are drawn in order, independently).
+    rate_scale : float
+        Factor applied to ``rate`` first (e.g. ``photons_per_second / rate.sum()`` to give a
+        normalised pattern a flux).
+    full_well : float, optional
+        Saturation level  [counts]: a pixel drawing ``>= full_well`` counts reads ``full_well`` and
+        is flagged. Default :func:`saturation_level` of the scaled rate on the pixels ``mask``
+        leaves unflagged (a beamstop hides the brightest pixels).
+    mask : (H, W) uint32, optional
+        Bits OR-ed into every exposure's mask (e.g. a beamstop, 0x10); pixels with any bit set
+        read 0 in every exposure.
+
+    Returns
+    -------
+    frames : (E, H, W) float32
+        Integer-valued counts per exposure.
+    masks : (E, H, W) uint32
+        ``mask`` plus bit 0x2 (saturated) where the exposure reached ``full_well``.
+    full_well : float
+        The saturation level used  [counts].
+    """
+    t = _times(times_s, "expose.times_s")
+    lam = np.asarray(rate, dtype=np.float64)
+    if lam.ndim != 2:
+        raise InputError("expose.rate", f"shape {lam.shape}", "an (H, W) frame of photon rates")
+    if not (np.isfinite(rate_scale) and rate_scale > 0):
+        raise InputError("expose.rate_scale", repr(rate_scale), "a positive finite number")
+    lam = lam * float(rate_scale)
+    if not np.all(np.isfinite(lam) & (lam >= 0)):
+        raise InputError("expose.rate", "negative or non-finite rates", "non-negative finite photons per second")
+    base = np.zeros(lam.shape, np.uint32) if mask is None else np.asarray(mask, dtype=np.uint32)
+    if base.shape != lam.shape:
+        raise InputError("expose.mask", f"shape {base.shape}", f"the rate's shape {lam.shape}")
+    fw = saturation_level(np.where(base != 0, 0.0, lam), t) if full_well is None else float(full_well)
+    if not (np.isfinite(fw) and fw > 0):
+        raise InputError("expose.full_well", repr(full_well), "a positive saturation level [counts]")
+    frames = np.empty((t.size,) + lam.shape, dtype=np.float32)
+    masks = np.empty((t.size,) + lam.shape, dtype=np.uint32)
+    for e, te in enumerate(t):
+        counts = rng.poisson(lam * te).astype(np.float64)
+        sat = counts >= fw
+        frames[e] = np.where(base != 0, 0.0, np.minimum(counts, fw))
+        masks[e] = base | np.where(sat & (base == 0), MASK_SATURATED, np.uint32(0))
+    return frames, masks, fw

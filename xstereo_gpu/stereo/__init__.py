@@ -1,11 +1,16 @@
-"""Stereo stage: pre-processing, block matching, left-right consistency, depth and points."""
+"""Stereo stage: pre-processing, rectification, block matching, left-right consistency, depth and points."""
 
 from .depth import CloudPoints, depth_map, lr_consistency, points_from_disparity
 from .disparity import MatchResult, block_match, texture_map
-from .preprocess import PreprocessResult, matching_coordinate, preprocess, view_coordinate
+from .preprocess import (PreprocessResult, background_mask, matching_coordinate, preprocess, upsample_mask,
+                         view_coordinate)
+from .rectify import (RectifyResult, apply_homography, detect_corners, fundamental_matrix, match_features,
+                      original_coordinates, rectify, rectify_pair, rectifying_homographies, vertical_residual)
 
 __all__ = [
-    "PreprocessResult", "preprocess", "view_coordinate", "matching_coordinate",
+    "PreprocessResult", "preprocess", "background_mask", "upsample_mask", "view_coordinate", "matching_coordinate",
+    "RectifyResult", "detect_corners", "match_features", "fundamental_matrix", "rectifying_homographies",
+    "rectify", "rectify_pair", "apply_homography", "original_coordinates", "vertical_residual",
     "MatchResult", "block_match", "texture_map",
     "CloudPoints", "lr_consistency", "points_from_disparity", "depth_map",
 ]

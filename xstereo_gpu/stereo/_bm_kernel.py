@@ -2,8 +2,9 @@
 
 The NumPy twin (CPU path and oracle) is :func:`xstereo_gpu.stereo.disparity.block_match`; this
 binding returns the same :class:`~xstereo_gpu.stereo.disparity.MatchResult` for CuPy inputs
-(same NaN pattern, disparities and confidences equal to float32 rounding). It is not wired into the
-pipeline yet.
+(same NaN pattern, disparities and confidences equal to float32 rounding).
+:func:`~xstereo_gpu.stereo.disparity.block_match` calls it for CuPy inputs with blocks up to
+:data:`MAX_BLOCK` unless ``kernels=False`` or ``XSTEREO_KERNELS=0``.
 """
 
 from __future__ import annotations

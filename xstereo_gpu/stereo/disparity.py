@@ -63,7 +63,7 @@ class MatchResult:
     confidence_right: Any
 
 
-def block_match(left, right, options: MatchOptions | None = None) -> MatchResult:
+def block_match(left, right, options: MatchOptions | None = None, *, kernels: bool | None = None) -> MatchResult:
     """Dense block matching of a rectified pair, both maps at once.
 
     For a left pixel ``(y, x)`` the cost of disparity ``d`` is the mean over the ``b x b`` block of
@@ -86,6 +86,11 @@ def block_match(left, right, options: MatchOptions | None = None) -> MatchResult
         :func:`xstereo_gpu.stereo.preprocess`). NumPy or CuPy; the result lives on the same device.
     options : MatchOptions, optional
         Block size, search range, proximity weight, texture threshold (defaults: the paper's).
+    kernels : bool, optional
+        On CuPy, run the CUDA kernel :func:`~._bm_kernel.block_match_kernel` (same results to
+        float32 rounding) for blocks up to :data:`~._bm_kernel.MAX_BLOCK`. Default: yes unless
+        the environment variable ``XSTEREO_KERNELS=0``; ``False`` runs this twin's array code on
+        CuPy (for comparison). Ignored on NumPy.
 
     Returns
     -------
@@ -104,6 +109,12 @@ def block_match(left, right, options: MatchOptions | None = None) -> MatchResult
         raise InputError("block_match.right", f"shape {right.shape}", f"the left image's shape {left.shape}")
     H, W = left.shape
     b = int(options.block)
+    if xp is not np:
+        from ..phasing.runs import kernels_enabled
+        from ._bm_kernel import MAX_BLOCK, block_match_kernel
+
+        if kernels_enabled(kernels) and b <= MAX_BLOCK and 2 * H * W < 2**31:
+            return block_match_kernel(left, right, options)
     h = b // 2
     Lp = xp.pad(left, h, mode="edge")
     Rp = xp.pad(right, h, mode="edge")

@@ -6,6 +6,10 @@ Gaussian low pass filter is then applied to both images to reduce the effect of 
 (0.40 and 0.25, in left and right images, respectively). Finally, [...] the isolated regions
 constituted by less than 400 aggregated pixels, with no correspondence in the pair image, are
 removed."
+"The nanoparticles labelled sample only required background filtering. Hence, a binary mask including
+populated regions of the pyramid structure is multiplied by the stereo views" (:func:`background_mask`).
+For the phase cross, "a directional gradient along the x-axis - direction of disparities - is applied to
+the rectified stereo views" (mode ``"gradient"``).
 
 Grids: upsampling is a cubic-spline zoom with pixel-centre alignment, so that pixel ``j`` of the
 matching grid sits at view coordinate ``(j + 0.5) / u - 0.5`` (:func:`view_coordinate`) and view pixel
@@ -23,7 +27,8 @@ from ..backend import get_array_module, to_host
 from ..config import PreprocessOptions
 from ..errors import InputError
 
-__all__ = ["PreprocessResult", "preprocess", "view_coordinate", "matching_coordinate"]
+__all__ = ["PreprocessResult", "preprocess", "background_mask", "upsample_mask", "view_coordinate",
+           "matching_coordinate"]
 
 
 @dataclass
@@ -33,8 +38,9 @@ class PreprocessResult:
     Attributes
     ----------
     images : (2, uH, uW) float32
-        Left and right images on the matching grid: ``{0, 1}`` in mode ``"binary"``, the normalised
-        and upsampled views (0..1) in mode ``"none"``.
+        Left and right images on the matching grid: ``{0, 1}`` in mode ``"binary"``, the signed
+        x-derivative mapped to 0..1 (0.5 = no gradient) in mode ``"gradient"``, the normalised and
+        upsampled views (0..1) in mode ``"none"``.
     upsample : int
         Upsampling factor ``u`` from view pixels to matching-grid pixels.
     normalised : (2, H, W) float32
@@ -43,7 +49,11 @@ class PreprocessResult:
         Connected regions (white islands and black holes) flipped per view because they were small
         and had no counterpart in the other view; ``(0, 0)`` in mode ``"none"``.
     thresholds : tuple of float or None
-        Binary thresholds actually used (left, right); ``None`` in mode ``"none"``.
+        Binary thresholds actually used (left, right); ``None`` in the other modes.
+    mask : (2, uH, uW) bool or None
+        The background mask on the matching grid (nearest-neighbour upsampling, see
+        :func:`upsample_mask`): disparities where it is False should be discarded. ``None`` when no
+        mask was given.
     """
 
     images: Any
@@ -51,6 +61,7 @@ class PreprocessResult:
     normalised: Any
     removed: tuple[int, int] = (0, 0)
     thresholds: tuple[float, float] | None = None
+    mask: Any = None
 
 
 def view_coordinate(j, u: int):
@@ -64,40 +75,60 @@ def matching_coordinate(c, u: int):
 
 
 def preprocess(views, options: PreprocessOptions | None = None, *,
-               search_range: tuple[int, int] = (-65, 65)) -> PreprocessResult:
-    """Normalise, upsample and (mode ``"binary"``) binarise the two views for matching.
+               search_range: tuple[int, int] = (-65, 65), mask=None) -> PreprocessResult:
+    """Normalise, upsample and binarise (or differentiate) the two views for matching.
 
-    Steps: each view is shifted to be non-negative (only if it has negative values, e.g. a phase
-    image), divided by the ``options.normalise_percentile`` percentile of its signal (the pixels
-    above 10 % of its maximum, so that the scale does not depend on the field of view) and clipped to
-    0..1;
-    upsampled by ``u = options.upsample`` with a cubic-spline zoom (pixel-centre aligned, edges
-    extended). In mode ``"binary"``: Gaussian low-pass ``options.sigma`` [matching-grid pixels],
-    threshold per view (``options.thresholds``, left and right; with ``options.equalise_area`` the
-    right threshold is instead the one that gives the right view the left view's white area) to
-    ``{0, 1}``, then removal of small
-    unmatched regions: a connected region (white, 8-connected, or black, 4-connected) smaller than
-    ``options.min_region`` pixels is flipped to the surrounding colour unless the other view holds
-    a region of the same colour, with an area within a factor 2, whose bounding box overlaps this
-    region's bounding box shifted along x over the disparity search range. White islands are
-    handled first, then black holes of the result.
+    Normalisation (all modes), per view: non-negative views (amplitudes) are divided by the
+    ``options.normalise_percentile`` percentile of their signal (the pixels above 10 % of the
+    view's maximum, so that the scale does not depend on the field of view) and clipped to 0..1.
+    Views with negative values (e.g. phase images) are, in mode ``"binary"``, shifted by their
+    minimum first (unchanged behaviour); in modes ``"none"`` and ``"gradient"`` they are centred on
+    their median (the background of a sparse object, and independent of a global phase offset) and
+    mapped to ``0.5 + 0.5 (v - median) / s``, ``s`` the same percentile of ``|v - median|`` over
+    its signal, so that the background sits at 0.5 and features of either sign keep their sign.
+    The decision (non-negative or signed) is taken once for both views so that they share a scale.
+
+    Then each view is upsampled by ``u = options.upsample`` with a cubic-spline zoom (pixel-centre
+    aligned, edges extended), and:
+
+    * ``"none"``: nothing more; the upsampled views clipped to 0..1.
+    * ``"binary"`` (paper, cross): Gaussian low-pass ``options.sigma`` [matching-grid pixels],
+      threshold per view (``options.thresholds``, left and right; with ``options.equalise_area``
+      the right threshold is instead the one that gives the right view the left view's white area)
+      to ``{0, 1}``, then removal of small unmatched regions: a connected region (white,
+      8-connected, or black, 4-connected) smaller than ``options.min_region`` pixels is flipped to
+      the surrounding colour unless the other view holds a region of the same colour, with an area
+      within a factor 2, whose bounding box overlaps this region's bounding box shifted along x
+      over the disparity search range. White islands are handled first, then black holes.
+    * ``"gradient"`` (paper, phase cross: "a directional gradient along the x-axis"): Gaussian
+      low-pass ``options.sigma``, Sobel derivative ``Gx`` along x (the disparity direction) of the
+      *unclipped* normalised view, and ``0.5 + 0.5 clip(Gx / g, -1, 1)`` with ``g`` the
+      ``options.normalise_percentile`` percentile of ``|Gx|`` over its signal (pixels above 10 % of
+      the maximum ``|Gx|``). The sign is kept: a rising and a falling edge (the two sides of a bar)
+      then look different to the SAD, whereas ``|Gx|`` makes them identical and lets a block match
+      the wrong side of a thin feature; uniform areas sit at 0.5 and carry no SAD contrast, so the
+      matcher's texture rule drops them as it does in the binary mode.
 
     Parameters
     ----------
     views : (2, H, W) float32
         Left and right views (real: amplitude or phase), NumPy or CuPy.
     options : PreprocessOptions, optional
-        Defaults: the paper's (x4, sigma 1.9, thresholds 0.40 / 0.25, 400 px).
+        Defaults: the paper's (x4, sigma 1.9, thresholds 0.40 / 0.25, 400 px, mode ``"binary"``).
     search_range : (int, int)
         ``(dmin, dmax)`` of the block matching [matching-grid pixels], where a region's counterpart
         may lie: a point at column ``x`` of the left image is at ``x - d`` of the right image.
         Pass ``(options.match.dmin, options.match.dmax)``.
+    mask : (2, H, W) bool, optional
+        Background mask on the view grid (True = populated region; e.g. :func:`background_mask`).
+        The views are multiplied by it before normalisation (paper, pyramid) and its upsampled copy
+        is returned in ``PreprocessResult.mask`` so that disparities outside it can be discarded.
 
     Returns
     -------
     PreprocessResult
         ``images (2, uH, uW) float32`` on the device of ``views``, the factor ``u``, the normalised
-        views and the number of regions removed per view.
+        views, the number of regions removed per view and the upsampled mask.
     """
     options = options or PreprocessOptions()
     xp = get_array_module(views)
@@ -105,19 +136,47 @@ def preprocess(views, options: PreprocessOptions | None = None, *,
     dmin, dmax = (int(v) for v in search_range)
     if dmin > dmax:
         raise InputError("preprocess.search_range", repr(search_range), "(dmin, dmax) with dmin <= dmax")
+    if options.mode not in ("binary", "gradient", "none"):  # PreprocessOptions validates; keep it closed
+        raise InputError("preprocess.mode", repr(options.mode), "one of 'binary', 'gradient', 'none'")
     ndi = _ndimage(xp)
     u = int(options.upsample)
+    up_mask = None
+    if mask is not None:
+        mask = _check_mask(xp, mask, views.shape)
+        views = views * mask
+        up_mask = upsample_mask(mask, u)
 
     # --- normalise each view to 0..1 ------------------------------------------------------------
     flat = views.reshape(2, -1)
-    lo = xp.minimum(flat.min(axis=1), 0)[:, None]
-    shifted = flat - lo
-    # the percentile is taken over each view's signal (pixels above 10 % of its maximum), not over the
-    # whole field: otherwise a larger field of view (more empty background) lowers it into the noise
-    hi = xp.stack([xp.percentile(f[f >= 0.1 * f.max()], options.normalise_percentile) for f in shifted])
-    hi = hi[:, None].astype(np.float32)
-    scale = xp.where(hi > 0, 1 / xp.where(hi > 0, hi, 1), 0).astype(np.float32)
-    norm = xp.clip(shifted * scale, 0, 1).astype(np.float32).reshape(views.shape)
+    signed = options.mode != "binary" and bool((flat < 0).any())
+    if signed:
+        centre = xp.median(flat, axis=1)[:, None]
+        dev = xp.abs(flat - centre)
+        s = _signal_percentile(xp, dev, options.normalise_percentile)
+        scale = xp.where(s > 0, 0.5 / xp.where(s > 0, s, 1), 0).astype(np.float32)
+        raw = (0.5 + (flat - centre) * scale).astype(np.float32).reshape(views.shape)
+    else:
+        lo = xp.minimum(flat.min(axis=1), 0)[:, None]
+        shifted = flat - lo
+        # the percentile is taken over each view's signal (pixels above 10 % of its maximum), not over
+        # the whole field: otherwise a larger field of view (more empty background) lowers it into the
+        # noise
+        hi = xp.stack([xp.percentile(f[f >= 0.1 * f.max()], options.normalise_percentile) for f in shifted])
+        hi = hi[:, None].astype(np.float32)
+        scale = xp.where(hi > 0, 1 / xp.where(hi > 0, hi, 1), 0).astype(np.float32)
+        raw = (shifted * scale).reshape(views.shape)
+    norm = xp.clip(raw, 0, 1).astype(np.float32)
+
+    if options.mode == "gradient":
+        src = raw.astype(np.float32, copy=False)
+        up = xp.stack([_zoom(ndi, xp, src[v], u) for v in (0, 1)]) if u > 1 else src.copy()
+        if options.sigma > 0:
+            up = xp.stack([_lowpass(ndi, xp, up[v], options.sigma) for v in (0, 1)])
+        gx = xp.stack([ndi.sobel(up[v], axis=1, mode="nearest") for v in (0, 1)]).astype(np.float32)
+        g = _signal_percentile(xp, xp.abs(gx).reshape(2, -1), options.normalise_percentile)[:, :, None]
+        gscale = xp.where(g > 0, 0.5 / xp.where(g > 0, g, 1), 0).astype(np.float32)
+        images = xp.clip(0.5 + gx * gscale, 0, 1).astype(np.float32)
+        return PreprocessResult(images, u, norm, (0, 0), None, up_mask)
 
     # --- upsample (cubic spline, pixel-centre aligned) ----------------------------------------------
     if u > 1:
@@ -128,9 +187,7 @@ def preprocess(views, options: PreprocessOptions | None = None, *,
         up = norm.copy()
 
     if options.mode == "none":
-        return PreprocessResult(up, u, norm, (0, 0))
-    if options.mode != "binary":  # PreprocessOptions validates; keep the enum closed here too
-        raise InputError("preprocess.mode", repr(options.mode), "one of 'binary', 'none'")
+        return PreprocessResult(up, u, norm, (0, 0), None, up_mask)
 
     # --- low-pass and binarise ------------------------------------------------------------------------
     if options.sigma > 0:
@@ -145,7 +202,97 @@ def preprocess(views, options: PreprocessOptions | None = None, *,
     removed = (0, 0)
     if options.min_region > 0:
         binary, removed = _remove_unmatched(binary, int(options.min_region), dmin, dmax)
-    return PreprocessResult(binary.astype(np.float32), u, norm, removed, tuple(thresholds))
+    return PreprocessResult(binary.astype(np.float32), u, norm, removed, tuple(thresholds), up_mask)
+
+
+def upsample_mask(mask, u: int):
+    """Nearest-neighbour upsampling of a view-grid mask to the matching grid.
+
+    Matching-grid pixel ``j`` sits at view coordinate ``(j + 0.5)/u - 0.5``, whose nearest view
+    pixel is ``j // u``; so the mask is each view pixel repeated ``u x u`` times.
+
+    Parameters
+    ----------
+    mask : (..., H, W) bool
+    u : int
+        Upsampling factor.
+
+    Returns
+    -------
+    (..., uH, uW) bool
+    """
+    xp = get_array_module(mask)
+    m = xp.asarray(mask).astype(bool, copy=False)
+    return xp.repeat(xp.repeat(m, u, axis=-2), u, axis=-1)
+
+
+def background_mask(views, *, sigma: float = 2.0, fraction: float = 0.15, closing: int = 3,
+                    dilation: int = 2, max_hole: int | None = None):
+    """Mask of the populated regions of each view (paper, pyramid: "a binary mask including
+    populated regions of the pyramid structure").
+
+    Per view: the signal ``|v|`` (``|v - median|`` when the views hold negative values, e.g. phase
+    images) is smoothed with a Gaussian of ``sigma`` [view pixels] and thresholded at
+    ``fraction`` of its maximum; the result is closed (``closing`` iterations of a 3 x 3 square,
+    joining particles a few pixels apart into one region), dilated by ``dilation`` iterations
+    (a margin around the features, so that blocks straddling their edges still see them), and
+    holes smaller than ``max_hole`` pixels are filled.
+
+    Parameters
+    ----------
+    views : (2, H, W) float32
+        Left and right views (real), NumPy or CuPy.
+    sigma : float
+        Gaussian smoothing [view pixels] (0: none).
+    fraction : float
+        Threshold as a fraction of each view's maximum smoothed signal, in (0, 1).
+    closing, dilation : int
+        Iterations of binary closing and dilation with a 3 x 3 structuring element (0: none).
+    max_hole : int, optional
+        Holes (background regions not touching the border) smaller than this are filled; default
+        ``H * W // 100``. 0 fills none.
+
+    Returns
+    -------
+    (2, H, W) bool
+        True in the populated regions; on the device of ``views``.
+    """
+    xp = get_array_module(views)
+    views = _check_views(xp, views, where="background_mask.views")
+    if not 0 < fraction < 1:
+        raise InputError("background_mask.fraction", repr(fraction), "a value in (0, 1)")
+    for name, val in (("sigma", sigma), ("closing", closing), ("dilation", dilation)):
+        if val < 0:
+            raise InputError(f"background_mask.{name}", repr(val), "a value >= 0")
+    ndi = _ndimage(xp)
+    H, W = views.shape[1:]
+    max_hole = H * W // 100 if max_hole is None else int(max_hole)
+    flat = views.reshape(2, -1)
+    if bool((flat < 0).any()):
+        sig = xp.abs(flat - xp.median(flat, axis=1)[:, None]).reshape(views.shape)
+    else:
+        sig = views
+    square = xp.ones((3, 3), dtype=bool)
+    out = []
+    for v in (0, 1):
+        s = ndi.gaussian_filter(sig[v], sigma, mode="nearest") if sigma > 0 else sig[v]
+        m = s > fraction * s.max()
+        if closing > 0:
+            # pad so that the closing does not erode regions at the border
+            m = ndi.binary_closing(xp.pad(m, closing), structure=square, iterations=int(closing))
+            m = m[closing:-closing, closing:-closing]
+        if dilation > 0:
+            m = ndi.binary_dilation(m, structure=square, iterations=int(dilation))
+        if max_hole > 0:
+            holes = ndi.binary_fill_holes(m) & ~m
+            labels, n = ndi.label(holes)
+            if int(n) > 0:
+                area = xp.bincount(labels.ravel(), minlength=int(n) + 1)
+                small = area < max_hole
+                small[0] = False
+                m = m | small[labels]
+        out.append(m)
+    return xp.stack(out)
 
 
 # --------------------------------------------------------------------------------------------- #
@@ -190,18 +337,33 @@ def _lowpass(ndi, xp, image, sigma: float):
     return out
 
 
-def _check_views(xp, views):
+def _check_views(xp, views, where: str = "preprocess.views"):
     shape = getattr(views, "shape", None)
     if shape is None or len(shape) != 3 or shape[0] != 2:
-        raise InputError("preprocess.views", f"shape {shape}", "(2, H, W): left and right views")
+        raise InputError(where, f"shape {shape}", "(2, H, W): left and right views")
     if min(shape[1:]) < 2:
-        raise InputError("preprocess.views", f"shape {tuple(shape)}", "views of at least 2 x 2 pixels")
+        raise InputError(where, f"shape {tuple(shape)}", "views of at least 2 x 2 pixels")
     if xp.iscomplexobj(views):
-        raise InputError("preprocess.views", f"dtype {views.dtype}", "real views (take the amplitude or the phase)")
+        raise InputError(where, f"dtype {views.dtype}", "real views (take the amplitude or the phase)")
     views = views.astype(np.float32, copy=False)
     if not bool(xp.isfinite(views).all()):
-        raise InputError("preprocess.views", "non-finite values", "finite views")
+        raise InputError(where, "non-finite values", "finite views")
     return views
+
+
+def _check_mask(xp, mask, shape):
+    m_shape = getattr(mask, "shape", None)
+    if m_shape is None or tuple(m_shape) != tuple(shape):
+        raise InputError("preprocess.mask", f"shape {m_shape}", f"the views' shape {tuple(shape)}")
+    if get_array_module(mask) is not xp:
+        raise InputError("preprocess.mask", f"an array of {get_array_module(mask).__name__}",
+                         f"an array of {xp.__name__}, like the views")
+    return mask.astype(bool, copy=False)
+
+
+def _signal_percentile(xp, a, q: float):
+    """Per row of ``a (2, n)`` (non-negative), the ``q`` percentile of its entries above 10 % of its max."""
+    return xp.stack([xp.percentile(f[f >= 0.1 * f.max()], q) for f in a])[:, None].astype(np.float32)
 
 
 def _components(mask, structure):
