@@ -108,8 +108,9 @@ def score(points_nm: np.ndarray, views: np.ndarray, truth: GroundTruth, geometry
     dr_nm = geometry.pixel_size_m * 1e9
     dz_nm = geometry.voxel_depth_m * 1e9
     tan_l = math.tan(geometry.signed_angles_rad[0])
-    reg_l = register_to_truth(views[0], truth.views[0])
-    reg_r = register_to_truth(views[1], truth.views[1])
+    true_views = truth.phasable_views
+    reg_l = register_to_truth(views[0], true_views[0])
+    reg_r = register_to_truth(views[1], true_views[1])
     out = {
         "voxel_depth_nm": dz_nm,
         "match_radius_px": match_radius,

@@ -170,19 +170,21 @@ def cmd_config(args) -> int:
 def _simulation_options(args):
     from .simulate import SimulationOptions
 
-    base = SimulationOptions.paper() if args.paper_size else SimulationOptions()
+    sample = getattr(args, "sample", None) or "cross"
+    if args.paper_size and sample != "cross":
+        raise InputError("--paper-size", f"with --sample {sample}", "the cross sample (the paper's CCD geometry)")
     changes = {}
     for name in ("seed", "binning", "pattern_size", "photons", "lid_tilt_deg"):
         v = getattr(args, name, None)
         if v is not None:
             changes[name] = v
-    if getattr(args, "sample", None):
-        changes["sample"] = args.sample
     if getattr(args, "angles", None):
         changes["angles_deg"] = tuple(args.angles)
-    import dataclasses
-
-    return dataclasses.replace(base, **changes) if changes else base
+    if getattr(args, "hdr", False):
+        changes["exposures_s"] = (30.0, 240.0)
+    if args.paper_size:
+        return SimulationOptions.paper(**changes)
+    return SimulationOptions.for_sample(sample, **changes)
 
 
 def cmd_simulate(args) -> int:
@@ -194,11 +196,12 @@ def cmd_simulate(args) -> int:
         raise InputError(str(out), "an existing file", "a new path (or pass --overwrite)")
     opts = _simulation_options(args)
     progress = _progress(args)
-    progress.stage("simulate", "cross-lid sample, two beams, far field, photons and beamstop")
+    progress.stage("simulate", f"{opts.sample} sample, two beams, far field, photons and beamstop")
     shot = simulate_shot(opts, progress=progress.note)
     write_shot(out, shot)
     g = shot.geometry
-    print(f"wrote {out} ({shot.frame.shape[0]}x{shot.frame.shape[1]} frame, two {shot.pattern_size}px patterns, "
+    hdr = "" if shot.exposure_times_s is None else f", {shot.n_exposures} exposures {list(shot.exposure_times_s)} s"
+    print(f"wrote {out} ({shot.frame_shape[0]}x{shot.frame_shape[1]} frame{hdr}, two {shot.pattern_size}px patterns, "
           f"view pixel {g.pixel_size_m * 1e9:.1f} nm, voxel depth {g.voxel_depth_m * 1e9:.1f} nm)")
     return 0
 
@@ -244,9 +247,9 @@ def cmd_demo(args) -> int:
     t0 = time.perf_counter()
     opts = _simulation_options(args)
     progress = _progress(args)
-    progress.stage("simulate", "the paper's cross-lid sample (built-in), two beams at +-9.5 deg")
+    progress.stage("simulate", f"the built-in {opts.sample} sample, beams at {opts.angles_deg[0]:g} + {opts.angles_deg[1]:g} deg")
     shot = simulate_shot(opts, progress=progress.note)
-    shot.source = "built-in simulated cross (xstereo demo)"
+    shot.source = f"built-in simulated {opts.sample} (xstereo demo --sample {opts.sample})"
     t_sim = time.perf_counter() - t0
     return _run_shot(shot, args, extra={"simulation_s": round(t_sim, 3)})
 
@@ -387,7 +390,8 @@ def _add_sim_options(p):
     p.add_argument("--pattern-size", type=int, help="crop side N of each pattern [binned px]")
     p.add_argument("--photons", type=float, help="photons per pattern")
     p.add_argument("--lid-tilt-deg", type=float, help="tilt of the cross lid out of the membrane plane [deg]")
-    p.add_argument("--paper-size", action="store_true", help="the paper's full 2048x2048 CCD, 1024 px crops")
+    p.add_argument("--paper-size", action="store_true", help="the paper's full 2048x2048 CCD, 1024 px crops (cross)")
+    p.add_argument("--hdr", action="store_true", help="record two exposures, 30 s and 240 s, with saturation (HDR)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -396,8 +396,7 @@ SAMPLE_RECIPES: dict[str, dict[str, Any]] = {
     "cross": {},
     "phase-cross": dict(
         preprocess__mode="none",
-        reconstruct__image="phase", reconstruct__rectify=True, reconstruct__gradient_maps=True,
-        reconstruct__planes=2,
+        reconstruct__rectify=True, reconstruct__gradient_maps=True, reconstruct__planes=2,
     ),
     "pyramid": dict(
         preprocess__mode="none", preprocess__upsample=2,

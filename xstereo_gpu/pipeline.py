@@ -477,7 +477,7 @@ class Pipeline:
                          "edge_resolution_iqr_nm": None if not np.isfinite(edges["iqr_m"]) else edges["iqr_m"] * 1e9,
                          "edges_used": int(edges["n_edges"])}
                 if truth is not None and tuple(truth.views.shape[1:]) == tuple(views.shape[1:]):
-                    err = view_error(to_host(views[k]), np.asarray(truth.views[k]))
+                    err = view_error(to_host(views[k]), np.asarray(truth.phasable_views[k]))
                     entry["view_error"] = float(err["error"])
                 out[name] = entry
             er = [out[v]["edge_resolution_nm"] for v in ("left", "right")]

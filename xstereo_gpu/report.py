@@ -45,6 +45,11 @@ def figure_patterns(shot, path) -> None:
     from matplotlib.patches import Rectangle
 
     frame = np.asarray(shot.frame, dtype=float)
+    note = ""
+    if frame.ndim == 3:  # an HDR series: show the longest exposure (its saturated centres included)
+        k = int(np.argmax(shot.exposure_times_s))
+        frame = frame[k]
+        note = f", exposure {shot.exposure_times_s[k]:g} s of {list(np.asarray(shot.exposure_times_s).tolist())} s"
     fig, ax = plt.subplots(figsize=(6.4, 5.6))
     im = ax.imshow(np.log10(1 + np.clip(frame, 0, None)), cmap="magma", origin="upper")
     n = shot.pattern_size
@@ -52,7 +57,7 @@ def figure_patterns(shot, path) -> None:
         ax.add_patch(Rectangle((c - n // 2 - 0.5, r - n // 2 - 0.5), n, n, fill=False, ec=col, lw=1))
         ax.plot([c], [r], "+", color=col, ms=8)
         ax.text(c, r - n // 2 - 4, f"{name} pattern", color=col, ha="center", va="bottom", fontsize=8)
-    ax.set_title(f"Dual diffraction pattern, log10(1 + photons)\n{shot.source}", fontsize=9)
+    ax.set_title(f"Dual diffraction pattern, log10(1 + photons){note}\n{shot.source}", fontsize=9)
     ax.set_xlabel("detector column [px]")
     ax.set_ylabel("detector row [px]")
     fig.colorbar(im, ax=ax, shrink=0.8, label="log10(1 + photons)")

@@ -51,6 +51,21 @@ class GroundTruth:
     description: str = ""
     extra: dict = field(default_factory=dict)
 
+    @property
+    def phasable_views(self) -> np.ndarray:
+        """(2, N, N) complex64: the exit waves less the uniform background transmission.
+
+        Under flat illumination a membrane that fills the field scatters only into the zero order,
+        which the beamstop hides: the patterns determine ``views - background_transmission`` (truth
+        ``extra["background_transmission"]``, one value per view, 0 when absent), and that is what phasing recovers and
+        what the recovered views are scored against.
+        """
+        bg = self.extra.get("background_transmission") if self.extra else None
+        if bg is None:
+            return self.views
+        bg = np.asarray(bg, dtype=np.complex64).reshape(-1, 1, 1)  # one value per view (path / cos a)
+        return (np.asarray(self.views) - bg).astype(np.complex64)
+
 
 @dataclass
 class Shot:

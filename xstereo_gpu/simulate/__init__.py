@@ -2,24 +2,39 @@
 
 The geometry is not assumed: each view is the projection of a 3D voxel object along its beam (path
 length ``dz / cos a``), so the disparities the pipeline measures come from the physics of the setup.
+Samples (``SAMPLES``): the paper's amplitude cross (``SimulationOptions()``), the simulated phase
+cross and the nanoparticle pyramid (``SimulationOptions.for_sample(name)``); optical constants of the
+materials come from ``xraydb`` (:mod:`.materials`).
 """
 
 from .detector import MASK_SHADOWED, add_patterns, apply_beamstop, far_field, photon_counts
-from .options import SAMPLES, SimulationOptions
-from .phantoms import CrossLid, VoxelObject
-from .projection import beta_from_attenuation, path_length, project, transmission
+from .materials import Layer, delta_beta, energy_from_wavelength, stack_delta_beta, stack_transmission, \
+    wavelength_from_energy
+from .options import SAMPLE_DEFAULTS, SAMPLES, SimulationOptions
+from .phantoms import CrossLid, Pyramid, VoxelObject
+from .projection import beta_from_attenuation, misalign, misalignment_matrix, path_length, project, transmission
 from .shot import exit_waves, illumination, simulate_shot
 
 __all__ = [
     "simulate_shot",
     "SimulationOptions",
     "SAMPLES",
+    "SAMPLE_DEFAULTS",
     "CrossLid",
+    "Pyramid",
     "VoxelObject",
     "project",
     "path_length",
     "transmission",
     "beta_from_attenuation",
+    "misalign",
+    "misalignment_matrix",
+    "delta_beta",
+    "stack_delta_beta",
+    "stack_transmission",
+    "Layer",
+    "wavelength_from_energy",
+    "energy_from_wavelength",
     "exit_waves",
     "illumination",
     "far_field",

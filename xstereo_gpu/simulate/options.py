@@ -1,9 +1,23 @@
 """Options of the stereo-shot simulator (:func:`xstereo_gpu.simulate.simulate_shot`).
 
-The defaults are a *demo* size that simulates in about a second on two CPU cores: the CCD is binned
-4 x 4 (512 x 512 frame of 54 um pixels) and each view is phased from a 256 x 256 crop. The real-space
-pixel ``lambda D / (N p)`` is then 45.1 nm, the same as the paper's unbinned 1024 x 1024 crops, so the
-sample is sampled identically in both sizes; :meth:`SimulationOptions.paper` gives the paper's size.
+Three samples (``SAMPLES``), each with its own defaults from :meth:`SimulationOptions.for_sample`:
+
+``"cross"`` (paper Figs. 2-3a,b; ``SimulationOptions()``)
+    The amplitude cross-lid. The defaults are a *demo* size that simulates in about a second on two
+    CPU cores: the CCD is binned 4 x 4 (512 x 512 frame of 54 um pixels) and each view is phased from
+    a 256 x 256 crop. The real-space pixel ``lambda D / (N p)`` is then 45.1 nm, the same as the
+    paper's unbinned 1024 x 1024 crops; :meth:`SimulationOptions.paper` gives the paper's size.
+``"phase-cross"`` (paper Fig. 3c,d, simulated)
+    The same cross geometry, semi-transparent: membrane 60 nm Si3N4, lid 10 nm Si3N4 + 5 nm Au, with
+    delta/beta from ``xraydb`` at 24 nm (51.7 eV); views 12 deg apart (6 + 6), the two patterns side by
+    side on the frame (``pattern_separation_px`` = 256, see there); flat illumination (the
+    membrane's uniform transmission then only adds to the zero frequency, under the beamstop); the
+    lid tilted 45 deg with a 60 nm kerf so that parts of its edges hide behind the membrane in one
+    view; the right view's exit wave rotated by 1 deg and shifted 2 pixels down (rectification needed).
+``"pyramid"`` (paper Fig. 4)
+    750 eV, views 7 deg apart (3.5 + 3.5), 15 nm pixels (384 x 384 crops of a 2 x 2 binned
+    2048 x 2048 CCD of 13.5 um pixels at 94.08 mm), 50 nm Au spheres lining the faces of an
+    inverted pyramid notch (base 2.5 um, height 1.8 um, apex downstream) in a 100 nm Si3N4 membrane.
 """
 
 from __future__ import annotations
@@ -14,11 +28,28 @@ from dataclasses import dataclass
 
 from ..errors import InputError
 from ..geometry import ANGLE_RANGE_DEG
+from .materials import HC_EV_M, parse_layers
 
-__all__ = ["SimulationOptions", "SAMPLES"]
+__all__ = ["SimulationOptions", "SAMPLES", "SAMPLE_DEFAULTS"]
 
 #: Samples the simulator knows.
-SAMPLES = ("cross",)
+SAMPLES = ("cross", "phase-cross", "pyramid")
+
+_PYRAMID_WAVELENGTH_M = HC_EV_M / 750.0
+#: Option values of each sample that differ from the dataclass defaults (which are the cross's).
+SAMPLE_DEFAULTS: dict[str, dict] = {
+    "cross": {},
+    "phase-cross": dict(
+        sample="phase-cross", angles_deg=(6.0, 6.0), beam_fwhm_um=None, kerf_nm=60.0, lid_tilt_deg=45.0,
+        membrane_layers=(("Si3N4", 60.0),), lid_layers=(("Si3N4", 10.0), ("Au", 5.0)),
+        right_rotation_deg=1.0, right_shift_px=(2.0, 0.0), photons=1e9, pattern_separation_px=256.0),
+    "pyramid": dict(
+        sample="pyramid", wavelength_m=_PYRAMID_WAVELENGTH_M,
+        # lambda D / (N p) = 15 nm with N = 384, p = 2 x 13.5 um
+        distance_m=15e-9 * 384 * 27e-6 / _PYRAMID_WAVELENGTH_M,
+        binning=2, pattern_size=384, angles_deg=(3.5, 3.5), beam_fwhm_um=None,
+        membrane_layers=(("Si3N4", 100.0),), voxel_depth_nm=15.0, photons=1e10, beamstop_radius_px=3),
+}
 
 
 def _finite_positive(name: str, value, *, allow_zero: bool = False) -> None:
@@ -52,13 +83,17 @@ def _pair(name: str, value, unit: str) -> tuple[float, float]:
 
 @dataclass(frozen=True, kw_only=True)
 class SimulationOptions:
-    """Parameters of a simulated stereo shot of the paper's cross-lid sample.
+    """Parameters of a simulated stereo shot (the dataclass defaults are the amplitude cross's).
+
+    ``SimulationOptions()`` is the amplitude cross at demo size; ``SimulationOptions.for_sample(name,
+    **changes)`` gives each sample's own defaults (``SAMPLE_DEFAULTS``). Options that a sample does not
+    use are ignored by it (the cross-outline options by the pyramid, the pyramid options by the crosses).
 
     All options are keyword-only and validated on construction (:class:`~xstereo_gpu.errors.InputError`
     names the option, the value found and what was expected). Lengths carry their unit in the name.
     """
 
-    #: Sample to simulate; only ``"cross"`` (the paper's FIB-cut cross with a tilted lid) for now.
+    #: Sample to simulate, one of ``SAMPLES``; use :meth:`for_sample` to get a sample's defaults.
     sample: str = "cross"
     #: Wavelength [m] (harmonic 33 of Ti:Sa: 24 nm).
     wavelength_m: float = 24e-9
@@ -102,6 +137,41 @@ class SimulationOptions:
     beam_fwhm_um: tuple[float, float] | None = (10.0, 7.0)
     #: Lateral supersampling factor of the voxel occupancy (anti-aliasing), per axis.
     supersample: int = 4
+    #: Integration times of an HDR series [s] (paper: 30 and 240), or ``None`` for one frame.
+    #: ``photons`` is then the expected photons per pattern in the longest exposure; the detector
+    #: saturates at :func:`~xstereo_gpu.simulate.detector.saturation_level` (the long exposure's
+    #: central speckles saturate, the short exposure's do not).
+    exposures_s: tuple[float, ...] | None = None
+    #: Layers ``((formula, thickness_nm), ...)`` of the membrane, with delta/beta from ``xraydb``;
+    #: ``None`` = an amplitude membrane of ``membrane_thickness_nm`` and ``attenuation_length_nm``
+    #: (the cross). When given, ``membrane_thickness_nm`` is set to their total.
+    membrane_layers: tuple | None = None
+    #: Layers of the lid (phase cross); ``None`` = the membrane's layers.
+    lid_layers: tuple | None = None
+    #: Distance between the two pattern centres on the frame [frame pixels]; ``None`` = the physical
+    #: ``D (tan t1 + tan t2) / p`` (rounded per side). Set for the phase cross, whose 12 deg at 24 nm
+    #: and 45 nm pixels would put each pattern's centre 0.39 N from the other's, inside its crop: there
+    #: the two patterns are recorded side by side (as on two detectors; the paper simulated its phase
+    #: views directly). The depth geometry (angles) is unchanged.
+    pattern_separation_px: float | None = None
+    #: In-plane rotation applied to the right view's exit wave about its grid centre [deg]
+    #: (counter-clockwise in ``(x, y)``, y = row axis): a known misalignment that rectification removes.
+    right_rotation_deg: float = 0.0
+    #: Shift ``(rows, cols)`` applied to the right view's exit wave after the rotation [view pixels].
+    right_shift_px: tuple[float, float] = (0.0, 0.0)
+    #: Side of the square base of the pyramid notch [um].
+    pyramid_base_um: float = 2.5
+    #: Depth of the notch's apex below the membrane mid-plane (downstream, +z) [um].
+    pyramid_height_um: float = 1.8
+    #: In-plane rotation of the pyramid about z [deg].
+    pyramid_rotation_deg: float = 0.0
+    #: Diameter of the nanospheres lining the notch's faces [nm].
+    sphere_diameter_nm: float = 50.0
+    #: Material of the spheres (a formula ``xraydb`` knows).
+    sphere_material: str = "Au"
+    #: Fraction of the faces' area covered by the spheres' cross-sections (random sequential placement
+    #: without overlaps, seeded by ``seed`` on a stream of its own; at most 0.5).
+    sphere_coverage: float = 0.2
 
     def __post_init__(self):
         if self.sample not in SAMPLES:
@@ -119,6 +189,7 @@ class SimulationOptions:
             raise InputError("simulate.supersample", repr(self.supersample), "an integer in [1, 16]")
         for name in ("ccd_pixels", "binning", "pattern_size", "seed", "supersample"):
             object.__setattr__(self, name, int(getattr(self, name)))
+        self._check_sample_options()
 
         angles = _pair("simulate.angles_deg", self.angles_deg, "t1, t2 in degrees")
         lo, hi = ANGLE_RANGE_DEG
@@ -142,6 +213,12 @@ class SimulationOptions:
         if not math.isfinite(self.in_plane_rotation_deg):
             raise InputError("simulate.in_plane_rotation_deg", repr(self.in_plane_rotation_deg),
                              "a finite angle in deg")
+        if self.exposures_s is not None:
+            times = tuple(float(t) for t in self.exposures_s)
+            if len(times) < 2 or not all(math.isfinite(t) and t > 0 for t in times):
+                raise InputError("simulate.exposures_s", repr(self.exposures_s),
+                                 "two or more positive integration times in s, or None")
+            object.__setattr__(self, "exposures_s", times)
         if self.beam_fwhm_um is not None:
             fwhm = _pair("simulate.beam_fwhm_um", self.beam_fwhm_um, "x, y FWHM in um, or None")
             if not all(math.isfinite(f) and f > 0 for f in fwhm):
@@ -160,13 +237,87 @@ class SimulationOptions:
                                  "binning or smaller angles")
         # The view grid must hold the sample (and its shifts in both views) with a margin.
         fov_um = n * self.pixel_size_m * 1e6
-        need_um = 2 * (math.hypot(max(size) / 2, self.arm_width_um / 2) + 0.5)
+        if self.sample == "pyramid":
+            rot = math.radians(self.pyramid_rotation_deg)
+            half = self.pyramid_base_um / 2 * (abs(math.cos(rot)) + abs(math.sin(rot)))
+            shift = (self.pyramid_height_um + 0.1) * max(math.tan(math.radians(a)) for a in angles)
+            need_um = 2 * (half + shift + self.sphere_diameter_nm * 1e-3 + 0.2)
+        else:
+            need_um = 2 * (math.hypot(max(size) / 2, self.arm_width_um / 2) + 0.5)
         if fov_um < need_um:
             raise InputError("simulate.pattern_size", f"{n} (view field {fov_um:.2f} um)",
                              f"a view field of at least {need_um:.2f} um to hold the sample "
                              f"(pattern_size >= {math.ceil(need_um / (self.pixel_size_m * 1e6))})")
 
+    def _check_sample_options(self) -> None:
+        """Materials, misalignment and pyramid options (called first by ``__post_init__``)."""
+        if self.sample == "cross" and self.membrane_layers is not None:
+            raise InputError("simulate.membrane_layers", repr(self.membrane_layers),
+                             "None for the amplitude cross (it uses membrane_thickness_nm and attenuation_length_nm)")
+        for name in ("membrane_layers", "lid_layers"):
+            v = getattr(self, name)
+            if v is not None:
+                object.__setattr__(self, name, parse_layers(v, f"simulate.{name}"))
+        if self.membrane_layers is not None:
+            object.__setattr__(self, "membrane_thickness_nm", float(sum(t for _, t in self.membrane_layers)))
+        elif self.sample != "cross":
+            raise InputError("simulate.membrane_layers", "None",
+                             f"the membrane's layers for the {self.sample!r} sample "
+                             f"(use SimulationOptions.for_sample({self.sample!r}))")
+        if self.lid_layers is not None and self.sample != "phase-cross":
+            raise InputError("simulate.lid_layers", repr(self.lid_layers), "None (only the phase cross has lid layers)")
+        if self.pattern_separation_px is not None:
+            _finite_positive("simulate.pattern_separation_px", self.pattern_separation_px)
+            object.__setattr__(self, "pattern_separation_px", float(self.pattern_separation_px))
+        if not math.isfinite(self.right_rotation_deg) or abs(self.right_rotation_deg) > 45:
+            raise InputError("simulate.right_rotation_deg", repr(self.right_rotation_deg), "an angle in [-45, 45] deg")
+        shift = _pair("simulate.right_shift_px", self.right_shift_px, "rows, cols in view pixels")
+        if not all(math.isfinite(v) and abs(v) <= self.pattern_size / 4 for v in shift):
+            raise InputError("simulate.right_shift_px", repr(self.right_shift_px),
+                             f"two finite shifts of at most N/4 = {self.pattern_size / 4:g} pixels")
+        object.__setattr__(self, "right_shift_px", shift)
+        for name in ("pyramid_base_um", "pyramid_height_um", "sphere_diameter_nm"):
+            _finite_positive(f"simulate.{name}", getattr(self, name))
+        if not math.isfinite(self.pyramid_rotation_deg):
+            raise InputError("simulate.pyramid_rotation_deg", repr(self.pyramid_rotation_deg), "a finite angle in deg")
+        if not (isinstance(self.sphere_material, str) and self.sphere_material):
+            raise InputError("simulate.sphere_material", repr(self.sphere_material), "a chemical formula such as 'Au'")
+        c = self.sphere_coverage
+        if not (isinstance(c, (int, float)) and math.isfinite(c) and 0 < c <= 0.5):
+            raise InputError("simulate.sphere_coverage", repr(c), "a fraction in (0, 0.5]")
+        if self.sphere_diameter_nm * 1e-3 >= self.pyramid_base_um / 4:
+            raise InputError("simulate.sphere_diameter_nm", repr(self.sphere_diameter_nm),
+                             f"less than a quarter of the pyramid base ({self.pyramid_base_um * 250:g} nm)")
+
     # ----------------------------------------------------------------------------------------------
+    @classmethod
+    def for_sample(cls, name: str, **changes) -> "SimulationOptions":
+        """Options of a sample with its own defaults (``SAMPLE_DEFAULTS``), then ``changes``.
+
+        Parameters
+        ----------
+        name : str
+            One of ``SAMPLES``.
+        **changes
+            Options to override.
+
+        Examples
+        --------
+        >>> SimulationOptions.for_sample("pyramid").pixel_size_m  # doctest: +ELLIPSIS
+        1.5...e-08
+        """
+        if name not in SAMPLES:
+            raise InputError("simulate.sample", repr(name), f"one of {list(SAMPLES)}")
+        kw = dict(SAMPLE_DEFAULTS[name])
+        kw.update(changes)
+        kw.setdefault("sample", name)
+        return cls(**kw)
+
+    @property
+    def energy_eV(self) -> float:
+        """Photon energy ``h c / lambda``  [eV]."""
+        return HC_EV_M / self.wavelength_m
+
     @classmethod
     def paper(cls, **changes) -> "SimulationOptions":
         """The paper's size: unbinned 2048 x 2048 CCD, 1024 x 1024 crops, 12-pixel beamstop."""
@@ -202,11 +353,17 @@ class SimulationOptions:
 
         The left view's pattern lies left of the frame centre by ``round(D tan t1 / p)`` (it comes from
         the beam arriving from the right, paper Fig. 2a), the right one right of it by
-        ``round(D tan t2 / p)``.
+        ``round(D tan t2 / p)``; with ``pattern_separation_px`` = S, by ``round(S tan t1 / (tan t1 +
+        tan t2))`` and the rest of ``round(S)``.
         """
         side = self.frame_side
         p = self.detector_pixel_m
         t1, t2 = (math.radians(a) for a in self.angles_deg)
+        if self.pattern_separation_px is not None:
+            sep = round(self.pattern_separation_px)
+            off_l = round(sep * math.tan(t1) / (math.tan(t1) + math.tan(t2)))
+            off_r = sep - off_l
+            return ((float(side // 2), float(side // 2 - off_l)), (float(side // 2), float(side // 2 + off_r)))
         off_l = round(self.distance_m * math.tan(t1) / p)
         off_r = round(self.distance_m * math.tan(t2) / p)
         return ((float(side // 2), float(side // 2 - off_l)), (float(side // 2), float(side // 2 + off_r)))

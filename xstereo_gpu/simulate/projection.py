@@ -26,7 +26,7 @@ import numpy as np
 from ..backend import get_array_module, to_host
 from ..errors import InputError
 
-__all__ = ["path_length", "transmission", "project", "beta_from_attenuation"]
+__all__ = ["path_length", "transmission", "project", "beta_from_attenuation", "misalignment_matrix", "misalign"]
 
 
 def beta_from_attenuation(wavelength_m: float, attenuation_length_m: float) -> float:
@@ -162,3 +162,76 @@ def project(occupancy, *, z_m, pixel_m: float, angle_rad: float, wavelength_m: f
     """
     L = path_length(occupancy, z_m=z_m, pixel_m=pixel_m, angle_rad=angle_rad, dz_m=dz_m)
     return transmission(L, wavelength_m=wavelength_m, delta=delta, beta=beta)
+
+
+def misalignment_matrix(n: int, *, rotation_deg: float, shift_px) -> np.ndarray:
+    """Homogeneous map of the misalignment applied by :func:`misalign`, in pixel coordinates.
+
+    A feature at pixel ``(col, row)`` of the aligned view appears at ``M @ (col, row, 1)`` of the
+    misaligned one: a rotation by ``rotation_deg`` about the grid centre ``(N//2, N//2)``
+    (``x' = cos x - sin y``, ``y' = sin x + cos y`` with ``x`` = col, ``y`` = row, both from the centre)
+    followed by the shift ``(rows, cols)``.
+
+    Parameters
+    ----------
+    n : int
+        Grid side N [pixels].
+    rotation_deg : float
+        Rotation  [deg].
+    shift_px : (2,) float
+        ``(rows, cols)`` shift after the rotation [pixels].
+
+    Returns
+    -------
+    (3, 3) float64
+    """
+    th = math.radians(rotation_deg)
+    c, s = math.cos(th), math.sin(th)
+    cen = float(n // 2)
+    dy, dx = (float(v) for v in shift_px)
+    a = np.array([[c, -s], [s, c]])
+    t = np.array([cen, cen]) - a @ np.array([cen, cen]) + np.array([dx, dy])
+    out = np.eye(3)
+    out[:2, :2], out[:2, 2] = a, t
+    return out
+
+
+def misalign(image, *, rotation_deg: float, shift_px, order: int = 1):
+    """Resample an image (real or complex) under :func:`misalignment_matrix`.
+
+    ``out(p') = image(M^-1 p')``: bilinear (``order=1``) by default, so complex transmissions stay
+    bounded; values beyond the grid repeat its border (``mode="nearest"``).
+
+    Parameters
+    ----------
+    image : (N, N) complex64 or float32
+        Image on the view grid (NumPy or CuPy).
+    rotation_deg : float
+        Rotation about the grid centre  [deg].
+    shift_px : (2,) float
+        ``(rows, cols)`` shift [pixels].
+    order : int
+        Spline order of the interpolation.
+
+    Returns
+    -------
+    (N, N) same dtype as ``image``
+    """
+    xp = get_array_module(image)
+    if image.ndim != 2 or image.shape[0] != image.shape[1]:
+        raise InputError("misalign: image", f"shape {tuple(image.shape)}", "a square (N, N) image")
+    if xp is np:
+        import scipy.ndimage as ndi
+    else:  # pragma: no cover - GPU path
+        import cupyx.scipy.ndimage as ndi
+    m = misalignment_matrix(image.shape[0], rotation_deg=rotation_deg, shift_px=shift_px)
+    inv = np.linalg.inv(m)
+    # (row, col) index order for ndimage: swap the axes of the (col, row) map
+    swap = np.array([[0, 1, 0], [1, 0, 0], [0, 0, 1]], dtype=float)
+    inv_rc = swap @ inv @ swap
+    mat, off = inv_rc[:2, :2], inv_rc[:2, 2]
+    if not xp.iscomplexobj(image):
+        return ndi.affine_transform(image, xp.asarray(mat), offset=tuple(off), order=order, mode="nearest")
+    re = ndi.affine_transform(image.real, xp.asarray(mat), offset=tuple(off), order=order, mode="nearest")
+    im = ndi.affine_transform(image.imag, xp.asarray(mat), offset=tuple(off), order=order, mode="nearest")
+    return (re + 1j * im).astype(image.dtype)

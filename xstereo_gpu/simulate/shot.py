@@ -1,8 +1,12 @@
-"""Simulate a single-shot stereo acquisition of the paper's cross-lid sample.
+"""Simulate a single-shot stereo acquisition of one of the samples (``SAMPLES``).
 
 Steps: build the 3D voxel object (:mod:`.phantoms`), project it along each beam (:mod:`.projection`),
-multiply by the Gaussian illumination, propagate to the far field, scale to the photon budget, draw
-Poisson noise and put both patterns on one CCD frame with a beamstop (:mod:`.detector`).
+multiply by the illumination, propagate to the far field, scale to the photon budget, draw Poisson
+noise and put both patterns on one CCD frame with a beamstop (:mod:`.detector`).
+
+Samples made of several materials (the phase cross: membrane and lid; the pyramid: membrane and
+spheres) are projected per material, and the view is ``prod_m exp(-i k (delta_m - i beta_m) L_m)``
+with ``delta``, ``beta`` from :mod:`.materials` (``xraydb``) at the photon energy.
 """
 
 from __future__ import annotations
@@ -12,11 +16,13 @@ from typing import Callable
 
 import numpy as np
 
+from ..errors import InputError
 from ..shot import GroundTruth, Shot
-from .detector import add_patterns, apply_beamstop, far_field, photon_counts
+from .detector import MASK_SATURATED, add_patterns, apply_beamstop, expose, far_field, photon_counts
+from .materials import stack_delta_beta
 from .options import SimulationOptions
-from .phantoms import CrossLid
-from .projection import beta_from_attenuation, path_length, transmission
+from .phantoms import CrossLid, Pyramid
+from .projection import beta_from_attenuation, misalign, misalignment_matrix, path_length, transmission
 
 __all__ = ["simulate_shot", "illumination", "exit_waves"]
 
@@ -47,18 +53,199 @@ def illumination(n: int, pixel_m: float, fwhm_m: tuple[float, float] | None) -> 
 
 
 def exit_waves(options: SimulationOptions, *, progress: Callable[[str], None] | None = None):
-    """The two true exit waves of the cross-lid sample and the phantom they come from.
+    """The two true exit waves of the sample and the phantom they come from.
 
     Returns
     -------
     views : (2, N, N) complex64
-        Left and right exit waves on the view grid (pixel ``options.pixel_size_m``).
-    phantom : CrossLid
+        Left and right exit waves on the view grid (pixel ``options.pixel_size_m``); for the phase
+        cross the right one carries the misalignment of ``options.right_*``.
+    phantom : CrossLid or Pyramid
         The sample geometry.
-    voxels : VoxelObject
-        Its occupancy volume.
+    voxels : VoxelObject or tuple of VoxelObject
+        Its occupancy volume (cross), or one volume per material (phase cross: membrane, lid;
+        pyramid: membrane, spheres).
     """
     say = progress or (lambda message: None)
+    if options.sample == "cross":
+        return _cross_waves(options, say)
+    if options.sample == "phase-cross":
+        views, phantom, parts, _ = _phase_cross_waves(options, say)
+        return views, phantom, parts
+    if options.sample == "pyramid":
+        views, phantom, parts, _, _ = _pyramid_waves(options, say)
+        return views, phantom, parts
+    raise InputError("simulate.sample", repr(options.sample), "one of 'cross', 'phase-cross', 'pyramid'")
+
+
+def _illumination(options: SimulationOptions) -> np.ndarray:
+    fwhm = options.beam_fwhm_um
+    return illumination(options.pattern_size, options.pixel_size_m,
+                        None if fwhm is None else (fwhm[0] * 1e-6, fwhm[1] * 1e-6))
+
+
+def _material_views(options: SimulationOptions, parts, constants, say) -> np.ndarray:
+    """Illumination x product over materials of their transmissions along each beam (both views)."""
+    n = options.pattern_size
+    dr = options.pixel_size_m
+    t1, t2 = (math.radians(a) for a in options.angles_deg)
+    illum = _illumination(options)
+    views = np.empty((2, n, n), dtype=np.complex64)
+    for k, a in enumerate((t1, -t2)):
+        say(f"projecting {len(parts)} materials along the {('left', 'right')[k]} beam ({math.degrees(a):+.2f} deg)")
+        wave = illum.astype(np.complex64)
+        for vox, (delta, beta) in zip(parts, constants):
+            nz, ny, nx = vox.occupancy.shape
+            r0, c0 = vox.origin_px
+            path = np.full((n, n), vox.background_path_m / math.cos(a), dtype=np.float32)
+            path[r0:r0 + ny, c0:c0 + nx] = path_length(vox.occupancy, z_m=vox.z_m, pixel_m=dr, angle_rad=a,
+                                                       dz_m=vox.dz_m)
+            wave *= transmission(path, wavelength_m=options.wavelength_m, delta=delta, beta=beta)
+        views[k] = wave
+    return views
+
+
+def _constants(layers, options: SimulationOptions) -> tuple[float, float]:
+    d, b, _ = stack_delta_beta([(f, t * 1e-9) for f, t in layers], options.energy_eV)
+    return d, b
+
+
+def _phase_cross_waves(options: SimulationOptions, say: Callable[[str], None]):
+    """Exit waves of the phase cross; the right one misaligned. Returns views, phantom, parts, constants."""
+    n = options.pattern_size
+    dr = options.pixel_size_m
+    t1, t2 = (math.radians(a) for a in options.angles_deg)
+    phantom = CrossLid.from_options(options)
+    parts = phantom.voxelise_parts(pixel_m=dr, grid_size=n, dz_m=options.voxel_depth_nm * 1e-9,
+                                   max_tan=max(math.tan(t1), math.tan(t2)), supersample=options.supersample)
+    nz, ny, nx = parts[0].occupancy.shape
+    say(f"voxel object {nz} x {ny} x {nx} per material (dz {options.voxel_depth_nm:g} nm, pixel {dr * 1e9:.1f} nm)")
+    lid_layers = options.lid_layers if options.lid_layers is not None else options.membrane_layers
+    constants = (_constants(options.membrane_layers, options), _constants(lid_layers, options))
+    views = _material_views(options, parts, constants, say)
+    rot, shift = options.right_rotation_deg, options.right_shift_px
+    if rot != 0 or shift[0] != 0 or shift[1] != 0:
+        say(f"misaligning the right view: rotation {rot:g} deg, shift {shift} px (rows, cols)")
+        views[1] = misalign(views[1], rotation_deg=rot, shift_px=shift)
+    return views, phantom, parts, constants
+
+
+def _pyramid_waves(options: SimulationOptions, say: Callable[[str], None]):
+    """Exit waves of the pyramid. Returns views, phantom, parts, constants, spheres."""
+    n = options.pattern_size
+    dr = options.pixel_size_m
+    t1, t2 = (math.radians(a) for a in options.angles_deg)
+    phantom = Pyramid.from_options(options)
+    spheres = phantom.spheres()
+    say(f"{len(spheres[0])} spheres of {options.sphere_diameter_nm:g} nm {options.sphere_material} on the faces")
+    parts = phantom.voxelise_parts(pixel_m=dr, grid_size=n, dz_m=options.voxel_depth_nm * 1e-9,
+                                   max_tan=max(math.tan(t1), math.tan(t2)), supersample=options.supersample,
+                                   spheres=spheres)
+    nz, ny, nx = parts[0].occupancy.shape
+    say(f"voxel object {nz} x {ny} x {nx} per material (dz {options.voxel_depth_nm:g} nm, pixel {dr * 1e9:.1f} nm)")
+    constants = (_constants(options.membrane_layers, options), _constants(((options.sphere_material, 1.0),), options))
+    views = _material_views(options, parts, constants, say)
+    return views, phantom, parts, constants, spheres
+
+
+def _background(opts: SimulationOptions, delta: float, beta: float, thickness_m: float) -> np.ndarray:
+    """(2,) complex128: exit wave of the plain membrane in each view (flat illumination: the wave far
+    from the sample), ``exp(-i k (delta - i beta) t / cos a_k)``."""
+    k = 2.0 * math.pi / opts.wavelength_m
+    t1, t2 = (math.radians(a) for a in opts.angles_deg)
+    return np.array([np.exp(-1j * k * (delta - 1j * beta) * thickness_m / math.cos(a)) for a in (t1, -t2)])
+
+
+def _layers_text(layers) -> str:
+    return " + ".join(f"{t:g} nm {f}" for f, t in layers)
+
+
+def _separation_text(opts: SimulationOptions) -> str:
+    if opts.pattern_separation_px is None:
+        return ""
+    t1, t2 = (math.radians(a) for a in opts.angles_deg)
+    physical = opts.distance_m * (math.tan(t1) + math.tan(t2)) / opts.detector_pixel_m
+    return (f"patterns side by side on the frame, {opts.pattern_separation_px:g} px apart (the physical "
+            f"separation would be {physical:.0f} px); ")
+
+
+def _geometry_text(opts: SimulationOptions, dz_m: float) -> str:
+    dr = opts.pixel_size_m
+    return (f"voxels {dr * 1e9:.2f} x {dr * 1e9:.2f} x {dz_m * 1e9:g} nm; beams {opts.angles_deg[0]:g} / "
+            f"{opts.angles_deg[1]:g} deg, illumination FWHM {opts.beam_fwhm_um} um; wavelength "
+            f"{opts.wavelength_m * 1e9:.4g} nm ({opts.energy_eV:.4g} eV), distance {opts.distance_m * 1e3:.4g} mm, "
+            f"detector pixel {opts.detector_pixel_m * 1e6:g} um (binning {opts.binning}), N = {opts.pattern_size}; "
+            f"{opts.photons:.3g} photons per pattern, seed {opts.seed}; twin beams mutually incoherent "
+            "(intensities added)")
+
+
+def _truth(opts: SimulationOptions, say: Callable[[str], None]):
+    """Views and the ground truth of any sample: views, points, labels, extra, description, voxels."""
+    dr = opts.pixel_size_m
+    if opts.sample == "cross":
+        views, phantom, voxels = _cross_waves(opts, say)
+        points, labels = phantom.edge_points(dr / 4)
+        description = (f"{phantom.describe()}; amplitude sample, intensity attenuation length "
+                       f"{opts.attenuation_length_nm:g} nm; voxels {dr * 1e9:.2f} x {dr * 1e9:.2f} x "
+                       f"{voxels.dz_m * 1e9:g} nm; beams {opts.angles_deg[0]:g} / {opts.angles_deg[1]:g} deg, "
+                       f"illumination FWHM {opts.beam_fwhm_um} um; wavelength {opts.wavelength_m * 1e9:g} nm, "
+                       f"distance {opts.distance_m * 1e3:g} mm, detector pixel {opts.detector_pixel_m * 1e6:g} um "
+                       f"(binning {opts.binning}), N = {opts.pattern_size}; {opts.photons:.3g} photons per pattern, "
+                       f"seed {opts.seed}; twin beams mutually incoherent (intensities added)")
+        return views, points, labels, {}, description
+
+    if opts.sample == "phase-cross":
+        views, phantom, parts, ((dm, bm), (dl, bl)) = _phase_cross_waves(opts, say)
+        points, labels = phantom.edge_points(dr / 4)
+        t1, t2 = (math.radians(a) for a in opts.angles_deg)
+        by_view = phantom.hidden_in_views(points, labels, (t1, -t2), margin_m=dr / 2)
+        tilt, phi = math.radians(phantom.tilt_deg), math.radians(phantom.rotation_deg)
+        lid_plane = np.array([-math.tan(tilt) * math.sin(phi), math.tan(tilt) * math.cos(phi), -1.0, 0.0])
+        lid_plane /= np.linalg.norm(lid_plane[:3])
+        lid_layers = opts.lid_layers if opts.lid_layers is not None else opts.membrane_layers
+        extra = {
+            "edge_hidden": by_view.any(axis=1),
+            "edge_hidden_by_view": by_view,
+            "right_rotation_deg": float(opts.right_rotation_deg),
+            "right_shift_px": np.asarray(opts.right_shift_px, dtype=np.float64),
+            "right_view_transform": misalignment_matrix(opts.pattern_size, rotation_deg=opts.right_rotation_deg,
+                                                        shift_px=opts.right_shift_px),
+            "planes": np.stack([np.array([0.0, 0.0, 1.0, 0.0]), lid_plane]),
+            "membrane_delta": dm, "membrane_beta": bm, "lid_delta": dl, "lid_beta": bl,
+            "membrane_thickness_m": phantom.thickness_m, "lid_thickness_m": phantom.lid_t,
+            "background_transmission": _background(opts, dm, bm, phantom.thickness_m),
+        }
+        description = (f"{phantom.describe()}; phase sample: membrane {_layers_text(opts.membrane_layers)} "
+                       f"(delta {dm:.4g}, beta {bm:.4g}), lid {_layers_text(lid_layers)} (delta {dl:.4g}, "
+                       f"beta {bl:.4g}), optical constants from xraydb; right view misaligned by "
+                       f"{opts.right_rotation_deg:g} deg and {tuple(opts.right_shift_px)} px (rows, cols); "
+                       f"{int(extra['edge_hidden'].sum())} of {len(labels)} edge points hidden behind the "
+                       f"membrane in one view; {_separation_text(opts)}{_geometry_text(opts, parts[0].dz_m)}")
+        return views, points, labels, extra, description
+
+    if opts.sample == "pyramid":
+        views, phantom, parts, ((dm, bm), (ds, bs)), (centres, faces, feet) = _pyramid_waves(opts, say)
+        extra = {
+            "pyramid_height_m": float(phantom.height_m),
+            "pyramid_base_m": float(phantom.base_m),
+            "apex_m": phantom.apex_m,
+            "base_corners_m": phantom.base_corners_m,
+            "surface_points_m": feet,
+            "sphere_radius_m": float(phantom.sphere_radius_m),
+            "membrane_delta": dm, "membrane_beta": bm, "sphere_delta": ds, "sphere_beta": bs,
+            "membrane_thickness_m": phantom.thickness_m,
+            "background_transmission": _background(opts, dm, bm, phantom.thickness_m),
+        }
+        description = (f"{phantom.describe(len(centres))}; membrane {_layers_text(opts.membrane_layers)} "
+                       f"(delta {dm:.4g}, beta {bm:.4g}), spheres {opts.sphere_material} (delta {ds:.4g}, "
+                       f"beta {bs:.4g}), optical constants from xraydb; edge points = sphere centres, "
+                       f"labels = face (0: +u, 1: +v, 2: -u, 3: -v); {_geometry_text(opts, parts[0].dz_m)}")
+        return views, centres, faces, extra, description
+    raise InputError("simulate.sample", repr(opts.sample), "one of 'cross', 'phase-cross', 'pyramid'")
+
+
+def _cross_waves(options: SimulationOptions, say: Callable[[str], None]):
+    """Exit waves of the amplitude cross (unchanged since the first version, bit for bit)."""
     n = options.pattern_size
     dr = options.pixel_size_m
     t1, t2 = (math.radians(a) for a in options.angles_deg)
@@ -84,13 +271,14 @@ def exit_waves(options: SimulationOptions, *, progress: Callable[[str], None] | 
 
 def simulate_shot(options: SimulationOptions | None = None, *,
                   progress: Callable[[str], None] | None = None) -> Shot:
-    """Simulate one stereo CCD frame of the cross-lid sample, with its ground truth.
+    """Simulate one stereo CCD frame of a sample, with its ground truth.
 
     Parameters
     ----------
     options : SimulationOptions, optional
-        Simulation parameters; default ``SimulationOptions()`` (demo size, 256 x 256 crops of a 4 x 4
-        binned CCD). ``SimulationOptions.paper()`` gives the paper's size.
+        Simulation parameters; default ``SimulationOptions()`` (the amplitude cross at demo size,
+        256 x 256 crops of a 4 x 4 binned CCD). ``SimulationOptions.paper()`` gives the paper's size,
+        ``SimulationOptions.for_sample("phase-cross" | "pyramid")`` the other samples.
     progress : callable, optional
         Called as ``progress(message)`` at each step.
 
@@ -99,7 +287,20 @@ def simulate_shot(options: SimulationOptions | None = None, *,
     Shot
         ``frame`` (H, W) float32 Poisson counts of both patterns (incoherent sum), ``mask`` (H, W)
         uint32 with the beamstop discs flagged 0x10, geometry, and ``truth`` (:class:`GroundTruth`:
-        exit waves, edge points, description).
+        exit waves, edge points and labels, description, and sample-specific ``extra``).
+
+        ``truth.extra`` of the phase cross: ``edge_hidden`` (M,) bool (lid edge points that lie, in at
+        least one view, on membrane at least half a pixel outside the cut), ``edge_hidden_by_view``
+        (M, 2) bool, ``right_rotation_deg``, ``right_shift_px`` (rows, cols), ``right_view_transform``
+        (3, 3) (``(col, row, 1)`` of the aligned right view -> misaligned), ``planes`` (2, 4) (membrane
+        and lid mid-planes ``a x + b y + c z + d = 0``, unit normal, metres), delta/beta and
+        thicknesses. Both the phase cross and the pyramid: ``background_transmission`` (2,) complex,
+        the plain membrane's exit wave in each view. With flat illumination that constant only feeds
+        the zero frequency (under the beamstop), so phasing recovers ``view - background``, which is
+        what a phased view should be compared with. Of the pyramid: ``pyramid_height_m``, ``pyramid_base_m``, ``apex_m`` (3,),
+        ``base_corners_m`` (4, 3), ``surface_points_m`` (S, 3) (feet of the spheres on the notch's
+        mid-surface), ``sphere_radius_m``, delta/beta; its edge points are the sphere centres, its labels
+        the face of each sphere.
 
     Examples
     --------
@@ -109,39 +310,41 @@ def simulate_shot(options: SimulationOptions | None = None, *,
     """
     opts = SimulationOptions() if options is None else options
     if not isinstance(opts, SimulationOptions):
-        from ..errors import InputError
-
         raise InputError("simulate_shot: options", type(opts).__name__, "a SimulationOptions")
     say = progress or (lambda message: None)
     n = opts.pattern_size
     dr = opts.pixel_size_m
-    views, phantom, voxels = exit_waves(opts, progress=progress)
+    views, points, labels, truth_extra, description = _truth(opts, say)
 
     say(f"far field of both views ({n} x {n}) and Poisson noise ({opts.photons:.3g} photons per pattern)")
     rng = np.random.default_rng(opts.seed)
     intensities = far_field(views)
-    patterns = np.stack([photon_counts(intensities[k], photons=opts.photons, rng=rng) for k in range(2)])
 
     side = opts.frame_side
     centres = np.asarray(opts.centres_px, dtype=np.float64)
     say(f"detector frame {side} x {side}, centres {centres.tolist()}, beamstop radius {opts.beamstop_radius_px:g} px")
-    frame = add_patterns(patterns, centres, (side, side))
-    mask = np.zeros((side, side), dtype=np.uint32)
-    apply_beamstop(frame, mask, centres, opts.beamstop_radius_px)
+    times = None
+    if opts.exposures_s is None:
+        patterns = np.stack([photon_counts(intensities[k], photons=opts.photons, rng=rng) for k in range(2)])
+        frame = add_patterns(patterns, centres, (side, side))
+        mask = np.zeros((side, side), dtype=np.uint32)
+        apply_beamstop(frame, mask, centres, opts.beamstop_radius_px)
+    else:
+        # HDR series: the expected frame per second, then one Poisson draw per exposure with saturation
+        times = np.asarray(opts.exposures_s, dtype=np.float64)
+        rate = add_patterns(np.stack([intensities[k] * (opts.photons / times.max() / float(intensities[k].sum()))
+                                      for k in range(2)]).astype(np.float64), centres, (side, side))
+        base = np.zeros((side, side), dtype=np.uint32)
+        apply_beamstop(rate, base, centres, opts.beamstop_radius_px)
+        frame, mask, full_well = expose(rate, times, rng=rng, mask=base)
+        say(f"HDR exposures {times.tolist()} s, saturation at {full_well:.4g} counts: "
+            f"{[int(((m & MASK_SATURATED) != 0).sum()) for m in mask]} saturated pixels")
 
-    points, labels = phantom.edge_points(dr / 4)
-    description = (f"{phantom.describe()}; amplitude sample, intensity attenuation length "
-                   f"{opts.attenuation_length_nm:g} nm; voxels {dr * 1e9:.2f} x {dr * 1e9:.2f} x "
-                   f"{voxels.dz_m * 1e9:g} nm; beams {opts.angles_deg[0]:g} / {opts.angles_deg[1]:g} deg, "
-                   f"illumination FWHM {opts.beam_fwhm_um} um; wavelength {opts.wavelength_m * 1e9:g} nm, "
-                   f"distance {opts.distance_m * 1e3:g} mm, detector pixel {opts.detector_pixel_m * 1e6:g} um "
-                   f"(binning {opts.binning}), N = {n}; {opts.photons:.3g} photons per pattern, seed {opts.seed}; "
-                   "twin beams mutually incoherent (intensities added)")
     truth = GroundTruth(views=views, pixel_size_m=dr, edge_points_m=points, edge_labels=labels,
-                        description=description)
+                        description=description, extra=truth_extra)
     shot = Shot(frame=frame, mask=mask, wavelength_m=opts.wavelength_m, distance_m=opts.distance_m,
                 detector_pixel_m=opts.detector_pixel_m, angles_deg=tuple(opts.angles_deg), centres_px=centres,
-                pattern_size=n, sample=opts.sample, truth=truth,
+                pattern_size=n, sample=opts.sample, truth=truth, exposure_times_s=times,
                 extra={"photons": float(opts.photons), "seed": int(opts.seed), "binning": int(opts.binning)})
     say("simulation done")
     return shot
