@@ -6,13 +6,16 @@ NumPy (CPU) and on CuPy (GPU, when present); see :mod:`xstereo_gpu.backend`.
 
 Stages, each usable alone::
 
-    simulate_shot      -> Shot (simulated cross-lid sample, with ground truth)
-    read_shot          -> Shot (CXI file, docs/format.md)
-    split_patterns     -> (2, N, N) intensities + valid masks
+    simulate_shot      -> Shot (the paper's three samples, simulated, with ground truth)
+    read_shot          -> Shot (CXI file, docs/format.md; one frame or an HDR series)
+    split_patterns     -> (2, N, N) intensities + valid masks (HDR exposures merged)
     phase_retrieval    -> PhasingResult (R runs per view, best iterates, coherent average)
+    prtf, edge_resolution, view_error -> phasing quality
     align_views        -> both views in one frame and orientation
-    preprocess, block_match, lr_consistency, points_from_disparity -> disparity, depth, cloud
+    rectify_pair, preprocess, block_match / semi_global_match, lr_consistency,
+    points_from_disparity -> disparity, depth, cloud
     statistical_outlier_filter -> kept points
+    reconstruct        -> planes, natural-neighbour interpolation, carving, volume and mesh
     Pipeline / run_pipeline    -> everything, data resident on the device
 """
 
@@ -22,24 +25,28 @@ from .accuracy import score
 from .backend import device_info, get_array_module, select_backend, to_host
 from .cloud.outliers import knn_mean_distance, remove_outliers, statistical_outlier_filter
 from .config import (CloudOptions, MatchOptions, PhasingOptions, PipelineOptions, PrepareOptions,
-                     PreprocessOptions)
+                     PreprocessOptions, ReconstructOptions)
 from .errors import InputError
 from .geometry import StereoGeometry, real_space_pixel
 from .io import read_image, read_pattern, read_shot, read_views, write_ply, write_shot, write_views
 from .phasing.align import align_views, register_translation
 from .phasing.prepare import single_pattern, split_patterns
+from .phasing.quality import edge_resolution, prtf, view_error
 from .phasing.runs import PhaseRetrieval, phase_retrieval
-from .pipeline import Pipeline, Results, match_views, run_pipeline
+from .pipeline import Pipeline, Reconstruction, Results, match_views, reconstruct, run_pipeline
 from .shot import GroundTruth, Shot
 from .simulate import SimulationOptions, simulate_shot
 from .stereo.depth import depth_map, lr_consistency, points_from_disparity
 from .stereo.disparity import block_match
 from .stereo.preprocess import preprocess
+from .stereo.rectify import rectify_pair
+from .stereo.sgm import semi_global_match
 
 __all__ = [
     "__version__",
     # configuration and geometry
     "PipelineOptions", "PrepareOptions", "PhasingOptions", "PreprocessOptions", "MatchOptions", "CloudOptions",
+    "ReconstructOptions",
     "StereoGeometry", "real_space_pixel", "InputError",
     # backend
     "select_backend", "get_array_module", "to_host", "device_info",
@@ -48,8 +55,9 @@ __all__ = [
     "write_ply", "SimulationOptions", "simulate_shot",
     # stages
     "split_patterns", "single_pattern", "PhaseRetrieval", "phase_retrieval", "register_translation", "align_views",
+    "prtf", "edge_resolution", "view_error", "rectify_pair", "semi_global_match",
     "preprocess", "block_match", "lr_consistency", "points_from_disparity", "depth_map",
     "knn_mean_distance", "remove_outliers", "statistical_outlier_filter",
     # orchestration and scoring
-    "Pipeline", "Results", "run_pipeline", "match_views", "score",
+    "Pipeline", "Results", "Reconstruction", "run_pipeline", "match_views", "reconstruct", "score",
 ]
