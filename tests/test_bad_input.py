@@ -394,3 +394,19 @@ def test_usage_errors_exit_2(argv, tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "usage: xstereo" in err and "error:" in err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("content, expected", [
+    ("1 2 3 4\n5 6 7 8\n", ["pts.txt", "shape (2, 4)", "at least 4 rows"]),
+    ("1 2 3\n" * 5, ["pts.txt", "shape (5, 3)", "at least 4 rows of 4"]),
+    ("a b c d\n" * 5, ["pts.txt", "unreadable numbers", "rows of 4 numbers"]),
+])
+def test_run_bad_rectification_points(content, expected, shot_file, tmp_path, capsys):
+    pts = tmp_path / "pts.txt"
+    pts.write_text(content)
+    out = tmp_path / "out"
+    err = _fails(["run", shot_file, "-o", out, "--points", pts, *TINY], capsys)
+    for text in expected:
+        assert text in err, f"{text!r} not in {err!r}"
+    assert not out.exists()
+    _no_leftovers(tmp_path)

@@ -55,11 +55,29 @@ def _options(args, sample: str | None = None):
         "preprocess__upsample": getattr(args, "upsample", None),
         "preprocess__thresholds": tuple(args.thresholds) if getattr(args, "thresholds", None) else None,
     }
+    if getattr(args, "points", None):
+        changes.update(reconstruct__rectify_points=_read_points(args.points), reconstruct__rectify=True)
     rng = getattr(args, "range", None)
     if rng:
         changes.update(match__dmin=int(rng[0]), match__dmax=int(rng[1]))
     changes = {k: v for k, v in changes.items() if v is not None}
     return opts.replace(**changes) if changes else opts
+
+
+def _read_points(path) -> tuple:
+    """Rectification point pairs from a text file: one ``x_left y_left x_right y_right`` row per pair."""
+    import numpy as np
+
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise InputError(str(path), "no such file", "a text file of point pairs (x_left y_left x_right y_right)")
+    try:
+        pts = np.loadtxt(path, dtype=np.float64, delimiter=None, comments="#", ndmin=2)
+    except ValueError as exc:
+        raise InputError(str(path), f"unreadable numbers ({exc})", "rows of 4 numbers: x_left y_left x_right y_right") from None
+    if pts.ndim != 2 or pts.shape[1] != 4 or pts.shape[0] < 4 or not np.isfinite(pts).all():
+        raise InputError(str(path), f"shape {pts.shape}", "at least 4 rows of 4 finite numbers (view pixels)")
+    return tuple(tuple(r) for r in pts.tolist())
 
 
 def _progress(args):
@@ -375,6 +393,8 @@ def _add_pipeline_options(p, *, phasing=True, stereo=True):
         p.add_argument("--preprocess", choices=["binary", "gradient", "none"],
                        help="view pre-processing before matching (binary: the cross; gradient: Sobel-x; none)")
         p.add_argument("--method", choices=["bm", "sgm"], help="disparity method: block matching or semi-global matching")
+        p.add_argument("--points", metavar="FILE",
+                       help="rectify with these point pairs (text: x_left y_left x_right y_right per row, view pixels)")
         p.add_argument("--recipe", choices=["cross", "phase-cross", "pyramid"],
                        help="the paper's processing recipe for this kind of sample (default: from the shot's sample name)")
         p.add_argument("--upsample", type=int, help="bicubic upsampling factor before matching")

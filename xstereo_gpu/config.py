@@ -8,6 +8,7 @@ two CPU cores; reported as such in ``summary.json``). Options round-trip through
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -246,6 +247,10 @@ class ReconstructOptions:
     #: Rectify the views before matching (feature matches, normalised eight-point fundamental matrix,
     #: rectifying homographies). The cross on one CCD needs none (paper); the simulated phase cross does.
     rectify: bool = False
+    #: Point pairs for the rectification given by the user, ``((x_left, y_left, x_right, y_right), ...)``
+    #: [view pixels of the phased, aligned views] (the paper picked 16 edge points by hand); ``None``:
+    #: automatic feature matching.
+    rectify_points: tuple | None = None
     #: Also match Sobel-x gradient views and merge their consistent points with the intensity maps'
     #: (paper: the phase cross's extra maps).
     gradient_maps: bool = False
@@ -267,6 +272,13 @@ class ReconstructOptions:
     def __post_init__(self):
         if self.image not in VIEW_IMAGES:
             raise InputError("reconstruct.image", repr(self.image), f"one of {list(VIEW_IMAGES)}")
+        if self.rectify_points is not None:
+            pts = tuple(tuple(float(v) for v in row) for row in self.rectify_points)
+            if len(pts) < 4 or any(len(row) != 4 for row in pts) or not all(
+                    math.isfinite(v) for row in pts for v in row):
+                raise InputError("reconstruct.rectify_points", f"{len(pts)} rows",
+                                 "at least 4 finite rows (x_left, y_left, x_right, y_right) in view pixels")
+            object.__setattr__(self, "rectify_points", pts)
         if self.planes not in (0, 1, 2):
             raise InputError("reconstruct.planes", repr(self.planes), "0, 1 or 2")
         _positive("reconstruct.ransac_threshold_voxels", self.ransac_threshold_voxels)

@@ -311,7 +311,11 @@ def match_views(views, geometry: StereoGeometry | None, options: PipelineOptions
         if rec.rectify:
             from .stereo.rectify import rectify, rectify_pair
 
-            rect = rectify_pair(images)
+            points = None
+            if rec.rectify_points is not None:
+                pp = np.asarray(rec.rectify_points, dtype=np.float64)
+                points = (pp[:, :2], pp[:, 2:])
+            rect = rectify_pair(images, points)
             images = rect.views
             amplitude = rectify(amplitude, rect.H_left, rect.H_right)
             out["rectification"] = rect
