@@ -98,6 +98,11 @@ def _print_accuracy(acc: dict, out=sys.stdout) -> None:
     print(f"accuracy vs ground truth: depth error median {med:.1f} nm ({med / dz:.2f} voxel depths of {dz:.1f} nm), "
           f"p90 {p90:.1f} nm; completeness within 2 voxel depths {acc['completeness_2dz']:.3f}; "
           f"view correlation {acc['view_correlation'][0]:.3f} / {acc['view_correlation'][1]:.3f}", file=out)
+    if acc.get("pyramid_height_nm") is not None:
+        print(f"pyramid height {acc['pyramid_height_nm']:.0f} nm (true {acc['pyramid_height_true_nm']:.0f} nm, "
+              f"{100 * acc['pyramid_height_error']:+.1f} %)", file=out)
+    if acc.get("completeness_hidden") is not None:
+        print(f"edges hidden behind the membrane in one view: completeness {acc['completeness_hidden']:.3f}", file=out)
 
 
 def _print_outputs(path, summary) -> None:
@@ -269,7 +274,39 @@ def cmd_demo(args) -> int:
     shot = simulate_shot(opts, progress=progress.note)
     shot.source = f"built-in simulated {opts.sample} (xstereo demo --sample {opts.sample})"
     t_sim = time.perf_counter() - t0
-    return _run_shot(shot, args, extra={"simulation_s": round(t_sim, 3)})
+    start = args.start or ("views" if opts.sample == "pyramid" else "pattern")
+    if start == "pattern":
+        return _run_shot(shot, args, extra={"simulation_s": round(t_sim, 3)})
+    return _run_provided_views(shot, args, t_sim)
+
+
+#: How the pyramid demo's views are made when they are provided rather than phased (paper, Fig. 4).
+PROVIDED_VIEWS = {"resolution_m": 42e-9, "noise": 0.03}
+
+
+def _run_provided_views(shot, args, t_sim: float) -> int:
+    """The paper's route for the pyramid: 2D reconstructions provided (here: the true views at the paper's
+    42 nm resolution, with noise), then stereo, cloud and scoring; phasing is not run."""
+    from .pipeline import Pipeline
+    from .simulate import provided_views
+
+    progress = _progress(args)
+    progress.stage("views", f"provided views: the true projections at {PROVIDED_VIEWS['resolution_m'] * 1e9:g} nm "
+                            f"(10-90 %) resolution with {PROVIDED_VIEWS['noise']:.0%} noise (paper, Fig. 4); no phasing")
+    views = provided_views(shot.truth, seed=shot.extra.get("seed", 0), **PROVIDED_VIEWS)
+    opts = _options(args, sample=shot.sample)
+    extra = {"simulation_s": round(t_sim, 3),
+             "phasing": {"skipped": "views provided, as in the paper's pyramid experiment (its 2D CDI reconstructions "
+                                    "came from another data set)", "provided_views": {
+                                        "resolution_nm": PROVIDED_VIEWS["resolution_m"] * 1e9,
+                                        "noise_fraction": PROVIDED_VIEWS["noise"]}}}
+    with Pipeline(opts, backend=args.backend, progress=progress) as pipe:
+        res = pipe.run_views(views, shot.geometry, truth=shot.truth, sample=shot.sample, source=shot.source)
+        summary = pipe.export(res, args.output, shot=shot, overwrite=args.overwrite, figures=not args.no_figures,
+                              extra_summary=extra)
+    _print_accuracy(summary.get("accuracy"))
+    _print_outputs(args.output, summary)
+    return 0
 
 
 def cmd_phase(args) -> int:
@@ -426,6 +463,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     _add_pipeline_options(p)
     _add_sim_options(p)
+    p.add_argument("--start", choices=["pattern", "views"], default=None,
+                   help="phase the simulated patterns (default) or start from provided views (the paper's route "
+                        "for the pyramid, whose 2D reconstructions were provided; default for --sample pyramid)")
     p.set_defaults(func=cmd_demo, angles=None)
 
     p = sub.add_parser("simulate", help="write a simulated stereo shot (CXI) with ground truth")

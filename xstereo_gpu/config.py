@@ -85,6 +85,9 @@ class PhasingOptions:
     #: twin superposition have a clearly larger error (measured on the simulated cross: 0.04-0.05
     #: for good runs, > 0.09 for stuck ones), so averaging them only blurs the view.
     average_tolerance: float = 0.25
+    #: Initial support: ``"autocorrelation"`` (threshold of the blurred autocorrelation) or ``"box"``
+    #: (the centred N/2 box, a loose support valid for any object the sampling can phase).
+    initial_support: str = "autocorrelation"
     #: Initial support: threshold of the blurred autocorrelation, as a fraction of its maximum.
     autocorrelation_threshold: float = 0.04
     #: Shrink-wrap (Marchesini 2003) every this many iterations; 0 disables it.
@@ -93,6 +96,8 @@ class PhasingOptions:
     shrinkwrap_sigma: tuple[float, float] = (3.0, 1.0)
     #: Shrink-wrap threshold as a fraction of the blurred amplitude's maximum.
     shrinkwrap_threshold: float = 0.12
+    #: Let shrink-wrap grow the support (True, Marchesini) or only shrink it (False).
+    shrinkwrap_grow: bool = True
     #: Upsampling factor of the subpixel DFT registration (Guizar-Sicairos 2008): 1/upsample px.
     register_upsample: int = 20
     #: Progress and host synchronisation at most every this many iterations.
@@ -103,6 +108,8 @@ class PhasingOptions:
     def __post_init__(self):
         if self.algorithm not in ("dm", "hio", "er"):
             raise InputError("phasing.algorithm", repr(self.algorithm), "one of 'dm', 'hio', 'er'")
+        if self.initial_support not in ("autocorrelation", "box"):
+            raise InputError("phasing.initial_support", repr(self.initial_support), "'autocorrelation' or 'box'")
         _positive("phasing.runs", self.runs, integer=True)
         _positive("phasing.iterations", self.iterations, integer=True)
         _positive("phasing.final_er", self.final_er, integer=True, allow_zero=True)
@@ -412,7 +419,7 @@ SAMPLE_RECIPES: dict[str, dict[str, Any]] = {
     ),
     "pyramid": dict(
         preprocess__mode="none", preprocess__upsample=2,
-        match__block=23, match__dmin=-30, match__dmax=30,
+        match__block=23, match__dmin=-30, match__dmax=30, match__texture_threshold=0.03,
         reconstruct__background_mask=True, reconstruct__planes=0, reconstruct__interpolate=False,
     ),
 }

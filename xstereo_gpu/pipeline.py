@@ -282,6 +282,60 @@ class Pipeline:
         res.timings = dict(self.timings)
         return res
 
+    def run_views(self, views, geometry: StereoGeometry, *, truth=None, sample: str = "",
+                  source: str = "") -> Results:
+        """The stages after phasing on two views given as they are (the paper's pyramid: its views were
+        provided by another reconstruction, already in one frame).
+
+        Parameters
+        ----------
+        views : (2, N, N) complex64 or float32
+            Left and right views in the same frame and orientation.
+        geometry : StereoGeometry
+            Their pixel and beam angles.
+        truth : GroundTruth, optional
+            Scores the result (and the views) when given.
+        """
+        from .phasing.quality import edge_resolution, view_error
+
+        t0 = time.perf_counter()
+        xp = self.xp
+        dev = xp.asarray(np.asarray(views))
+        quality: dict = {}
+        for k, name in enumerate(("left", "right")):
+            edges = edge_resolution(dev[k], pixel_m=geometry.pixel_size_m)
+            entry = {"edge_resolution_nm": float(edges["median_m"]) * 1e9 if np.isfinite(edges["median_m"]) else None,
+                     "edges_used": int(edges["n_edges"])}
+            if truth is not None and np.iscomplexobj(views):
+                entry["view_error"] = float(view_error(np.asarray(views[k]), truth.phasable_views[k])["error"])
+            quality[name] = entry
+        st = match_views(dev, geometry, self.options, timings=self.timings, progress=self.progress)
+        pts = st["points"]
+        with self._timer("reconstruct"):
+            recon = reconstruct(pts.points_nm[st["kept"]], geometry, self.options, view_shape=tuple(dev.shape[1:]),
+                                empty=st["empty"], upsample=int(st["upsample"]), progress=self.progress)
+        with self._timer("download"):
+            host = np.asarray(views)
+            res = Results(
+                geometry=geometry, options=self.options, device=device_info(xp),
+                views=host.astype(np.complex64), supports=np.zeros(host.shape, dtype=bool),
+                best_eps=np.zeros((2, 0), dtype=np.float32), images=to_host(st["images"]),
+                upsample=int(st["upsample"]), thresholds=st["thresholds"],
+                disparity_left=to_host(st["disparity_left"]), disparity_right=to_host(st["disparity_right"]),
+                depth=to_host(st["depth"]), points_nm=to_host(pts.points_nm), confidence=to_host(pts.confidence),
+                view=to_host(pts.view), kept=to_host(st["kept"]), source=source, sample=sample, quality=quality,
+                matched_views=to_host(st["matched_views"]), maps=list(st["maps"]), reconstruction=recon,
+            )
+        if truth is not None:
+            from .accuracy import score
+
+            with self._timer("score"):
+                self.progress.stage("score", "comparing the cloud with the simulator's ground truth")
+                res.accuracy = score(res.cloud_nm, res.views, truth, geometry)
+        self.timings["total"] = time.perf_counter() - t0
+        res.timings = dict(self.timings)
+        return res
+
     def export(self, results: Results, path, *, shot: Shot | None = None, overwrite: bool = False,
                figures: bool = True, extra_summary: dict | None = None) -> dict:
         """Write the output directory of DESIGN section 6 atomically; returns the summary dict."""

@@ -36,7 +36,7 @@ from ._fft import fft2, ifft2
 from ._dm_kernel import dm_step_kernel, track_best_kernel
 from .algorithms import Workspace, dm_step, er_step, fourier_constraint, hio_step
 from .align import align_runs
-from .support import autocorrelation_support, shrink_wrap
+from .support import autocorrelation_support, box_support, shrink_wrap
 
 __all__ = ["PhaseRetrieval", "PhasingResult", "phase_retrieval", "fourier_error", "kernels_enabled",
            "host_read_limit"]
@@ -152,6 +152,17 @@ class PhaseRetrieval:
     kernels : bool, optional
         Use the fused CUDA kernels on CuPy (default: :func:`kernels_enabled`, i.e. yes unless
         ``XSTEREO_KERNELS=0``). Ignored on NumPy.
+    initial_support : {"autocorrelation", "box"}, optional
+        How the default initial support is made (ignored when ``support`` is given):
+        ``"autocorrelation"`` as above, or ``"box"``: the centred box of side N/2
+        (:func:`~.support.box_support`), valid for any object the sampling can phase, the same for
+        every run. Default: ``options.initial_support`` if the options have that field, else
+        ``"autocorrelation"``.
+    shrinkwrap_grow : bool, optional
+        ``True``: shrink-wrap may grow a support (the new support is the thresholded estimate);
+        ``False``: it only shrinks (the new support is intersected with the current one), so a
+        loose initial support that holds the object bounds every later one. Default:
+        ``options.shrinkwrap_grow`` if the options have that field, else ``True``.
 
     Attributes
     ----------
@@ -199,10 +210,19 @@ class PhaseRetrieval:
     """
 
     def __init__(self, intensities, valid, options: PhasingOptions | None = None, *, support=None,
-                 kernels: bool | None = None):
+                 kernels: bool | None = None, initial_support: str | None = None,
+                 shrinkwrap_grow: bool | None = None):
         options = PhasingOptions() if options is None else options
         if not isinstance(options, PhasingOptions):
             raise InputError("phasing.options", type(options).__name__, "a PhasingOptions")
+        if initial_support is None:
+            initial_support = getattr(options, "initial_support", "autocorrelation")
+        if initial_support not in ("autocorrelation", "box"):
+            raise InputError("phasing.initial_support", repr(initial_support), "'autocorrelation' or 'box'")
+        if shrinkwrap_grow is None:
+            shrinkwrap_grow = getattr(options, "shrinkwrap_grow", True)
+        #: shrink-wrap may grow a support (False: it only shrinks)
+        self.shrinkwrap_grow = bool(shrinkwrap_grow)
         xp, inten, v, support = _validate(intensities, valid, support)
         self.xp = xp
         self.options = options
@@ -210,7 +230,10 @@ class PhaseRetrieval:
         r = options.runs
         self.amplitudes, self.valid = fourier_constraint(inten, v)  # (V, 1, N, N), FFT order
         rng = np.random.default_rng(options.seed)
-        if support is None:
+        if support is None and initial_support == "box":
+            support = box_support(inten)[:, None]
+            max_area = support.sum(axis=(-2, -1)).reshape(nv, 1)
+        elif support is None:
             support = autocorrelation_support(inten, v, threshold=options.autocorrelation_threshold)
             max_area = support.sum(axis=(-2, -1))[:, None]  # (V, 1)
             support = support[:, None] & to_device(_random_half_planes(rng, nv, r, n), xp)
@@ -300,6 +323,8 @@ class PhaseRetrieval:
             it = self.iteration
             if o.shrinkwrap_every and it <= o.iterations and it % o.shrinkwrap_every == 0:
                 new = shrink_wrap(est, sigma=self._sigma(), threshold=o.shrinkwrap_threshold)
+                if not self.shrinkwrap_grow:
+                    new &= self.support
                 empty = new.sum(axis=(-2, -1)) == 0  # never empty a support
                 self.support = xp.where(empty[..., None, None], self.support, new)
             if it % o.check_every == 0 or self.done():
@@ -374,7 +399,8 @@ def fourier_error(objects, amplitudes, valid):
 
 def phase_retrieval(intensities, valid, options: PhasingOptions | None = None, *,
                     support=None, progress: Callable[[int, int], None] | None = None,
-                    kernels: bool | None = None) -> PhasingResult:
+                    kernels: bool | None = None, initial_support: str | None = None,
+                    shrinkwrap_grow: bool | None = None) -> PhasingResult:
     """Phase every view with ``options.runs`` independent runs and average the best iterates.
 
     Parameters
@@ -393,13 +419,16 @@ def phase_retrieval(intensities, valid, options: PhasingOptions | None = None, *
     kernels : bool, optional
         Use the CUDA kernels on CuPy (default: :func:`kernels_enabled`; ``False`` or
         ``XSTEREO_KERNELS=0`` runs the twins' array code there). Ignored on NumPy.
+    initial_support, shrinkwrap_grow : optional
+        See :class:`PhaseRetrieval`.
 
     Returns
     -------
     PhasingResult
     """
     options = PhasingOptions() if options is None else options
-    pr = PhaseRetrieval(intensities, valid, options, support=support, kernels=kernels)
+    pr = PhaseRetrieval(intensities, valid, options, support=support, kernels=kernels,
+                        initial_support=initial_support, shrinkwrap_grow=shrinkwrap_grow)
     xp = pr.xp
     while not pr.done():
         pr.update(options.check_every)

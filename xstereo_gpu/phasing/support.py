@@ -14,7 +14,7 @@ from ..backend import get_array_module
 from ..errors import InputError
 from ._fft import fft2, gaussian_blur, ifft2
 
-__all__ = ["autocorrelation_support", "shrink_wrap"]
+__all__ = ["autocorrelation_support", "box_support", "shrink_wrap"]
 
 
 def autocorrelation_support(intensities, valid, *, threshold: float = 0.04, sigma: float = 1.0,
@@ -68,6 +68,40 @@ def autocorrelation_support(intensities, valid, *, threshold: float = 0.04, sigm
     ac = ifft2(filled.astype(xp.complex64), overwrite=True)
     support = _threshold(xp.abs(ac).astype(xp.float32), sigma, threshold)
     return xp.fft.fftshift(support, axes=(-2, -1))
+
+
+def box_support(intensities, *, fraction: float = 0.5):
+    """Initial support that needs no autocorrelation: the centred square of side ``fraction * N``.
+
+    Sampling the diffraction pattern with N pixels phases an object only if it spans at most N/2
+    pixels along each axis (linear oversampling 2), so with ``fraction = 0.5`` the box contains a
+    translate of every object the data can determine: a valid, loose support, meant to be
+    tightened by shrink-wrap. Use it when the autocorrelation is unreliable: a beamstop that hides
+    the central speckle of an extended, nearly uniform object (the pyramid's notch) removes most of
+    the autocorrelation's broad component, and its thresholded support then misses parts of the
+    object.
+
+    Parameters
+    ----------
+    intensities : (V, N, N) float32
+        Diffraction intensities (only their shape and device are used).
+    fraction : float
+        Side of the box as a fraction of N, in (0, 1].
+
+    Returns
+    -------
+    (V, N, N) bool
+        The box, centred on pixel ``(N//2, N//2)``.
+    """
+    xp = get_array_module(intensities)
+    if not 0 < fraction <= 1:
+        raise InputError("box support fraction", repr(fraction), "a fraction in (0, 1]")
+    nv, n = intensities.shape[0], intensities.shape[-1]
+    side = max(1, int(round(fraction * n)))
+    lo = n // 2 - side // 2
+    box = xp.zeros((nv, n, n), dtype=bool)
+    box[:, lo:lo + side, lo:lo + side] = True
+    return box
 
 
 def _threshold(magnitude, sigma: float, fraction: float):

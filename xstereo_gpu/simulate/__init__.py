@@ -14,9 +14,11 @@ from .options import SAMPLE_DEFAULTS, SAMPLES, SimulationOptions
 from .phantoms import CrossLid, Pyramid, VoxelObject
 from .projection import beta_from_attenuation, misalign, misalignment_matrix, path_length, project, transmission
 from .shot import exit_waves, illumination, simulate_shot
+from .views import provided_views
 
 __all__ = [
     "simulate_shot",
+    "provided_views",
     "SimulationOptions",
     "SAMPLES",
     "SAMPLE_DEFAULTS",

@@ -172,6 +172,13 @@ class SimulationOptions:
     #: Fraction of the faces' area covered by the spheres' cross-sections (random sequential placement
     #: without overlaps, seeded by ``seed`` on a stream of its own; at most 0.5).
     sphere_coverage: float = 0.2
+    #: Spheres lying on the flat membrane outside the notch, within ``stray_band_um`` of its rim
+    #: (drop-cast particles that dried outside the notch; seeded like the others). The notch's exit
+    #: wave alone has a square, centrosymmetric support, on which difference-map runs stagnate in an
+    #: object + twin superposition; a few spheres beside the rim make the support non-centrosymmetric.
+    stray_spheres: int = 0
+    #: Width of the band around the notch's rim where the stray spheres lie [um].
+    stray_band_um: float = 0.2
 
     def __post_init__(self):
         if self.sample not in SAMPLES:
@@ -241,7 +248,8 @@ class SimulationOptions:
             rot = math.radians(self.pyramid_rotation_deg)
             half = self.pyramid_base_um / 2 * (abs(math.cos(rot)) + abs(math.sin(rot)))
             shift = (self.pyramid_height_um + 0.1) * max(math.tan(math.radians(a)) for a in angles)
-            need_um = 2 * (half + shift + self.sphere_diameter_nm * 1e-3 + 0.2)
+            band = self.stray_band_um * (abs(math.cos(rot)) + abs(math.sin(rot))) if self.stray_spheres else 0.0
+            need_um = 2 * (half + band + shift + self.sphere_diameter_nm * 1e-3 + 0.2)
         else:
             need_um = 2 * (math.hypot(max(size) / 2, self.arm_width_um / 2) + 0.5)
         if fov_um < need_um:
@@ -285,6 +293,13 @@ class SimulationOptions:
         c = self.sphere_coverage
         if not (isinstance(c, (int, float)) and math.isfinite(c) and 0 < c <= 0.5):
             raise InputError("simulate.sphere_coverage", repr(c), "a fraction in (0, 0.5]")
+        _integer("simulate.stray_spheres", self.stray_spheres, minimum=0)
+        object.__setattr__(self, "stray_spheres", int(self.stray_spheres))
+        _finite_positive("simulate.stray_band_um", self.stray_band_um)
+        if self.stray_spheres and self.stray_band_um < 3 * self.sphere_diameter_nm * 1e-3:
+            raise InputError("simulate.stray_band_um", repr(self.stray_band_um),
+                             f"at least three sphere diameters ({3 * self.sphere_diameter_nm * 1e-3:g} um) "
+                             "to hold stray spheres")
         if self.sphere_diameter_nm * 1e-3 >= self.pyramid_base_um / 4:
             raise InputError("simulate.sphere_diameter_nm", repr(self.sphere_diameter_nm),
                              f"less than a quarter of the pyramid base ({self.pyramid_base_um * 250:g} nm)")

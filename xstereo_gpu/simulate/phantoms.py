@@ -393,6 +393,12 @@ class Pyramid:
         In-plane rotation of the pyramid about z  [deg].
     seed : int
         Seed of the random sequential placement of the spheres.
+    stray_spheres : int
+        Spheres on the flat membrane outside the notch (face label 4), feet uniform in the band
+        ``B/2 + 2r <= max(|u|, |v|) <= B/2 + stray_band_m`` of the base plane, centres ``t/2 + r`` upstream
+        of the mid-plane. They break the centrosymmetry of the notch's (square) exit-wave support.
+    stray_band_m : float
+        Width of that band  [m].
     """
 
     base_m: float
@@ -402,6 +408,8 @@ class Pyramid:
     coverage: float
     rotation_deg: float = 0.0
     seed: int = 0
+    stray_spheres: int = 0
+    stray_band_m: float = 0.2e-6
 
     @classmethod
     def from_options(cls, options) -> "Pyramid":
@@ -409,7 +417,9 @@ class Pyramid:
         return cls(base_m=options.pyramid_base_um * 1e-6, height_m=options.pyramid_height_um * 1e-6,
                    thickness_m=options.membrane_thickness_nm * 1e-9,
                    sphere_radius_m=options.sphere_diameter_nm * 0.5e-9, coverage=float(options.sphere_coverage),
-                   rotation_deg=float(options.pyramid_rotation_deg), seed=int(options.seed))
+                   rotation_deg=float(options.pyramid_rotation_deg), seed=int(options.seed),
+                   stray_spheres=int(getattr(options, "stray_spheres", 0)),
+                   stray_band_m=float(getattr(options, "stray_band_um", 0.2)) * 1e-6)
 
     # -- frames and facts ----------------------------------------------------------------------------
     def to_object(self, u, v):
@@ -525,14 +535,45 @@ class Pyramid:
                 if count >= target:
                     break
         centres, feet, faces = accepted[:count].copy(), feet[:count].copy(), faces[:count].copy()
+        if self.stray_spheres:
+            sc, sf = self._stray_spheres()
+            centres, feet = np.concatenate([centres, sc]), np.concatenate([feet, sf])
+            faces = np.concatenate([faces, np.full(len(sc), 4, dtype=np.int8)])
         for arr in (centres, feet):
             arr[:, 0], arr[:, 1] = self.to_object(arr[:, 0].copy(), arr[:, 1].copy())
         return centres, faces, feet
+
+    def _stray_spheres(self) -> tuple[np.ndarray, np.ndarray]:
+        """Centres and feet (pyramid frame) of the spheres on the flat membrane beside the rim.
+
+        Seeded on a stream of their own (the notch's spheres do not change with their number);
+        non-overlapping; the notch's spheres stay ``r`` inside the rim, these ``2 r`` outside it.
+        """
+        r, t, half = self.sphere_radius_m, self.thickness_m, self.base_m / 2
+        rng = np.random.default_rng([int(self.seed), 0x57A7])
+        out: list[np.ndarray] = []
+        tries = 0
+        while len(out) < self.stray_spheres and tries < 1000 * self.stray_spheres:
+            tries += 1
+            u, v = rng.uniform(-half - self.stray_band_m, half + self.stray_band_m, size=2)
+            if max(abs(u), abs(v)) < half + 2 * r:
+                continue
+            c = np.array([u, v, -(t / 2 + r)])
+            if any(np.sum((c - q) ** 2) < (2 * r) ** 2 for q in out):
+                continue
+            out.append(c)
+        centres = np.array(out, dtype=np.float64).reshape(-1, 3)
+        feet = centres.copy()
+        feet[:, 2] = 0.0
+        return centres, feet
 
     # -- voxels --------------------------------------------------------------------------------------
     def box_half_px(self, pixel_m: float, max_tan: float, margin_px: int = 3) -> tuple[int, int]:
         """Half sizes ``(rows, cols)`` of the sub-box holding the notch, spheres and shifts  [pixels]."""
         x, y, _ = self.base_corners_m.T
+        if self.stray_spheres:  # the band around the rim
+            grow = (self.base_m / 2 + self.stray_band_m) / (self.base_m / 2)
+            x, y = x * grow, y * grow
         ex = float(np.abs(x).max()) + 2 * self.sphere_radius_m
         ey = float(np.abs(y).max()) + 2 * self.sphere_radius_m
         shift = (self.height_m + self.thickness_m + 2 * self.sphere_radius_m) * max_tan
@@ -638,4 +679,6 @@ class Pyramid:
                 f"lining the faces of an inverted pyramid notch (base {self.base_m * 1e6:g} um, height "
                 f"{self.height_m * 1e6:g} um, apex downstream at z = +H, rotated {self.rotation_deg:g} deg in "
                 f"plane) in a {self.thickness_m * 1e9:g} nm membrane; face coverage {self.coverage:g}, "
-                f"placement seed {self.seed}")
+                f"placement seed {self.seed}"
+                + (f"; {self.stray_spheres} stray spheres on the flat membrane within "
+                   f"{self.stray_band_m * 1e6:g} um of the rim (label 4)" if self.stray_spheres else ""))
