@@ -45,7 +45,14 @@ def run_one(sample: str, seed: int, method: str, profile: str) -> dict:
     t_sim = time.perf_counter() - t0
     opts = xs.PipelineOptions.for_sample(sample, profile).replace(match__method=method)
     t0 = time.perf_counter()
-    res = xs.run_pipeline(shot, opts)
+    if sample == "pyramid":  # the paper's route: views provided (xstereo demo --start views)
+        from xstereo_gpu.cli import PROVIDED_VIEWS
+
+        views = xs.simulate.provided_views(shot.truth, seed=seed, **PROVIDED_VIEWS)
+        with xs.Pipeline(opts) as pipe:
+            res = pipe.run_views(views, shot.geometry, truth=shot.truth, sample=sample)
+    else:
+        res = xs.run_pipeline(shot, opts)
     wall = time.perf_counter() - t0
     return {"sample": sample, "seed": seed, "method": method, "res": res, "shot": shot, "wall": wall,
             "t_sim": t_sim, "acc": res.accuracy or {}, "opts": opts}
@@ -94,7 +101,10 @@ def section(sample: str, rows: list[dict]) -> str:
     g = res.geometry.report()
     o = opts
     rec = o.reconstruct
-    steps = [f"image `{rec.image}`", f"pre-processing `{o.preprocess.mode}` x{o.preprocess.upsample}"]
+    steps = ["views provided (true projections at 42 nm resolution, 3 % noise; no phasing)"] if sample == "pyramid" else []
+    if shot.exposure_times_s is not None:
+        steps.append(f"HDR merge of {list(shot.exposure_times_s)} s exposures")
+    steps += [f"image `{rec.image}`", f"pre-processing `{o.preprocess.mode}` x{o.preprocess.upsample}"]
     if rec.rectify:
         steps.append("rectification (features + normalised eight-point)")
     if rec.gradient_maps:
@@ -104,14 +114,15 @@ def section(sample: str, rows: list[dict]) -> str:
     steps.append(f"blocks {o.match.block}x{o.match.block}, d in [{o.match.dmin}, {o.match.dmax}]")
     steps.append(f"{rec.planes} plane(s) fitted" if rec.planes else "no plane fit")
     steps.append("Sibson interpolation + carving + mesh" if rec.interpolate else "no interpolation")
-    res_nm = g.get("resolution_nm")
+    res_nm = (res.quality or {}).get("resolution_nm")
+    res_nm = None if res_nm is None else " x ".join(f"{v:.0f}" for v in res_nm) + " nm (10-90 % of the worse view, eq. 2)"
     return f"""## {TITLES[sample]}
 
 Shot: {shot.truth.description if shot.truth else shot.sample}.
 
 Geometry: view pixel {g['pixel_size_nm']:.1f} nm, voxel {g['pixel_size_nm']:.1f} x {g['pixel_size_nm']:.1f} x
-{g['voxel_depth_nm']:.1f} nm (eq. 2){'' if res_nm is None else f', resolution {res_nm}'}.
-Phasing: {o.phasing.algorithm.upper()}, {o.phasing.runs} runs x ({o.phasing.iterations} + {o.phasing.final_er} ER) iterations per view.
+{g['voxel_depth_nm']:.1f} nm (eq. 2){'' if res_nm is None else f'; resolution {res_nm}'}.
+Phasing: {"none (views provided)" if sample == "pyramid" else f"{o.phasing.algorithm.upper()}, {o.phasing.runs} runs x ({o.phasing.iterations} + {o.phasing.final_er} ER) iterations per view"}.
 Recipe: {', '.join(steps)}; outliers k = {o.cloud.k}, t = {o.cloud.t}.
 
 {table(rows)}

@@ -79,7 +79,7 @@ def test_energy_wavelength_and_bad_materials():
 # -- options ---------------------------------------------------------------------------------------
 def test_sample_defaults_and_geometry():
     assert SAMPLES == ("cross", "phase-cross", "pyramid")
-    assert SimulationOptions.for_sample("cross") == SimulationOptions()
+    assert SimulationOptions.for_sample("cross") == SimulationOptions(exposures_s=(30.0, 240.0))  # HDR, as the paper
     pc = SimulationOptions.for_sample("phase-cross")
     assert pc.sample == "phase-cross" and sum(pc.angles_deg) == pytest.approx(12.0)
     assert pc.energy_eV == pytest.approx(51.66, abs=0.01)

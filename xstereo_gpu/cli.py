@@ -203,8 +203,9 @@ def _simulation_options(args):
             changes[name] = v
     if getattr(args, "angles", None):
         changes["angles_deg"] = tuple(args.angles)
-    if getattr(args, "hdr", False):
-        changes["exposures_s"] = (30.0, 240.0)
+    hdr = getattr(args, "hdr", None)
+    if hdr is not None:
+        changes["exposures_s"] = (30.0, 240.0) if hdr else None
     if args.paper_size:
         return SimulationOptions.paper(**changes)
     return SimulationOptions.for_sample(sample, **changes)
@@ -448,7 +449,9 @@ def _add_sim_options(p):
     p.add_argument("--photons", type=float, help="photons per pattern")
     p.add_argument("--lid-tilt-deg", type=float, help="tilt of the cross lid out of the membrane plane [deg]")
     p.add_argument("--paper-size", action="store_true", help="the paper's full 2048x2048 CCD, 1024 px crops (cross)")
-    p.add_argument("--hdr", action="store_true", help="record two exposures, 30 s and 240 s, with saturation (HDR)")
+    p.add_argument("--hdr", action=argparse.BooleanOptionalAction, default=None,
+                   help="record two exposures, 30 s and 240 s, with saturation (HDR; the cross's default, as in the "
+                        "paper) or one frame (--no-hdr)")
 
 
 def build_parser() -> argparse.ArgumentParser:
