@@ -67,14 +67,21 @@ def _true_pairs(A, lo=12, hi=116, step=8):
 # rectification of a rotated and shifted right view
 
 
-def test_rectify_pair_aligns_rows_and_keeps_disparity(xp):
+@pytest.mark.parametrize("matcher", ["epipolar", "corners"])
+def test_rectify_pair_aligns_rows_and_keeps_disparity(xp, matcher):
     views, A = _textured_pair()
-    res = rectify_pair(xp.asarray(views), search=(-20, 20))
-    assert len(res.points_left) >= 30
-    # the matches are true correspondences (to a fraction of a pixel)
+    res = rectify_pair(xp.asarray(views), search=(-20, 20), matcher=matcher)
+    assert len(res.points_left) >= (100 if matcher == "epipolar" else 30)
+    # the matches are true correspondences (to a fraction of a pixel; what rectification needs, the
+    # row, to a quarter pixel; along the row a few epipolar matches on ridges of the NCC are off more)
     q = apply_homography(np.linalg.inv(A), res.points_right)
-    err = np.hypot(q[:, 0] + _disp(q[:, 0], q[:, 1]) - res.points_left[:, 0], q[:, 1] - res.points_left[:, 1])
-    assert np.median(err) < 0.2 and err.max() < 0.6
+    ex = q[:, 0] + _disp(q[:, 0], q[:, 1]) - res.points_left[:, 0]
+    ey = q[:, 1] - res.points_left[:, 1]
+    err = np.hypot(ex, ey)
+    assert np.median(err) < 0.2 and np.percentile(err, 90) < 0.4
+    assert np.abs(ey).max() < 0.4
+    if matcher == "corners":
+        assert err.max() < 0.6
     # matched points on the same row after rectification
     assert np.abs(res.residual).max() < 0.5
     assert np.sqrt(np.mean(res.residual ** 2)) < 0.2

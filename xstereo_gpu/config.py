@@ -415,6 +415,9 @@ SAMPLE_RECIPES: dict[str, dict[str, Any]] = {
     "cross": {},
     "phase-cross": dict(
         preprocess__mode="none",
+        # grey levels of semi-transparent layers carry little x-gradient: a low texture threshold keeps
+        # them; SGM fills the uniform regions between edges (measured: docs/validation.md)
+        match__method="sgm", match__texture_threshold=0.003, match__proximity_weight=0.01, cloud__t=0.3,
         reconstruct__rectify=True, reconstruct__gradient_maps=True, reconstruct__planes=2,
     ),
     "pyramid": dict(

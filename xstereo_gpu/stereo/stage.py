@@ -127,12 +127,15 @@ def match_views(views, geometry: StereoGeometry | None, options: PipelineOptions
             if rec.rectify_points is not None:
                 pp = np.asarray(rec.rectify_points, dtype=np.float64)
                 points = (pp[:, :2], pp[:, 2:])
+            say.stage("stereo", "rectification: " + ("the given point pairs" if points is not None
+                                                      else "feature correspondences") + ", affine F, homographies")
             rect = rectify_pair(images, points)
             images = rect.views
             amplitude = rectify(amplitude, rect.H_left, rect.H_right)
             out["rectification"] = rect
-            say.note(f"rectified on {len(rect.points_left)} feature matches, residual vertical disparity "
-                     f"{float(np.sqrt(np.mean(np.square(rect.residual)))):.2f} px rms")
+            rot = float(np.degrees(np.arctan2(rect.H_right[1, 0], rect.H_right[0, 0])))
+            say.note(f"{len(rect.points_left)} matches; right view rotated by {-rot:+.2f} deg; scatter of the matches "
+                     f"about their rows {float(np.sqrt(np.mean(np.square(rect.residual)))):.2f} px rms")
         mask = None
         if rec.background_mask:
             from .preprocess import background_mask
@@ -171,9 +174,14 @@ def match_views(views, geometry: StereoGeometry | None, options: PipelineOptions
     with StageTimer(xp, timings, "cloud"):
         say.stage("cloud", "depth by eq. (1), coordinate correction, outlier removal")
         n = tuple(views.shape[1:])
-        parts = [points_from_disparity(dl_, dr_, geometry, upsample=pre_.upsample, view_shape=n,
-                                       confidence_left=mt.confidence_left, confidence_right=mt.confidence_right)
-                 for _, pre_, mt, dl_, dr_ in pairs]
+        parts = []
+        for j, (_, pre_, mt, dl_, dr_) in enumerate(pairs):
+            if j > 0:  # extra maps only fill the pixels the first maps left empty (as the merged maps do)
+                dl_ = xp.where(xp.isfinite(dl), xp.nan, dl_).astype(xp.float32)
+                dr_ = xp.where(xp.isfinite(dr), xp.nan, dr_).astype(xp.float32)
+            parts.append(points_from_disparity(dl_, dr_, geometry, upsample=pre_.upsample, view_shape=n,
+                                               confidence_left=mt.confidence_left,
+                                               confidence_right=mt.confidence_right))
         if len(parts) > 1:
             say.note("merged points of the " + " and ".join(f"{p[0]} ({len(q)})" for p, q in zip(pairs, parts))
                      + " maps")
