@@ -103,7 +103,7 @@ def section(sample: str, rows: list[dict]) -> str:
     rec = o.reconstruct
     steps = ["views provided (true projections at 42 nm resolution, 3 % noise; no phasing)"] if sample == "pyramid" else []
     if shot.exposure_times_s is not None:
-        steps.append(f"HDR merge of {list(shot.exposure_times_s)} s exposures")
+        steps.append(f"HDR merge of {[float(t) for t in shot.exposure_times_s]} s exposures")
     steps += [f"image `{rec.image}`", f"pre-processing `{o.preprocess.mode}` x{o.preprocess.upsample}"]
     if rec.rectify:
         steps.append("rectification (features + normalised eight-point)")
@@ -164,7 +164,8 @@ commit `{commit}`, {info['device']}, Python {platform.python_version()}, NumPy {
 Metrics as defined in docs/format.md (`accuracy` block of summary.json): depth error of the recovered
 points near true edges after registration to the truth (one depth datum removed), completeness = share of
 true edge points with a recovered point within 1.5 view pixels laterally and 2 voxel depths in depth.
-One row per disparity method and noise seed; `bm` = the paper's block matching, `sgm` = semi-global matching.
+One row per disparity method and noise seed; `bm` = the paper's block matching, `sgm` = semi-global matching
+(each sample's recipe, `PipelineOptions.for_sample`, picks the better one as its default).
 
 {chr(10).join(sections)}"""
     out = pathlib.Path(args.output)

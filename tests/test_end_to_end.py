@@ -56,7 +56,7 @@ def test_demo_outputs_are_readable(demo_dir):
     z = mesh.points[:, 2]
     assert np.ptp(z) > 500  # the lid spans about +-600 nm in depth
     opts = xs.PipelineOptions.from_toml((demo_dir / "options.toml").read_text())
-    assert opts == xs.PipelineOptions.for_profile("cpu")
+    assert opts == xs.PipelineOptions.for_sample("cross", "cpu") and opts.match.method == "sgm"
 
 
 def test_demo_volume_mesh_and_quality(demo_dir):
