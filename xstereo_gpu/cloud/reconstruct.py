@@ -93,11 +93,19 @@ def reconstruct(cloud_nm, geometry: StereoGeometry, options: PipelineOptions, *,
               seed=rec.seed, ransac_threshold_nm=thr)
     if empty is not None:
         kw.update(empty_left=empty[0], empty_right=empty[1])
+    # the frame goes on the membrane (the plane closest to the detector plane); other components (the
+    # phase cross's lid) are interpolated only near their own points, so that they keep their outline
+    tilts = [90.0 if pl is None else pl.tilt_deg for pl in planes]
+    membrane = int(np.argmin(tilts))
+    dr = geometry.pixel_size_m * 1e9
     vols = []
-    for pts, plane in zip(groups, planes):
+    for k, (pts, plane) in enumerate(zip(groups, planes)):
         if len(pts) < 10:
             continue
-        vols.append(cloud_to_volume(pts, geometry, plane=plane, frame=rec.planes > 0, **kw))
+        if k == membrane:
+            vols.append(cloud_to_volume(pts, geometry, plane=plane, frame=rec.planes > 0, **kw))
+        else:
+            vols.append(cloud_to_volume(pts, geometry, plane=plane, frame=False, max_radius_nm=3 * dr, **kw))
     if not vols:
         return out
     z0 = min(v.grid.origin_nm[0] for v in vols)

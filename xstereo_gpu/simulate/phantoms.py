@@ -61,6 +61,13 @@ class VoxelObject:
     background_path_m: float
 
 
+def rotate_in_plane(u, v, angle_deg: float):
+    """Rotate ``(u, v)`` about z by ``angle_deg`` (counter-clockwise in x, y): arrays, any length unit."""
+    phi = math.radians(angle_deg)
+    c, s = math.cos(phi), math.sin(phi)
+    return u * c - v * s, u * s + v * c
+
+
 def cross_polygon(half_x: float, half_y: float, half_arm: float) -> np.ndarray:
     """Vertices of a cross outline, counter-clockwise in ``(u, v)``.
 
@@ -152,15 +159,11 @@ class CrossLid:
 
     def sample_to_object(self, u, v):
         """In-plane rotation: sample-frame ``(u, v)`` to object-frame ``(x, y)`` (arrays, any unit)."""
-        phi = math.radians(self.rotation_deg)
-        c, s = math.cos(phi), math.sin(phi)
-        return u * c - v * s, u * s + v * c
+        return rotate_in_plane(u, v, self.rotation_deg)
 
     def object_to_sample(self, x, y):
         """Inverse of :meth:`sample_to_object`: object-frame ``(x, y)`` to sample-frame ``(u, v)``."""
-        phi = math.radians(self.rotation_deg)
-        c, s = math.cos(phi), math.sin(phi)
-        return x * c + y * s, -x * s + y * c
+        return rotate_in_plane(x, y, -self.rotation_deg)
 
     def lid_to_object(self, u, vp):
         """Object-frame ``(x, y, z)`` of lid mid-plane point ``(u, v')`` (arrays, metres)."""
@@ -424,15 +427,11 @@ class Pyramid:
     # -- frames and facts ----------------------------------------------------------------------------
     def to_object(self, u, v):
         """Pyramid-frame ``(u, v)`` to object-frame ``(x, y)``."""
-        phi = math.radians(self.rotation_deg)
-        c, s = math.cos(phi), math.sin(phi)
-        return u * c - v * s, u * s + v * c
+        return rotate_in_plane(u, v, self.rotation_deg)
 
     def to_pyramid(self, x, y):
         """Object-frame ``(x, y)`` to pyramid-frame ``(u, v)``."""
-        phi = math.radians(self.rotation_deg)
-        c, s = math.cos(phi), math.sin(phi)
-        return x * c + y * s, -x * s + y * c
+        return rotate_in_plane(x, y, -self.rotation_deg)
 
     @property
     def slope(self) -> float:
