@@ -320,7 +320,7 @@ class PipelineOptions:
         ``"cross"``: the profile with semi-global matching (better than block matching there,
         docs/validation.md). ``"phase-cross"``: rectification, intensity and extra Sobel-x maps (SGM),
         two planes. ``"pyramid"``: background mask, 23 x 23 blocks over 30 pixels (on the x2
-        matching grid), block matching, no interpolation.
+        matching grid), block matching on intensity and Sobel-x views, no interpolation.
         """
         base = cls.for_profile(profile)
         try:
@@ -427,6 +427,9 @@ SAMPLE_RECIPES: dict[str, dict[str, Any]] = {
         preprocess__mode="none", preprocess__upsample=2,
         match__block=23, match__dmin=-30, match__dmax=30, match__texture_threshold=0.03,
         reconstruct__background_mask=True, reconstruct__planes=0, reconstruct__interpolate=False,
+        # faces inclined along x have different grey levels in the two views (different path lengths
+        # through the membrane): SAD on intensities fails there; the Sobel-x maps fill those faces
+        reconstruct__gradient_maps=True,
     ),
 }
 SAMPLE_NAMES = tuple(SAMPLE_RECIPES)
