@@ -106,7 +106,7 @@ def section(sample: str, rows: list[dict]) -> str:
         steps.append(f"HDR merge of {[float(t) for t in shot.exposure_times_s]} s exposures")
     steps += [f"image `{rec.image}`", f"pre-processing `{o.preprocess.mode}` x{o.preprocess.upsample}"]
     if rec.rectify:
-        steps.append("rectification (features + normalised eight-point)")
+        steps.append("rectification (epipolar NCC correspondences, rigid affine F, homographies, warp)")
     if rec.gradient_maps:
         steps.append("extra Sobel-x maps merged")
     if rec.background_mask:

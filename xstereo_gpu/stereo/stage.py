@@ -62,6 +62,20 @@ def view_images(views, image: str = "amplitude"):
     return xp.where(signal, ph, 0).astype(xp.float32)
 
 
+def _empty_from_amplitude(amplitude, upsample: int, *, level: float = 0.8):
+    """Where semi-transparent views show transmission 1: the brightest amplitude level.
+
+    The phased waves of a sample whose membrane fills the field are ``t - t_membrane`` (the zero order
+    is behind the beamstop); bare membrane is ~0 and the empty space is the largest amplitude,
+    ``|1 - t_membrane|``. Pixels above ``level`` times each view's 99.5th percentile, on the matching grid.
+    """
+    from .preprocess import upsample_mask
+
+    xp = get_array_module(amplitude)
+    ref = xp.percentile(amplitude.reshape(amplitude.shape[0], -1), 99.5, axis=1).reshape(-1, 1, 1)
+    return upsample_mask(amplitude > level * ref, upsample)
+
+
 def _match(left, right, options):
     if options.method == "sgm":
         from .sgm import semi_global_match
@@ -105,7 +119,8 @@ def match_views(views, geometry: StereoGeometry | None, options: PipelineOptions
         ``match`` (raw :class:`~xstereo_gpu.stereo.disparity.MatchResult` of the first pair),
         ``matched_views`` (the images matched, after rectification), ``rectification``
         (:class:`~xstereo_gpu.stereo.rectify.RectifyResult` or None), ``empty`` ((2, uN, uN) bool:
-        pixels showing transmission 1, or None), ``maps`` (names of the map pairs) and, with a
+        pixels showing transmission 1 — white in binary views, the brightest amplitude level of
+        semi-transparent ones when the recipe interpolates — or None), ``maps`` (names of the map pairs) and, with a
         geometry, ``depth``, ``points`` (:class:`~xstereo_gpu.stereo.depth.CloudPoints`) and ``kept``.
     """
     xp = get_array_module(views)
@@ -166,6 +181,8 @@ def match_views(views, geometry: StereoGeometry | None, options: PipelineOptions
         empty = None
         if mode0 == "binary":
             empty = pre.images > 0.5  # white = transmission 1 (the paper's empty space)
+        elif rec.interpolate:
+            empty = _empty_from_amplitude(amplitude, pre.upsample)
         out.update(images=pre.images, upsample=pre.upsample, thresholds=pre.thresholds, match=match,
                    disparity_left=merged_l, disparity_right=merged_r, matched_views=images, amplitude=amplitude,
                    empty=empty, maps=[p[0] for p in pairs])
