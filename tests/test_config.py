@@ -38,3 +38,18 @@ def test_cpu_profile_is_smaller_and_named():
 def test_bad_options_name_the_field(make, field):
     with pytest.raises(InputError, match=field.replace(".", r"\.")):
         make()
+
+
+def test_sample_recipes():
+    from xstereo_gpu.config import SAMPLE_NAMES
+
+    assert SAMPLE_NAMES == ("cross", "phase-cross", "pyramid")
+    cross = PipelineOptions.for_sample("cross", "cpu")
+    assert cross.match.method == "sgm" and cross.cloud.t == 0.3 and cross.phasing.runs == 32
+    pc = PipelineOptions.for_sample("phase-cross")
+    assert pc.reconstruct.rectify and pc.reconstruct.gradient_maps and pc.reconstruct.planes == 2
+    pyr = PipelineOptions.for_sample("pyramid")
+    assert (pyr.match.block, pyr.match.dmin, pyr.match.dmax) == (23, -30, 30) and not pyr.reconstruct.interpolate
+    assert PipelineOptions.from_toml(pyr.to_toml()) == pyr
+    with pytest.raises(InputError, match="sample"):
+        PipelineOptions.for_sample("sphere")

@@ -26,8 +26,8 @@ def test_demo_meets_the_accuracy_targets(demo_dir):
     s = json.loads((demo_dir / "summary.json").read_text())
     acc, geo = s["accuracy"], s["geometry"]
     assert geo["voxel_depth_nm"] == pytest.approx(134.87, abs=0.1)  # 45.1 nm pixel, 9.5 + 9.5 deg
-    assert acc["depth_error_median_nm"] <= geo["voxel_depth_nm"]
-    assert acc["completeness_2dz"] >= 0.7
+    assert acc["depth_error_median_voxels"] <= 0.5  # target: half a voxel depth
+    assert acc["completeness_2dz"] >= 0.8  # measured 0.816 at seed 0 (HDR, SGM, t = 0.3)
     assert acc["view_correlation"][0] > 0.9 and acc["view_correlation"][1] > 0.9
     assert acc["points_near_edges"] > 0.95
     assert s["profile"] == "cpu" and s["device"]["backend"] == "numpy"
