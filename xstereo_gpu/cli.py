@@ -236,9 +236,13 @@ def _run_shot(shot, args, extra=None) -> int:
     progress = _progress(args)
     opts = _options(args, sample=shot.sample)
     with Pipeline(opts, backend=args.backend, progress=progress) as pipe:
-        res = pipe.run(shot)
-        summary = pipe.export(res, args.output, shot=shot, overwrite=args.overwrite, figures=not args.no_figures,
-                              extra_summary=extra)
+        return _export(pipe, pipe.run(shot), shot, args, extra)
+
+
+def _export(pipe, res, shot, args, extra) -> int:
+    """Write the run directory, then print the accuracy and where the outputs are."""
+    summary = pipe.export(res, args.output, shot=shot, overwrite=args.overwrite, figures=not args.no_figures,
+                          extra_summary=extra)
     _print_accuracy(summary.get("accuracy"))
     _print_outputs(args.output, summary)
     return 0
@@ -303,11 +307,7 @@ def _run_provided_views(shot, args, t_sim: float) -> int:
                                         "noise_fraction": PROVIDED_VIEWS["noise"]}}}
     with Pipeline(opts, backend=args.backend, progress=progress) as pipe:
         res = pipe.run_views(views, shot.geometry, truth=shot.truth, sample=shot.sample, source=shot.source)
-        summary = pipe.export(res, args.output, shot=shot, overwrite=args.overwrite, figures=not args.no_figures,
-                              extra_summary=extra)
-    _print_accuracy(summary.get("accuracy"))
-    _print_outputs(args.output, summary)
-    return 0
+        return _export(pipe, res, shot, args, extra)
 
 
 def cmd_phase(args) -> int:

@@ -207,25 +207,30 @@ class Pipeline:
         return aligned, supports
 
     def quality(self, views, intensities, valid, geometry: StereoGeometry, truth=None) -> dict:
-        """Phasing quality per view: PRTF and its 1/e resolution, 10-90 % edge resolution, and the error
-        against the true exit wave when the shot carries one. Host scalars and short curves."""
+        """Phasing quality per view: PRTF and its 1/e resolution (when the measured ``intensities`` are
+        given), 10-90 % edge resolution, and the error against the true exit wave when ``truth`` is
+        given. Host scalars and short curves."""
         from .phasing.quality import edge_resolution, prtf, prtf_resolution, view_error
 
         with self._timer("quality"):
-            self.progress.stage("quality", "PRTF, 10-90 % edge resolution, error against the truth")
+            self.progress.stage("quality", ("PRTF, " if intensities is not None else "")
+                                + "10-90 % edge resolution, error against the truth")
             pix = geometry.pixel_size_m
-            q, curves = prtf(views, intensities, valid, pixel_m=pix)
-            q, curves = to_host(q), to_host(curves)
+            if intensities is not None:
+                q, curves = prtf(views, intensities, valid, pixel_m=pix)
+                q, curves = to_host(q), to_host(curves)
             out: dict = {}
             for k, name in enumerate(("left", "right")):
-                res_m = float(prtf_resolution(q, curves[k]))
                 edges = edge_resolution(views[k], pixel_m=pix)
-                entry = {"prtf_q_per_nm": (q * 1e-9).round(8).tolist(),
-                         "prtf": np.round(curves[k].astype(float), 5).tolist(),
-                         "prtf_resolution_nm": res_m * 1e9,
-                         "edge_resolution_nm": None if not np.isfinite(edges["median_m"]) else edges["median_m"] * 1e9,
-                         "edge_resolution_iqr_nm": None if not np.isfinite(edges["iqr_m"]) else edges["iqr_m"] * 1e9,
-                         "edges_used": int(edges["n_edges"])}
+                entry = {}
+                if intensities is not None:
+                    entry.update(prtf_q_per_nm=(q * 1e-9).round(8).tolist(),
+                                 prtf=np.round(curves[k].astype(float), 5).tolist(),
+                                 prtf_resolution_nm=float(prtf_resolution(q, curves[k])) * 1e9)
+                entry.update(
+                    edge_resolution_nm=None if not np.isfinite(edges["median_m"]) else edges["median_m"] * 1e9,
+                    edge_resolution_iqr_nm=None if not np.isfinite(edges["iqr_m"]) else edges["iqr_m"] * 1e9,
+                    edges_used=int(edges["n_edges"]))
                 if truth is not None and tuple(truth.views.shape[1:]) == tuple(views.shape[1:]):
                     err = view_error(to_host(views[k]), np.asarray(truth.phasable_views[k]))
                     entry["view_error"] = float(err["error"])
@@ -244,43 +249,13 @@ class Pipeline:
         intensities, valid = self.prepare(shot)
         phased = self.phase(intensities, valid)
         same_grid = self.options.prepare.crop in (None, shot.pattern_size)
-        quality = self.quality(phased.views, intensities, valid, geometry, shot.truth if same_grid else None)
+        truth = shot.truth if same_grid else None
+        quality = self.quality(phased.views, intensities, valid, geometry, truth)
         views, supports = self.align(phased.views)
-        st = match_views(views, geometry, self.options, timings=self.timings, progress=self.progress)
-        pts = st["points"]
-        with self._timer("reconstruct"):
-            rec = self.options.reconstruct
-            if rec.planes or rec.interpolate:
-                self.progress.stage("reconstruct", "planes" + (", natural-neighbour interpolation, carving, mesh"
-                                                               if rec.interpolate else ""))
-            recon = reconstruct(pts.points_nm[st["kept"]], geometry, self.options, view_shape=tuple(views.shape[1:]),
-                                empty=st["empty"], upsample=int(st["upsample"]), progress=self.progress)
-        with self._timer("download"):
-            rect = st["rectification"]
-            res = Results(
-                geometry=geometry, options=self.options, device=device_info(self.xp),
-                views=to_host(views).astype(np.complex64), supports=to_host(supports),
-                best_eps=to_host(phased.best_eps), images=to_host(st["images"]), upsample=int(st["upsample"]),
-                thresholds=st["thresholds"],
-                disparity_left=to_host(st["disparity_left"]), disparity_right=to_host(st["disparity_right"]),
-                depth=to_host(st["depth"]), points_nm=to_host(pts.points_nm), confidence=to_host(pts.confidence),
-                view=to_host(pts.view), kept=to_host(st["kept"]), phasing_history={k: to_host(v) for k, v in dict(phased.history).items()},
-                source=shot.source, sample=shot.sample, quality=quality, hdr=self.hdr,
-                matched_views=to_host(st["matched_views"]), maps=list(st["maps"]), reconstruction=recon,
-                rectification=None if rect is None else {
-                    "F": rect.F.tolist(), "H_left": rect.H_left.tolist(), "H_right": rect.H_right.tolist(),
-                    "matches": int(len(rect.points_left)),
-                    "residual_rms_px": float(np.sqrt(np.mean(np.square(rect.residual)))) if len(rect.residual) else None},
-            )
-        if shot.truth is not None and same_grid:
-            from .accuracy import score
-
-            with self._timer("score"):
-                self.progress.stage("score", "comparing the cloud with the simulator's ground truth")
-                res.accuracy = score(res.cloud_nm, res.views, shot.truth, geometry)  # H_left = identity
-        self.timings["total"] = time.perf_counter() - t0
-        res.timings = dict(self.timings)
-        return res
+        return self._after_views(
+            t0, views, geometry, truth=truth, sample=shot.sample, source=shot.source, quality=quality,
+            supports=to_host(supports), best_eps=to_host(phased.best_eps),
+            history={k: to_host(v) for k, v in dict(phased.history).items()})
 
     def run_views(self, views, geometry: StereoGeometry, *, truth=None, sample: str = "",
                   source: str = "") -> Results:
@@ -296,42 +271,47 @@ class Pipeline:
         truth : GroundTruth, optional
             Scores the result (and the views) when given.
         """
-        from .phasing.quality import edge_resolution, view_error
-
         t0 = time.perf_counter()
-        xp = self.xp
-        dev = xp.asarray(np.asarray(views))
-        quality: dict = {}
-        for k, name in enumerate(("left", "right")):
-            edges = edge_resolution(dev[k], pixel_m=geometry.pixel_size_m)
-            entry = {"edge_resolution_nm": float(edges["median_m"]) * 1e9 if np.isfinite(edges["median_m"]) else None,
-                     "edges_used": int(edges["n_edges"])}
-            if truth is not None and np.iscomplexobj(views):
-                entry["view_error"] = float(view_error(np.asarray(views[k]), truth.phasable_views[k])["error"])
-            quality[name] = entry
-        st = match_views(dev, geometry, self.options, timings=self.timings, progress=self.progress)
+        dev = self.xp.asarray(np.asarray(views))
+        quality = self.quality(dev, None, None, geometry, truth)
+        return self._after_views(t0, dev, geometry, truth=truth, sample=sample, source=source, quality=quality,
+                                 supports=np.zeros(dev.shape, dtype=bool), best_eps=np.zeros((2, 0), np.float32))
+
+    def _after_views(self, t0: float, views, geometry: StereoGeometry, *, truth, sample: str, source: str,
+                     quality: dict, supports, best_eps, history: dict | None = None) -> Results:
+        """Stereo, cloud, reconstruction, download and score: the stages shared by :meth:`run` and
+        :meth:`run_views` (``views`` on the device, the phasing outputs already on the host)."""
+        st = match_views(views, geometry, self.options, timings=self.timings, progress=self.progress)
         pts = st["points"]
         with self._timer("reconstruct"):
-            recon = reconstruct(pts.points_nm[st["kept"]], geometry, self.options, view_shape=tuple(dev.shape[1:]),
+            rec = self.options.reconstruct
+            if rec.planes or rec.interpolate:
+                self.progress.stage("reconstruct", "planes" + (", natural-neighbour interpolation, carving, mesh"
+                                                               if rec.interpolate else ""))
+            recon = reconstruct(pts.points_nm[st["kept"]], geometry, self.options, view_shape=tuple(views.shape[1:]),
                                 empty=st["empty"], upsample=int(st["upsample"]), progress=self.progress)
         with self._timer("download"):
-            host = np.asarray(views)
+            rect = st["rectification"]
             res = Results(
-                geometry=geometry, options=self.options, device=device_info(xp),
-                views=host.astype(np.complex64), supports=np.zeros(host.shape, dtype=bool),
-                best_eps=np.zeros((2, 0), dtype=np.float32), images=to_host(st["images"]),
-                upsample=int(st["upsample"]), thresholds=st["thresholds"],
+                geometry=geometry, options=self.options, device=device_info(self.xp),
+                views=to_host(views).astype(np.complex64), supports=supports, best_eps=best_eps,
+                images=to_host(st["images"]), upsample=int(st["upsample"]), thresholds=st["thresholds"],
                 disparity_left=to_host(st["disparity_left"]), disparity_right=to_host(st["disparity_right"]),
                 depth=to_host(st["depth"]), points_nm=to_host(pts.points_nm), confidence=to_host(pts.confidence),
-                view=to_host(pts.view), kept=to_host(st["kept"]), source=source, sample=sample, quality=quality,
+                view=to_host(pts.view), kept=to_host(st["kept"]), phasing_history=history or {},
+                source=source, sample=sample, quality=quality, hdr=self.hdr,
                 matched_views=to_host(st["matched_views"]), maps=list(st["maps"]), reconstruction=recon,
+                rectification=None if rect is None else {
+                    "F": rect.F.tolist(), "H_left": rect.H_left.tolist(), "H_right": rect.H_right.tolist(),
+                    "matches": int(len(rect.points_left)),
+                    "residual_rms_px": float(np.sqrt(np.mean(np.square(rect.residual)))) if len(rect.residual) else None},
             )
         if truth is not None:
             from .accuracy import score
 
             with self._timer("score"):
                 self.progress.stage("score", "comparing the cloud with the simulator's ground truth")
-                res.accuracy = score(res.cloud_nm, res.views, truth, geometry)
+                res.accuracy = score(res.cloud_nm, res.views, truth, geometry)  # H_left = identity
         self.timings["total"] = time.perf_counter() - t0
         res.timings = dict(self.timings)
         return res

@@ -61,6 +61,14 @@ class VoxelObject:
     background_path_m: float
 
 
+def _box_origin(n: int, hr: int, hc: int) -> tuple[int, int]:
+    """Top-left pixel of a (2 hr + 1) x (2 hc + 1) box centred on an n x n view grid; error if it does not fit."""
+    r0, c0 = n // 2 - hr, n // 2 - hc
+    if r0 < 0 or c0 < 0 or n // 2 + hr >= n or n // 2 + hc >= n:
+        raise InputError("pattern_size", repr(n), f"a view grid of at least {2 * max(hr, hc) + 2} pixels to hold the sample")
+    return r0, c0
+
+
 def rotate_in_plane(u, v, angle_deg: float):
     """Rotate ``(u, v)`` about z by ``angle_deg`` (counter-clockwise in x, y): arrays, any length unit."""
     phi = math.radians(angle_deg)
@@ -315,10 +323,7 @@ class CrossLid:
         """Membrane and lid occupancies (not clipped), slice centres, box origin."""
         n = int(grid_size)
         hr, hc = self.box_half_px(pixel_m, max_tan)
-        r0, c0 = n // 2 - hr, n // 2 - hc
-        if r0 < 0 or c0 < 0 or n // 2 + hr >= n or n // 2 + hc >= n:
-            raise InputError("pattern_size", repr(n),
-                             f"a view grid of at least {2 * max(hr, hc) + 2} pixels to hold the sample")
+        r0, c0 = _box_origin(n, hr, hc)
         ny, nx = 2 * hr + 1, 2 * hc + 1
         s = int(supersample)
         # Supersampled lateral coordinates (float32 is plenty for nm on a 10 um field).
@@ -609,10 +614,7 @@ class Pyramid:
         centres = (self.spheres() if spheres is None else spheres)[0]
         n = int(grid_size)
         hr, hc = self.box_half_px(pixel_m, max_tan)
-        r0, c0 = n // 2 - hr, n // 2 - hc
-        if r0 < 0 or c0 < 0 or n // 2 + hr >= n or n // 2 + hc >= n:
-            raise InputError("pattern_size", repr(n),
-                             f"a view grid of at least {2 * max(hr, hc) + 2} pixels to hold the sample")
+        r0, c0 = _box_origin(n, hr, hc)
         ny, nx = 2 * hr + 1, 2 * hc + 1
         s = int(supersample)
         r, t = self.sphere_radius_m, self.thickness_m

@@ -130,14 +130,7 @@ def block_match(left, right, options: MatchOptions | None = None, *, kernels: bo
 
     if xp is np:
         rows = max(1, min(H, _BAND_ELEMENTS // max(W, 1)))
-        bands = [(r, min(H, r + rows)) for r in range(0, H, rows)]
-        workers = min(fft_workers(), len(bands))
-        if workers > 1:
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                list(pool.map(lambda rr: run(*rr), bands))
-        else:
-            for rr in bands:
-                run(*rr)
+        run_bands(xp, run, [(r, min(H, r + rows)) for r in range(0, H, rows)])
     else:
         run(0, H)
 
@@ -149,6 +142,17 @@ def block_match(left, right, options: MatchOptions | None = None, *, kernels: bo
             out["c" + key][flat] = np.nan
             out["q" + key][flat] = 0
     return MatchResult(out["dl"], out["dr"], out["cl"], out["cr"], out["ql"], out["qr"])
+
+
+def run_bands(xp, run, bands, workers: int | None = None) -> None:
+    """Call ``run(lo, hi)`` for each band, on a thread pool on NumPy."""
+    workers = min(fft_workers() if workers is None else workers, len(bands)) if xp is np else 1
+    if workers > 1:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(lambda rr: run(*rr), bands))
+    else:
+        for rr in bands:
+            run(*rr)
 
 
 def texture_map(image, *, block: int = 3):

@@ -36,14 +36,12 @@ References
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 
 from ..backend import fft_workers, get_array_module
 from ..config import MatchOptions
 from ..errors import InputError
-from .disparity import MatchResult, _box_valid, _check_image, texture_map
+from .disparity import MatchResult, _box_valid, _check_image, run_bands, texture_map
 
 __all__ = ["semi_global_match", "sgm_cost_volume", "aggregate_costs", "path_directions", "INVALID_COST"]
 
@@ -160,7 +158,7 @@ def semi_global_match(left, right, options: MatchOptions | None = None, *,
             out["c" + side][r0:r1] = c
             out["q" + side][r0:r1] = q
 
-    _run_bands(xp, run, bands)
+    run_bands(xp, run, bands)
     del agg, cost
 
     thr = options.texture_threshold
@@ -248,17 +246,6 @@ def aggregate_costs(cost, *, p1: float = 0.02, p2: float = 0.2, paths: int = 4, 
 # internals
 
 
-def _run_bands(xp, run, bands, workers: int | None = None) -> None:
-    """Call ``run(lo, hi)`` for each band, on a thread pool on NumPy."""
-    workers = min(fft_workers() if workers is None else workers, len(bands)) if xp is np else 1
-    if workers > 1:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(lambda rr: run(*rr), bands))
-    else:
-        for rr in bands:
-            run(*rr)
-
-
 def _cost_volume(left, right, b: int, dmin: int, dmax: int, wprox: float):
     """(H, W, D) float32 block cost (see :func:`sgm_cost_volume`); inputs already checked.
 
@@ -318,7 +305,7 @@ def _cost_volume(left, right, b: int, dmin: int, dmax: int, wprox: float):
 
     # at least 4h rows per band, so that the 2h halo rows recomputed per band stay a minor cost
     rows = max(1, min(H, max(_BAND_ELEMENTS // max(W * D, 1), 4 * h)))
-    _run_bands(xp, run, [(r, min(H, r + rows)) for r in range(0, H, rows)])
+    run_bands(xp, run, [(r, min(H, r + rows)) for r in range(0, H, rows)])
     return vol
 
 
@@ -338,7 +325,7 @@ def _aggregate(cost, p1: float, p2: float, paths: int, workers: int | None = Non
         else:
             parts = max(1, min(workers, n // 64))
         edges = [n * j // parts for j in range(parts + 1)]
-        _run_bands(xp, lambda lo, hi: _sweep(cost, out, dy, dx, p1, p2, k == 0, lo, hi),
+        run_bands(xp, lambda lo, hi: _sweep(cost, out, dy, dx, p1, p2, k == 0, lo, hi),
                    list(zip(edges[:-1], edges[1:])), workers=parts)
     return out
 
