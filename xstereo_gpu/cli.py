@@ -8,9 +8,12 @@ temporary name and renamed when complete, so a failed command leaves nothing tha
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
+import os
 import pathlib
+import signal
 import sys
 import time
 
@@ -212,66 +215,79 @@ def _simulation_options(args):
 
 
 def cmd_simulate(args) -> int:
-    from .io import write_shot
+    from .io import check_file_target, write_shot
     from .simulate import simulate_shot
 
     out = pathlib.Path(args.output)
-    if out.exists() and not args.overwrite:
-        raise InputError(str(out), "an existing file", "a new path (or pass --overwrite)")
+    check_file_target(out, replace=args.overwrite)  # before the work: exists, a directory, unwritable
     opts = _simulation_options(args)
     progress = _progress(args)
     progress.stage("simulate", f"{opts.sample} sample, two beams, far field, photons and beamstop")
     shot = simulate_shot(opts, progress=progress.note)
-    write_shot(out, shot)
+    write_shot(out, shot, replace=args.overwrite)
     g = shot.geometry
-    hdr = "" if shot.exposure_times_s is None else f", {shot.n_exposures} exposures {list(shot.exposure_times_s)} s"
+    times = None if shot.exposure_times_s is None else [float(t) for t in shot.exposure_times_s]
+    hdr = "" if times is None else f", {shot.n_exposures} exposures {times} s"
     print(f"wrote {out} ({shot.frame_shape[0]}x{shot.frame_shape[1]} frame{hdr}, two {shot.pattern_size}px patterns, "
           f"view pixel {g.pixel_size_m * 1e9:.1f} nm, voxel depth {g.voxel_depth_m * 1e9:.1f} nm)")
     return 0
 
 
-def _run_shot(shot, args, extra=None) -> int:
+def _staged_output(args, *inputs):
+    """The command's output directory, checked, claimed and probed for writability before any work.
+
+    Yields the temporary directory to fill; it replaces ``args.output`` when the body succeeds and is
+    removed when it fails (:func:`~xstereo_gpu.io.staging.output_directory`). ``inputs`` (with the
+    ``--config`` and ``--points`` files) must not lie in the output directory.
+    """
+    from .io import output_directory
+
+    inputs = (*inputs, getattr(args, "config", None), getattr(args, "points", None))
+    return output_directory(args.output, overwrite=args.overwrite, inputs=[p for p in inputs if p])
+
+
+def _run_shot(shot, args, tmp, extra=None) -> dict:
+    """Reconstruct ``shot`` and write its files into the staged directory ``tmp``; returns the summary."""
     from .pipeline import Pipeline
 
     progress = _progress(args)
     opts = _options(args, sample=shot.sample)
     with Pipeline(opts, backend=args.backend, progress=progress) as pipe:
-        return _export(pipe, pipe.run(shot), shot, args, extra)
+        return _write(pipe, pipe.run(shot), shot, args, tmp, extra)
 
 
-def _export(pipe, res, shot, args, extra) -> int:
-    """Write the run directory, then print the accuracy and where the outputs are."""
-    summary = pipe.export(res, args.output, shot=shot, overwrite=args.overwrite, figures=not args.no_figures,
-                          extra_summary=extra)
+def _write(pipe, res, shot, args, tmp, extra) -> dict:
+    return pipe.write(res, tmp, shot=shot, figures=not args.no_figures, extra_summary=extra, label=args.output)
+
+
+def _finished(args, summary) -> int:
+    """After the output directory is in place: print the accuracy and where the outputs are."""
     _print_accuracy(summary.get("accuracy"))
     _print_outputs(args.output, summary)
     return 0
 
 
-def _check_output_dir(args) -> None:
-    """Refuse a bad output directory before any work (output_directory checks again when writing)."""
-    out = pathlib.Path(args.output)
-    if out.is_file():
-        raise InputError(str(out), "an existing file", "a directory path for the outputs")
-    if out.is_dir() and any(out.iterdir()) and not args.overwrite:
-        raise InputError(str(out), "a non-empty directory", "a new or empty directory (or pass --overwrite)")
-
-
 def cmd_run(args) -> int:
     from .io import read_shot
 
-    _check_output_dir(args)
-    centres = None if args.centres is None else [args.centres[:2], args.centres[2:]]
-    shot = read_shot(args.shot, frame=args.frame, angles_deg=args.angles, centres_px=centres,
-                     pattern_size=args.pattern_size, wavelength_m=args.wavelength, distance_m=args.distance,
-                     detector_pixel_m=args.detector_pixel)
-    return _run_shot(shot, args)
+    with _staged_output(args, args.shot) as tmp:
+        centres = None if args.centres is None else [args.centres[:2], args.centres[2:]]
+        shot = read_shot(args.shot, frame=args.frame, angles_deg=args.angles, centres_px=centres,
+                         pattern_size=args.pattern_size, wavelength_m=args.wavelength, distance_m=args.distance,
+                         detector_pixel_m=args.detector_pixel)
+        summary = _run_shot(shot, args, tmp)
+    return _finished(args, summary)
 
 
 def cmd_demo(args) -> int:
+    with _staged_output(args) as tmp:
+        summary = _demo(args, tmp)
+    return _finished(args, summary)
+
+
+def _demo(args, tmp) -> dict:
     from .simulate import simulate_shot
 
-    _check_output_dir(args)
     t0 = time.perf_counter()
     opts = _simulation_options(args)
     progress = _progress(args)
@@ -281,15 +297,15 @@ def cmd_demo(args) -> int:
     t_sim = time.perf_counter() - t0
     start = args.start or ("views" if opts.sample == "pyramid" else "pattern")
     if start == "pattern":
-        return _run_shot(shot, args, extra={"simulation_s": round(t_sim, 3)})
-    return _run_provided_views(shot, args, t_sim)
+        return _run_shot(shot, args, tmp, extra={"simulation_s": round(t_sim, 3)})
+    return _run_provided_views(shot, args, tmp, t_sim)
 
 
 #: How the pyramid demo's views are made when they are provided rather than phased (paper, Fig. 4).
 PROVIDED_VIEWS = {"resolution_m": 42e-9, "noise": 0.03}
 
 
-def _run_provided_views(shot, args, t_sim: float) -> int:
+def _run_provided_views(shot, args, tmp, t_sim: float) -> dict:
     """The paper's route for the pyramid: 2D reconstructions provided (here: the true views at the paper's
     42 nm resolution, with noise), then stereo, cloud and scoring; phasing is not run."""
     from .pipeline import Pipeline
@@ -307,7 +323,7 @@ def _run_provided_views(shot, args, t_sim: float) -> int:
                                         "noise_fraction": PROVIDED_VIEWS["noise"]}}}
     with Pipeline(opts, backend=args.backend, progress=progress) as pipe:
         res = pipe.run_views(views, shot.geometry, truth=shot.truth, sample=shot.sample, source=shot.source)
-        return _export(pipe, res, shot, args, extra)
+        return _write(pipe, res, shot, args, tmp, extra)
 
 
 def cmd_phase(args) -> int:
@@ -317,30 +333,30 @@ def cmd_phase(args) -> int:
 
     from .backend import select_backend, to_host
     from .geometry import real_space_pixel
-    from .io import output_directory, read_pattern, write_views
+    from .io import read_pattern, write_views
     from .phasing.prepare import single_pattern
     from .phasing.runs import phase_retrieval
     from .report import figure_views
 
-    _check_output_dir(args)
-    pat = read_pattern(args.pattern, frame=args.frame)
-    opts = _options(args)
-    xp = select_backend(args.backend)
-    data = xp.asarray(pat.data)
-    mask = xp.asarray(pat.mask)
-    intensities, valid = single_pattern(data, mask, centre=tuple(args.centre) if args.centre else None, size=args.size)
-    n = int(intensities.shape[-1])
-    wl = args.wavelength or pat.wavelength_m
-    dist = args.distance or pat.distance_m
-    pix = args.detector_pixel or pat.pixel_size_m
-    pixel = real_space_pixel(wl, dist, pix, n) if None not in (wl, dist, pix) else math.nan
-    progress = _progress(args)
-    o = opts.phasing
-    progress.stage("phase", f"{o.algorithm.upper()}, {o.runs} runs x ({o.iterations} + {o.final_er} ER) on a {n}x{n} crop")
-    res = phase_retrieval(intensities, valid, o, progress=progress.counter)
-    views = to_host(res.views)
-    with output_directory(args.output, overwrite=args.overwrite) as tmp:
-        tmp = pathlib.Path(tmp)
+    with _staged_output(args, args.pattern) as tmp:
+        pat = read_pattern(args.pattern, frame=args.frame)
+        opts = _options(args)
+        xp = select_backend(args.backend)
+        data = xp.asarray(pat.data)
+        mask = xp.asarray(pat.mask)
+        intensities, valid = single_pattern(data, mask, centre=tuple(args.centre) if args.centre else None,
+                                            size=args.size)
+        n = int(intensities.shape[-1])
+        wl = args.wavelength or pat.wavelength_m
+        dist = args.distance or pat.distance_m
+        pix = args.detector_pixel or pat.pixel_size_m
+        pixel = real_space_pixel(wl, dist, pix, n) if None not in (wl, dist, pix) else math.nan
+        progress = _progress(args)
+        o = opts.phasing
+        progress.stage("phase", f"{o.algorithm.upper()}, {o.runs} runs x ({o.iterations} + {o.final_er} ER) "
+                                f"on a {n}x{n} crop")
+        res = phase_retrieval(intensities, valid, o, progress=progress.counter)
+        views = to_host(res.views)
         write_views(tmp / "view.cxi", views, supports=to_host(res.supports), pixel_size_m=pixel,
                     parameters={"phasing": dataclasses.asdict(o), "source": str(args.pattern)}, names=("view",),
                     extra={"best_eps": to_host(res.best_eps)})
@@ -355,15 +371,24 @@ def cmd_phase(args) -> int:
 
 
 def cmd_stereo(args) -> int:
+    with _staged_output(args, args.left, args.right) as tmp:
+        summary, files = _stereo(args, tmp)
+    print(f"disparity maps: {summary['valid_fraction_left'] * 100:.1f} % / {summary['valid_fraction_right'] * 100:.1f} % "
+          f"of pixels valid" + (f"; {summary['points']} cloud points" if "points" in summary else ""))
+    print(f"outputs in {pathlib.Path(args.output).resolve()}/: " + ", ".join(files + ["summary.json", "figures/"]))
+    return 0
+
+
+def _stereo(args, tmp) -> tuple[dict, list]:
+    """Match two views and write the maps (and depth and cloud, with geometry) into ``tmp``."""
     import numpy as np
 
     from .backend import select_backend, to_host
     from .geometry import StereoGeometry
-    from .io import output_directory, read_image, write_json, write_ply, write_tiff
+    from .io import read_image, write_json, write_ply, write_tiff
     from .pipeline import match_views
     from .report import figure_depth, figure_disparity
 
-    _check_output_dir(args)
     if (args.angles is None) != (args.pixel_size is None):
         raise InputError("--angles/--pixel-size", "only one of them given", "both (for depth and the cloud) or neither")
     left = read_image(args.left)
@@ -381,31 +406,26 @@ def cmd_stereo(args) -> int:
             "convention": "a point at column x in the left view is at column x - d in the right view",
             "left": str(args.left), "right": str(args.right), "options": opts.to_dict(), "version": __version__}
     files = ["disparity_left.tif", "disparity_right.tif"]
-    with output_directory(args.output, overwrite=args.overwrite) as tmp:
-        tmp = pathlib.Path(tmp)
-        write_tiff(tmp / "disparity_left.tif", dl.astype(np.float32), metadata=meta)
-        write_tiff(tmp / "disparity_right.tif", dr.astype(np.float32), metadata=meta)
-        (tmp / "figures").mkdir()
-        pix = args.pixel_size or 1.0
-        figure_disparity(dl, dr, pix, u, tmp / "figures" / "disparity.png")
-        summary = {"program": "xstereo-gpu", "version": __version__, "left": str(args.left), "right": str(args.right),
-                   "valid_fraction_left": float(np.isfinite(dl).mean()),
-                   "valid_fraction_right": float(np.isfinite(dr).mean()), "options": opts.to_dict()}
-        if geometry is not None:
-            pts = st["points"]
-            kept = to_host(st["kept"])
-            cloud = to_host(pts.points_nm)[kept]
-            write_tiff(tmp / "depth.tif", to_host(st["depth"]).astype(np.float32), metadata={**meta, "units": "nm"})
-            write_ply(tmp / "cloud.ply", cloud, scalars={"confidence": to_host(pts.confidence)[kept],
-                                                         "view": to_host(pts.view)[kept].astype(np.float32)})
-            figure_depth(to_host(st["depth"]), args.pixel_size, u, tmp / "figures" / "depth.png")
-            summary.update(geometry=geometry.report(), points=int(len(cloud)))
-            files += ["depth.tif", "cloud.ply"]
-        write_json(tmp / "summary.json", summary)
-    print(f"disparity maps: {summary['valid_fraction_left'] * 100:.1f} % / {summary['valid_fraction_right'] * 100:.1f} % "
-          f"of pixels valid" + (f"; {summary['points']} cloud points" if geometry is not None else ""))
-    print(f"outputs in {pathlib.Path(args.output).resolve()}/: " + ", ".join(files + ["summary.json", "figures/"]))
-    return 0
+    write_tiff(tmp / "disparity_left.tif", dl.astype(np.float32), metadata=meta)
+    write_tiff(tmp / "disparity_right.tif", dr.astype(np.float32), metadata=meta)
+    (tmp / "figures").mkdir()
+    pix = args.pixel_size or 1.0
+    figure_disparity(dl, dr, pix, u, tmp / "figures" / "disparity.png")
+    summary = {"program": "xstereo-gpu", "version": __version__, "left": str(args.left), "right": str(args.right),
+               "valid_fraction_left": float(np.isfinite(dl).mean()),
+               "valid_fraction_right": float(np.isfinite(dr).mean()), "options": opts.to_dict()}
+    if geometry is not None:
+        pts = st["points"]
+        kept = to_host(st["kept"])
+        cloud = to_host(pts.points_nm)[kept]
+        write_tiff(tmp / "depth.tif", to_host(st["depth"]).astype(np.float32), metadata={**meta, "units": "nm"})
+        write_ply(tmp / "cloud.ply", cloud, scalars={"confidence": to_host(pts.confidence)[kept],
+                                                     "view": to_host(pts.view)[kept].astype(np.float32)})
+        figure_depth(to_host(st["depth"]), args.pixel_size, u, tmp / "figures" / "depth.png")
+        summary.update(geometry=geometry.report(), points=int(len(cloud)))
+        files += ["depth.tif", "cloud.ply"]
+    write_json(tmp / "summary.json", summary)
+    return summary, files
 
 
 # -- parser --------------------------------------------------------------------------------------------
@@ -550,17 +570,84 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+class _Terminated(BaseException):
+    """Raised in the main thread on SIGTERM or SIGHUP, so that staged outputs are removed on the way out."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _terminate_cleanly():
+    """Turn SIGTERM and SIGHUP into :class:`_Terminated` while the command runs (main thread only)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def raise_terminated(signum, frame):
+        raise _Terminated(signum)
+
+    signums = [s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s is not None]
+    previous = {s: signal.signal(s, raise_terminated) for s in signums}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _os_error(exc: OSError, args) -> InputError:
+    """An OS error (unreadable input, read-only or full output, ...) as the exit-2 message.
+
+    Errors that name no file (a short write, say) are put on the command's output, with the free space
+    left on its file system.
+    """
+    import errno as _errno
+    import shutil
+
+    output = getattr(args, "output", None)
+    where = exc.filename if exc.filename is not None else output or "a file of this command"
+    code = _errno.errorcode.get(exc.errno, "") if exc.errno is not None else ""
+    found = f"{exc.strerror or exc}" + (f" ({code})" if code else "")
+    if output is not None:
+        parent = pathlib.Path(os.path.abspath(output)).parent
+        with contextlib.suppress(OSError):
+            found += f"; {shutil.disk_usage(parent).free / 1e6:.1f} MB free on the output's file system"
+    return InputError(str(where), found, "inputs that can be read and an output location that can be written, "
+                      "with free space; nothing partial was kept")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``xstereo`` console script; returns the exit status."""
+    """Entry point of the ``xstereo`` console script; returns the exit status.
+
+    0 on success; 2 for bad input, unreadable or unwritable files (a message on stderr names the file
+    or field); 130 on Ctrl-C and 128 + N on signal N (SIGTERM, SIGHUP). However it ends, no partial
+    output is left that looks finished, and temporaries are removed.
+    """
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with _terminate_cleanly():
+            return int(args.func(args) or 0)
     except InputError as exc:
         print(f"xstereo {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"xstereo {args.command}: error: {_os_error(exc, args)}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"xstereo {args.command}: error: out of memory; expected a problem that fits in the free memory "
+              "(fewer --runs, a smaller --pattern-size); no partial outputs were kept", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"xstereo {args.command}: interrupted; no partial outputs were kept", file=sys.stderr)
         return 130
+    except _Terminated as exc:
+        print(f"xstereo {args.command}: terminated by signal {exc.signum}; no partial outputs were kept",
+              file=sys.stderr)
+        return 128 + exc.signum
 
 
 if __name__ == "__main__":  # pragma: no cover

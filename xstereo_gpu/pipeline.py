@@ -317,15 +317,24 @@ class Pipeline:
         return res
 
     def export(self, results: Results, path, *, shot: Shot | None = None, overwrite: bool = False,
-               figures: bool = True, extra_summary: dict | None = None) -> dict:
-        """Write the output directory of DESIGN section 6 atomically; returns the summary dict."""
-        from .report import write_run_directory
+               figures: bool = True, extra_summary: dict | None = None, inputs=()) -> dict:
+        """Write the output directory of DESIGN section 6 atomically; returns the summary dict.
+
+        ``inputs`` (files the run read) must not lie in ``path``, which is replaced as a whole.
+        """
+        from .io import output_directory
+
+        with output_directory(path, overwrite=overwrite, inputs=inputs) as tmp:
+            return self.write(results, tmp, shot=shot, figures=figures, extra_summary=extra_summary, label=path)
+
+    def write(self, results: Results, folder, *, shot: Shot | None = None, figures: bool = True,
+              extra_summary: dict | None = None, label=None) -> dict:
+        """Write the run's files into the existing empty ``folder`` (a staged output directory)."""
+        from .report import write_run_files
 
         with self._timer("export"):
-            self.progress.stage("export", f"writing {path}")
-            summary = write_run_directory(results, path, shot=shot, overwrite=overwrite, figures=figures,
-                                          extra_summary=extra_summary)
-        return summary
+            self.progress.stage("export", f"writing {label or folder}")
+            return write_run_files(results, folder, shot=shot, figures=figures, extra_summary=extra_summary)
 
     def _backend_name(self) -> str:
         return "CuPy" if self.xp is not np else "NumPy"

@@ -14,7 +14,7 @@ import numpy as np
 from . import __version__
 from .shot import VIEW_NAMES
 
-__all__ = ["write_run_directory", "summary_dict", "figure_patterns", "figure_views", "figure_disparity",
+__all__ = ["write_run_files", "summary_dict", "figure_patterns", "figure_views", "figure_disparity",
            "figure_depth", "figure_cloud"]
 
 
@@ -279,15 +279,16 @@ def _reconstruction_summary(results) -> dict:
     return out
 
 
-def write_run_directory(results, path, *, shot=None, overwrite: bool = False, figures: bool = True,
-                        extra_summary: dict | None = None) -> dict:
-    """Write the output directory of a run (DESIGN section 6) atomically; returns the summary.
+def write_run_files(results, folder, *, shot=None, figures: bool = True, extra_summary: dict | None = None) -> dict:
+    """Write the files of a run into the existing, empty directory ``folder``; returns the summary.
 
     Files: ``views.cxi``, ``disparity_left.tif``, ``disparity_right.tif``, ``depth.tif``, ``cloud.ply``,
     ``volume.h5`` and ``surface.ply`` (when interpolated), ``options.toml``, ``figures/*.png`` and
-    ``summary.json``.
+    ``summary.json``. Each file is written atomically; the directory as a whole is made atomic by
+    staging ``folder`` (:meth:`~xstereo_gpu.pipeline.Pipeline.export`, or the CLI, which stages it
+    before the compute).
     """
-    from .io import output_directory, write_json, write_mesh_ply, write_ply, write_tiff, write_views, write_volume_h5
+    from .io import write_json, write_mesh_ply, write_ply, write_tiff, write_views, write_volume_h5
 
     g = results.geometry
     u = results.upsample
@@ -295,44 +296,43 @@ def write_run_directory(results, path, *, shot=None, overwrite: bool = False, fi
             "view_pixel_size_nm": g.pixel_size_m * 1e9, "angles_deg": list(g.angles_deg),
             "convention": "a point at column x in the left view is at column x - d in the right view",
             "program": "xstereo-gpu", "version": __version__}
-    with output_directory(path, overwrite=overwrite) as tmp:
-        tmp = pathlib.Path(tmp)
-        files = []
-        write_views(tmp / "views.cxi", results.views, supports=results.supports, pixel_size_m=g.pixel_size_m,
-                    parameters=results.options.to_dict(), extra=_views_extra(results))
-        for name, arr, m in (("disparity_left.tif", results.disparity_left, meta),
-                             ("disparity_right.tif", results.disparity_right, meta),
-                             ("depth.tif", results.depth, {**meta, "units": "nm (depth z of the left map)"})):
-            write_tiff(tmp / name, np.asarray(arr, dtype=np.float32), metadata=m)
-        cloud = results.cloud_nm
-        write_ply(tmp / "cloud.ply", cloud, scalars={"confidence": results.confidence[results.kept],
-                                                     "view": results.view[results.kept].astype(np.float32)})
-        (tmp / "options.toml").write_text(results.options.to_toml())
-        files += ["views.cxi", "disparity_left.tif", "disparity_right.tif", "depth.tif", "cloud.ply", "options.toml"]
-        rec = results.reconstruction
-        if rec is not None and rec.volume is not None:
-            write_volume_h5(tmp / "volume.h5", rec.volume, voxel_size_nm=rec.voxel_nm, origin_nm=rec.origin_nm,
-                            attrs={"program": "xstereo-gpu", "version": __version__, "sample": results.sample,
-                                   "description": "occupancy after natural-neighbour interpolation and carving"})
-            write_mesh_ply(tmp / "surface.ply", rec.vertices_nm, rec.faces,
-                           comments=("xstereo-gpu surface mesh (marching cubes of volume.h5)",))
-            files += ["volume.h5", "surface.ply"]
-        if figures:
-            fig_dir = tmp / "figures"
-            fig_dir.mkdir()
-            if shot is not None:
-                figure_patterns(shot, fig_dir / "patterns.png")
-            figure_views(results.views, results.supports, g.pixel_size_m, fig_dir / "views.png")
-            figure_disparity(results.disparity_left, results.disparity_right, g.pixel_size_m, u,
-                             fig_dir / "disparity.png")
-            figure_depth(results.depth, g.pixel_size_m, u, fig_dir / "depth.png")
-            figure_cloud(cloud, fig_dir / "cloud.png")
-            if rec is not None and rec.vertices_nm is not None and len(rec.faces):
-                figure_surface(rec, fig_dir / "surface.png")
-            if results.quality is not None:
-                figure_quality(results.quality, fig_dir / "prtf.png")
-            files += [f"figures/{p.name}" for p in sorted(fig_dir.iterdir())]
-        files.append("summary.json")
-        summary = summary_dict(results, shot=shot, files=files, extra=extra_summary)
-        write_json(tmp / "summary.json", summary)
+    out = pathlib.Path(folder)
+    files = []
+    write_views(out / "views.cxi", results.views, supports=results.supports, pixel_size_m=g.pixel_size_m,
+                parameters=results.options.to_dict(), extra=_views_extra(results))
+    for name, arr, m in (("disparity_left.tif", results.disparity_left, meta),
+                         ("disparity_right.tif", results.disparity_right, meta),
+                         ("depth.tif", results.depth, {**meta, "units": "nm (depth z of the left map)"})):
+        write_tiff(out / name, np.asarray(arr, dtype=np.float32), metadata=m)
+    cloud = results.cloud_nm
+    write_ply(out / "cloud.ply", cloud, scalars={"confidence": results.confidence[results.kept],
+                                                 "view": results.view[results.kept].astype(np.float32)})
+    (out / "options.toml").write_text(results.options.to_toml())
+    files += ["views.cxi", "disparity_left.tif", "disparity_right.tif", "depth.tif", "cloud.ply", "options.toml"]
+    rec = results.reconstruction
+    if rec is not None and rec.volume is not None:
+        write_volume_h5(out / "volume.h5", rec.volume, voxel_size_nm=rec.voxel_nm, origin_nm=rec.origin_nm,
+                        attrs={"program": "xstereo-gpu", "version": __version__, "sample": results.sample,
+                               "description": "occupancy after natural-neighbour interpolation and carving"})
+        write_mesh_ply(out / "surface.ply", rec.vertices_nm, rec.faces,
+                       comments=("xstereo-gpu surface mesh (marching cubes of volume.h5)",))
+        files += ["volume.h5", "surface.ply"]
+    if figures:
+        fig_dir = out / "figures"
+        fig_dir.mkdir()
+        if shot is not None:
+            figure_patterns(shot, fig_dir / "patterns.png")
+        figure_views(results.views, results.supports, g.pixel_size_m, fig_dir / "views.png")
+        figure_disparity(results.disparity_left, results.disparity_right, g.pixel_size_m, u,
+                         fig_dir / "disparity.png")
+        figure_depth(results.depth, g.pixel_size_m, u, fig_dir / "depth.png")
+        figure_cloud(cloud, fig_dir / "cloud.png")
+        if rec is not None and rec.vertices_nm is not None and len(rec.faces):
+            figure_surface(rec, fig_dir / "surface.png")
+        if results.quality is not None:
+            figure_quality(results.quality, fig_dir / "prtf.png")
+        files += [f"figures/{p.name}" for p in sorted(fig_dir.iterdir())]
+    files.append("summary.json")
+    summary = summary_dict(results, shot=shot, files=files, extra=extra_summary)
+    write_json(out / "summary.json", summary)
     return summary

@@ -5,7 +5,8 @@ naming the file (and dataset); writers write to a temporary name and rename when
 """
 
 from .cxi import read_shot, read_views, write_shot, write_views
-from .export import atomic_file, output_directory, read_tiff, write_json, write_ply, write_tiff
+from .export import read_tiff, write_json, write_ply, write_tiff
+from .staging import atomic_file, check_file_target, check_output_path, output_directory
 from .images import Pattern, read_image, read_pattern
 from .volume import read_volume_h5, write_mesh_ply, write_volume_h5
 
@@ -19,6 +20,8 @@ __all__ = [
     "write_views",
     "atomic_file",
     "output_directory",
+    "check_output_path",
+    "check_file_target",
     "write_tiff",
     "read_tiff",
     "write_ply",

@@ -12,7 +12,7 @@ Layouts are documented field by field in docs/format.md. In short:
 * ``views.cxi`` holds one ``/entry_1/image_{k+1}`` per view with the CXI image fields and a
   ``process_1`` provenance group (program, version, date, command line, parameters as JSON).
 
-All files are read with h5py and written through :func:`xstereo_gpu.io.export.atomic_file`.
+All files are read with h5py and written through :func:`xstereo_gpu.io.staging.atomic_file`.
 Problems with a file raise :class:`~xstereo_gpu.errors.InputError` naming the file and dataset.
 """
 
@@ -35,7 +35,8 @@ from ..backend import to_host
 from ..errors import InputError, check
 from ..geometry import ANGLE_RANGE_DEG
 from ..shot import VIEW_NAMES, GroundTruth, Shot
-from .export import atomic_file, jsonable
+from .export import jsonable
+from .staging import atomic_file
 
 __all__ = [
     "CXI_VERSION",
@@ -594,7 +595,8 @@ def _put_scalar(g: Any, name: str, value: Any, units: str | None = None) -> None
         ds.attrs["units"] = units
 
 
-def write_shot(path: str | os.PathLike, shot: Shot, *, compression: str | None = "gzip") -> pathlib.Path:
+def write_shot(path: str | os.PathLike, shot: Shot, *, compression: str | None = "gzip",
+               replace: bool = True) -> pathlib.Path:
     """Write a :class:`~xstereo_gpu.shot.Shot` as a CXI 1.6 stereo shot file (docs/format.md), atomically.
 
     Parameters
@@ -609,6 +611,9 @@ def write_shot(path: str | os.PathLike, shot: Shot, *, compression: str | None =
         stacked dataset with ``exposure_times_s`` in ``/entry_1/stereo_1/exposure_times``.
     compression : {"gzip", None}
         HDF5 filter for the frame and mask (gzip is readable everywhere).
+    replace : bool
+        Replace an existing file at ``path``; with ``False`` nothing at ``path`` is ever replaced, not
+        even a file that appeared while this one was written (:func:`~xstereo_gpu.io.staging.atomic_file`).
 
     Returns
     -------
@@ -634,7 +639,7 @@ def write_shot(path: str | os.PathLike, shot: Shot, *, compression: str | None =
     times = None if shot.exposure_times_s is None else np.asarray(shot.exposure_times_s, np.float64).ravel()
     mask = np.asarray(to_host(shot.mask), dtype=np.uint32)
     comp = {"compression": "gzip", "compression_opts": 4, "shuffle": True} if compression else {}
-    with atomic_file(path) as tmp:
+    with atomic_file(path, replace=replace) as tmp:
         with h5py.File(tmp, "w") as f:
             f.create_dataset("cxi_version", data=np.int64(CXI_VERSION))
             e = f.create_group("entry_1")

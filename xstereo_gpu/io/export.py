@@ -1,157 +1,35 @@
-"""Writing results safely: atomic files and output directories, TIFF with JSON metadata, PLY, JSON.
+"""Writing results: TIFF with JSON metadata, PLY, JSON.
 
-Every writer here writes to a temporary name next to its target and renames it onto the target
-only when the file is complete (DESIGN.md section 10), so a failed or interrupted run never leaves a
-half-written file that looks finished. File layouts are documented in docs/format.md.
+Every writer here writes through :func:`~xstereo_gpu.io.staging.atomic_file`: to a temporary name next
+to its target, renamed onto the target only when the file is complete (DESIGN.md section 10), so a
+failed or interrupted run never leaves a half-written file that looks finished. File layouts are
+documented in docs/format.md.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
 import os
 import pathlib
 import re
-import secrets
-import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from ..backend import to_host
 from ..errors import InputError, check
+from .staging import atomic_file
 
 __all__ = [
-    "atomic_file",
-    "output_directory",
     "write_tiff",
     "read_tiff",
     "write_ply",
     "write_json",
     "jsonable",
 ]
-
-_TMP_TAG = ".tmp-"
-
-
-def _token() -> str:
-    return secrets.token_hex(4)
-
-
-def _fsync_file(path: pathlib.Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - unreadable temp file: the rename still happens
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover - file systems without fsync
-        pass
-    finally:
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def atomic_file(path: str | os.PathLike) -> Iterator[pathlib.Path]:
-    """Write a file under a temporary name and rename it onto ``path`` when the body succeeds.
-
-    Parameters
-    ----------
-    path : str or path-like
-        Final file name. Its directory must exist.
-
-    Yields
-    ------
-    tmp : pathlib.Path
-        A path that does not exist yet, in the same directory as ``path`` (so the rename is atomic),
-        named ``<name>.tmp-<hex><suffix>`` (the suffix is kept so that writers which append an
-        extension, such as ``numpy.save``, write exactly there). The body must create it.
-
-    Notes
-    -----
-    On success the temporary file is flushed to disk and renamed onto ``path`` (replacing an existing
-    file). On any exception (including ``KeyboardInterrupt``) it is removed and the exception
-    propagates; ``path`` is left as it was.
-    """
-    path = pathlib.Path(path)
-    parent = path.parent if str(path.parent) else pathlib.Path(".")
-    check(parent.is_dir(), str(path), f"directory {str(parent)!r} does not exist",
-          "an existing directory to write into")
-    check(not path.is_dir(), str(path), "an existing directory", "a file name")
-    tmp = parent / f"{path.name}{_TMP_TAG}{_token()}{path.suffix}"
-    try:
-        yield tmp
-        if not tmp.exists():
-            raise FileNotFoundError(f"atomic_file({str(path)!r}): the body did not write {str(tmp)!r}")
-        _fsync_file(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-
-
-@contextlib.contextmanager
-def output_directory(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[pathlib.Path]:
-    """Fill a fresh temporary directory and move it onto ``path`` when the body succeeds.
-
-    Parameters
-    ----------
-    path : str or path-like
-        The run's output directory. Missing parent directories are created.
-    overwrite : bool
-        Replace an existing non-empty directory ``path`` (the ``--overwrite`` option). An existing
-        *file* at ``path`` is never replaced.
-
-    Yields
-    ------
-    tmp : pathlib.Path
-        An empty directory next to ``path``, named ``<name>.tmp-<random>``.
-
-    Raises
-    ------
-    InputError
-        ``path`` is a file, or a non-empty directory and ``overwrite`` is false.
-
-    Notes
-    -----
-    On success the old ``path`` (if any) is removed and the temporary directory renamed onto it.
-    On any exception the temporary directory is removed and ``path`` is left untouched, so a failed
-    run leaves nothing behind.
-    """
-    path = pathlib.Path(path)
-    if path.exists() or path.is_symlink():
-        check(path.is_dir(), str(path), "an existing file", "a directory name for the outputs (choose another path)")
-        nonempty = any(path.iterdir())
-        check(not nonempty or overwrite, str(path), "a non-empty directory",
-              "an empty or new directory (pass --overwrite to replace it)")
-    parent = path.parent if str(path.parent) else pathlib.Path(".")
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = parent / f"{path.name}{_TMP_TAG}{_token()}"
-    tmp.mkdir(mode=0o777)
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = None
-    try:
-        if path.exists():
-            old = parent / f"{path.name}.old-{_token()}"
-            os.replace(path, old)
-        os.replace(tmp, path)
-    except BaseException:
-        if old is not None and not path.exists():
-            os.replace(old, path)
-            old = None
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
 
 
 def jsonable(obj: Any) -> Any:

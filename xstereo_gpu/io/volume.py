@@ -26,7 +26,8 @@ import numpy as np
 
 from ..backend import to_host
 from ..errors import InputError, check
-from .export import atomic_file, jsonable
+from .export import jsonable
+from .staging import atomic_file
 
 __all__ = ["write_volume_h5", "read_volume_h5", "write_mesh_ply"]
 

@@ -1,0 +1,314 @@
+"""Nothing is lost: outputs never clobber inputs or other runs, and killed runs leave nothing that stays.
+
+Unit tests of :mod:`xstereo_gpu.io.staging`, then fault injection through the real ``xstereo``
+command in subprocesses: SIGTERM and SIGKILL during the compute and during the export, two runs into
+one output directory, a read-only and a full output file system (small tmpfs mounts, where this
+machine allows mounting; skipped otherwise).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+import xstereo_gpu
+from xstereo_gpu.cli import main
+from xstereo_gpu.errors import InputError
+from xstereo_gpu.io import atomic_file, output_directory
+from xstereo_gpu.io.staging import _stamp, remove_stale
+
+TINY = ["--runs", "2", "--iterations", "10", "--no-figures", "-q"]
+
+
+@pytest.fixture(scope="module")
+def shot_file(tmp_path_factory) -> pathlib.Path:
+    opts = xstereo_gpu.SimulationOptions(binning=8, pattern_size=128, cross_size_um=(3.0, 3.0), arm_width_um=1.0,
+                                         supersample=1, seed=3)
+    path = tmp_path_factory.mktemp("shot") / "shot.cxi"
+    xstereo_gpu.write_shot(path, xstereo_gpu.simulate_shot(opts))
+    return path
+
+
+def _temporaries(folder: pathlib.Path) -> list[str]:
+    return sorted(str(p) for pat in ("*.tmp-*", "*.old-*") for p in folder.rglob(pat))
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _xstereo(*argv, env_code: str = "", **kw) -> subprocess.Popen:
+    """Start ``xstereo ARGV`` in a subprocess, after running ``env_code`` (fault injection) in it."""
+    code = "import sys\n" + textwrap.dedent(env_code) + "\nfrom xstereo_gpu.cli import main\nsys.exit(main(sys.argv[1:]))"
+    return subprocess.Popen([sys.executable, "-c", code, *map(str, argv)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+def _wait_for(predicate, timeout=60.0) -> None:
+    t0 = time.monotonic()
+    while not predicate():
+        assert time.monotonic() - t0 < timeout, "timed out waiting"
+        time.sleep(0.02)
+
+
+# -- staging units ------------------------------------------------------------------------------------
+
+def test_output_directory_never_replaces_what_appeared(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(InputError) as err:
+        with output_directory(out) as tmp:
+            (tmp / "mine.txt").write_text("mine")
+            out.mkdir()  # another run finished first
+            (out / "theirs.txt").write_text("theirs")
+    assert sorted(p.name for p in out.iterdir()) == ["theirs.txt"]
+    kept = [p for p in tmp_path.iterdir() if p.name.startswith("run.kept-")]
+    assert len(kept) == 1 and (kept[0] / "mine.txt").read_text() == "mine"
+    assert str(kept[0]) in str(err.value) and "appeared" in str(err.value)
+    assert _temporaries(tmp_path) == []
+
+
+def test_output_directory_empty_target_filled_meanwhile(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    with pytest.raises(InputError, match="appeared in the empty directory"):
+        with output_directory(out) as tmp:
+            (tmp / "mine.txt").write_text("mine")
+            (out / "theirs.txt").write_text("theirs")
+    assert sorted(p.name for p in out.iterdir()) == ["theirs.txt"]
+    assert len(list(tmp_path.glob("run.kept-*"))) == 1
+
+
+def test_output_directory_overwrite_refuses_a_replaced_directory(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    with pytest.raises(InputError, match="replaced the one found at the start"):
+        with output_directory(out, overwrite=True) as tmp:
+            (tmp / "mine.txt").write_text("mine")
+            os.rename(out, tmp_path / "moved")
+            out.mkdir()
+            (out / "theirs.txt").write_text("theirs")
+    assert sorted(p.name for p in out.iterdir()) == ["theirs.txt"]
+    with output_directory(out, overwrite=True) as tmp:  # and the plain overwrite swaps it
+        (tmp / "new.txt").write_text("new")
+    assert sorted(p.name for p in out.iterdir()) == ["new.txt"]
+    assert _temporaries(tmp_path) == []
+
+
+def test_output_directory_refuses_inputs_and_the_current_directory(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "shot.cxi").write_bytes(b"input")
+    with pytest.raises(InputError, match="inside it"):
+        with output_directory(out, overwrite=True, inputs=[out / "shot.cxi"]):
+            pass
+    link = tmp_path / "link.cxi"
+    link.symlink_to(out / "shot.cxi")  # an input reached through a link is still inside
+    with pytest.raises(InputError, match="inside it"):
+        with output_directory(out, overwrite=True, inputs=[link]):
+            pass
+    monkeypatch.chdir(out)
+    for target in (".", tmp_path):
+        with pytest.raises(InputError, match="current directory"):
+            with output_directory(target, overwrite=True):
+                pass
+    assert (out / "shot.cxi").read_bytes() == b"input"
+    assert _temporaries(tmp_path) == []
+
+
+def test_atomic_file_without_replace_keeps_both(tmp_path):
+    target = tmp_path / "shot.cxi"
+    with pytest.raises(InputError) as err:
+        with atomic_file(target, replace=False) as tmp:
+            tmp.write_text("mine")
+            target.write_text("theirs")
+    assert target.read_text() == "theirs"
+    kept = list(tmp_path.glob("shot.cxi.kept-*.cxi"))
+    assert len(kept) == 1 and kept[0].read_text() == "mine" and str(kept[0]) in str(err.value)
+    with pytest.raises(InputError, match="an existing file"):
+        with atomic_file(target, replace=False):
+            pass
+
+
+def test_remove_stale_only_dead_local_writers(tmp_path):
+    target = tmp_path / "run"
+    host_pid = _stamp().rsplit("-", 2)[0]
+    dead = _dead_pid()
+    stale_dir = tmp_path / f"run.tmp-{host_pid.split('-')[0]}-{dead}-0123abcd"
+    stale_file = tmp_path / f"run.tmp-{host_pid.split('-')[0]}-{dead}-89abcdef.cxi"
+    live = tmp_path / f"run.tmp-{host_pid.split('-')[0]}-{os.getpid()}-01234567"
+    other_host = tmp_path / f"run.tmp-elsewhere-{dead}-76543210"
+    unrelated = tmp_path / f"runner.tmp-{host_pid.split('-')[0]}-{dead}-0123abcd"
+    for d in (stale_dir, live, other_host, unrelated):
+        d.mkdir()
+        (d / "half.tif").write_bytes(b"x")
+    stale_file.write_bytes(b"x")
+    removed = remove_stale(target)
+    assert sorted(removed) == sorted([stale_dir, stale_file])
+    assert live.exists() and other_host.exists() and unrelated.exists()
+    # a swap killed between its renames: the old directory comes back instead of being removed
+    old = tmp_path / f"run.old-{host_pid.split('-')[0]}-{dead}-0a0b0c0d"
+    old.mkdir()
+    (old / "results.txt").write_text("earlier")
+    remove_stale(target)
+    assert (target / "results.txt").read_text() == "earlier" and not old.exists()
+
+
+# -- fault injection through the command --------------------------------------------------------------
+
+#: A run long enough to be killed in its compute (the phasing of 2 x 4 runs, 4000 iterations).
+LONG = ["--runs", "4", "--iterations", "4000", "--no-figures"]
+
+
+@pytest.mark.parametrize("sig, rc", [(signal.SIGTERM, 128 + signal.SIGTERM), (signal.SIGINT, 130)])
+def test_signal_during_compute_leaves_nothing(sig, rc, shot_file, tmp_path):
+    out = tmp_path / "out"
+    proc = _xstereo("run", shot_file, "-o", out, *LONG)
+    _wait_for(lambda: _temporaries(tmp_path) or proc.poll() is not None)
+    time.sleep(0.5)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == rc, err
+    assert "no partial outputs were kept" in err and "Traceback" not in err
+    assert not out.exists() and _temporaries(tmp_path) == []
+
+
+#: Fault injection in the export: the cloud writer (after views.cxi and the TIFFs) signals the process.
+KILL_IN_EXPORT = """
+import os, signal, xstereo_gpu.io as io
+def write_ply(*a, **k):
+    os.kill(os.getpid(), signal.{sig})
+    raise SystemExit("the signal did not stop the process")
+io.write_ply = write_ply
+"""
+
+
+def test_sigterm_during_export_leaves_nothing(shot_file, tmp_path):
+    out = tmp_path / "out"
+    proc = _xstereo("run", shot_file, "-o", out, *TINY, env_code=KILL_IN_EXPORT.format(sig="SIGTERM"))
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert not out.exists() and _temporaries(tmp_path) == []
+
+
+def test_sigkill_during_export_is_cleaned_by_the_next_run(shot_file, tmp_path):
+    out = tmp_path / "out"
+    proc = _xstereo("run", shot_file, "-o", out, *TINY, env_code=KILL_IN_EXPORT.format(sig="SIGKILL"))
+    proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGKILL
+    left = _temporaries(tmp_path)
+    assert len(left) == 1 and not out.exists()  # the staged directory, never the target
+    assert (pathlib.Path(left[0]) / "views.cxi").is_file()
+    assert main(["run", str(shot_file), "-o", str(out), *TINY]) == 0
+    assert (out / "cloud.ply").is_file() and _temporaries(tmp_path) == []
+
+
+def test_sigkill_of_simulate_is_cleaned_by_the_next_one(tmp_path):
+    out = tmp_path / "shot.cxi"
+    kill_in_write = """
+    import os, signal, h5py
+    class File(h5py.File):
+        def close(self):
+            os.kill(os.getpid(), signal.SIGKILL)
+    h5py.File = File
+    """
+    argv = ["simulate", "-o", out, "--no-hdr", "-q"]
+    proc = _xstereo(*argv, env_code=kill_in_write)
+    proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGKILL
+    assert not out.exists() and len(_temporaries(tmp_path)) == 1
+    assert main([str(a) for a in argv]) == 0
+    assert out.is_file() and _temporaries(tmp_path) == []
+
+
+def test_two_runs_into_one_new_directory(shot_file, tmp_path):
+    """Both start on a new directory: one wins, the other is refused with its results kept beside it."""
+    out = tmp_path / "out"
+    procs = [_xstereo("run", shot_file, "-o", out, *TINY) for _ in range(2)]
+    results = [(p.wait(timeout=180), p.stderr.read()) for p in procs]
+    for p in procs:
+        p.stdout.close()
+        p.stderr.close()
+    codes = sorted(rc for rc, _ in results)
+    assert codes == [0, 2], results
+    err = next(e for rc, e in results if rc == 2)
+    assert str(out) in err and ("non-empty directory" in err or "appeared" in err)
+    assert {"views.cxi", "cloud.ply", "summary.json"} <= {p.name for p in out.iterdir()}
+    assert _temporaries(tmp_path) == []
+
+
+def test_two_simulates_to_one_path(tmp_path):
+    out = tmp_path / "shot.cxi"
+    argv = ["simulate", "-o", out, "--no-hdr", "-q"]
+    procs = [_xstereo(*argv) for _ in range(2)]
+    codes = sorted(p.wait(timeout=180) for p in procs)
+    for p in procs:
+        p.stdout.close()
+        p.stderr.close()
+    assert codes == [0, 2]
+    assert xstereo_gpu.read_shot(out).frame.shape == (512, 512)
+    assert _temporaries(tmp_path) == []
+
+
+# -- read-only and full output file systems ---------------------------------------------------------
+
+@contextlib.contextmanager
+def _tmpfs(folder: pathlib.Path, *options: str):
+    """Mount a tmpfs at ``folder`` (skip where this machine does not allow it)."""
+    folder.mkdir()
+    opts = ",".join(("size=" + options[0], *options[1:]))
+    try:
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(folder)], capture_output=True, text=True)
+    except FileNotFoundError:
+        pytest.skip("no mount command")
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip()})")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def _fails_before_compute(argv, capsys) -> str:
+    rc = main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert "error: " in err and "Traceback" not in err
+    assert "[phase]" not in err and "[simulate]" not in err  # refused before any compute
+    return err
+
+
+def test_read_only_output(shot_file, tmp_path, capsys):
+    with _tmpfs(tmp_path / "ro", "1m", "ro") as ro:
+        err = _fails_before_compute(["run", shot_file, "-o", ro / "out", "--runs", "2", "--iterations", "10"], capsys)
+        assert str(ro / "out") in err and "cannot be written" in err and "Read-only" in err
+        err = _fails_before_compute(["simulate", "-o", ro / "shot.cxi", "--no-hdr"], capsys)
+        assert "cannot be written" in err
+
+
+def test_full_output_before_compute(shot_file, tmp_path, capsys):
+    with _tmpfs(tmp_path / "full", "256k") as full:
+        err = _fails_before_compute(["run", shot_file, "-o", full / "out", "--runs", "2", "--iterations", "10"], capsys)
+        assert "No space left on device" in err
+        assert list(full.iterdir()) == []
+
+
+def test_full_output_during_export(shot_file, tmp_path, capsys):
+    """The probe passes but the outputs (about 5 MB) do not fit: exit 2, nothing partial kept."""
+    with _tmpfs(tmp_path / "small", "2m") as small:
+        rc = main(["run", str(shot_file), "-o", str(small / "out"), *TINY])
+        err = capsys.readouterr().err
+        assert rc == 2, err
+        assert "error: " in err and "Traceback" not in err
+        assert str(small / "out") in err and "MB free on the output's file system" in err
+        assert list(small.iterdir()) == []
