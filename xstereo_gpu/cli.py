@@ -264,7 +264,7 @@ def cmd_run(args) -> int:
     centres = None if args.centres is None else [args.centres[:2], args.centres[2:]]
     shot = read_shot(args.shot, frame=args.frame, angles_deg=args.angles, centres_px=centres,
                      pattern_size=args.pattern_size, wavelength_m=args.wavelength, distance_m=args.distance,
-                     detector_pixel_m=args.detector_pixel)
+                     detector_pixel_m=args.detector_pixel, allow_external_data=args.allow_external_data)
     return _run_shot(shot, args)
 
 
@@ -323,7 +323,7 @@ def cmd_phase(args) -> int:
     from .report import figure_views
 
     _check_output_dir(args)
-    pat = read_pattern(args.pattern, frame=args.frame)
+    pat = read_pattern(args.pattern, frame=args.frame, allow_external_data=args.allow_external_data)
     opts = _options(args)
     xp = select_backend(args.backend)
     data = xp.asarray(pat.data)
@@ -366,8 +366,10 @@ def cmd_stereo(args) -> int:
     _check_output_dir(args)
     if (args.angles is None) != (args.pixel_size is None):
         raise InputError("--angles/--pixel-size", "only one of them given", "both (for depth and the cloud) or neither")
-    left = read_image(args.left)
-    right = read_image(args.right, index=1 if pathlib.Path(args.right).resolve() == pathlib.Path(args.left).resolve() else 0)
+    ext = args.allow_external_data
+    left = read_image(args.left, allow_external_data=ext)
+    right = read_image(args.right, index=1 if pathlib.Path(args.right).resolve() == pathlib.Path(args.left).resolve() else 0,
+                       allow_external_data=ext)
     if left.shape != right.shape:
         raise InputError(f"{args.right}", f"shape {right.shape}", f"the left view's shape {left.shape}")
     geometry = StereoGeometry(args.pixel_size, tuple(args.angles)) if args.angles else None
@@ -415,6 +417,12 @@ def _add_common(p, *, output_dir=True):
                    help="array backend (default: XSTEREO_BACKEND or auto)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
+
+
+def _add_input_safety(p):
+    p.add_argument("--allow-external-data", action="store_true",
+                   help="follow HDF5 external links, external raw storage and virtual-dataset sources outside "
+                        "the input file's directory (refused by default)")
 
 
 def _add_pipeline_options(p, *, phasing=True, stereo=True):
@@ -492,6 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--distance", type=float, metavar="M", help="sample-detector distance [m]")
     p.add_argument("--detector-pixel", type=float, metavar="M", help="detector pixel [m]")
     _add_common(p)
+    _add_input_safety(p)
     _add_pipeline_options(p)
     p.set_defaults(func=cmd_run)
 
@@ -506,6 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detector-pixel", type=float, help="detector pixel [m] (else from the file)")
     p.add_argument("--no-figures", action="store_true", help="skip the PNG figure")
     _add_common(p)
+    _add_input_safety(p)
     _add_pipeline_options(p, stereo=False)
     p.set_defaults(func=cmd_phase)
 
@@ -516,6 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--angles", nargs=2, type=float, metavar=("T1", "T2"), help="beam angle magnitudes [deg]")
     p.add_argument("--pixel-size", type=float, metavar="M", help="view pixel [m]")
     _add_common(p)
+    _add_input_safety(p)
     _add_pipeline_options(p, phasing=False)
     p.set_defaults(func=cmd_stereo)
 
@@ -550,17 +561,36 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _warning_printer(command: str):
+    """``warnings.showwarning`` replacement: one readable ``xstereo CMD: warning: ...`` line on stderr."""
+    from .errors import InputWarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        where = "" if issubclass(category, InputWarning) else f" ({category.__name__} at {filename}:{lineno})"
+        print(f"xstereo {command}: warning: {message}{where}", file=sys.stderr)
+
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``xstereo`` console script; returns the exit status."""
+    """Entry point of the ``xstereo`` console script; returns the exit status.
+
+    Warnings (suspicious but possible input, :class:`~xstereo_gpu.errors.InputWarning`) are printed
+    on stderr as ``xstereo CMD: warning: ...``; the warning filters in force are respected.
+    """
+    import warnings
+
     args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except InputError as exc:
-        print(f"xstereo {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"xstereo {args.command}: interrupted; no partial outputs were kept", file=sys.stderr)
-        return 130
+    with warnings.catch_warnings():
+        warnings.showwarning = _warning_printer(args.command)
+        try:
+            return int(args.func(args) or 0)
+        except InputError as exc:
+            print(f"xstereo {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"xstereo {args.command}: interrupted; no partial outputs were kept", file=sys.stderr)
+            return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,7 +7,9 @@ stderr and exit status 2.
 
 from __future__ import annotations
 
-__all__ = ["InputError", "check"]
+import warnings
+
+__all__ = ["InputError", "InputWarning", "check", "warn"]
 
 
 class InputError(ValueError):
@@ -32,3 +34,16 @@ def check(condition: bool, where: str, found: str, expected: str) -> None:
     """Raise :class:`InputError` unless ``condition`` holds."""
     if not condition:
         raise InputError(where, found, expected)
+
+
+class InputWarning(UserWarning):
+    """Suspicious but possible input: a value outside what is plausible, or a silent choice made for it.
+
+    The message reads ``"<where>: found <found>; plausible: <plausible>"``. The CLI prints it on
+    stderr as ``xstereo CMD: warning: ...``.
+    """
+
+
+def warn(where: str, found: str, plausible: str, *, stacklevel: int = 3) -> None:
+    """Emit an :class:`InputWarning` naming the field, the value found and what is plausible."""
+    warnings.warn(f"{where}: found {found}; plausible: {plausible}", InputWarning, stacklevel=stacklevel)
