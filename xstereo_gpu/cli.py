@@ -33,7 +33,10 @@ def _options(args, sample: str | None = None):
         path = pathlib.Path(args.config)
         if not path.is_file():
             raise InputError(str(path), "no such file", "an options TOML file (see `xstereo config`)")
-        opts = PipelineOptions.from_toml(path.read_text())
+        try:
+            opts = PipelineOptions.from_toml(path.read_text())
+        except InputError as exc:  # name the file: "opts.toml: [phasing] runs: found 'many' ..."
+            raise InputError(f"{path}: {exc.where}", exc.found, exc.expected) from None
     else:
         profile = getattr(args, "profile", None)
         if profile is None:
