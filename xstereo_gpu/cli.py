@@ -20,11 +20,12 @@ from .errors import InputError
 __all__ = ["main"]
 
 
-def _options(args, sample: str | None = None):
+def _options(args, sample: str | None = None, sample_from: str | None = None):
     """PipelineOptions from --profile / --config, the sample's recipe and the per-stage flags in ``args``.
 
     ``sample`` (the shot's sample name, or ``--sample``) selects the paper's recipe for that experiment
-    (:meth:`PipelineOptions.for_sample`); unknown sample names use the plain profile.
+    (:meth:`PipelineOptions.for_sample`); unknown sample names use the plain profile, with a warning
+    naming ``sample_from`` (where the name was read) unless ``--recipe`` was given.
     """
     from .backend import select_backend
     from .config import PipelineOptions
@@ -45,9 +46,14 @@ def _options(args, sample: str | None = None):
             profile = "cpu" if select_backend(getattr(args, "backend", None)) is np else "paper"
         from .config import SAMPLE_NAMES
 
-        sample = getattr(args, "recipe", None) or sample
-        opts = (PipelineOptions.for_sample(sample, profile) if sample in SAMPLE_NAMES
-                else PipelineOptions.for_profile(profile))
+        recipe = getattr(args, "recipe", None)
+        sample = recipe or sample
+        if sample in SAMPLE_NAMES:
+            opts = PipelineOptions.for_sample(sample, profile)
+        else:
+            opts = PipelineOptions.for_profile(profile)
+            if sample_from is not None or hasattr(args, "recipe"):
+                _recipe_warning(sample, sample_from, profile)
     changes = {
         "match__method": getattr(args, "method", None),
         "phasing__runs": getattr(args, "runs", None),
@@ -65,6 +71,22 @@ def _options(args, sample: str | None = None):
         changes.update(match__dmin=int(rng[0]), match__dmax=int(rng[1]))
     changes = {k: v for k, v in changes.items() if v is not None}
     return opts.replace(**changes) if changes else opts
+
+
+def _recipe_warning(sample: str | None, sample_from: str | None, profile: str) -> None:
+    """Say which recipe a run uses when the sample name does not choose one (and how to choose)."""
+    from .config import SAMPLE_NAMES
+    from .errors import warn
+
+    if sample_from is None:
+        where, found = "--recipe", "no --recipe"
+    else:
+        where, found = sample_from, (f"the sample name {sample!r}, which names no recipe" if sample
+                                     else "no sample name")
+    warn(where, f"{found}: the plain '{profile}' profile is used (the amplitude cross's defaults without its "
+                "recipe: block matching, outlier t = 0.1, no rectification)",
+         f"--recipe {{{','.join(SAMPLE_NAMES)}}} to choose the paper's processing for this kind of sample "
+         f"(or a shot whose sample name is one of {list(SAMPLE_NAMES)})", stacklevel=3)
 
 
 def _read_points(path) -> tuple:
@@ -237,17 +259,74 @@ def _run_shot(shot, args, extra=None) -> int:
     from .pipeline import Pipeline
 
     progress = _progress(args)
-    opts = _options(args, sample=shot.sample)
+    from_file = shot.dataset != ""
+    opts = _options(args, sample=shot.sample,
+                    sample_from=f"{shot.source}:/entry_1/sample_1/name" if from_file else shot.source)
     with Pipeline(opts, backend=args.backend, progress=progress) as pipe:
-        return _export(pipe, pipe.run(shot), shot, args, extra)
+        try:
+            res = pipe.run(shot)
+        except InputError as exc:
+            from .shot import VIEW_NAMES
+
+            raise _with_source(exc, shot.source, shot.dataset, views=VIEW_NAMES) from None
+        return _export(pipe, res, shot, args, extra)
+
+
+def _with_source(exc: InputError, source: str, dataset: str = "", *, note: str = "",
+                 views: tuple | None = None) -> InputError:
+    """``exc`` naming the input it came from: ``shot.cxi:/entry_1/data_1/data (left pattern): phasing...``.
+
+    Errors of the stages name internal fields (``phasing.intensities``, ``split_patterns.centres``);
+    the user needs the file and dataset. ``note`` is added in brackets (the crop phased); with
+    ``views``, "view k" in the message names the pattern (``views[k]``, e.g. left or right).
+    """
+    import re
+
+    if source in exc.where:
+        return exc
+    where = source
+    if exc.where.split(".")[0] in ("phasing", "split_patterns", "merge_exposures", "single_pattern"):
+        where = f"{source}:{dataset}" if dataset else source
+        m = re.search(r"\bview (\d+)", exc.found)
+        if views is not None and m and int(m.group(1)) < len(views):
+            note = note or f"{views[int(m.group(1))]} pattern"
+        if note:
+            where += f" ({note})"
+    return InputError(f"{where}: {exc.where}", exc.found, exc.expected)
+
+
+def _no_matches(stage: str, valid: tuple[float, float], n_pixels: int, opts) -> InputError | None:
+    """The error for disparity maps without a single valid pixel (None when some are valid)."""
+    if max(valid) > 0:
+        return None
+    m, p = opts.match, opts.preprocess
+    thr = f", thresholds {p.thresholds[0]:g}/{p.thresholds[1]:g}" if p.mode == "binary" else ""
+    return InputError(stage, f"0 valid disparities: none of the {n_pixels} matching-grid pixels of either map "
+                             f"passed matching and the left-right check (method {m.method}, block {m.block}, range "
+                             f"[{m.dmin}, {m.dmax}], pre-processing {p.mode}{thr})",
+                      "some valid matches: widen or move the search with --range DMIN DMAX, try another --block, "
+                      "--thresholds LEFT RIGHT, --preprocess or --method, or the sample's --recipe")
 
 
 def _export(pipe, res, shot, args, extra) -> int:
-    """Write the run directory, then print the accuracy and where the outputs are."""
+    """Write the run directory, then print the accuracy and where the outputs are.
+
+    Disparity maps without any valid pixel end the command with exit status 2 after writing (the
+    phased views in ``views.cxi`` are worth keeping: match them again with ``xstereo stereo``).
+    """
     summary = pipe.export(res, args.output, shot=shot, overwrite=args.overwrite, figures=not args.no_figures,
                           extra_summary=extra)
     _print_accuracy(summary.get("accuracy"))
     _print_outputs(args.output, summary)
+    import numpy as np
+
+    valid = (float(np.isfinite(res.disparity_left).mean()), float(np.isfinite(res.disparity_right).mean()))
+    err = _no_matches("stereo", valid, int(np.size(res.disparity_left)), pipe.options)
+    if err is not None:
+        views = pathlib.Path(args.output) / "views.cxi"
+        raise InputError(err.where, err.found, err.expected + (
+            f"; the phased views are kept in {views}: match them again with "
+            f"`xstereo stereo {views} {views} -o DIR --range DMIN DMAX ...`" if views.exists() else ""))
     return 0
 
 
@@ -319,7 +398,7 @@ def cmd_phase(args) -> int:
     import numpy as np
 
     from .backend import select_backend, to_host
-    from .geometry import real_space_pixel
+    from .geometry import check_plausible, real_space_pixel
     from .io import output_directory, read_pattern, write_views
     from .phasing.prepare import single_pattern
     from .phasing.runs import phase_retrieval
@@ -331,16 +410,29 @@ def cmd_phase(args) -> int:
     xp = select_backend(args.backend)
     data = xp.asarray(pat.data)
     mask = xp.asarray(pat.mask)
-    intensities, valid = single_pattern(data, mask, centre=tuple(args.centre) if args.centre else None, size=args.size)
+    here = f"{pat.source}:{pat.dataset}" if pat.dataset else pat.source
+    try:
+        intensities, valid = single_pattern(data, mask, centre=tuple(args.centre) if args.centre else None,
+                                            size=args.size)
+    except InputError as exc:
+        raise _with_source(exc, pat.source, pat.dataset) from None
     n = int(intensities.shape[-1])
     wl = args.wavelength or pat.wavelength_m
     dist = args.distance or pat.distance_m
     pix = args.detector_pixel or pat.pixel_size_m
+    check_plausible(wavelength_m=wl, distance_m=dist, detector_pixel_m=pix, where={
+        "wavelength_m": "--wavelength" if args.wavelength else f"{here} (wavelength)",
+        "distance_m": "--distance" if args.distance else f"{here} (distance)",
+        "detector_pixel_m": "--detector-pixel" if args.detector_pixel else f"{here} (detector pixel)"})
     pixel = real_space_pixel(wl, dist, pix, n) if None not in (wl, dist, pix) else math.nan
     progress = _progress(args)
     o = opts.phasing
     progress.stage("phase", f"{o.algorithm.upper()}, {o.runs} runs x ({o.iterations} + {o.final_er} ER) on a {n}x{n} crop")
-    res = phase_retrieval(intensities, valid, o, progress=progress.counter)
+    try:
+        res = phase_retrieval(intensities, valid, o, progress=progress.counter)
+    except InputError as exc:
+        crop = f"the {n}x{n} crop" + (f" at {tuple(args.centre)}" if args.centre else "") + " phased"
+        raise _with_source(exc, pat.source, pat.dataset, note=crop) from None
     views = to_host(res.views)
     with output_directory(args.output, overwrite=args.overwrite) as tmp:
         tmp = pathlib.Path(tmp)
@@ -361,7 +453,7 @@ def cmd_stereo(args) -> int:
     import numpy as np
 
     from .backend import select_backend, to_host
-    from .geometry import StereoGeometry
+    from .geometry import StereoGeometry, check_plausible
     from .io import output_directory, read_image, write_json, write_ply, write_tiff
     from .pipeline import match_views
     from .report import figure_depth, figure_disparity
@@ -376,12 +468,18 @@ def cmd_stereo(args) -> int:
     if left.shape != right.shape:
         raise InputError(f"{args.right}", f"shape {right.shape}", f"the left view's shape {left.shape}")
     geometry = StereoGeometry(args.pixel_size, tuple(args.angles)) if args.angles else None
+    if geometry is not None:
+        check_plausible(pixel_size_m=args.pixel_size, angles_deg=tuple(args.angles),
+                        where={"pixel_size_m": "--pixel-size", "angles_deg": "--angles"})
     opts = _options(args)
     xp = select_backend(args.backend)
     progress = _progress(args)
     st = match_views(xp.asarray(np.stack([left, right])), geometry, opts, progress=progress)
     u = int(st["upsample"])
     dl, dr = to_host(st["disparity_left"]), to_host(st["disparity_right"])
+    err = _no_matches("stereo", (float(np.isfinite(dl).mean()), float(np.isfinite(dr).mean())), int(dl.size), opts)
+    if err is not None:
+        raise InputError(f"{args.left}, {args.right}: {err.where}", err.found, err.expected)
     meta = {"units": "matching-grid pixels", "upsample": u,
             "convention": "a point at column x in the left view is at column x - d in the right view",
             "left": str(args.left), "right": str(args.right), "options": opts.to_dict(), "version": __version__}

@@ -33,7 +33,7 @@ import numpy as np
 
 from ..backend import to_host
 from ..errors import InputError, check, warn
-from ..geometry import ANGLE_RANGE_DEG
+from ..geometry import ANGLE_RANGE_DEG, check_plausible
 from ..shot import VIEW_NAMES, GroundTruth, Shot
 from .export import atomic_file, jsonable
 from .h5safe import H5Access
@@ -370,16 +370,20 @@ def _read_frame(f: Any, src: str, *, frame: int | None = None, dataset: str | No
             mask = m
 
     wavelength = energy = None
+    wavelength_from = energy_from = None
     for inst in instruments:
         for group, wname, ename in (("source_1", "wavelength", "energy"), ("source", "wavelength", "energy"),
                                     ("beam", "incident_wavelength", "incident_energy"),
                                     ("monochromator", "wavelength", "energy")):
             if wavelength is None:
                 wavelength = _read_length(f, f"{inst}/{group}/{wname}", src)
+                wavelength_from = f"{src}:/{inst}/{group}/{wname}" if wavelength is not None else None
             if energy is None:
                 energy = _read_energy(f, f"{inst}/{group}/{ename}", src)
+                energy_from = f"{src}:/{inst}/{group}/{ename}" if energy is not None else None
     if wavelength is None and energy is not None:
         wavelength = energy_to_wavelength(energy)
+        wavelength_from = f"{energy_from} (as the wavelength h c / E)"
 
     distance = px = py = None
     if det is not None:
@@ -404,7 +408,7 @@ def _read_frame(f: Any, src: str, *, frame: int | None = None, dataset: str | No
               f"x {px:g} m and y {py:g} m", "square detector pixels (x_pixel_size == y_pixel_size)")
         pixel = px
     return {"data": data, "mask": mask, "wavelength_m": wavelength, "distance_m": distance,
-            "pixel_size_m": pixel, "dataset": "/" + name,
+            "pixel_size_m": pixel, "dataset": "/" + name, "wavelength_from": wavelength_from,
             "frame": frame if (n_frames is not None and not whole) else None,
             "n_frames": n_frames, "entry": entry, "detector": det}
 
@@ -484,6 +488,7 @@ def read_shot(path: str | os.PathLike, *, frame: int | None = None, wavelength_m
                              "the detector pixel size [m] (or --detector-pixel)")
 
         st = f"{entry}/stereo_1"
+        given_angles = angles_deg is not None
         hint = " (written by `xstereo simulate`; for other files give the stereo geometry on the command line)"
         if angles_deg is None:
             a = np.asarray(_dataset(f, f"{st}/angles", src, required=True, hint=hint)[()], dtype=np.float64)
@@ -512,6 +517,10 @@ def read_shot(path: str | os.PathLike, *, frame: int | None = None, wavelength_m
         sample = _read_str(f, f"{entry}/sample_1/name", src) or ""
         truth = _read_truth(f, f"{entry}/ground_truth_1", src)
 
+    _check_shot_geometry(src, fr, det, st, wavelength_m=wavelength_m, distance_m=distance_m,
+                         detector_pixel_m=detector_pixel_m, given_angles=given_angles,
+                         values=dict(wavelength_m=float(wl), distance_m=float(dist), detector_pixel_m=float(pix),
+                                     angles_deg=tuple(angles_deg)))
     shot = Shot(frame=fr["data"], mask=fr["mask"], wavelength_m=float(wl), distance_m=float(dist),
                 detector_pixel_m=float(pix), angles_deg=(float(angles_deg[0]), float(angles_deg[1])),
                 centres_px=np.asarray(centres_px, dtype=np.float64).copy(), pattern_size=int(pattern_size),
@@ -521,6 +530,21 @@ def read_shot(path: str | os.PathLike, *, frame: int | None = None, wavelength_m
         return shot.validate()
     except InputError as exc:
         raise _prefix_where(exc, src) from None
+
+
+def _check_shot_geometry(src: str, fr: dict, det: str, st: str, *, given_angles: bool, values: dict,
+                         **given: float | None) -> None:
+    """:func:`~xstereo_gpu.geometry.check_plausible` on a shot's geometry, each value named by its origin."""
+    options = {"wavelength_m": "--wavelength", "distance_m": "--distance", "detector_pixel_m": "--detector-pixel"}
+    where = {"wavelength_m": fr.get("wavelength_from") or f"{src}: wavelength",
+             "distance_m": f"{src}:/{det}/distance", "detector_pixel_m": f"{src}:/{det}/x_pixel_size",
+             "angles_deg": "--angles" if given_angles else f"{src}:/{st}/angles"}
+    for name, flag in options.items():
+        if given.get(name) is not None:
+            where[name] = f"{flag} ({name}=)"
+    if given_angles:
+        where["angles_deg"] = "--angles (angles_deg=)"
+    check_plausible(where=where, **values)
 
 
 _TIMES = "entry_1/stereo_1/exposure_times"
