@@ -167,7 +167,7 @@ def _cupy_installed() -> bool:
 
 
 def cmd_geometry(args) -> int:
-    from .geometry import StereoGeometry, real_space_pixel
+    from .geometry import StereoGeometry, check_plausible, real_space_pixel
 
     if args.pixel_size is None:
         missing = [n for n in ("wavelength", "distance", "detector_pixel", "size") if getattr(args, n) is None]
@@ -178,6 +178,11 @@ def cmd_geometry(args) -> int:
     else:
         pixel = args.pixel_size
     g = StereoGeometry(pixel, tuple(args.angles))
+    check_plausible(wavelength_m=args.wavelength, distance_m=args.distance, detector_pixel_m=args.detector_pixel,
+                    pixel_size_m=pixel, angles_deg=tuple(args.angles),
+                    where={"wavelength_m": "--wavelength", "distance_m": "--distance",
+                           "detector_pixel_m": "--detector-pixel", "angles_deg": "--angles",
+                           "pixel_size_m": "--pixel-size" if args.pixel_size is not None else "view pixel"})
     rep = g.report(args.resolution)
     if args.json:
         print(json.dumps(rep, indent=2))
