@@ -843,3 +843,43 @@ def test_options_api_refuses_wrong_types():
     assert err.value.where == "phasing.runs"
     with pytest.raises(InputError, match=r"True \(a boolean\)"):
         xstereo_gpu.PhasingOptions(iterations=True)
+
+
+def test_links_are_checked_all_the_way(shot_file, tmp_path):
+    """A chain through an inside file to an outside one, a virtual source stored outside, an env prefix."""
+    out = _elsewhere(tmp_path, shot_file)
+    p = _inside(tmp_path, shot_file)
+    with h5py.File(p.parent / "hop.h5", "w") as g:  # inside, but itself a link to the outside
+        g["frame"] = h5py.ExternalLink(str(out / "frame.h5"), "/frame")
+    _link_data(p, _ext("hop.h5"))
+    with pytest.raises(InputError, match=r"external link to .*elsewhere/frame.h5:/frame") as err:
+        xstereo_gpu.read_shot(p)
+    assert err.value.where == f"{p}:{DATA_LINK}"
+
+    q = _inside(tmp_path, shot_file, "vds.cxi")
+    with h5py.File(q.parent / "source.h5", "w") as g:  # a virtual source whose bytes are outside
+        g.create_dataset("frame", shape=(256, 256), dtype=np.float32, external=[(str(out / "frame.raw"), 0, 4 * 256 * 256)])
+    _link_data(q, _vds("source.h5"))
+    with pytest.raises(InputError, match="external raw storage in .*elsewhere/frame.raw"):
+        xstereo_gpu.read_shot(q)
+
+
+def test_external_link_loop_between_files(tmp_path):
+    a, b = tmp_path / "a.cxi", tmp_path / "b.h5"
+    with h5py.File(a, "w") as f:
+        f[DATA] = h5py.ExternalLink("b.h5", "/y")
+    with h5py.File(b, "w") as f:
+        f["y"] = h5py.ExternalLink("a.cxi", DATA)
+    with pytest.raises(InputError, match="a loop of links") as err:
+        xstereo_gpu.read_pattern(a)
+    assert err.value.where == f"{a}:{DATA}"
+
+
+def test_external_raw_prefix_from_the_environment(shot_file, tmp_path, monkeypatch):
+    # HDF5 prefers HDF5_EXTFILE_PREFIX (read when the library starts) to the file's directory: a relative
+    # name is checked against it too (here set late, so HDF5 itself would not use it: the check is stricter)
+    out = _elsewhere(tmp_path, shot_file)
+    p = _link_data(_inside(tmp_path, shot_file), _raw("frame.raw"))
+    monkeypatch.setenv("HDF5_EXTFILE_PREFIX", str(out))
+    with pytest.raises(InputError, match=r"external raw storage in frame.raw \(= .*elsewhere/frame.raw\)"):
+        xstereo_gpu.read_shot(p)

@@ -15,6 +15,7 @@ import sys
 import time
 
 from . import __version__
+from .diagnostics import check_matches, recipe_warning, run_with_warnings, with_source
 from .errors import InputError
 
 __all__ = ["main"]
@@ -53,7 +54,7 @@ def _options(args, sample: str | None = None, sample_from: str | None = None):
         else:
             opts = PipelineOptions.for_profile(profile)
             if sample_from is not None or hasattr(args, "recipe"):
-                _recipe_warning(sample, sample_from, profile)
+                recipe_warning(sample, sample_from, profile)
     changes = {
         "match__method": getattr(args, "method", None),
         "phasing__runs": getattr(args, "runs", None),
@@ -71,22 +72,6 @@ def _options(args, sample: str | None = None, sample_from: str | None = None):
         changes.update(match__dmin=int(rng[0]), match__dmax=int(rng[1]))
     changes = {k: v for k, v in changes.items() if v is not None}
     return opts.replace(**changes) if changes else opts
-
-
-def _recipe_warning(sample: str | None, sample_from: str | None, profile: str) -> None:
-    """Say which recipe a run uses when the sample name does not choose one (and how to choose)."""
-    from .config import SAMPLE_NAMES
-    from .errors import warn
-
-    if sample_from is None:
-        where, found = "--recipe", "no --recipe"
-    else:
-        where, found = sample_from, (f"the sample name {sample!r}, which names no recipe" if sample
-                                     else "no sample name")
-    warn(where, f"{found}: the plain '{profile}' profile is used (the amplitude cross's defaults without its "
-                "recipe: block matching, outlier t = 0.1, no rectification)",
-         f"--recipe {{{','.join(SAMPLE_NAMES)}}} to choose the paper's processing for this kind of sample "
-         f"(or a shot whose sample name is one of {list(SAMPLE_NAMES)})", stacklevel=3)
 
 
 def _read_points(path) -> tuple:
@@ -273,44 +258,8 @@ def _run_shot(shot, args, extra=None) -> int:
         except InputError as exc:
             from .shot import VIEW_NAMES
 
-            raise _with_source(exc, shot.source, shot.dataset, views=VIEW_NAMES) from None
+            raise with_source(exc, shot.source, shot.dataset, views=VIEW_NAMES) from None
         return _export(pipe, res, shot, args, extra)
-
-
-def _with_source(exc: InputError, source: str, dataset: str = "", *, note: str = "",
-                 views: tuple | None = None) -> InputError:
-    """``exc`` naming the input it came from: ``shot.cxi:/entry_1/data_1/data (left pattern): phasing...``.
-
-    Errors of the stages name internal fields (``phasing.intensities``, ``split_patterns.centres``);
-    the user needs the file and dataset. ``note`` is added in brackets (the crop phased); with
-    ``views``, "view k" in the message names the pattern (``views[k]``, e.g. left or right).
-    """
-    import re
-
-    if source in exc.where:
-        return exc
-    where = source
-    if exc.where.split(".")[0] in ("phasing", "split_patterns", "merge_exposures", "single_pattern"):
-        where = f"{source}:{dataset}" if dataset else source
-        m = re.search(r"\bview (\d+)", exc.found)
-        if views is not None and m and int(m.group(1)) < len(views):
-            note = note or f"{views[int(m.group(1))]} pattern"
-        if note:
-            where += f" ({note})"
-    return InputError(f"{where}: {exc.where}", exc.found, exc.expected)
-
-
-def _no_matches(stage: str, valid: tuple[float, float], n_pixels: int, opts) -> InputError | None:
-    """The error for disparity maps without a single valid pixel (None when some are valid)."""
-    if max(valid) > 0:
-        return None
-    m, p = opts.match, opts.preprocess
-    thr = f", thresholds {p.thresholds[0]:g}/{p.thresholds[1]:g}" if p.mode == "binary" else ""
-    return InputError(stage, f"0 valid disparities: none of the {n_pixels} matching-grid pixels of either map "
-                             f"passed matching and the left-right check (method {m.method}, block {m.block}, range "
-                             f"[{m.dmin}, {m.dmax}], pre-processing {p.mode}{thr})",
-                      "some valid matches: widen or move the search with --range DMIN DMAX, try another --block, "
-                      "--thresholds LEFT RIGHT, --preprocess or --method, or the sample's --recipe")
 
 
 def _export(pipe, res, shot, args, extra) -> int:
@@ -323,15 +272,7 @@ def _export(pipe, res, shot, args, extra) -> int:
                           extra_summary=extra)
     _print_accuracy(summary.get("accuracy"))
     _print_outputs(args.output, summary)
-    import numpy as np
-
-    valid = (float(np.isfinite(res.disparity_left).mean()), float(np.isfinite(res.disparity_right).mean()))
-    err = _no_matches("stereo", valid, int(np.size(res.disparity_left)), pipe.options)
-    if err is not None:
-        views = pathlib.Path(args.output) / "views.cxi"
-        raise InputError(err.where, err.found, err.expected + (
-            f"; the phased views are kept in {views}: match them again with "
-            f"`xstereo stereo {views} {views} -o DIR --range DMIN DMAX ...`" if views.exists() else ""))
+    check_matches(res.disparity_left, res.disparity_right, pipe.options, "stereo", kept=args.output)
     return 0
 
 
@@ -420,7 +361,7 @@ def cmd_phase(args) -> int:
         intensities, valid = single_pattern(data, mask, centre=tuple(args.centre) if args.centre else None,
                                             size=args.size)
     except InputError as exc:
-        raise _with_source(exc, pat.source, pat.dataset) from None
+        raise with_source(exc, pat.source, pat.dataset) from None
     n = int(intensities.shape[-1])
     wl = args.wavelength or pat.wavelength_m
     dist = args.distance or pat.distance_m
@@ -437,7 +378,7 @@ def cmd_phase(args) -> int:
         res = phase_retrieval(intensities, valid, o, progress=progress.counter)
     except InputError as exc:
         crop = f"the {n}x{n} crop" + (f" at {tuple(args.centre)}" if args.centre else "") + " phased"
-        raise _with_source(exc, pat.source, pat.dataset, note=crop) from None
+        raise with_source(exc, pat.source, pat.dataset, note=crop) from None
     views = to_host(res.views)
     with output_directory(args.output, overwrite=args.overwrite) as tmp:
         tmp = pathlib.Path(tmp)
@@ -479,12 +420,13 @@ def cmd_stereo(args) -> int:
     opts = _options(args)
     xp = select_backend(args.backend)
     progress = _progress(args)
-    st = match_views(xp.asarray(np.stack([left, right])), geometry, opts, progress=progress)
+    try:
+        st = match_views(xp.asarray(np.stack([left, right])), geometry, opts, progress=progress)
+    except InputError as exc:
+        raise with_source(exc, f"{args.left}, {args.right}") from None
     u = int(st["upsample"])
     dl, dr = to_host(st["disparity_left"]), to_host(st["disparity_right"])
-    err = _no_matches("stereo", (float(np.isfinite(dl).mean()), float(np.isfinite(dr).mean())), int(dl.size), opts)
-    if err is not None:
-        raise InputError(f"{args.left}, {args.right}: {err.where}", err.found, err.expected)
+    check_matches(dl, dr, opts, f"{args.left}, {args.right}: stereo")
     meta = {"units": "matching-grid pixels", "upsample": u,
             "convention": "a point at column x in the left view is at column x - d in the right view",
             "left": str(args.left), "right": str(args.right), "options": opts.to_dict(), "version": __version__}
@@ -667,36 +609,17 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _warning_printer(command: str):
-    """``warnings.showwarning`` replacement: one readable ``xstereo CMD: warning: ...`` line on stderr."""
-    from .errors import InputWarning
-
-    def show(message, category, filename, lineno, file=None, line=None):
-        where = "" if issubclass(category, InputWarning) else f" ({category.__name__} at {filename}:{lineno})"
-        print(f"xstereo {command}: warning: {message}{where}", file=sys.stderr)
-
-    return show
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``xstereo`` console script; returns the exit status.
-
-    Warnings (suspicious but possible input, :class:`~xstereo_gpu.errors.InputWarning`) are printed
-    on stderr as ``xstereo CMD: warning: ...``; the warning filters in force are respected.
-    """
-    import warnings
-
+    """Entry point of the ``xstereo`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
-    with warnings.catch_warnings():
-        warnings.showwarning = _warning_printer(args.command)
-        try:
-            return int(args.func(args) or 0)
-        except InputError as exc:
-            print(f"xstereo {args.command}: error: {exc}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt:
-            print(f"xstereo {args.command}: interrupted; no partial outputs were kept", file=sys.stderr)
-            return 130
+    try:
+        return int(run_with_warnings(args.func, args, args.command) or 0)
+    except InputError as exc:
+        print(f"xstereo {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"xstereo {args.command}: interrupted; no partial outputs were kept", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

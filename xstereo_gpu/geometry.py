@@ -98,8 +98,8 @@ def _check_angles(angles: tuple, label: str) -> None:
                          f"beam angles with tan t1 + tan t2 >= {MIN_TAN_SUM:g} (t1 + t2 above ~0.06 deg; "
                          "the paper: 3.5 to 9.5 deg each)")
     if angles[0] + angles[1] < PLAUSIBLE_SEPARATION_DEG:
-        warn(label, found, f"t1 + t2 of a few degrees or more (the paper: 3.5 to 9.5 deg each); "
-                           f"check that the angles are in degrees", stacklevel=4)
+        warn(label, found, "t1 + t2 of a few degrees or more (the paper: 3.5 to 9.5 deg each); "
+                           "check that the angles are in degrees", stacklevel=4)
 
 
 def real_space_pixel(wavelength_m: float, distance_m: float, detector_pixel_m: float, size: int) -> float:

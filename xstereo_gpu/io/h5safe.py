@@ -93,9 +93,11 @@ class H5Access:
         real = os.path.realpath(path)
         if real in self._files:
             return self._files[real]
-        if not os.path.isfile(real):
+        if not os.path.exists(real):
             raise InputError(where, f"{what} that cannot be resolved (no such file {path})",
                              "a link to an existing dataset (is the linked file next to this one?)")
+        if not os.path.isfile(real):
+            raise InputError(where, f"{what}, which is not a regular file ({real})", "a link to an HDF5 file")
         try:
             f = self._stack.enter_context(h5py.File(real, "r"))
         except OSError as exc:
