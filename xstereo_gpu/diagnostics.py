@@ -134,4 +134,8 @@ def run_with_warnings(func, args, command: str):
 
     with warnings.catch_warnings():
         warnings.showwarning = warning_printer(command)
-        return func(args)
+        try:
+            return func(args)
+        except InputWarning as w:  # warnings turned into errors by the filters
+            raise InputError(w.where, w.found, f"{w.plausible} (a warning, turned into an error by the "
+                                               "warning filters)") from None

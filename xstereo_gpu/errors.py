@@ -39,11 +39,25 @@ def check(condition: bool, where: str, found: str, expected: str) -> None:
 class InputWarning(UserWarning):
     """Suspicious but possible input: a value outside what is plausible, or a silent choice made for it.
 
+    Parameters
+    ----------
+    where : str
+        The file, dataset or parameter concerned.
+    found : str
+        What was found there.
+    plausible : str
+        What would be plausible.
+
     The message reads ``"<where>: found <found>; plausible: <plausible>"``. The CLI prints it on
-    stderr as ``xstereo CMD: warning: ...``.
+    stderr as ``xstereo CMD: warning: ...`` (and as an error, exit status 2, when warnings are
+    turned into errors, e.g. ``python -W error::UserWarning``).
     """
+
+    def __init__(self, where: str, found: str, plausible: str):
+        self.where, self.found, self.plausible = where, found, plausible
+        super().__init__(f"{where}: found {found}; plausible: {plausible}")
 
 
 def warn(where: str, found: str, plausible: str, *, stacklevel: int = 3) -> None:
     """Emit an :class:`InputWarning` naming the field, the value found and what is plausible."""
-    warnings.warn(f"{where}: found {found}; plausible: {plausible}", InputWarning, stacklevel=stacklevel)
+    warnings.warn(InputWarning(where, found, plausible), stacklevel=stacklevel)
