@@ -7,6 +7,7 @@ sibling, and an existing output directory left as it was. The CLI is called in-p
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import pathlib
 import shutil
@@ -410,3 +411,500 @@ def test_run_bad_rectification_points(content, expected, shot_file, tmp_path, ca
         assert text in err, f"{text!r} not in {err!r}"
     assert not out.exists()
     _no_leftovers(tmp_path)
+
+
+# -- 8. one table of bad inputs: files, options and silent wrong results (issue 11) ----------------
+#
+# Each row builds its bad input in tmp_path and returns a Case: the CLI argv, the exit status and the
+# fragments that must appear in one stderr line (where, found, expected) -- an "error: " line, or a
+# "warning: " line for what is suspicious but possible.
+
+SAMPLE = "/entry_1/sample_1/name"
+SOURCE = "/entry_1/instrument_1/source_1"
+DETECTOR = "/entry_1/instrument_1/detector_1"
+DATA_LINK = "/entry_1/data_1/data"
+
+
+@dataclasses.dataclass
+class Case:
+    argv: list
+    expected: list
+    status: int = 2
+    warning: bool = False
+    keeps_output: bool = False  # a run that completed but found nothing keeps its views
+
+
+def _inside(tmp: pathlib.Path, shot: pathlib.Path, name: str = "shot.cxi") -> pathlib.Path:
+    """A copy of the shot in its own folder tmp/in (the folder its links may point into)."""
+    (tmp / "in").mkdir(exist_ok=True)
+    dst = tmp / "in" / name
+    shutil.copyfile(shot, dst)
+    return dst
+
+
+def _elsewhere(tmp: pathlib.Path, shot: pathlib.Path) -> pathlib.Path:
+    """tmp/elsewhere: outside the input's folder, holding the shot's frame as HDF5 and as raw bytes."""
+    out = tmp / "elsewhere"
+    out.mkdir(exist_ok=True)
+    with h5py.File(shot, "r") as f:
+        frame = f[DATA][()]
+    with h5py.File(out / "frame.h5", "w") as g:
+        g["frame"] = frame
+    frame.astype("<f4").tofile(out / "frame.raw")
+    return out
+
+
+def _link_data(path: pathlib.Path, make) -> pathlib.Path:
+    """Replace the shot's detector data by what ``make(f)`` creates at DATA."""
+    with h5py.File(path, "r+") as f:
+        shape = f[DATA].shape
+        del f[DATA]
+        make(f, shape)
+    return path
+
+
+def _vds(source: str):
+    def make(f, shape):
+        layout = h5py.VirtualLayout(shape=shape, dtype=np.float32)
+        layout[:] = h5py.VirtualSource(source, "frame", shape=shape)
+        f.create_virtual_dataset(DATA, layout)
+    return make
+
+
+def _raw(source: str, dtype=np.float32):
+    def make(f, shape):
+        f.create_dataset(DATA, shape=shape, dtype=dtype,
+                         external=[(source, 0, int(np.prod(shape)) * np.dtype(dtype).itemsize)])
+    return make
+
+
+def _ext(source: str):
+    def make(f, shape):
+        f[DATA] = h5py.ExternalLink(source, "/frame")
+    return make
+
+
+REFUSED = ["inside", "the input file's directory", "--allow-external-data"]
+
+
+def _c_external_link(tmp, shot):
+    out = _elsewhere(tmp, shot)
+    p = _link_data(_inside(tmp, shot), _ext(str(out / "frame.h5")))
+    return Case(["run", p, "-o", tmp / "out", *TINY],
+                ["shot.cxi:" + DATA_LINK, f"an HDF5 external link to {out / 'frame.h5'}:/frame", *REFUSED])
+
+
+def _c_external_link_relative(tmp, shot):
+    out = _elsewhere(tmp, shot)
+    p = _link_data(_inside(tmp, shot), _ext("../elsewhere/frame.h5"))
+    return Case(["run", p, "-o", tmp / "out", *TINY],
+                ["shot.cxi:" + DATA_LINK, "external link to ../elsewhere/frame.h5", f"(= {out / 'frame.h5'})", *REFUSED])
+
+
+def _c_external_link_via_symlink(tmp, shot):
+    # a target that is inside the folder by name but a symlink to a file outside it
+    out = _elsewhere(tmp, shot)
+    p = _inside(tmp, shot)
+    (p.parent / "frame.h5").symlink_to(out / "frame.h5")
+    _link_data(p, _ext("frame.h5"))
+    return Case(["run", p, "-o", tmp / "out", *TINY], ["shot.cxi:" + DATA_LINK, "external link to frame.h5",
+                                                       f"(= {out / 'frame.h5'})", *REFUSED])
+
+
+def _c_external_raw(tmp, shot):
+    out = _elsewhere(tmp, shot)
+    p = _link_data(_inside(tmp, shot), _raw(str(out / "frame.raw")))
+    return Case(["run", p, "-o", tmp / "out", *TINY],
+                ["shot.cxi:" + DATA_LINK, f"external raw storage in {out / 'frame.raw'}", *REFUSED])
+
+
+def _c_external_raw_passwd(tmp, shot):
+    p = _link_data(_inside(tmp, shot), _raw("/etc/passwd", np.uint8))
+    return Case(["run", p, "-o", tmp / "out", *TINY],
+                ["shot.cxi:" + DATA_LINK, "external raw storage in /etc/passwd", *REFUSED])
+
+
+def _c_virtual_dataset(tmp, shot):
+    out = _elsewhere(tmp, shot)
+    p = _link_data(_inside(tmp, shot), _vds(str(out / "frame.h5")))
+    return Case(["run", p, "-o", tmp / "out", *TINY],
+                ["shot.cxi:" + DATA_LINK, f"a virtual dataset with sources in {out / 'frame.h5'}", *REFUSED])
+
+
+def _c_virtual_dataset_missing_source(tmp, shot):
+    p = _link_data(_inside(tmp, shot), _vds("gone.h5"))
+    return Case(["run", p, "-o", tmp / "out", *TINY, "--allow-external-data"],
+                ["shot.cxi:" + DATA_LINK, "sources in gone.h5, a file that does not exist", "HDF5 would read zeros"])
+
+
+def _c_soft_link_loop(tmp, shot):
+    def edit(f):
+        del f[DATA_LINK]
+        f[DATA_LINK] = h5py.SoftLink("/entry_1/data_1/other")
+        f["/entry_1/data_1/other"] = h5py.SoftLink(DATA_LINK)
+    p = _corrupt(shot, tmp / "loop.cxi", edit)
+    return Case(["run", p, "-o", tmp / "out", *TINY],
+                ["loop.cxi:" + DATA_LINK, "a loop of links", "soft link /entry_1/data_1/data -> /entry_1/data_1/other",
+                 "no soft-link loop"])
+
+
+def _c_stereo_views_external_link(tmp, shot):
+    out = tmp / "elsewhere"
+    out.mkdir()
+    with h5py.File(out / "frame.h5", "w") as g:
+        g["frame"] = np.random.default_rng(9).random((32, 32), dtype=np.float32)
+    (tmp / "in").mkdir()
+    p = tmp / "in" / "views.cxi"
+    with h5py.File(p, "w") as f:
+        f["entry_1/image_1/data"] = h5py.ExternalLink(str(out / "frame.h5"), "/frame")
+        f["entry_1/image_2/data"] = np.zeros((32, 32), np.float32)
+    return Case(["stereo", p, p, "-o", tmp / "out", "-q"],
+                ["views.cxi:/entry_1/image_1/data", "an HDF5 external link to", *REFUSED])
+
+
+def _config(tmp, shot, text):
+    cfg = tmp / "opts.toml"
+    cfg.write_text(text)
+    return ["run", shot, "-o", tmp / "out", "--config", cfg, *TINY]
+
+
+def _c_config_string_for_int(tmp, shot):
+    return Case(_config(tmp, shot, '[phasing]\nruns = "many"\n'),
+                ["opts.toml: [phasing] runs", "found 'many' (a string)", "expected an integer"])
+
+
+def _c_config_float_for_int(tmp, shot):
+    return Case(_config(tmp, shot, "[match]\nblock = 3.0\n"), ["opts.toml: [match] block", "3.0 (a float)", "an integer"])
+
+
+def _c_config_list_for_number(tmp, shot):
+    return Case(_config(tmp, shot, "[phasing]\nbeta = [0.8, 0.9]\n"),
+                ["opts.toml: [phasing] beta", "[0.8, 0.9] (a list)", "expected a number"])
+
+
+def _c_config_bool_for_int(tmp, shot):
+    return Case(_config(tmp, shot, "[phasing]\nruns = true\n"), ["[phasing] runs", "True (a boolean)", "an integer"])
+
+
+def _c_config_unknown_key(tmp, shot):
+    return Case(_config(tmp, shot, "[phasing]\nrns = 4\n"),
+                ["opts.toml: [phasing] rns", "an unknown key (did you mean 'runs'?)", "'iterations'"])
+
+
+def _c_config_unknown_section(tmp, shot):
+    return Case(_config(tmp, shot, "[phasingg]\nruns = 4\n"),
+                ["opts.toml: [phasingg]", "an unknown section (did you mean 'phasing'?)", "[match]"])
+
+
+def _c_config_out_of_range(tmp, shot):
+    return Case(_config(tmp, shot, "[phasing]\nruns = 0\n"), ["opts.toml: [phasing] runs", "found 0", "a positive integer"])
+
+
+def _c_bool_frame(tmp, shot):
+    p = _corrupt(shot, tmp / "bits.cxi", lambda f: _replace_data(f, lambda d: d > 2))
+    return Case(["run", p, "-o", tmp / "out", *TINY], ["bits.cxi:" + DATA_LINK, "dtype bool", "photon counts"])
+
+
+def _c_bool_npy(tmp, shot):
+    p = tmp / "bits.npy"
+    np.save(p, np.random.default_rng(1).random((32, 32)) > 0.5)
+    return Case(["phase", p, "-o", tmp / "out", *TINY_PHASE], ["bits.npy", "dtype bool", "a bool array is a mask"])
+
+
+def _c_uint8_saturated(tmp, shot):
+    p = tmp / "u8.npy"
+    np.save(p, np.clip(np.random.default_rng(2).poisson(250.0, (32, 32)), 0, 255).astype(np.uint8))
+    return Case(["phase", p, "-o", tmp / "out", *TINY_PHASE],
+                ["u8.npy", "uint8 counts with", "at 255, the uint8 maximum", "uint16/uint32/float32", "0x2"],
+                status=0, warning=True)
+
+
+def _c_constant_npy(tmp, shot):
+    p = tmp / "flat.npy"
+    np.save(p, np.full((32, 32), 5.0, np.float32))
+    return Case(["phase", p, "-o", tmp / "out", *TINY_PHASE],
+                ["flat.npy", "a constant pattern: all 1024 unmasked pixels are 5", "cannot be phased"])
+
+
+def _c_constant_shot(tmp, shot):
+    p = _corrupt(shot, tmp / "flat.cxi", lambda f: _replace_data(f, lambda d: np.full_like(d, 3.0)))
+    return Case(["run", p, "-o", tmp / "out", *TINY],
+                ["flat.cxi: frame", "a constant frame: all", "unmasked pixels are 3", "cannot be phased"])
+
+
+def _c_tiny_angles(tmp, shot):
+    def edit(f):
+        f[ANGLES][...] = [1e-6, 1e-6]
+    p = _corrupt(shot, tmp / "tiny.cxi", edit)
+    return Case(["run", p, "-o", tmp / "out", *TINY],
+                ["tiny.cxi:" + ANGLES, "1e-06 + 1e-06 deg", "voxel depth of 2.86e+07 view pixels",
+                 "tan t1 + tan t2 >= 0.001"])
+
+
+def _c_tiny_angles_option(tmp, shot):
+    return Case(["run", shot, "-o", tmp / "out", "--angles", "1e-6", "1e-6", *TINY],
+                ["--angles", "1e-06 + 1e-06 deg", "no depth information", "the paper: 3.5 to 9.5 deg"])
+
+
+def _c_small_angles_warning(tmp, shot):
+    return Case(["geometry", "--pixel-size", "49e-9", "--angles", "0.5", "0.5"],
+                ["--angles", "0.5 + 0.5 deg", "a voxel depth of 57.3 view pixels", "a few degrees"],
+                status=0, warning=True)
+
+
+def _c_wavelength_1m(tmp, shot):
+    def edit(f):
+        f[SOURCE + "/wavelength"][...] = 1.0
+    p = _corrupt(shot, tmp / "radio.cxi", edit)
+    return Case(["run", p, "-o", tmp / "out", *TINY],
+                ["radio.cxi:" + SOURCE + "/wavelength", "found 1 m, not a possible wavelength", "10 pm .. 100 nm"])
+
+
+def _c_wavelength_1m_option(tmp, shot):
+    return Case(["run", shot, "-o", tmp / "out", "--wavelength", "1", *TINY],
+                ["--wavelength", "found 1 m", "not a possible wavelength", "in metres"])
+
+
+def _c_wavelength_visible_warning(tmp, shot):
+    p = tmp / "optical.npy"
+    np.save(p, np.random.default_rng(3).poisson(4.0, (32, 32)).astype(np.float32))
+    return Case(["phase", p, "-o", tmp / "out", "--wavelength", "5e-7", "--distance", "0.05",
+                 "--detector-pixel", "13.5e-6", *TINY_PHASE],
+                ["--wavelength", "found 5e-07 m (500 nm)", "plausible: wavelength in 10 pm .. 100 nm"],
+                status=0, warning=True)
+
+
+def _c_distance_in_mm(tmp, shot):
+    def edit(f):
+        f[DETECTOR + "/distance"][...] = 150.0  # 150 mm written as metres
+    p = _corrupt(shot, tmp / "mm.cxi", edit)
+    return Case(["run", p, "-o", tmp / "out", *TINY],
+                ["mm.cxi:" + DETECTOR + "/distance", "found 150 m", "5 mm .. 20 m", "refused outside 100 um .. 100 m"],
+                status=2)
+
+
+def _c_pixel_in_um(tmp, shot):
+    return Case(["run", shot, "-o", tmp / "out", "--detector-pixel", "13.5", *TINY],
+                ["--detector-pixel", "found 13.5 m", "not a possible detector pixel", "1 um .. 1 mm"])
+
+
+def _c_no_valid_matches_run(tmp, shot):
+    out = tmp / "out"
+    return Case(["run", shot, "-o", out, "--range", "300", "310", *TINY],
+                ["stereo: found 0 valid disparities", "range [300, 310]", "--range DMIN DMAX", "--block",
+                 "--thresholds", f"kept in {out / 'views.cxi'}", "xstereo stereo"], keeps_output=True)
+
+
+def _c_no_valid_matches_stereo(tmp, shot):
+    left, right = tmp / "left.npy", tmp / "right.npy"
+    np.save(left, np.full((32, 32), 0.5, np.float32))
+    np.save(right, np.full((32, 32), 0.5, np.float32))
+    return Case(["stereo", left, right, "-o", tmp / "out", "-q", "--recipe", "cross"],
+                ["left.npy", "right.npy", "stereo: found 0 valid disparities", "none of the 16384 matching-grid pixels",
+                 "--range", "--block"])
+
+
+def _c_no_sample_name(tmp, shot):
+    p = _corrupt(shot, tmp / "anon.cxi", lambda f: f.__delitem__(SAMPLE))
+    return Case(["run", p, "-o", tmp / "out", *TINY],
+                ["anon.cxi:" + SAMPLE, "found no sample name", "profile is used", "--recipe {cross,phase-cross,pyramid}"],
+                status=0, warning=True)
+
+
+def _c_unknown_sample_name(tmp, shot):
+    def edit(f):
+        del f[SAMPLE]
+        f[SAMPLE] = "foam"
+    p = _corrupt(shot, tmp / "foam.cxi", edit)
+    return Case(["run", p, "-o", tmp / "out", *TINY],
+                ["foam.cxi:" + SAMPLE, "the sample name 'foam', which names no recipe", "profile is used", "--recipe"],
+                status=0, warning=True)
+
+
+def _c_no_signal_in_left_pattern(tmp, shot):
+    def edit(f):
+        def fn(d):
+            d = d.copy()
+            d[:, :128] = 0  # the left pattern (centre column 88) has no photons, the right one (168) has
+            return d
+        _replace_data(f, fn)
+    p = _corrupt(shot, tmp / "dark.cxi", edit)
+    return Case(["run", p, "-o", tmp / "out", *TINY],
+                ["dark.cxi:" + DATA_LINK + " (left pattern): phasing.intensities", "no signal in view 0",
+                 "positive intensities"])
+
+
+def _c_no_signal_in_the_crop_cxi(tmp, shot):
+    p = tmp / "corner.cxi"
+    data = np.zeros((64, 64), np.float32)
+    data[60, 60] = 100.0
+    with h5py.File(p, "w") as f:
+        f[DATA] = data
+    return Case(["phase", p, "-o", tmp / "out", "--centre", "16", "16", "--size", "16", *TINY_PHASE],
+                ["corner.cxi:" + DATA + " (the 16x16 crop at (16.0, 16.0) phased): phasing.intensities",
+                 "no signal in view 0"])
+
+
+BAD_INPUTS = [
+    _c_external_link, _c_external_link_relative, _c_external_link_via_symlink, _c_external_raw,
+    _c_external_raw_passwd, _c_virtual_dataset, _c_virtual_dataset_missing_source, _c_soft_link_loop,
+    _c_stereo_views_external_link,
+    _c_config_string_for_int, _c_config_float_for_int, _c_config_list_for_number, _c_config_bool_for_int,
+    _c_config_unknown_key, _c_config_unknown_section, _c_config_out_of_range,
+    _c_bool_frame, _c_bool_npy, _c_uint8_saturated, _c_constant_npy, _c_constant_shot,
+    _c_tiny_angles, _c_tiny_angles_option, _c_small_angles_warning, _c_wavelength_1m, _c_wavelength_1m_option,
+    _c_wavelength_visible_warning, _c_distance_in_mm, _c_pixel_in_um,
+    _c_no_valid_matches_run, _c_no_valid_matches_stereo, _c_no_sample_name, _c_unknown_sample_name,
+    _c_no_signal_in_left_pattern, _c_no_signal_in_the_crop_cxi,
+]
+
+
+@pytest.mark.parametrize("make", BAD_INPUTS, ids=lambda f: f.__name__[3:])
+def test_bad_input_table(make, shot_file, tmp_path, capsys):
+    case = make(tmp_path, shot_file)
+    inputs = [a for a in case.argv if isinstance(a, pathlib.Path) and a.is_file()]
+    before = {p: _digest(p) for p in inputs}
+    rc = main([str(a) for a in case.argv])
+    err = capsys.readouterr().err
+    assert rc == case.status, f"exit status {rc}; stderr: {err}"
+    assert "Traceback" not in err
+    kind = "warning: " if case.warning else "error: "
+    lines = [line for line in err.splitlines() if kind in line]
+    assert lines, f"no {kind!r} line in {err!r}"
+    hits = [line for line in lines if all(text in line for text in case.expected)]
+    assert hits, f"no line with all of {case.expected} in {lines}"
+    out = tmp_path / "out"
+    if case.status == 2 and not case.keeps_output:
+        assert not out.exists()
+    if case.keeps_output:
+        assert (out / "views.cxi").is_file()
+    _no_leftovers(tmp_path)
+    assert {p: _digest(p) for p in inputs} == before  # inputs are never modified
+
+
+# -- 9. links that stay inside the input's directory are followed; the opt-in follows any -------------
+
+def _outside_kinds(tmp, shot):
+    out = _elsewhere(tmp, shot)
+    return {"external link": _ext(str(out / "frame.h5")), "external raw": _raw(str(out / "frame.raw")),
+            "virtual dataset": _vds(str(out / "frame.h5"))}
+
+
+@pytest.mark.parametrize("kind", ["external link", "external raw", "virtual dataset"])
+def test_links_inside_the_directory_are_followed(kind, shot_file, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # not the file's folder: relative names resolve against the file's
+    p = _inside(tmp_path, shot_file)
+    with h5py.File(shot_file, "r") as f:
+        frame = f[DATA][()]
+    with h5py.File(p.parent / "frame.h5", "w") as g:
+        g["frame"] = frame
+    frame.astype("<f4").tofile(p.parent / "frame.raw")
+    make = {"external link": _ext("frame.h5"), "external raw": _raw("frame.raw"), "virtual dataset": _vds("frame.h5")}
+    _link_data(p, make[kind])
+    shot = xstereo_gpu.read_shot(p)
+    np.testing.assert_array_equal(shot.frame, frame)
+
+
+@pytest.mark.parametrize("kind", ["external link", "external raw", "virtual dataset"])
+def test_allow_external_data_follows_outside_targets(kind, shot_file, tmp_path):
+    make = _outside_kinds(tmp_path, shot_file)[kind]
+    p = _link_data(_inside(tmp_path, shot_file), make)
+    with pytest.raises(InputError, match="allow-external-data") as err:
+        xstereo_gpu.read_shot(p)
+    assert err.value.where == f"{p}:{DATA_LINK}"
+    with h5py.File(shot_file, "r") as f:
+        frame = f[DATA][()]
+    np.testing.assert_array_equal(xstereo_gpu.read_shot(p, allow_external_data=True).frame, frame)
+
+
+def test_allow_external_data_option(tmp_path, capsys):
+    out = tmp_path / "elsewhere"
+    out.mkdir()
+    with h5py.File(out / "frame.h5", "w") as g:
+        g["frame"] = np.random.default_rng(4).poisson(4.0, (32, 32)).astype(np.float32)
+    (tmp_path / "in").mkdir()
+    p = tmp_path / "in" / "pattern.cxi"
+    with h5py.File(p, "w") as f:
+        f[DATA] = h5py.ExternalLink(str(out / "frame.h5"), "/frame")
+    err = _fails(["phase", p, "-o", tmp_path / "v1", *TINY_PHASE], capsys)
+    assert "pattern.cxi:" + DATA in err and "--allow-external-data" in err
+    rc = main([str(a) for a in ["phase", p, "-o", tmp_path / "v2", "--allow-external-data", *TINY_PHASE]])
+    assert rc == 0, capsys.readouterr().err
+    assert (tmp_path / "v2" / "view.cxi").is_file()
+    from xstereo_gpu.cli import build_parser
+
+    for argv in (["run", "s.cxi", "-o", "o"], ["stereo", "a.cxi", "b.cxi", "-o", "o"]):
+        assert build_parser().parse_args(argv + ["--allow-external-data"]).allow_external_data
+
+
+def test_options_api_refuses_wrong_types():
+    with pytest.raises(InputError, match=r"found 'many' \(a string\); expected an integer") as err:
+        xstereo_gpu.PhasingOptions(runs="many")
+    assert err.value.where == "phasing.runs"
+    with pytest.raises(InputError, match=r"True \(a boolean\)"):
+        xstereo_gpu.PhasingOptions(iterations=True)
+
+
+def test_links_are_checked_all_the_way(shot_file, tmp_path):
+    """A chain through an inside file to an outside one, a virtual source stored outside, an env prefix."""
+    out = _elsewhere(tmp_path, shot_file)
+    p = _inside(tmp_path, shot_file)
+    with h5py.File(p.parent / "hop.h5", "w") as g:  # inside, but itself a link to the outside
+        g["frame"] = h5py.ExternalLink(str(out / "frame.h5"), "/frame")
+    _link_data(p, _ext("hop.h5"))
+    with pytest.raises(InputError, match=r"external link to .*elsewhere/frame.h5:/frame") as err:
+        xstereo_gpu.read_shot(p)
+    assert err.value.where == f"{p}:{DATA_LINK}"
+
+    q = _inside(tmp_path, shot_file, "vds.cxi")
+    with h5py.File(q.parent / "source.h5", "w") as g:  # a virtual source whose bytes are outside
+        g.create_dataset("frame", shape=(256, 256), dtype=np.float32, external=[(str(out / "frame.raw"), 0, 4 * 256 * 256)])
+    _link_data(q, _vds("source.h5"))
+    with pytest.raises(InputError, match="external raw storage in .*elsewhere/frame.raw"):
+        xstereo_gpu.read_shot(q)
+
+
+def test_external_link_loop_between_files(tmp_path):
+    a, b = tmp_path / "a.cxi", tmp_path / "b.h5"
+    with h5py.File(a, "w") as f:
+        f[DATA] = h5py.ExternalLink("b.h5", "/y")
+    with h5py.File(b, "w") as f:
+        f["y"] = h5py.ExternalLink("a.cxi", DATA)
+    with pytest.raises(InputError, match="a loop of links") as err:
+        xstereo_gpu.read_pattern(a)
+    assert err.value.where == f"{a}:{DATA}"
+
+
+def test_external_raw_prefix_from_the_environment(shot_file, tmp_path, monkeypatch):
+    # HDF5 prefers HDF5_EXTFILE_PREFIX (read when the library starts) to the file's directory: a relative
+    # name is checked against it too (here set late, so HDF5 itself would not use it: the check is stricter)
+    out = _elsewhere(tmp_path, shot_file)
+    p = _link_data(_inside(tmp_path, shot_file), _raw("frame.raw"))
+    monkeypatch.setenv("HDF5_EXTFILE_PREFIX", str(out))
+    with pytest.raises(InputError, match=r"external raw storage in frame.raw \(= .*elsewhere/frame.raw\)"):
+        xstereo_gpu.read_shot(p)
+
+
+def test_cli_warnings_respect_the_filters(capsys):
+    import warnings
+
+    from xstereo_gpu.diagnostics import run_with_warnings
+    from xstereo_gpu.errors import InputWarning, warn
+
+    def old_api(args):
+        warnings.warn("old", DeprecationWarning)
+        return 0
+
+    with pytest.raises(DeprecationWarning):  # pytest's filterwarnings makes it an error; the CLI keeps that
+        run_with_warnings(old_api, None, "x")
+
+    def suspicious(args):
+        warn("f.cxi:/d", "7", "1 .. 2")
+        return 0
+
+    assert run_with_warnings(suspicious, None, "run") == 0
+    assert capsys.readouterr().err == "xstereo run: warning: f.cxi:/d: found 7; plausible: 1 .. 2\n"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InputWarning)
+        with pytest.raises(InputError, match=r"f.cxi:/d: found 7; expected 1 .. 2 \(a warning, turned into an error"):
+            run_with_warnings(suspicious, None, "run")

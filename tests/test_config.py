@@ -32,7 +32,7 @@ def test_cpu_profile_is_smaller_and_named():
     (lambda: MatchOptions(dmin=5, dmax=5), "match.range"),
     (lambda: PreprocessOptions(thresholds=(0.4, 1.2)), "preprocess.thresholds"),
     (lambda: PipelineOptions.for_profile("fast"), "profile"),
-    (lambda: PipelineOptions.from_toml("[phasing]\nrunz = 3\n"), "options.phasing"),
+    (lambda: PipelineOptions.from_toml("[phasing]\nrunz = 3\n"), "phasing] runz"),  # the TOML key, [phasing] runz
     (lambda: PipelineOptions.from_toml("[phasing\n"), "options file"),
 ])
 def test_bad_options_name_the_field(make, field):

@@ -185,7 +185,7 @@ def test_pixel_from_basis_vectors(tmp_path, layout, fixtures_dir):
     path = tmp_path / "bv.cxi"
     with h5py.File(path, "w") as f:
         d = f.create_group("entry_1/instrument_1/detector_1")
-        d["data"] = np.ones((2, 6, 8), dtype=np.int32)
+        d["data"] = np.arange(96, dtype=np.int32).reshape(2, 6, 8)  # not constant: a constant cannot be phased
         d["distance"] = 1.12
         d["basis_vectors"] = bv if layout == "transposed" else bv.T
         f["entry_1/instrument_1/source_1/wavelength"] = 1e-10
@@ -198,13 +198,13 @@ def test_pixel_from_basis_vectors(tmp_path, layout, fixtures_dir):
 def test_hdf5_fallback_dataset_and_units(tmp_path):
     path = tmp_path / "scan.nxs"
     with h5py.File(path, "w") as f:
-        f["entry/instrument/detector/data"] = np.full((4, 5), 2.0)
+        f["entry/instrument/detector/data"] = np.full((4, 5), 2.0) + np.eye(4, 5)  # not constant
         e = f.create_dataset("entry/instrument/source/energy", data=8.0)  # NeXus names and units
         e.attrs["units"] = "keV"
         d = f.create_dataset("entry/instrument/detector/distance", data=350.0)
         d.attrs["units"] = "mm"
     p = read_pattern(path)
-    assert p.dataset == "/entry/instrument/detector/data" and float(p.data.sum()) == 40.0
+    assert p.dataset == "/entry/instrument/detector/data" and float(p.data.sum()) == 44.0
     assert p.wavelength_m == pytest.approx(1.5498e-10, rel=1e-4)  # 8 keV
     assert p.distance_m == pytest.approx(0.35)
     with h5py.File(path, "r+") as f:
@@ -301,6 +301,7 @@ def test_bad_inputs_name_the_file(tmp_path):
 
 def test_masked_bad_pixels_are_accepted(tmp_path):
     data = np.ones((6, 6), np.float32)
+    data[1, 1] = 3.0  # not constant
     data[2, 2], data[3, 3] = np.nan, -5.0
     path = tmp_path / "m.cxi"
     with h5py.File(path, "w") as f:

@@ -26,7 +26,7 @@ from .backend import device_info, get_array_module, select_backend, to_host
 from .cloud.outliers import knn_mean_distance, remove_outliers, statistical_outlier_filter
 from .config import (CloudOptions, MatchOptions, PhasingOptions, PipelineOptions, PrepareOptions,
                      PreprocessOptions, ReconstructOptions)
-from .errors import InputError
+from .errors import InputError, InputWarning
 from .geometry import StereoGeometry, real_space_pixel
 from .io import read_image, read_pattern, read_shot, read_views, write_ply, write_shot, write_views
 from .phasing.align import align_views, register_translation
@@ -47,7 +47,7 @@ __all__ = [
     # configuration and geometry
     "PipelineOptions", "PrepareOptions", "PhasingOptions", "PreprocessOptions", "MatchOptions", "CloudOptions",
     "ReconstructOptions",
-    "StereoGeometry", "real_space_pixel", "InputError",
+    "StereoGeometry", "real_space_pixel", "InputError", "InputWarning",
     # backend
     "select_backend", "get_array_module", "to_host", "device_info",
     # data and files

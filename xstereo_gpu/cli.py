@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import math
 import os
@@ -16,18 +17,21 @@ import pathlib
 import signal
 import sys
 import time
+from typing import Any
 
 from . import __version__
+from .diagnostics import check_matches, recipe_warning, run_with_warnings, with_source
 from .errors import InputError
 
 __all__ = ["main"]
 
 
-def _options(args, sample: str | None = None):
+def _options(args, sample: str | None = None, sample_from: str | None = None):
     """PipelineOptions from --profile / --config, the sample's recipe and the per-stage flags in ``args``.
 
     ``sample`` (the shot's sample name, or ``--sample``) selects the paper's recipe for that experiment
-    (:meth:`PipelineOptions.for_sample`); unknown sample names use the plain profile.
+    (:meth:`PipelineOptions.for_sample`); unknown sample names use the plain profile, with a warning
+    naming ``sample_from`` (where the name was read) unless ``--recipe`` was given.
     """
     from .backend import select_backend
     from .config import PipelineOptions
@@ -36,7 +40,10 @@ def _options(args, sample: str | None = None):
         path = pathlib.Path(args.config)
         if not path.is_file():
             raise InputError(str(path), "no such file", "an options TOML file (see `xstereo config`)")
-        opts = PipelineOptions.from_toml(path.read_text())
+        try:
+            opts = PipelineOptions.from_toml(path.read_text())
+        except InputError as exc:  # name the file: "opts.toml: [phasing] runs: found 'many' ..."
+            raise InputError(f"{path}: {exc.where}", exc.found, exc.expected) from None
     else:
         profile = getattr(args, "profile", None)
         if profile is None:
@@ -45,9 +52,14 @@ def _options(args, sample: str | None = None):
             profile = "cpu" if select_backend(getattr(args, "backend", None)) is np else "paper"
         from .config import SAMPLE_NAMES
 
-        sample = getattr(args, "recipe", None) or sample
-        opts = (PipelineOptions.for_sample(sample, profile) if sample in SAMPLE_NAMES
-                else PipelineOptions.for_profile(profile))
+        recipe = getattr(args, "recipe", None)
+        sample = recipe or sample
+        if sample in SAMPLE_NAMES:
+            opts = PipelineOptions.for_sample(sample, profile)
+        else:
+            opts = PipelineOptions.for_profile(profile)
+            if sample_from is not None or hasattr(args, "recipe"):
+                recipe_warning(sample, sample_from, profile)
     changes = {
         "match__method": getattr(args, "method", None),
         "phasing__runs": getattr(args, "runs", None),
@@ -145,7 +157,7 @@ def _cupy_installed() -> bool:
 
 
 def cmd_geometry(args) -> int:
-    from .geometry import StereoGeometry, real_space_pixel
+    from .geometry import StereoGeometry, check_plausible, real_space_pixel
 
     if args.pixel_size is None:
         missing = [n for n in ("wavelength", "distance", "detector_pixel", "size") if getattr(args, n) is None]
@@ -156,6 +168,11 @@ def cmd_geometry(args) -> int:
     else:
         pixel = args.pixel_size
     g = StereoGeometry(pixel, tuple(args.angles))
+    check_plausible(wavelength_m=args.wavelength, distance_m=args.distance, detector_pixel_m=args.detector_pixel,
+                    pixel_size_m=pixel, angles_deg=tuple(args.angles),
+                    where={"wavelength_m": "--wavelength", "distance_m": "--distance",
+                           "detector_pixel_m": "--detector-pixel", "angles_deg": "--angles",
+                           "pixel_size_m": "--pixel-size" if args.pixel_size is not None else "view pixel"})
     rep = g.report(args.resolution)
     if args.json:
         print(json.dumps(rep, indent=2))
@@ -246,24 +263,42 @@ def _staged_output(args, *inputs):
     return output_directory(args.output, overwrite=args.overwrite, inputs=[p for p in inputs if p])
 
 
-def _run_shot(shot, args, tmp, extra=None) -> dict:
+def _run_shot(shot, args, tmp, extra=None) -> tuple:
     """Reconstruct ``shot`` and write its files into the staged directory ``tmp``; returns the summary."""
     from .pipeline import Pipeline
 
     progress = _progress(args)
-    opts = _options(args, sample=shot.sample)
+    from_file = shot.dataset != ""
+    opts = _options(args, sample=shot.sample,
+                    sample_from=f"{shot.source}:/entry_1/sample_1/name" if from_file else shot.source)
     with Pipeline(opts, backend=args.backend, progress=progress) as pipe:
-        return _write(pipe, pipe.run(shot), shot, args, tmp, extra)
+        try:
+            res = pipe.run(shot)
+        except InputError as exc:
+            from .shot import VIEW_NAMES
+
+            raise with_source(exc, shot.source, shot.dataset, views=VIEW_NAMES) from None
+        return _write(pipe, res, shot, args, tmp, extra)
 
 
-def _write(pipe, res, shot, args, tmp, extra) -> dict:
-    return pipe.write(res, tmp, shot=shot, figures=not args.no_figures, extra_summary=extra, label=args.output)
+def _write(pipe, res, shot, args, tmp, extra) -> tuple[dict, Any]:
+    """Write the run's files into ``tmp``; returns the summary and the check to run once they are in place."""
+    summary = pipe.write(res, tmp, shot=shot, figures=not args.no_figures, extra_summary=extra, label=args.output)
+    return summary, functools.partial(check_matches, res.disparity_left, res.disparity_right, pipe.options,
+                                      "stereo", kept=args.output)
 
 
-def _finished(args, summary) -> int:
-    """After the output directory is in place: print the accuracy and where the outputs are."""
+def _finished(args, written) -> int:
+    """After the output directory is in place: print the accuracy and where the outputs are.
+
+    Disparity maps without any valid pixel end the command with exit status 2 only now, after the
+    outputs are in place (the phased views in ``views.cxi`` are worth keeping: match them again with
+    ``xstereo stereo``); summary.json records the valid fractions.
+    """
+    summary, check = written
     _print_accuracy(summary.get("accuracy"))
     _print_outputs(args.output, summary)
+    check()
     return 0
 
 
@@ -274,18 +309,18 @@ def cmd_run(args) -> int:
         centres = None if args.centres is None else [args.centres[:2], args.centres[2:]]
         shot = read_shot(args.shot, frame=args.frame, angles_deg=args.angles, centres_px=centres,
                          pattern_size=args.pattern_size, wavelength_m=args.wavelength, distance_m=args.distance,
-                         detector_pixel_m=args.detector_pixel)
-        summary = _run_shot(shot, args, tmp)
-    return _finished(args, summary)
+                         detector_pixel_m=args.detector_pixel, allow_external_data=args.allow_external_data)
+        written = _run_shot(shot, args, tmp)
+    return _finished(args, written)
 
 
 def cmd_demo(args) -> int:
     with _staged_output(args) as tmp:
-        summary = _demo(args, tmp)
-    return _finished(args, summary)
+        written = _demo(args, tmp)
+    return _finished(args, written)
 
 
-def _demo(args, tmp) -> dict:
+def _demo(args, tmp) -> tuple:
     from .simulate import simulate_shot
 
     t0 = time.perf_counter()
@@ -305,7 +340,7 @@ def _demo(args, tmp) -> dict:
 PROVIDED_VIEWS = {"resolution_m": 42e-9, "noise": 0.03}
 
 
-def _run_provided_views(shot, args, tmp, t_sim: float) -> dict:
+def _run_provided_views(shot, args, tmp, t_sim: float) -> tuple:
     """The paper's route for the pyramid: 2D reconstructions provided (here: the true views at the paper's
     42 nm resolution, with noise), then stereo, cloud and scoring; phasing is not run."""
     from .pipeline import Pipeline
@@ -332,30 +367,41 @@ def cmd_phase(args) -> int:
     import numpy as np
 
     from .backend import select_backend, to_host
-    from .geometry import real_space_pixel
+    from .geometry import check_plausible, real_space_pixel
     from .io import read_pattern, write_views
     from .phasing.prepare import single_pattern
     from .phasing.runs import phase_retrieval
     from .report import figure_views
 
     with _staged_output(args, args.pattern) as tmp:
-        pat = read_pattern(args.pattern, frame=args.frame)
+        pat = read_pattern(args.pattern, frame=args.frame, allow_external_data=args.allow_external_data)
         opts = _options(args)
         xp = select_backend(args.backend)
         data = xp.asarray(pat.data)
         mask = xp.asarray(pat.mask)
-        intensities, valid = single_pattern(data, mask, centre=tuple(args.centre) if args.centre else None,
-                                            size=args.size)
+        here = f"{pat.source}:{pat.dataset}" if pat.dataset else pat.source
+        try:
+            intensities, valid = single_pattern(data, mask, centre=tuple(args.centre) if args.centre else None,
+                                                size=args.size)
+        except InputError as exc:
+            raise with_source(exc, pat.source, pat.dataset) from None
         n = int(intensities.shape[-1])
         wl = args.wavelength or pat.wavelength_m
         dist = args.distance or pat.distance_m
         pix = args.detector_pixel or pat.pixel_size_m
+        check_plausible(wavelength_m=wl, distance_m=dist, detector_pixel_m=pix, where={
+            "wavelength_m": "--wavelength" if args.wavelength else f"{here} (wavelength)",
+            "distance_m": "--distance" if args.distance else f"{here} (distance)",
+            "detector_pixel_m": "--detector-pixel" if args.detector_pixel else f"{here} (detector pixel)"})
         pixel = real_space_pixel(wl, dist, pix, n) if None not in (wl, dist, pix) else math.nan
         progress = _progress(args)
         o = opts.phasing
-        progress.stage("phase", f"{o.algorithm.upper()}, {o.runs} runs x ({o.iterations} + {o.final_er} ER) "
-                                f"on a {n}x{n} crop")
-        res = phase_retrieval(intensities, valid, o, progress=progress.counter)
+        progress.stage("phase", f"{o.algorithm.upper()}, {o.runs} runs x ({o.iterations} + {o.final_er} ER) on a {n}x{n} crop")
+        try:
+            res = phase_retrieval(intensities, valid, o, progress=progress.counter)
+        except InputError as exc:
+            crop = f"the {n}x{n} crop" + (f" at {tuple(args.centre)}" if args.centre else "") + " phased"
+            raise with_source(exc, pat.source, pat.dataset, note=crop) from None
         views = to_host(res.views)
         write_views(tmp / "view.cxi", views, supports=to_host(res.supports), pixel_size_m=pixel,
                     parameters={"phasing": dataclasses.asdict(o), "source": str(args.pattern)}, names=("view",),
@@ -384,24 +430,33 @@ def _stereo(args, tmp) -> tuple[dict, list]:
     import numpy as np
 
     from .backend import select_backend, to_host
-    from .geometry import StereoGeometry
+    from .geometry import StereoGeometry, check_plausible
     from .io import read_image, write_json, write_ply, write_tiff
     from .pipeline import match_views
     from .report import figure_depth, figure_disparity
 
     if (args.angles is None) != (args.pixel_size is None):
         raise InputError("--angles/--pixel-size", "only one of them given", "both (for depth and the cloud) or neither")
-    left = read_image(args.left)
-    right = read_image(args.right, index=1 if pathlib.Path(args.right).resolve() == pathlib.Path(args.left).resolve() else 0)
+    ext = args.allow_external_data
+    left = read_image(args.left, allow_external_data=ext)
+    right = read_image(args.right, index=1 if pathlib.Path(args.right).resolve() == pathlib.Path(args.left).resolve() else 0,
+                       allow_external_data=ext)
     if left.shape != right.shape:
         raise InputError(f"{args.right}", f"shape {right.shape}", f"the left view's shape {left.shape}")
     geometry = StereoGeometry(args.pixel_size, tuple(args.angles)) if args.angles else None
+    if geometry is not None:
+        check_plausible(pixel_size_m=args.pixel_size, angles_deg=tuple(args.angles),
+                        where={"pixel_size_m": "--pixel-size", "angles_deg": "--angles"})
     opts = _options(args)
     xp = select_backend(args.backend)
     progress = _progress(args)
-    st = match_views(xp.asarray(np.stack([left, right])), geometry, opts, progress=progress)
+    try:
+        st = match_views(xp.asarray(np.stack([left, right])), geometry, opts, progress=progress)
+    except InputError as exc:
+        raise with_source(exc, f"{args.left}, {args.right}") from None
     u = int(st["upsample"])
     dl, dr = to_host(st["disparity_left"]), to_host(st["disparity_right"])
+    check_matches(dl, dr, opts, f"{args.left}, {args.right}: stereo")
     meta = {"units": "matching-grid pixels", "upsample": u,
             "convention": "a point at column x in the left view is at column x - d in the right view",
             "left": str(args.left), "right": str(args.right), "options": opts.to_dict(), "version": __version__}
@@ -435,6 +490,12 @@ def _add_common(p, *, output_dir=True):
                    help="array backend (default: XSTEREO_BACKEND or auto)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
+
+
+def _add_input_safety(p):
+    p.add_argument("--allow-external-data", action="store_true",
+                   help="follow HDF5 external links, external raw storage and virtual-dataset sources outside "
+                        "the input file's directory (refused by default)")
 
 
 def _add_pipeline_options(p, *, phasing=True, stereo=True):
@@ -512,6 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--distance", type=float, metavar="M", help="sample-detector distance [m]")
     p.add_argument("--detector-pixel", type=float, metavar="M", help="detector pixel [m]")
     _add_common(p)
+    _add_input_safety(p)
     _add_pipeline_options(p)
     p.set_defaults(func=cmd_run)
 
@@ -526,6 +588,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detector-pixel", type=float, help="detector pixel [m] (else from the file)")
     p.add_argument("--no-figures", action="store_true", help="skip the PNG figure")
     _add_common(p)
+    _add_input_safety(p)
     _add_pipeline_options(p, stereo=False)
     p.set_defaults(func=cmd_phase)
 
@@ -536,6 +599,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--angles", nargs=2, type=float, metavar=("T1", "T2"), help="beam angle magnitudes [deg]")
     p.add_argument("--pixel-size", type=float, metavar="M", help="view pixel [m]")
     _add_common(p)
+    _add_input_safety(p)
     _add_pipeline_options(p, phasing=False)
     p.set_defaults(func=cmd_stereo)
 
@@ -630,7 +694,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         with _terminate_cleanly():
-            return int(args.func(args) or 0)
+            return int(run_with_warnings(args.func, args, args.command) or 0)
     except InputError as exc:
         print(f"xstereo {args.command}: error: {exc}", file=sys.stderr)
         return 2

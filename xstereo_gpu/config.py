@@ -8,8 +8,12 @@ two CPU cores; reported as such in ``summary.json``). Options round-trip through
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
+import numbers
 import tomllib
+import types
+import typing
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -26,6 +30,70 @@ __all__ = [
     "SAMPLE_NAMES",
     "PROFILES",
 ]
+
+
+def _type_ok(value, tp) -> bool:
+    """Whether ``value`` (from TOML or Python) fits the field annotation ``tp``."""
+    if tp is type(None):
+        return value is None
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, a) for a in typing.get_args(tp))
+    if tp is bool:
+        return isinstance(value, (bool, _np_bool()))
+    if tp is int:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, numbers.Real) and not isinstance(value, (bool, _np_bool()))
+    if tp is str:
+        return isinstance(value, str)
+    if tp is tuple or origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            return False
+        args = typing.get_args(tp)
+        if not args:
+            return True
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_type_ok(v, args[0]) for v in value)
+        return len(value) == len(args) and all(_type_ok(v, a) for v, a in zip(value, args))
+    return True
+
+
+def _np_bool():
+    import numpy as np
+
+    return np.bool_
+
+
+def _type_text(tp) -> str:
+    """What the annotation ``tp`` asks for, in words (for messages)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return " or ".join(_type_text(a) for a in args)
+    if tp is tuple or origin is tuple:
+        args = typing.get_args(tp)
+        if args and args[-1] is not Ellipsis:
+            return f"a list of {len(args)} {'numbers' if all(a is float for a in args) else 'values'}"
+        return "a list"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(tp, str(tp))
+
+
+def _found(value) -> str:
+    shown = repr(list(value)) if isinstance(value, tuple) else repr(value)  # TOML lists arrive as tuples
+    kind = {bool: "a boolean", int: "an integer", float: "a float", str: "a string", list: "a list",
+            tuple: "a list", dict: "a table"}.get(type(value), type(value).__name__)
+    return f"{shown} ({kind})"
+
+
+def _check_types(options, section: str) -> None:
+    """Raise :class:`InputError` ``"<section>.<field>"`` when a field's value has the wrong type."""
+    hints = typing.get_type_hints(type(options))
+    for f in fields(options):
+        value = getattr(options, f.name)
+        tp = hints.get(f.name)
+        if tp is not None and not _type_ok(value, tp):
+            raise InputError(f"{section}.{f.name}", _found(value), _type_text(tp))
 
 
 def _positive(name: str, value, *, integer: bool = False, allow_zero: bool = False):
@@ -52,6 +120,7 @@ class PrepareOptions:
     overlap_ratio: float = 1.6
 
     def __post_init__(self):
+        _check_types(self, "prepare")
         if self.crop is not None:
             _positive("prepare.crop", self.crop, integer=True)
         _positive("prepare.overlap_ratio", self.overlap_ratio)
@@ -106,6 +175,7 @@ class PhasingOptions:
     seed: int = 0
 
     def __post_init__(self):
+        _check_types(self, "phasing")
         if self.algorithm not in ("dm", "hio", "er"):
             raise InputError("phasing.algorithm", repr(self.algorithm), "one of 'dm', 'hio', 'er'")
         if self.initial_support not in ("autocorrelation", "box"):
@@ -167,6 +237,7 @@ class PreprocessOptions:
     normalise_percentile: float = 85.0
 
     def __post_init__(self):
+        _check_types(self, "preprocess")
         if self.mode not in PREPROCESS_MODES:
             raise InputError("preprocess.mode", repr(self.mode), f"one of {list(PREPROCESS_MODES)}")
         _positive("preprocess.upsample", self.upsample, integer=True)
@@ -208,6 +279,7 @@ class MatchOptions:
     sgm_paths: int = 4
 
     def __post_init__(self):
+        _check_types(self, "match")
         if self.method not in MATCH_METHODS:
             raise InputError("match.method", repr(self.method), f"one of {list(MATCH_METHODS)}")
         if self.sgm_paths not in (4, 8):
@@ -235,6 +307,7 @@ class CloudOptions:
     t: float = 0.1
 
     def __post_init__(self):
+        _check_types(self, "cloud")
         _positive("cloud.k", self.k, integer=True)
 
 
@@ -277,10 +350,15 @@ class ReconstructOptions:
     carve_distance_um: float = 0.2
 
     def __post_init__(self):
+        _check_types(self, "reconstruct")
         if self.image not in VIEW_IMAGES:
             raise InputError("reconstruct.image", repr(self.image), f"one of {list(VIEW_IMAGES)}")
         if self.rectify_points is not None:
-            pts = tuple(tuple(float(v) for v in row) for row in self.rectify_points)
+            try:
+                pts = tuple(tuple(float(v) for v in row) for row in self.rectify_points)
+            except (TypeError, ValueError):
+                raise InputError("reconstruct.rectify_points", _found(self.rectify_points),
+                                 "rows of 4 numbers (x_left, y_left, x_right, y_right) in view pixels") from None
             if len(pts) < 4 or any(len(row) != 4 for row in pts) or not all(
                     math.isfinite(v) for row in pts for v in row):
                 raise InputError("reconstruct.rectify_points", f"{len(pts)} rows",
@@ -350,20 +428,26 @@ class PipelineOptions:
 
     @classmethod
     def from_dict(cls, data: dict) -> "PipelineOptions":
+        """Options from a dict as :meth:`to_dict` writes it (or parsed TOML).
+
+        Raises
+        ------
+        InputError
+            Named as in the TOML file (``"[phasing] runs"``): an unknown section or key, a value
+            of the wrong type (``runs = "many"``, a float or a bool for an integer, a list for a
+            number) or out of range.
+        """
         kw: dict[str, Any] = {}
         for key, value in data.items():
             if key == "profile":
-                kw[key] = str(value)
+                if not isinstance(value, str):
+                    raise InputError("profile", _found(value), f"a string, e.g. one of {sorted(PROFILES)}")
+                kw[key] = value
             elif key in _STAGES:
-                if not isinstance(value, dict):
-                    raise InputError(f"options.{key}", repr(value), "a table of options")
-                known = {f.name for f in fields(_STAGES[key])}
-                unknown = set(value) - known
-                if unknown:
-                    raise InputError(f"options.{key}", f"unknown keys {sorted(unknown)}", f"some of {sorted(known)}")
-                kw[key] = _STAGES[key](**{k: tuple(v) if isinstance(v, list) else v for k, v in value.items()})
+                kw[key] = _stage_from_dict(key, value)
             else:
-                raise InputError("options", f"unknown section {key!r}", f"some of {sorted(_STAGES) + ['profile']}")
+                raise InputError(f"[{key}]", "an unknown section" + _did_you_mean(key, list(_STAGES)),
+                                 f"one of the sections {['[' + k + ']' for k in _STAGES]} or the key 'profile'")
         return cls(**kw)
 
     def to_toml(self) -> str:
@@ -381,6 +465,29 @@ class PipelineOptions:
             return cls.from_dict(tomllib.loads(text))
         except tomllib.TOMLDecodeError as exc:
             raise InputError("options file", f"invalid TOML ({exc})", "TOML as written by `to_toml`") from None
+
+
+def _did_you_mean(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _stage_from_dict(section: str, value) -> Any:
+    """One stage's options from its TOML table; errors are named ``[section] key``."""
+    if not isinstance(value, dict):
+        raise InputError(f"[{section}]", _found(value), "a table of options ([section] followed by key = value lines)")
+    known = [f.name for f in fields(_STAGES[section])]
+    for k in value:
+        if k not in known:
+            raise InputError(f"[{section}] {k}", "an unknown key" + _did_you_mean(k, known),
+                             f"one of {known}")
+    try:
+        return _STAGES[section](**{k: tuple(v) if isinstance(v, list) else v for k, v in value.items()})
+    except InputError as exc:
+        where = exc.where
+        if where.startswith(section + "."):
+            where = f"[{section}] {where[len(section) + 1:]}"
+        raise InputError(where, exc.found, exc.expected) from None
 
 
 _STAGES = {

@@ -13,11 +13,93 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from .errors import InputError
+from .errors import InputError, warn
 
-__all__ = ["StereoGeometry", "real_space_pixel"]
+__all__ = ["StereoGeometry", "real_space_pixel", "check_plausible", "PLAUSIBLE", "POSSIBLE"]
 
 ANGLE_RANGE_DEG = (0.0, 60.0)
+
+#: Ranges outside which a value draws a warning (SI): X-rays of 0.01-100 nm (the paper: 24 nm and
+#: 1.65 nm), sample-detector distances of 5 mm - 20 m (paper: 26 mm), detector pixels of 1 um - 1 mm
+#: (binned; paper: 13.5 um), view pixels of 0.1 nm - 10 um.
+PLAUSIBLE = {"wavelength_m": (1e-11, 1e-7), "distance_m": (5e-3, 20.0), "detector_pixel_m": (1e-6, 1e-3),
+             "pixel_size_m": (1e-10, 1e-5)}
+#: Ranges outside which a value is refused: it cannot be right (a wavelength of 1 m, a distance in mm
+#: given as metres, a pixel in um given as metres).
+POSSIBLE = {"wavelength_m": (1e-13, 1e-5), "distance_m": (1e-4, 100.0), "detector_pixel_m": (1e-7, 1e-2)}
+#: ``tan t1 + tan t2`` below this is refused: the voxel depth (eq. 2) would exceed 1000 view pixels
+#: (t1 + t2 below about 0.06 deg), the two views carry no depth.
+MIN_TAN_SUM = 1e-3
+#: Below this ``t1 + t2`` [deg] a warning: the voxel depth exceeds ~29 view pixels (paper: 7 to 19 deg).
+PLAUSIBLE_SEPARATION_DEG = 2.0
+_WORDS = {"wavelength_m": "wavelength", "distance_m": "sample-detector distance",
+          "detector_pixel_m": "detector pixel", "pixel_size_m": "view pixel (lambda D / (N p))"}
+
+
+def _si(value: float) -> str:
+    for unit, f in (("m", 1.0), ("mm", 1e-3), ("um", 1e-6), ("nm", 1e-9), ("pm", 1e-12), ("fm", 1e-15)):
+        if abs(value) >= f:
+            return f"{value / f:.4g} {unit}"
+    return f"{value:.3g} m"
+
+
+def check_plausible(*, where: dict[str, str] | None = None, **values: float | None) -> None:
+    """Refuse impossible and warn about implausible geometry (see ``PLAUSIBLE``, ``POSSIBLE``).
+
+    Parameters
+    ----------
+    where : dict, optional
+        Field name -> label for messages (the file and dataset, or the command-line option).
+    **values : float or None
+        Any of ``wavelength_m``, ``distance_m``, ``detector_pixel_m``, ``pixel_size_m`` [m] and
+        ``angles_deg`` (t1, t2) [deg]. None, non-finite and non-positive values are left to the
+        validation that refuses them.
+
+    Raises
+    ------
+    InputError
+        A value outside ``POSSIBLE`` or beam angles with ``tan t1 + tan t2 < MIN_TAN_SUM``.
+
+    Warns
+    -----
+    InputWarning
+        A value outside ``PLAUSIBLE``, or ``t1 + t2 < PLAUSIBLE_SEPARATION_DEG``.
+    """
+    where = where or {}
+    for name, value in values.items():
+        if name == "angles_deg":
+            if value is not None:
+                _check_angles(tuple(value), where.get(name, "angles"))
+            continue
+        if value is None or not (math.isfinite(value) and value > 0):
+            continue
+        label = where.get(name, name)
+        shown = f"{value:g} m" if _si(value) == f"{value:g} m" else f"{value:g} m ({_si(value)})"
+        lo, hi = PLAUSIBLE[name]
+        text = f"{_WORDS[name]} in {_si(lo)} .. {_si(hi)}"
+        if name in POSSIBLE:
+            plo, phi = POSSIBLE[name]
+            if not plo <= value <= phi:
+                raise InputError(label, f"{shown}, not a possible {_WORDS[name]}",
+                                 f"{text} (refused outside {_si(plo)} .. {_si(phi)}; values are in metres)")
+        if not lo <= value <= hi:
+            warn(label, shown, text + " (values are in metres)", stacklevel=3)
+
+
+def _check_angles(angles: tuple, label: str) -> None:
+    lo, hi = ANGLE_RANGE_DEG
+    if len(angles) != 2 or not all(math.isfinite(a) and lo < a < hi for a in angles):
+        return  # refused by StereoGeometry with its own message
+    tan_sum = math.tan(math.radians(angles[0])) + math.tan(math.radians(angles[1]))
+    found = f"{angles[0]:g} + {angles[1]:g} deg (tan t1 + tan t2 = {tan_sum:.3g}: a voxel depth of " \
+            f"{1 / tan_sum:.3g} view pixels)"
+    if tan_sum < MIN_TAN_SUM:
+        raise InputError(label, found + ", no depth information",
+                         f"beam angles with tan t1 + tan t2 >= {MIN_TAN_SUM:g} (t1 + t2 above ~0.06 deg; "
+                         "the paper: 3.5 to 9.5 deg each)")
+    if angles[0] + angles[1] < PLAUSIBLE_SEPARATION_DEG:
+        warn(label, found, "t1 + t2 of a few degrees or more (the paper: 3.5 to 9.5 deg each); "
+                           "check that the angles are in degrees", stacklevel=4)
 
 
 def real_space_pixel(wavelength_m: float, distance_m: float, detector_pixel_m: float, size: int) -> float:
@@ -56,6 +138,8 @@ class StereoGeometry:
             if not (math.isfinite(a) and lo < a < hi):
                 raise InputError(f"angles[{i}]", f"{a!r} deg", f"a magnitude in ({lo:g}, {hi:g}) deg")
         object.__setattr__(self, "angles_deg", (float(self.angles_deg[0]), float(self.angles_deg[1])))
+        if self.tan_sum < MIN_TAN_SUM:
+            _check_angles(self.angles_deg, "angles")
 
     @classmethod
     def from_detector(cls, *, wavelength_m: float, distance_m: float, detector_pixel_m: float,

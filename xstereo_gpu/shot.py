@@ -100,6 +100,8 @@ class Shot:
     exposure_times_s : (E,) float64 or None
         Integration time of each exposure  [s]; required for an ``(E, H, W)`` stack, optional
         (``None`` or one value) for a single frame.
+    dataset : str
+        HDF5 dataset the frame was read from (``"/entry_1/data_1/data"``; for messages), or ``""``.
     """
 
     frame: np.ndarray
@@ -115,6 +117,7 @@ class Shot:
     source: str = "<memory>"
     extra: dict = field(default_factory=dict)
     exposure_times_s: np.ndarray | None = None
+    dataset: str = ""
 
     @property
     def n_exposures(self) -> int:
@@ -142,6 +145,8 @@ class Shot:
         check(f.ndim in (2, 3), f"{src}: frame", f"{f.ndim} dimensions {f.shape}",
               "a 2D detector frame (H, W), or an (E, H, W) stack of exposures")
         check(f.ndim == 2 or f.shape[0] >= 1, f"{src}: frame", f"an empty stack {f.shape}", "at least one exposure")
+        check(f.dtype.kind in "iuf", f"{src}: frame", f"dtype {f.dtype}",
+              "photon counts: integer or floating-point intensities (a bool array is a mask, not a pattern)")
         self._validate_times(f)
         check(np.asarray(self.mask).shape == f.shape, f"{src}: mask", f"shape {np.asarray(self.mask).shape}",
               f"the frame's shape {f.shape}")
@@ -152,6 +157,7 @@ class Shot:
         neg = (f < 0) & good
         check(not neg.any(), f"{src}: frame", f"{int(neg.sum())} negative intensities (min {float(f[neg].min()) if neg.any() else 0:g})",
               "non-negative photon counts (clip or mask them)")
+        self._validate_variation(f, good)
         c = np.asarray(self.centres_px, dtype=float)
         check(c.shape == (2, 2), f"{src}: pattern centres", f"shape {c.shape}", "(2, 2): (row, col) of left and right")
         n = int(self.pattern_size)
@@ -163,6 +169,20 @@ class Shot:
                   f"({r:g}, {col:g})", f"inside the frame {hw}")
         self.geometry  # validates pixel size and angles
         return self
+
+    def _validate_variation(self, f: np.ndarray, good: np.ndarray) -> None:
+        """Refuse a frame (or an exposure of a stack) whose unmasked pixels all have one value."""
+        frames = f.reshape((-1,) + f.shape[-2:])
+        goods = good.reshape(frames.shape)
+        for e in range(frames.shape[0]):
+            vals = frames[e][goods[e]]
+            what = "frame" if f.ndim == 2 else f"frame (exposure {e})"
+            check(vals.size > 0, f"{self.source}: {what}", f"no signal: every one of the {goods[e].size} pixels is masked",
+                  "a frame with unmasked pixels (mask value 0)")
+            lo, hi = float(vals.min()), float(vals.max())
+            check(lo != hi, f"{self.source}: {what}", f"a constant frame: all {vals.size} unmasked pixels are {lo:g}"
+                  + (" (no signal)" if hi == 0 else ""),
+                  "diffraction patterns (intensities that vary from pixel to pixel; a constant cannot be phased)")
 
     def _validate_times(self, f: np.ndarray) -> None:
         src = self.source

@@ -32,10 +32,11 @@ from typing import Any
 import numpy as np
 
 from ..backend import to_host
-from ..errors import InputError, check
-from ..geometry import ANGLE_RANGE_DEG
+from ..errors import InputError, check, warn
+from ..geometry import ANGLE_RANGE_DEG, check_plausible
 from ..shot import VIEW_NAMES, GroundTruth, Shot
 from .export import jsonable
+from .h5safe import H5Access
 from .staging import atomic_file
 
 __all__ = [
@@ -96,8 +97,13 @@ def energy_to_wavelength(energy_j: float) -> float:
 
 
 @contextlib.contextmanager
-def _open_hdf5(path: str | os.PathLike) -> Iterator[Any]:
-    """Open an HDF5 file read-only; every failure becomes an InputError naming the file."""
+def _open_hdf5(path: str | os.PathLike, *, allow_external: bool = False) -> Iterator[Any]:
+    """Open an HDF5 file read-only; every failure becomes an InputError naming the file.
+
+    Objects are then reached through :func:`_node`, which walks links itself and refuses external
+    links, external raw storage and virtual-dataset sources outside the file's directory unless
+    ``allow_external`` (:class:`~xstereo_gpu.io.h5safe.H5Access`).
+    """
     import h5py
 
     p = pathlib.Path(path)
@@ -113,36 +119,49 @@ def _open_hdf5(path: str | os.PathLike) -> Iterator[Any]:
     except OSError as exc:
         raise InputError(str(p), f"an unreadable or truncated HDF5 file ({exc})",
                          "a complete CXI/HDF5 file") from None
+    access = H5Access(p, allow_external=allow_external)
+    access.register(f)
+    f._xstereo_access = access
     try:
         yield f
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:
         raise InputError(str(p), f"a read error ({exc}); the file may be truncated or corrupt",
                          "a complete CXI/HDF5 file") from None
     finally:
+        access.close()
         f.close()
 
 
+def _access(f: Any, src: str) -> H5Access:
+    """The link policy of an open file (files not opened by :func:`_open_hdf5` get the default)."""
+    access = getattr(f, "_xstereo_access", None)
+    if access is None:
+        access = H5Access(f.filename)
+        access.register(f)
+        f._xstereo_access = access
+    return access
+
+
 def _node(f: Any, name: str, src: str) -> Any:
-    """The object at ``name`` or None when no link of that name exists; dangling links raise."""
+    """The object at ``name`` or None when no link of that name exists; dangling links raise.
+
+    Links are walked one by one (soft-link loops, external targets and storage are checked by
+    :meth:`H5Access.node`).
+    """
+    return _access(f, src).node(f, name, f"{src}:/{name.lstrip('/')}")
+
+
+def _children(f: Any, group: str, src: str) -> Iterator[tuple[str, Any]]:
+    """``(name, object)`` of every link in ``group``, each resolved by :func:`_node`."""
     import h5py
 
-    try:
-        link = f.get(name, getlink=True)
-    except (KeyError, ValueError, TypeError):
-        link = None
-    if link is None:
-        return None
-    try:
-        return f[name]
-    except KeyError:
-        if isinstance(link, h5py.ExternalLink):
-            target = f"external link to {link.filename}:{link.path}"
-        elif isinstance(link, h5py.SoftLink):
-            target = f"soft link to {link.path}"
-        else:
-            target = "a link"
-        raise InputError(f"{src}:/{name.lstrip('/')}", f"{target} that cannot be resolved",
-                         "a link to an existing dataset (is the linked file next to this one?)") from None
+    g = _node(f, group, src)
+    if not isinstance(g, h5py.Group):
+        return
+    for key in list(g.keys()):
+        obj = _node(f, f"{group.rstrip('/')}/{key}", src)
+        if obj is not None:
+            yield key, obj
 
 
 def _dataset(f: Any, name: str, src: str, *, required: bool = False, hint: str = "") -> Any:
@@ -238,6 +257,23 @@ def _pixel_from_basis(bv: np.ndarray, frame: int | None, where: str) -> tuple[fl
     return float(norms[0]), float(norms[1])
 
 
+def check_count_dtype(dtype: Any, where: str) -> None:
+    """Refuse a boolean detector frame: a bit per pixel is not a diffraction pattern."""
+    check(np.dtype(dtype).kind != "b", where, f"dtype {np.dtype(dtype)} (one bit per pixel)",
+          "photon counts: integer or floating-point intensities (a bool array is a mask, not a pattern)")
+
+
+def warn_saturated_uint8(dtype: Any, data: np.ndarray, mask: np.ndarray, where: str) -> None:
+    """Warn when uint8 counts reach 255 at unmasked pixels: the detector values were probably clipped."""
+    if np.dtype(dtype) != np.uint8:
+        return
+    top = int(np.count_nonzero((np.asarray(data) >= 255) & (np.asarray(mask) == 0)))
+    if top:
+        warn(where, f"uint8 counts with {top} unmasked pixels at 255, the uint8 maximum (clipped counts?)",
+             "photon counts in a type that holds them (uint16/uint32/float32 as detectors write), "
+             "or saturated pixels masked (CXI mask bit 0x2)", stacklevel=4)
+
+
 def _resolved_parent(f: Any, path: str) -> str:
     """Group holding the dataset at ``path`` after following a soft link."""
     import h5py
@@ -278,16 +314,19 @@ def _find_data(f: Any, src: str, dataset: str | None) -> str:
 
 
 def _read_frame(f: Any, src: str, *, frame: int | None = None, dataset: str | None = None,
-                all_frames: bool = False) -> dict:
+                all_frames: bool = False, counts: bool = True) -> dict:
     """Detector frame, mask and geometry of a CXI/HDF5 file (geometry values may be None).
 
     With ``all_frames`` and no ``frame``, a 3D stack ``(F, H, W)`` is returned whole (an HDR
     series), with its mask stacked to ``(F, H, W)`` (a shared ``(H, W)`` mask is repeated).
+    With ``counts`` the data must look like photon counts (:func:`check_count_dtype`).
     """
     name = _find_data(f, src, dataset)
-    ds = f[name]
+    ds = _dataset(f, name, src, required=True)
     where = f"{src}:/{name}"
     check(ds.dtype.kind in "biuf", where, f"dtype {ds.dtype}", "real-valued detector intensities")
+    if counts:
+        check_count_dtype(ds.dtype, where)
     check(ds.ndim in (2, 3), where, f"{ds.ndim} dimensions {ds.shape}", "a 2D frame (H, W) or a 3D stack (F, H, W)")
     n_frames = ds.shape[0] if ds.ndim == 3 else None
     whole = all_frames and ds.ndim == 3 and frame is None
@@ -332,16 +371,20 @@ def _read_frame(f: Any, src: str, *, frame: int | None = None, dataset: str | No
             mask = m
 
     wavelength = energy = None
+    wavelength_from = energy_from = None
     for inst in instruments:
         for group, wname, ename in (("source_1", "wavelength", "energy"), ("source", "wavelength", "energy"),
                                     ("beam", "incident_wavelength", "incident_energy"),
                                     ("monochromator", "wavelength", "energy")):
             if wavelength is None:
                 wavelength = _read_length(f, f"{inst}/{group}/{wname}", src)
+                wavelength_from = f"{src}:/{inst}/{group}/{wname}" if wavelength is not None else None
             if energy is None:
                 energy = _read_energy(f, f"{inst}/{group}/{ename}", src)
+                energy_from = f"{src}:/{inst}/{group}/{ename}" if energy is not None else None
     if wavelength is None and energy is not None:
         wavelength = energy_to_wavelength(energy)
+        wavelength_from = f"{energy_from} (as the wavelength h c / E)"
 
     distance = px = py = None
     if det is not None:
@@ -358,13 +401,15 @@ def _read_frame(f: Any, src: str, *, frame: int | None = None, dataset: str | No
             px = py
         if py is None and px is not None:
             py = px
+    if counts:
+        warn_saturated_uint8(ds.dtype, data, mask, where)
     pixel = None
     if px is not None:
         check(abs(px - py) <= 1e-6 * max(px, py), f"{src}:/{det}/x_pixel_size",
               f"x {px:g} m and y {py:g} m", "square detector pixels (x_pixel_size == y_pixel_size)")
         pixel = px
     return {"data": data, "mask": mask, "wavelength_m": wavelength, "distance_m": distance,
-            "pixel_size_m": pixel, "dataset": "/" + name,
+            "pixel_size_m": pixel, "dataset": "/" + name, "wavelength_from": wavelength_from,
             "frame": frame if (n_frames is not None and not whole) else None,
             "n_frames": n_frames, "entry": entry, "detector": det}
 
@@ -382,7 +427,7 @@ def _prefix_where(exc: InputError, src: str) -> InputError:
 def read_shot(path: str | os.PathLike, *, frame: int | None = None, wavelength_m: float | None = None,
               distance_m: float | None = None, detector_pixel_m: float | None = None,
               angles_deg: tuple[float, float] | None = None, centres_px: Any = None,
-              pattern_size: int | None = None) -> Shot:
+              pattern_size: int | None = None, allow_external_data: bool = False) -> Shot:
     """Read a stereo shot file (docs/format.md) into a validated :class:`~xstereo_gpu.shot.Shot`.
 
     Parameters
@@ -403,6 +448,9 @@ def read_shot(path: str | os.PathLike, *, frame: int | None = None, wavelength_m
         ``/entry_1/stereo_1/pattern_centres``.
     pattern_size : int, optional
         Crop side N  [pixels]; replaces ``/entry_1/stereo_1/pattern_size``.
+    allow_external_data : bool
+        Follow HDF5 external links, external raw storage and virtual-dataset sources outside the
+        file's directory (refused by default: a file could otherwise make any file its data).
 
     Returns
     -------
@@ -421,7 +469,7 @@ def read_shot(path: str | os.PathLike, *, frame: int | None = None, wavelength_m
         that are not positive or not one per frame.
     """
     src = str(path)
-    with _open_hdf5(path) as f:
+    with _open_hdf5(path, allow_external=allow_external_data) as f:
         times = _read_exposure_times(f, src)
         fr = _read_frame(f, src, frame=frame, all_frames=times is not None)
         times = _times_for_frame(times, fr, frame, src)
@@ -441,6 +489,7 @@ def read_shot(path: str | os.PathLike, *, frame: int | None = None, wavelength_m
                              "the detector pixel size [m] (or --detector-pixel)")
 
         st = f"{entry}/stereo_1"
+        given_angles = angles_deg is not None
         hint = " (written by `xstereo simulate`; for other files give the stereo geometry on the command line)"
         if angles_deg is None:
             a = np.asarray(_dataset(f, f"{st}/angles", src, required=True, hint=hint)[()], dtype=np.float64)
@@ -469,14 +518,34 @@ def read_shot(path: str | os.PathLike, *, frame: int | None = None, wavelength_m
         sample = _read_str(f, f"{entry}/sample_1/name", src) or ""
         truth = _read_truth(f, f"{entry}/ground_truth_1", src)
 
+    _check_shot_geometry(src, fr, det, st, wavelength_m=wavelength_m, distance_m=distance_m,
+                         detector_pixel_m=detector_pixel_m, given_angles=given_angles,
+                         values=dict(wavelength_m=float(wl), distance_m=float(dist), detector_pixel_m=float(pix),
+                                     angles_deg=tuple(angles_deg)))
     shot = Shot(frame=fr["data"], mask=fr["mask"], wavelength_m=float(wl), distance_m=float(dist),
                 detector_pixel_m=float(pix), angles_deg=(float(angles_deg[0]), float(angles_deg[1])),
                 centres_px=np.asarray(centres_px, dtype=np.float64).copy(), pattern_size=int(pattern_size),
-                sample=sample, truth=truth, source=src, extra=extra, exposure_times_s=times)
+                sample=sample, truth=truth, source=src, extra=extra, exposure_times_s=times,
+                dataset=fr["dataset"])
     try:
         return shot.validate()
     except InputError as exc:
         raise _prefix_where(exc, src) from None
+
+
+def _check_shot_geometry(src: str, fr: dict, det: str, st: str, *, given_angles: bool, values: dict,
+                         **given: float | None) -> None:
+    """:func:`~xstereo_gpu.geometry.check_plausible` on a shot's geometry, each value named by its origin."""
+    options = {"wavelength_m": "--wavelength", "distance_m": "--distance", "detector_pixel_m": "--detector-pixel"}
+    where = {"wavelength_m": fr.get("wavelength_from") or f"{src}: wavelength",
+             "distance_m": f"{src}:/{det}/distance", "detector_pixel_m": f"{src}:/{det}/x_pixel_size",
+             "angles_deg": "--angles" if given_angles else f"{src}:/{st}/angles"}
+    for name, flag in options.items():
+        if given.get(name) is not None:
+            where[name] = f"{flag} ({name}=)"
+    if given_angles:
+        where["angles_deg"] = "--angles (angles_deg=)"
+    check_plausible(where=where, **values)
 
 
 _TIMES = "entry_1/stereo_1/exposure_times"
@@ -561,7 +630,7 @@ def _read_truth_extra(f: Any, group: str, src: str) -> dict:
         return {}
     check(isinstance(g, h5py.Group), f"{src}:/{group}", "a dataset", "a group of datasets")
     out: dict = {}
-    for key, obj in g.items():
+    for key, obj in _children(f, group, src):
         if not isinstance(obj, h5py.Dataset):
             continue
         a = np.asarray(obj[()])
@@ -791,13 +860,16 @@ def write_views(path: str | os.PathLike, views: Any, *, supports: Any, pixel_siz
     return pathlib.Path(path)
 
 
-def read_views(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
+def read_views(path: str | os.PathLike, *, allow_external_data: bool = False) -> tuple[np.ndarray, dict]:
     """Read the phased views of a ``views.cxi`` file written by :func:`write_views`.
 
     Parameters
     ----------
     path : str or path-like
         CXI file with ``/entry_1/image_1``, ``/entry_1/image_2``, ...
+    allow_external_data : bool
+        Follow HDF5 external links, external raw storage and virtual-dataset sources outside the
+        file's directory (refused by default).
 
     Returns
     -------
@@ -812,7 +884,7 @@ def read_views(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
     import h5py
 
     src = str(path)
-    with _open_hdf5(path) as f:
+    with _open_hdf5(path, allow_external=allow_external_data) as f:
         check(_node(f, "entry_1/image_1", src) is not None, f"{src}:/entry_1/image_1", "missing group",
               "phased views in /entry_1/image_1, /entry_1/image_2, ... (a views.cxi file)")
         views, supports, names = [], [], []
@@ -834,7 +906,7 @@ def read_views(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
                 check(m.shape == d.shape, f"{src}:/{g}/mask", f"shape {m.shape}", f"the data's shape {d.shape}")
                 supports.append((m & MASK_SUPPORT) != 0)
             names.append(_read_str(f, f"{g}/name", src) or (VIEW_NAMES[k - 1] if k <= 2 else f"view_{k - 1}"))
-            for key, obj in f[g].items():
+            for key, obj in _children(f, g, src):
                 if key not in _IMAGE_RESERVED and isinstance(obj, h5py.Dataset):
                     per_view.setdefault(key, []).append(np.asarray(obj[()]))
             k += 1
@@ -850,10 +922,8 @@ def read_views(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
         for key in ("program", "version", "date", "command"):
             info[key] = _read_str(f, f"{proc}/{key}", src)
         extra = {key: np.stack(vals) for key, vals in per_view.items() if len(vals) == len(views)}
-        rg = _node(f, "entry_1/result_1", src)
-        if rg is not None:
-            for key, obj in rg.items():
-                if isinstance(obj, h5py.Dataset):
-                    extra[key] = np.asarray(obj[()])
+        for key, obj in _children(f, "entry_1/result_1", src):
+            if isinstance(obj, h5py.Dataset):
+                extra[key] = np.asarray(obj[()])
         info["extra"] = extra
     return np.stack(views), info

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError, check
-from .cxi import _dataset, _open_hdf5, _read_frame
+from .cxi import _dataset, _open_hdf5, _read_frame, check_count_dtype, warn_saturated_uint8
 from .export import read_tiff
 
 __all__ = ["Pattern", "read_pattern", "read_image", "HDF5_SUFFIXES", "TIFF_SUFFIXES", "NPY_SUFFIXES"]
@@ -108,10 +108,14 @@ def _check_intensities(data: np.ndarray, mask: np.ndarray, where: str) -> None:
           "a pattern with unmasked pixels (mask value 0)")
     check(bool((data[good] > 0).any()), where, f"no signal: all {n_good} unmasked pixels are 0",
           "a diffraction pattern with positive intensities")
+    vals = data[good]
+    lo, hi = float(vals.min()), float(vals.max())
+    check(lo != hi, where, f"a constant pattern: all {n_good} unmasked pixels are {lo:g}",
+          "a diffraction pattern (intensities that vary from pixel to pixel; a constant cannot be phased)")
 
 
 def read_pattern(path: str | os.PathLike, *, frame: int | None = None, dataset: str | None = None,
-                 validate: bool = True) -> Pattern:
+                 validate: bool = True, allow_external_data: bool = False) -> Pattern:
     """Read one diffraction pattern from a CXI/HDF5, TIFF or NPY file.
 
     Parameters
@@ -128,6 +132,9 @@ def read_pattern(path: str | os.PathLike, *, frame: int | None = None, dataset: 
     validate : bool
         Check that the intensities are finite and non-negative where the mask is 0. Pass False to
         read data that are not photon counts (the CXI specification's example files, for one).
+    allow_external_data : bool
+        HDF5 only: follow external links, external raw storage and virtual-dataset sources outside
+        the file's directory (refused by default).
 
     Returns
     -------
@@ -147,8 +154,8 @@ def read_pattern(path: str | os.PathLike, *, frame: int | None = None, dataset: 
     suffix = _suffix(p)
     src = str(p)
     if suffix in HDF5_SUFFIXES:
-        with _open_hdf5(p) as f:
-            fr = _read_frame(f, src, frame=frame, dataset=dataset)
+        with _open_hdf5(p, allow_external=allow_external_data) as f:
+            fr = _read_frame(f, src, frame=frame, dataset=dataset, counts=validate)
         pat = Pattern(data=fr["data"], mask=fr["mask"], wavelength_m=fr["wavelength_m"],
                       distance_m=fr["distance_m"], pixel_size_m=fr["pixel_size_m"], source=src,
                       dataset=fr["dataset"], frame=fr["frame"])
@@ -157,16 +164,20 @@ def read_pattern(path: str | os.PathLike, *, frame: int | None = None, dataset: 
         check(dataset is None, "dataset", repr(dataset), f"no dataset for a {suffix} file")
         arr = _load_array(p, suffix)
         check(arr.dtype.kind in "biuf", src, f"dtype {arr.dtype}", "real-valued intensities")
+        if validate:
+            check_count_dtype(arr.dtype, src)
         data = _select(arr, frame, src).astype(np.float32)
         pat = Pattern(data=data, mask=np.zeros(data.shape, dtype=np.uint32), wavelength_m=None,
                       distance_m=None, pixel_size_m=None, source=src, frame=frame if arr.ndim == 3 else None)
         where = src
+        if validate:
+            warn_saturated_uint8(arr.dtype, data, pat.mask, where)
     if validate:
         _check_intensities(pat.data, pat.mask, where)
     return pat
 
 
-def read_image(path: str | os.PathLike, *, index: int = 0) -> np.ndarray:
+def read_image(path: str | os.PathLike, *, index: int = 0, allow_external_data: bool = False) -> np.ndarray:
     """Read a real-space image for the stereo stage.
 
     Parameters
@@ -177,6 +188,9 @@ def read_image(path: str | os.PathLike, *, index: int = 0) -> np.ndarray:
         detector data as :func:`read_pattern` finds it (``index`` = frame of a stack).
     index : int
         Which image (0 = left view of a ``views.cxi`` file).
+    allow_external_data : bool
+        HDF5 only: follow external links, external raw storage and virtual-dataset sources outside
+        the file's directory (refused by default).
 
     Returns
     -------
@@ -193,7 +207,7 @@ def read_image(path: str | os.PathLike, *, index: int = 0) -> np.ndarray:
     src = str(p)
     check(int(index) >= 0, "index", repr(index), "a non-negative image index")
     if suffix in HDF5_SUFFIXES:
-        with _open_hdf5(p) as f:
+        with _open_hdf5(p, allow_external=allow_external_data) as f:
             name = f"entry_1/image_{int(index) + 1}/data"
             ds = _dataset(f, name, src)
             if ds is not None:
@@ -204,7 +218,7 @@ def read_image(path: str | os.PathLike, *, index: int = 0) -> np.ndarray:
                 raise InputError(f"{src}:/{name}", "missing dataset",
                                  "an index below the number of /entry_1/image_* groups")
             else:
-                fr = _read_frame(f, src, frame=int(index), dataset=None)
+                fr = _read_frame(f, src, frame=int(index), dataset=None, counts=False)
                 where = f"{src}:{fr['dataset']}"
                 arr = fr["data"]
     else:

@@ -95,8 +95,16 @@ def write_volume_h5(path: str | os.PathLike, volume: Any, *, voxel_size_nm, orig
     return pathlib.Path(path)
 
 
-def read_volume_h5(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
+def read_volume_h5(path: str | os.PathLike, *, allow_external_data: bool = False) -> tuple[np.ndarray, dict]:
     """Read a file written by :func:`write_volume_h5`.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The ``volume.h5`` file.
+    allow_external_data : bool
+        Follow HDF5 external links, external raw storage and virtual-dataset sources outside the
+        file's directory (refused by default, :mod:`xstereo_gpu.io.h5safe`).
 
     Returns
     -------
@@ -106,27 +114,24 @@ def read_volume_h5(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
         ``voxel_size_nm`` and ``origin_nm`` (tuples, z, y, x) and ``attrs`` (the root attributes;
         JSON-text attributes are returned as text).
     """
-    import h5py
+    from .cxi import _dataset, _open_hdf5
 
     p = pathlib.Path(path)
     check(p.is_file(), str(p), "no such file" if not p.exists() else "not a file", "an existing volume.h5")
-    try:
-        with h5py.File(p, "r") as f:
-            fmt = f.attrs.get("format")
-            fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
-            check(fmt == FORMAT, f"{p}: format attribute", repr(fmt), repr(FORMAT))
-            for name in ("volume", "voxel_size", "origin"):
-                check(name in f, f"{p}:/{name}", "missing", "the dataset written by write_volume_h5")
-            vol = f["volume"][()]
-            if f["volume"].attrs.get("dtype_in_memory") in ("bool", b"bool"):
-                vol = vol.astype(bool)
-            meta = {
-                "voxel_size_nm": tuple(float(v) for v in f["voxel_size"][()]),
-                "origin_nm": tuple(float(v) for v in f["origin"][()]),
-                "attrs": {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()},
-            }
-    except OSError as exc:
-        raise InputError(str(p), f"an unreadable HDF5 file ({exc})", "a volume.h5 file") from None
+    with _open_hdf5(p, allow_external=allow_external_data) as f:
+        fmt = f.attrs.get("format")
+        fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
+        check(fmt == FORMAT, f"{p}: format attribute", repr(fmt), repr(FORMAT))
+        ds = {name: _dataset(f, name, str(p), required=True, hint=" written by write_volume_h5")
+              for name in ("volume", "voxel_size", "origin")}
+        vol = ds["volume"][()]
+        if ds["volume"].attrs.get("dtype_in_memory") in ("bool", b"bool"):
+            vol = vol.astype(bool)
+        meta = {
+            "voxel_size_nm": tuple(float(v) for v in ds["voxel_size"][()]),
+            "origin_nm": tuple(float(v) for v in ds["origin"][()]),
+            "attrs": {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()},
+        }
     return vol, meta
 
 
