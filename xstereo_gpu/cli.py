@@ -80,6 +80,14 @@ def _read_points(path) -> tuple:
     return tuple(tuple(r) for r in pts.tolist())
 
 
+def _max_memory(args):
+    """``--max-memory`` in bytes, or None (the stages then plan with most of the free memory)."""
+    from .memory import parse_size
+
+    value = getattr(args, "max_memory", None)
+    return None if value is None else parse_size(value, "--max-memory")
+
+
 def _progress(args):
     from .progress import Progress
 
@@ -235,7 +243,7 @@ def _run_shot(shot, args, extra=None) -> int:
 
     progress = _progress(args)
     opts = _options(args, sample=shot.sample)
-    with Pipeline(opts, backend=args.backend, progress=progress) as pipe:
+    with Pipeline(opts, backend=args.backend, progress=progress, max_memory=_max_memory(args)) as pipe:
         return _export(pipe, pipe.run(shot), shot, args, extra)
 
 
@@ -274,12 +282,16 @@ def cmd_demo(args) -> int:
     _check_output_dir(args)
     t0 = time.perf_counter()
     opts = _simulation_options(args)
+    start = args.start or ("views" if opts.sample == "pyramid" else "pattern")
+    from .pipeline import Pipeline  # the memory plan first: refuse what cannot fit before simulating
+
+    Pipeline(_options(args, sample=opts.sample), backend=args.backend, max_memory=_max_memory(args)).plan_memory(
+        opts.pattern_size, phasing=start == "pattern")
     progress = _progress(args)
     progress.stage("simulate", f"the built-in {opts.sample} sample, beams at {opts.angles_deg[0]:g} + {opts.angles_deg[1]:g} deg")
     shot = simulate_shot(opts, progress=progress.note)
     shot.source = f"built-in simulated {opts.sample} (xstereo demo --sample {opts.sample})"
     t_sim = time.perf_counter() - t0
-    start = args.start or ("views" if opts.sample == "pyramid" else "pattern")
     if start == "pattern":
         return _run_shot(shot, args, extra={"simulation_s": round(t_sim, 3)})
     return _run_provided_views(shot, args, t_sim)
@@ -305,7 +317,7 @@ def _run_provided_views(shot, args, t_sim: float) -> int:
                                     "came from another data set)", "provided_views": {
                                         "resolution_nm": PROVIDED_VIEWS["resolution_m"] * 1e9,
                                         "noise_fraction": PROVIDED_VIEWS["noise"]}}}
-    with Pipeline(opts, backend=args.backend, progress=progress) as pipe:
+    with Pipeline(opts, backend=args.backend, progress=progress, max_memory=_max_memory(args)) as pipe:
         res = pipe.run_views(views, shot.geometry, truth=shot.truth, sample=shot.sample, source=shot.source)
         return _export(pipe, res, shot, args, extra)
 
@@ -322,10 +334,16 @@ def cmd_phase(args) -> int:
     from .phasing.runs import phase_retrieval
     from .report import figure_views
 
+    from .memory import memory_budget, plan_phasing
+
     _check_output_dir(args)
-    pat = read_pattern(args.pattern, frame=args.frame)
+    max_memory = _max_memory(args)
     opts = _options(args)
     xp = select_backend(args.backend)
+    budget = memory_budget(xp, max_memory)["budget_bytes"]
+    if args.size is not None:  # refuse a crop that cannot be phased before reading anything
+        plan_phasing(1, opts.phasing.runs, args.size, budget, where="--size")
+    pat = read_pattern(args.pattern, frame=args.frame)
     data = xp.asarray(pat.data)
     mask = xp.asarray(pat.mask)
     intensities, valid = single_pattern(data, mask, centre=tuple(args.centre) if args.centre else None, size=args.size)
@@ -337,7 +355,7 @@ def cmd_phase(args) -> int:
     progress = _progress(args)
     o = opts.phasing
     progress.stage("phase", f"{o.algorithm.upper()}, {o.runs} runs x ({o.iterations} + {o.final_er} ER) on a {n}x{n} crop")
-    res = phase_retrieval(intensities, valid, o, progress=progress.counter)
+    res = phase_retrieval(intensities, valid, o, progress=progress.counter, max_memory=budget)
     views = to_host(res.views)
     with output_directory(args.output, overwrite=args.overwrite) as tmp:
         tmp = pathlib.Path(tmp)
@@ -374,7 +392,8 @@ def cmd_stereo(args) -> int:
     opts = _options(args)
     xp = select_backend(args.backend)
     progress = _progress(args)
-    st = match_views(xp.asarray(np.stack([left, right])), geometry, opts, progress=progress)
+    st = match_views(xp.asarray(np.stack([left, right])), geometry, opts, progress=progress,
+                     max_memory=_max_memory(args))
     u = int(st["upsample"])
     dl, dr = to_host(st["disparity_left"]), to_host(st["disparity_right"])
     meta = {"units": "matching-grid pixels", "upsample": u,
@@ -421,6 +440,9 @@ def _add_pipeline_options(p, *, phasing=True, stereo=True):
     p.add_argument("--profile", choices=["paper", "cpu"], default=None,
                    help="preset: 'paper' (45 runs; GPU default) or 'cpu' (fewer runs; NumPy default)")
     p.add_argument("--config", help="options TOML file (write one with `xstereo config`)")
+    p.add_argument("--max-memory", metavar="SIZE",
+                   help="memory a stage may use, e.g. 4G, 512M (default: 80%% of the free RAM or device memory); "
+                        "phasing runs in batches and SGM in strips to fit, or the command stops before computing")
     if phasing:
         p.add_argument("--runs", type=int, help="independent phase-retrieval runs per view")
         p.add_argument("--iterations", type=int, help="iterations per run")
