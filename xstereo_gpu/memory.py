@@ -264,10 +264,16 @@ def plan_phasing(views: int, runs: int, n: int, budget: int, *, where: str = "--
 #: copies, six output maps, texture maps and the consistency check's copies, the thread bands'
 #: trackers (block matching on NumPy, 512^2 pixels: 24 MiB measured).
 MATCH_IMAGE_ARRAYS = 24
-#: SGM's band temporaries (cost-volume and winner bands of ``_BAND_ELEMENTS`` on each of the CPU
-#: threads; ``_GPU_CHUNK_ELEMENTS`` chunks on a device), counted once.
-SGM_BAND_BYTES = 64 << 20
-SGM_DEVICE_BAND_BYTES = 5 * 4 * (1 << 25)
+
+
+def _sgm_band_bytes(h: int, w: int, d: int, device: bool) -> int:
+    """SGM's band temporaries: about six float32 copies of a cost-volume / winner band (``2**20``
+    elements on each CPU thread, ``2**25`` on a device), never more than the ``h`` rows (the
+    volume or strip) themselves."""
+    from .backend import fft_workers
+
+    elems = max(1 << 25 if device else 1 << 20, w * d)
+    return 6 * 4 * min(h * w * d, elems) * (1 if device else fft_workers())
 #: Extra float32 per pixel of block matching on CuPy (one band = the whole image: two trackers of
 #: seven arrays, four cost buffers, the block sums).
 BM_DEVICE_ARRAYS = 22
@@ -333,8 +339,8 @@ def matching_bytes(h: int, w: int, d: int, *, method: str = "bm", paths: int = 4
     """
     base = MATCH_IMAGE_ARRAYS * h * w * 4
     if method == "sgm":
-        band = SGM_DEVICE_BAND_BYTES if device else SGM_BAND_BYTES
-        return base + band + sgm_strip_bytes(h, w, d, paths, strip_rows)
+        rows = h if strip_rows is None else min(h, int(strip_rows))
+        return base + _sgm_band_bytes(rows, w, d, device) + sgm_strip_bytes(h, w, d, paths, strip_rows)
     return base + (BM_DEVICE_ARRAYS * h * w * 4 if device else 0)
 
 
@@ -354,17 +360,16 @@ def plan_matching(h: int, w: int, d: int, budget: int, *, method: str = "bm", pa
     if method == "sgm":
         up = _up_paths(paths)
         best = max(1, int(math.sqrt(up * h / 2)))   # minimises 2 r + up H / r
-        base = MATCH_IMAGE_ARRAYS * h * w * 4 + (SGM_DEVICE_BAND_BYTES if device else SGM_BAND_BYTES)
         # the largest strip height that fits, but no smaller than the memory-optimal one
         rows = None
         for r in range(h - 1, best - 1, -1):
-            if base + sgm_strip_bytes(h, w, d, paths, r) <= budget:
+            if matching_bytes(h, w, d, method=method, paths=paths, strip_rows=r, device=device) <= budget:
                 rows = r
                 break
         if rows is not None:
-            need = base + sgm_strip_bytes(h, w, d, paths, rows)
+            need = matching_bytes(h, w, d, method=method, paths=paths, strip_rows=rows, device=device)
             return MatchingPlan(method, (h, w), d, rows, math.ceil(h / rows), need, int(budget))
-        need = base + sgm_strip_bytes(h, w, d, paths, best)
+        need = matching_bytes(h, w, d, method=method, paths=paths, strip_rows=best, device=device)
         what = f"semi-global matching of {h} x {w} pixels over {d} disparities, in strips of {best} rows"
     else:
         what = f"block matching of {h} x {w} pixels over {d} disparities"
