@@ -45,10 +45,11 @@ def test_parse_size_rejects(text):
 
 def test_budget_from_free_memory_and_override():
     auto = memory_budget(np)
-    assert 0 < auto["budget_bytes"] <= auto["available_bytes"]
+    assert 0 < auto["budget_bytes"] <= auto["limit_bytes"] <= auto["available_bytes"]
+    assert auto["budget_bytes"] <= memory.CPU_SPLIT_BYTES  # splits aim at 2 GiB on the CPU
     assert "MemAvailable" in auto["source"] or "sysconf" in auto["source"] or "cgroup" in auto["source"]
     given = memory_budget(np, 123456789)
-    assert given["budget_bytes"] == 123456789 and given["source"] == "--max-memory"
+    assert given["budget_bytes"] == given["limit_bytes"] == 123456789 and given["source"] == "--max-memory"
     assert format_size(8.19 * GIB) == "8.19 GiB"
 
 
@@ -78,6 +79,11 @@ def test_plans_split_to_fit_and_refuse_what_cannot():
         plan_phasing(2, 32, 1024, 100 << 20, where="--pattern-size")
     assert err.value.where == "--pattern-size" and "needs about" in err.value.found
     assert "--max-memory" in err.value.expected and "100.00 MiB" in err.value.expected
+    # nothing fits the budget, but the smallest split fits the limit: it is used
+    small = plan_phasing(2, 32, 1024, 100 << 20, limit=64 * GIB)
+    assert small.runs_per_batch == 1 and small.batches == 32
+    assert plan_matching(4096, 4096, 131, 100 << 20, limit=64 * GIB, method="sgm").strips > 1
+    assert plan_matching(4096, 4096, 131, 100 << 20, limit=64 * GIB, method="bm").strips == 1
     m = plan_matching(4096, 4096, 131, 2 * GIB, method="sgm")
     assert m.strip_rows is not None and m.strips > 1 and m.estimated_peak_bytes <= 2 * GIB
     assert plan_matching(4096, 4096, 131, 2 * GIB, method="bm").strip_rows is None

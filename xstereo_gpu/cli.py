@@ -330,19 +330,18 @@ def cmd_phase(args) -> int:
     from .backend import select_backend, to_host
     from .geometry import real_space_pixel
     from .io import output_directory, read_pattern, write_views
+    from .memory import memory_budget, plan_phasing
     from .phasing.prepare import single_pattern
     from .phasing.runs import phase_retrieval
     from .report import figure_views
-
-    from .memory import memory_budget, plan_phasing
 
     _check_output_dir(args)
     max_memory = _max_memory(args)
     opts = _options(args)
     xp = select_backend(args.backend)
-    budget = memory_budget(xp, max_memory)["budget_bytes"]
     if args.size is not None:  # refuse a crop that cannot be phased before reading anything
-        plan_phasing(1, opts.phasing.runs, args.size, budget, where="--size")
+        b = memory_budget(xp, max_memory)
+        plan_phasing(1, opts.phasing.runs, args.size, b["budget_bytes"], limit=b["limit_bytes"], where="--size")
     pat = read_pattern(args.pattern, frame=args.frame)
     data = xp.asarray(pat.data)
     mask = xp.asarray(pat.mask)
@@ -355,7 +354,7 @@ def cmd_phase(args) -> int:
     progress = _progress(args)
     o = opts.phasing
     progress.stage("phase", f"{o.algorithm.upper()}, {o.runs} runs x ({o.iterations} + {o.final_er} ER) on a {n}x{n} crop")
-    res = phase_retrieval(intensities, valid, o, progress=progress.counter, max_memory=budget)
+    res = phase_retrieval(intensities, valid, o, progress=progress.counter, max_memory=max_memory)
     views = to_host(res.views)
     with output_directory(args.output, overwrite=args.overwrite) as tmp:
         tmp = pathlib.Path(tmp)

@@ -5,15 +5,17 @@ anything is allocated, the pipeline asks this module
 
 * how much it may use: :func:`memory_budget` (free RAM from ``/proc/meminfo`` ``MemAvailable``
   and the cgroup limit on NumPy, ``cupy.cuda.Device().mem_info`` plus the pool's free blocks on
-  CuPy, times :data:`AUTO_FRACTION`; an explicit ``max_memory``, e.g. ``--max-memory 4G``,
-  replaces it);
+  CuPy, times :data:`AUTO_FRACTION`: the *limit*; on NumPy the stages that can split aim at
+  :data:`CPU_SPLIT_BYTES` at most, the *budget*, because on the CPU batches and strips cost no
+  time; an explicit ``max_memory``, e.g. ``--max-memory 4G``, is both budget and limit);
 * how much a stage needs: :func:`phasing_bytes` (runs of both views, difference-map work buffers,
   FFT and alignment temporaries) and :func:`matching_bytes` (block matching's per-pixel trackers,
   or semi-global matching's ``H x W x D`` cost and sum volumes);
 * how to split it to fit: :func:`plan_phasing` (runs in batches; the results are bit-identical to
   one batch) and :func:`plan_matching` (SGM in horizontal strips with carried path states; exact).
 
-When even the smallest split does not fit, :func:`plan_phasing` / :func:`plan_matching` raise
+A stage is split to fit the budget; when even its smallest split exceeds the budget it may still use
+up to the limit; beyond that :func:`plan_phasing` / :func:`plan_matching` raise
 :class:`~xstereo_gpu.errors.InputError` naming the option at fault, so the CLI stops with a clear
 message (exit 2) before any compute. Estimates are deliberately simple (bytes per element of the
 arrays that are alive at a stage's peak, counted from the code) and err on the high side.
@@ -39,6 +41,10 @@ GIB = 1 << 30
 #: Share of the free memory a plan may use when no explicit budget is given (the rest is headroom
 #: for what the estimates do not count: the interpreter, libraries, small arrays).
 AUTO_FRACTION = 0.8
+#: Working size the splittable stages aim at on the CPU without ``--max-memory`` (phasing batches
+#: and SGM strips are as fast as one block there: measured SGM 1024^2 x 131, 22 s whole, 20 s in
+#: strips of 32 rows). On a GPU big batches are faster, so the budget is the whole limit there.
+CPU_SPLIT_BYTES = 2 * GIB
 
 _UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 _SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([KMGT]?)(I?B)?\s*$", re.IGNORECASE)
@@ -149,18 +155,26 @@ def available_memory(xp=np) -> tuple[int, str]:
 
 
 def memory_budget(xp=np, max_memory: int | None = None) -> dict:
-    """Bytes a stage may allocate: ``max_memory`` when given, else :data:`AUTO_FRACTION` of the free memory.
+    """Bytes a stage should aim at (budget) and may not exceed (limit).
+
+    ``max_memory`` when given is both. Otherwise the limit is :data:`AUTO_FRACTION` of the free
+    memory, and the budget the same on a GPU, at most :data:`CPU_SPLIT_BYTES` on NumPy.
 
     Returns
     -------
     dict
-        ``budget_bytes`` (int), ``source`` (str), ``available_bytes`` (int, free memory now).
+        ``budget_bytes``, ``limit_bytes`` (int), ``source`` (str), ``available_bytes`` (int, free
+        memory now).
     """
     avail, source = available_memory(xp)
     if max_memory is not None:
-        return {"budget_bytes": int(max_memory), "source": "--max-memory", "available_bytes": avail}
-    return {"budget_bytes": int(AUTO_FRACTION * avail), "source": f"{AUTO_FRACTION:.0%} of {source}",
-            "available_bytes": avail}
+        return {"budget_bytes": int(max_memory), "limit_bytes": int(max_memory), "source": "--max-memory",
+                "available_bytes": avail}
+    limit = int(AUTO_FRACTION * avail)
+    budget = limit if xp is not np else min(limit, CPU_SPLIT_BYTES)
+    return {"budget_bytes": budget, "limit_bytes": limit, "available_bytes": avail,
+            "source": f"{AUTO_FRACTION:.0%} of {source}" + ("" if budget == limit else
+                                                            f", splits aiming at {format_size(budget)}")}
 
 
 def _expected(budget: int, hint: str) -> str:
@@ -219,8 +233,8 @@ def phasing_bytes(views: int, runs: int, n: int, runs_per_batch: int | None = No
     return e * (8 * runs + max(PHASING_ITER_BYTES, PHASING_ALIGN_BYTES) * b + 40)
 
 
-def plan_phasing(views: int, runs: int, n: int, budget: int, *, where: str = "--max-memory",
-                 runs_per_batch: int | None = None) -> PhasingPlan:
+def plan_phasing(views: int, runs: int, n: int, budget: int, *, limit: int | None = None,
+                 where: str = "--max-memory", runs_per_batch: int | None = None) -> PhasingPlan:
     """The largest batch of runs whose :func:`phasing_bytes` fits in ``budget``.
 
     Parameters
@@ -228,18 +242,22 @@ def plan_phasing(views: int, runs: int, n: int, budget: int, *, where: str = "--
     views, runs, n : int
         ``V``, ``R``, ``N`` of the ``(V, R, N, N)`` runs.
     budget : int
-        Bytes available.
+        Bytes to aim at.
+    limit : int, optional
+        Bytes that may not be exceeded (default: ``budget``): one run per batch when even that
+        exceeds ``budget``.
     where : str
         The input named when nothing fits (``--max-memory``, ``--size``, ``--pattern-size``).
     runs_per_batch : int, optional
-        Force this batch size (checked against the budget all the same).
+        Force this batch size (checked against the limit).
 
     Raises
     ------
     InputError
-        When even one run per batch does not fit.
+        When even one run per batch does not fit in the limit.
     """
     runs = int(runs)
+    limit = int(budget if limit is None else max(limit, budget))
     if runs_per_batch is not None:
         b = max(1, min(int(runs_per_batch), runs))
     else:
@@ -249,12 +267,13 @@ def plan_phasing(views: int, runs: int, n: int, budget: int, *, where: str = "--
             per_run = max(PHASING_ITER_BYTES, PHASING_ALIGN_BYTES) * int(views) * int(n) ** 2
             fixed = int(views) * int(n) ** 2 * (8 * runs + 40)  # held best iterates + small arrays
             b = min(runs - 1, int(max(0, budget - fixed) // per_run))
-    need = phasing_bytes(views, runs, n, max(b, 1))
-    if b < 1 or need > budget:
+    b = max(b, 1)
+    need = phasing_bytes(views, runs, n, b)
+    if need > limit:
         need1 = phasing_bytes(views, runs, n, 1)
-        raise InputError(where, f"needs about {format_size(max(need1, need))} to phase {views} view(s) of "
+        raise InputError(where, f"needs about {format_size(min(need1, need))} to phase {views} view(s) of "
                                 f"{n} x {n} pixels with {runs} runs (one run per batch)",
-                         _expected(budget, "use --max-memory, fewer --runs or a smaller --pattern-size / --size"))
+                         _expected(limit, "use --max-memory, fewer --runs or a smaller --pattern-size / --size"))
     return PhasingPlan(runs_per_batch=b, batches=math.ceil(runs / b), estimated_peak_bytes=need, budget_bytes=int(budget))
 
 
@@ -344,18 +363,22 @@ def matching_bytes(h: int, w: int, d: int, *, method: str = "bm", paths: int = 4
     return base + (BM_DEVICE_ARRAYS * h * w * 4 if device else 0)
 
 
-def plan_matching(h: int, w: int, d: int, budget: int, *, method: str = "bm", paths: int = 4,
-                  device: bool = False, where: str = "--max-memory") -> MatchingPlan:
+def plan_matching(h: int, w: int, d: int, budget: int, *, limit: int | None = None, method: str = "bm",
+                  paths: int = 4, device: bool = False, where: str = "--max-memory") -> MatchingPlan:
     """The split of the matching stage that fits ``budget``: whole, or SGM strips of as many rows as fit.
+
+    When nothing fits ``budget``, the smallest split (block matching as it is, SGM strips of the
+    memory-optimal height) is used if it fits ``limit`` (default: ``budget``).
 
     Raises
     ------
     InputError
-        When even the smallest split (block matching as it is, SGM strips of the best size) does not fit.
+        When even the smallest split does not fit the limit.
     """
     h, w, d = int(h), int(w), int(d)
+    limit = int(budget if limit is None else max(limit, budget))
     need = matching_bytes(h, w, d, method=method, paths=paths, device=device)
-    if need <= budget:
+    if need <= budget or (method != "sgm" and need <= limit):
         return MatchingPlan(method, (h, w), d, None, 1, need, int(budget))
     if method == "sgm":
         up = _up_paths(paths)
@@ -370,11 +393,13 @@ def plan_matching(h: int, w: int, d: int, budget: int, *, method: str = "bm", pa
             need = matching_bytes(h, w, d, method=method, paths=paths, strip_rows=rows, device=device)
             return MatchingPlan(method, (h, w), d, rows, math.ceil(h / rows), need, int(budget))
         need = matching_bytes(h, w, d, method=method, paths=paths, strip_rows=best, device=device)
+        if need <= limit:
+            return MatchingPlan(method, (h, w), d, best, math.ceil(h / best), need, int(budget))
         what = f"semi-global matching of {h} x {w} pixels over {d} disparities, in strips of {best} rows"
     else:
         what = f"block matching of {h} x {w} pixels over {d} disparities"
     raise InputError(where, f"needs about {format_size(need)} ({what})",
-                     _expected(budget, "use --max-memory, a smaller --upsample, a narrower --range or --method bm"))
+                     _expected(limit, "use --max-memory, a smaller --upsample, a narrower --range or --method bm"))
 
 
 def check_allocation(shape, dtype, where: str, *, copies: float = 3.0, what: str = "read it",
@@ -392,7 +417,7 @@ def check_allocation(shape, dtype, where: str, *, copies: float = 3.0, what: str
     copies : float
         How many such arrays the step holds at once (raw data, float32 copy, mask, ...).
     budget : int, optional
-        Bytes available (default: :func:`memory_budget` of ``xp``).
+        Bytes available (default: the limit of :func:`memory_budget` of ``xp``).
 
     Returns
     -------
@@ -409,7 +434,7 @@ def check_allocation(shape, dtype, where: str, *, copies: float = 3.0, what: str
         count *= max(0, int(s))
     need = int(count * max(4, np.dtype(dtype).itemsize) * copies)
     if budget is None:
-        budget = memory_budget(xp)["budget_bytes"]
+        budget = memory_budget(xp)["limit_bytes"]
     if need > budget:
         dims = " x ".join(str(int(s)) for s in shape)
         raise InputError(where, f"a declared {dims} {np.dtype(dtype)} array: needs about {format_size(need)} "

@@ -188,19 +188,22 @@ class Pipeline:
 
         o = self.options
         budget = memory_budget(self.xp, self.max_memory)
-        plan: dict = {"budget_bytes": budget["budget_bytes"], "budget_source": budget["source"],
+        b, lim = budget["budget_bytes"], budget["limit_bytes"]
+        plan: dict = {"budget_bytes": b, "limit_bytes": lim, "budget_source": budget["source"],
                       "available_bytes": budget["available_bytes"]}
         if phasing:
-            plan["phasing"] = plan_phasing(2, o.phasing.runs, n, budget["budget_bytes"]).to_dict()
+            plan["phasing"] = plan_phasing(2, o.phasing.runs, n, b, limit=lim).to_dict()
         u = int(n) * int(o.preprocess.upsample)
-        plan["matching"] = plan_matching(u, u, o.match.dmax - o.match.dmin + 1, budget["budget_bytes"],
+        plan["matching"] = plan_matching(u, u, o.match.dmax - o.match.dmin + 1, b, limit=lim,
                                          method=o.match.method, paths=o.match.sgm_paths,
                                          device=self.xp is not np).to_dict()
         self.memory = plan
         return plan
 
-    def _budget(self) -> int | None:
-        return None if self.memory is None else int(self.memory["budget_bytes"])
+    def _batch(self) -> int | None:
+        """Runs per batch of the plan (None without a plan)."""
+        return None if self.memory is None or "phasing" not in self.memory else \
+            int(self.memory["phasing"]["runs_per_batch"])
 
     # -- stages --------------------------------------------------------------------------------
     def prepare(self, shot: Shot):
@@ -228,7 +231,8 @@ class Pipeline:
         with self._timer("phase"):
             self.progress.stage("phase", f"{o.algorithm.upper()}, {o.runs} runs x ({o.iterations} + {o.final_er} ER) "
                                          f"iterations, {intensities.shape[0]} views on {self._backend_name()}")
-            result = phase_retrieval(intensities, valid, o, progress=self.progress.counter, max_memory=self._budget())
+            result = phase_retrieval(intensities, valid, o, progress=self.progress.counter, max_memory=self.max_memory,
+                                     runs_per_batch=self._batch())
             mem = result.history.get("memory", {})
             if mem.get("batches", 1) > 1:
                 self.progress.note(f"runs in {mem['batches']} batches of {mem['runs_per_batch']} (memory budget "
@@ -329,7 +333,7 @@ class Pipeline:
         """Stereo, cloud, reconstruction, download and score: the stages shared by :meth:`run` and
         :meth:`run_views` (``views`` on the device, the phasing outputs already on the host)."""
         st = match_views(views, geometry, self.options, timings=self.timings, progress=self.progress,
-                         max_memory=self._budget())
+                         max_memory=self.max_memory)
         pts = st["points"]
         with self._timer("reconstruct"):
             rec = self.options.reconstruct

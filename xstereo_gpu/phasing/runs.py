@@ -476,14 +476,14 @@ def phase_retrieval(intensities, valid, options: PhasingOptions | None = None, *
     initial_support, shrinkwrap_grow : optional
         See :class:`PhaseRetrieval`.
     max_memory : int, optional
-        Bytes the runs may take (default: :func:`~xstereo_gpu.memory.memory_budget` of the device,
-        i.e. most of the free memory). When all runs do not fit, they iterate and are aligned in
+        Bytes the runs may take (default: :func:`~xstereo_gpu.memory.memory_budget` of the device:
+        most of the free memory, batches aiming at 2 GiB on NumPy). When all runs do not fit, they iterate and are aligned in
         batches of runs (:func:`~xstereo_gpu.memory.plan_phasing`); each run gets the random start
         it gets in one batch, and selection, ranking and averaging see all runs, so the result is
         the same (bit-identical on NumPy). Nothing is allocated when even one run per batch does
         not fit: :class:`~xstereo_gpu.errors.InputError` names ``--max-memory``.
     runs_per_batch : int, optional
-        Force this batch size (still checked against the budget).
+        Force this batch size (still checked against the memory limit).
 
     Returns
     -------
@@ -498,7 +498,8 @@ def phase_retrieval(intensities, valid, options: PhasingOptions | None = None, *
     if len(shape) != 3:
         _validate(intensities, valid, support)  # raises the shape error
     budget = memory_budget(xp0, max_memory)
-    plan = plan_phasing(shape[0], options.runs, shape[-1], budget["budget_bytes"], runs_per_batch=runs_per_batch)
+    plan = plan_phasing(shape[0], options.runs, shape[-1], budget["budget_bytes"], limit=budget["limit_bytes"],
+                        runs_per_batch=runs_per_batch)
     if plan.batches > 1:
         return _phase_in_batches(intensities, valid, options, plan, support=support, progress=progress,
                                  kernels=kernels, initial_support=initial_support, shrinkwrap_grow=shrinkwrap_grow,

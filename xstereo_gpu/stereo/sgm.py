@@ -108,7 +108,7 @@ def semi_global_match(left, right, options: MatchOptions | None = None, *,
         ``False`` runs this twin's array code on CuPy. Ignored on NumPy.
     max_memory : int, optional
         Bytes the matching may take (default: :func:`~xstereo_gpu.memory.memory_budget` of the
-        device). When the two ``(H, W, D)`` volumes do not fit, the image is matched in horizontal
+        device: most of the free memory, strips aiming at 2 GiB on NumPy). When the two ``(H, W, D)`` volumes do not fit, the image is matched in horizontal
         strips (:func:`~xstereo_gpu.memory.plan_matching`) with the path states carried across
         strip boundaries: the same sums, bit-identical maps (the strips run the array code, also on
         CuPy). :class:`~xstereo_gpu.errors.InputError` (naming ``--max-memory``) before any compute
@@ -144,7 +144,8 @@ def semi_global_match(left, right, options: MatchOptions | None = None, *,
     if strip_rows is None:
         from ..memory import memory_budget, plan_matching
 
-        plan = plan_matching(H, W, dmax - dmin + 1, memory_budget(xp, max_memory)["budget_bytes"], method="sgm",
+        b = memory_budget(xp, max_memory)
+        plan = plan_matching(H, W, dmax - dmin + 1, b["budget_bytes"], limit=b["limit_bytes"], method="sgm",
                              paths=int(options.sgm_paths), device=xp is not np)
         strip_rows = plan.strip_rows
     if strip_rows is not None and int(strip_rows) < H:

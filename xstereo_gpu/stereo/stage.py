@@ -138,9 +138,9 @@ def match_views(views, geometry: StereoGeometry | None, options: PipelineOptions
     from ..memory import memory_budget, plan_matching
 
     u = int(options.preprocess.upsample)
-    budget = memory_budget(xp, max_memory)["budget_bytes"]
-    plan_matching(views.shape[1] * u, views.shape[2] * u, m.dmax - m.dmin + 1, budget, method=m.method,
-                  paths=m.sgm_paths, device=xp is not np)  # refuse before any compute
+    b = memory_budget(xp, max_memory)
+    plan_matching(views.shape[1] * u, views.shape[2] * u, m.dmax - m.dmin + 1, b["budget_bytes"], method=m.method,
+                  limit=b["limit_bytes"], paths=m.sgm_paths, device=xp is not np)  # refuse before any compute
     out: dict[str, Any] = {"rectification": None}
     with StageTimer(xp, timings, "stereo"):
         images = view_images(views, rec.image)
@@ -177,7 +177,7 @@ def match_views(views, geometry: StereoGeometry | None, options: PipelineOptions
             pre = preprocess(images, popt, search_range=(m.dmin, m.dmax), mask=mask)
             say.note(f"{'semi-global matching' if m.method == 'sgm' else 'block matching'} {m.block}x{m.block}, "
                      f"d in [{m.dmin}, {m.dmax}] on {tuple(pre.images.shape[1:])}")
-            match = _match(pre.images[0], pre.images[1], m, budget)
+            match = _match(pre.images[0], pre.images[1], m, max_memory)
             dl, dr = lr_consistency(match.disparity_left, match.disparity_right, tolerance=m.lr_tolerance)
             if pre.mask is not None:
                 dl = xp.where(pre.mask[0], dl, xp.nan).astype(xp.float32)
