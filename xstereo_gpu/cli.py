@@ -95,6 +95,14 @@ def _read_points(path) -> tuple:
     return tuple(tuple(r) for r in pts.tolist())
 
 
+def _max_memory(args):
+    """``--max-memory`` in bytes, or None (the stages then plan with most of the free memory)."""
+    from .memory import parse_size
+
+    value = getattr(args, "max_memory", None)
+    return None if value is None else parse_size(value, "--max-memory")
+
+
 def _progress(args):
     from .progress import Progress
 
@@ -271,7 +279,7 @@ def _run_shot(shot, args, tmp, extra=None) -> tuple:
     from_file = shot.dataset != ""
     opts = _options(args, sample=shot.sample,
                     sample_from=f"{shot.source}:/entry_1/sample_1/name" if from_file else shot.source)
-    with Pipeline(opts, backend=args.backend, progress=progress) as pipe:
+    with Pipeline(opts, backend=args.backend, progress=progress, max_memory=_max_memory(args)) as pipe:
         try:
             res = pipe.run(shot)
         except InputError as exc:
@@ -321,16 +329,20 @@ def cmd_demo(args) -> int:
 
 
 def _demo(args, tmp) -> tuple:
+    from .pipeline import Pipeline
     from .simulate import simulate_shot
 
     t0 = time.perf_counter()
     opts = _simulation_options(args)
+    start = args.start or ("views" if opts.sample == "pyramid" else "pattern")
+    # the memory plan first: refuse what cannot fit before simulating
+    with Pipeline(_options(args, sample=opts.sample), backend=args.backend, max_memory=_max_memory(args)) as pipe:
+        pipe.plan_memory(opts.pattern_size, phasing=start == "pattern")
     progress = _progress(args)
     progress.stage("simulate", f"the built-in {opts.sample} sample, beams at {opts.angles_deg[0]:g} + {opts.angles_deg[1]:g} deg")
     shot = simulate_shot(opts, progress=progress.note)
     shot.source = f"built-in simulated {opts.sample} (xstereo demo --sample {opts.sample})"
     t_sim = time.perf_counter() - t0
-    start = args.start or ("views" if opts.sample == "pyramid" else "pattern")
     if start == "pattern":
         return _run_shot(shot, args, tmp, extra={"simulation_s": round(t_sim, 3)})
     return _run_provided_views(shot, args, tmp, t_sim)
@@ -356,7 +368,7 @@ def _run_provided_views(shot, args, tmp, t_sim: float) -> tuple:
                                     "came from another data set)", "provided_views": {
                                         "resolution_nm": PROVIDED_VIEWS["resolution_m"] * 1e9,
                                         "noise_fraction": PROVIDED_VIEWS["noise"]}}}
-    with Pipeline(opts, backend=args.backend, progress=progress) as pipe:
+    with Pipeline(opts, backend=args.backend, progress=progress, max_memory=_max_memory(args)) as pipe:
         res = pipe.run_views(views, shot.geometry, truth=shot.truth, sample=shot.sample, source=shot.source)
         return _write(pipe, res, shot, args, tmp, extra)
 
@@ -369,14 +381,19 @@ def cmd_phase(args) -> int:
     from .backend import select_backend, to_host
     from .geometry import check_plausible, real_space_pixel
     from .io import read_pattern, write_views
+    from .memory import memory_budget, plan_phasing
     from .phasing.prepare import single_pattern
     from .phasing.runs import phase_retrieval
     from .report import figure_views
 
     with _staged_output(args, args.pattern) as tmp:
-        pat = read_pattern(args.pattern, frame=args.frame, allow_external_data=args.allow_external_data)
+        max_memory = _max_memory(args)
         opts = _options(args)
         xp = select_backend(args.backend)
+        if args.size is not None:  # refuse a crop that cannot be phased before reading anything
+            b = memory_budget(xp, max_memory)
+            plan_phasing(1, opts.phasing.runs, args.size, b["budget_bytes"], limit=b["limit_bytes"], where="--size")
+        pat = read_pattern(args.pattern, frame=args.frame, allow_external_data=args.allow_external_data)
         data = xp.asarray(pat.data)
         mask = xp.asarray(pat.mask)
         here = f"{pat.source}:{pat.dataset}" if pat.dataset else pat.source
@@ -398,7 +415,7 @@ def cmd_phase(args) -> int:
         o = opts.phasing
         progress.stage("phase", f"{o.algorithm.upper()}, {o.runs} runs x ({o.iterations} + {o.final_er} ER) on a {n}x{n} crop")
         try:
-            res = phase_retrieval(intensities, valid, o, progress=progress.counter)
+            res = phase_retrieval(intensities, valid, o, progress=progress.counter, max_memory=max_memory)
         except InputError as exc:
             crop = f"the {n}x{n} crop" + (f" at {tuple(args.centre)}" if args.centre else "") + " phased"
             raise with_source(exc, pat.source, pat.dataset, note=crop) from None
@@ -451,7 +468,8 @@ def _stereo(args, tmp) -> tuple[dict, list]:
     xp = select_backend(args.backend)
     progress = _progress(args)
     try:
-        st = match_views(xp.asarray(np.stack([left, right])), geometry, opts, progress=progress)
+        st = match_views(xp.asarray(np.stack([left, right])), geometry, opts, progress=progress,
+                         max_memory=_max_memory(args))
     except InputError as exc:
         raise with_source(exc, f"{args.left}, {args.right}") from None
     u = int(st["upsample"])
@@ -502,6 +520,9 @@ def _add_pipeline_options(p, *, phasing=True, stereo=True):
     p.add_argument("--profile", choices=["paper", "cpu"], default=None,
                    help="preset: 'paper' (45 runs; GPU default) or 'cpu' (fewer runs; NumPy default)")
     p.add_argument("--config", help="options TOML file (write one with `xstereo config`)")
+    p.add_argument("--max-memory", metavar="SIZE",
+                   help="memory a stage may use, e.g. 4G, 512M (default: 80%% of the free RAM or device memory); "
+                        "phasing runs in batches and SGM in strips to fit, or the command stops before computing")
     if phasing:
         p.add_argument("--runs", type=int, help="independent phase-retrieval runs per view")
         p.add_argument("--iterations", type=int, help="iterations per run")

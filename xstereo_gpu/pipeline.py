@@ -81,6 +81,9 @@ class Results:
         Pre-processing modes of the disparity map pairs whose points were merged.
     reconstruction : Reconstruction or None
         Fitted planes, volume and surface mesh (see :class:`Reconstruction`).
+    memory : dict or None
+        The memory plan (:meth:`Pipeline.plan_memory`: budget, estimated peak per stage, batches
+        and strips) and, on NumPy, the process's measured peak RSS; written to ``summary.json``.
     """
 
     geometry: StereoGeometry
@@ -110,6 +113,7 @@ class Results:
     rectification: dict | None = None
     maps: list = field(default_factory=list)
     reconstruction: Any = None
+    memory: dict | None = None
 
     @property
     def cloud_nm(self) -> np.ndarray:
@@ -128,6 +132,11 @@ class Pipeline:
         See :func:`xstereo_gpu.backend.select_backend`.
     progress : Progress, optional
         Where stage banners and iteration counters go (silent by default).
+    max_memory : int, optional
+        Bytes a stage may allocate (``--max-memory``); default: most of the free memory of the
+        device (:func:`~xstereo_gpu.memory.memory_budget`). Stages that do not fit are split
+        (phasing runs in batches, SGM in strips); a request that cannot fit even so is refused
+        with :class:`~xstereo_gpu.errors.InputError` before any compute (:meth:`plan_memory`).
 
     Examples
     --------
@@ -139,7 +148,7 @@ class Pipeline:
     """
 
     def __init__(self, options: PipelineOptions | None = None, *, backend: str | None = None,
-                 progress: Progress | None = None):
+                 progress: Progress | None = None, max_memory: int | None = None):
         self.xp = select_backend(backend)
         if options is None:
             options = PipelineOptions.for_profile("cpu" if self.xp is np else "paper")
@@ -147,6 +156,8 @@ class Pipeline:
         self.progress = progress or Progress(enabled=False)
         self.timings: dict[str, float] = {}
         self.hdr: dict | None = None
+        self.max_memory = None if max_memory is None else int(max_memory)
+        self.memory: dict | None = None
 
     def __enter__(self) -> "Pipeline":
         return self
@@ -163,6 +174,36 @@ class Pipeline:
         n = self.options.prepare.crop or shot.pattern_size
         return StereoGeometry(real_space_pixel(shot.wavelength_m, shot.distance_m, shot.detector_pixel_m, n),
                               tuple(shot.angles_deg))
+
+    def plan_memory(self, n: int, *, phasing: bool = True) -> dict:
+        """Plan the memory of the stages for ``n x n`` views, before anything is allocated.
+
+        The budget is ``max_memory`` or most of the free memory now; phasing gets a batch size of
+        runs (:func:`~xstereo_gpu.memory.plan_phasing`), matching on the ``n * upsample`` grid a
+        whole-volume or strip plan (:func:`~xstereo_gpu.memory.plan_matching`). Raises
+        :class:`~xstereo_gpu.errors.InputError` when a stage cannot fit. The plan is kept in
+        :attr:`memory` (and in the results' ``memory``).
+        """
+        from .memory import memory_budget, plan_matching, plan_phasing
+
+        o = self.options
+        budget = memory_budget(self.xp, self.max_memory)
+        b, lim = budget["budget_bytes"], budget["limit_bytes"]
+        plan: dict = {"budget_bytes": b, "limit_bytes": lim, "budget_source": budget["source"],
+                      "available_bytes": budget["available_bytes"]}
+        if phasing:
+            plan["phasing"] = plan_phasing(2, o.phasing.runs, n, b, limit=lim).to_dict()
+        u = int(n) * int(o.preprocess.upsample)
+        plan["matching"] = plan_matching(u, u, o.match.dmax - o.match.dmin + 1, b, limit=lim,
+                                         method=o.match.method, paths=o.match.sgm_paths,
+                                         device=self.xp is not np).to_dict()
+        self.memory = plan
+        return plan
+
+    def _batch(self) -> int | None:
+        """Runs per batch of the plan (None without a plan)."""
+        return None if self.memory is None or "phasing" not in self.memory else \
+            int(self.memory["phasing"]["runs_per_batch"])
 
     # -- stages --------------------------------------------------------------------------------
     def prepare(self, shot: Shot):
@@ -190,7 +231,12 @@ class Pipeline:
         with self._timer("phase"):
             self.progress.stage("phase", f"{o.algorithm.upper()}, {o.runs} runs x ({o.iterations} + {o.final_er} ER) "
                                          f"iterations, {intensities.shape[0]} views on {self._backend_name()}")
-            result = phase_retrieval(intensities, valid, o, progress=self.progress.counter)
+            result = phase_retrieval(intensities, valid, o, progress=self.progress.counter, max_memory=self.max_memory,
+                                     runs_per_batch=self._batch())
+            mem = result.history.get("memory", {})
+            if mem.get("batches", 1) > 1:
+                self.progress.note(f"runs in {mem['batches']} batches of {mem['runs_per_batch']} (memory budget "
+                                   f"{mem['budget_bytes'] / 2**30:.2f} GiB)")
         return result
 
     def align(self, views):
@@ -245,17 +291,21 @@ class Pipeline:
     def run(self, shot: Shot) -> Results:
         """All stages on one shot; returns host results (scored when the shot carries ground truth)."""
         t0 = time.perf_counter()
+        shot.validate()  # the pattern size against the frame, before the memory plan
         geometry = self.geometry(shot)
+        self.plan_memory(int(self.options.prepare.crop or shot.pattern_size))
         intensities, valid = self.prepare(shot)
         phased = self.phase(intensities, valid)
         same_grid = self.options.prepare.crop in (None, shot.pattern_size)
         truth = shot.truth if same_grid else None
         quality = self.quality(phased.views, intensities, valid, geometry, truth)
         views, supports = self.align(phased.views)
+        best_eps = to_host(phased.best_eps)
+        history = {k: to_host(v) for k, v in dict(phased.history).items()}
+        del phased, intensities, valid  # the runs' best iterates (V, R, N, N) are not needed any more
         return self._after_views(
             t0, views, geometry, truth=truth, sample=shot.sample, source=shot.source, quality=quality,
-            supports=to_host(supports), best_eps=to_host(phased.best_eps),
-            history={k: to_host(v) for k, v in dict(phased.history).items()})
+            supports=to_host(supports), best_eps=best_eps, history=history)
 
     def run_views(self, views, geometry: StereoGeometry, *, truth=None, sample: str = "",
                   source: str = "") -> Results:
@@ -272,6 +322,7 @@ class Pipeline:
             Scores the result (and the views) when given.
         """
         t0 = time.perf_counter()
+        self.plan_memory(int(np.shape(views)[-1]), phasing=False)
         dev = self.xp.asarray(np.asarray(views))
         quality = self.quality(dev, None, None, geometry, truth)
         return self._after_views(t0, dev, geometry, truth=truth, sample=sample, source=source, quality=quality,
@@ -281,7 +332,8 @@ class Pipeline:
                      quality: dict, supports, best_eps, history: dict | None = None) -> Results:
         """Stereo, cloud, reconstruction, download and score: the stages shared by :meth:`run` and
         :meth:`run_views` (``views`` on the device, the phasing outputs already on the host)."""
-        st = match_views(views, geometry, self.options, timings=self.timings, progress=self.progress)
+        st = match_views(views, geometry, self.options, timings=self.timings, progress=self.progress,
+                         max_memory=self.max_memory)
         pts = st["points"]
         with self._timer("reconstruct"):
             rec = self.options.reconstruct
@@ -314,7 +366,22 @@ class Pipeline:
                 res.accuracy = score(res.cloud_nm, res.views, truth, geometry)  # H_left = identity
         self.timings["total"] = time.perf_counter() - t0
         res.timings = dict(self.timings)
+        res.memory = self._memory_report()
         return res
+
+    def _memory_report(self) -> dict | None:
+        """The plan, with the process's measured peak RSS on NumPy (``ru_maxrss``, Linux: KiB)."""
+        if self.memory is None:
+            return None
+        rep = dict(self.memory)
+        if self.xp is np:
+            try:
+                import resource
+
+                rep["measured_peak_rss_bytes"] = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+            except (ImportError, OSError):  # pragma: no cover - not POSIX
+                pass
+        return rep
 
     def export(self, results: Results, path, *, shot: Shot | None = None, overwrite: bool = False,
                figures: bool = True, extra_summary: dict | None = None, inputs=()) -> dict:
@@ -334,6 +401,8 @@ class Pipeline:
 
         with self._timer("export"):
             self.progress.stage("export", f"writing {label or folder}")
+            if results.memory is not None:
+                extra_summary = {"memory": results.memory, **(extra_summary or {})}
             return write_run_files(results, folder, shot=shot, figures=figures, extra_summary=extra_summary)
 
     def _backend_name(self) -> str:
@@ -341,8 +410,8 @@ class Pipeline:
 
 
 def run_pipeline(shot: Shot, options: PipelineOptions | None = None, *, backend: str | None = None,
-                 progress: Progress | None = None) -> Results:
+                 progress: Progress | None = None, max_memory: int | None = None) -> Results:
     """Functional entry point: run every stage on ``shot`` and return host :class:`Results`."""
-    with Pipeline(options, backend=backend, progress=progress) as pipe:
+    with Pipeline(options, backend=backend, progress=progress, max_memory=max_memory) as pipe:
         return pipe.run(shot)
 

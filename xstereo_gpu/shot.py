@@ -162,7 +162,10 @@ class Shot:
         check(c.shape == (2, 2), f"{src}: pattern centres", f"shape {c.shape}", "(2, 2): (row, col) of left and right")
         n = int(self.pattern_size)
         hw = f.shape[-2:]
-        check(2 <= n <= min(hw) * 2, f"{src}: pattern size", repr(self.pattern_size), f"between 2 and {min(hw) * 2}")
+        # a crop larger than the frame holds no more data, only unmeasured pixels (and memory: issue 11)
+        top = min(min(hw) * 2, max(hw))
+        check(2 <= n <= top, f"{src}: pattern size", repr(self.pattern_size),
+              f"between 2 and {top} (a crop no larger than the {hw[0]} x {hw[1]} frame)")
         for k, name in enumerate(VIEW_NAMES):
             r, col = c[k]
             check(0 <= r < hw[0] and 0 <= col < hw[1], f"{src}: {name} pattern centre",

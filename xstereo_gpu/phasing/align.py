@@ -242,7 +242,8 @@ def _average(aligned, keep):
     return xp.einsum("vr,vrij->vij", w.astype(xp.complex64), aligned).astype(xp.complex64)
 
 
-def align_runs(runs, *, upsample: int = 20, eps=None, keep=None, centre: bool = True):
+def align_runs(runs, *, upsample: int = 20, eps=None, keep=None, centre: bool = True,
+               runs_per_batch: int | None = None, out=None):
     """Superpose the runs of each view: twin choice, subpixel shift and global phase.
 
     The reference of view ``v`` is its run with the lowest ``eps`` (run 0 without ``eps``),
@@ -263,6 +264,12 @@ def align_runs(runs, *, upsample: int = 20, eps=None, keep=None, centre: bool = 
         Runs that enter the coherent average (default: all).
     centre : bool
         Centre the reference before aligning the runs on it.
+    runs_per_batch : int, optional
+        Register this many runs at a time (the temporaries scale with it; each run's result is
+        the same as in one batch).
+    out : (V, R, N, N) complex64, optional
+        Where the aligned runs go; may be ``runs`` itself (in place, batch by batch: the reference
+        is copied first).
 
     Returns
     -------
@@ -290,7 +297,20 @@ def align_runs(runs, *, upsample: int = 20, eps=None, keep=None, centre: bool = 
     if centre:
         ref = fourier_shift(ref, centre_shift(ref))
     ref = _zero_mean_phase(ref)
-    aligned, sh, use_twin, pk = _register_with_twin(ref[:, None], runs, upsample)
+    if runs_per_batch is None and out is None:
+        aligned, sh, use_twin, pk = _register_with_twin(ref[:, None], runs, upsample)
+    else:
+        r = runs.shape[1]
+        b = r if runs_per_batch is None else max(1, int(runs_per_batch))
+        aligned = xp.empty(runs.shape, dtype=xp.complex64) if out is None else out
+        parts = []
+        for lo in range(0, r, b):
+            hi = min(r, lo + b)
+            a, *rest = _register_with_twin(ref[:, None], runs[:, lo:hi], upsample)
+            aligned[:, lo:hi] = a
+            parts.append(rest)
+            del a
+        sh, use_twin, pk = (xp.concatenate([p[k] for p in parts], axis=1) for k in range(3))
     info = {
         "reference": ref_idx,
         "shifts": sh,

@@ -117,7 +117,8 @@ def _validate(intensities, valid, support):
     return xp, xp.where(v, i, np.float32(0)), v, support
 
 
-def _random_half_planes(rng: np.random.Generator, nv: int, nr: int, n: int) -> np.ndarray:
+def _random_half_planes(rng: np.random.Generator, nv: int, nr: int, n: int,
+                        runs: tuple[int, int] | None = None) -> np.ndarray:
     """Per view and run, the half-plane ``u . (p - c) >= 0`` through ``c = (N//2, N//2)``, random ``u``.
 
     The autocorrelation support ``A = O - O`` of an object ``O`` contains, for every direction
@@ -125,10 +126,50 @@ def _random_half_planes(rng: np.random.Generator, nv: int, nr: int, n: int) -> n
     translate lies in ``A`` intersected with the half-plane. Cutting ``A`` this way keeps a
     valid support while breaking its centro-symmetry, which is what lets object and twin start
     on an equal footing and so causes twin stagnation; different runs get different directions.
+    ``runs = (lo, hi)`` returns the half-planes of runs ``lo:hi`` only (the angles of all ``nr``
+    runs are drawn, so the stream that follows is the same).
     """
     angles = rng.random((nv, nr)) * (2 * np.pi)
+    if runs is not None:
+        angles = angles[:, runs[0]:runs[1]]
     c = np.arange(n) - n // 2
     return (np.cos(angles)[..., None, None] * c[:, None] + np.sin(angles)[..., None, None] * c[None, :]) >= -0.5
+
+
+def _skip_float32(rng: np.random.Generator, count: int) -> None:
+    """Advance ``rng`` past ``count`` float32 draws, as if ``rng.random(count, dtype=float32)`` had run.
+
+    A float32 draw takes 32 bits of a 64-bit output: with no buffered half and an even count, the
+    bit generator's ``advance(count // 2)`` (PCG64, numpy's default) skips exactly; otherwise the
+    draws are made and discarded in chunks.
+    """
+    count = int(count)
+    if count <= 0:
+        return
+    bg = rng.bit_generator
+    if count % 2 == 0 and hasattr(bg, "advance") and not bg.state.get("has_uint32", 0):
+        bg.advance(count // 2)
+        return
+    while count > 0:
+        k = min(count, 1 << 22)
+        rng.random(k, dtype=np.float32)
+        count -= k
+
+
+def _random_phases(rng: np.random.Generator, nv: int, nr: int, n: int, runs: tuple[int, int] | None) -> np.ndarray:
+    """The starting phases' uniform draws of runs ``lo:hi``: the slice ``[:, lo:hi]`` of
+    ``rng.random((nv, nr, n, n), dtype=float32)``, drawn without the other runs' block."""
+    if runs is None:
+        return rng.random((nv, nr, n, n), dtype=np.float32)
+    lo, hi = runs
+    out = np.empty((nv, hi - lo, n, n), dtype=np.float32)
+    pos = 0  # float32 draws of the (nv, nr, n, n) block consumed so far
+    for v in range(nv):
+        start = (v * nr + lo) * n * n
+        _skip_float32(rng, start - pos)
+        out[v] = rng.random((hi - lo, n, n), dtype=np.float32)
+        pos = start + (hi - lo) * n * n
+    return out
 
 
 class PhaseRetrieval:
@@ -163,6 +204,11 @@ class PhaseRetrieval:
         ``False``: it only shrinks (the new support is intersected with the current one), so a
         loose initial support that holds the object bounds every later one. Default:
         ``options.shrinkwrap_grow`` if the options have that field, else ``True``.
+    run_range : (int, int), optional
+        Iterate only runs ``lo:hi`` of the ``options.runs`` runs (a batch, see
+        :func:`phase_retrieval`'s ``max_memory``): the same random starts as those runs get in
+        one batch of all runs, so each run's iterates are the same (bit-identical on NumPy).
+        Arrays then have ``hi - lo`` runs. A ``(V, R, N, N)`` support is sliced to the batch.
 
     Attributes
     ----------
@@ -211,7 +257,7 @@ class PhaseRetrieval:
 
     def __init__(self, intensities, valid, options: PhasingOptions | None = None, *, support=None,
                  kernels: bool | None = None, initial_support: str | None = None,
-                 shrinkwrap_grow: bool | None = None):
+                 shrinkwrap_grow: bool | None = None, run_range: tuple[int, int] | None = None):
         options = PhasingOptions() if options is None else options
         if not isinstance(options, PhasingOptions):
             raise InputError("phasing.options", type(options).__name__, "a PhasingOptions")
@@ -227,7 +273,14 @@ class PhaseRetrieval:
         self.xp = xp
         self.options = options
         nv, n = inten.shape[0], inten.shape[-1]
-        r = options.runs
+        if run_range is not None:
+            lo, hi = int(run_range[0]), int(run_range[1])
+            if not 0 <= lo < hi <= options.runs:
+                raise InputError("phasing.run_range", repr(run_range), f"(lo, hi) with 0 <= lo < hi <= {options.runs}")
+            run_range = (lo, hi)
+            if support is not None and support.ndim == 4 and support.shape[1] == options.runs:
+                support = support[:, lo:hi]
+        r = options.runs if run_range is None else run_range[1] - run_range[0]
         self.amplitudes, self.valid = fourier_constraint(inten, v)  # (V, 1, N, N), FFT order
         rng = np.random.default_rng(options.seed)
         if support is None and initial_support == "box":
@@ -236,7 +289,7 @@ class PhaseRetrieval:
         elif support is None:
             support = autocorrelation_support(inten, v, threshold=options.autocorrelation_threshold)
             max_area = support.sum(axis=(-2, -1))[:, None]  # (V, 1)
-            support = support[:, None] & to_device(_random_half_planes(rng, nv, r, n), xp)
+            support = support[:, None] & to_device(_random_half_planes(rng, nv, options.runs, n, run_range), xp)
         else:
             max_area = xp.asarray(support).sum(axis=(-2, -1)).reshape(nv, -1) * 2
         if support.ndim == 3:
@@ -253,7 +306,7 @@ class PhaseRetrieval:
         #: (V, 1) area of the autocorrelation support: a run whose support grows past it has
         #: spread over the field, and its support no longer constrains anything
         self.max_area = max_area
-        phases = rng.random((nv, r, n, n), dtype=np.float32) * np.float32(2 * np.pi)
+        phases = _random_phases(rng, nv, options.runs, n, run_range) * np.float32(2 * np.pi)
         phases = to_device(phases, xp)
         x = (self.amplitudes * xp.exp(1j * phases)).astype(xp.complex64)
         x = ifft2(x, overwrite=True)
@@ -400,7 +453,8 @@ def fourier_error(objects, amplitudes, valid):
 def phase_retrieval(intensities, valid, options: PhasingOptions | None = None, *,
                     support=None, progress: Callable[[int, int], None] | None = None,
                     kernels: bool | None = None, initial_support: str | None = None,
-                    shrinkwrap_grow: bool | None = None) -> PhasingResult:
+                    shrinkwrap_grow: bool | None = None, max_memory: int | None = None,
+                    runs_per_batch: int | None = None) -> PhasingResult:
     """Phase every view with ``options.runs`` independent runs and average the best iterates.
 
     Parameters
@@ -421,12 +475,35 @@ def phase_retrieval(intensities, valid, options: PhasingOptions | None = None, *
         ``XSTEREO_KERNELS=0`` runs the twins' array code there). Ignored on NumPy.
     initial_support, shrinkwrap_grow : optional
         See :class:`PhaseRetrieval`.
+    max_memory : int, optional
+        Bytes the runs may take (default: :func:`~xstereo_gpu.memory.memory_budget` of the device:
+        most of the free memory, batches aiming at 2 GiB on NumPy). When all runs do not fit, they iterate and are aligned in
+        batches of runs (:func:`~xstereo_gpu.memory.plan_phasing`); each run gets the random start
+        it gets in one batch, and selection, ranking and averaging see all runs, so the result is
+        the same (bit-identical on NumPy). Nothing is allocated when even one run per batch does
+        not fit: :class:`~xstereo_gpu.errors.InputError` names ``--max-memory``.
+    runs_per_batch : int, optional
+        Force this batch size (still checked against the memory limit).
 
     Returns
     -------
     PhasingResult
+        ``history["memory"]`` holds the plan (:meth:`~xstereo_gpu.memory.PhasingPlan.to_dict`).
     """
+    from ..memory import memory_budget, plan_phasing
+
     options = PhasingOptions() if options is None else options
+    xp0 = get_array_module(intensities)
+    shape = tuple(intensities.shape)
+    if len(shape) != 3:
+        _validate(intensities, valid, support)  # raises the shape error
+    budget = memory_budget(xp0, max_memory)
+    plan = plan_phasing(shape[0], options.runs, shape[-1], budget["budget_bytes"], limit=budget["limit_bytes"],
+                        runs_per_batch=runs_per_batch)
+    if plan.batches > 1:
+        return _phase_in_batches(intensities, valid, options, plan, support=support, progress=progress,
+                                 kernels=kernels, initial_support=initial_support, shrinkwrap_grow=shrinkwrap_grow,
+                                 budget=budget)
     pr = PhaseRetrieval(intensities, valid, options, support=support, kernels=kernels,
                         initial_support=initial_support, shrinkwrap_grow=shrinkwrap_grow)
     xp = pr.xp
@@ -456,6 +533,7 @@ def phase_retrieval(intensities, valid, options: PhasingOptions | None = None, *
         "averaged": to_host(keep),
         "host_reads": pr.host_reads,
         "kernels": pr.uses_kernels,
+        "memory": {**plan.to_dict(), "budget_source": budget["source"]},
     }
     return PhasingResult(
         views=xp.ascontiguousarray(views, dtype=xp.complex64),
@@ -463,5 +541,76 @@ def phase_retrieval(intensities, valid, options: PhasingOptions | None = None, *
         best_eps=pr.best_eps,
         supports=supports,
         iterations=pr.max_iter,
+        history=history,
+    )
+
+
+def _phase_in_batches(intensities, valid, options: PhasingOptions, plan, *, support, progress, kernels,
+                      initial_support, shrinkwrap_grow, budget) -> PhasingResult:
+    """:func:`phase_retrieval` with the runs iterated and aligned ``plan.runs_per_batch`` at a time.
+
+    Per batch: a :class:`PhaseRetrieval` of runs ``lo:hi`` (same random starts as in one batch),
+    run to completion; its best iterates, ``eps``, Fourier errors and final support areas are kept
+    and the rest is freed. Then the ranking over all runs, and the alignment batch by batch in place.
+    """
+    nb, b = plan.batches, plan.runs_per_batch
+    R = options.runs
+    best = best_eps = ferr = area = max_area = None
+    costs, host_reads, uses_kernels, cost_iterations, max_iter = [], 0, False, [], 0
+    for j in range(nb):
+        lo, hi = j * b, min(R, (j + 1) * b)
+        pr = PhaseRetrieval(intensities, valid, options, support=support, kernels=kernels,
+                            initial_support=initial_support, shrinkwrap_grow=shrinkwrap_grow, run_range=(lo, hi))
+        xp = pr.xp
+        if best is None:
+            nv, n = pr.x.shape[0], pr.x.shape[-1]
+            best = xp.empty((nv, R, n, n), dtype=xp.complex64)
+            best_eps = xp.empty((nv, R), dtype=xp.float32)
+            ferr = xp.empty((nv, R), dtype=xp.float32)
+            area = xp.empty((nv, R), dtype=pr.support.sum(axis=(-2, -1)).dtype)
+            max_area = xp.empty((nv, R), dtype=pr.max_area.dtype)
+        while not pr.done():
+            pr.update(options.check_every)
+            if progress is not None:
+                progress(j * pr.max_iter + pr.iteration, nb * pr.max_iter)
+        best[:, lo:hi] = pr.best
+        best_eps[:, lo:hi] = pr.best_eps
+        ferr[:, lo:hi] = fourier_error(pr.best, pr.amplitudes, pr.valid)
+        area[:, lo:hi] = pr.support.sum(axis=(-2, -1))
+        max_area[:, lo:hi] = xp.broadcast_to(pr.max_area, (nv, hi - lo))
+        costs.append(np.stack(pr.costs) if pr.costs else np.zeros((0, nv, hi - lo), np.float32))
+        cost_iterations = list(pr.cost_iterations)
+        host_reads += pr.host_reads
+        uses_kernels = pr.uses_kernels
+        max_iter = pr.max_iter
+        del pr
+    spread = area > max_area
+    spread &= ~xp.all(spread, axis=1, keepdims=True)
+    rank = xp.where(spread, xp.float32(np.inf), ferr)
+    keep = rank <= (1.0 + options.average_tolerance) * rank.min(axis=1, keepdims=True)
+    aligned, info = align_runs(best, upsample=options.register_upsample, eps=rank, keep=keep,
+                               runs_per_batch=b, out=best)
+    views = info["average"]
+    supports = shrink_wrap(views, sigma=options.shrinkwrap_sigma[1], threshold=options.shrinkwrap_threshold)
+    history = {
+        "iterations": np.asarray(cost_iterations, dtype=np.int64),
+        "eps": np.concatenate(costs, axis=2),
+        "reference": to_host(info["reference"]),
+        "twin": to_host(info["twin"]),
+        "shifts": to_host(info["shifts"]),
+        "peak": to_host(info["peak"]),
+        "fourier_error": to_host(ferr),
+        "spread": to_host(spread),
+        "averaged": to_host(keep),
+        "host_reads": host_reads,
+        "kernels": uses_kernels,
+        "memory": {**plan.to_dict(), "budget_source": budget["source"]},
+    }
+    return PhasingResult(
+        views=xp.ascontiguousarray(views, dtype=xp.complex64),
+        best=aligned,
+        best_eps=best_eps,
+        supports=supports,
+        iterations=max_iter,
         history=history,
     )

@@ -78,7 +78,8 @@ def path_directions(paths: int = 4) -> tuple[tuple[int, int], ...]:
 
 
 def semi_global_match(left, right, options: MatchOptions | None = None, *,
-                      kernels: bool | None = None) -> MatchResult:
+                      kernels: bool | None = None, max_memory: int | None = None,
+                      strip_rows: int | None = None) -> MatchResult:
     """Semi-global matching of a rectified pair, both maps (same contract as block matching).
 
     The cost ``C(p, d)`` of disparity ``d`` at left pixel ``p = (y, x)`` is exactly the block
@@ -105,6 +106,15 @@ def semi_global_match(left, right, options: MatchOptions | None = None, *,
         On CuPy, aggregate with the CUDA kernel :func:`~._sgm_kernel.aggregate_costs_kernel`
         (bit-identical sums). Default: yes unless the environment variable ``XSTEREO_KERNELS=0``;
         ``False`` runs this twin's array code on CuPy. Ignored on NumPy.
+    max_memory : int, optional
+        Bytes the matching may take (default: :func:`~xstereo_gpu.memory.memory_budget` of the
+        device: most of the free memory, strips aiming at 2 GiB on NumPy). When the two ``(H, W, D)`` volumes do not fit, the image is matched in horizontal
+        strips (:func:`~xstereo_gpu.memory.plan_matching`) with the path states carried across
+        strip boundaries: the same sums, bit-identical maps (the strips run the array code, also on
+        CuPy). :class:`~xstereo_gpu.errors.InputError` (naming ``--max-memory``) before any compute
+        when even strips do not fit.
+    strip_rows : int, optional
+        Force strips of this many rows (tests, benchmarks); not checked against the budget.
 
     Returns
     -------
@@ -131,6 +141,17 @@ def semi_global_match(left, right, options: MatchOptions | None = None, *,
                          f"the left image's shape {left.shape}")
     H, W = left.shape
     dmin, dmax = int(options.dmin), int(options.dmax)
+    if strip_rows is None:
+        from ..memory import memory_budget, plan_matching
+
+        b = memory_budget(xp, max_memory)
+        plan = plan_matching(H, W, dmax - dmin + 1, b["budget_bytes"], limit=b["limit_bytes"], method="sgm",
+                             paths=int(options.sgm_paths), device=xp is not np)
+        strip_rows = plan.strip_rows
+    if strip_rows is not None and int(strip_rows) < H:
+        out = {key: xp.empty((H, W), dtype=np.float32) for key in ("dl", "dr", "cl", "cr", "ql", "qr")}
+        _strip_match(left, right, options, max(1, int(strip_rows)), out)
+        return _texture_mask(out, left, right, options)
 
     cost = _cost_volume(left, right, int(options.block), dmin, dmax, float(options.proximity_weight))
     agg = None
@@ -160,7 +181,11 @@ def semi_global_match(left, right, options: MatchOptions | None = None, *,
 
     run_bands(xp, run, bands)
     del agg, cost
+    return _texture_mask(out, left, right, options)
 
+
+def _texture_mask(out: dict, left, right, options: MatchOptions) -> MatchResult:
+    """Invalidate the pixels of too little texture (as block matching does) and wrap the maps."""
     thr = options.texture_threshold
     if thr > 0:
         for key, img in (("l", left), ("r", right)):
@@ -246,8 +271,13 @@ def aggregate_costs(cost, *, p1: float = 0.02, p2: float = 0.2, paths: int = 4, 
 # internals
 
 
-def _cost_volume(left, right, b: int, dmin: int, dmax: int, wprox: float):
+def _cost_volume(left, right, b: int, dmin: int, dmax: int, wprox: float, rows: tuple[int, int] | None = None,
+                 padded=None):
     """(H, W, D) float32 block cost (see :func:`sgm_cost_volume`); inputs already checked.
+
+    ``rows = (R0, R1)`` computes only the rows ``R0:R1`` (an ``(R1 - R0, W, D)`` volume whose
+    entries equal those rows of the whole volume); ``padded = (Lp, Rp)`` passes the edge-padded
+    images when the caller keeps them.
 
     Valid entries are computed with :func:`~.disparity._box_valid` in block matching's order
     (horizontal sum over the block's columns, then vertical sum of the row sums), so they equal
@@ -262,23 +292,24 @@ def _cost_volume(left, right, b: int, dmin: int, dmax: int, wprox: float):
     inv_scale = np.float32(1.0 / scale)
     dnorm = float(max(abs(dmin), abs(dmax))) or 1.0
     prox = np.array([scale * wprox * abs(d) / dnorm for d in range(dmin, dmax + 1)], dtype=np.float32)
-    Lp = xp.pad(left, h, mode="edge")
-    Rp = xp.pad(right, h, mode="edge")
+    Lp, Rp = padded if padded is not None else (xp.pad(left, h, mode="edge"), xp.pad(right, h, mode="edge"))
+    R0, R1 = (0, H) if rows is None else (int(rows[0]), int(rows[1]))
     # matched column x - d inside the image, (W, D)
     u = xp.arange(W, dtype=np.int32)[:, None] - xp.arange(dmin, dmax + 1, dtype=np.int32)[None, :]
     outside = (u < 0) | (u > W - 1)
-    vol = xp.empty((H, W, D), dtype=np.float32)
+    vol = xp.empty((R1 - R0, W, D), dtype=np.float32)
 
     if xp is not np:
-        hs = xp.empty((H + 2 * h, W), dtype=np.float32)
-        ad = xp.empty((H + 2 * h, W + 2 * h), dtype=np.float32)
+        nr = R1 - R0
+        hs = xp.empty((nr + 2 * h, W), dtype=np.float32)
+        ad = xp.empty((nr + 2 * h, W + 2 * h), dtype=np.float32)
         for i, d in enumerate(range(dmin, dmax + 1)):
             x0, x1 = max(0, d), min(W, W + d)
             if x1 <= x0:
                 continue
             n = x1 - x0
             a = ad[:, :n + 2 * h]
-            xp.subtract(Lp[:, x0:x1 + 2 * h], Rp[:, x0 - d:x1 - d + 2 * h], out=a)
+            xp.subtract(Lp[R0:R1 + 2 * h, x0:x1 + 2 * h], Rp[R0:R1 + 2 * h, x0 - d:x1 - d + 2 * h], out=a)
             xp.abs(a, out=a)
             s = _box_valid(a, b, axis=1, out=hs[:, :n])
             c = _box_valid(s, b, axis=0, out=vol[:, x0:x1, i])
@@ -298,14 +329,14 @@ def _cost_volume(left, right, b: int, dmin: int, dmax: int, wprox: float):
         ad = np.subtract(Lp[r0:r1 + 2 * h, :, None], Rv[r0:r1 + 2 * h])
         np.abs(ad, out=ad)
         hs = _box_valid(ad, b, axis=1)
-        c = _box_valid(hs, b, axis=0, out=vol[r0:r1])
+        c = _box_valid(hs, b, axis=0, out=vol[r0 - R0:r1 - R0])
         c += proxv
         c *= inv_scale
         np.copyto(c, INVALID_COST, where=outside)
 
     # at least 4h rows per band, so that the 2h halo rows recomputed per band stay a minor cost
-    rows = max(1, min(H, max(_BAND_ELEMENTS // max(W * D, 1), 4 * h)))
-    run_bands(xp, run, [(r, min(H, r + rows)) for r in range(0, H, rows)])
+    step = max(1, min(H, max(_BAND_ELEMENTS // max(W * D, 1), 4 * h)))
+    run_bands(xp, run, [(r, min(R1, r + step)) for r in range(R0, R1, step)])
     return vol
 
 
@@ -330,8 +361,14 @@ def _aggregate(cost, p1: float, p2: float, paths: int, workers: int | None = Non
     return out
 
 
-def _sweep(cost, out, dy: int, dx: int, p1: float, p2: float, first: bool, lo: int, hi: int) -> None:
-    """Aggregate one direction over the lines ``lo:hi`` (rows if ``dy == 0``, else columns)."""
+def _sweep(cost, out, dy: int, dx: int, p1: float, p2: float, first: bool, lo: int, hi: int,
+           init=None, final=None) -> None:
+    """Aggregate one direction over the lines ``lo:hi`` (rows if ``dy == 0``, else columns).
+
+    ``init = (L, m)``: the path costs ``(n, D)`` and their minima ``(n, 1)`` of the line before the
+    first one of ``cost`` (a strip's neighbour; default: all invalid, i.e. the image edge).
+    ``final = (L, m)``: arrays that receive the last line's. ``out=None`` only streams the state.
+    """
     xp = get_array_module(cost)
     H, W, D = cost.shape
     n = hi - lo
@@ -339,6 +376,9 @@ def _sweep(cost, out, dy: int, dx: int, p1: float, p2: float, first: bool, lo: i
     # previous line state, padded with one all-invalid entry at each end (diagonal shifts)
     prev = [xp.full((n + 2, D), INVALID_COST, dtype=np.float32) for _ in range(2)]
     mins = [xp.full((n + 2, 1), INVALID_COST, dtype=np.float32) for _ in range(2)]
+    if init is not None:
+        prev[0][1:n + 1] = init[0]
+        mins[0][1:n + 1] = init[1]
     a = xp.empty((n, D), dtype=np.float32)
     t = xp.empty((n, D), dtype=np.float32)
     tm = xp.empty((n, 1), dtype=np.float32)
@@ -348,11 +388,12 @@ def _sweep(cost, out, dy: int, dx: int, p1: float, p2: float, first: bool, lo: i
         steps = range(W) if dx > 0 else range(W - 1, -1, -1)
     else:
         steps = range(H) if dy > 0 else range(H - 1, -1, -1)
+    L = m = None
     for j, k in enumerate(steps):
         if dy == 0:
-            c, s = cost[lo:hi, k], out[lo:hi, k]
+            c, s = cost[lo:hi, k], None if out is None else out[lo:hi, k]
         else:
-            c, s = cost[k, lo:hi], out[k, lo:hi]
+            c, s = cost[k, lo:hi], None if out is None else out[k, lo:hi]
         pv, mv = prev[j & 1][ps], mins[j & 1][ps]
         L = prev[1 - (j & 1)][1:n + 1]
         xp.add(pv, f1, out=a)
@@ -363,11 +404,107 @@ def _sweep(cost, out, dy: int, dx: int, p1: float, p2: float, first: bool, lo: i
             xp.minimum(t[:, :-1], a[:, 1:], out=t[:, :-1])
         xp.subtract(t, mv, out=t)
         xp.add(c, t, out=L)
-        if first:
+        if s is None:
+            pass
+        elif first:
             s[...] = L
         else:
             s += L
-        xp.amin(L, axis=1, keepdims=True, out=mins[1 - (j & 1)][1:n + 1])
+        m = mins[1 - (j & 1)][1:n + 1]
+        xp.amin(L, axis=1, keepdims=True, out=m)
+    if final is not None and L is not None:
+        final[0][...] = L
+        final[1][...] = m
+
+
+def _sweep_lines(cost, out, k: int, dy: int, dx: int, p1: float, p2: float, workers: int, init=None, final=None):
+    """One direction over a whole (strip) volume, its lines split over threads as :func:`_aggregate` does."""
+    xp = get_array_module(cost)
+    H, W, D = cost.shape
+    n = H if dy == 0 else W
+    parts = 1 if (dy != 0 and dx != 0) else max(1, min(workers, n // 64))
+    edges = [n * j // parts for j in range(parts + 1)]
+
+    def run(lo, hi):
+        _sweep(cost, out, dy, dx, p1, p2, k == 0, lo, hi,
+               None if init is None else (init[0][lo:hi], init[1][lo:hi]),
+               None if final is None else (final[0][lo:hi], final[1][lo:hi]))
+
+    run_bands(xp, run, list(zip(edges[:-1], edges[1:])), workers=parts)
+
+
+def _strip_match(left, right, options: MatchOptions, rows: int, out: dict, workers: int | None = None) -> None:
+    """Semi-global matching in horizontal strips of ``rows`` rows, exactly (same ``S`` as one volume).
+
+    The horizontal paths lie inside a strip. A downward path (``dy > 0``) carries the state of
+    the strip's last row into the next strip. An upward path (``dy < 0``) needs the state of the
+    row below the strip: a first pass from the bottom strip up computes only the upward paths and
+    stores their states at every strip boundary (``(W, D)`` each); the second pass, top down,
+    recomputes each strip's cost volume, runs every direction in the order of
+    :func:`path_directions` from those states, and picks the winners of the strip. Each ``S``
+    element is the same float32 sum in the same order as with one volume, so the maps are
+    bit-identical; the price is the upward paths and the cost volume computed twice. Peak memory:
+    two ``(rows, W, D)`` volumes plus the stored states
+    (:func:`~xstereo_gpu.memory.sgm_strip_bytes`).
+    """
+    xp = get_array_module(left)
+    H, W = left.shape
+    b, dmin, dmax = int(options.block), int(options.dmin), int(options.dmax)
+    D = dmax - dmin + 1
+    p1, p2 = float(options.sgm_p1), float(options.sgm_p2)
+    dirs = path_directions(int(options.sgm_paths))
+    if xp is np:
+        workers = fft_workers() if workers is None else max(1, int(workers))
+    else:
+        workers = 1
+    h = b // 2
+    padded = (xp.pad(left, h, mode="edge"), xp.pad(right, h, mode="edge"))
+    wprox = float(options.proximity_weight)
+    strips = [(r, min(H, r + rows)) for r in range(0, H, rows)]
+
+    def state():
+        return (xp.empty((W, D), dtype=np.float32), xp.empty((W, 1), dtype=np.float32))
+
+    up = [k for k, (dy, _) in enumerate(dirs) if dy < 0]
+    below: list[dict] = [dict() for _ in strips]  # per strip: state of the row under it, per upward path
+    carry: dict = {}
+    for s in range(len(strips) - 1, 0, -1):
+        r0, r1 = strips[s]
+        cost = _cost_volume(left, right, b, dmin, dmax, wprox, rows=(r0, r1), padded=padded)
+        nxt = {}
+        for k in up:
+            dy, dx = dirs[k]
+            nxt[k] = state()
+            _sweep_lines(cost, None, k, dy, dx, p1, p2, workers, init=carry.get(k), final=nxt[k])
+        carry = nxt
+        below[s - 1] = nxt
+        del cost
+    down: dict = {}
+    for s, (r0, r1) in enumerate(strips):
+        cost = _cost_volume(left, right, b, dmin, dmax, wprox, rows=(r0, r1), padded=padded)
+        agg = xp.empty(cost.shape, dtype=np.float32)
+        for k, (dy, dx) in enumerate(dirs):
+            if dy == 0:
+                _sweep_lines(cost, agg, k, dy, dx, p1, p2, workers)
+            elif dy > 0:
+                nxt = state()
+                _sweep_lines(cost, agg, k, dy, dx, p1, p2, workers, init=down.get(k), final=nxt)
+                down[k] = nxt
+            else:
+                _sweep_lines(cost, agg, k, dy, dx, p1, p2, workers, init=below[s].get(k))
+        below[s] = {}
+        n = r1 - r0
+        step = max(1, min(n, (_BAND_ELEMENTS if xp is np else _GPU_CHUNK_ELEMENTS) // max(W * D, 1)))
+
+        def run(a0: int, a1: int) -> None:
+            for side in ("l", "r"):
+                d, c, q = _winner(agg[a0:a1], cost[a0:a1], dmin, side)
+                out["d" + side][r0 + a0:r0 + a1] = d
+                out["c" + side][r0 + a0:r0 + a1] = c
+                out["q" + side][r0 + a0:r0 + a1] = q
+
+        run_bands(xp, run, [(a, min(n, a + step)) for a in range(0, n, step)])
+        del agg, cost
 
 
 def _winner(agg, cost, dmin: int, side: str):

@@ -76,11 +76,11 @@ def _empty_from_amplitude(amplitude, upsample: int, *, level: float = 0.8):
     return upsample_mask(amplitude > level * ref, upsample)
 
 
-def _match(left, right, options):
+def _match(left, right, options, max_memory=None):
     if options.method == "sgm":
         from .sgm import semi_global_match
 
-        return semi_global_match(left, right, options)
+        return semi_global_match(left, right, options, max_memory=max_memory)
     return block_match(left, right, options)
 
 
@@ -93,7 +93,7 @@ def _concat_points(parts):
 
 
 def match_views(views, geometry: StereoGeometry | None, options: PipelineOptions, *, timings: dict | None = None,
-                progress: Progress | None = None) -> dict[str, Any]:
+                progress: Progress | None = None, max_memory: int | None = None) -> dict[str, Any]:
     """The stereo and cloud stages on two views already in the same frame (left, right).
 
     Steps (``options.reconstruct`` selects the sample's recipe): the matched image of each view
@@ -110,6 +110,10 @@ def match_views(views, geometry: StereoGeometry | None, options: PipelineOptions
         Without it only disparity maps are produced (no depth, no cloud).
     options : PipelineOptions
         Uses ``preprocess``, ``match``, ``cloud`` and ``reconstruct``.
+    max_memory : int, optional
+        Bytes the matching may take (default: most of the free memory). Checked before any
+        compute (:func:`~xstereo_gpu.memory.plan_matching` on the upsampled grid: InputError when
+        it cannot fit); SGM splits into strips to fit.
 
     Returns
     -------
@@ -131,6 +135,12 @@ def match_views(views, geometry: StereoGeometry | None, options: PipelineOptions
         raise InputError("views", f"shape {tuple(views.shape)}", "(2, H, W): left and right views")
     rec = options.reconstruct
     m = options.match
+    from ..memory import memory_budget, plan_matching
+
+    u = int(options.preprocess.upsample)
+    b = memory_budget(xp, max_memory)
+    plan_matching(views.shape[1] * u, views.shape[2] * u, m.dmax - m.dmin + 1, b["budget_bytes"], method=m.method,
+                  limit=b["limit_bytes"], paths=m.sgm_paths, device=xp is not np)  # refuse before any compute
     out: dict[str, Any] = {"rectification": None}
     with StageTimer(xp, timings, "stereo"):
         images = view_images(views, rec.image)
@@ -167,7 +177,7 @@ def match_views(views, geometry: StereoGeometry | None, options: PipelineOptions
             pre = preprocess(images, popt, search_range=(m.dmin, m.dmax), mask=mask)
             say.note(f"{'semi-global matching' if m.method == 'sgm' else 'block matching'} {m.block}x{m.block}, "
                      f"d in [{m.dmin}, {m.dmax}] on {tuple(pre.images.shape[1:])}")
-            match = _match(pre.images[0], pre.images[1], m)
+            match = _match(pre.images[0], pre.images[1], m, max_memory)
             dl, dr = lr_consistency(match.disparity_left, match.disparity_right, tolerance=m.lr_tolerance)
             if pre.mask is not None:
                 dl = xp.where(pre.mask[0], dl, xp.nan).astype(xp.float32)
