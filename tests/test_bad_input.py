@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import pathlib
 import shutil
 
@@ -431,7 +432,8 @@ class Case:
     expected: list
     status: int = 2
     warning: bool = False
-    keeps_output: bool = False  # a run that completed but found nothing keeps its views
+    keeps_output: bool | None = False  # True: a run that completed but found nothing keeps its views;
+    # None: the output existed before the command (and is checked to be left as it was)
 
 
 def _inside(tmp: pathlib.Path, shot: pathlib.Path, name: str = "shot.cxi") -> pathlib.Path:
@@ -745,6 +747,76 @@ def _c_no_signal_in_the_crop_cxi(tmp, shot):
                  "no signal in view 0"])
 
 
+def _c_declared_dataset_too_large(tmp, shot):
+    def edit(f):
+        det = f[DETECTOR]
+        for name in ("data", "mask"):
+            if name in det:
+                del det[name]
+        det.create_dataset("data", shape=(50000, 50000), dtype="float32", chunks=(1000, 1000))  # nothing written
+    p = _corrupt(shot, tmp / "big.cxi", edit)
+    return Case(["run", p, "-o", tmp / "out", *TINY], ["big.cxi", "50000 x 50000", "needs about", "GiB"])
+
+
+def _c_phase_size_too_large(tmp, shot):
+    p = tmp / "pattern.npy"
+    np.save(p, np.random.default_rng(1).poisson(4.0, (32, 32)).astype(np.float32))
+    return Case(["phase", p, "-o", tmp / "out", "--size", "100000", *TINY_PHASE], ["--size", "needs about", "TiB"])
+
+
+def _c_pattern_size_twice_the_frame(tmp, shot):
+    return Case(["run", shot, "-o", tmp / "out", "--pattern-size", "512", *TINY],
+                ["pattern size", "512", "256 x 256 frame"])
+
+
+def _c_demo_pattern_size_twice_the_frame(tmp, shot):
+    return Case(["demo", "--binning", "8", "--pattern-size", "512", "-o", tmp / "out", *TINY], ["pattern_size", "512"])
+
+
+def _c_output_holds_the_input(tmp, shot):
+    out = tmp / "out"
+    out.mkdir()
+    p = out / "shot.cxi"
+    shutil.copyfile(shot, p)
+    return Case(["run", p, "-o", out, "--overwrite", *TINY],
+                [str(out), f"the input {p} inside it", "holds none of the inputs"], keeps_output=None)
+
+
+def _c_output_holds_the_config(tmp, shot):
+    out = tmp / "out"
+    out.mkdir()
+    cfg = out / "opts.toml"
+    cfg.write_text("[phasing]\nruns = 2\n")
+    return Case(["run", shot, "-o", out, "--overwrite", "--config", cfg, *TINY],
+                [str(out), "opts.toml inside it", "holds none of the inputs"], keeps_output=None)
+
+
+def _c_output_is_an_ancestor_of_the_input(tmp, shot):
+    (tmp / "a" / "b").mkdir(parents=True)
+    p = tmp / "a" / "b" / "shot.cxi"
+    shutil.copyfile(shot, p)
+    return Case(["run", p, "-o", tmp / "a", "--overwrite", *TINY], [str(tmp / "a"), "inside it"], keeps_output=None)
+
+
+def _c_stereo_output_holds_a_view(tmp, shot):
+    out = tmp / "out"
+    out.mkdir()
+    left = out / "left.npy"
+    np.save(left, np.random.default_rng(2).random((32, 32), dtype=np.float32))
+    return Case(["stereo", left, left, "-o", out, "--overwrite", "-q"], ["left.npy inside it"], keeps_output=None)
+
+
+def _c_simulate_onto_an_existing_file(tmp, shot):
+    p = tmp / "shot.cxi"
+    shutil.copyfile(shot, p)
+    return Case(["simulate", "-o", p, "--no-hdr", "-q"], [str(p), "an existing file", "--overwrite"])
+
+
+def _c_simulate_into_a_directory(tmp, shot):
+    (tmp / "d").mkdir()
+    return Case(["simulate", "-o", tmp / "d", "--no-hdr", "-q"], [str(tmp / "d"), "an existing directory", "a file name"])
+
+
 BAD_INPUTS = [
     _c_external_link, _c_external_link_relative, _c_external_link_via_symlink, _c_external_raw,
     _c_external_raw_passwd, _c_virtual_dataset, _c_virtual_dataset_missing_source, _c_soft_link_loop,
@@ -756,6 +828,11 @@ BAD_INPUTS = [
     _c_wavelength_visible_warning, _c_distance_in_mm, _c_pixel_in_um,
     _c_no_valid_matches_run, _c_no_valid_matches_stereo, _c_no_sample_name, _c_unknown_sample_name,
     _c_no_signal_in_left_pattern, _c_no_signal_in_the_crop_cxi,
+    _c_declared_dataset_too_large, _c_phase_size_too_large, _c_pattern_size_twice_the_frame,
+    _c_demo_pattern_size_twice_the_frame,
+    _c_output_holds_the_input, _c_output_holds_the_config, _c_output_is_an_ancestor_of_the_input,
+    _c_stereo_output_holds_a_view, _c_simulate_onto_an_existing_file,
+    _c_simulate_into_a_directory,
 ]
 
 
@@ -764,6 +841,7 @@ def test_bad_input_table(make, shot_file, tmp_path, capsys):
     case = make(tmp_path, shot_file)
     inputs = [a for a in case.argv if isinstance(a, pathlib.Path) and a.is_file()]
     before = {p: _digest(p) for p in inputs}
+    existing = _snapshot(tmp_path)
     rc = main([str(a) for a in case.argv])
     err = capsys.readouterr().err
     assert rc == case.status, f"exit status {rc}; stderr: {err}"
@@ -774,7 +852,9 @@ def test_bad_input_table(make, shot_file, tmp_path, capsys):
     hits = [line for line in lines if all(text in line for text in case.expected)]
     assert hits, f"no line with all of {case.expected} in {lines}"
     out = tmp_path / "out"
-    if case.status == 2 and not case.keeps_output:
+    if case.keeps_output is None:  # refused: whatever was there is left as it was
+        assert _snapshot(tmp_path) == existing
+    elif case.status == 2 and not case.keeps_output:
         assert not out.exists()
     if case.keeps_output:
         assert (out / "views.cxi").is_file()

@@ -199,34 +199,8 @@ def _refused(argv, capsys) -> str:
     return err
 
 
-def test_declared_dataset_too_large_is_refused_before_reading(shot_file, tmp_path, capsys):
-    import shutil
-
-    big = tmp_path / "big.cxi"
-    shutil.copy(shot_file, big)
-    with h5py.File(big, "r+") as f:
-        det = f["entry_1/instrument_1/detector_1"]
-        for name in ("data", "mask"):
-            if name in det:
-                del det[name]
-        det.create_dataset("data", shape=(50000, 50000), dtype="float32", chunks=(1000, 1000))  # nothing written
-    err = _refused(["run", big, "-o", tmp_path / "out", *TINY], capsys)
-    assert "50000 x 50000" in err and "needs about" in err
-    assert not (tmp_path / "out").exists()
-
-
-def test_phase_size_too_large_is_refused(tmp_path, capsys):
-    p = tmp_path / "pattern.npy"
-    np.save(p, np.random.default_rng(1).poisson(4.0, (32, 32)).astype(np.float32))
-    err = _refused(["phase", p, "-o", tmp_path / "out", "--size", "100000", "--runs", "2", "-q"], capsys)
-    assert "--size" in err and "needs about" in err and "TiB" in err
-
-
-def test_pattern_size_twice_the_frame_is_refused(shot_file, tmp_path, capsys):
-    err = _refused(["run", shot_file, "-o", tmp_path / "out", "--pattern-size", "512", *TINY], capsys)
-    assert "pattern size" in err and "512" in err and "256 x 256 frame" in err
-    err = _refused(["demo", "--binning", "8", "--pattern-size", "512", "-o", tmp_path / "out2", *TINY], capsys)
-    assert "pattern_size" in err
+# the refusals of a declared 50000^2 dataset, `phase --size 100000` and a pattern twice the frame are rows
+# of the bad-input table (tests/test_bad_input.py)
 
 
 def test_request_that_cannot_fit_is_refused_before_compute(monkeypatch, tmp_path, capsys):

@@ -126,6 +126,19 @@ def test_output_directory_refuses_inputs_and_the_current_directory(tmp_path, mon
     assert _temporaries(tmp_path) == []
 
 
+@pytest.mark.parametrize("target", [".", ".."])
+def test_cli_refuses_the_current_directory(target, shot_file, tmp_path, monkeypatch, capsys):
+    """`-o . --overwrite` (or a parent of it) would replace the directory the user works in."""
+    here = tmp_path / "work" / "here"
+    here.mkdir(parents=True)
+    (here / "notes.txt").write_text("mine")
+    monkeypatch.chdir(here)
+    rc = main(["run", str(shot_file), "-o", target, "--overwrite", *TINY])
+    err = capsys.readouterr().err
+    assert rc == 2 and "the current directory (or one that contains it)" in err and "Traceback" not in err
+    assert (here / "notes.txt").read_text() == "mine" and _temporaries(tmp_path) == []
+
+
 def test_atomic_file_without_replace_keeps_both(tmp_path):
     target = tmp_path / "shot.cxi"
     with pytest.raises(InputError) as err:
