@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 import pathlib
 import shutil
 
@@ -31,16 +30,6 @@ PETRA = "cdtools_petra3_p25_nearfield/PETRAIII_P25_Near_Field_Ptycho.cxi"
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def shot_file(tmp_path_factory) -> pathlib.Path:
-    """A valid, small simulated shot: 256 x 256 frame (binning 8), two 128 px patterns, a smaller cross."""
-    opts = xstereo_gpu.SimulationOptions(binning=8, pattern_size=128, cross_size_um=(3.0, 3.0), arm_width_um=1.0,
-                                         supersample=1, seed=3)
-    path = tmp_path_factory.mktemp("shot") / "shot.cxi"
-    xstereo_gpu.write_shot(path, xstereo_gpu.simulate_shot(opts))
-    return path
-
 
 def _digest(path: pathlib.Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()

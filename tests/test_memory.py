@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 
-import h5py
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
@@ -181,15 +180,6 @@ def test_sgm_budget_chooses_strips(monkeypatch):
 
 
 # -- the CLI: early refusals, the plan in summary.json ----------------------------------------------------
-
-@pytest.fixture(scope="module")
-def shot_file(tmp_path_factory):
-    opts = xstereo_gpu.SimulationOptions(binning=8, pattern_size=128, cross_size_um=(3.0, 3.0), arm_width_um=1.0,
-                                         supersample=1, seed=3)
-    path = tmp_path_factory.mktemp("shot") / "shot.cxi"
-    xstereo_gpu.write_shot(path, xstereo_gpu.simulate_shot(opts))
-    return path
-
 
 def _refused(argv, capsys) -> str:
     rc = main([str(a) for a in argv])

@@ -28,15 +28,6 @@ from xstereo_gpu.io.staging import _stamp, remove_stale
 TINY = ["--runs", "2", "--iterations", "10", "--no-figures", "-q"]
 
 
-@pytest.fixture(scope="module")
-def shot_file(tmp_path_factory) -> pathlib.Path:
-    opts = xstereo_gpu.SimulationOptions(binning=8, pattern_size=128, cross_size_um=(3.0, 3.0), arm_width_um=1.0,
-                                         supersample=1, seed=3)
-    path = tmp_path_factory.mktemp("shot") / "shot.cxi"
-    xstereo_gpu.write_shot(path, xstereo_gpu.simulate_shot(opts))
-    return path
-
-
 def _temporaries(folder: pathlib.Path) -> list[str]:
     return sorted(str(p) for pat in ("*.tmp-*", "*.old-*") for p in folder.rglob(pat))
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import InputError, check
+from .errors import check
 from .geometry import StereoGeometry, real_space_pixel
 
 __all__ = ["Shot", "GroundTruth", "VIEW_NAMES"]

@@ -506,24 +506,40 @@ def phase_retrieval(intensities, valid, options: PhasingOptions | None = None, *
                                  budget=budget)
     pr = PhaseRetrieval(intensities, valid, options, support=support, kernels=kernels,
                         initial_support=initial_support, shrinkwrap_grow=shrinkwrap_grow)
-    xp = pr.xp
     while not pr.done():
         pr.update(options.check_every)
         if progress is not None:
             progress(pr.iteration, pr.max_iter)
-    ferr = fourier_error(pr.best, pr.amplitudes, pr.valid)
+    costs = np.stack(pr.costs) if pr.costs else np.zeros((0,) + tuple(pr.best_eps.shape), np.float32)
+    return _select_and_average(pr.best, pr.best_eps, fourier_error(pr.best, pr.amplitudes, pr.valid),
+                               pr.support.sum(axis=(-2, -1)) > pr.max_area, options, costs=costs,
+                               cost_iterations=pr.cost_iterations, host_reads=pr.host_reads,
+                               uses_kernels=pr.uses_kernels, max_iter=pr.max_iter,
+                               memory={**plan.to_dict(), "budget_source": budget["source"]})
+
+
+def _select_and_average(best, best_eps, ferr, spread, options: PhasingOptions, *, costs, cost_iterations,
+                        host_reads: int, uses_kernels: bool, max_iter: int, memory: dict,
+                        runs_per_batch: int | None = None) -> PhasingResult:
+    """Rank the runs, align and average the best ones: the end of :func:`phase_retrieval`.
+
+    ``best`` (V, R, N, N) holds every run's best iterate (aligned in place when ``runs_per_batch``
+    is given), ``ferr`` (V, R) their Fourier errors, ``spread`` (V, R) whether a run's support grew
+    past the autocorrelation's area.
+    """
+    xp = get_array_module(best)
     # runs whose support spread past the autocorrelation's area satisfy the data trivially: rank
     # them last (unless every run of a view did)
-    spread = pr.support.sum(axis=(-2, -1)) > pr.max_area
-    spread &= ~xp.all(spread, axis=1, keepdims=True)
+    spread = spread & ~xp.all(spread, axis=1, keepdims=True)
     rank = xp.where(spread, xp.float32(np.inf), ferr)
     keep = rank <= (1.0 + options.average_tolerance) * rank.min(axis=1, keepdims=True)
-    aligned, info = align_runs(pr.best, upsample=options.register_upsample, eps=rank, keep=keep)
+    aligned, info = align_runs(best, upsample=options.register_upsample, eps=rank, keep=keep,
+                               runs_per_batch=runs_per_batch, out=None if runs_per_batch is None else best)
     views = info["average"]
     supports = shrink_wrap(views, sigma=options.shrinkwrap_sigma[1], threshold=options.shrinkwrap_threshold)
     history = {
-        "iterations": np.asarray(pr.cost_iterations, dtype=np.int64),
-        "eps": np.stack(pr.costs) if pr.costs else np.zeros((0,) + tuple(pr.best_eps.shape), np.float32),
+        "iterations": np.asarray(cost_iterations, dtype=np.int64),
+        "eps": costs,
         "reference": to_host(info["reference"]),
         "twin": to_host(info["twin"]),
         "shifts": to_host(info["shifts"]),
@@ -531,16 +547,16 @@ def phase_retrieval(intensities, valid, options: PhasingOptions | None = None, *
         "fourier_error": to_host(ferr),
         "spread": to_host(spread),
         "averaged": to_host(keep),
-        "host_reads": pr.host_reads,
-        "kernels": pr.uses_kernels,
-        "memory": {**plan.to_dict(), "budget_source": budget["source"]},
+        "host_reads": host_reads,
+        "kernels": uses_kernels,
+        "memory": memory,
     }
     return PhasingResult(
         views=xp.ascontiguousarray(views, dtype=xp.complex64),
         best=aligned,
-        best_eps=pr.best_eps,
+        best_eps=best_eps,
         supports=supports,
-        iterations=pr.max_iter,
+        iterations=max_iter,
         history=history,
     )
 
@@ -584,33 +600,7 @@ def _phase_in_batches(intensities, valid, options: PhasingOptions, plan, *, supp
         uses_kernels = pr.uses_kernels
         max_iter = pr.max_iter
         del pr
-    spread = area > max_area
-    spread &= ~xp.all(spread, axis=1, keepdims=True)
-    rank = xp.where(spread, xp.float32(np.inf), ferr)
-    keep = rank <= (1.0 + options.average_tolerance) * rank.min(axis=1, keepdims=True)
-    aligned, info = align_runs(best, upsample=options.register_upsample, eps=rank, keep=keep,
-                               runs_per_batch=b, out=best)
-    views = info["average"]
-    supports = shrink_wrap(views, sigma=options.shrinkwrap_sigma[1], threshold=options.shrinkwrap_threshold)
-    history = {
-        "iterations": np.asarray(cost_iterations, dtype=np.int64),
-        "eps": np.concatenate(costs, axis=2),
-        "reference": to_host(info["reference"]),
-        "twin": to_host(info["twin"]),
-        "shifts": to_host(info["shifts"]),
-        "peak": to_host(info["peak"]),
-        "fourier_error": to_host(ferr),
-        "spread": to_host(spread),
-        "averaged": to_host(keep),
-        "host_reads": host_reads,
-        "kernels": uses_kernels,
-        "memory": {**plan.to_dict(), "budget_source": budget["source"]},
-    }
-    return PhasingResult(
-        views=xp.ascontiguousarray(views, dtype=xp.complex64),
-        best=aligned,
-        best_eps=best_eps,
-        supports=supports,
-        iterations=max_iter,
-        history=history,
-    )
+    return _select_and_average(best, best_eps, ferr, area > max_area, options, costs=np.concatenate(costs, axis=2),
+                               cost_iterations=cost_iterations, host_reads=host_reads, uses_kernels=uses_kernels,
+                               max_iter=max_iter, memory={**plan.to_dict(), "budget_source": budget["source"]},
+                               runs_per_batch=b)
