@@ -29,12 +29,18 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
+
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <ctime>
 
 #ifndef __CUDACC_RTC__
 #define __CUDACC_RTC__ 1  // take the same preprocessor branches as NVRTC (cupy.RawModule)
@@ -115,36 +121,38 @@ inline int __ffs(int v) { return __builtin_ffs(v); }
 // ------------------------------------------------------------------------------------ runtime
 namespace xs {
 
+// A generation barrier on atomics (happens-before visible to ThreadSanitizer) that sleeps on a futex.
+struct Bar {
+    std::atomic<unsigned> arrived{0};
+    std::atomic<unsigned> gen{0};
+    std::atomic<int> line{-1};
+    std::atomic<unsigned> mask{0};
+};
+
+inline void futex_wait(std::atomic<unsigned>* a, unsigned v, long ms) {
+    timespec ts{ms / 1000, (ms % 1000) * 1000000L};
+    syscall(SYS_futex, reinterpret_cast<unsigned*>(a), FUTEX_WAIT_PRIVATE, v, &ts, nullptr, 0);
+}
+inline void futex_wake(std::atomic<unsigned>* a) {
+    syscall(SYS_futex, reinterpret_cast<unsigned*>(a), FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
+}
+
 struct Warp {
-    std::mutex m;
-    std::condition_variable cv;
-    unsigned arrived = 0;     // lanes arrived at the current warp barrier
-    unsigned long gen = 0;    // completed warp barriers
-    int line = -1;            // source line of the current warp barrier
-    unsigned mask = 0;        // mask of the current warp barrier
+    Bar bar;
     alignas(16) unsigned char slot[2][32][16];
 };
 
 struct Launch {
     unsigned nthreads = 0;
     double timeout = 60.0;
-    // block barrier
-    std::mutex m;
-    std::condition_variable cv;
-    unsigned arrived = 0;
-    unsigned long gen = 0;
-    int line = -1;
-    unsigned exited = 0;
-    std::vector<unsigned char> alive;  // per thread of the current block
-    // block-end barrier (between blocks)
-    unsigned end_arrived = 0;
-    unsigned long end_gen = 0;
-    // warps
-    std::vector<Warp> warps;
-    // dynamic shared memory
-    unsigned char* dyn = nullptr;
+    Bar bar;       // __syncthreads
+    Bar end;       // between blocks
+    std::atomic<unsigned> exited{0};
+    std::unique_ptr<std::atomic<unsigned char>[]> alive;  // per thread of the current block
+    std::unique_ptr<Warp[]> warps;
+    unsigned nwarps = 0;
+    unsigned char* dyn = nullptr;  // dynamic shared memory
     size_t dyn_bytes = 0;
-    // errors
     std::atomic<int> failed{0};
     std::mutex em;
     std::string msg;
@@ -155,11 +163,13 @@ struct Launch {
             if (msg.empty()) msg = s;
         }
         failed.store(1);
-        { std::lock_guard<std::mutex> g(m); }
-        cv.notify_all();
-        for (auto& w : warps) {
-            { std::lock_guard<std::mutex> g(w.m); }
-            w.cv.notify_all();
+        bar.gen.fetch_add(1);
+        futex_wake(&bar.gen);
+        end.gen.fetch_add(1);
+        futex_wake(&end.gen);
+        for (unsigned w = 0; w < nwarps; ++w) {
+            warps[w].bar.gen.fetch_add(1);
+            futex_wake(&warps[w].bar.gen);
         }
     }
 };
@@ -175,86 +185,89 @@ inline std::string where() {
     return b;
 }
 
-// Wait on cv until pred() or failure; a timeout is reported as a deadlock.
-template <class P>
-inline void wait(Launch* L, std::unique_lock<std::mutex>& lk, std::condition_variable& cv, P pred, const char* what) {
+// Arrive at b (count participants) and wait for the others; on_complete runs in the last arriver
+// before the release. Returns false when the launch has failed (or fails meanwhile).
+template <class F>
+inline bool arrive(Launch* L, Bar& b, unsigned count, const char* what, F on_complete) {
+    const unsigned g = b.gen.load(std::memory_order_acquire);
+    if (b.arrived.fetch_add(1, std::memory_order_acq_rel) + 1 == count) {
+        on_complete();
+        b.arrived.store(0, std::memory_order_relaxed);
+        b.line.store(-1, std::memory_order_relaxed);
+        b.gen.fetch_add(1, std::memory_order_release);
+        futex_wake(&b.gen);
+        return !L->failed.load();
+    }
     auto t0 = std::chrono::steady_clock::now();
-    while (!pred() && !L->failed.load()) {
-        cv.wait_for(lk, std::chrono::milliseconds(200));
-        if (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() > L->timeout &&
-            !pred() && !L->failed.load()) {
-            lk.unlock();
-            L->fail(std::string("deadlock: ") + what + " not completed within the timeout at " + where());
-            lk.lock();
+    while (b.gen.load(std::memory_order_acquire) == g) {
+        if (L->failed.load()) return false;
+        futex_wait(&b.gen, g, 200);
+        if (b.gen.load(std::memory_order_acquire) == g &&
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() > L->timeout) {
+            L->fail(std::string("deadlock: ") + what + " not completed within the timeout, " + where());
+            return false;
         }
     }
+    return !L->failed.load();
 }
 
 inline void syncthreads(int line) {
     Launch* L = tl_launch;
     if (L->failed.load()) return;
-    std::unique_lock<std::mutex> lk(L->m);
-    if (L->exited) {
-        lk.unlock();
+    int exp = -1;
+    if (!L->bar.line.compare_exchange_strong(exp, line) && exp != line) {
+        L->fail("divergent __syncthreads: line " + std::to_string(line) + " and line " + std::to_string(exp) +
+                " in the same barrier, " + where());
+        return;
+    }
+    const unsigned g = L->bar.gen.load(std::memory_order_acquire);
+    if (L->bar.arrived.fetch_add(1) + 1 == L->nthreads) {
+        L->bar.arrived.store(0, std::memory_order_relaxed);
+        L->bar.line.store(-1, std::memory_order_relaxed);
+        L->bar.gen.fetch_add(1, std::memory_order_release);
+        futex_wake(&L->bar.gen);
+        return;
+    }
+    // an exited thread can never arrive; (a thread that exits after passing this very barrier
+    // has seen the generation advance, hence the second test)
+    if (L->exited.load() && L->bar.gen.load() == g) {
         L->fail("__syncthreads (line " + std::to_string(line) + ") reached after a thread of the block exited, " +
                 where());
         return;
     }
-    if (L->arrived == 0) {
-        L->line = line;
-    } else if (L->line != line) {
-        int other = L->line;
-        lk.unlock();
-        L->fail("divergent __syncthreads: line " + std::to_string(line) + " and line " + std::to_string(other) +
-                " in the same barrier, " + where());
-        return;
+    auto t0 = std::chrono::steady_clock::now();
+    while (L->bar.gen.load(std::memory_order_acquire) == g) {
+        if (L->failed.load()) return;
+        futex_wait(&L->bar.gen, g, 200);
+        if (L->bar.gen.load(std::memory_order_acquire) == g &&
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() > L->timeout) {
+            L->fail("deadlock: __syncthreads (line " + std::to_string(line) + ") not completed within the timeout, " +
+                    where());
+            return;
+        }
     }
-    const unsigned long g = L->gen;
-    if (++L->arrived == L->nthreads) {
-        L->arrived = 0;
-        L->gen++;
-        lk.unlock();
-        L->cv.notify_all();
-        return;
-    }
-    wait(L, lk, L->cv, [&] { return L->gen != g; }, "__syncthreads");
 }
 
 inline void thread_exit() {
     Launch* L = tl_launch;
-    std::unique_lock<std::mutex> lk(L->m);
-    L->exited++;
-    L->alive[tl_tid] = 0;
-    if (L->arrived > 0 && !L->failed.load()) {
-        int line = L->line;
-        lk.unlock();
-        L->fail("thread exited while " + std::to_string(L->arrived) + " thread(s) of its block wait at "
-                "__syncthreads (line " + std::to_string(line) + "), " + where());
+    L->alive[tl_tid].store(0);
+    L->exited.fetch_add(1);
+    if (L->bar.arrived.load() > 0 && !L->failed.load()) {
+        L->fail("thread exited while " + std::to_string(L->bar.arrived.load()) + " thread(s) of its block wait at "
+                "__syncthreads (line " + std::to_string(L->bar.line.load()) + "), " + where());
     }
 }
 
 // block-end barrier: the last thread resets the per-block state
 inline void block_end() {
     Launch* L = tl_launch;
-    std::unique_lock<std::mutex> lk(L->m);
-    const unsigned long g = L->end_gen;
-    if (++L->end_arrived == L->nthreads) {
-        L->end_arrived = 0;
-        L->exited = 0;
-        L->arrived = 0;
-        std::fill(L->alive.begin(), L->alive.end(), 1);
+    arrive(L, L->end, L->nthreads, "block end", [L] {
+        L->exited.store(0);
+        for (unsigned t = 0; t < L->nthreads; ++t) L->alive[t].store(1);
         if (L->dyn) std::memset(L->dyn, 0xff, L->dyn_bytes);
-        for (auto& w : L->warps) {
-            std::lock_guard<std::mutex> wg(w.m);
-            if (w.arrived) L->fail("block ended with lanes waiting at a warp shuffle");
-            w.arrived = 0;
-        }
-        L->end_gen++;
-        lk.unlock();
-        L->cv.notify_all();
-        return;
-    }
-    wait(L, lk, L->cv, [&] { return L->end_gen != g; }, "block end");
+        for (unsigned w = 0; w < L->nwarps; ++w)
+            if (L->warps[w].bar.arrived.load()) L->fail("block ended with lanes waiting at a warp shuffle");
+    });
 }
 
 template <class T>
@@ -268,54 +281,34 @@ inline T shfl(unsigned mask, T v, int line, int mode, int arg, int width) {
         L->fail("__shfl_*_sync called by a lane outside its mask, " + where());
         return v;
     }
-    {   // every lane of the mask must exist and be alive
-        std::string bad;
-        {
-            std::lock_guard<std::mutex> g(L->m);
-            for (unsigned l = 0; l < 32 && bad.empty(); ++l) {
-                if (!(mask & (1u << l))) continue;
-                const unsigned t = wi * 32 + l;
-                if (t >= L->nthreads || !L->alive[t])
-                    bad = "__shfl_*_sync (line " + std::to_string(line) + ") mask names lane " + std::to_string(l) +
-                          (t >= L->nthreads ? " that does not exist, " : " that has exited, ") + where();
-            }
-        }
-        if (!bad.empty()) {
-            L->fail(bad);
+    for (unsigned l = 0; l < 32; ++l) {  // every lane of the mask must exist and be alive
+        if (!(mask & (1u << l))) continue;
+        const unsigned t = wi * 32 + l;
+        if (t >= L->nthreads || !L->alive[t].load()) {
+            L->fail("__shfl_*_sync (line " + std::to_string(line) + ") mask names lane " + std::to_string(l) +
+                    (t >= L->nthreads ? " that does not exist, " : " that has exited, ") + where());
             return v;
         }
     }
     const int par = (int)(tl_warp_count++ & 1u);
     std::memcpy(w.slot[par][lane], &v, sizeof(T));
-    std::unique_lock<std::mutex> lk(w.m);
-    if (w.arrived == 0) {
-        w.line = line;
-        w.mask = mask;
-    } else if (w.line != line || w.mask != mask) {
-        int other = w.line;
-        lk.unlock();
-        L->fail("divergent warp shuffle: line " + std::to_string(line) + " and line " + std::to_string(other) +
+    int exp = -1;
+    unsigned em = 0;
+    if ((!w.bar.line.compare_exchange_strong(exp, line) && exp != line) ||
+        (!w.bar.mask.compare_exchange_strong(em, mask) && em != mask)) {
+        L->fail("divergent warp shuffle: line " + std::to_string(line) + " and line " + std::to_string(exp) +
                 " (or different masks) in one warp barrier, " + where());
         return v;
     }
-    const unsigned long g = w.gen;
-    if (++w.arrived == (unsigned)__builtin_popcount(mask)) {
-        w.arrived = 0;
-        w.gen++;
-        lk.unlock();
-        w.cv.notify_all();
-    } else {
-        wait(L, lk, w.cv, [&] { return w.gen != g; }, "warp shuffle");
-        lk.unlock();
-    }
-    if (L->failed.load()) return v;
+    if (!arrive(L, w.bar, (unsigned)__builtin_popcount(mask), "warp shuffle", [&w] { w.bar.mask.store(0); }))
+        return v;
     const int base = (int)lane & ~(width - 1), sub = (int)lane & (width - 1);
     int src;
     switch (mode) {
-        case 0: src = base + (arg & (width - 1)); break;                    // __shfl_sync
+        case 0: src = base + (arg & (width - 1)); break;                       // __shfl_sync
         case 1: src = sub + arg < width ? (int)lane + arg : (int)lane; break;  // down
         case 2: src = sub - arg >= 0 ? (int)lane - arg : (int)lane; break;     // up
-        default: src = base + ((sub ^ arg) & (width - 1)); break;            // xor
+        default: src = base + ((sub ^ arg) & (width - 1)); break;              // xor
     }
     if (!(mask & (1u << src))) {
         L->fail("__shfl_*_sync reads lane " + std::to_string(src) + " outside the mask, " + where());
@@ -407,8 +400,10 @@ inline int launch(void (*f)(A...), const unsigned* grid, const unsigned* block, 
     Launch L;
     L.nthreads = (unsigned)nt;
     L.timeout = timeout;
-    L.alive.assign(nt, 1);
-    L.warps = std::vector<Warp>((nt + 31) / 32);
+    L.alive.reset(new std::atomic<unsigned char>[nt]);
+    for (unsigned t = 0; t < nt; ++t) L.alive[t].store(1);
+    L.nwarps = (unsigned)((nt + 31) / 32);
+    L.warps.reset(new Warp[L.nwarps]);
     if (shmem) {
         L.dyn = (unsigned char*)std::malloc(shmem);  // exact size: AddressSanitizer sees overruns
         L.dyn_bytes = shmem;

@@ -153,7 +153,10 @@ def case_dm(cupy, steps: int = 3, n: int = 23, views: int = 2, runs: int = 3) ->
     return res
 
 
-def case_bm(cupy, blocks=(1, 3, 9), h: int = 37, w: int = 41) -> dict:
+BM_RANGES = ((-5, 9, 0.02), (-40, 37, 0.0))  # one chunk of disparities with the texture rule; three chunks
+
+
+def case_bm(cupy, blocks=(1, 3, 9), h: int = 37, w: int = 41, ranges=BM_RANGES) -> dict:
     from xstereo_gpu.config import MatchOptions
     from xstereo_gpu.stereo import _bm_kernel as bmk
     from xstereo_gpu.stereo.disparity import block_match
@@ -166,7 +169,7 @@ def case_bm(cupy, blocks=(1, 3, 9), h: int = 37, w: int = 41) -> dict:
     res = {"name": "bm", "ok": True, "reads": {}, "mismatch": {}}
     fields = ("disparity_left", "disparity_right", "cost_left", "cost_right", "confidence_left", "confidence_right")
     for b in blocks:
-        for dmin, dmax, thr in ((-5, 9, 0.02), (-40, 37, 0.0)):
+        for dmin, dmax, thr in ranges:
             opt = MatchOptions(block=b, dmin=dmin, dmax=dmax, texture_threshold=thr)
             got, r = _reads(cupy, bmk.block_match_kernel, cupy.asarray(left), cupy.asarray(right), opt)
             res["reads"][f"block_match_kernel(b={b},d={dmin}..{dmax})"] = r
@@ -208,13 +211,16 @@ def case_knn(cupy, m: int = 301) -> dict:
     return res
 
 
-def case_sgm(cupy, h: int = 11, w: int = 13, d: int = 37) -> dict:
+SGM_SHAPES = ((11, 13, 37, 4), (11, 13, 37, 8), (3, 4, 1030, 4))  # (H, W, D, paths); D = 1030: DPT = 2
+
+
+def case_sgm(cupy, shapes=SGM_SHAPES) -> dict:
     from xstereo_gpu.stereo import _sgm_kernel as sk
     from xstereo_gpu.stereo.sgm import INVALID_COST, aggregate_costs
 
     rng = np.random.default_rng(5)
     res = {"name": "sgm", "ok": True, "reads": {}, "mismatch": {}}
-    for hh, ww, dd, paths in ((h, w, d, 4), (h, w, d, 8), (3, 4, 1030, 4)):
+    for hh, ww, dd, paths in shapes:
         cost = rng.random((hh, ww, dd)).astype(np.float32)
         cost[rng.random(cost.shape) < 0.05] = INVALID_COST
         got, r = _reads(cupy, sk.aggregate_costs_kernel, cupy.asarray(cost), p1=0.05, p2=0.3, paths=paths)
@@ -230,6 +236,16 @@ def case_sgm(cupy, h: int = 11, w: int = 13, d: int = 37) -> dict:
 
 
 CASES = {"dm": case_dm, "bm": case_bm, "knn": case_knn, "sgm": case_sgm}
+
+#: Smaller cases for the sanitized builds (ThreadSanitizer costs ~5x per synchronisation), still
+#: covering every kernel, template instance class and branch of the plain cases: both support
+#: layouts and signs of beta (DM), B = 1, 3, 9 with one and several disparity chunks and the
+#: texture rule (BM), all 8 SGM directions and DPT = 2.
+SANITIZER_PARAMS = {
+    "dm": {"steps": 2, "n": 15},
+    "bm": {"blocks": (1, 9), "ranges": ((-20, 17, 0.02),)},
+    "sgm": {"shapes": ((5, 7, 37, 8), (2, 3, 1030, 4))},
+}
 
 
 def run_cases(names, sources=None, **kwargs) -> list[dict]:
@@ -263,7 +279,10 @@ def sanitizer_env(mode: str) -> dict:
     env = dict(os.environ)
     env["XS_EMU_SANITIZE"] = mode
     env["LD_PRELOAD"] = sanitizer_runtime(mode) or ""
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    import xstereo_gpu  # the child imports the same xstereo_gpu as this process (installed or checkout)
+
+    top = str(Path(xstereo_gpu.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join([top, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     if mode == "thread":
         env["TSAN_OPTIONS"] = "halt_on_error=1 exitcode=66 report_signal_unsafe=0 report_thread_leaks=0 " \
                               "second_deadlock_stack=1 history_size=4"
@@ -275,17 +294,45 @@ def sanitizer_env(mode: str) -> dict:
     return env
 
 
+class Child:
+    """A harness run in a child Python with a sanitizer runtime preloaded (output in files)."""
+
+    def __init__(self, names, mode: str, sources: dict[str, str] | None = None, logdir: str | None = None):
+        import tempfile
+
+        cmd = [sys.executable, str(Path(__file__)), *names, "--sanitize", mode]
+        for k, v in (sources or {}).items():
+            cmd += ["--source", f"{k}={v}"]
+        self.out = tempfile.TemporaryFile(mode="w+", dir=logdir)
+        self.err = tempfile.TemporaryFile(mode="w+", dir=logdir)
+        self.proc = subprocess.Popen(cmd, env=sanitizer_env(mode), stdout=self.out, stderr=self.err, text=True,
+                                     cwd=str(ROOT))
+
+    def result(self, timeout: float = 900):
+        """(returncode, results or None, the tail of stdout and stderr)."""
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+        self.out.seek(0)
+        self.err.seek(0)
+        out, err = self.out.read(), self.err.read()
+        results = None
+        for line in out.splitlines():
+            if line.startswith("XS_EMU_RESULTS "):
+                results = json.loads(line[len("XS_EMU_RESULTS "):])
+        return rc, results, out[-4000:] + "\n" + err[-12000:]
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
 def run_subprocess(names, mode: str, sources: dict[str, str] | None = None, timeout: float = 900):
     """Run cases in a child Python with the sanitizer runtime preloaded; returns (returncode, results, log)."""
-    cmd = [sys.executable, str(Path(__file__)), *names, "--sanitize", mode]
-    for k, v in (sources or {}).items():
-        cmd += ["--source", f"{k}={v}"]
-    p = subprocess.run(cmd, env=sanitizer_env(mode), capture_output=True, text=True, timeout=timeout, cwd=str(ROOT))
-    results = None
-    for line in p.stdout.splitlines():
-        if line.startswith("XS_EMU_RESULTS "):
-            results = json.loads(line[len("XS_EMU_RESULTS "):])
-    return p.returncode, results, (p.stdout[-4000:] + "\n" + p.stderr[-12000:])
+    return Child(names, mode, sources).result(timeout)
 
 
 def main(argv=None) -> int:
@@ -296,7 +343,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     os.environ["XS_EMU_SANITIZE"] = a.sanitize
     sources = dict(s.split("=", 1) for s in a.source)
-    res = run_cases(a.cases, sources)
+    res = run_cases(a.cases, sources, **(SANITIZER_PARAMS if a.sanitize else {}))
     print("XS_EMU_RESULTS " + json.dumps(res), flush=True)
     return 0 if all(r["ok"] for r in res) else 1
 

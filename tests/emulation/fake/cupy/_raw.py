@@ -62,7 +62,7 @@ def flags(mode: str) -> list[str]:
     base = ["-std=c++17", "-fPIC", "-shared", "-pthread", "-ffp-contract=off", "-fno-fast-math",
             "-fno-omit-frame-pointer", "-g", "-w"]
     if mode == "":
-        return base + ["-O2"]
+        return base + ["-O1"]
     if mode == "thread":
         return base + ["-O1", "-fsanitize=thread"]
     if mode == "address":
