@@ -3,20 +3,26 @@
 //
 // * threadIdx / blockIdx / blockDim / gridDim are thread_local; a launch starts blockDim threads
 //   once and runs the blocks of the grid one after the other with them (a block-end barrier in
-//   between), so `static` storage is a faithful per-block __shared__ memory (fakecupy.py rewrites
-//   `extern __shared__ T name[];` into a pointer to a per-launch buffer of exactly shared_mem bytes,
-//   filled with 0xff before every block).
-// * __syncthreads(): a barrier over the threads of the block. Strict CUDA rules are checked: every
-//   thread of the block must reach the same __syncthreads (same source line) and none may have
-//   exited; a barrier that nobody completes within XS_EMU_TIMEOUT seconds is reported as a deadlock.
-// * __shfl_*_sync: a barrier over the lanes of the mask plus a per-warp slot buffer (double-buffered
-//   by the warp's shuffle count); every lane of the mask must exist, be alive and call the same
-//   shuffle. Warp-synchronous code *without* an explicit sync is not emulated (lanes run freely).
+//   between), so `static` storage is a faithful per-block __shared__ memory (fake/cupy/_raw.py
+//   rewrites `extern __shared__ T name[];` into a pointer to a per-launch buffer of exactly
+//   shared_mem bytes, malloc'ed so that AddressSanitizer sees overruns, filled with 0xff before
+//   every block).
+// * __syncthreads(): a generation barrier on atomics (acquire/release, so ThreadSanitizer sees
+//   the ordering it gives and nothing more) sleeping on a futex. Strict CUDA rules are checked:
+//   every thread of the block must reach the same __syncthreads (same source line) and none may
+//   have exited; a barrier not completed within XS_EMU_TIMEOUT seconds is reported as a deadlock.
+// * __shfl_*_sync: the same barrier over the lanes of the mask plus a per-warp slot buffer
+//   (double-buffered by the lane's shuffle count); every lane of the mask must exist, be alive and
+//   call the same shuffle with the same mask. Warp-synchronous code *without* an explicit sync is
+//   not emulated (lanes run freely, so it shows up as a race).
 // * atomics: compare-and-swap loops on __atomic builtins (seen by ThreadSanitizer).
-// * math: the host libm (results may differ from libdevice in the last ulp for hypotf & co.; the
-//   __f*_rn intrinsics are plain IEEE operations; compile with -ffp-contract=off).
+// * math: the host libm (may differ from libdevice in the last ulp for hypotf & co.); the
+//   __f*_rn / __d*_rn intrinsics are plain IEEE operations (compiled with -ffp-contract=off).
+// * launches: argument count, kinds (pointer or scalar), scalar sizes, element sizes and
+//   alignment of pointers are checked against the kernel's C++ signature; block <= 1024 threads,
+//   dynamic shared memory <= 48 KiB.
 // Errors are recorded (first one wins), every waiting thread is released, and the launch returns a
-// non-zero status with the message; the Python side raises it.
+// non-zero status with the message, which the Python side raises.
 #pragma once
 
 #include <algorithm>

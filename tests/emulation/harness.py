@@ -235,7 +235,50 @@ def case_sgm(cupy, shapes=SGM_SHAPES) -> dict:
     return res
 
 
-CASES = {"dm": case_dm, "bm": case_bm, "knn": case_knn, "sgm": case_sgm}
+def case_phasing(cupy, n: int = 24, k: int = 4) -> dict:
+    """The whole phasing loop (PhaseRetrieval, DM + best tracking on the kernels) on the stand-in.
+
+    Checks that every device-to-host read the stand-in sees during ``update`` is one the loop
+    counts (``PhaseRetrieval.host_reads``) and that the cost history follows the NumPy loop's.
+    """
+    from xstereo_gpu.config import PhasingOptions
+    from xstereo_gpu.phasing import runs
+
+    rng = np.random.default_rng(40)
+    obj = np.zeros((2, n, n), np.complex64)
+    obj[:, n // 2 - 5:n // 2 + 4, n // 2 - 3:n // 2 + 6] = rng.random((2, 9, 9)) + 0.5
+    inten = np.abs(np.fft.fftshift(np.fft.fft2(obj), axes=(-2, -1))).astype(np.float32) ** 2
+    valid = np.ones(inten.shape, bool)
+    valid[:, n // 2 - 1:n // 2 + 2, n // 2 - 1:n // 2 + 2] = False
+    o = PhasingOptions(algorithm="dm", runs=3, iterations=18, final_er=2, check_every=k, shrinkwrap_every=k,
+                       select_from=0.25, seed=3)
+    res = {"name": "phasing", "ok": True, "reads": {}}
+    pr, r = _reads(cupy, runs.PhaseRetrieval, cupy.asarray(inten), cupy.asarray(valid), o)
+    res["reads"]["PhaseRetrieval.__init__"] = r
+    res["uses_kernels"] = bool(pr.uses_kernels)
+    loop_reads = 0
+    while not pr.done():
+        it = pr.iteration
+        _, r = _reads(cupy, pr.update, k)
+        res["reads"][f"update({k}) at {it}"] = r
+        loop_reads += sum(r.values())
+    res["loop_reads"], res["host_reads"] = loop_reads, pr.host_reads
+    ref = runs.PhaseRetrieval(inten, valid, o)
+    while not ref.done():
+        ref.update(k)
+    got, want = np.asarray(pr.costs, np.float64), np.asarray(ref.costs, np.float64)
+    big = want > 1e-4  # costs near float32 round-off (~1e-7) differ by the FFT libraries' roundings
+    res["max_rel_err"] = float(np.max(np.abs(got - want)[big] / want[big]))
+    if not pr.uses_kernels:
+        res.update(ok=False, why="the phasing loop did not use the kernels on the stand-in")
+    elif loop_reads != pr.host_reads:
+        res.update(ok=False, why=f"{loop_reads} device-to-host reads in update(), PhaseRetrieval counted {pr.host_reads}")
+    elif got.shape != want.shape or res["max_rel_err"] > 1e-3:
+        res.update(ok=False, why=f"cost history differs from the NumPy loop: {res['max_rel_err']:.3g}")
+    return res
+
+
+CASES = {"dm": case_dm, "bm": case_bm, "knn": case_knn, "sgm": case_sgm, "phasing": case_phasing}
 
 #: Smaller cases for the sanitized builds (ThreadSanitizer costs ~5x per synchronisation), still
 #: covering every kernel, template instance class and branch of the plain cases: both support

@@ -83,6 +83,12 @@ def test_plain_matches_twin(case, emu_cache):
     assert res["launches"] > 0
 
 
+def test_plain_phasing_loop(emu_cache):
+    """The phasing loop on the kernels: every host read is one PhaseRetrieval counts; costs follow NumPy's."""
+    (res,) = harness.run_cases(["phasing"])
+    assert res["ok"], res.get("why", res)
+
+
 def test_plain_reports_exit_before_barrier(emu_cache, tmp_path):
     """The shim enforces CUDA's barrier rule: a thread that returns before a __syncthreads is an error."""
     src = _mutated(tmp_path, "block_matching.cu", "    BmTrack t[BM_RPT];\n",
