@@ -1,7 +1,9 @@
 """Load the CUDA sources in ``kernels/*.cu`` through ``cupy.RawModule``, memoized per device.
 
 The ``.cu`` files ship inside the wheel as the package ``xstereo_gpu.kernels`` (pyproject maps the
-top-level ``kernels/`` folder onto it). Nothing is compiled at import: :func:`load_module` compiles on
+top-level ``kernels/`` folder onto it). When the package is imported from a checkout that is not installed
+(``python -m pytest`` in the source tree), ``xstereo_gpu.kernels`` does not exist and the sources are
+read from the checkout's ``kernels/`` folder instead. Nothing is compiled at import: :func:`load_module` compiles on
 first use and caches the module per (device, file, preamble, name expressions); CuPy also caches the
 binaries on disk (``CUPY_CACHE_DIR``).
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
+from pathlib import Path
 
 import numpy as np
 
@@ -35,9 +38,21 @@ def ctype(dtype) -> str:
                          f"{sorted(str(d) for d in _CTYPES)}") from None
 
 
+#: ``kernels/`` of the source tree this package was imported from (used when it is not installed).
+CHECKOUT_KERNELS = Path(__file__).resolve().parent.parent / "kernels"
+
+
 def kernel_source(name: str) -> str:
-    """Text of ``kernels/<name>`` as shipped in the package."""
-    return importlib.resources.files("xstereo_gpu.kernels").joinpath(name).read_text()
+    """Text of ``kernels/<name>``: as shipped in the package, else from the checkout's ``kernels/``."""
+    try:
+        root = importlib.resources.files("xstereo_gpu.kernels")
+    except ModuleNotFoundError:  # imported from a source tree: kernels/ sits next to xstereo_gpu/
+        root = CHECKOUT_KERNELS
+    path = root.joinpath(name)
+    if not path.is_file():
+        raise FileNotFoundError(f"CUDA source {name!r} not found in {root} (the package xstereo_gpu.kernels, "
+                                f"or the checkout's kernels/ folder when xstereo_gpu is not installed)")
+    return path.read_text()
 
 
 def load_module(name: str, *, defines: tuple[tuple[str, str], ...] = (), name_expressions: tuple[str, ...] = ()):
