@@ -100,16 +100,16 @@ def section(sample: str, rows: list[dict]) -> str:
     shot, res, opts = r0["shot"], r0["res"], r0["opts"]
     g = res.geometry.report()
     o = opts
-    rec = o.reconstruct
+    rec, st = o.reconstruct, o.stereo
     steps = ["views provided (true projections at 42 nm resolution, 3 % noise; no phasing)"] if sample == "pyramid" else []
     if shot.exposure_times_s is not None:
         steps.append(f"HDR merge of {[float(t) for t in shot.exposure_times_s]} s exposures")
-    steps += [f"image `{rec.image}`", f"pre-processing `{o.preprocess.mode}` x{o.preprocess.upsample}"]
-    if rec.rectify:
+    steps += [f"image `{st.image}`", f"pre-processing `{o.preprocess.mode}` x{o.preprocess.upsample}"]
+    if st.rectify:
         steps.append("rectification (epipolar NCC correspondences, rigid affine F, homographies, warp)")
-    if rec.gradient_maps:
+    if st.gradient_maps:
         steps.append("extra Sobel-x maps merged")
-    if rec.background_mask:
+    if st.background_mask:
         steps.append("background mask")
     steps.append(f"blocks {o.match.block}x{o.match.block}, d in [{o.match.dmin}, {o.match.dmax}]")
     steps.append(f"{rec.planes} plane(s) fitted" if rec.planes else "no plane fit")

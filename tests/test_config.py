@@ -47,7 +47,7 @@ def test_sample_recipes():
     cross = PipelineOptions.for_sample("cross", "cpu")
     assert cross.match.method == "sgm" and cross.cloud.t == 0.3 and cross.phasing.runs == 32
     pc = PipelineOptions.for_sample("phase-cross")
-    assert pc.reconstruct.rectify and pc.reconstruct.gradient_maps and pc.reconstruct.planes == 2
+    assert pc.stereo.rectify and pc.stereo.gradient_maps and pc.reconstruct.planes == 2
     pyr = PipelineOptions.for_sample("pyramid")
     assert (pyr.match.block, pyr.match.dmin, pyr.match.dmax) == (23, -30, 30) and not pyr.reconstruct.interpolate
     assert PipelineOptions.from_toml(pyr.to_toml()) == pyr

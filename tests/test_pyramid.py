@@ -29,7 +29,7 @@ from xstereo_gpu.simulate import Pyramid, SimulationOptions, simulate_shot
 #: whose grey level differs between the two views (faces 0 and 2, see
 #: test_faces_inclined_along_x_differ_in_grey_level_between_the_views). Re-applying them is a no-op.
 STEREO = dict(match__texture_threshold=0.03)
-PROVIDED_STEREO = dict(reconstruct__gradient_maps=True)
+PROVIDED_STEREO = dict(stereo__gradient_maps=True)
 
 
 @pytest.fixture(scope="module")

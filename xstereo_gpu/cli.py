@@ -71,7 +71,7 @@ def _options(args, sample: str | None = None, sample_from: str | None = None):
         "preprocess__thresholds": tuple(args.thresholds) if getattr(args, "thresholds", None) else None,
     }
     if getattr(args, "points", None):
-        changes.update(reconstruct__rectify_points=_read_points(args.points), reconstruct__rectify=True)
+        changes.update(stereo__rectify_points=_read_points(args.points), stereo__rectify=True)
     rng = getattr(args, "range", None)
     if rng:
         changes.update(match__dmin=int(rng[0]), match__dmax=int(rng[1]))

@@ -24,6 +24,7 @@ __all__ = [
     "PhasingOptions",
     "PreprocessOptions",
     "MatchOptions",
+    "StereoOptions",
     "CloudOptions",
     "ReconstructOptions",
     "PipelineOptions",
@@ -316,8 +317,9 @@ VIEW_IMAGES = ("amplitude", "phase")
 
 
 @dataclass(frozen=True)
-class ReconstructOptions:
-    """The sample-specific steps around matching and after outlier removal (paper, Methods).
+class StereoOptions:
+    """The sample-specific steps around matching (paper, Methods): which image is matched, rectification,
+    extra gradient maps, a background mask.
 
     Defaults are the amplitude cross's recipe; :meth:`PipelineOptions.for_sample` sets the others.
     """
@@ -337,6 +339,31 @@ class ReconstructOptions:
     #: Multiply the views by a mask of populated regions before matching and the maps after it
     #: (paper: the nanoparticle pyramid's background filtering).
     background_mask: bool = False
+
+    def __post_init__(self):
+        _check_types(self, "stereo")
+        if self.image not in VIEW_IMAGES:
+            raise InputError("stereo.image", repr(self.image), f"one of {list(VIEW_IMAGES)}")
+        if self.rectify_points is not None:
+            try:
+                pts = tuple(tuple(float(v) for v in row) for row in self.rectify_points)
+            except (TypeError, ValueError):
+                raise InputError("stereo.rectify_points", _found(self.rectify_points),
+                                 "rows of 4 numbers (x_left, y_left, x_right, y_right) in view pixels") from None
+            if len(pts) < 4 or any(len(row) != 4 for row in pts) or not all(
+                    math.isfinite(v) for row in pts for v in row):
+                raise InputError("stereo.rectify_points", f"{len(pts)} rows",
+                                 "at least 4 finite rows (x_left, y_left, x_right, y_right) in view pixels")
+            object.__setattr__(self, "rectify_points", pts)
+
+
+@dataclass(frozen=True)
+class ReconstructOptions:
+    """The post-processing of the cleaned cloud (paper, Methods): planes, interpolation, carving, volume.
+
+    Defaults are the amplitude cross's recipe; :meth:`PipelineOptions.for_sample` sets the others.
+    """
+
     #: Planes fitted to the cleaned cloud with RANSAC: 1 (the cross: the membrane cut), 2 (the phase
     #: cross: membrane and lid, each interpolated separately), 0 (none).
     planes: int = 1
@@ -351,19 +378,6 @@ class ReconstructOptions:
 
     def __post_init__(self):
         _check_types(self, "reconstruct")
-        if self.image not in VIEW_IMAGES:
-            raise InputError("reconstruct.image", repr(self.image), f"one of {list(VIEW_IMAGES)}")
-        if self.rectify_points is not None:
-            try:
-                pts = tuple(tuple(float(v) for v in row) for row in self.rectify_points)
-            except (TypeError, ValueError):
-                raise InputError("reconstruct.rectify_points", _found(self.rectify_points),
-                                 "rows of 4 numbers (x_left, y_left, x_right, y_right) in view pixels") from None
-            if len(pts) < 4 or any(len(row) != 4 for row in pts) or not all(
-                    math.isfinite(v) for row in pts for v in row):
-                raise InputError("reconstruct.rectify_points", f"{len(pts)} rows",
-                                 "at least 4 finite rows (x_left, y_left, x_right, y_right) in view pixels")
-            object.__setattr__(self, "rectify_points", pts)
         if self.planes not in (0, 1, 2):
             raise InputError("reconstruct.planes", repr(self.planes), "0, 1 or 2")
         _positive("reconstruct.ransac_threshold_voxels", self.ransac_threshold_voxels)
@@ -380,6 +394,7 @@ class PipelineOptions:
     phasing: PhasingOptions = field(default_factory=PhasingOptions)
     preprocess: PreprocessOptions = field(default_factory=PreprocessOptions)
     match: MatchOptions = field(default_factory=MatchOptions)
+    stereo: StereoOptions = field(default_factory=StereoOptions)
     cloud: CloudOptions = field(default_factory=CloudOptions)
     reconstruct: ReconstructOptions = field(default_factory=ReconstructOptions)
 
@@ -495,6 +510,7 @@ _STAGES = {
     "phasing": PhasingOptions,
     "preprocess": PreprocessOptions,
     "match": MatchOptions,
+    "stereo": StereoOptions,
     "cloud": CloudOptions,
     "reconstruct": ReconstructOptions,
 }
@@ -533,15 +549,15 @@ SAMPLE_RECIPES: dict[str, dict[str, Any]] = {
         # grey levels of semi-transparent layers carry little x-gradient: a low texture threshold keeps
         # them; SGM fills the uniform regions between edges (measured: docs/validation.md)
         match__method="sgm", match__texture_threshold=0.003, match__proximity_weight=0.01, cloud__t=0.3,
-        reconstruct__rectify=True, reconstruct__gradient_maps=True, reconstruct__planes=2,
+        stereo__rectify=True, stereo__gradient_maps=True, reconstruct__planes=2,
     ),
     "pyramid": dict(
         preprocess__mode="none", preprocess__upsample=2,
         match__block=23, match__dmin=-30, match__dmax=30, match__texture_threshold=0.03,
-        reconstruct__background_mask=True, reconstruct__planes=0, reconstruct__interpolate=False,
+        stereo__background_mask=True, reconstruct__planes=0, reconstruct__interpolate=False,
         # faces inclined along x have different grey levels in the two views (different path lengths
         # through the membrane): SAD on intensities fails there; the Sobel-x maps fill those faces
-        reconstruct__gradient_maps=True,
+        stereo__gradient_maps=True,
     ),
 }
 SAMPLE_NAMES = tuple(SAMPLE_RECIPES)

@@ -232,7 +232,7 @@ def summary_dict(results, *, shot=None, files=(), extra: dict | None = None) -> 
             "best_eps_median": [float(np.median(e)) for e in eps] if eps.size else None,
             "runs_averaged": [int(a.sum()) for a in np.asarray(results.phasing_history.get("averaged", []))],
         },
-        "stereo": {"method": o.match.method, "maps": list(results.maps), "image": o.reconstruct.image,
+        "stereo": {"method": o.match.method, "maps": list(results.maps), "image": o.stereo.image,
                    "rectification": results.rectification,
                    "upsample": results.upsample, "thresholds": results.thresholds,
                    "valid_fraction_left": valid_l, "valid_fraction_right": valid_r,

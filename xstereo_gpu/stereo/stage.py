@@ -133,7 +133,7 @@ def match_views(views, geometry: StereoGeometry | None, options: PipelineOptions
     views = xp.asarray(views)
     if views.ndim != 3 or views.shape[0] != 2:
         raise InputError("views", f"shape {tuple(views.shape)}", "(2, H, W): left and right views")
-    rec = options.reconstruct
+    rec = options.stereo
     m = options.match
     from ..memory import memory_budget, plan_matching
 
@@ -191,7 +191,7 @@ def match_views(views, geometry: StereoGeometry | None, options: PipelineOptions
         empty = None
         if mode0 == "binary":
             empty = pre.images > 0.5  # white = transmission 1 (the paper's empty space)
-        elif rec.interpolate:
+        elif options.reconstruct.interpolate:
             empty = _empty_from_amplitude(amplitude, pre.upsample)
         out.update(images=pre.images, upsample=pre.upsample, thresholds=pre.thresholds, match=match,
                    disparity_left=merged_l, disparity_right=merged_r, matched_views=images, amplitude=amplitude,
