@@ -47,8 +47,10 @@ def test_stereo_and_cloud_stages(benchmark, setup):
     xp, shot, opts, *_ = setup
     views = xp.asarray(shot.truth.views)
 
+    pipe = xs.Pipeline(opts, backend="cupy" if xp is not np else "numpy")
+
     def run():
-        out = xs.match_views(views, shot.geometry, opts)
+        out = pipe.cloud(pipe.stereo(views), shot.geometry)
         synchronize(xp)
         return out
 

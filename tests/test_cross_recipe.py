@@ -17,7 +17,7 @@ import xstereo_gpu as xs
 from xstereo_gpu.accuracy import score
 from xstereo_gpu.cloud.outliers import remove_outliers
 from xstereo_gpu.config import PipelineOptions
-from xstereo_gpu.stereo.stage import match_views
+from xstereo_gpu.pipeline import Pipeline
 
 #: The proposed cross recipe: today's (SGM) with the outlier threshold of the phase cross.
 PROPOSED_T = 0.3
@@ -29,8 +29,9 @@ def cross_cloud():
     shot = xs.simulate_shot(xs.SimulationOptions.for_sample("cross", seed=0))
     views = shot.truth.phasable_views.astype(np.complex64)
     opts = PipelineOptions.for_sample("cross", "cpu")
-    st = match_views(views, shot.geometry, opts)
-    return np.asarray(st["points"].points_nm), views, shot.truth, shot.geometry
+    pipe = Pipeline(opts, backend="numpy")
+    cloud = pipe.cloud(pipe.stereo(views), shot.geometry)
+    return np.asarray(cloud.points_nm), views, shot.truth, shot.geometry
 
 
 def _score(points, cross_cloud):

@@ -189,11 +189,11 @@ def test_signal_during_compute_leaves_nothing(sig, rc, shot_file, tmp_path):
 
 #: Fault injection in the export: the cloud writer (after views.cxi and the TIFFs) signals the process.
 KILL_IN_EXPORT = """
-import os, signal, xstereo_gpu.io as io
+import os, signal, xstereo_gpu.outputs as outputs
 def write_ply(*a, **k):
     os.kill(os.getpid(), signal.{sig})
     raise SystemExit("the signal did not stop the process")
-io.write_ply = write_ply
+outputs.write_ply = write_ply  # the name the run-file writer calls
 """
 
 

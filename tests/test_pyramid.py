@@ -20,7 +20,7 @@ from xstereo_gpu.errors import InputError
 from xstereo_gpu.phasing.quality import view_error
 from xstereo_gpu.phasing.runs import PhaseRetrieval, phase_retrieval
 from xstereo_gpu.phasing.support import box_support
-from xstereo_gpu.pipeline import Pipeline, match_views
+from xstereo_gpu.pipeline import Pipeline
 from xstereo_gpu.simulate import Pyramid, SimulationOptions, simulate_shot
 
 #: The pyramid recipe's stereo values this file relies on (config.SAMPLE_RECIPES["pyramid"]): a texture
@@ -43,10 +43,10 @@ def test_stereo_meets_the_targets_on_the_true_views(pyramid_shot, xp):
     completeness >= 0.8, pyramid height within 5 % of 1.8 um."""
     shot = pyramid_shot
     opts = PipelineOptions.for_sample("pyramid", "cpu").replace(**STEREO)
-    geometry = Pipeline(opts, backend="numpy").geometry(shot)
+    pipe = Pipeline(opts, backend="numpy")
+    geometry = pipe.geometry(shot)
     views = xp.asarray(np.asarray(shot.truth.phasable_views, dtype=np.complex64))
-    st = match_views(views, geometry, opts)
-    points = to_host(st["points"].points_nm[st["kept"]])
+    points = to_host(pipe.cloud(pipe.stereo(views), geometry).cleaned_nm)
     acc = score(points, np.asarray(shot.truth.phasable_views), shot.truth, geometry)
     assert geometry.voxel_depth_m == pytest.approx(122.6e-9, abs=0.2e-9)
     assert acc["recovered_points"] > 50_000
@@ -99,9 +99,10 @@ def test_stereo_meets_the_targets_on_the_provided_views(pyramid_shot, xp):
     opts = PipelineOptions.for_sample("pyramid", "cpu").replace(**PROVIDED_STEREO)
     geometry = shot.geometry
     views = provided_views(shot.truth, seed=0, **PROVIDED_VIEWS)
-    st = match_views(xp.asarray(views), geometry, opts)
-    assert st["maps"] == ["none", "gradient"]
-    points = to_host(st["points"].points_nm[st["kept"]])
+    pipe = Pipeline(opts, backend="cupy" if xp.__name__ == "cupy" else "numpy")
+    stereo = pipe.stereo(views)
+    assert stereo.modes == ["none", "gradient"]
+    points = to_host(pipe.cloud(stereo, geometry).cleaned_nm)
     acc = score(points, views, shot.truth, geometry)
     assert acc["depth_error_median_nm"] <= 0.5 * geometry.voxel_depth_m * 1e9
     assert acc["completeness_2dz"] >= 0.9

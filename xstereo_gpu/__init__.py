@@ -15,7 +15,9 @@ Stages, each usable alone::
     rectify_pair, preprocess, block_match / semi_global_match, lr_consistency,
     points_from_disparity -> disparity, depth, cloud
     statistical_outlier_filter -> kept points
-    reconstruct        -> planes, natural-neighbour interpolation, carving, volume and mesh
+    match_views        -> StereoResult (the stereo stage: consistent maps of two views)
+    build_cloud        -> CloudResult (the cloud stage: depth, cloud, outlier mask)
+    reconstruct        -> Reconstruction (planes, natural-neighbour interpolation, carving, volume, mesh)
     Pipeline / run_pipeline    -> everything, data resident on the device
 """
 
@@ -24,8 +26,10 @@ __version__ = "0.1.0"
 from .accuracy import score
 from .backend import device_info, get_array_module, select_backend, to_host
 from .cloud.outliers import knn_mean_distance, remove_outliers, statistical_outlier_filter
+from .cloud.reconstruct import reconstruct
+from .cloud.stage import build_cloud
 from .config import (CloudOptions, MatchOptions, PhasingOptions, PipelineOptions, PrepareOptions,
-                     PreprocessOptions, ReconstructOptions)
+                     PreprocessOptions, ReconstructOptions, StereoOptions)
 from .errors import InputError, InputWarning
 from .geometry import StereoGeometry, real_space_pixel
 from .io import read_image, read_pattern, read_shot, read_views, write_ply, write_shot, write_views
@@ -33,7 +37,8 @@ from .phasing.align import align_views, register_translation
 from .phasing.prepare import single_pattern, split_patterns
 from .phasing.quality import edge_resolution, prtf, view_error
 from .phasing.runs import PhaseRetrieval, phase_retrieval
-from .pipeline import Pipeline, Reconstruction, Results, match_views, reconstruct, run_pipeline
+from .pipeline import Pipeline, run_pipeline
+from .results import CloudResult, MapPair, Reconstruction, Results, StereoResult, ViewsResult
 from .shot import GroundTruth, Shot
 from .simulate import SimulationOptions, simulate_shot
 from .stereo.depth import depth_map, lr_consistency, points_from_disparity
@@ -41,12 +46,13 @@ from .stereo.disparity import block_match
 from .stereo.preprocess import preprocess
 from .stereo.rectify import rectify_pair
 from .stereo.sgm import semi_global_match
+from .stereo.stage import match_views
 
 __all__ = [
     "__version__",
     # configuration and geometry
     "PipelineOptions", "PrepareOptions", "PhasingOptions", "PreprocessOptions", "MatchOptions", "CloudOptions",
-    "ReconstructOptions",
+    "StereoOptions", "ReconstructOptions",
     "StereoGeometry", "real_space_pixel", "InputError", "InputWarning",
     # backend
     "select_backend", "get_array_module", "to_host", "device_info",
@@ -59,5 +65,8 @@ __all__ = [
     "preprocess", "block_match", "lr_consistency", "points_from_disparity", "depth_map",
     "knn_mean_distance", "remove_outliers", "statistical_outlier_filter",
     # orchestration and scoring
-    "Pipeline", "Results", "Reconstruction", "run_pipeline", "match_views", "reconstruct", "score",
+    "match_views", "build_cloud", "reconstruct",
+    # stage results
+    "ViewsResult", "MapPair", "StereoResult", "CloudResult", "Reconstruction", "Results",
+    "Pipeline", "run_pipeline", "score",
 ]

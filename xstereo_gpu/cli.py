@@ -19,7 +19,10 @@ import sys
 import time
 from typing import Any
 
+import numpy as np
+
 from . import __version__
+from .backend import device_info
 from .diagnostics import check_matches, recipe_warning, run_with_warnings, with_source
 from .errors import InputError
 
@@ -292,8 +295,8 @@ def _run_shot(shot, args, tmp, extra=None) -> tuple:
 def _write(pipe, res, shot, args, tmp, extra) -> tuple[dict, Any]:
     """Write the run's files into ``tmp``; returns the summary and the check to run once they are in place."""
     summary = pipe.write(res, tmp, shot=shot, figures=not args.no_figures, extra_summary=extra, label=args.output)
-    return summary, functools.partial(check_matches, res.disparity_left, res.disparity_right, pipe.options,
-                                      "stereo", kept=args.output)
+    return summary, functools.partial(check_matches, res.stereo.disparity_left, res.stereo.disparity_right,
+                                      pipe.options, "stereo", kept=args.output)
 
 
 def _finished(args, written) -> int:
@@ -374,32 +377,26 @@ def _run_provided_views(shot, args, tmp, t_sim: float) -> tuple:
 
 
 def cmd_phase(args) -> int:
-    import dataclasses
-
-    import numpy as np
-
-    from .backend import select_backend, to_host
     from .geometry import check_plausible, real_space_pixel
-    from .io import read_pattern, write_views
+    from .io import read_pattern
     from .memory import memory_budget, plan_phasing
+    from .outputs import write_views_files
     from .phasing.prepare import single_pattern
-    from .phasing.runs import phase_retrieval
-    from .report import figure_views
+    from .pipeline import Pipeline
+    from .results import ViewsResult
 
     with _staged_output(args, args.pattern) as tmp:
         max_memory = _max_memory(args)
-        opts = _options(args)
-        xp = select_backend(args.backend)
+        pipe = Pipeline(_options(args), backend=args.backend, progress=_progress(args), max_memory=max_memory)
+        o = pipe.options.phasing
         if args.size is not None:  # refuse a crop that cannot be phased before reading anything
-            b = memory_budget(xp, max_memory)
-            plan_phasing(1, opts.phasing.runs, args.size, b["budget_bytes"], limit=b["limit_bytes"], where="--size")
+            b = memory_budget(pipe.xp, max_memory)
+            plan_phasing(1, o.runs, args.size, b["budget_bytes"], limit=b["limit_bytes"], where="--size")
         pat = read_pattern(args.pattern, frame=args.frame, allow_external_data=args.allow_external_data)
-        data = xp.asarray(pat.data)
-        mask = xp.asarray(pat.mask)
         here = f"{pat.source}:{pat.dataset}" if pat.dataset else pat.source
         try:
-            intensities, valid = single_pattern(data, mask, centre=tuple(args.centre) if args.centre else None,
-                                                size=args.size)
+            intensities, valid = single_pattern(pipe.xp.asarray(pat.data), pipe.xp.asarray(pat.mask),
+                                                centre=tuple(args.centre) if args.centre else None, size=args.size)
         except InputError as exc:
             raise with_source(exc, pat.source, pat.dataset) from None
         n = int(intensities.shape[-1])
@@ -411,92 +408,71 @@ def cmd_phase(args) -> int:
             "distance_m": "--distance" if args.distance else f"{here} (distance)",
             "detector_pixel_m": "--detector-pixel" if args.detector_pixel else f"{here} (detector pixel)"})
         pixel = real_space_pixel(wl, dist, pix, n) if None not in (wl, dist, pix) else math.nan
-        progress = _progress(args)
-        o = opts.phasing
-        progress.stage("phase", f"{o.algorithm.upper()}, {o.runs} runs x ({o.iterations} + {o.final_er} ER) on a {n}x{n} crop")
         try:
-            res = phase_retrieval(intensities, valid, o, progress=progress.counter, max_memory=max_memory)
+            phased = pipe.phase(intensities, valid)
         except InputError as exc:
             crop = f"the {n}x{n} crop" + (f" at {tuple(args.centre)}" if args.centre else "") + " phased"
             raise with_source(exc, pat.source, pat.dataset, note=crop) from None
-        views = to_host(res.views)
-        write_views(tmp / "view.cxi", views, supports=to_host(res.supports), pixel_size_m=pixel,
-                    parameters={"phasing": dataclasses.asdict(o), "source": str(args.pattern)}, names=("view",),
-                    extra={"best_eps": to_host(res.best_eps)})
-        if not args.no_figures:
-            (tmp / "figures").mkdir()
-            figure_views(views, to_host(res.supports), pixel if math.isfinite(pixel) else 1.0,
-                         tmp / "figures" / "view.png", titles=("phased view",))
+        views = ViewsResult(views=phased.views, supports=phased.supports, best_eps=phased.best_eps,
+                            names=("view",)).to_host()
+        files = write_views_files(tmp, views, parameters={"phasing": pipe.options.to_dict()["phasing"],
+                                                          "source": str(args.pattern)}, pixel_size_m=pixel,
+                                  figures=not args.no_figures, filename="view.cxi", titles=("phased view",))
     unit = f"{pixel * 1e9:.1f} nm pixels" if math.isfinite(pixel) else "pixel size unknown (no geometry)"
-    print(f"phased {args.pattern} ({n}x{n}, {unit}); best eps median {float(np.median(to_host(res.best_eps))):.3g}")
-    print(f"outputs in {pathlib.Path(args.output).resolve()}/: view.cxi" + ("" if args.no_figures else ", figures/view.png"))
+    print(f"phased {args.pattern} ({n}x{n}, {unit}); best eps median {float(np.median(views.best_eps)):.3g}")
+    print(f"outputs in {pathlib.Path(args.output).resolve()}/: " + ", ".join(files))
     return 0
 
 
 def cmd_stereo(args) -> int:
     with _staged_output(args, args.left, args.right) as tmp:
         summary, files = _stereo(args, tmp)
-    print(f"disparity maps: {summary['valid_fraction_left'] * 100:.1f} % / {summary['valid_fraction_right'] * 100:.1f} % "
-          f"of pixels valid" + (f"; {summary['points']} cloud points" if "points" in summary else ""))
-    print(f"outputs in {pathlib.Path(args.output).resolve()}/: " + ", ".join(files + ["summary.json", "figures/"]))
+    st = summary["stereo"]
+    print(f"disparity maps: {st['valid_fraction_left'] * 100:.1f} % / {st['valid_fraction_right'] * 100:.1f} % "
+          f"of pixels valid" + (f"; {summary['cloud']['points']} cloud points" if "cloud" in summary else ""))
+    print(f"outputs in {pathlib.Path(args.output).resolve()}/: " + ", ".join(files + ["summary.json"]))
     return 0
 
 
 def _stereo(args, tmp) -> tuple[dict, list]:
     """Match two views and write the maps (and depth and cloud, with geometry) into ``tmp``."""
-    import numpy as np
-
-    from .backend import select_backend, to_host
     from .geometry import StereoGeometry, check_plausible
-    from .io import read_image, write_json, write_ply, write_tiff
-    from .pipeline import match_views
-    from .report import figure_depth, figure_disparity
+    from .io import read_image, write_json
+    from .outputs import cloud_summary, run_record, stereo_summary, write_cloud_files, write_stereo_files
+    from .pipeline import Pipeline
+    from .results import ViewsResult
 
     if (args.angles is None) != (args.pixel_size is None):
         raise InputError("--angles/--pixel-size", "only one of them given", "both (for depth and the cloud) or neither")
     ext = args.allow_external_data
     left = read_image(args.left, allow_external_data=ext)
-    right = read_image(args.right, index=1 if pathlib.Path(args.right).resolve() == pathlib.Path(args.left).resolve() else 0,
-                       allow_external_data=ext)
+    same = pathlib.Path(args.right).resolve() == pathlib.Path(args.left).resolve()
+    right = read_image(args.right, index=1 if same else 0, allow_external_data=ext)
     if left.shape != right.shape:
         raise InputError(f"{args.right}", f"shape {right.shape}", f"the left view's shape {left.shape}")
     geometry = StereoGeometry(args.pixel_size, tuple(args.angles)) if args.angles else None
     if geometry is not None:
         check_plausible(pixel_size_m=args.pixel_size, angles_deg=tuple(args.angles),
                         where={"pixel_size_m": "--pixel-size", "angles_deg": "--angles"})
-    opts = _options(args)
-    xp = select_backend(args.backend)
-    progress = _progress(args)
-    try:
-        st = match_views(xp.asarray(np.stack([left, right])), geometry, opts, progress=progress,
-                         max_memory=_max_memory(args))
-    except InputError as exc:
-        raise with_source(exc, f"{args.left}, {args.right}") from None
-    u = int(st["upsample"])
-    dl, dr = to_host(st["disparity_left"]), to_host(st["disparity_right"])
-    check_matches(dl, dr, opts, f"{args.left}, {args.right}: stereo")
-    meta = {"units": "matching-grid pixels", "upsample": u,
-            "convention": "a point at column x in the left view is at column x - d in the right view",
-            "left": str(args.left), "right": str(args.right), "options": opts.to_dict(), "version": __version__}
-    files = ["disparity_left.tif", "disparity_right.tif"]
-    write_tiff(tmp / "disparity_left.tif", dl.astype(np.float32), metadata=meta)
-    write_tiff(tmp / "disparity_right.tif", dr.astype(np.float32), metadata=meta)
-    (tmp / "figures").mkdir()
-    pix = args.pixel_size or 1.0
-    figure_disparity(dl, dr, pix, u, tmp / "figures" / "disparity.png")
-    summary = {"program": "xstereo-gpu", "version": __version__, "left": str(args.left), "right": str(args.right),
-               "valid_fraction_left": float(np.isfinite(dl).mean()),
-               "valid_fraction_right": float(np.isfinite(dr).mean()), "options": opts.to_dict()}
-    if geometry is not None:
-        pts = st["points"]
-        kept = to_host(st["kept"])
-        cloud = to_host(pts.points_nm)[kept]
-        write_tiff(tmp / "depth.tif", to_host(st["depth"]).astype(np.float32), metadata={**meta, "units": "nm"})
-        write_ply(tmp / "cloud.ply", cloud, scalars={"confidence": to_host(pts.confidence)[kept],
-                                                     "view": to_host(pts.view)[kept].astype(np.float32)})
-        figure_depth(to_host(st["depth"]), args.pixel_size, u, tmp / "figures" / "depth.png")
-        summary.update(geometry=geometry.report(), points=int(len(cloud)))
-        files += ["depth.tif", "cloud.ply"]
+    inputs = {"left": str(args.left), "right": str(args.right)}
+    with Pipeline(_options(args), backend=args.backend, progress=_progress(args),
+                  max_memory=_max_memory(args)) as pipe:
+        views = ViewsResult(views=pipe.xp.asarray(np.stack([left, right])), supports=None, best_eps=None,
+                            geometry=geometry)
+        try:
+            stereo = pipe.stereo(views)
+        except InputError as exc:
+            raise with_source(exc, f"{args.left}, {args.right}") from None
+        host = stereo.to_host()
+        check_matches(host.disparity_left, host.disparity_right, pipe.options, f"{args.left}, {args.right}: stereo")
+        files = write_stereo_files(tmp, host, geometry, metadata=inputs)
+        summary = {**run_record(pipe.options), "input": inputs, "device": device_info(pipe.xp),
+                   "stereo": stereo_summary(host, pipe.options)}
+        if geometry is not None:
+            cloud = pipe.cloud(stereo, geometry).to_host()
+            files += write_cloud_files(tmp, cloud, geometry, host.upsample, metadata=inputs)
+            summary.update(geometry=geometry.report(), cloud=cloud_summary(cloud, pipe.options))
+    summary.update(options=pipe.options.to_dict(), outputs=sorted(files + ["summary.json"]))
     write_json(tmp / "summary.json", summary)
     return summary, files
 

@@ -4,121 +4,50 @@ Data stays on the compute device (CuPy when present) from the upload of the fram
 cloud stage; only the final results are copied to the host. Two entry points (STYLE practice 13):
 
 * :func:`run_pipeline` — functional: ``results = run_pipeline(shot, options)``;
-* :class:`Pipeline` — a context manager that keeps its device and options, runs the stages one by one
-  (``prepare``, ``phase``, ``align``, ``stereo``, ``cloud``) or all at once with :meth:`Pipeline.run`,
-  and frees the device memory pool on exit.
+* :class:`Pipeline` — a context manager that keeps its device and options and runs the stages one by
+  one or all at once with :meth:`Pipeline.run`, and frees the device memory pool on exit::
 
-Stage functions for other front ends live in their packages (``phasing``; ``stereo.stage.match_views``
-for the stereo and cloud stages; ``cloud.reconstruct.reconstruct`` for planes, volume and mesh); this
-module only chains them and times them.
+      prepare(shot)                 -> intensities, valid        (2, N, N) on the device
+      phase(intensities, valid)     -> PhasingResult
+      align(phased, geometry)       -> ViewsResult
+      stereo(views)                 -> StereoResult
+      cloud(stereo, geometry)       -> CloudResult
+      reconstruct(cloud, stereo, geometry) -> Reconstruction
+      results(...)                  -> Results (host), scored against a ground truth when given
+
+Each method only times and reports a stage function of its package (``phasing``, ``stereo.stage``,
+``cloud.stage``, ``cloud.reconstruct``), so one stage can be swapped, batched or run on a worker alone;
+the result types are in :mod:`xstereo_gpu.results`.
 """
 
 from __future__ import annotations
 
+import resource
 import time
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
+from .accuracy import score
 from .backend import device_info, select_backend, to_host
-from .cloud.reconstruct import Reconstruction, reconstruct
+from .cloud.reconstruct import empty_space, reconstruct
+from .cloud.stage import build_cloud
 from .config import PipelineOptions
 from .geometry import StereoGeometry, real_space_pixel
+from .io.staging import output_directory
+from .memory import memory_budget, plan_matching, plan_phasing
 from .phasing.align import align_views
 from .phasing.prepare import split_patterns
-from .phasing.runs import phase_retrieval
+from .phasing.quality import edge_resolution, prtf, prtf_resolution, view_error
+from .phasing.runs import PhasingResult, phase_retrieval
 from .phasing.support import shrink_wrap
 from .progress import Progress
+from .outputs import write_run_files
+from .results import CloudResult, Reconstruction, Results, StereoResult, ViewsResult
 from .shot import Shot
-from .stereo.stage import StageTimer as _Timer
-from .stereo.stage import match_views, view_images
+from .stereo.stage import match_views
+from .timing import StageTimer
 
-__all__ = ["Pipeline", "Results", "Reconstruction", "run_pipeline", "match_views", "view_images", "reconstruct"]
-
-
-@dataclass
-class Results:
-    """Everything one run produced, on the host.
-
-    Attributes
-    ----------
-    geometry : StereoGeometry
-    views : (2, N, N) complex64
-        Phased, averaged and aligned views (left, right).
-    supports : (2, N, N) bool
-    best_eps : (2, R) float
-        eps_n of the best iterate of every run.
-    images : (2, uN, uN) float32
-        Pre-processed views on the matching grid (upsampled by ``upsample``).
-    upsample : int
-        Matching-grid pixels per view pixel.
-    thresholds : (float, float) or None
-        Binary thresholds used (left, right); None without binarisation.
-    disparity_left, disparity_right : (uN, uN) float32
-        Consistent disparity maps [matching-grid pixels], NaN where invalid.
-    depth : (uN, uN) float32
-        Depth of the left map  [nm], NaN where invalid.
-    points_nm : (M, 3) float64
-        Cloud before outlier removal  [nm]; ``kept`` selects the cleaned cloud.
-    confidence : (M,) float32
-    view : (M,) int8
-    kept : (M,) bool
-    timings : dict
-        Seconds per stage (device work synchronised).
-    accuracy : dict or None
-        Score against the ground truth, when the shot carries one.
-    quality : dict or None
-        Phasing quality per view (PRTF, 10-90 % edge resolution, error against the truth).
-    hdr : dict or None
-        Exposure times and measured intensity ratios of an HDR series.
-    matched_views : (2, N, N) float32
-        The images that were matched (amplitude or phase, after rectification); the cloud's
-        ``x_k, y`` coordinates refer to them.
-    rectification : dict or None
-        ``F``, ``H_left``, ``H_right``, matched points and residual when the views were rectified.
-    maps : list of str
-        Pre-processing modes of the disparity map pairs whose points were merged.
-    reconstruction : Reconstruction or None
-        Fitted planes, volume and surface mesh (see :class:`Reconstruction`).
-    memory : dict or None
-        The memory plan (:meth:`Pipeline.plan_memory`: budget, estimated peak per stage, batches
-        and strips) and, on NumPy, the process's measured peak RSS; written to ``summary.json``.
-    """
-
-    geometry: StereoGeometry
-    options: PipelineOptions
-    device: dict
-    views: np.ndarray
-    supports: np.ndarray
-    best_eps: np.ndarray
-    images: np.ndarray
-    upsample: int
-    thresholds: tuple | None
-    disparity_left: np.ndarray
-    disparity_right: np.ndarray
-    depth: np.ndarray
-    points_nm: np.ndarray
-    confidence: np.ndarray
-    view: np.ndarray
-    kept: np.ndarray
-    timings: dict = field(default_factory=dict)
-    accuracy: dict | None = None
-    phasing_history: dict = field(default_factory=dict)
-    source: str = ""
-    sample: str = ""
-    quality: dict | None = None
-    hdr: dict | None = None
-    matched_views: np.ndarray | None = None
-    rectification: dict | None = None
-    maps: list = field(default_factory=list)
-    reconstruction: Any = None
-    memory: dict | None = None
-
-    @property
-    def cloud_nm(self) -> np.ndarray:
-        """The cleaned cloud, (M', 3) float64 [nm]."""
-        return self.points_nm[self.kept]
+__all__ = ["Pipeline", "Results", "run_pipeline"]
 
 
 class Pipeline:
@@ -166,8 +95,8 @@ class Pipeline:
         if self.xp is not np:
             self.xp.get_default_memory_pool().free_all_blocks()
 
-    def _timer(self, name: str) -> _Timer:
-        return _Timer(self.xp, self.timings, name)
+    def _timer(self, name: str) -> StageTimer:
+        return StageTimer(self.xp, self.timings, name)
 
     def geometry(self, shot: Shot) -> StereoGeometry:
         """Geometry of the views phased from this shot with these options."""
@@ -184,8 +113,6 @@ class Pipeline:
         :class:`~xstereo_gpu.errors.InputError` when a stage cannot fit. The plan is kept in
         :attr:`memory` (and in the results' ``memory``).
         """
-        from .memory import memory_budget, plan_matching, plan_phasing
-
         o = self.options
         budget = memory_budget(self.xp, self.max_memory)
         b, lim = budget["budget_bytes"], budget["limit_bytes"]
@@ -239,25 +166,24 @@ class Pipeline:
                                    f"{mem['budget_bytes'] / 2**30:.2f} GiB)")
         return result
 
-    def align(self, views):
+    def align(self, phased: PhasingResult, geometry: StereoGeometry | None = None) -> ViewsResult:
         """Put both views in the same orientation and frame (twin choice, subpixel registration).
 
-        Returns the aligned (2, N, N) views and their supports (a shrink-wrap of the aligned views,
-        with the last sigma and the threshold of the phasing options).
+        Returns the aligned views with their supports (a shrink-wrap of the aligned views, with the
+        last sigma and the threshold of the phasing options), on the device.
         """
         o = self.options.phasing
         with self._timer("align"):
             self.progress.stage("align", "twin choice and subpixel registration of the right view onto the left")
-            aligned, _ = align_views(views, upsample=o.register_upsample)
+            aligned, _ = align_views(phased.views, upsample=o.register_upsample)
             supports = shrink_wrap(aligned, sigma=o.shrinkwrap_sigma[1], threshold=o.shrinkwrap_threshold)
-        return aligned, supports
+        return ViewsResult(views=aligned, supports=supports, best_eps=phased.best_eps, geometry=geometry,
+                           history={k: to_host(v) for k, v in dict(phased.history).items()})
 
     def quality(self, views, intensities, valid, geometry: StereoGeometry, truth=None) -> dict:
         """Phasing quality per view: PRTF and its 1/e resolution (when the measured ``intensities`` are
         given), 10-90 % edge resolution, and the error against the true exit wave when ``truth`` is
         given. Host scalars and short curves."""
-        from .phasing.quality import edge_resolution, prtf, prtf_resolution, view_error
-
         with self._timer("quality"):
             self.progress.stage("quality", ("PRTF, " if intensities is not None else "")
                                 + "10-90 % edge resolution, error against the truth")
@@ -288,6 +214,31 @@ class Pipeline:
                 out["resolution_nm"] = rep.get("resolution_nm")
         return out
 
+    def stereo(self, views) -> StereoResult:
+        """Consistent disparity maps of the two views (:func:`~xstereo_gpu.stereo.stage.match_views`).
+
+        ``views``: a :class:`ViewsResult` or the (2, N, N) views themselves (put on this device).
+        """
+        o = self.options
+        views = views.views if isinstance(views, ViewsResult) else views
+        return match_views(self.xp.asarray(views), o.stereo, preprocess_options=o.preprocess, match_options=o.match,
+                           timings=self.timings, progress=self.progress, max_memory=self.max_memory)
+
+    def cloud(self, stereo: StereoResult, geometry: StereoGeometry) -> CloudResult:
+        """Depth, the point cloud and its outlier mask (:func:`~xstereo_gpu.cloud.stage.build_cloud`)."""
+        return build_cloud(stereo, geometry, self.options.cloud, timings=self.timings, progress=self.progress)
+
+    def reconstruct(self, cloud: CloudResult, stereo: StereoResult, geometry: StereoGeometry) -> Reconstruction:
+        """Planes, natural-neighbour interpolation, carving and mesh of the cleaned cloud (host result)."""
+        rec = self.options.reconstruct
+        with self._timer("reconstruct"):
+            if rec.planes or rec.interpolate:
+                self.progress.stage("reconstruct", "planes" + (", natural-neighbour interpolation, carving, mesh"
+                                                               if rec.interpolate else ""))
+            return reconstruct(cloud.cleaned_nm, geometry, rec, view_shape=tuple(stereo.matched_views.shape[1:]),
+                               empty=empty_space(stereo) if rec.interpolate else None, upsample=stereo.upsample,
+                               progress=self.progress)
+
     def run(self, shot: Shot) -> Results:
         """All stages on one shot; returns host results (scored when the shot carries ground truth)."""
         t0 = time.perf_counter()
@@ -299,13 +250,9 @@ class Pipeline:
         same_grid = self.options.prepare.crop in (None, shot.pattern_size)
         truth = shot.truth if same_grid else None
         quality = self.quality(phased.views, intensities, valid, geometry, truth)
-        views, supports = self.align(phased.views)
-        best_eps = to_host(phased.best_eps)
-        history = {k: to_host(v) for k, v in dict(phased.history).items()}
+        views = self.align(phased, geometry)
         del phased, intensities, valid  # the runs' best iterates (V, R, N, N) are not needed any more
-        return self._after_views(
-            t0, views, geometry, truth=truth, sample=shot.sample, source=shot.source, quality=quality,
-            supports=to_host(supports), best_eps=best_eps, history=history)
+        return self._finish(t0, views, truth=truth, sample=shot.sample, source=shot.source, quality=quality)
 
     def run_views(self, views, geometry: StereoGeometry, *, truth=None, sample: str = "",
                   source: str = "") -> Results:
@@ -325,45 +272,25 @@ class Pipeline:
         self.plan_memory(int(np.shape(views)[-1]), phasing=False)
         dev = self.xp.asarray(np.asarray(views))
         quality = self.quality(dev, None, None, geometry, truth)
-        return self._after_views(t0, dev, geometry, truth=truth, sample=sample, source=source, quality=quality,
-                                 supports=np.zeros(dev.shape, dtype=bool), best_eps=np.zeros((2, 0), np.float32))
+        given = ViewsResult(views=dev, supports=self.xp.zeros(dev.shape, dtype=bool),
+                            best_eps=np.zeros((2, 0), np.float32), geometry=geometry)
+        return self._finish(t0, given, truth=truth, sample=sample, source=source, quality=quality)
 
-    def _after_views(self, t0: float, views, geometry: StereoGeometry, *, truth, sample: str, source: str,
-                     quality: dict, supports, best_eps, history: dict | None = None) -> Results:
-        """Stereo, cloud, reconstruction, download and score: the stages shared by :meth:`run` and
-        :meth:`run_views` (``views`` on the device, the phasing outputs already on the host)."""
-        st = match_views(views, geometry, self.options, timings=self.timings, progress=self.progress,
-                         max_memory=self.max_memory)
-        pts = st["points"]
-        with self._timer("reconstruct"):
-            rec = self.options.reconstruct
-            if rec.planes or rec.interpolate:
-                self.progress.stage("reconstruct", "planes" + (", natural-neighbour interpolation, carving, mesh"
-                                                               if rec.interpolate else ""))
-            recon = reconstruct(pts.points_nm[st["kept"]], geometry, self.options, view_shape=tuple(views.shape[1:]),
-                                empty=st["empty"], upsample=int(st["upsample"]), progress=self.progress)
+    def _finish(self, t0: float, views: ViewsResult, *, truth, sample: str, source: str, quality: dict) -> Results:
+        """Stereo, cloud, reconstruction, download and score: the stages after the views."""
+        geometry = views.geometry
+        stereo = self.stereo(views)
+        cloud = self.cloud(stereo, geometry)
+        recon = self.reconstruct(cloud, stereo, geometry)
         with self._timer("download"):
-            rect = st["rectification"]
-            res = Results(
-                geometry=geometry, options=self.options, device=device_info(self.xp),
-                views=to_host(views).astype(np.complex64), supports=supports, best_eps=best_eps,
-                images=to_host(st["images"]), upsample=int(st["upsample"]), thresholds=st["thresholds"],
-                disparity_left=to_host(st["disparity_left"]), disparity_right=to_host(st["disparity_right"]),
-                depth=to_host(st["depth"]), points_nm=to_host(pts.points_nm), confidence=to_host(pts.confidence),
-                view=to_host(pts.view), kept=to_host(st["kept"]), phasing_history=history or {},
-                source=source, sample=sample, quality=quality, hdr=self.hdr,
-                matched_views=to_host(st["matched_views"]), maps=list(st["maps"]), reconstruction=recon,
-                rectification=None if rect is None else {
-                    "F": rect.F.tolist(), "H_left": rect.H_left.tolist(), "H_right": rect.H_right.tolist(),
-                    "matches": int(len(rect.points_left)),
-                    "residual_rms_px": float(np.sqrt(np.mean(np.square(rect.residual)))) if len(rect.residual) else None},
-            )
+            res = Results(geometry=geometry, options=self.options, device=device_info(self.xp),
+                          views=views.to_host(), stereo=stereo.to_host(), cloud=cloud.to_host(),
+                          reconstruction=recon, quality=quality, hdr=self.hdr, source=source, sample=sample)
+            res.views.views = res.views.views.astype(np.complex64)
         if truth is not None:
-            from .accuracy import score
-
             with self._timer("score"):
                 self.progress.stage("score", "comparing the cloud with the simulator's ground truth")
-                res.accuracy = score(res.cloud_nm, res.views, truth, geometry)  # H_left = identity
+                res.accuracy = score(res.cloud.cleaned_nm, res.views.views, truth, geometry)  # H_left = identity
         self.timings["total"] = time.perf_counter() - t0
         res.timings = dict(self.timings)
         res.memory = self._memory_report()
@@ -375,12 +302,7 @@ class Pipeline:
             return None
         rep = dict(self.memory)
         if self.xp is np:
-            try:
-                import resource
-
-                rep["measured_peak_rss_bytes"] = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
-            except (ImportError, OSError):  # pragma: no cover - not POSIX
-                pass
+            rep["measured_peak_rss_bytes"] = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
         return rep
 
     def export(self, results: Results, path, *, shot: Shot | None = None, overwrite: bool = False,
@@ -389,16 +311,12 @@ class Pipeline:
 
         ``inputs`` (files the run read) must not lie in ``path``, which is replaced as a whole.
         """
-        from .io import output_directory
-
         with output_directory(path, overwrite=overwrite, inputs=inputs) as tmp:
             return self.write(results, tmp, shot=shot, figures=figures, extra_summary=extra_summary, label=path)
 
     def write(self, results: Results, folder, *, shot: Shot | None = None, figures: bool = True,
               extra_summary: dict | None = None, label=None) -> dict:
         """Write the run's files into the existing empty ``folder`` (a staged output directory)."""
-        from .report import write_run_files
-
         with self._timer("export"):
             self.progress.stage("export", f"writing {label or folder}")
             if results.memory is not None:

@@ -8,41 +8,38 @@ views show empty and extracts the surface mesh.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
 from ..backend import get_array_module, to_host
-from ..config import PipelineOptions
+from ..config import ReconstructOptions
 from ..geometry import StereoGeometry
 from ..progress import Progress
+from ..results import Reconstruction, StereoResult
+from ..stereo.preprocess import upsample_mask
+from .segment import segment_planes
+from .volume import VolumeGrid, cloud_to_volume, surface_mesh
 
-__all__ = ["Reconstruction", "reconstruct"]
+__all__ = ["Reconstruction", "reconstruct", "empty_space"]
 
 
-@dataclass
-class Reconstruction:
-    """What the post-processing made of the cleaned cloud (paper, Methods), on the host.
+def empty_space(stereo: StereoResult, *, level: float = 0.8):
+    """Where the views show transmission 1 (the space carving removes), on the matching grid.
 
-    Attributes
-    ----------
-    planes : list of dict
-        Fitted planes: ``normal``, ``offset_nm``, ``rms_nm``, ``tilt_deg``, ``inliers``.
-    volume : (Z, Y, X) bool or None
-        Occupancy after interpolation and carving.
-    voxel_nm, origin_nm : (3,) float
-        ``(dz, dy, dx)`` and the centre of voxel (0, 0, 0) ``(z0, y0, x0)``  [nm].
-    vertices_nm : (V, 3) float64 or None
-        Surface mesh vertices ``x, y, z``  [nm] (marching cubes).
-    faces : (F, 3) int64 or None
+    Binary views: their white pixels (the paper's empty space). Semi-transparent views: the phased
+    waves of a sample whose membrane fills the field are ``t - t_membrane`` (the zero order is behind
+    the beamstop); bare membrane is ~0 and the empty space is the largest amplitude,
+    ``|1 - t_membrane|``: pixels above ``level`` times each view's 99.5th percentile.
+
+    Returns
+    -------
+    (2, uH, uW) bool, device of the stereo result
     """
-
-    planes: list = field(default_factory=list)
-    volume: np.ndarray | None = None
-    voxel_nm: tuple = ()
-    origin_nm: tuple = ()
-    vertices_nm: np.ndarray | None = None
-    faces: np.ndarray | None = None
+    if stereo.pairs[0].mode == "binary":
+        return stereo.images > 0.5
+    amplitude = stereo.amplitude
+    xp = get_array_module(amplitude)
+    ref = xp.percentile(amplitude.reshape(amplitude.shape[0], -1), 99.5, axis=1).reshape(-1, 1, 1)
+    return upsample_mask(amplitude > level * ref, stereo.upsample)
 
 
 def _plane_dict(plane, inliers: int) -> dict:
@@ -50,11 +47,11 @@ def _plane_dict(plane, inliers: int) -> dict:
             "rms_nm": float(plane.rms), "tilt_deg": float(plane.tilt_deg), "inliers": int(inliers)}
 
 
-def reconstruct(cloud_nm, geometry: StereoGeometry, options: PipelineOptions, *, view_shape, empty=None,
+def reconstruct(cloud_nm, geometry: StereoGeometry, options: ReconstructOptions | None = None, *, view_shape, empty=None,
                 upsample: int = 1, progress: Progress | None = None) -> Reconstruction:
     """Planes, natural-neighbour interpolation, carving and a surface mesh from a cleaned cloud.
 
-    ``options.reconstruct.planes`` = 1: RANSAC plane of the membrane cut, a frame on it, one
+    ``options.planes`` = 1: RANSAC plane of the membrane cut, a frame on it, one
     interpolated surface; 2: two RANSAC planes, each inlier cloud interpolated and carved on its own,
     the volumes joined (the phase cross); 0: no plane. Without ``interpolate`` only the planes are fitted.
 
@@ -65,11 +62,8 @@ def reconstruct(cloud_nm, geometry: StereoGeometry, options: PipelineOptions, *,
     empty : (2, uH, uW) bool, optional
         Pixels of the views that show transmission 1 (carving); ``upsample`` = their grid factor.
     """
-    from .segment import segment_planes
-    from .volume import VolumeGrid, cloud_to_volume, surface_mesh
-
     say = progress or Progress(enabled=False)
-    rec = options.reconstruct
+    rec = options or ReconstructOptions()
     xp = get_array_module(cloud_nm)
     out = Reconstruction()
     dz = geometry.voxel_depth_m * 1e9

@@ -1,21 +1,18 @@
-"""Figures like the paper's (dual pattern, phased views, disparity, depth, cloud) and ``summary.json``.
+"""Figures like the paper's: dual pattern, phased views, disparity, depth, cloud, surface, PRTF.
 
 matplotlib is imported lazily with the Agg backend, so nothing here needs a display.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import pathlib
-import sys
 
 import numpy as np
 
-from . import __version__
 from .shot import VIEW_NAMES
 
-__all__ = ["write_run_files", "summary_dict", "figure_patterns", "figure_views", "figure_disparity",
-           "figure_depth", "figure_cloud"]
+__all__ = ["figure_patterns", "figure_views", "figure_disparity", "figure_depth", "figure_cloud", "figure_surface",
+           "figure_quality"]
 
 
 def _plt():
@@ -201,138 +198,3 @@ def figure_quality(quality: dict, path) -> None:
     ax.set_title("phase retrieval transfer function", fontsize=9)
     ax.legend(fontsize=8)
     _save(fig, path)
-
-
-def summary_dict(results, *, shot=None, files=(), extra: dict | None = None) -> dict:
-    """The content of ``summary.json`` (documented in docs/format.md)."""
-    g = results.geometry
-    report = g.report()
-    report["pattern_size"] = int(results.views.shape[-1])
-    if shot is not None:
-        report.update(wavelength_nm=shot.wavelength_m * 1e9, distance_mm=shot.distance_m * 1e3,
-                      detector_pixel_um=shot.detector_pixel_m * 1e6)
-    o = results.options
-    eps = np.asarray(results.best_eps)
-    valid_l = float(np.isfinite(results.disparity_left).mean())
-    valid_r = float(np.isfinite(results.disparity_right).mean())
-    out = {
-        "program": "xstereo-gpu",
-        "version": __version__,
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join(sys.argv),
-        "input": results.source,
-        "sample": results.sample,
-        "device": results.device,
-        "profile": o.profile,
-        "geometry": report,
-        "timings_s": {k: round(v, 4) for k, v in results.timings.items()},
-        "phasing": {
-            "algorithm": o.phasing.algorithm, "runs": o.phasing.runs,
-            "iterations": o.phasing.iterations, "final_er": o.phasing.final_er,
-            "best_eps_median": [float(np.median(e)) for e in eps] if eps.size else None,
-            "runs_averaged": [int(a.sum()) for a in np.asarray(results.phasing_history.get("averaged", []))],
-        },
-        "stereo": {"method": o.match.method, "maps": list(results.maps), "image": o.stereo.image,
-                   "rectification": results.rectification,
-                   "upsample": results.upsample, "thresholds": results.thresholds,
-                   "valid_fraction_left": valid_l, "valid_fraction_right": valid_r,
-                   "block": o.match.block, "range": [o.match.dmin, o.match.dmax]},
-        "cloud": {"points_before_outlier_removal": int(len(results.points_nm)),
-                  "points": int(results.kept.sum()), "k": o.cloud.k, "t": o.cloud.t},
-        "reconstruct": _reconstruction_summary(results),
-        "options": o.to_dict(),
-        "outputs": sorted(files),
-    }
-    if results.quality is not None:
-        out["quality"] = results.quality
-        res_nm = results.quality.get("resolution_nm")
-        if res_nm is not None:
-            report.update(g.report(res_nm[0] * 1e-9))
-    if results.hdr is not None:
-        out["hdr"] = results.hdr
-    if results.accuracy is not None:
-        out["accuracy"] = results.accuracy
-    if extra:
-        out.update(extra)
-    return out
-
-
-def _views_extra(results) -> dict:
-    """Arrays stored next to the views in views.cxi: best eps per run, PRTF per view."""
-    extra = {"best_eps": results.best_eps}
-    q = results.quality
-    if q is not None and "prtf" in q.get("left", {}):
-        extra["prtf"] = np.asarray([q[v]["prtf"] for v in ("left", "right")], dtype=np.float32)
-        extra["prtf_q_per_nm"] = np.asarray(q["left"]["prtf_q_per_nm"], dtype=np.float64)
-    return extra
-
-
-def _reconstruction_summary(results) -> dict:
-    r = results.reconstruction
-    if r is None:
-        return {}
-    out = {"planes": r.planes}
-    if r.volume is not None:
-        out.update(volume_shape_zyx=list(r.volume.shape), voxel_nm_zyx=list(r.voxel_nm),
-                   origin_nm_zyx=list(r.origin_nm), occupied_voxels=int(r.volume.sum()),
-                   mesh_vertices=int(len(r.vertices_nm)), mesh_faces=int(len(r.faces)))
-    return out
-
-
-def write_run_files(results, folder, *, shot=None, figures: bool = True, extra_summary: dict | None = None) -> dict:
-    """Write the files of a run into the existing, empty directory ``folder``; returns the summary.
-
-    Files: ``views.cxi``, ``disparity_left.tif``, ``disparity_right.tif``, ``depth.tif``, ``cloud.ply``,
-    ``volume.h5`` and ``surface.ply`` (when interpolated), ``options.toml``, ``figures/*.png`` and
-    ``summary.json``. Each file is written atomically; the directory as a whole is made atomic by
-    staging ``folder`` (:meth:`~xstereo_gpu.pipeline.Pipeline.export`, or the CLI, which stages it
-    before the compute).
-    """
-    from .io import write_json, write_mesh_ply, write_ply, write_tiff, write_views, write_volume_h5
-
-    g = results.geometry
-    u = results.upsample
-    meta = {"units": "matching-grid pixels", "upsample": u, "pixel_size_nm": g.pixel_size_m * 1e9 / u,
-            "view_pixel_size_nm": g.pixel_size_m * 1e9, "angles_deg": list(g.angles_deg),
-            "convention": "a point at column x in the left view is at column x - d in the right view",
-            "program": "xstereo-gpu", "version": __version__}
-    out = pathlib.Path(folder)
-    files = []
-    write_views(out / "views.cxi", results.views, supports=results.supports, pixel_size_m=g.pixel_size_m,
-                parameters=results.options.to_dict(), extra=_views_extra(results))
-    for name, arr, m in (("disparity_left.tif", results.disparity_left, meta),
-                         ("disparity_right.tif", results.disparity_right, meta),
-                         ("depth.tif", results.depth, {**meta, "units": "nm (depth z of the left map)"})):
-        write_tiff(out / name, np.asarray(arr, dtype=np.float32), metadata=m)
-    cloud = results.cloud_nm
-    write_ply(out / "cloud.ply", cloud, scalars={"confidence": results.confidence[results.kept],
-                                                 "view": results.view[results.kept].astype(np.float32)})
-    (out / "options.toml").write_text(results.options.to_toml())
-    files += ["views.cxi", "disparity_left.tif", "disparity_right.tif", "depth.tif", "cloud.ply", "options.toml"]
-    rec = results.reconstruction
-    if rec is not None and rec.volume is not None:
-        write_volume_h5(out / "volume.h5", rec.volume, voxel_size_nm=rec.voxel_nm, origin_nm=rec.origin_nm,
-                        attrs={"program": "xstereo-gpu", "version": __version__, "sample": results.sample,
-                               "description": "occupancy after natural-neighbour interpolation and carving"})
-        write_mesh_ply(out / "surface.ply", rec.vertices_nm, rec.faces,
-                       comments=("xstereo-gpu surface mesh (marching cubes of volume.h5)",))
-        files += ["volume.h5", "surface.ply"]
-    if figures:
-        fig_dir = out / "figures"
-        fig_dir.mkdir()
-        if shot is not None:
-            figure_patterns(shot, fig_dir / "patterns.png")
-        figure_views(results.views, results.supports, g.pixel_size_m, fig_dir / "views.png")
-        figure_disparity(results.disparity_left, results.disparity_right, g.pixel_size_m, u,
-                         fig_dir / "disparity.png")
-        figure_depth(results.depth, g.pixel_size_m, u, fig_dir / "depth.png")
-        figure_cloud(cloud, fig_dir / "cloud.png")
-        if rec is not None and rec.vertices_nm is not None and len(rec.faces):
-            figure_surface(rec, fig_dir / "surface.png")
-        if results.quality is not None:
-            figure_quality(results.quality, fig_dir / "prtf.png")
-        files += [f"figures/{p.name}" for p in sorted(fig_dir.iterdir())]
-    files.append("summary.json")
-    summary = summary_dict(results, shot=shot, files=files, extra=extra_summary)
-    write_json(out / "summary.json", summary)
-    return summary
