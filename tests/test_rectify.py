@@ -8,9 +8,8 @@ from scipy import ndimage as ndi
 
 from xstereo_gpu.backend import to_host
 from xstereo_gpu.errors import InputError
-from xstereo_gpu.stereo import (apply_homography, detect_corners, fundamental_matrix, match_features,
-                                original_coordinates, rectify, rectify_pair, rectifying_homographies,
-                                vertical_residual)
+from xstereo_gpu.stereo import (apply_homography, epipolar_matches, fundamental_matrix, original_coordinates,
+                                rectify, rectify_pair, rectifying_homographies, vertical_residual)
 
 
 def _h(a):
@@ -67,11 +66,10 @@ def _true_pairs(A, lo=12, hi=116, step=8):
 # rectification of a rotated and shifted right view
 
 
-@pytest.mark.parametrize("matcher", ["epipolar", "corners"])
-def test_rectify_pair_aligns_rows_and_keeps_disparity(xp, matcher):
+def test_rectify_pair_aligns_rows_and_keeps_disparity(xp):
     views, A = _textured_pair()
-    res = rectify_pair(xp.asarray(views), search=(-20, 20), matcher=matcher)
-    assert len(res.points_left) >= (100 if matcher == "epipolar" else 30)
+    res = rectify_pair(xp.asarray(views), search=(-20, 20))
+    assert len(res.points_left) >= 100
     # the matches are true correspondences (to a fraction of a pixel; what rectification needs, the
     # row, to a quarter pixel; along the row a few epipolar matches on ridges of the NCC are off more)
     q = apply_homography(np.linalg.inv(A), res.points_right)
@@ -80,8 +78,6 @@ def test_rectify_pair_aligns_rows_and_keeps_disparity(xp, matcher):
     err = np.hypot(ex, ey)
     assert np.median(err) < 0.2 and np.percentile(err, 90) < 0.4
     assert np.abs(ey).max() < 0.4
-    if matcher == "corners":
-        assert err.max() < 0.6
     # matched points on the same row after rectification
     assert np.abs(res.residual).max() < 0.5
     assert np.sqrt(np.mean(res.residual ** 2)) < 0.2
@@ -114,7 +110,7 @@ def test_full_fits_rectify_rows_with_user_points(affine):
     """16 user-picked pairs (as in the paper), 0.1 px noise; full affine or eight-point F, both
     views may be rotated: rows still agree and disparities keep their scale."""
     A = _similarity(1.0, (0.0, 2.0), (64, 64))
-    left, right, d = _true_pairs(A, step=26)
+    left, right, _ = _true_pairs(A, step=26)
     assert len(left) == 16
     rng = np.random.default_rng(5)
     pl = left + rng.normal(0, 0.1, left.shape)
@@ -131,24 +127,22 @@ def test_full_fits_rectify_rows_with_user_points(affine):
     assert np.ptp(dd) < 0.5  # the disparity offset is arbitrary, its scale is kept
 
 
-def test_match_features_is_deterministic_and_respects_search():
+def test_matches_respect_search_and_wrong_pairs_are_refused():
     views, A = _textured_pair(seed=3)
-    a = match_features(views[0], views[1], search=(-20, 20))
-    b = match_features(views[0], views[1], search=(-20, 20))
-    np.testing.assert_array_equal(a[0], b[0])
-    np.testing.assert_array_equal(a[1], b[1])
-    d = a[0][:, 0] - a[1][:, 0]
-    assert d.min() >= -20.5 and d.max() <= 20.5
-    # a search range that excludes the true disparities (2..7 px) finds (almost) nothing right
-    pl, pr = match_features(views[0], views[1], search=(-40, -15))
-    if len(pl):
-        q = apply_homography(np.linalg.inv(A), pr)
-        assert np.median(np.abs(q[:, 0] + _disp(q[:, 0], q[:, 1]) - pl[:, 0])) > 5
+    m = epipolar_matches(views[0], views[1], search=(-20, 20))
+    d = m["points_left"][:, 0] - m["points_right"][:, 0]
+    assert len(d) >= 100 and d.min() >= -20.5 and d.max() <= 20.5
+    # a search range that excludes the true disparities (2..7 px) finds nothing right, and is refused
+    m = epipolar_matches(views[0], views[1], search=(-40, -15))
+    pl, pr = m["points_left"], m["points_right"]
+    d = pl[:, 0] - pr[:, 0]
+    assert d.min() >= -40.5 and d.max() <= -14.5
+    q = apply_homography(np.linalg.inv(A), pr)
+    assert np.median(np.abs(q[:, 0] + _disp(q[:, 0], q[:, 1]) - pl[:, 0])) > 5
+    with pytest.raises(InputError, match="correlate at"):
+        rectify_pair(views, search=(-40, -15))
     with pytest.raises(InputError, match="feature matches"):      # two unrelated textures
         rectify_pair(np.stack([views[0], views[0][::-1, ::-1]]), search=(-20, 20))
-    corners = detect_corners(views[0], max_corners=50)
-    assert corners.shape == (50, 2) and corners.dtype == np.float64
-    assert corners.min() >= 8 and corners.max() <= 128 - 9
 
 
 # --------------------------------------------------------------------------------------------- #

@@ -30,12 +30,12 @@ column in place (a horizontal shift of one view cannot be told from a depth offs
 views have the same pixel ``lambda D / (N p)``, and a free scale only absorbs matching noise.
 
 The paper picked its 16 points by hand. :func:`rectify_pair` finds correspondences automatically with
-:func:`epipolar_matches` (default), made for phased views: few corners (a cross), long straight edges
+:func:`epipolar_matches`, made for phased views: few corners (a cross), long straight edges
 (whose matches are ambiguous along the edge), and a partner view that is blurrier. It correlates
 patches with two-dimensional structure over a disparity x vertical window (:func:`ncc_surfaces`),
 searches the rotation and vertical shift of the right view that the NCC surfaces support best along
 their epipolar lines, then matches guided by that model and fits it (least squares, trimmed), a few
-rounds. :func:`match_features` (mutual best NCC of Shi-Tomasi corners) remains as ``matcher="corners"``.
+rounds.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ from ..backend import fft_workers, get_array_module, to_host
 from ..errors import InputError
 
 __all__ = [
-    "RectifyResult", "detect_corners", "match_features", "ncc_surfaces", "epipolar_matches", "fundamental_matrix", "rectifying_homographies",
+    "RectifyResult", "ncc_surfaces", "epipolar_matches", "fundamental_matrix", "rectifying_homographies",
     "rectify", "rectify_pair", "apply_homography", "original_coordinates", "vertical_residual",
 ]
 
@@ -79,159 +79,6 @@ class RectifyResult:
     points_left: np.ndarray
     points_right: np.ndarray
     residual: np.ndarray
-
-
-# --------------------------------------------------------------------------------------------- #
-# features
-
-
-def detect_corners(image, *, max_corners: int = 300, sigma: float = 1.0, window: float = 1.5,
-                   min_distance: int = 4, quality: float = 0.01, border: int = 8) -> np.ndarray:
-    """Shi-Tomasi corners: local maxima of the smaller eigenvalue of the structure tensor.
-
-    Parameters
-    ----------
-    image : (H, W) float32
-        A real view, NumPy or CuPy.
-    max_corners : int
-        At most this many corners, strongest first.
-    sigma : float
-        Gaussian pre-smoothing before the Sobel derivatives [pixels].
-    window : float
-        Gaussian integration window of the structure tensor [pixels].
-    min_distance : int
-        Non-maximum suppression radius [pixels].
-    quality : float
-        Corners weaker than ``quality`` times the strongest are dropped.
-    border : int
-        Corners closer than this to the image edge are dropped [pixels].
-
-    Returns
-    -------
-    (K, 2) float64
-        Corner positions ``(x, y)`` [pixels], NumPy, sorted by decreasing response (ties by
-        position, so the result is deterministic).
-    """
-    xp = get_array_module(image)
-    img = _check_image(xp, image, "detect_corners.image")
-    ndi = _ndimage(xp)
-    s = ndi.gaussian_filter(img, sigma, mode="nearest") if sigma > 0 else img
-    ix = ndi.sobel(s, axis=1, mode="nearest")
-    iy = ndi.sobel(s, axis=0, mode="nearest")
-    sxx = ndi.gaussian_filter(ix * ix, window, mode="nearest")
-    syy = ndi.gaussian_filter(iy * iy, window, mode="nearest")
-    sxy = ndi.gaussian_filter(ix * iy, window, mode="nearest")
-    lam = 0.5 * (sxx + syy) - xp.sqrt(0.25 * (sxx - syy) ** 2 + sxy ** 2)
-    peak = ndi.maximum_filter(lam, size=2 * int(min_distance) + 1, mode="constant", cval=-np.inf)
-    keep = (lam == peak) & (lam > quality * lam.max()) & (lam > 0)
-    H, W = img.shape
-    b = int(border)
-    keep[:b] = False
-    keep[H - b:] = False
-    keep[:, :b] = False
-    keep[:, W - b:] = False
-    idx = to_host(xp.flatnonzero(keep))
-    val = to_host(lam.ravel()[xp.asarray(idx)]) if idx.size else np.zeros(0)
-    order = np.lexsort((idx, -val))[:int(max_corners)]
-    idx = idx[order]
-    return np.stack([idx % W, idx // W], axis=1).astype(np.float64)
-
-
-def match_features(left, right, *, search: tuple[int, int] = (-40, 40), vertical: int = 8, patch: int = 7,
-                   max_corners: int = 300, min_ncc: float = 0.8, ratio: float = 0.8,
-                   refine: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """Point correspondences between two views: corners matched by normalised cross-correlation.
-
-    Shi-Tomasi corners (:func:`detect_corners`) of both views are compared by the NCC of
-    ``(2 patch + 1)^2`` patches. A right corner is a candidate for a left corner at ``(x, y)`` when
-    it lies at ``(x - d, y')`` with ``d`` in ``search`` and ``|y' - y| <= vertical``. A pair is kept
-    when it is the mutual best, its NCC is at least ``min_ncc``, and it passes the ratio test
-    ``(1 - ncc_best) < ratio (1 - ncc_second)`` (second best among the left corner's other
-    candidates). The right point is then refined: the left patch is correlated with right patches
-    at integer offsets within ``+-refine`` of the right corner and a parabola through the best
-    score and its neighbours gives the subpixel position in x and y (pairs whose best offset lies
-    on the window's edge are dropped). Deterministic: no random sampling.
-
-    Parameters
-    ----------
-    left, right : (H, W) float32
-        The two views (real; amplitude or phase), NumPy or CuPy.
-    search : (int, int)
-        ``(dmin, dmax)`` horizontal disparity range ``x_left - x_right`` [view pixels].
-    vertical : int
-        Largest vertical offset between partners [view pixels].
-    patch : int
-        Half size of the correlation patches [pixels].
-    max_corners : int
-        Corners per view.
-    min_ncc, ratio : float
-        Acceptance thresholds (see above).
-    refine : int
-        Half size of the subpixel refinement window [pixels].
-
-    Returns
-    -------
-    points_left, points_right : (M, 2) float64
-        Matched ``(x, y)`` [view pixels], NumPy; the left points are corner pixels, the right ones
-        subpixel.
-    """
-    xp = get_array_module(left, right)
-    L = _check_image(xp, left, "match_features.left")
-    R = _check_image(xp, right, "match_features.right")
-    if L.shape != R.shape:
-        raise InputError("match_features.right", f"shape {R.shape}", f"the left view's shape {L.shape}")
-    dmin, dmax = (int(v) for v in search)
-    if dmin > dmax:
-        raise InputError("match_features.search", repr(search), "(dmin, dmax) with dmin <= dmax")
-    h, r = int(patch), int(refine)
-    border = h + r + 1
-    cl = detect_corners(L, max_corners=max_corners, border=border)
-    cr = detect_corners(R, max_corners=max_corners, border=border)
-    empty = np.zeros((0, 2))
-    if len(cl) == 0 or len(cr) == 0:
-        return empty, empty
-    pl = _patches(xp, L, cl, h)                                # (K, P) zero mean, unit norm
-    pr = _patches(xp, R, cr, h)
-    ncc = to_host(pl @ pr.T).astype(np.float64)               # (KL, KR)
-    disp = cl[:, None, 0] - cr[None, :, 0]
-    dy = np.abs(cl[:, None, 1] - cr[None, :, 1])
-    allowed = (disp >= dmin) & (disp <= dmax) & (dy <= vertical)
-    score = np.where(allowed, ncc, -np.inf)
-    best = np.argmax(score, axis=1)
-    rows = np.arange(len(cl))
-    s1 = score[rows, best]
-    second = score.copy()
-    second[rows, best] = -np.inf
-    s2 = np.max(second, axis=1)
-    back = np.argmax(score, axis=0)
-    ok = (np.isfinite(s1) & (s1 >= min_ncc) & (back[best] == rows)
-          & ((1 - s1) < ratio * np.where(np.isfinite(s2), 1 - s2, np.inf)))
-    il, ir = np.flatnonzero(ok), best[ok]
-    if il.size == 0:
-        return empty, empty
-    # subpixel refinement of the right point: NCC over integer offsets, parabola in x and y
-    offs = np.arange(-r, r + 1)
-    oy, ox = np.meshgrid(offs, offs, indexing="ij")
-    cand = (cr[ir][:, None, :] + np.stack([ox.ravel(), oy.ravel()], axis=1)[None]).reshape(-1, 2)
-    pc = _patches(xp, R, cand, h).reshape(il.size, offs.size ** 2, -1)
-    sc = to_host(xp.einsum("mkp,mp->mk", pc, pl[xp.asarray(il)])).reshape(il.size, offs.size, offs.size)
-    flat = np.argmax(sc.reshape(il.size, -1), axis=1)
-    by, bx = flat // offs.size, flat % offs.size
-    inside = (by > 0) & (by < 2 * r) & (bx > 0) & (bx < 2 * r)
-    m = np.flatnonzero(inside)
-    by, bx = by[m], bx[m]
-    c = sc[m, by, bx]
-    sub_x = _parabola(sc[m, by, bx - 1], c, sc[m, by, bx + 1])
-    sub_y = _parabola(sc[m, by - 1, bx], c, sc[m, by + 1, bx])
-    pts_r = cr[ir[m]] + np.stack([offs[bx] + sub_x, offs[by] + sub_y], axis=1)
-    return cl[il[m]].copy(), pts_r
-
-
-def _parabola(a, b, c):
-    den = a - 2 * b + c
-    with np.errstate(divide="ignore", invalid="ignore"):
-        off = np.where(den < 0, 0.5 * (a - c) / den, 0.0)
-    return np.clip(off, -0.5, 0.5)
 
 
 def _patches(xp, img, centres, h: int):
@@ -926,7 +773,7 @@ def vertical_residual(points_left, points_right, H_left, H_right) -> np.ndarray:
 
 
 def rectify_pair(views, points=None, *, affine: bool = True, left_horizontal: bool = True, rigid: bool = True,
-                 matcher: str = "epipolar", search: tuple[int, int] = (-40, 40), vertical: int = 8,
+                 search: tuple[int, int] = (-40, 40), vertical: int = 8,
                  max_rotation_deg: float = 4.0, min_matches: int = 8, min_match_fraction: float = 0.25,
                  min_verify_ncc: float = 0.55, order: int = 3) -> RectifyResult:
     """Rectify a stereo pair: correspondences, ``F``, homographies, warped views.
@@ -937,7 +784,7 @@ def rectify_pair(views, points=None, *, affine: bool = True, left_horizontal: bo
         Left and right views (real), NumPy or CuPy.
     points : tuple of two (M, 2) float64, optional
         ``(points_left, points_right)`` ``(x, y)`` [view pixels] given by the user (the paper
-        picked 16 edge points by hand). Default: automatic correspondences (``matcher``).
+        picked 16 edge points by hand). Default: automatic correspondences (:func:`epipolar_matches`).
     affine : bool
         Fit the affine ``F`` (default; exact for parallel projections) instead of the general
         normalised eight-point ``F`` (which is then required to be nearly affine).
@@ -949,24 +796,19 @@ def rectify_pair(views, points=None, *, affine: bool = True, left_horizontal: bo
         With ``left_horizontal``: the right view is only rotated and shifted (unit scale: both views
         have the pixel ``lambda D / (N p)``), the few-parameter model of parallel projections
         (default). False: a free scale as well.
-    matcher : {"epipolar", "corners"}
-        ``"epipolar"``: :func:`epipolar_matches` (NCC surfaces of structured patches, a search of the
-        rotation and vertical shift by epipolar support, guided matching and a trimmed fit; robust
-        on views with few corners and unequal blur, default). ``"corners"``: :func:`match_features`
-        (mutual best NCC of Shi-Tomasi corners).
     search : (int, int)
         Horizontal disparity range ``x_left - x_right`` for feature matching [view pixels].
     vertical : int
         Largest vertical offset for feature matching [view pixels].
     max_rotation_deg : float
-        Largest rotation of the right view searched by the ``"epipolar"`` matcher [deg].
+        Largest rotation of the right view searched for correspondences [deg].
     min_matches : int
         Fewest automatic correspondences accepted (at least the fit's minimum: 4 affine, 8 general).
     min_match_fraction : float
-        ``"epipolar"`` matcher: fewest correspondences as a fraction of the structured points tried
+        Fewest correspondences as a fraction of the structured points tried
         (views of one scene: 0.5 to 1).
     min_verify_ncc : float
-        ``"epipolar"`` matcher: smallest median NCC of the matches over patches twice as large
+        Smallest median NCC of the matches over patches twice as large
         (``verify_ncc`` of :func:`epipolar_matches`; views of one scene: 0.7 to 1, unrelated views
         below 0.4).
     order : int
@@ -987,24 +829,18 @@ def rectify_pair(views, points=None, *, affine: bool = True, left_horizontal: bo
     shape = getattr(views, "shape", None)
     if shape is None or len(shape) != 3 or shape[0] != 2:
         raise InputError("rectify_pair.views", f"shape {shape}", "(2, H, W): left and right views")
-    if matcher not in ("epipolar", "corners"):
-        raise InputError("rectify_pair.matcher", repr(matcher), "'epipolar' or 'corners'")
     rigid = rigid and left_horizontal
     if points is None:
-        if matcher == "epipolar":
-            m = epipolar_matches(views[0], views[1], search=search, vertical=vertical,
-                                 max_rotation_deg=max_rotation_deg)
-            pl, pr = m["points_left"], m["points_right"]
-            need = max(int(min_matches), int(np.ceil(min_match_fraction * m["points_tried"])))
-            if len(pl) >= need and not m["verify_ncc"] >= min_verify_ncc:
-                raise InputError("rectify_pair.views",
-                                 f"{len(pl)} feature matches whose larger patches correlate at "
-                                 f"{m['verify_ncc']:.2f} (median NCC)",
-                                 f"at least {min_verify_ncc}: two views of one scene (give the point pairs, "
-                                 "points=..., or check the search range)")
-        else:
-            pl, pr = match_features(views[0], views[1], search=search, vertical=vertical)
-            need = int(min_matches)
+        m = epipolar_matches(views[0], views[1], search=search, vertical=vertical,
+                             max_rotation_deg=max_rotation_deg)
+        pl, pr = m["points_left"], m["points_right"]
+        need = max(int(min_matches), int(np.ceil(min_match_fraction * m["points_tried"])))
+        if len(pl) >= need and not m["verify_ncc"] >= min_verify_ncc:
+            raise InputError("rectify_pair.views",
+                             f"{len(pl)} feature matches whose larger patches correlate at "
+                             f"{m['verify_ncc']:.2f} (median NCC)",
+                             f"at least {min_verify_ncc}: two views of one scene (give the point pairs, "
+                             "points=..., or check the search range)")
         need = max(need, 4 if (affine or left_horizontal) else 8)
         if len(pl) < need:
             raise InputError("rectify_pair.views", f"{len(pl)} feature matches (search {search}, vertical {vertical})",
