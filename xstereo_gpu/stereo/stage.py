@@ -146,7 +146,8 @@ def match_views(views, geometry: StereoGeometry | None, options: PipelineOptions
         images = view_images(views, rec.image)
         amplitude = xp.abs(views).astype(xp.float32) if xp.iscomplexobj(views) else images
         if rec.rectify:
-            from .rectify import rectify, rectify_pair
+            from .homography import rectify
+            from .rectify import rectify_pair
 
             points = None
             if rec.rectify_points is not None:
