@@ -18,8 +18,10 @@ from scipy import ndimage as ndi
 import xstereo_gpu as xs
 from xstereo_gpu.backend import to_host
 from xstereo_gpu.errors import InputError
-from xstereo_gpu.stereo.rectify import (apply_homography, epipolar_matches, fundamental_matrix, ncc_surfaces,
-                                        rectify_pair, rectifying_homographies, vertical_residual)
+from xstereo_gpu.stereo.correspondence import epipolar_matches, ncc_surfaces
+from xstereo_gpu.stereo.fundamental import fundamental_matrix
+from xstereo_gpu.stereo.homography import apply_homography, vertical_residual
+from xstereo_gpu.stereo.rectify import rectify_pair, rectifying_homographies
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,7 @@
-"""Rectification: feature matching, the normalised eight-point algorithm, homographies, warping."""
+"""Rectification of a pair (rectify_pair): automatic correspondences or user points, F, homographies, warp.
+
+The pieces have their own tests: test_fundamental.py, test_homography.py and, on the phase cross's
+views, test_phase_cross.py (correspondences)."""
 
 from __future__ import annotations
 
@@ -8,9 +11,9 @@ from scipy import ndimage as ndi
 
 from xstereo_gpu.backend import to_host
 from xstereo_gpu.errors import InputError
-from xstereo_gpu.stereo import (apply_homography, detect_corners, fundamental_matrix, match_features,
-                                original_coordinates, rectify, rectify_pair, rectifying_homographies,
-                                vertical_residual)
+from xstereo_gpu.stereo.correspondence import epipolar_matches
+from xstereo_gpu.stereo.homography import apply_homography, vertical_residual
+from xstereo_gpu.stereo.rectify import rectify_pair
 
 
 def _h(a):
@@ -67,11 +70,10 @@ def _true_pairs(A, lo=12, hi=116, step=8):
 # rectification of a rotated and shifted right view
 
 
-@pytest.mark.parametrize("matcher", ["epipolar", "corners"])
-def test_rectify_pair_aligns_rows_and_keeps_disparity(xp, matcher):
+def test_rectify_pair_aligns_rows_and_keeps_disparity(xp):
     views, A = _textured_pair()
-    res = rectify_pair(xp.asarray(views), search=(-20, 20), matcher=matcher)
-    assert len(res.points_left) >= (100 if matcher == "epipolar" else 30)
+    res = rectify_pair(xp.asarray(views), search=(-20, 20))
+    assert len(res.points_left) >= 100
     # the matches are true correspondences (to a fraction of a pixel; what rectification needs, the
     # row, to a quarter pixel; along the row a few epipolar matches on ridges of the NCC are off more)
     q = apply_homography(np.linalg.inv(A), res.points_right)
@@ -80,8 +82,6 @@ def test_rectify_pair_aligns_rows_and_keeps_disparity(xp, matcher):
     err = np.hypot(ex, ey)
     assert np.median(err) < 0.2 and np.percentile(err, 90) < 0.4
     assert np.abs(ey).max() < 0.4
-    if matcher == "corners":
-        assert err.max() < 0.6
     # matched points on the same row after rectification
     assert np.abs(res.residual).max() < 0.5
     assert np.sqrt(np.mean(res.residual ** 2)) < 0.2
@@ -114,7 +114,7 @@ def test_full_fits_rectify_rows_with_user_points(affine):
     """16 user-picked pairs (as in the paper), 0.1 px noise; full affine or eight-point F, both
     views may be rotated: rows still agree and disparities keep their scale."""
     A = _similarity(1.0, (0.0, 2.0), (64, 64))
-    left, right, d = _true_pairs(A, step=26)
+    left, right, _ = _true_pairs(A, step=26)
     assert len(left) == 16
     rng = np.random.default_rng(5)
     pl = left + rng.normal(0, 0.1, left.shape)
@@ -131,160 +131,19 @@ def test_full_fits_rectify_rows_with_user_points(affine):
     assert np.ptp(dd) < 0.5  # the disparity offset is arbitrary, its scale is kept
 
 
-def test_match_features_is_deterministic_and_respects_search():
+def test_matches_respect_search_and_wrong_pairs_are_refused():
     views, A = _textured_pair(seed=3)
-    a = match_features(views[0], views[1], search=(-20, 20))
-    b = match_features(views[0], views[1], search=(-20, 20))
-    np.testing.assert_array_equal(a[0], b[0])
-    np.testing.assert_array_equal(a[1], b[1])
-    d = a[0][:, 0] - a[1][:, 0]
-    assert d.min() >= -20.5 and d.max() <= 20.5
-    # a search range that excludes the true disparities (2..7 px) finds (almost) nothing right
-    pl, pr = match_features(views[0], views[1], search=(-40, -15))
-    if len(pl):
-        q = apply_homography(np.linalg.inv(A), pr)
-        assert np.median(np.abs(q[:, 0] + _disp(q[:, 0], q[:, 1]) - pl[:, 0])) > 5
+    m = epipolar_matches(views[0], views[1], search=(-20, 20))
+    d = m["points_left"][:, 0] - m["points_right"][:, 0]
+    assert len(d) >= 100 and d.min() >= -20.5 and d.max() <= 20.5
+    # a search range that excludes the true disparities (2..7 px) finds nothing right, and is refused
+    m = epipolar_matches(views[0], views[1], search=(-40, -15))
+    pl, pr = m["points_left"], m["points_right"]
+    d = pl[:, 0] - pr[:, 0]
+    assert d.min() >= -40.5 and d.max() <= -14.5
+    q = apply_homography(np.linalg.inv(A), pr)
+    assert np.median(np.abs(q[:, 0] + _disp(q[:, 0], q[:, 1]) - pl[:, 0])) > 5
+    with pytest.raises(InputError, match="correlate at"):
+        rectify_pair(views, search=(-40, -15))
     with pytest.raises(InputError, match="feature matches"):      # two unrelated textures
         rectify_pair(np.stack([views[0], views[0][::-1, ::-1]]), search=(-20, 20))
-    corners = detect_corners(views[0], max_corners=50)
-    assert corners.shape == (50, 2) and corners.dtype == np.float64
-    assert corners.min() >= 8 and corners.max() <= 128 - 9
-
-
-# --------------------------------------------------------------------------------------------- #
-# eight-point algorithm
-
-
-def _skew(t):
-    return np.array([[0, -t[2], t[1]], [t[2], 0, -t[0]], [-t[1], t[0], 0]])
-
-
-def _projective_scene(n=60, seed=1):
-    rng = np.random.default_rng(seed)
-    K = np.array([[800, 0, 320], [0, 820, 240], [0, 0, 1.0]])
-    X = np.stack([rng.uniform(-1, 1, n), rng.uniform(-1, 1, n), rng.uniform(4, 7, n)], axis=1)
-    th = np.deg2rad(12.0)
-    R = np.array([[np.cos(th), 0, -np.sin(th)], [0, 1, 0], [np.sin(th), 0, np.cos(th)]])
-    t = np.array([1.0, 0.1, 0.2])
-    xl = X @ K.T
-    xr = (X @ R.T + t) @ K.T
-    Kinv = np.linalg.inv(K)
-    F = Kinv.T @ _skew(t) @ R @ Kinv                    # x_r^T F x_l = 0
-    F /= np.linalg.norm(F)
-    return xl[:, :2] / xl[:, 2:], xr[:, :2] / xr[:, 2:], F
-
-
-def _same_up_to_sign(a, b):
-    return min(np.abs(a - b).max(), np.abs(a + b).max())
-
-
-def _epipolar_distance(F, pl, pr):
-    hl = np.concatenate([pl, np.ones((len(pl), 1))], axis=1)
-    hr = np.concatenate([pr, np.ones((len(pr), 1))], axis=1)
-    lr = hl @ F.T     # lines in the right view
-    ll = hr @ F       # lines in the left view
-    e = np.sum(hr * lr, axis=1)
-    return np.abs(e) * 0.5 * (1 / np.hypot(lr[:, 0], lr[:, 1]) + 1 / np.hypot(ll[:, 0], ll[:, 1]))
-
-
-def test_eight_point_recovers_known_F():
-    pl, pr, F = _projective_scene()
-    est = fundamental_matrix(pl, pr)
-    assert abs(np.linalg.norm(est) - 1) < 1e-12
-    assert _same_up_to_sign(est, F) < 1e-8
-    assert np.linalg.svd(est, compute_uv=False)[2] < 1e-12          # rank 2
-    # exactly 8 points suffice
-    assert _same_up_to_sign(fundamental_matrix(pl[:8], pr[:8]), F) < 1e-6
-    # noisy points (0.5 px): the true points stay within a pixel of the estimated epipolar lines
-    rng = np.random.default_rng(2)
-    est = fundamental_matrix(pl + rng.normal(0, 0.5, pl.shape), pr + rng.normal(0, 0.5, pr.shape))
-    assert np.linalg.svd(est, compute_uv=False)[2] < 1e-12
-    dist = _epipolar_distance(est, pl, pr)
-    assert np.sqrt(np.mean(dist ** 2)) < 1.0
-    assert abs(np.sum(est * F)) > 0.9          # cosine between the two unit-norm matrices
-    # and the projective F is refused by the affine rectification
-    with pytest.raises(InputError, match="projective"):
-        rectifying_homographies(F, pl, pr, (480, 640))
-
-
-def test_affine_fits_recover_affine_F():
-    rng = np.random.default_rng(4)
-    X = rng.uniform(-50, 50, (40, 3))
-    Ml = np.array([[1.0, 0.0, np.tan(np.deg2rad(6))], [0, 1, 0]])
-    Mr = np.array([[1.0, 0.0, -np.tan(np.deg2rad(6))], [0, 1, 0]])
-    Mr = _similarity(1.5, (0, 0), (0, 0))[:2, :2] @ Mr
-    pl = X @ Ml.T + [64, 64]
-    pr = X @ Mr.T + [60, 66]
-    # (a, b, c, d): (a, b) Mr + (c, d) Ml = 0
-    _, _, vt = np.linalg.svd(np.concatenate([Mr, Ml], axis=0).T)
-    a, b, c, d = vt[-1]
-    e = -(np.array([a, b]) @ [60, 66] + np.array([c, d]) @ [64, 64])
-    F = np.array([[0, 0, a], [0, 0, b], [c, d, e]])
-    F /= np.linalg.norm(F)
-    for kw in ({"affine": True}, {}):
-        est = fundamental_matrix(pl, pr, **kw)
-        assert _same_up_to_sign(est, F) < 1e-8, kw
-    est = fundamental_matrix(pl, pr, affine=True)
-    assert np.all(est[:2, :2] == 0)
-    Hl, Hr = rectifying_homographies(est, pl, pr, (128, 128))
-    assert np.abs(vertical_residual(pl, pr, Hl, Hr)).max() < 1e-9
-
-
-def test_degenerate_input_raises():
-    pl, pr, _ = _projective_scene()
-    with pytest.raises(InputError, match="at least 8"):
-        fundamental_matrix(pl[:7], pr[:7])
-    with pytest.raises(InputError, match="at least 4"):
-        fundamental_matrix(pl[:3], pr[:3], affine=True)
-    line = np.stack([np.arange(10.0), 2 * np.arange(10.0) + 1], axis=1)
-    with pytest.raises(InputError, match="collinear"):
-        fundamental_matrix(line, pr[:10])
-    with pytest.raises(InputError, match="collinear"):
-        fundamental_matrix(pl[:10], line, left_horizontal=True)
-    with pytest.raises(InputError, match="10 points"):
-        fundamental_matrix(pl[:12], pr[:10])
-    with pytest.raises(InputError, match=r"\(M, 2\)"):
-        fundamental_matrix(np.zeros((10, 3)), pr[:10])
-    bad = pl[:10].copy()
-    bad[2, 0] = np.nan
-    with pytest.raises(InputError, match="non-finite"):
-        fundamental_matrix(bad, pr[:10])
-    # a planar scene (points related by a homography) leaves F undetermined
-    rng = np.random.default_rng(0)
-    p = rng.uniform(0, 100, (20, 2))
-    Hm = np.array([[1.02, 0.05, 3], [-0.04, 0.98, 1], [1e-4, 2e-4, 1]])
-    with pytest.raises(InputError, match="independent"):
-        fundamental_matrix(p, apply_homography(Hm, p))
-
-
-# --------------------------------------------------------------------------------------------- #
-# warping and inverse mapping
-
-
-def test_rectify_warp_and_inverse_mapping(xp):
-    rng = np.random.default_rng(6)
-    img = ndi.gaussian_filter(rng.random((64, 80)), 2).astype(np.float32)
-    views = np.stack([img, img])
-    shift = np.array([[1, 0, 3.0], [0, 1, -2.0], [0, 0, 1]])   # rectified = original + (3, -2)
-    out = _h(rectify(xp.asarray(views), np.eye(3), shift))
-    np.testing.assert_allclose(out[0], img, atol=1e-6)
-    np.testing.assert_allclose(out[1, :62, 3:], img[2:, :77], atol=1e-6)
-    assert (out[1, :, :3] == 0).all() and (out[1, 62:] == 0).all()
-    # a rotation: warp, then sample the rectified image at the rectified position of original pixels
-    H = _similarity(2.0, (0.5, -0.25), (40, 32))
-    rot = _h(rectify(xp.asarray(views), H, H))[0]
-    yy, xx = np.mgrid[16:48, 20:60].astype(float)
-    p = apply_homography(H, np.stack([xx.ravel(), yy.ravel()], axis=1))
-    back = ndi.map_coordinates(rot, [p[:, 1], p[:, 0]], order=3).reshape(yy.shape)
-    assert np.abs(back - img[16:48, 20:60]).max() < 0.02
-    # original_coordinates is the inverse mapping of the grid; apply_homography round-trips
-    oc = _h(original_coordinates(H, (64, 80), like=xp.zeros(1)))
-    assert oc.shape == (2, 64, 80) and oc.dtype == np.float32
-    q = apply_homography(np.linalg.inv(H), np.array([[10.0, 20.0]]))
-    np.testing.assert_allclose(oc[:, 20, 10], q[0, ::-1], atol=1e-4)
-    pts = rng.uniform(0, 64, (5, 2))
-    np.testing.assert_allclose(apply_homography(np.linalg.inv(H), apply_homography(H, pts)), pts, atol=1e-9)
-    with pytest.raises(InputError, match="views"):
-        rectify(xp.zeros((3, 8, 8), np.float32), np.eye(3), np.eye(3))
-    with pytest.raises(InputError, match="real"):
-        rectify(xp.zeros((2, 8, 8), np.complex64), np.eye(3), np.eye(3))

@@ -23,7 +23,8 @@ from ..timing import StageTimer
 from .depth import lr_consistency
 from .disparity import block_match
 from .preprocess import background_mask, preprocess
-from .rectify import rectify, rectify_pair
+from .homography import rectify
+from .rectify import rectify_pair
 from .sgm import semi_global_match
 
 __all__ = ["match_views", "view_images"]
