@@ -54,3 +54,88 @@ def test_bench_quick_writes_a_table_and_json(tmp_path, capsys, monkeypatch):
     dm = res["rows"][2]
     assert dm["ratio_to_limit"] == pytest.approx(dm["time_ms"] / (2 * res["rows"][1]["time_ms"]))
     assert res["device"]["backend"] == "numpy"
+
+
+def _subcommands(parser) -> dict:
+    """Subcommand name -> its parser."""
+    import argparse
+
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
+def _field(opts, target: str):
+    stage, name = target.split("__")
+    return getattr(getattr(opts, stage), name)
+
+
+def test_every_pipeline_flag_reaches_its_fields(tmp_path):
+    """Each declared flag, given a value other than the command's without it, sets its fields and no other."""
+    from xstereo_gpu.cli import _options, build_parser
+    from xstereo_gpu.cli_options import CONVERT, PIPELINE_FLAGS, STAGE_GROUPS
+
+    points = [(1.0, 2.0, 3.0, 4.0), (5.0, 6.0, 7.0, 8.0), (9.0, 1.0, 2.0, 3.0), (4.0, 5.0, 6.5, 7.5)]
+    (tmp_path / "pts.txt").write_text("".join(" ".join(map(str, row)) + "\n" for row in points))
+    argv = ["run", "s.cxi", "-o", "o", "--profile", "cpu", "--recipe", "cross"]
+    base = _options(build_parser().parse_args(argv))
+    subcommands = _subcommands(build_parser())
+    names = {f.flag for f in PIPELINE_FLAGS}
+    assert names >= {"--runs", "--iterations", "--algorithm", "--range", "--block", "--preprocess",
+                     "--method", "--points", "--upsample", "--thresholds"}
+    assert len(PIPELINE_FLAGS) == len(names) == len({f.dest for f in PIPELINE_FLAGS})
+    for flag in PIPELINE_FLAGS:
+        kw = flag.argparse
+        current = [_field(base, t) for t in flag.targets]
+        if flag.flag in CONVERT:  # --points: a file of point pairs, which also turns rectification on
+            given = [tmp_path / "pts.txt"]
+            expected = {flag.targets[0]: tuple(points), "stereo__rectify": True}
+        elif "choices" in kw:
+            given = [next(c for c in kw["choices"] if c != current[0])]
+            expected = {flag.targets[0]: given[0]}
+        else:
+            values = list(current[0]) if len(flag.targets) == 1 and kw.get("nargs") else current
+            given = [v + 2 if kw["type"] is int else v / 2 for v in values]  # odd stays odd; fractions too
+            expected = dict(zip(flag.targets, given)) if len(flag.targets) > 1 else \
+                {flag.targets[0]: tuple(given) if kw.get("nargs") else given[0]}
+        assert all(_field(base, t) != v for t, v in expected.items()), flag.flag
+        opts = _options(build_parser().parse_args(argv + [flag.flag, *map(str, given)]))
+        assert opts == base.replace(**expected), flag.flag
+        phasing = STAGE_GROUPS[flag.stage] == "phasing"
+        for name, sub in subcommands.items():  # phasing flags: run, demo, phase; others: run, demo, stereo
+            wanted = name in ("run", "demo") or name == ("phase" if phasing else "stereo")
+            assert (flag.flag in sub._option_string_actions) == wanted, (flag.flag, name)
+
+
+def test_choices_are_the_config_constants():
+    from xstereo_gpu import config
+    from xstereo_gpu.backend import select_backend
+    from xstereo_gpu.cli import build_parser
+    from xstereo_gpu.cli_options import BACKENDS, DEMO_STARTS
+    from xstereo_gpu.errors import InputError
+    from xstereo_gpu.simulate import SAMPLES
+
+    expected = {"--backend": BACKENDS, "--profile": tuple(config.PROFILES), "--recipe": config.SAMPLE_NAMES,
+                "--sample": config.SAMPLE_NAMES, "--start": DEMO_STARTS,
+                "--algorithm": config.PHASING_ALGORITHMS,
+                "--preprocess": config.PREPROCESS_MODES, "--method": config.MATCH_METHODS,
+                "--sgm-paths": config.SGM_PATHS, "--image": config.VIEW_IMAGES}
+    seen = set()
+    for name, sub in _subcommands(build_parser()).items():
+        for action in sub._actions:
+            if action.choices is not None:
+                flag = action.option_strings[-1]
+                assert tuple(action.choices) == expected[flag], (name, flag)
+                seen.add(flag)
+    assert seen == set(expected)
+    assert config.SAMPLE_NAMES == SAMPLES
+    with pytest.raises(InputError) as err:
+        select_backend("abacus")
+    assert all(repr(b) in err.value.expected for b in BACKENDS)
+
+
+@pytest.mark.parametrize("command", [[], ["demo"], ["simulate"], ["run"], ["phase"], ["stereo"], ["geometry"],
+                                     ["bench"], ["config"], ["info"]])
+def test_help(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([*command, "--help"])
+    assert exc.value.code == 0
+    assert "usage: xstereo" in capsys.readouterr().out

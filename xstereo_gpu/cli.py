@@ -63,39 +63,14 @@ def _options(args, sample: str | None = None, sample_from: str | None = None):
             opts = PipelineOptions.for_profile(profile)
             if sample_from is not None or hasattr(args, "recipe"):
                 recipe_warning(sample, sample_from, profile)
-    changes = {
-        "match__method": getattr(args, "method", None),
-        "phasing__runs": getattr(args, "runs", None),
-        "phasing__iterations": getattr(args, "iterations", None),
-        "phasing__algorithm": getattr(args, "algorithm", None),
-        "match__block": getattr(args, "block", None),
-        "preprocess__mode": getattr(args, "preprocess", None),
-        "preprocess__upsample": getattr(args, "upsample", None),
-        "preprocess__thresholds": tuple(args.thresholds) if getattr(args, "thresholds", None) else None,
-    }
-    if getattr(args, "points", None):
-        changes.update(stereo__rectify_points=_read_points(args.points), stereo__rectify=True)
-    rng = getattr(args, "range", None)
-    if rng:
-        changes.update(match__dmin=int(rng[0]), match__dmax=int(rng[1]))
-    changes = {k: v for k, v in changes.items() if v is not None}
+    from .cli_options import PIPELINE_FLAGS
+
+    changes: dict[str, Any] = {}
+    for flag in PIPELINE_FLAGS:  # the flags this subcommand has and that were given
+        value = getattr(args, flag.dest, None)
+        if value is not None:
+            changes.update(flag.changes(value))
     return opts.replace(**changes) if changes else opts
-
-
-def _read_points(path) -> tuple:
-    """Rectification point pairs from a text file: one ``x_left y_left x_right y_right`` row per pair."""
-    import numpy as np
-
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise InputError(str(path), "no such file", "a text file of point pairs (x_left y_left x_right y_right)")
-    try:
-        pts = np.loadtxt(path, dtype=np.float64, delimiter=None, comments="#", ndmin=2)
-    except ValueError as exc:
-        raise InputError(str(path), f"unreadable numbers ({exc})", "rows of 4 numbers: x_left y_left x_right y_right") from None
-    if pts.ndim != 2 or pts.shape[1] != 4 or pts.shape[0] < 4 or not np.isfinite(pts).all():
-        raise InputError(str(path), f"shape {pts.shape}", "at least 4 rows of 4 finite numbers (view pixels)")
-    return tuple(tuple(r) for r in pts.tolist())
 
 
 def _max_memory(args):
@@ -480,7 +455,9 @@ def _stereo(args, tmp) -> tuple[dict, list]:
 # -- parser --------------------------------------------------------------------------------------------
 
 def _add_common(p, *, output_dir=True):
-    p.add_argument("--backend", choices=["auto", "numpy", "cupy"], default=None,
+    from .cli_options import BACKENDS
+
+    p.add_argument("--backend", choices=BACKENDS, default=None,
                    help="array backend (default: XSTEREO_BACKEND or auto)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
@@ -493,32 +470,34 @@ def _add_input_safety(p):
 
 
 def _add_pipeline_options(p, *, phasing=True, stereo=True):
-    p.add_argument("--profile", choices=["paper", "cpu"], default=None,
+    """--profile, --config, --max-memory, --recipe (stereo) and the stages' flags (cli_options.py)."""
+    from .cli_options import PIPELINE_FLAGS
+    from .config import PROFILES, SAMPLE_NAMES
+
+    over = "--profile, --config and the recipe" if stereo else "--profile and --config"
+    g = p.add_argument_group("pipeline options", "a flag under a [section] heading below sets that option of "
+                             f"a --config file, over {over}")
+    g.add_argument("--profile", choices=tuple(PROFILES), default=None,
                    help="preset: 'paper' (45 runs; GPU default) or 'cpu' (fewer runs; NumPy default)")
-    p.add_argument("--config", help="options TOML file (write one with `xstereo config`)")
-    p.add_argument("--max-memory", metavar="SIZE",
+    g.add_argument("--config", help="options TOML file (write one with `xstereo config`)")
+    g.add_argument("--max-memory", metavar="SIZE",
                    help="memory a stage may use, e.g. 4G, 512M (default: 80%% of the free RAM or device memory); "
                         "phasing runs in batches and SGM in strips to fit, or the command stops before computing")
-    if phasing:
-        p.add_argument("--runs", type=int, help="independent phase-retrieval runs per view")
-        p.add_argument("--iterations", type=int, help="iterations per run")
-        p.add_argument("--algorithm", choices=["dm", "hio", "er"], help="phase-retrieval algorithm")
     if stereo:
-        p.add_argument("--range", nargs=2, type=int, metavar=("DMIN", "DMAX"), help="disparity search range [matching px]")
-        p.add_argument("--block", type=int, help="block side [matching px], odd")
-        p.add_argument("--preprocess", choices=["binary", "gradient", "none"],
-                       help="view pre-processing before matching (binary: the cross; gradient: Sobel-x; none)")
-        p.add_argument("--method", choices=["bm", "sgm"], help="disparity method: block matching or semi-global matching")
-        p.add_argument("--points", metavar="FILE",
-                       help="rectify with these point pairs (text: x_left y_left x_right y_right per row, view pixels)")
-        p.add_argument("--recipe", choices=["cross", "phase-cross", "pyramid"],
+        g.add_argument("--recipe", choices=SAMPLE_NAMES,
                        help="the paper's processing recipe for this kind of sample (default: from the shot's sample name)")
-        p.add_argument("--upsample", type=int, help="bicubic upsampling factor before matching")
-        p.add_argument("--thresholds", nargs=2, type=float, metavar=("LEFT", "RIGHT"), help="binary thresholds (0..1)")
+    groups = {}
+    for flag in PIPELINE_FLAGS:
+        if phasing if flag.group == "phasing" else stereo:
+            if flag.stage not in groups:
+                groups[flag.stage] = p.add_argument_group(f"[{flag.stage}]")
+            groups[flag.stage].add_argument(flag.flag, **flag.argparse)
 
 
 def _add_sim_options(p):
-    p.add_argument("--sample", choices=["cross", "phase-cross", "pyramid"], default="cross",
+    from .config import SAMPLE_NAMES
+
+    p.add_argument("--sample", choices=SAMPLE_NAMES, default="cross",
                    help="simulated sample: the paper's amplitude cross (Figs. 2-3a,b), phase cross (Figs. 3c,d) or "
                         "nanoparticle pyramid (Fig. 4)")
     p.add_argument("--seed", type=int, help="random seed of the photon noise")
@@ -533,6 +512,9 @@ def _add_sim_options(p):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .cli_options import BACKENDS, DEMO_STARTS
+    from .config import PROFILES
+
     ap = argparse.ArgumentParser(prog="xstereo", description="Computed stereo lensless X-ray imaging: "
                                  "two coherent diffraction patterns in, a 3D point cloud out.")
     ap.add_argument("--version", action="version", version=f"xstereo-gpu {__version__}")
@@ -544,7 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     _add_pipeline_options(p)
     _add_sim_options(p)
-    p.add_argument("--start", choices=["pattern", "views"], default=None,
+    p.add_argument("--start", choices=DEMO_STARTS, default=None,
                    help="phase the simulated patterns (default) or start from provided views (the paper's route "
                         "for the pyramid, whose 2D reconstructions were provided; default for --sample pyramid)")
     p.set_defaults(func=cmd_demo, angles=None)
@@ -616,16 +598,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="also write the results to this JSON file")
     p.add_argument("--quick", action="store_true", help="small problems, few repeats")
     p.add_argument("--no-pipeline", action="store_true", help="skip the whole-pipeline row")
-    p.add_argument("--backend", choices=["auto", "numpy", "cupy"], default=None)
+    p.add_argument("--backend", choices=BACKENDS, default=None)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("config", help="print the options of a profile as TOML (for --config)")
-    p.add_argument("--profile", choices=["paper", "cpu"], default="paper")
+    p.add_argument("--profile", choices=tuple(PROFILES), default="paper")
     p.set_defaults(func=cmd_config)
 
     p = sub.add_parser("info", help="backend, versions and GPU facts")
-    p.add_argument("--backend", choices=["auto", "numpy", "cupy"], default=None)
+    p.add_argument("--backend", choices=BACKENDS, default=None)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_info)
     return ap

@@ -20,17 +20,32 @@ from typing import Any
 from .errors import InputError
 
 __all__ = [
-    "PrepareOptions",
-    "PhasingOptions",
-    "PreprocessOptions",
-    "MatchOptions",
-    "StereoOptions",
-    "CloudOptions",
-    "ReconstructOptions",
-    "PipelineOptions",
-    "SAMPLE_NAMES",
+    "MATCH_METHODS",
+    "PHASING_ALGORITHMS",
+    "PREPROCESS_MODES",
     "PROFILES",
+    "SAMPLE_NAMES",
+    "SGM_PATHS",
+    "VIEW_IMAGES",
+    "CloudOptions",
+    "MatchOptions",
+    "PhasingOptions",
+    "PipelineOptions",
+    "PrepareOptions",
+    "PreprocessOptions",
+    "ReconstructOptions",
+    "StereoOptions",
 ]
+
+
+def _flag(default, flag: str, help: str = "", **argparse_kw):
+    """A field that the ``xstereo`` command sets with ``flag`` (:mod:`xstereo_gpu.cli_options`).
+
+    ``help`` is the flag's short help, in the field's units; ``argparse_kw`` (``choices``: a constant of
+    this module, ``metavar``, ``type``) go to ``add_argument`` over what the annotation implies. Fields
+    that name the same flag take one value each, in their order (``--range DMIN DMAX``).
+    """
+    return field(default=default, metadata={"cli": flag, "help": help, **argparse_kw})
 
 
 def _type_ok(value, tp) -> bool:
@@ -127,18 +142,22 @@ class PrepareOptions:
         _positive("prepare.overlap_ratio", self.overlap_ratio)
 
 
+#: Phase-retrieval algorithms.
+PHASING_ALGORITHMS = ("dm", "hio", "er")
+
+
 @dataclass(frozen=True)
 class PhasingOptions:
     """Phase retrieval (difference map and friends), per view, ``runs`` independent random starts."""
 
     #: ``"dm"`` (difference map, Elser 2003), ``"hio"`` (Fienup) or ``"er"`` (error reduction).
-    algorithm: str = "dm"
+    algorithm: str = _flag("dm", "--algorithm", "phase-retrieval algorithm", choices=PHASING_ALGORITHMS)
     #: Independent runs per view (paper: 45).
-    runs: int = 45
+    runs: int = _flag(45, "--runs", "independent phase-retrieval runs per view")
     #: Iterations per run (paper: converges after roughly a hundred).
-    iterations: int = 200
+    iterations: int = _flag(200, "--iterations", "iterations per run")
     #: Difference-map beta (Elser's recommended range is 0.7..1; the paper does not state its value).
-    beta: float = 0.8
+    beta: float = _flag(0.8, "--beta", "difference-map beta, in (0, 1.5]")
     #: Difference-map gammas; ``None`` gives Elser's optimal choice gamma_S = -1/beta, gamma_M = 1/beta.
     gamma_s: float | None = None
     gamma_m: float | None = None
@@ -173,12 +192,13 @@ class PhasingOptions:
     #: Progress and host synchronisation at most every this many iterations.
     check_every: int = 10
     #: Seed of the random starting phases (reproducible runs).
-    seed: int = 0
+    seed: int = _flag(0, "--phasing-seed", "seed of the random starting phases", metavar="SEED")
 
     def __post_init__(self):
         _check_types(self, "phasing")
-        if self.algorithm not in ("dm", "hio", "er"):
-            raise InputError("phasing.algorithm", repr(self.algorithm), "one of 'dm', 'hio', 'er'")
+        if self.algorithm not in PHASING_ALGORITHMS:
+            raise InputError("phasing.algorithm", repr(self.algorithm),
+                             "one of " + ", ".join(map(repr, PHASING_ALGORITHMS)))
         if self.initial_support not in ("autocorrelation", "box"):
             raise InputError("phasing.initial_support", repr(self.initial_support), "'autocorrelation' or 'box'")
         _positive("phasing.runs", self.runs, integer=True)
@@ -208,6 +228,8 @@ class PhasingOptions:
 PREPROCESS_MODES = ("binary", "gradient", "none")
 #: Disparity methods.
 MATCH_METHODS = ("bm", "sgm")
+#: Aggregation directions of semi-global matching.
+SGM_PATHS = (4, 8)
 
 
 @dataclass(frozen=True)
@@ -217,13 +239,15 @@ class PreprocessOptions:
     #: ``"binary"`` (upsample, low-pass, binarise, drop unmatched small regions), ``"gradient"``
     #: (upsample, low-pass, Sobel derivative along x, the disparity direction, normalised; paper's
     #: extra maps for the phase cross) or ``"none"`` (normalise and upsample only).
-    mode: str = "binary"
+    mode: str = _flag("binary", "--preprocess", "view pre-processing before matching (binary: the cross; "
+                      "gradient: Sobel-x; none)", choices=PREPROCESS_MODES)
     #: Bicubic upsampling factor (paper: 4).
-    upsample: int = 4
+    upsample: int = _flag(4, "--upsample", "bicubic upsampling factor before matching")
     #: Gaussian low-pass sigma on the upsampled grid [upsampled pixels] (paper: 1.9).
     sigma: float = 1.9
     #: Binary thresholds on a 0..1 scale, (left, right) (paper: 0.40 and 0.25).
-    thresholds: tuple[float, float] = (0.40, 0.25)
+    thresholds: tuple[float, float] = _flag((0.40, 0.25), "--thresholds", "binary thresholds (0..1)",
+                                            metavar=("LEFT", "RIGHT"))
     #: Choose the right view's threshold so that its binary white area equals the left view's
     #: (``thresholds[1]`` is then unused). The paper tuned its two thresholds by hand so that the
     #: binary views agree; equal areas do that automatically and remove the edge shift that a
@@ -256,10 +280,10 @@ class MatchOptions:
     """Block matching: SAD plus a weaker proximity term, parabolic subpixel, left and right maps."""
 
     #: Block side b [matching-grid pixels], odd (paper: 3).
-    block: int = 3
+    block: int = _flag(3, "--block", "block side [matching px], odd")
     #: Signed search range [matching-grid pixels] (paper: -65..65 on the x4 grid).
-    dmin: int = -65
-    dmax: int = 65
+    dmin: int = _flag(-65, "--range", "disparity search range [matching px]", metavar="DMIN")
+    dmax: int = _flag(65, "--range", metavar="DMAX")
     #: Weight of the proximity term ``w |d| / max(|dmin|, |dmax|)`` added to the block's mean
     #: absolute difference (intensities on a 0..1 scale); it breaks ties towards small |d|.
     proximity_weight: float = 0.05
@@ -270,20 +294,22 @@ class MatchOptions:
     lr_tolerance: float = 1.0
     #: ``"bm"``: the paper's block matching (winner takes all per block); ``"sgm"``: semi-global
     #: matching, the same block cost aggregated along ``sgm_paths`` scan-line directions.
-    method: str = "bm"
+    method: str = _flag("bm", "--method", "disparity method: block matching or semi-global matching",
+                        choices=MATCH_METHODS)
     #: SGM penalty for a disparity change of one pixel between neighbours (cost units: mean absolute
     #: difference of a block, 0..1 scale).
     sgm_p1: float = 0.02
     #: SGM penalty for a larger disparity change between neighbours (same units).
     sgm_p2: float = 0.2
     #: Number of aggregation directions for SGM: 4 (horizontal and vertical) or 8 (plus diagonals).
-    sgm_paths: int = 4
+    sgm_paths: int = _flag(4, "--sgm-paths", "aggregation directions of semi-global matching",
+                           choices=SGM_PATHS)
 
     def __post_init__(self):
         _check_types(self, "match")
         if self.method not in MATCH_METHODS:
             raise InputError("match.method", repr(self.method), f"one of {list(MATCH_METHODS)}")
-        if self.sgm_paths not in (4, 8):
+        if self.sgm_paths not in SGM_PATHS:
             raise InputError("match.sgm_paths", repr(self.sgm_paths), "4 or 8")
         _positive("match.sgm_p1", self.sgm_p1, allow_zero=True)
         _positive("match.sgm_p2", self.sgm_p2, allow_zero=True)
@@ -303,9 +329,9 @@ class CloudOptions:
     """Point cloud cleaning: statistical outlier removal on the k nearest neighbours."""
 
     #: Neighbours per point (paper: 80). A point is not counted among its own neighbours.
-    k: int = 80
+    k: int = _flag(80, "--outlier-k", "neighbours per point of the outlier removal", metavar="K")
     #: A point is an outlier when its mean kNN distance exceeds mean + t * std (paper: 0.1).
-    t: float = 0.1
+    t: float = _flag(0.1, "--outlier-t", "outliers: mean kNN distance above mean + T std", metavar="T")
 
     def __post_init__(self):
         _check_types(self, "cloud")
@@ -325,14 +351,17 @@ class StereoOptions:
     """
 
     #: Image of the complex views that is matched: ``"amplitude"`` or ``"phase"`` (phase-contrast views).
-    image: str = "amplitude"
+    image: str = _flag("amplitude", "--image", "image of the complex views that is matched",
+                       choices=VIEW_IMAGES)
     #: Rectify the views before matching (feature matches, normalised eight-point fundamental matrix,
     #: rectifying homographies). The cross on one CCD needs none (paper); the simulated phase cross does.
     rectify: bool = False
     #: Point pairs for the rectification given by the user, ``((x_left, y_left, x_right, y_right), ...)``
     #: [view pixels of the phased, aligned views] (the paper picked 16 edge points by hand); ``None``:
     #: automatic feature matching.
-    rectify_points: tuple | None = None
+    rectify_points: tuple | None = _flag(
+        None, "--points", "rectify with these point pairs (text: x_left y_left x_right y_right per row, "
+        "view pixels)", metavar="FILE", type=str)
     #: Also match Sobel-x gradient views and merge their consistent points with the intensity maps'
     #: (paper: the phase cross's extra maps).
     gradient_maps: bool = False
@@ -399,7 +428,7 @@ class PipelineOptions:
     reconstruct: ReconstructOptions = field(default_factory=ReconstructOptions)
 
     @classmethod
-    def for_profile(cls, name: str) -> "PipelineOptions":
+    def for_profile(cls, name: str) -> PipelineOptions:
         """The preset ``"paper"`` (45 runs) or ``"cpu"`` (32 runs, 150 iterations)."""
         try:
             return PROFILES[name]()
@@ -407,7 +436,7 @@ class PipelineOptions:
             raise InputError("profile", repr(name), f"one of {sorted(PROFILES)}") from None
 
     @classmethod
-    def for_sample(cls, sample: str, profile: str = "paper") -> "PipelineOptions":
+    def for_sample(cls, sample: str, profile: str = "paper") -> PipelineOptions:
         """The paper's recipe for one of its three experiments, on top of a profile.
 
         ``"cross"``: the profile with semi-global matching (better than block matching there,
@@ -422,7 +451,7 @@ class PipelineOptions:
             raise InputError("sample", repr(sample), f"one of {list(SAMPLE_RECIPES)}") from None
         return base.replace(**changes)
 
-    def replace(self, **changes) -> "PipelineOptions":
+    def replace(self, **changes) -> PipelineOptions:
         """A copy with whole stages or ``stage__field`` values replaced (``phasing__runs=8``)."""
         stages: dict[str, Any] = {}
         top: dict[str, Any] = {}
@@ -442,7 +471,7 @@ class PipelineOptions:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "PipelineOptions":
+    def from_dict(cls, data: dict) -> PipelineOptions:
         """Options from a dict as :meth:`to_dict` writes it (or parsed TOML).
 
         Raises
@@ -475,7 +504,7 @@ class PipelineOptions:
         return "\n".join(lines) + "\n"
 
     @classmethod
-    def from_toml(cls, text: str) -> "PipelineOptions":
+    def from_toml(cls, text: str) -> PipelineOptions:
         try:
             return cls.from_dict(tomllib.loads(text))
         except tomllib.TOMLDecodeError as exc:
@@ -543,21 +572,22 @@ SAMPLE_RECIPES: dict[str, dict[str, Any]] = {
     # 1.5 px of a true edge); the paper's t = 0.1 (mean + 0.1 std) then drops ~20 % of valid points,
     # whole stretches of single edges that are sparser than the kerf's doubled edges: t = 0.3 keeps
     # them and still removes injected strays (tests/test_cross_recipe.py). A deviation from the paper.
-    "cross": dict(match__method="sgm", cloud__t=0.3),
-    "phase-cross": dict(
-        preprocess__mode="none",
+    "cross": {"match__method": "sgm", "cloud__t": 0.3},
+    "phase-cross": {
+        "preprocess__mode": "none",
         # grey levels of semi-transparent layers carry little x-gradient: a low texture threshold keeps
         # them; SGM fills the uniform regions between edges (measured: docs/validation.md)
-        match__method="sgm", match__texture_threshold=0.003, match__proximity_weight=0.01, cloud__t=0.3,
-        stereo__rectify=True, stereo__gradient_maps=True, reconstruct__planes=2,
-    ),
-    "pyramid": dict(
-        preprocess__mode="none", preprocess__upsample=2,
-        match__block=23, match__dmin=-30, match__dmax=30, match__texture_threshold=0.03,
-        stereo__background_mask=True, reconstruct__planes=0, reconstruct__interpolate=False,
+        "match__method": "sgm", "match__texture_threshold": 0.003, "match__proximity_weight": 0.01,
+        "cloud__t": 0.3,
+        "stereo__rectify": True, "stereo__gradient_maps": True, "reconstruct__planes": 2,
+    },
+    "pyramid": {
+        "preprocess__mode": "none", "preprocess__upsample": 2,
+        "match__block": 23, "match__dmin": -30, "match__dmax": 30, "match__texture_threshold": 0.03,
+        "stereo__background_mask": True, "reconstruct__planes": 0, "reconstruct__interpolate": False,
         # faces inclined along x have different grey levels in the two views (different path lengths
         # through the membrane): SAD on intensities fails there; the Sobel-x maps fill those faces
-        stereo__gradient_maps=True,
-    ),
+        "stereo__gradient_maps": True,
+    },
 }
 SAMPLE_NAMES = tuple(SAMPLE_RECIPES)
