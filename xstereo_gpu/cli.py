@@ -9,22 +9,54 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno as _errno
 import functools
+import importlib.util
 import json
 import math
 import os
 import pathlib
+import shutil
 import signal
 import sys
+import threading
 import time
 from typing import Any
 
 import numpy as np
 
 from . import __version__
-from .backend import device_info
+from .backend import cupy_available, device_info, select_backend
+from .bench import format_table, run_bench
+from .cli_options import BACKENDS, DEMO_STARTS, PIPELINE_FLAGS
+from .config import PROFILES, SAMPLE_NAMES, PipelineOptions
 from .diagnostics import check_matches, recipe_warning, run_with_warnings, with_source
 from .errors import InputError
+from .geometry import StereoGeometry, check_plausible, real_space_pixel
+from .io import (
+    check_file_target,
+    output_directory,
+    read_image,
+    read_pattern,
+    read_shot,
+    write_json,
+    write_shot,
+)
+from .memory import memory_budget, parse_size, plan_phasing
+from .outputs import (
+    cloud_summary,
+    run_record,
+    stereo_summary,
+    write_cloud_files,
+    write_stereo_files,
+    write_views_files,
+)
+from .phasing.prepare import single_pattern
+from .pipeline import Pipeline
+from .progress import Progress
+from .results import ViewsResult
+from .shot import VIEW_NAMES
+from .simulate import SimulationOptions, provided_views, simulate_shot
 
 __all__ = ["main"]
 
@@ -36,9 +68,6 @@ def _options(args, sample: str | None = None, sample_from: str | None = None):
     (:meth:`PipelineOptions.for_sample`); unknown sample names use the plain profile, with a warning
     naming ``sample_from`` (where the name was read) unless ``--recipe`` was given.
     """
-    from .backend import select_backend
-    from .config import PipelineOptions
-
     if getattr(args, "config", None):
         path = pathlib.Path(args.config)
         if not path.is_file():
@@ -50,10 +79,7 @@ def _options(args, sample: str | None = None, sample_from: str | None = None):
     else:
         profile = getattr(args, "profile", None)
         if profile is None:
-            import numpy as np
-
             profile = "cpu" if select_backend(getattr(args, "backend", None)) is np else "paper"
-        from .config import SAMPLE_NAMES
 
         recipe = getattr(args, "recipe", None)
         sample = recipe or sample
@@ -63,7 +89,6 @@ def _options(args, sample: str | None = None, sample_from: str | None = None):
             opts = PipelineOptions.for_profile(profile)
             if sample_from is not None or hasattr(args, "recipe"):
                 recipe_warning(sample, sample_from, profile)
-    from .cli_options import PIPELINE_FLAGS
 
     changes: dict[str, Any] = {}
     for flag in PIPELINE_FLAGS:  # the flags this subcommand has and that were given
@@ -75,15 +100,11 @@ def _options(args, sample: str | None = None, sample_from: str | None = None):
 
 def _max_memory(args):
     """``--max-memory`` in bytes, or None (the stages then plan with most of the free memory)."""
-    from .memory import parse_size
-
     value = getattr(args, "max_memory", None)
     return None if value is None else parse_size(value, "--max-memory")
 
 
 def _progress(args):
-    from .progress import Progress
-
     return Progress(enabled=not getattr(args, "quiet", False))
 
 
@@ -116,8 +137,6 @@ def _print_outputs(path, summary) -> None:
 # -- subcommands -------------------------------------------------------------------------------------
 
 def cmd_info(args) -> int:
-    from .backend import cupy_available, device_info, select_backend
-
     xp = select_backend(args.backend)
     info = device_info(xp)
     if args.json:
@@ -137,14 +156,10 @@ def cmd_info(args) -> int:
 
 
 def _cupy_installed() -> bool:
-    import importlib.util
-
     return importlib.util.find_spec("cupy") is not None
 
 
 def cmd_geometry(args) -> int:
-    from .geometry import StereoGeometry, check_plausible, real_space_pixel
-
     if args.pixel_size is None:
         missing = [n for n in ("wavelength", "distance", "detector_pixel", "size") if getattr(args, n) is None]
         if missing:
@@ -174,10 +189,6 @@ def cmd_geometry(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .backend import select_backend
-    from .bench import format_table, run_bench
-    from .io import write_json
-
     xp = select_backend(args.backend)
     progress = _progress(args)
     progress.stage("bench", "timing the hot paths on " + ("CuPy" if xp.__name__ == "cupy" else "NumPy"))
@@ -190,15 +201,11 @@ def cmd_bench(args) -> int:
 
 
 def cmd_config(args) -> int:
-    from .config import PipelineOptions
-
     sys.stdout.write(PipelineOptions.for_profile(args.profile).to_toml())
     return 0
 
 
 def _simulation_options(args):
-    from .simulate import SimulationOptions
-
     sample = getattr(args, "sample", None) or "cross"
     if args.paper_size and sample != "cross":
         raise InputError("--paper-size", f"with --sample {sample}", "the cross sample (the paper's CCD geometry)")
@@ -218,9 +225,6 @@ def _simulation_options(args):
 
 
 def cmd_simulate(args) -> int:
-    from .io import check_file_target, write_shot
-    from .simulate import simulate_shot
-
     out = pathlib.Path(args.output)
     check_file_target(out, replace=args.overwrite)  # before the work: exists, a directory, unwritable
     opts = _simulation_options(args)
@@ -243,16 +247,12 @@ def _staged_output(args, *inputs):
     removed when it fails (:func:`~xstereo_gpu.io.staging.output_directory`). ``inputs`` (with the
     ``--config`` and ``--points`` files) must not lie in the output directory.
     """
-    from .io import output_directory
-
     inputs = (*inputs, getattr(args, "config", None), getattr(args, "points", None))
     return output_directory(args.output, overwrite=args.overwrite, inputs=[p for p in inputs if p])
 
 
 def _run_shot(shot, args, tmp, extra=None) -> tuple:
     """Reconstruct ``shot`` and write its files into the staged directory ``tmp``; returns the summary."""
-    from .pipeline import Pipeline
-
     progress = _progress(args)
     from_file = shot.dataset != ""
     opts = _options(args, sample=shot.sample,
@@ -261,8 +261,6 @@ def _run_shot(shot, args, tmp, extra=None) -> tuple:
         try:
             res = pipe.run(shot)
         except InputError as exc:
-            from .shot import VIEW_NAMES
-
             raise with_source(exc, shot.source, shot.dataset, views=VIEW_NAMES) from None
         return _write(pipe, res, shot, args, tmp, extra)
 
@@ -289,8 +287,6 @@ def _finished(args, written) -> int:
 
 
 def cmd_run(args) -> int:
-    from .io import read_shot
-
     with _staged_output(args, args.shot) as tmp:
         centres = None if args.centres is None else [args.centres[:2], args.centres[2:]]
         shot = read_shot(args.shot, frame=args.frame, angles_deg=args.angles, centres_px=centres,
@@ -307,9 +303,6 @@ def cmd_demo(args) -> int:
 
 
 def _demo(args, tmp) -> tuple:
-    from .pipeline import Pipeline
-    from .simulate import simulate_shot
-
     t0 = time.perf_counter()
     opts = _simulation_options(args)
     start = args.start or ("views" if opts.sample == "pyramid" else "pattern")
@@ -333,9 +326,6 @@ PROVIDED_VIEWS = {"resolution_m": 42e-9, "noise": 0.03}
 def _run_provided_views(shot, args, tmp, t_sim: float) -> tuple:
     """The paper's route for the pyramid: 2D reconstructions provided (here: the true views at the paper's
     42 nm resolution, with noise), then stereo, cloud and scoring; phasing is not run."""
-    from .pipeline import Pipeline
-    from .simulate import provided_views
-
     progress = _progress(args)
     progress.stage("views", f"provided views: the true projections at {PROVIDED_VIEWS['resolution_m'] * 1e9:g} nm "
                             f"(10-90 %) resolution with {PROVIDED_VIEWS['noise']:.0%} noise (paper, Fig. 4); no phasing")
@@ -352,14 +342,6 @@ def _run_provided_views(shot, args, tmp, t_sim: float) -> tuple:
 
 
 def cmd_phase(args) -> int:
-    from .geometry import check_plausible, real_space_pixel
-    from .io import read_pattern
-    from .memory import memory_budget, plan_phasing
-    from .outputs import write_views_files
-    from .phasing.prepare import single_pattern
-    from .pipeline import Pipeline
-    from .results import ViewsResult
-
     with _staged_output(args, args.pattern) as tmp:
         max_memory = _max_memory(args)
         pipe = Pipeline(_options(args), backend=args.backend, progress=_progress(args), max_memory=max_memory)
@@ -411,12 +393,6 @@ def cmd_stereo(args) -> int:
 
 def _stereo(args, tmp) -> tuple[dict, list]:
     """Match two views and write the maps (and depth and cloud, with geometry) into ``tmp``."""
-    from .geometry import StereoGeometry, check_plausible
-    from .io import read_image, write_json
-    from .outputs import cloud_summary, run_record, stereo_summary, write_cloud_files, write_stereo_files
-    from .pipeline import Pipeline
-    from .results import ViewsResult
-
     if (args.angles is None) != (args.pixel_size is None):
         raise InputError("--angles/--pixel-size", "only one of them given", "both (for depth and the cloud) or neither")
     ext = args.allow_external_data
@@ -455,8 +431,6 @@ def _stereo(args, tmp) -> tuple[dict, list]:
 # -- parser --------------------------------------------------------------------------------------------
 
 def _add_common(p, *, output_dir=True):
-    from .cli_options import BACKENDS
-
     p.add_argument("--backend", choices=BACKENDS, default=None,
                    help="array backend (default: XSTEREO_BACKEND or auto)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output")
@@ -471,9 +445,6 @@ def _add_input_safety(p):
 
 def _add_pipeline_options(p, *, phasing=True, stereo=True):
     """--profile, --config, --max-memory, --recipe (stereo) and the stages' flags (cli_options.py)."""
-    from .cli_options import PIPELINE_FLAGS
-    from .config import PROFILES, SAMPLE_NAMES
-
     over = "--profile, --config and the recipe" if stereo else "--profile and --config"
     g = p.add_argument_group("pipeline options", "a flag under a [section] heading below sets that option of "
                              f"a --config file, over {over}")
@@ -495,8 +466,6 @@ def _add_pipeline_options(p, *, phasing=True, stereo=True):
 
 
 def _add_sim_options(p):
-    from .config import SAMPLE_NAMES
-
     p.add_argument("--sample", choices=SAMPLE_NAMES, default="cross",
                    help="simulated sample: the paper's amplitude cross (Figs. 2-3a,b), phase cross (Figs. 3c,d) or "
                         "nanoparticle pyramid (Fig. 4)")
@@ -512,9 +481,6 @@ def _add_sim_options(p):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .cli_options import BACKENDS, DEMO_STARTS
-    from .config import PROFILES
-
     ap = argparse.ArgumentParser(prog="xstereo", description="Computed stereo lensless X-ray imaging: "
                                  "two coherent diffraction patterns in, a 3D point cloud out.")
     ap.add_argument("--version", action="version", version=f"xstereo-gpu {__version__}")
@@ -624,8 +590,6 @@ class _Terminated(BaseException):
 @contextlib.contextmanager
 def _terminate_cleanly():
     """Turn SIGTERM and SIGHUP into :class:`_Terminated` while the command runs (main thread only)."""
-    import threading
-
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -648,9 +612,6 @@ def _os_error(exc: OSError, args) -> InputError:
     Errors that name no file (a short write, say) are put on the command's output, with the free space
     left on its file system.
     """
-    import errno as _errno
-    import shutil
-
     output = getattr(args, "output", None)
     where = exc.filename if exc.filename is not None else output or "a file of this command"
     code = _errno.errorcode.get(exc.errno, "") if exc.errno is not None else ""
