@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from .config import PipelineOptions
 from .errors import InputError
 
@@ -33,8 +35,6 @@ STAGE_GROUPS = {"phasing": "phasing", "preprocess": "stereo", "match": "stereo",
 
 def read_points(path) -> tuple:
     """Rectification point pairs from a text file: one ``x_left y_left x_right y_right`` row per pair."""
-    import numpy as np
-
     path = pathlib.Path(path)
     if not path.is_file():
         raise InputError(str(path), "no such file",
