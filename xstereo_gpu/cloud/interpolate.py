@@ -37,7 +37,7 @@ import math
 
 import numpy as np
 
-from ..backend import get_array_module, to_host
+from ..backend import get_array_module, scipy_module, to_host
 from ..errors import InputError
 
 __all__ = ["discrete_sibson", "sibson_grid", "rasterise_samples"]
@@ -194,11 +194,7 @@ def _check_spacing(spacing, dim: int, where: str):
 
 def _edt(xp, mask, spacing):
     """Distance to, and index of, the nearest site for every cell."""
-    if xp is np:
-        from scipy.ndimage import distance_transform_edt
-    else:  # pragma: no cover - GPU
-        from cupyx.scipy.ndimage import distance_transform_edt
-    return distance_transform_edt(~mask, sampling=spacing, return_indices=True)
+    return scipy_module(xp, "ndimage").distance_transform_edt(~mask, sampling=spacing, return_indices=True)
 
 
 def _sibson(xp, vals, mask, spacing, max_radius):

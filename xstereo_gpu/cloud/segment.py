@@ -16,8 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
 
-from ..backend import get_array_module, to_host
+from ..backend import get_array_module, scipy_module, to_host
 from ..errors import InputError
 
 __all__ = ["Plane", "fit_plane", "ransac_plane", "segment_planes", "components", "label_regions"]
@@ -199,10 +202,6 @@ def components(points, *, radius_nm: float, min_size: int = 1):
         Component of each point: 0 for the largest component, 1 for the next, ... (ties broken by
         the smallest point index); -1 for points in components smaller than ``min_size``.
     """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-    from scipy.spatial import cKDTree
-
     xp = get_array_module(points)
     p = np.asarray(to_host(_check_points(xp, points, "components.points", minimum=0)))
     if not (np.isfinite(radius_nm) and radius_nm > 0):
@@ -255,11 +254,8 @@ def label_regions(mask, *, min_size: int = 1, connectivity: int = 1):
         raise InputError("label_regions.connectivity", repr(connectivity), f"an integer in [1, {m.ndim}]")
     if int(min_size) != min_size or min_size < 1:
         raise InputError("label_regions.min_size", repr(min_size), "a positive integer")
-    if xp is np:
-        from scipy.ndimage import generate_binary_structure, label
-    else:  # pragma: no cover - GPU
-        from cupyx.scipy.ndimage import generate_binary_structure, label
-    raw, n = label(m.astype(bool), structure=generate_binary_structure(m.ndim, int(connectivity)))
+    ndi = scipy_module(xp, "ndimage")
+    raw, n = ndi.label(m.astype(bool), structure=ndi.generate_binary_structure(m.ndim, int(connectivity)))
     n = int(n)
     if n == 0:
         return xp.zeros(m.shape, dtype=np.int32), 0

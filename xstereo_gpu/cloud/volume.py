@@ -20,11 +20,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..backend import get_array_module, to_host
+from ..backend import get_array_module, scipy_module, to_host
 from ..errors import InputError
 from ..geometry import StereoGeometry
 from .interpolate import sibson_grid
-from .segment import Plane
+from .segment import Plane, ransac_plane
 
 __all__ = ["VolumeGrid", "CloudVolume", "frame_points", "height_field", "voxelise", "empty_space", "carve",
            "surface_mesh", "cloud_to_volume"]
@@ -321,11 +321,7 @@ def carve(volume, empty_left, empty_right, geometry: StereoGeometry, *, grid: Vo
                         outside_empty=outside_empty, require=require)
     if not bool(empty.any()):
         return vol.copy()
-    if xp is np:
-        from scipy.ndimage import distance_transform_edt
-    else:  # pragma: no cover - GPU
-        from cupyx.scipy.ndimage import distance_transform_edt
-    dist = distance_transform_edt(~empty, sampling=grid.voxel_nm)
+    dist = scipy_module(xp, "ndimage").distance_transform_edt(~empty, sampling=grid.voxel_nm)
     near = dist <= distance_um * 1e3 * (1 + 1e-9)
     return xp.where(near, xp.zeros((), dtype=vol.dtype), vol)
 
@@ -370,11 +366,8 @@ def surface_mesh(volume, voxel_size, *, origin_nm=(0.0, 0.0, 0.0), level: float 
     is_bool = vol.dtype == bool
     v = vol.astype(np.float32)
     if smooth_sigma > 0:
-        if xp is np:
-            from scipy.ndimage import gaussian_filter
-        else:  # pragma: no cover - GPU
-            from cupyx.scipy.ndimage import gaussian_filter
-        v = gaussian_filter(v, float(smooth_sigma), mode="constant", cval=0.0 if is_bool else float(v.min()))
+        v = scipy_module(xp, "ndimage").gaussian_filter(v, float(smooth_sigma), mode="constant",
+                                                        cval=0.0 if is_bool else float(v.min()))
     v = np.asarray(to_host(v), dtype=np.float32)
     empty = (np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64))
     if v.size == 0:
@@ -457,8 +450,6 @@ def cloud_to_volume(points, geometry: StereoGeometry, *, view_shape: tuple[int, 
     -------
     CloudVolume
     """
-    from .segment import ransac_plane
-
     xp = get_array_module(points)
     p = xp.asarray(points, dtype=np.float64)
     if p.ndim != 2 or p.shape[1] != 3 or p.shape[0] < 3:

@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..backend import get_array_module, to_host
+from ..backend import get_array_module, scipy_module, to_host
 from ..errors import InputError
 
 __all__ = ["HDRMerge", "merge_exposures"]
@@ -60,14 +60,6 @@ class HDRMerge(NamedTuple):
     ratios: object
     time_ratios: np.ndarray
     weights: object
-
-
-def _ndimage(xp):
-    if xp is np:
-        import scipy.ndimage as ndi
-    else:
-        import cupyx.scipy.ndimage as ndi
-    return ndi
 
 
 def merge_exposures(patterns, valid, times_s, *, sigma: float = 2.0, dilate: int = 3) -> HDRMerge:
@@ -125,7 +117,7 @@ def merge_exposures(patterns, valid, times_s, *, sigma: float = 2.0, dilate: int
         raise InputError("merge_exposures.dilate", repr(dilate), "a non-negative integer [pixels]")
     dilate = int(dilate)
 
-    ndi = _ndimage(xp)
+    ndi = scipy_module(xp, "ndimage")
     batch = p.shape[:-3]
     nb = len(batch)
     order = np.argsort(-t, kind="stable")  # longest first

@@ -26,23 +26,12 @@ import math
 
 import numpy as np
 
-from ..backend import get_array_module, to_device, to_host
+from ..backend import get_array_module, scipy_module, to_device, to_host
 from ..errors import InputError
 from ._fft import fft2
 from .align import fourier_shift, register_translation, twin
 
 __all__ = ["prtf", "prtf_resolution", "edge_resolution", "view_error"]
-
-
-def _ndimage(xp):
-    """``scipy.ndimage`` for NumPy, ``cupyx.scipy.ndimage`` for CuPy (imported lazily)."""
-    if xp is np:
-        import scipy.ndimage
-
-        return scipy.ndimage
-    import cupyx.scipy.ndimage
-
-    return cupyx.scipy.ndimage
 
 
 _REAL = (int, float, np.integer, np.floating)
@@ -323,7 +312,7 @@ def edge_resolution(view, *, pixel_m: float, n_edges: int = 24, half_length: flo
         raise InputError("edge_resolution.quantity", repr(quantity), "'amplitude' or 'intensity'")
     if min_distance is None:
         min_distance = 2.0 * half_length
-    ndi = _ndimage(xp)
+    ndi = scipy_module(xp, "ndimage")
 
     a = xp.abs(img).astype(xp.float32) if xp.iscomplexobj(img) else img.astype(xp.float32)
     if quantity == "intensity":

@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 
-from ..backend import get_array_module, to_host
+from ..backend import get_array_module, scipy_module, to_host
 from ..errors import InputError
 
 __all__ = ["path_length", "transmission", "project", "beta_from_attenuation", "misalignment_matrix", "misalign"]
@@ -220,10 +220,7 @@ def misalign(image, *, rotation_deg: float, shift_px, order: int = 1):
     xp = get_array_module(image)
     if image.ndim != 2 or image.shape[0] != image.shape[1]:
         raise InputError("misalign: image", f"shape {tuple(image.shape)}", "a square (N, N) image")
-    if xp is np:
-        import scipy.ndimage as ndi
-    else:  # pragma: no cover - GPU path
-        import cupyx.scipy.ndimage as ndi
+    ndi = scipy_module(xp, "ndimage")
     m = misalignment_matrix(image.shape[0], rotation_deg=rotation_deg, shift_px=shift_px)
     inv = np.linalg.inv(m)
     # (row, col) index order for ndimage: swap the axes of the (col, row) map
