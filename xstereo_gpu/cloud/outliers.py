@@ -14,10 +14,11 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from ..backend import get_array_module, use_kernels
+from ..checks import check_points, check_positive
 from ..config import CloudOptions
 from ..errors import InputError
-
 from ._knn_kernel import KNN_KERNEL_MAX_K, knn_mean_distance_kernel
+
 __all__ = ["knn_mean_distance", "remove_outliers", "statistical_outlier_filter"]
 
 #: Bytes of float64 squared distances held at once by the brute-force path (plus one scratch
@@ -52,9 +53,8 @@ def knn_mean_distance(points, k: int, *, method: str = "auto", kernels: bool | N
         device as ``points``.
     """
     xp = get_array_module(points)
-    pts = _check_points(xp, points, "knn_mean_distance.points")
-    if int(k) != k or k < 1:
-        raise InputError("knn_mean_distance.k", repr(k), "a positive integer")
+    pts = check_points(points, "knn_mean_distance.points")
+    check_positive("knn_mean_distance.k", k, integer=True)
     if method not in ("auto", "kdtree", "brute", "kernel"):
         raise InputError("knn_mean_distance.method", repr(method), "one of 'auto', 'kdtree', 'brute', 'kernel'")
     m = pts.shape[0]
@@ -121,16 +121,6 @@ def statistical_outlier_filter(points, options: CloudOptions | None = None):
 
 # --------------------------------------------------------------------------------------------- #
 # internals
-
-
-def _check_points(xp, points, where: str):
-    shape = getattr(points, "shape", None)
-    if shape is None or len(shape) != 2 or shape[1] != 3:
-        raise InputError(where, f"shape {shape}", "(M, 3) point coordinates")
-    pts = points.astype(np.float64, copy=False)
-    if pts.shape[0] and not bool(xp.isfinite(pts).all()):
-        raise InputError(where, "non-finite coordinates", "finite coordinates")
-    return pts
 
 
 def _knn_kdtree(pts: np.ndarray, k: int) -> np.ndarray:

@@ -26,11 +26,12 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ..backend import fft_workers, fits_int32, get_array_module, use_kernels
+from ..checks import check_image
 from ..config import MatchOptions
 from ..errors import InputError
-
 from ._bm_kernel import MAX_BLOCK, block_match_kernel
 from .match_result import MatchResult
+
 __all__ = ["MatchResult", "block_match", "texture_map"]
 
 #: Elements per band on the CPU path (rows x width): small enough for the working set of one
@@ -78,8 +79,8 @@ def block_match(left, right, options: MatchOptions | None = None, *, kernels: bo
     """
     options = options or MatchOptions()
     xp = get_array_module(left, right)
-    left = _check_image(xp, left, "block_match.left")
-    right = _check_image(xp, right, "block_match.right")
+    left = check_image(left, "block_match.left")
+    right = check_image(right, "block_match.right")
     if left.shape != right.shape:
         raise InputError("block_match.right", f"shape {right.shape}", f"the left image's shape {left.shape}")
     H, W = left.shape
@@ -161,19 +162,6 @@ def texture_map(image, *, block: int = 3):
 
 # --------------------------------------------------------------------------------------------- #
 # internals
-
-
-def _check_image(xp, img, where: str):
-    if getattr(img, "ndim", None) != 2:
-        raise InputError(where, f"shape {getattr(img, 'shape', type(img).__name__)}", "a 2-D (H, W) image")
-    if xp.iscomplexobj(img):
-        raise InputError(where, f"dtype {img.dtype}", "a real image (amplitude or phase, 0..1 scale)")
-    if min(img.shape) < 1:
-        raise InputError(where, f"shape {img.shape}", "a non-empty image")
-    img = img.astype(np.float32, copy=False)
-    if not bool(xp.isfinite(img).all()):
-        raise InputError(where, "non-finite values", "finite intensities")
-    return img
 
 
 def _box_valid(a, b: int, axis: int, out=None):

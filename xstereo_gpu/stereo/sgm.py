@@ -39,11 +39,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import fft_workers, get_array_module, use_kernels
+from ..checks import check_image
 from ..config import MatchOptions
 from ..errors import InputError
 from ..memory import memory_budget, plan_matching
 from ._sgm_kernel import MAX_DISPARITIES, aggregate_costs_kernel
-from .disparity import _box_valid, _check_image, run_bands, texture_map
+from .disparity import _box_valid, run_bands, texture_map
 from .match_result import INVALID_COST, MatchResult, path_directions
 
 __all__ = ["semi_global_match", "sgm_cost_volume", "aggregate_costs", "path_directions", "INVALID_COST"]
@@ -111,8 +112,8 @@ def semi_global_match(left, right, options: MatchOptions | None = None, *,
     if not isinstance(options, MatchOptions):
         raise InputError("semi_global_match.options", type(options).__name__, "a MatchOptions")
     xp = get_array_module(left, right)
-    left = _check_image(xp, left, "semi_global_match.left")
-    right = _check_image(xp, right, "semi_global_match.right")
+    left = check_image(left, "semi_global_match.left")
+    right = check_image(right, "semi_global_match.right")
     if left.shape != right.shape:
         raise InputError("semi_global_match.right", f"shape {right.shape}",
                          f"the left image's shape {left.shape}")
@@ -186,9 +187,8 @@ def sgm_cost_volume(left, right, options: MatchOptions | None = None):
         ``x - d`` lies outside the image.
     """
     options = MatchOptions() if options is None else options
-    xp = get_array_module(left, right)
-    left = _check_image(xp, left, "sgm_cost_volume.left")
-    right = _check_image(xp, right, "sgm_cost_volume.right")
+    left = check_image(left, "sgm_cost_volume.left")
+    right = check_image(right, "sgm_cost_volume.right")
     if left.shape != right.shape:
         raise InputError("sgm_cost_volume.right", f"shape {right.shape}", f"the left image's shape {left.shape}")
     return _cost_volume(left, right, int(options.block), int(options.dmin), int(options.dmax),
