@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 import xstereo_gpu as xs
-from xstereo_gpu.backend import device_info, select_backend, synchronize
-from xstereo_gpu.phasing.runs import kernels_enabled
+from xstereo_gpu.backend import device_info, select_backend, synchronize, use_kernels
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +26,7 @@ def _extra(benchmark, xp, **kw):
     info = device_info(xp)
     facts = ("backend", "device", "driver", "sm_clock_mhz", "sm_clock_max_mhz", "mem_clock_mhz", "cupy", "nvml")
     benchmark.extra_info.update({k: info.get(k) for k in facts}, **kw)
-    benchmark.extra_info["kernels"] = xp is not np and kernels_enabled()
+    benchmark.extra_info["kernels"] = use_kernels(xp)
 
 
 def test_phase_stage(benchmark, setup):

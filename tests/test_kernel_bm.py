@@ -220,15 +220,15 @@ def test_block_match_dispatches_on_cupy(monkeypatch, block, env, kernels, want_k
     """CuPy inputs run the kernel unless XSTEREO_KERNELS=0, kernels=False or the block is too big;
     either way the result matches the NumPy twin."""
     cupy = pytest.importorskip("cupy")
-    from xstereo_gpu.stereo import _bm_kernel
+    from xstereo_gpu.stereo import disparity
 
     if env is None:
         monkeypatch.delenv("XSTEREO_KERNELS", raising=False)
     else:
         monkeypatch.setenv("XSTEREO_KERNELS", env)
     calls = []
-    real = _bm_kernel.block_match_kernel
-    monkeypatch.setattr(_bm_kernel, "block_match_kernel", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    real = disparity.block_match_kernel
+    monkeypatch.setattr(disparity, "block_match_kernel", lambda *a, **kw: calls.append(1) or real(*a, **kw))
     rng = np.random.default_rng(block)
     left, right = _textured_pair(rng, 40, 64, 4, flat=True)
     opts = MatchOptions(block=block, dmin=-9, dmax=9, proximity_weight=0.05, texture_threshold=0.05 / max(1, block // 3))

@@ -259,20 +259,6 @@ def _phasing_problem(xp, n=32, seed=40):
     return xp.asarray(inten), xp.asarray(valid)
 
 
-def test_kernels_enabled_reads_the_keyword_then_the_environment(monkeypatch):
-    from xstereo_gpu.phasing.runs import kernels_enabled
-
-    monkeypatch.delenv("XSTEREO_KERNELS", raising=False)
-    assert kernels_enabled() is True
-    for value, want in (("0", False), ("off", False), ("1", True), ("yes", True)):
-        monkeypatch.setenv("XSTEREO_KERNELS", value)
-        assert kernels_enabled() is want
-        assert kernels_enabled(True) is True and kernels_enabled(False) is False  # the keyword wins
-    monkeypatch.setenv("XSTEREO_KERNELS", "maybe")
-    with pytest.raises(InputError, match="XSTEREO_KERNELS"):
-        kernels_enabled()
-
-
 @pytest.mark.parametrize("algorithm", ["dm", "hio"])
 def test_phasing_loop_reads_the_host_only_every_k_iterations(xp, monkeypatch, algorithm):
     """Every device-to-host read of the loop goes through ``to_host`` and is counted; at most

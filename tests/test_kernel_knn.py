@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from xstereo_gpu._kernels import kernel_source
-from xstereo_gpu.cloud import _knn_kernel
+from xstereo_gpu.cloud import _knn_kernel, outliers
 from xstereo_gpu.cloud._knn_kernel import KNN_KERNEL_MAX_K, knn_mean_distance_kernel
 from xstereo_gpu.cloud.outliers import knn_mean_distance, remove_outliers
 from xstereo_gpu.errors import InputError
@@ -305,8 +305,9 @@ def test_knn_dispatches_on_cupy(monkeypatch, k, env, kernels, method, want_kerne
     else:
         monkeypatch.setenv("XSTEREO_KERNELS", env)
     calls = []
-    real = _knn_kernel.knn_mean_distance_kernel
-    monkeypatch.setattr(_knn_kernel, "knn_mean_distance_kernel", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    real = outliers.knn_mean_distance_kernel
+    monkeypatch.setattr(outliers, "knn_mean_distance_kernel",
+                        lambda *a, **kw: calls.append(1) or real(*a, **kw))
     pts = np.random.default_rng(k).random((3000, 3))
     got = knn_mean_distance(cupy.asarray(pts), k, method=method, kernels=kernels)
     assert bool(calls) == want_kernel

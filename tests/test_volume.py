@@ -12,7 +12,7 @@ from xstereo_gpu.cloud import (VolumeGrid, carve, empty_space, fit_plane, frame_
                                voxelise)
 from xstereo_gpu.errors import InputError
 from xstereo_gpu.geometry import StereoGeometry
-from xstereo_gpu.io.volume import read_volume_h5, write_mesh_ply, write_volume_h5
+from xstereo_gpu.io.volume_file import read_volume_h5, write_mesh_ply, write_volume_h5
 
 DR = 49.0  # nm, the paper's cross
 GEOM = StereoGeometry(DR * 1e-9, (9.5, 9.5))

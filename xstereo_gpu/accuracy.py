@@ -40,6 +40,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from .geometry import StereoGeometry
+from .phasing.align import fourier_shift, register_translation
 from .shot import GroundTruth
 
 __all__ = ["score", "register_to_truth", "pyramid_height"]
@@ -65,8 +66,6 @@ def register_to_truth(recovered: np.ndarray, true: np.ndarray, *, upsample: int 
         centred coordinate ``u`` lies at ``s * u + shift`` in the truth, ``s = -1`` when inverted),
         ``correlation`` (normalised cross-correlation of the amplitudes after registration).
     """
-    from .phasing.align import fourier_shift, register_translation
-
     ref = np.abs(np.asarray(true)).astype(np.float32)
     best = None
     for inverted in (False, True):

@@ -7,11 +7,15 @@ Rules (DESIGN.md section 3):
 * ``XSTEREO_BACKEND=numpy|cupy`` overrides the automatic choice.
 * Library functions take their module from their input with :func:`get_array_module`; nothing here
   keeps global state beyond a cached probe, and CuPy is imported lazily.
+* :func:`scipy_module` gives the SciPy counterpart of that module (``scipy.<name>`` or
+  ``cupyx.scipy.<name>``), :func:`use_kernels` whether the custom CUDA kernels run
+  (``XSTEREO_KERNELS=0|1``), and :func:`fits_int32` whether sizes fit the kernels' 32-bit indices.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import importlib.util
 import os
 import platform
@@ -26,6 +30,10 @@ __all__ = [
     "cupy_available",
     "select_backend",
     "get_array_module",
+    "scipy_module",
+    "use_kernels",
+    "fits_int32",
+    "INT32_MAX",
     "to_host",
     "to_device",
     "synchronize",
@@ -83,6 +91,86 @@ def get_array_module(*arrays: Any) -> ModuleType:
 
             return cupy
     return np
+
+
+def scipy_module(x: Any, name: str) -> ModuleType:
+    """The SciPy submodule ``name`` for the array module of ``x``.
+
+    Parameters
+    ----------
+    x : array or module
+        An array (NumPy or CuPy; anything else counts as NumPy) or an array module (``numpy``,
+        ``cupy``).
+    name : str
+        The submodule: ``"fft"``, ``"ndimage"``, ``"signal"``, ...
+
+    Returns
+    -------
+    module
+        ``scipy.<name>`` for NumPy, ``cupyx.scipy.<name>`` for CuPy (imported on first use).
+
+    See Also
+    --------
+    get_array_module : the array module of an array.
+    """
+    xp = x if isinstance(x, ModuleType) else get_array_module(x)
+    # importlib looks in sys.modules first: no cache of our own, so that a module swapped there
+    # (a test's stand-in for CuPy) is the one returned
+    return importlib.import_module(("scipy." if xp is np else "cupyx.scipy.") + name)
+
+
+def use_kernels(xp: ModuleType, kernels: bool | None = None) -> bool:
+    """Whether the custom CUDA kernels run for arrays of module ``xp``.
+
+    Parameters
+    ----------
+    xp : module
+        ``numpy`` or ``cupy``: the module the computation runs with.
+    kernels : bool, optional
+        An explicit choice wins on CuPy; ``None`` reads the environment variable
+        ``XSTEREO_KERNELS`` (``1``/unset: use the kernels, ``0``: run the NumPy twins' array code
+        on CuPy too). Call it once per entry point and pass the answer on.
+
+    Returns
+    -------
+    bool
+        False on NumPy (the CPU path is always the twins; the environment is not read).
+
+    Raises
+    ------
+    InputError
+        ``XSTEREO_KERNELS`` holds something other than 0/1 (or false/true, no/yes, off/on).
+    """
+    if xp is np:
+        return False
+    if kernels is not None:
+        return bool(kernels)
+    value = os.environ.get("XSTEREO_KERNELS", "1").strip().lower()
+    if value in ("1", "true", "yes", "on", ""):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise InputError("XSTEREO_KERNELS", repr(value),
+                     "1 (use the CUDA kernels on CuPy) or 0 (the twins' array code)")
+
+
+#: Largest index of the kernels' 32-bit ``int`` arithmetic.
+INT32_MAX = 2**31 - 1
+
+
+def fits_int32(*sizes: int) -> bool:
+    """True when every size (an element count or index bound the kernel computes) is at most ``INT32_MAX``.
+
+    Parameters
+    ----------
+    *sizes : int
+        The largest values a kernel's ``int`` indices take, e.g. ``N * N`` or ``2 * H * W``.
+
+    Returns
+    -------
+    bool
+    """
+    return all(int(s) <= INT32_MAX for s in sizes)
 
 
 def to_host(x: Any) -> Any:

@@ -7,6 +7,8 @@ array module from the input (NumPy or CuPy); the finiteness tests are one device
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from .backend import get_array_module
@@ -63,7 +65,8 @@ def check_points(points, where: str, *, columns: int = 3, minimum: int = 0, name
     names = names or ", ".join("xyz"[:columns])
     shape = getattr(points, "shape", None)
     check(shape is not None and len(shape) == 2 and shape[1] == columns, where,
-          f"shape {tuple(shape) if shape is not None else type(points).__name__}", f"(M, {columns}): {names} per point")
+          f"shape {tuple(shape) if shape is not None else type(points).__name__}",
+          f"(M, {columns}): {names} per point")
     check(getattr(points, "dtype", np.dtype(float)).kind in "biuf", where, f"dtype {points.dtype}",
           "real coordinates")
     check(shape[0] >= minimum, where, f"{shape[0]} points", f"at least {minimum}")
@@ -73,13 +76,38 @@ def check_points(points, where: str, *, columns: int = 3, minimum: int = 0, name
     return pts
 
 
-def check_positive(where: str, value, *, integer: bool = False, allow_zero: bool = False):
-    """``value`` if it is a positive (or, with ``allow_zero``, non-negative) finite number or integer."""
+def check_positive(where: str, value, *, integer: bool = False, allow_zero: bool = False,
+                   expected: str | None = None):
+    """``value`` if it is a positive (or, with ``allow_zero``, non-negative) finite number or integer.
+
+    Parameters
+    ----------
+    where : str
+        The argument's name in the message.
+    value : real scalar
+        Python or NumPy number (a 0-d array passes too).
+    integer : bool
+        Also require an integral value (``3`` and ``3.0`` pass, ``2.5`` does not).
+    allow_zero : bool
+        Accept 0.
+    expected : str, optional
+        What the message says was expected, e.g. with the unit: ``"a positive finite distance in
+        nm"`` (default: ``"a positive integer"``, ``"a non-negative finite number"``, ...).
+
+    Returns
+    -------
+    The value, unchanged.
+    """
     try:
-        ok = bool(np.isfinite(value)) and (value >= 0 if allow_zero else value > 0)
-    except TypeError:
+        if isinstance(value, numbers.Integral):  # Python, NumPy and bool integers: finite and integral
+            ok = bool(value >= 0 if allow_zero else value > 0)
+        else:
+            ok = bool(np.isfinite(value)) and bool(value >= 0 if allow_zero else value > 0)
+            ok = ok and (not integer or int(value) == value)
+    except (TypeError, ValueError, OverflowError):  # not a real scalar
         ok = False
-    if ok and integer:
-        ok = int(value) == value
-    check(ok, where, repr(value), ("a non-negative" if allow_zero else "a positive") + (" integer" if integer else " number"))
+    if expected is None:
+        expected = (("a non-negative" if allow_zero else "a positive")
+                    + (" integer" if integer else " finite number"))
+    check(ok, where, repr(value), expected)
     return value

@@ -17,6 +17,7 @@ import sys
 
 import numpy as np
 
+from .config import SAMPLE_NAMES
 from .errors import InputError, InputWarning, warn
 
 __all__ = ["with_source", "check_matches", "recipe_warning", "warning_printer", "run_with_warnings"]
@@ -97,8 +98,6 @@ def recipe_warning(sample: str | None, sample_from: str | None, profile: str) ->
     ``sample_from`` names where the sample name was read (``shot.cxi:/entry_1/sample_1/name``);
     None when there is no sample name to read (``xstereo stereo`` without ``--recipe``).
     """
-    from .config import SAMPLE_NAMES
-
     if sample_from is None:
         where, found = "--recipe", "no --recipe"
     else:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from .checks import check_positive
 from .errors import InputError, warn
 
 __all__ = ["StereoGeometry", "real_space_pixel", "check_plausible", "PLAUSIBLE", "POSSIBLE"]
@@ -105,8 +106,7 @@ def _check_angles(angles: tuple, label: str) -> None:
 def real_space_pixel(wavelength_m: float, distance_m: float, detector_pixel_m: float, size: int) -> float:
     """Real-space pixel of a view reconstructed from an ``size`` x ``size`` crop: ``lambda D / (N p)``  [m]."""
     for name, v in (("wavelength", wavelength_m), ("distance", distance_m), ("detector pixel", detector_pixel_m)):
-        if not (math.isfinite(v) and v > 0):
-            raise InputError(name, repr(v), "a positive finite value in metres")
+        check_positive(name, v, expected="a positive finite value in metres")
     if int(size) < 2:
         raise InputError("pattern size", repr(size), "at least 2 pixels")
     return wavelength_m * distance_m / (int(size) * detector_pixel_m)
@@ -129,8 +129,7 @@ class StereoGeometry:
     angles_deg: tuple[float, float]
 
     def __post_init__(self):
-        if not (math.isfinite(self.pixel_size_m) and self.pixel_size_m > 0):
-            raise InputError("pixel size", repr(self.pixel_size_m), "a positive finite value in metres")
+        check_positive("pixel size", self.pixel_size_m, expected="a positive finite value in metres")
         if len(self.angles_deg) != 2:
             raise InputError("angles", repr(self.angles_deg), "two angles (t1, t2) in degrees")
         lo, hi = ANGLE_RANGE_DEG
@@ -189,8 +188,7 @@ class StereoGeometry:
             "voxel_nm": [self.pixel_size_m * 1e9, self.pixel_size_m * 1e9, self.voxel_depth_m * 1e9],
         }
         if resolution_m is not None:
-            if not (math.isfinite(resolution_m) and resolution_m > 0):
-                raise InputError("resolution", repr(resolution_m), "a positive finite value in metres")
+            check_positive("resolution", resolution_m, expected="a positive finite value in metres")
             rz = resolution_m / self.tan_sum
             out.update(resolution_xy_nm=resolution_m * 1e9, resolution_z_nm=rz * 1e9,
                        resolution_nm=[resolution_m * 1e9, resolution_m * 1e9, rz * 1e9])

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .backend import fft_workers
 from .errors import InputError
 
 __all__ = ["GIB", "AUTO_FRACTION", "parse_size", "format_size", "available_memory", "memory_budget",
@@ -289,8 +290,6 @@ def _sgm_band_bytes(h: int, w: int, d: int, device: bool) -> int:
     """SGM's band temporaries: about six float32 copies of a cost-volume / winner band (``2**20``
     elements on each CPU thread, ``2**25`` on a device), never more than the ``h`` rows (the
     volume or strip) themselves."""
-    from .backend import fft_workers
-
     elems = max(1 << 25 if device else 1 << 20, w * d)
     return 6 * 4 * min(h * w * d, elems) * (1 if device else fft_workers())
 #: Extra float32 per pixel of block matching on CuPy (one band = the whole image: two trackers of

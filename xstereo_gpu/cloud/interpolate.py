@@ -37,7 +37,8 @@ import math
 
 import numpy as np
 
-from ..backend import get_array_module, to_host
+from ..backend import get_array_module, scipy_module, to_host
+from ..checks import check_positive
 from ..errors import InputError
 
 __all__ = ["discrete_sibson", "sibson_grid", "rasterise_samples"]
@@ -128,8 +129,9 @@ def discrete_sibson(site_values, site_mask, *, spacing=None, max_radius: float |
                          f"the values' shape {tuple(vals.shape)}")
     shape = tuple(int(s) for s in vals.shape)
     spacing = _check_spacing(spacing, len(shape), "discrete_sibson.spacing")
-    if max_radius is not None and not (max_radius >= 0 and math.isfinite(max_radius)):
-        raise InputError("discrete_sibson.max_radius", repr(max_radius), "a non-negative finite distance or None")
+    if max_radius is not None:
+        check_positive("discrete_sibson.max_radius", max_radius, allow_zero=True,
+                       expected="a non-negative finite distance or None")
     return _sibson(xp, vals, mask, spacing, max_radius)
 
 
@@ -194,11 +196,7 @@ def _check_spacing(spacing, dim: int, where: str):
 
 def _edt(xp, mask, spacing):
     """Distance to, and index of, the nearest site for every cell."""
-    if xp is np:
-        from scipy.ndimage import distance_transform_edt
-    else:  # pragma: no cover - GPU
-        from cupyx.scipy.ndimage import distance_transform_edt
-    return distance_transform_edt(~mask, sampling=spacing, return_indices=True)
+    return scipy_module(xp, "ndimage").distance_transform_edt(~mask, sampling=spacing, return_indices=True)
 
 
 def _sibson(xp, vals, mask, spacing, max_radius):

@@ -11,10 +11,13 @@ of a point, at distance 0, does count as a neighbour).
 from __future__ import annotations
 
 import numpy as np
+from scipy.spatial import cKDTree
 
-from ..backend import get_array_module
+from ..backend import get_array_module, use_kernels
+from ..checks import check_points, check_positive
 from ..config import CloudOptions
 from ..errors import InputError
+from ._knn_kernel import KNN_KERNEL_MAX_K, knn_mean_distance_kernel
 
 __all__ = ["knn_mean_distance", "remove_outliers", "statistical_outlier_filter"]
 
@@ -50,9 +53,8 @@ def knn_mean_distance(points, k: int, *, method: str = "auto", kernels: bool | N
         device as ``points``.
     """
     xp = get_array_module(points)
-    pts = _check_points(xp, points, "knn_mean_distance.points")
-    if int(k) != k or k < 1:
-        raise InputError("knn_mean_distance.k", repr(k), "a positive integer")
+    pts = check_points(points, "knn_mean_distance.points")
+    check_positive("knn_mean_distance.k", k, integer=True)
     if method not in ("auto", "kdtree", "brute", "kernel"):
         raise InputError("knn_mean_distance.method", repr(method), "one of 'auto', 'kdtree', 'brute', 'kernel'")
     m = pts.shape[0]
@@ -63,15 +65,11 @@ def knn_mean_distance(points, k: int, *, method: str = "auto", kernels: bool | N
         if xp is np:
             method = "kdtree"
         else:
-            from ..phasing.runs import kernels_enabled
-            from ._knn_kernel import KNN_KERNEL_MAX_K
-
-            method = "kernel" if kernels_enabled(kernels) and k <= KNN_KERNEL_MAX_K else "brute"
+            method = "kernel" if use_kernels(xp, kernels) and k <= KNN_KERNEL_MAX_K else "brute"
     if method == "kernel":
         if xp is np:
-            raise InputError("knn_mean_distance.method", "'kernel' with NumPy points", "'kdtree', 'brute' or 'auto' on the CPU")
-        from ._knn_kernel import knn_mean_distance_kernel
-
+            raise InputError("knn_mean_distance.method", "'kernel' with NumPy points",
+                             "'kdtree', 'brute' or 'auto' on the CPU")
         return knn_mean_distance_kernel(pts, k)
     if method == "kdtree":
         if xp is not np:
@@ -125,19 +123,7 @@ def statistical_outlier_filter(points, options: CloudOptions | None = None):
 # internals
 
 
-def _check_points(xp, points, where: str):
-    shape = getattr(points, "shape", None)
-    if shape is None or len(shape) != 2 or shape[1] != 3:
-        raise InputError(where, f"shape {shape}", "(M, 3) point coordinates")
-    pts = points.astype(np.float64, copy=False)
-    if pts.shape[0] and not bool(xp.isfinite(pts).all()):
-        raise InputError(where, "non-finite coordinates", "finite coordinates")
-    return pts
-
-
 def _knn_kdtree(pts: np.ndarray, k: int) -> np.ndarray:
-    from scipy.spatial import cKDTree
-
     dist, _ = cKDTree(pts).query(pts, k=k + 1, workers=-1)
     # column 0 is the point itself at distance 0 (or a duplicate, also at 0: the same multiset)
     return dist[:, 1:].mean(axis=1)

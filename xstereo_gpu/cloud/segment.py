@@ -16,8 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
 
-from ..backend import get_array_module, to_host
+from ..backend import get_array_module, scipy_module, to_host
+from ..checks import check_points, check_positive
 from ..errors import InputError
 
 __all__ = ["Plane", "fit_plane", "ransac_plane", "segment_planes", "components", "label_regions"]
@@ -89,7 +93,7 @@ def fit_plane(points) -> Plane:
         host.
     """
     xp = get_array_module(points)
-    p = _check_points(xp, points, "fit_plane.points", minimum=3)
+    p = check_points(points, "fit_plane.points", minimum=3)
     return _fit(xp, p)
 
 
@@ -124,7 +128,7 @@ def ransac_plane(points, *, threshold_nm: float, iterations: int = 500, seed: in
         Points within ``threshold_nm`` of ``plane``, on the device of ``points``.
     """
     xp = get_array_module(points)
-    p = _check_points(xp, points, "ransac_plane.points", minimum=3)
+    p = check_points(points, "ransac_plane.points", minimum=3)
     _check_ransac_args(threshold_nm, iterations, "ransac_plane")
     return _ransac(xp, p, float(threshold_nm), int(iterations), int(seed), bool(refine))
 
@@ -157,10 +161,9 @@ def segment_planes(points, n_planes: int = 2, *, threshold_nm: float, iterations
         ``points``. Each plane's inlier cloud is ``points[labels == k]``.
     """
     xp = get_array_module(points)
-    p = _check_points(xp, points, "segment_planes.points", minimum=0)
+    p = check_points(points, "segment_planes.points", minimum=0)
     _check_ransac_args(threshold_nm, iterations, "segment_planes")
-    if int(n_planes) != n_planes or n_planes < 1:
-        raise InputError("segment_planes.n_planes", repr(n_planes), "a positive integer")
+    check_positive("segment_planes.n_planes", n_planes, integer=True)
     if int(min_inliers) != min_inliers or min_inliers < 3:
         raise InputError("segment_planes.min_inliers", repr(min_inliers), "an integer >= 3")
     labels = xp.full(p.shape[0], -1, dtype=np.int32)
@@ -199,16 +202,10 @@ def components(points, *, radius_nm: float, min_size: int = 1):
         Component of each point: 0 for the largest component, 1 for the next, ... (ties broken by
         the smallest point index); -1 for points in components smaller than ``min_size``.
     """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-    from scipy.spatial import cKDTree
-
     xp = get_array_module(points)
-    p = np.asarray(to_host(_check_points(xp, points, "components.points", minimum=0)))
-    if not (np.isfinite(radius_nm) and radius_nm > 0):
-        raise InputError("components.radius_nm", repr(radius_nm), "a positive finite distance in nm")
-    if int(min_size) != min_size or min_size < 1:
-        raise InputError("components.min_size", repr(min_size), "a positive integer")
+    p = np.asarray(to_host(check_points(points, "components.points", minimum=0)))
+    check_positive("components.radius_nm", radius_nm, expected="a positive finite distance in nm")
+    check_positive("components.min_size", min_size, integer=True)
     m = p.shape[0]
     if m == 0:
         return xp.zeros(0, dtype=np.int64)
@@ -253,13 +250,9 @@ def label_regions(mask, *, min_size: int = 1, connectivity: int = 1):
         raise InputError("label_regions.mask", f"shape {tuple(m.shape)}", "a 2-D or 3-D boolean image")
     if int(connectivity) != connectivity or not 1 <= connectivity <= m.ndim:
         raise InputError("label_regions.connectivity", repr(connectivity), f"an integer in [1, {m.ndim}]")
-    if int(min_size) != min_size or min_size < 1:
-        raise InputError("label_regions.min_size", repr(min_size), "a positive integer")
-    if xp is np:
-        from scipy.ndimage import generate_binary_structure, label
-    else:  # pragma: no cover - GPU
-        from cupyx.scipy.ndimage import generate_binary_structure, label
-    raw, n = label(m.astype(bool), structure=generate_binary_structure(m.ndim, int(connectivity)))
+    check_positive("label_regions.min_size", min_size, integer=True)
+    ndi = scipy_module(xp, "ndimage")
+    raw, n = ndi.label(m.astype(bool), structure=ndi.generate_binary_structure(m.ndim, int(connectivity)))
     n = int(n)
     if n == 0:
         return xp.zeros(m.shape, dtype=np.int32), 0
@@ -275,25 +268,9 @@ def label_regions(mask, *, min_size: int = 1, connectivity: int = 1):
 # internals
 
 
-def _check_points(xp, points, where: str, *, minimum: int):
-    shape = getattr(points, "shape", None)
-    if shape is None or len(shape) != 2 or shape[1] != 3:
-        raise InputError(where, f"shape {shape if shape is not None else type(points).__name__}", "(M, 3) x, y, z")
-    if getattr(points, "dtype", np.dtype(float)).kind not in "biuf":
-        raise InputError(where, f"dtype {points.dtype}", "real coordinates")
-    if shape[0] < minimum:
-        raise InputError(where, f"{shape[0]} points", f"at least {minimum}")
-    p = xp.asarray(points, dtype=np.float64)
-    if not bool(xp.isfinite(p).all()):
-        raise InputError(where, "non-finite coordinates", "finite x, y, z")
-    return p
-
-
 def _check_ransac_args(threshold_nm, iterations, where: str) -> None:
-    if not (np.isfinite(threshold_nm) and threshold_nm > 0):
-        raise InputError(f"{where}.threshold_nm", repr(threshold_nm), "a positive finite distance in nm")
-    if int(iterations) != iterations or iterations < 1:
-        raise InputError(f"{where}.iterations", repr(iterations), "a positive integer")
+    check_positive(f"{where}.threshold_nm", threshold_nm, expected="a positive finite distance in nm")
+    check_positive(f"{where}.iterations", iterations, integer=True)
 
 
 def _orient(n: np.ndarray) -> np.ndarray:

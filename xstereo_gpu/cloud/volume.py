@@ -20,11 +20,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..backend import get_array_module, to_host
+from ..backend import get_array_module, scipy_module, to_host
+from ..checks import check_positive
 from ..errors import InputError
 from ..geometry import StereoGeometry
 from .interpolate import sibson_grid
-from .segment import Plane
+from .segment import Plane, ransac_plane
 
 __all__ = ["VolumeGrid", "CloudVolume", "frame_points", "height_field", "voxelise", "empty_space", "carve",
            "surface_mesh", "cloud_to_volume"]
@@ -77,8 +78,7 @@ class VolumeGrid:
                              "finite (z_min, z_max), z_min <= z_max")
         dr = geometry.pixel_size_m * 1e9
         dz = float(dz_nm) if dz_nm is not None else geometry.voxel_depth_m * 1e9
-        if not (math.isfinite(dz) and dz > 0):
-            raise InputError("VolumeGrid.for_views.dz_nm", repr(dz_nm), "a positive voxel depth in nm")
+        check_positive("VolumeGrid.for_views.dz_nm", dz, expected="a positive voxel depth in nm")
         k0 = math.floor(lo / dz + 1e-9)
         k1 = math.ceil(hi / dz - 1e-9)
         h, w = (int(s) for s in view_shape)
@@ -119,12 +119,10 @@ def frame_points(points, plane: Plane, *, spacing_nm: float, width: int = 3, mar
     p = xp.asarray(points, dtype=np.float64)
     if p.ndim != 2 or p.shape[1] != 3 or p.shape[0] < 1:
         raise InputError("frame_points.points", f"shape {tuple(p.shape)}", "(M, 3) x, y, z with M >= 1")
-    if not (math.isfinite(spacing_nm) and spacing_nm > 0):
-        raise InputError("frame_points.spacing_nm", repr(spacing_nm), "a positive lattice step in nm")
-    if int(width) != width or width < 1:
-        raise InputError("frame_points.width", repr(width), "a positive integer number of points")
-    if not (math.isfinite(margin_nm) and margin_nm >= 0):
-        raise InputError("frame_points.margin_nm", repr(margin_nm), "a non-negative distance in nm")
+    check_positive("frame_points.spacing_nm", spacing_nm, expected="a positive lattice step in nm")
+    check_positive("frame_points.width", width, integer=True, expected="a positive integer number of points")
+    check_positive("frame_points.margin_nm", margin_nm, allow_zero=True,
+                   expected="a non-negative distance in nm")
     lo = np.asarray(to_host(p[:, :2].min(axis=0)), dtype=np.float64) - margin_nm
     hi = np.asarray(to_host(p[:, :2].max(axis=0)), dtype=np.float64) + margin_nm
     n = np.maximum(np.ceil((hi - lo) / spacing_nm - 1e-9).astype(int) + 1, 1)
@@ -164,8 +162,7 @@ def height_field(points, *, shape: tuple[int, int], pixel_nm: float, origin_nm: 
     p = xp.asarray(points, dtype=np.float64)
     if p.ndim != 2 or p.shape[1] != 3:
         raise InputError("height_field.points", f"shape {tuple(p.shape)}", "(M, 3) x, y, z")
-    if not (math.isfinite(pixel_nm) and pixel_nm > 0):
-        raise InputError("height_field.pixel_nm", repr(pixel_nm), "a positive grid step in nm")
+    check_positive("height_field.pixel_nm", pixel_nm, expected="a positive grid step in nm")
     h, w = (int(s) for s in shape)
     if origin_nm is None:
         origin_nm = (-(h // 2) * pixel_nm, -(w // 2) * pixel_nm)
@@ -258,9 +255,7 @@ def empty_space(grid: VolumeGrid, empty_left, empty_right, geometry: StereoGeome
     if ml.ndim != 2 or mr.shape != ml.shape:
         raise InputError("empty_space.empty_right", f"shapes {tuple(ml.shape)} and {tuple(mr.shape)}",
                          "two 2-D masks of the same shape")
-    if int(upsample) != upsample or upsample < 1:
-        raise InputError("empty_space.upsample", repr(upsample), "a positive integer")
-    u = int(upsample)
+    u = int(check_positive("empty_space.upsample", upsample, integer=True))
     H, W = ml.shape
     if H % u or W % u:
         raise InputError("empty_space.empty_left", f"shape {(H, W)}", f"a multiple of upsample={u} on both axes")
@@ -315,17 +310,13 @@ def carve(volume, empty_left, empty_right, geometry: StereoGeometry, *, grid: Vo
     vol = xp.asarray(volume)
     if tuple(vol.shape) != grid.shape:
         raise InputError("carve.volume", f"shape {tuple(vol.shape)}", f"the grid's shape {grid.shape}")
-    if not (math.isfinite(distance_um) and distance_um >= 0):
-        raise InputError("carve.distance_um", repr(distance_um), "a non-negative distance in um")
+    check_positive("carve.distance_um", distance_um, allow_zero=True,
+                   expected="a non-negative distance in um")
     empty = empty_space(grid, xp.asarray(empty_left), xp.asarray(empty_right), geometry, upsample=upsample,
                         outside_empty=outside_empty, require=require)
     if not bool(empty.any()):
         return vol.copy()
-    if xp is np:
-        from scipy.ndimage import distance_transform_edt
-    else:  # pragma: no cover - GPU
-        from cupyx.scipy.ndimage import distance_transform_edt
-    dist = distance_transform_edt(~empty, sampling=grid.voxel_nm)
+    dist = scipy_module(xp, "ndimage").distance_transform_edt(~empty, sampling=grid.voxel_nm)
     near = dist <= distance_um * 1e3 * (1 + 1e-9)
     return xp.where(near, xp.zeros((), dtype=vol.dtype), vol)
 
@@ -370,11 +361,8 @@ def surface_mesh(volume, voxel_size, *, origin_nm=(0.0, 0.0, 0.0), level: float 
     is_bool = vol.dtype == bool
     v = vol.astype(np.float32)
     if smooth_sigma > 0:
-        if xp is np:
-            from scipy.ndimage import gaussian_filter
-        else:  # pragma: no cover - GPU
-            from cupyx.scipy.ndimage import gaussian_filter
-        v = gaussian_filter(v, float(smooth_sigma), mode="constant", cval=0.0 if is_bool else float(v.min()))
+        v = scipy_module(xp, "ndimage").gaussian_filter(v, float(smooth_sigma), mode="constant",
+                                                        cval=0.0 if is_bool else float(v.min()))
     v = np.asarray(to_host(v), dtype=np.float32)
     empty = (np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64))
     if v.size == 0:
@@ -457,8 +445,6 @@ def cloud_to_volume(points, geometry: StereoGeometry, *, view_shape: tuple[int, 
     -------
     CloudVolume
     """
-    from .segment import ransac_plane
-
     xp = get_array_module(points)
     p = xp.asarray(points, dtype=np.float64)
     if p.ndim != 2 or p.shape[1] != 3 or p.shape[0] < 3:

@@ -31,9 +31,11 @@ from typing import Any
 
 import numpy as np
 
+from .. import __version__
 from ..backend import to_host
 from ..errors import InputError, check, warn
 from ..geometry import ANGLE_RANGE_DEG, check_plausible
+from ..memory import check_allocation
 from ..shot import VIEW_NAMES, GroundTruth, Shot
 from .export import jsonable
 from .h5safe import H5Access
@@ -330,8 +332,7 @@ def _read_frame(f: Any, src: str, *, frame: int | None = None, dataset: str | No
     check(ds.ndim in (2, 3), where, f"{ds.ndim} dimensions {ds.shape}", "a 2D frame (H, W) or a 3D stack (F, H, W)")
     n_frames = ds.shape[0] if ds.ndim == 3 else None
     whole = all_frames and ds.ndim == 3 and frame is None
-    from ..memory import check_allocation  # refuse a declared shape too large for the free memory, before reading
-
+    # refuse a declared shape too large for the free memory, before reading
     check_allocation(ds.shape if whole or ds.ndim == 2 else ds.shape[1:], ds.dtype, where, what="read it with its mask")
     if whole:
         check(n_frames >= 1, where, f"an empty stack {ds.shape}", "at least one frame")
@@ -803,8 +804,6 @@ def write_views(path: str | os.PathLike, views: Any, *, supports: Any, pixel_siz
         ``path``.
     """
     import h5py
-
-    from .. import __version__
 
     src = str(path)
     v = np.asarray(to_host(views))

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import __version__
 from ..backend import to_host
 from ..errors import InputError, check
 from .staging import atomic_file
@@ -177,8 +178,6 @@ def write_ply(path: str | os.PathLike, points: Any, *, scalars: Mapping[str, Any
     pathlib.Path
         ``path``.
     """
-    from .. import __version__
-
     pts = np.asarray(to_host(points))
     check(pts.ndim == 2 and pts.shape[1] == 3, f"{path}: points", f"shape {pts.shape}", "(M, 3) x, y, z")
     check(pts.dtype.kind in "biuf", f"{path}: points", f"dtype {pts.dtype}", "real numbers")

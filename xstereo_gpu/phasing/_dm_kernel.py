@@ -18,7 +18,8 @@ import math
 
 import numpy as np
 
-from ..backend import get_array_module
+from .._kernels import load_module
+from ..backend import fits_int32, get_array_module, scipy_module
 from ..errors import InputError
 
 __all__ = ["DMKernelWorkspace", "dm_step_kernel", "track_best_kernel"]
@@ -27,7 +28,6 @@ _SOURCE = "difference_map.cu"
 _NAMES = ("dm_prepare", "dm_modulus", "dm_update", "dm_eps", "best_flags", "best_copy")
 _BLOCK = 256  # DM_BLOCK in the .cu file
 _MAX_GRID_Y = 65535
-_INT_MAX = 2**31 - 1
 
 
 # ----------------------------------------------------------------------------- validation
@@ -84,7 +84,7 @@ def _check_step(x, amplitudes, valid, support, beta, gammas):
             raise InputError("dm_step_kernel.gammas", repr(gammas), "None or a pair (g_S, g_M) of real numbers")
         g_s = _check_real("dm_step_kernel.gammas[0]", gammas[0])
         g_m = _check_real("dm_step_kernel.gammas[1]", gammas[1])
-    if n * n > _INT_MAX or 2 * nv * nr > _INT_MAX:
+    if not fits_int32(n * n, 2 * nv * nr):
         raise InputError("dm_step_kernel.x", f"shape {shape}", "N * N and 2 V R below 2**31")
     _check_cupy("dm_step_kernel", x, amplitudes, valid, support)
     if not x.flags.c_contiguous:
@@ -99,8 +99,6 @@ def _check_step(x, amplitudes, valid, support, beta, gammas):
 def _kernels(device_id: int) -> dict:
     """The RawKernels of ``difference_map.cu`` on ``device_id`` (compiled once per device)."""
     import cupy
-
-    from .._kernels import load_module
 
     with cupy.cuda.Device(device_id):
         module = load_module(_SOURCE)
@@ -146,14 +144,13 @@ class DMKernelWorkspace:
 
     def __init__(self, x):
         import cupy
-        import cupyx.scipy.fft
 
         nv, nr = x.shape[0], x.shape[1]
         self.shape = tuple(x.shape)
         self.buf = cupy.empty((2,) + self.shape, dtype=cupy.complex64)
         self.sum2 = cupy.empty((nv, nr), dtype=cupy.float32)
         self.eps = cupy.empty((nv, nr), dtype=cupy.float32)
-        self.plan = cupyx.scipy.fft.get_fft_plan(self.buf, axes=(-2, -1), value_type="C2C")
+        self.plan = scipy_module(cupy, "fft").get_fft_plan(self.buf, axes=(-2, -1), value_type="C2C")
 
 
 def dm_step_kernel(x, amplitudes, valid, support, *, beta: float = 0.8,
@@ -207,8 +204,8 @@ def dm_step_kernel(x, amplitudes, valid, support, *, beta: float = 0.8,
         raise InputError("dm_step_kernel.work", f"a {type(work).__name__} for shape "
                          f"{getattr(work, 'shape', None)}", f"a DMKernelWorkspace built for {tuple(x.shape)}")
     import cupy
-    import cupyx.scipy.fft as sfft
 
+    sfft = scipy_module(cupy, "fft")
     k = _current_kernels()
     amplitudes = cupy.ascontiguousarray(amplitudes)
     valid = cupy.ascontiguousarray(valid)
@@ -279,7 +276,7 @@ def track_best_kernel(best, best_eps, estimate, eps, support, enabled: bool = Tr
                  f"a bool array of shape (V, R, N, N) = {shape} or (V, 1, N, N)")
     if not isinstance(enabled, (bool, np.bool_)):
         raise InputError("track_best_kernel.enabled", repr(enabled), "a host bool (True once selection starts)")
-    if n * n > _INT_MAX or nv * nr > _INT_MAX:
+    if not fits_int32(n * n, nv * nr):
         raise InputError("track_best_kernel.best", f"shape {shape}", "N * N and V R below 2**31")
     _check_cupy("track_best_kernel", best, best_eps, estimate, eps, support)
     if not (best.flags.c_contiguous and best_eps.flags.c_contiguous):

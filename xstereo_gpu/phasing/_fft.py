@@ -3,7 +3,8 @@
 CPU: :mod:`scipy.fft` with ``workers=fft_workers()``; with ``overwrite=True`` a C-contiguous
 complex64 input is transformed in place (pocketfft writes into the input buffer), so the iteration
 loop allocates nothing. GPU: :mod:`cupyx.scipy.fft`, which caches cuFFT plans per shape and dtype
-(imported lazily). Transforms act on the last two axes; every leading axis is a batch axis.
+(both from :func:`~xstereo_gpu.backend.scipy_module`). Transforms act on the last two axes; every
+leading axis is a batch axis.
 The normalisation is NumPy's default ("backward"): ``fft2`` unscaled, ``ifft2`` scaled by 1/(H W).
 """
 
@@ -13,22 +14,11 @@ from types import ModuleType
 
 import numpy as np
 
-from ..backend import fft_workers, get_array_module
+from ..backend import fft_workers, get_array_module, scipy_module
 
-__all__ = ["fft_module", "fft2", "ifft2", "gaussian_blur", "frequency_grid"]
+__all__ = ["fft2", "ifft2", "gaussian_blur", "frequency_grid"]
 
 _AXES = (-2, -1)
-
-
-def fft_module(xp: ModuleType):
-    """``scipy.fft`` for NumPy, ``cupyx.scipy.fft`` for CuPy."""
-    if xp is np:
-        import scipy.fft
-
-        return scipy.fft
-    import cupyx.scipy.fft
-
-    return cupyx.scipy.fft
 
 
 def _kw(xp: ModuleType) -> dict:
@@ -49,13 +39,13 @@ def fft2(x, *, overwrite: bool = False):
     (..., H, W) complex64
     """
     xp = get_array_module(x)
-    return fft_module(xp).fft2(x, axes=_AXES, overwrite_x=overwrite, **_kw(xp))
+    return scipy_module(xp, "fft").fft2(x, axes=_AXES, overwrite_x=overwrite, **_kw(xp))
 
 
 def ifft2(x, *, overwrite: bool = False):
     """Inverse 2-D FFT over the last two axes (scaled by 1/(H W)); see :func:`fft2`."""
     xp = get_array_module(x)
-    return fft_module(xp).ifft2(x, axes=_AXES, overwrite_x=overwrite, **_kw(xp))
+    return scipy_module(xp, "fft").ifft2(x, axes=_AXES, overwrite_x=overwrite, **_kw(xp))
 
 
 def frequency_grid(xp: ModuleType, shape: tuple[int, int], dtype=np.float32):
@@ -91,7 +81,7 @@ def gaussian_blur(a, sigma: float):
     xp = get_array_module(a)
     if sigma <= 0:
         return a
-    f = fft_module(xp)
+    f = scipy_module(xp, "fft")
     h, w = a.shape[-2:]
     transfer = xp.exp(frequency_grid(xp, (h, w)) * np.float32(-2.0 * np.pi**2 * sigma**2))
     spec = f.rfft2(a, axes=_AXES, **_kw(xp))

@@ -21,6 +21,7 @@ import math
 import numpy as np
 
 from ..backend import get_array_module, to_host
+from ..checks import check_positive
 from ..errors import InputError
 from ._fft import fft2, ifft2
 
@@ -82,9 +83,7 @@ def register_translation(reference, image, *, upsample: int = 20):
     if ref.shape[-2:] != img.shape[-2:]:
         raise InputError("register_translation.image", f"images of shape {img.shape[-2:]}",
                          f"the reference's image shape {ref.shape[-2:]}")
-    if int(upsample) != upsample or upsample < 1:
-        raise InputError("register_translation.upsample", repr(upsample), "a positive integer")
-    upsample = int(upsample)
+    upsample = int(check_positive("register_translation.upsample", upsample, integer=True))
     h, w = ref.shape[-2:]
     lead = np.broadcast_shapes(ref.shape[:-2], img.shape[:-2])
     nb = math.prod(lead)

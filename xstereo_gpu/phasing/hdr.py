@@ -30,7 +30,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..backend import get_array_module, to_host
+from ..backend import get_array_module, scipy_module, to_host
+from ..checks import check_positive
 from ..errors import InputError
 
 __all__ = ["HDRMerge", "merge_exposures"]
@@ -60,14 +61,6 @@ class HDRMerge(NamedTuple):
     ratios: object
     time_ratios: np.ndarray
     weights: object
-
-
-def _ndimage(xp):
-    if xp is np:
-        import scipy.ndimage as ndi
-    else:
-        import cupyx.scipy.ndimage as ndi
-    return ndi
 
 
 def merge_exposures(patterns, valid, times_s, *, sigma: float = 2.0, dilate: int = 3) -> HDRMerge:
@@ -119,13 +112,11 @@ def merge_exposures(patterns, valid, times_s, *, sigma: float = 2.0, dilate: int
                          f"{e} integration times [s], one per exposure")
     if not np.all(np.isfinite(t) & (t > 0)):
         raise InputError("merge_exposures.times_s", f"{t.tolist()!r}", "positive finite integration times [s]")
-    if not (np.isfinite(sigma) and sigma > 0):
-        raise InputError("merge_exposures.sigma", repr(sigma), "a positive width [pixels]")
-    if int(dilate) != dilate or dilate < 0:
-        raise InputError("merge_exposures.dilate", repr(dilate), "a non-negative integer [pixels]")
-    dilate = int(dilate)
+    check_positive("merge_exposures.sigma", sigma, expected="a positive finite width [pixels]")
+    dilate = int(check_positive("merge_exposures.dilate", dilate, integer=True, allow_zero=True,
+                                expected="a non-negative integer [pixels]"))
 
-    ndi = _ndimage(xp)
+    ndi = scipy_module(xp, "ndimage")
     batch = p.shape[:-3]
     nb = len(batch)
     order = np.argsort(-t, kind="stable")  # longest first

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import get_array_module, to_host
+from ..backend import get_array_module, scipy_module, to_host
 from ..errors import InputError
 from .hdr import merge_exposures
 
@@ -187,8 +187,7 @@ def _sq(a):
 
 def _find_centre(data: np.ndarray, good: np.ndarray) -> tuple[float, float]:
     """Intensity-weighted centroid of the brightest (blurred, hole-filled) region, on the host."""
-    import scipy.ndimage as ndi
-
+    ndi = scipy_module(np, "ndimage")
     h, w = data.shape
     d = np.where(good & np.isfinite(data), np.maximum(data, 0), 0).astype(np.float64)
     blurred = ndi.gaussian_filter(d, 2.0)

@@ -26,7 +26,8 @@ import math
 
 import numpy as np
 
-from ..backend import get_array_module, to_device, to_host
+from ..backend import get_array_module, scipy_module, to_device, to_host
+from ..checks import check_positive
 from ..errors import InputError
 from ._fft import fft2
 from .align import fourier_shift, register_translation, twin
@@ -34,26 +35,7 @@ from .align import fourier_shift, register_translation, twin
 __all__ = ["prtf", "prtf_resolution", "edge_resolution", "view_error"]
 
 
-def _ndimage(xp):
-    """``scipy.ndimage`` for NumPy, ``cupyx.scipy.ndimage`` for CuPy (imported lazily)."""
-    if xp is np:
-        import scipy.ndimage
-
-        return scipy.ndimage
-    import cupyx.scipy.ndimage
-
-    return cupyx.scipy.ndimage
-
-
 _REAL = (int, float, np.integer, np.floating)
-
-
-def _check_positive(where: str, value, integer: bool = False):
-    ok = isinstance(value, _REAL) and math.isfinite(value) and value > 0
-    if ok and integer:
-        ok = int(value) == value
-    if not ok:
-        raise InputError(where, repr(value), "a positive integer" if integer else "a positive finite number")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -111,10 +93,10 @@ def prtf(view, intensity, valid=None, *, n_shells: int | None = None, pixel_m: f
     n = v.shape[-1]
     if n_shells is None:
         n_shells = n // 2
-    _check_positive("prtf.n_shells", n_shells, integer=True)
+    check_positive("prtf.n_shells", n_shells, integer=True)
     n_shells = int(n_shells)
     if pixel_m is not None:
-        _check_positive("prtf.pixel_m", pixel_m)
+        check_positive("prtf.pixel_m", pixel_m)
 
     inten = inten.astype(xp.float32)
     amp = xp.abs(xp.fft.fftshift(fft2(v.astype(xp.complex64)), axes=(-2, -1)))
@@ -190,8 +172,8 @@ def prtf_resolution(q, prtf, *, threshold: float = 1.0 / math.e):
         raise InputError("prtf_resolution.q", f"an array of shape {qh.shape}", "shape (S,)")
     if ph.ndim < 1 or ph.shape[-1] != qh.shape[0]:
         raise InputError("prtf_resolution.prtf", f"an array of shape {ph.shape}", f"shape (..., {qh.shape[0]})")
-    if not (isinstance(threshold, _REAL) and 0 < threshold < math.inf):
-        raise InputError("prtf_resolution.threshold", repr(threshold), "a positive number (1/e by default)")
+    check_positive("prtf_resolution.threshold", threshold,
+                   expected="a positive finite number (1/e by default)")
     if ph.ndim == 1:
         return _first_crossing(qh, ph, float(threshold))
     flat = ph.reshape(-1, ph.shape[-1])
@@ -310,20 +292,20 @@ def edge_resolution(view, *, pixel_m: float, n_edges: int = 24, half_length: flo
     if img.ndim != 2 or min(img.shape) < 8:
         raise InputError("edge_resolution.view", f"an array of shape {tuple(img.shape)}",
                          "one (N, M) image, N, M >= 8")
-    _check_positive("edge_resolution.pixel_m", pixel_m)
-    _check_positive("edge_resolution.n_edges", n_edges, integer=True)
-    _check_positive("edge_resolution.half_length", half_length)
-    _check_positive("edge_resolution.step", step)
-    _check_positive("edge_resolution.average_width", average_width, integer=True)
-    if not (isinstance(smooth, _REAL) and 0 <= smooth < math.inf):
-        raise InputError("edge_resolution.smooth", repr(smooth), "a non-negative number of pixels")
+    check_positive("edge_resolution.pixel_m", pixel_m)
+    check_positive("edge_resolution.n_edges", n_edges, integer=True)
+    check_positive("edge_resolution.half_length", half_length)
+    check_positive("edge_resolution.step", step)
+    check_positive("edge_resolution.average_width", average_width, integer=True)
+    check_positive("edge_resolution.smooth", smooth, allow_zero=True,
+                   expected="a non-negative number of pixels")
     if not (isinstance(min_strength, _REAL) and 0 < min_strength <= 1):
         raise InputError("edge_resolution.min_strength", repr(min_strength), "a number in (0, 1]")
     if quantity not in ("amplitude", "intensity"):
         raise InputError("edge_resolution.quantity", repr(quantity), "'amplitude' or 'intensity'")
     if min_distance is None:
         min_distance = 2.0 * half_length
-    ndi = _ndimage(xp)
+    ndi = scipy_module(xp, "ndimage")
 
     a = xp.abs(img).astype(xp.float32) if xp.iscomplexobj(img) else img.astype(xp.float32)
     if quantity == "intensity":
@@ -409,7 +391,7 @@ def view_error(recovered, true, *, upsample: int = 20) -> dict:
     if rec.ndim < 2 or tru.ndim < 2 or rec.shape[-2:] != tru.shape[-2:]:
         raise InputError("view_error.recovered", f"shapes {tuple(rec.shape)} and {tuple(tru.shape)} (true)",
                          "(..., N, N) arrays on the same grid")
-    _check_positive("view_error.upsample", upsample, integer=True)
+    check_positive("view_error.upsample", upsample, integer=True)
     lead = np.broadcast_shapes(rec.shape[:-2], tru.shape[:-2])
     rec = xp.broadcast_to(rec.astype(xp.complex64), lead + rec.shape[-2:])
     tru = xp.broadcast_to(tru.astype(xp.complex64), lead + tru.shape[-2:])

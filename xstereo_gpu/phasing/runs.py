@@ -21,49 +21,23 @@ iterates of the runs (twin choice, subpixel DFT registration, global phase) and 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
-import math
-import os
-
 import numpy as np
 
-from ..backend import get_array_module, to_device, to_host
+from ..backend import get_array_module, to_device, to_host, use_kernels
 from ..config import PhasingOptions
 from ..errors import InputError
+from ..memory import memory_budget, plan_phasing
+from ._dm_kernel import DMKernelWorkspace, dm_step_kernel, track_best_kernel
 from ._fft import fft2, ifft2
-from ._dm_kernel import dm_step_kernel, track_best_kernel
 from .algorithms import Workspace, dm_step, er_step, fourier_constraint, hio_step
 from .align import align_runs
 from .support import autocorrelation_support, box_support, shrink_wrap
 
-__all__ = ["PhaseRetrieval", "PhasingResult", "phase_retrieval", "fourier_error", "kernels_enabled",
-           "host_read_limit"]
-
-
-def kernels_enabled(kernels: bool | None = None) -> bool:
-    """Whether the CuPy path should use the custom CUDA kernels.
-
-    Parameters
-    ----------
-    kernels : bool, optional
-        An explicit choice wins; ``None`` reads the environment variable ``XSTEREO_KERNELS``
-        (``1``/unset: use the kernels, ``0``: run the NumPy twins' array code on CuPy too).
-
-    Returns
-    -------
-    bool
-        Never consulted on NumPy (the CPU path is always the twins).
-    """
-    if kernels is not None:
-        return bool(kernels)
-    value = os.environ.get("XSTEREO_KERNELS", "1").strip().lower()
-    if value in ("1", "true", "yes", "on", ""):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise InputError("XSTEREO_KERNELS", repr(value), "1 (use the CUDA kernels on CuPy) or 0 (the twins' array code)")
+__all__ = ["PhaseRetrieval", "PhasingResult", "phase_retrieval", "fourier_error", "host_read_limit"]
 
 
 def host_read_limit(iterations: int, check_every: int) -> int:
@@ -191,8 +165,8 @@ class PhaseRetrieval:
         centre (a valid, non-centrosymmetric support; it halves the share of runs that stagnate
         in a superposition of the object and its twin).
     kernels : bool, optional
-        Use the fused CUDA kernels on CuPy (default: :func:`kernels_enabled`, i.e. yes unless
-        ``XSTEREO_KERNELS=0``). Ignored on NumPy.
+        Use the fused CUDA kernels on CuPy (default: :func:`~xstereo_gpu.backend.use_kernels`,
+        i.e. yes unless ``XSTEREO_KERNELS=0``). Ignored on NumPy.
     initial_support : {"autocorrelation", "box"}, optional
         How the default initial support is made (ignored when ``support`` is given):
         ``"autocorrelation"`` as above, or ``"box"``: the centred box of side N/2
@@ -313,11 +287,9 @@ class PhaseRetrieval:
         x *= self.support
         self.x = xp.ascontiguousarray(x, dtype=xp.complex64)
         self._work = Workspace(self.x, self.amplitudes, self.valid)
-        self.uses_kernels = xp is not np and kernels_enabled(kernels)
+        self.uses_kernels = use_kernels(xp, kernels)
         self._kwork = None
         if self.uses_kernels and options.algorithm == "dm":
-            from ._dm_kernel import DMKernelWorkspace
-
             self._kwork = DMKernelWorkspace(self.x)
         self.host_reads = 0
         norm = xp.sqrt(xp.sum(self.amplitudes.astype(xp.float64) ** 2, axis=(-3, -2, -1))) / n
@@ -471,8 +443,9 @@ def phase_retrieval(intensities, valid, options: PhasingOptions | None = None, *
     progress : callable, optional
         ``progress(done, total)`` called every ``options.check_every`` iterations.
     kernels : bool, optional
-        Use the CUDA kernels on CuPy (default: :func:`kernels_enabled`; ``False`` or
-        ``XSTEREO_KERNELS=0`` runs the twins' array code there). Ignored on NumPy.
+        Use the CUDA kernels on CuPy (default: :func:`~xstereo_gpu.backend.use_kernels`; ``False``
+        or ``XSTEREO_KERNELS=0`` runs the twins' array code there). Ignored on NumPy; the
+        environment is read once, for all batches.
     initial_support, shrinkwrap_grow : optional
         See :class:`PhaseRetrieval`.
     max_memory : int, optional
@@ -490,13 +463,12 @@ def phase_retrieval(intensities, valid, options: PhasingOptions | None = None, *
     PhasingResult
         ``history["memory"]`` holds the plan (:meth:`~xstereo_gpu.memory.PhasingPlan.to_dict`).
     """
-    from ..memory import memory_budget, plan_phasing
-
     options = PhasingOptions() if options is None else options
     xp0 = get_array_module(intensities)
     shape = tuple(intensities.shape)
     if len(shape) != 3:
         _validate(intensities, valid, support)  # raises the shape error
+    kernels = use_kernels(xp0, kernels)  # the environment read once for every batch
     budget = memory_budget(xp0, max_memory)
     plan = plan_phasing(shape[0], options.runs, shape[-1], budget["budget_bytes"], limit=budget["limit_bytes"],
                         runs_per_batch=runs_per_batch)

@@ -23,6 +23,7 @@ import numpy as np
 import scipy.fft
 
 from ..backend import fft_workers
+from ..checks import check_positive
 from ..errors import InputError
 
 __all__ = ["MASK_SHADOWED", "MASK_SATURATED", "PAPER_EXPOSURES_S", "far_field", "photon_counts", "add_patterns",
@@ -206,8 +207,7 @@ def expose(rate, times_s=PAPER_EXPOSURES_S, *, rng: np.random.Generator, rate_sc
     lam = np.asarray(rate, dtype=np.float64)
     if lam.ndim != 2:
         raise InputError("expose.rate", f"shape {lam.shape}", "an (H, W) frame of photon rates")
-    if not (np.isfinite(rate_scale) and rate_scale > 0):
-        raise InputError("expose.rate_scale", repr(rate_scale), "a positive finite number")
+    check_positive("expose.rate_scale", rate_scale)
     lam = lam * float(rate_scale)
     if not np.all(np.isfinite(lam) & (lam >= 0)):
         raise InputError("expose.rate", "negative or non-finite rates", "non-negative finite photons per second")

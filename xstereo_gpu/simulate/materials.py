@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..checks import check_positive
 from ..errors import InputError
 
 __all__ = ["HC_EV_M", "Layer", "wavelength_from_energy", "energy_from_wavelength", "material_density",
@@ -41,15 +42,13 @@ def _xraydb():
 
 def wavelength_from_energy(energy_eV: float) -> float:
     """Wavelength  [m] of a photon of ``energy_eV``  [eV]."""
-    if not (math.isfinite(energy_eV) and energy_eV > 0):
-        raise InputError("photon energy", repr(energy_eV), "a positive energy in eV")
+    check_positive("photon energy", energy_eV, expected="a positive energy in eV")
     return HC_EV_M / float(energy_eV)
 
 
 def energy_from_wavelength(wavelength_m: float) -> float:
     """Photon energy  [eV] of ``wavelength_m``  [m]."""
-    if not (math.isfinite(wavelength_m) and wavelength_m > 0):
-        raise InputError("wavelength", repr(wavelength_m), "a positive wavelength in metres")
+    check_positive("wavelength", wavelength_m, expected="a positive wavelength in metres")
     return HC_EV_M / float(wavelength_m)
 
 
@@ -94,8 +93,7 @@ def delta_beta(formula: str, energy_eV: float, *, density_g_cm3: float | None = 
     """
     if not isinstance(formula, str) or not formula:
         raise InputError("material", repr(formula), "a chemical formula such as 'Si3N4'")
-    if not (math.isfinite(energy_eV) and energy_eV > 0):
-        raise InputError("photon energy", repr(energy_eV), "a positive energy in eV")
+    check_positive("photon energy", energy_eV, expected="a positive energy in eV")
     rho = material_density(formula) if density_g_cm3 is None else float(density_g_cm3)
     if not (math.isfinite(rho) and rho > 0):
         raise InputError(f"density of {formula}", repr(density_g_cm3), "a positive density in g/cm^3")
@@ -128,8 +126,8 @@ class Layer:
     def __post_init__(self):
         if not isinstance(self.formula, str) or not self.formula:
             raise InputError("layer formula", repr(self.formula), "a chemical formula such as 'Si3N4'")
-        if not (math.isfinite(self.thickness_m) and self.thickness_m > 0):
-            raise InputError(f"layer {self.formula} thickness", repr(self.thickness_m), "a positive thickness in m")
+        check_positive(f"layer {self.formula} thickness", self.thickness_m,
+                       expected="a positive thickness in m")
 
 
 def parse_layers(spec, where: str) -> tuple[tuple[str, float], ...]:

@@ -26,6 +26,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+from ..checks import check_positive
 from ..errors import InputError
 from ..geometry import ANGLE_RANGE_DEG
 from .materials import HC_EV_M, parse_layers
@@ -51,17 +52,6 @@ SAMPLE_DEFAULTS: dict[str, dict] = {
         binning=2, pattern_size=384, angles_deg=(3.5, 3.5), beam_fwhm_um=None,
         membrane_layers=(("Si3N4", 100.0),), voxel_depth_nm=15.0, photons=1e10, beamstop_radius_px=3),
 }
-
-
-def _finite_positive(name: str, value, *, allow_zero: bool = False) -> None:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise InputError(name, repr(value), "a number") from None
-    ok = math.isfinite(v) and (v >= 0 if allow_zero else v > 0)
-    if not ok:
-        raise InputError(name, repr(value),
-                         "a non-negative finite number" if allow_zero else "a positive finite number")
 
 
 def _integer(name: str, value, *, minimum: int) -> None:
@@ -186,8 +176,8 @@ class SimulationOptions:
             raise InputError("simulate.sample", repr(self.sample), f"one of {list(SAMPLES)}")
         for name in ("wavelength_m", "distance_m", "ccd_pixel_m", "photons", "arm_width_um", "kerf_nm",
                      "membrane_thickness_nm", "attenuation_length_nm", "voxel_depth_nm"):
-            _finite_positive(f"simulate.{name}", getattr(self, name))
-        _finite_positive("simulate.beamstop_radius_px", self.beamstop_radius_px, allow_zero=True)
+            check_positive(f"simulate.{name}", getattr(self, name))
+        check_positive("simulate.beamstop_radius_px", self.beamstop_radius_px, allow_zero=True)
         _integer("simulate.ccd_pixels", self.ccd_pixels, minimum=2)
         _integer("simulate.binning", self.binning, minimum=1)
         _integer("simulate.pattern_size", self.pattern_size, minimum=16)
@@ -276,7 +266,7 @@ class SimulationOptions:
         if self.lid_layers is not None and self.sample != "phase-cross":
             raise InputError("simulate.lid_layers", repr(self.lid_layers), "None (only the phase cross has lid layers)")
         if self.pattern_separation_px is not None:
-            _finite_positive("simulate.pattern_separation_px", self.pattern_separation_px)
+            check_positive("simulate.pattern_separation_px", self.pattern_separation_px)
             object.__setattr__(self, "pattern_separation_px", float(self.pattern_separation_px))
         if not math.isfinite(self.right_rotation_deg) or abs(self.right_rotation_deg) > 45:
             raise InputError("simulate.right_rotation_deg", repr(self.right_rotation_deg), "an angle in [-45, 45] deg")
@@ -286,7 +276,7 @@ class SimulationOptions:
                              f"two finite shifts of at most N/4 = {self.pattern_size / 4:g} pixels")
         object.__setattr__(self, "right_shift_px", shift)
         for name in ("pyramid_base_um", "pyramid_height_um", "sphere_diameter_nm"):
-            _finite_positive(f"simulate.{name}", getattr(self, name))
+            check_positive(f"simulate.{name}", getattr(self, name))
         if not math.isfinite(self.pyramid_rotation_deg):
             raise InputError("simulate.pyramid_rotation_deg", repr(self.pyramid_rotation_deg), "a finite angle in deg")
         if not (isinstance(self.sphere_material, str) and self.sphere_material):
@@ -296,7 +286,7 @@ class SimulationOptions:
             raise InputError("simulate.sphere_coverage", repr(c), "a fraction in (0, 0.5]")
         _integer("simulate.stray_spheres", self.stray_spheres, minimum=0)
         object.__setattr__(self, "stray_spheres", int(self.stray_spheres))
-        _finite_positive("simulate.stray_band_um", self.stray_band_um)
+        check_positive("simulate.stray_band_um", self.stray_band_um)
         if self.stray_spheres and self.stray_band_um < 3 * self.sphere_diameter_nm * 1e-3:
             raise InputError("simulate.stray_band_um", repr(self.stray_band_um),
                              f"at least three sphere diameters ({3 * self.sphere_diameter_nm * 1e-3:g} um) "

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..checks import check_positive
 from ..errors import InputError
 
 __all__ = ["VoxelObject", "CrossLid", "Pyramid", "cross_polygon", "inside_cross", "slab_overlap"]
@@ -240,8 +241,7 @@ class CrossLid:
             ``x, y, z``  [m].
         labels : (M,) int8
         """
-        if not (math.isfinite(spacing_m) and spacing_m > 0):
-            raise InputError("edge point spacing", repr(spacing_m), "a positive length in metres")
+        check_positive("edge point spacing", spacing_m, expected="a positive length in metres")
         out, labels = [], []
         for label, half in ((0, self.outer), (1, self.inner)):
             poly = cross_polygon(*half)

@@ -23,7 +23,8 @@ import math
 
 import numpy as np
 
-from ..backend import get_array_module, to_host
+from ..backend import get_array_module, scipy_module, to_host
+from ..checks import check_positive
 from ..errors import InputError
 
 __all__ = ["path_length", "transmission", "project", "beta_from_attenuation", "misalignment_matrix", "misalign"]
@@ -36,8 +37,7 @@ def beta_from_attenuation(wavelength_m: float, attenuation_length_m: float) -> f
 
 def _slice_step(z: np.ndarray, dz_m: float | None) -> float:
     if dz_m is not None:
-        if not (math.isfinite(dz_m) and dz_m > 0):
-            raise InputError("project: dz_m", repr(dz_m), "a positive slice thickness in metres")
+        check_positive("project: dz_m", dz_m, expected="a positive slice thickness in metres")
         return float(dz_m)
     if z.size < 2:
         raise InputError("project: z_m", f"{z.size} slice(s) and no dz_m", "at least 2 slices, or dz_m given")
@@ -77,8 +77,7 @@ def path_length(occupancy, *, z_m, pixel_m: float, angle_rad: float, dz_m: float
     z = np.asarray(to_host(z_m), dtype=np.float64).reshape(-1)
     if z.shape[0] != occ.shape[0]:
         raise InputError("project: z_m", f"{z.shape[0]} slice positions", f"{occ.shape[0]} (occupancy's first axis)")
-    if not (math.isfinite(pixel_m) and pixel_m > 0):
-        raise InputError("project: pixel_m", repr(pixel_m), "a positive pixel size in metres")
+    check_positive("project: pixel_m", pixel_m, expected="a positive pixel size in metres")
     if not (math.isfinite(angle_rad) and abs(angle_rad) < math.pi / 2):
         raise InputError("project: angle_rad", repr(angle_rad), "a finite angle with |a| < pi/2")
     dz = _slice_step(z, dz_m)
@@ -118,8 +117,7 @@ def transmission(path_m, *, wavelength_m: float, delta: float, beta: float):
     (...) complex64
     """
     xp = get_array_module(path_m)
-    if not (math.isfinite(wavelength_m) and wavelength_m > 0):
-        raise InputError("project: wavelength_m", repr(wavelength_m), "a positive wavelength in metres")
+    check_positive("project: wavelength_m", wavelength_m, expected="a positive wavelength in metres")
     if not (math.isfinite(delta) and math.isfinite(beta) and beta >= 0):
         raise InputError("project: delta, beta", f"delta={delta!r}, beta={beta!r}", "finite values with beta >= 0")
     kw = 2.0 * math.pi / wavelength_m
@@ -220,10 +218,7 @@ def misalign(image, *, rotation_deg: float, shift_px, order: int = 1):
     xp = get_array_module(image)
     if image.ndim != 2 or image.shape[0] != image.shape[1]:
         raise InputError("misalign: image", f"shape {tuple(image.shape)}", "a square (N, N) image")
-    if xp is np:
-        import scipy.ndimage as ndi
-    else:  # pragma: no cover - GPU path
-        import cupyx.scipy.ndimage as ndi
+    ndi = scipy_module(xp, "ndimage")
     m = misalignment_matrix(image.shape[0], rotation_deg=rotation_deg, shift_px=shift_px)
     inv = np.linalg.inv(m)
     # (row, col) index order for ndimage: swap the axes of the (col, row) map

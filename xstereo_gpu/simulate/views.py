@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import InputError
+from ..backend import scipy_module
+from ..checks import check_positive
 from ..shot import GroundTruth
 
 __all__ = ["provided_views", "EDGE_WIDTH_PER_SIGMA"]
@@ -41,19 +42,17 @@ def provided_views(truth: GroundTruth, *, resolution_m: float = 42e-9, noise: fl
     (2, N, N) complex64
         Left and right views on the truth's grid.
     """
-    from scipy.ndimage import gaussian_filter
-
-    if not (np.isfinite(resolution_m) and resolution_m >= 0):
-        raise InputError("provided_views.resolution_m", repr(resolution_m), "a non-negative resolution in m")
-    if not (np.isfinite(noise) and noise >= 0):
-        raise InputError("provided_views.noise", repr(noise), "a non-negative fraction")
+    check_positive("provided_views.resolution_m", resolution_m, allow_zero=True,
+                   expected="a non-negative resolution in m")
+    check_positive("provided_views.noise", noise, allow_zero=True, expected="a non-negative fraction")
+    ndi = scipy_module(np, "ndimage")
     v = np.asarray(truth.phasable_views, dtype=np.complex64)
     sigma = resolution_m / EDGE_WIDTH_PER_SIGMA / truth.pixel_size_m
     rng = np.random.default_rng(seed)
     out = np.empty_like(v)
     for k in range(v.shape[0]):
-        re = gaussian_filter(v[k].real, sigma) if sigma > 0 else v[k].real
-        im = gaussian_filter(v[k].imag, sigma) if sigma > 0 else v[k].imag
+        re = ndi.gaussian_filter(v[k].real, sigma) if sigma > 0 else v[k].real
+        im = ndi.gaussian_filter(v[k].imag, sigma) if sigma > 0 else v[k].imag
         s = noise * float(np.abs(v[k]).max()) / np.sqrt(2.0)
         out[k] = (re + s * rng.standard_normal(re.shape)) + 1j * (im + s * rng.standard_normal(im.shape))
     return out

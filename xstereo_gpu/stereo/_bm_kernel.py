@@ -1,7 +1,7 @@
 """CuPy binding of ``kernels/block_matching.cu``: both disparity maps in one launch.
 
 The NumPy twin (CPU path and oracle) is :func:`xstereo_gpu.stereo.disparity.block_match`; this
-binding returns the same :class:`~xstereo_gpu.stereo.disparity.MatchResult` for CuPy inputs
+binding returns the same :class:`~xstereo_gpu.stereo.match_result.MatchResult` for CuPy inputs
 (same NaN pattern, disparities and confidences equal to float32 rounding).
 :func:`~xstereo_gpu.stereo.disparity.block_match` calls it for CuPy inputs with blocks up to
 :data:`MAX_BLOCK` unless ``kernels=False`` or ``XSTEREO_KERNELS=0``.
@@ -12,9 +12,10 @@ from __future__ import annotations
 import numpy as np
 
 from .._kernels import load_module
+from ..backend import fits_int32
 from ..config import MatchOptions
 from ..errors import InputError
-from .disparity import MatchResult
+from .match_result import MatchResult
 
 __all__ = ["block_match_kernel", "MAX_BLOCK", "KERNEL_FILE"]
 
@@ -75,7 +76,7 @@ def block_match_kernel(left, right, options: MatchOptions | None = None) -> Matc
     if b == 1 and options.texture_threshold > 0 and W < 2:
         raise InputError("block_match_kernel.left", f"width {W}",
                          "at least 2 columns for the texture rule with 1 x 1 blocks")
-    if 2 * H * W >= 2**31:
+    if not fits_int32(2 * H * W):
         raise InputError("block_match_kernel.left", f"shape {left.shape}", "2 * H * W < 2**31 (32-bit indexing)")
     for where, img in (("block_match_kernel.left", left), ("block_match_kernel.right", right)):
         if not type(img).__module__.startswith("cupy"):

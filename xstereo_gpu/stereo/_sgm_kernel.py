@@ -13,8 +13,9 @@ import math
 import numpy as np
 
 from .._kernels import load_module
+from ..backend import fits_int32
 from ..errors import InputError
-from .sgm import INVALID_COST, path_directions
+from .match_result import INVALID_COST, path_directions
 
 __all__ = ["aggregate_costs_kernel", "launch_config", "KERNEL_FILE", "MAX_DISPARITIES"]
 
@@ -53,14 +54,16 @@ def aggregate_costs_kernel(cost, *, p1: float = 0.02, p2: float = 0.2, paths: in
     """Sum over scan-line paths of the SGM path costs, on the GPU.
 
     Same definition and float32 roundings as :func:`xstereo_gpu.stereo.sgm.aggregate_costs`: one
-    launch of ``sgm_aggregate`` per direction of :func:`~xstereo_gpu.stereo.sgm.path_directions`,
-    in that order, one thread block per scan line and threads over disparities.
+    launch of ``sgm_aggregate`` per direction of
+    :func:`~xstereo_gpu.stereo.match_result.path_directions`, in that order, one thread block per
+    scan line and threads over disparities.
 
     Parameters
     ----------
     cost : (H, W, D) cupy.ndarray float32
-        Matching cost per pixel and disparity index, :data:`~xstereo_gpu.stereo.sgm.INVALID_COST`
-        where a disparity is impossible; ``D <= MAX_DISPARITIES``.
+        Matching cost per pixel and disparity index,
+        :data:`~xstereo_gpu.stereo.match_result.INVALID_COST` where a disparity is impossible;
+        ``D <= MAX_DISPARITIES``.
     p1, p2 : float
         Penalties for a disparity change of 1 and of more than 1 [cost units], ``0 <= p1 <= p2``.
     paths : int
@@ -88,7 +91,7 @@ def aggregate_costs_kernel(cost, *, p1: float = 0.02, p2: float = 0.2, paths: in
     if not (math.isfinite(p1) and math.isfinite(p2) and 0 <= p1 <= p2):
         raise InputError("aggregate_costs_kernel.p2", f"p1={p1!r}, p2={p2!r}", "finite 0 <= p1 <= p2")
     directions = path_directions(paths)
-    if H + W - 1 >= 2**31:
+    if not fits_int32(H + W - 1):
         raise InputError("aggregate_costs_kernel.cost", f"shape {shape}", "H + W - 1 < 2**31 scan lines")
     if not type(cost).__module__.startswith("cupy"):
         raise InputError("aggregate_costs_kernel.cost", f"type {type(cost).__module__}.{type(cost).__name__}",

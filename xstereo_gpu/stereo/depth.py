@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import get_array_module
+from ..checks import check_positive
 from ..errors import InputError
 from ..geometry import StereoGeometry
 
@@ -116,7 +117,7 @@ def points_from_disparity(disparity_left, disparity_right, geometry: StereoGeome
     if not maps:
         raise InputError("points_from_disparity", "no disparity map", "a left and/or a right map")
     xp = get_array_module(*maps)
-    u = _check_upsample(upsample, "points_from_disparity.upsample")
+    u = int(check_positive("points_from_disparity.upsample", upsample, integer=True))
     if len(view_shape) != 2 or min(int(s) for s in view_shape) < 1:
         raise InputError("points_from_disparity.view_shape", repr(view_shape), "(H, W) of the views in pixels")
     nh, nw = (int(s) for s in view_shape)
@@ -171,7 +172,7 @@ def depth_map(disparity_left, geometry: StereoGeometry, *, upsample: int):
     """
     xp = get_array_module(disparity_left)
     d = _check_map(xp, disparity_left, "depth_map.disparity_left")
-    u = _check_upsample(upsample, "depth_map.upsample")
+    u = int(check_positive("depth_map.upsample", upsample, integer=True))
     return (d * np.float32(geometry.depth(1.0 / u) * 1e9)).astype(np.float32)
 
 
@@ -185,12 +186,6 @@ def _check_map(xp, m, where: str):
     if xp.iscomplexobj(m):
         raise InputError(where, f"dtype {m.dtype}", "a real disparity map")
     return xp.asarray(m).astype(np.float32, copy=False)
-
-
-def _check_upsample(u, where: str) -> int:
-    if int(u) != u or int(u) < 1:
-        raise InputError(where, repr(u), "a positive integer")
-    return int(u)
 
 
 def _check_against(xp, d, other, sign: int, tol: float):

@@ -15,52 +15,28 @@ best cost and its ``d``, the costs at ``d_best - 1`` and ``d_best + 1`` (for the
 best cost outside ``d_best +- 1`` (for the confidence), using the fact that the running minimum two
 steps back is the minimum over all ``d' <= d - 2``. On NumPy the image is cut into bands of rows that
 fit in the CPU cache and the bands run on a thread pool; on CuPy the whole image is one band. This is
-the NumPy twin (and oracle) of the future CUDA kernel.
+the NumPy twin (and oracle) of the CUDA kernel :func:`~._bm_kernel.block_match_kernel`, which
+:func:`block_match` runs on CuPy.
 """
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from ..backend import fft_workers, get_array_module
+from ..backend import fft_workers, fits_int32, get_array_module, use_kernels
+from ..checks import check_image
 from ..config import MatchOptions
 from ..errors import InputError
+from ._bm_kernel import MAX_BLOCK, block_match_kernel
+from .match_result import MatchResult
 
 __all__ = ["MatchResult", "block_match", "texture_map"]
 
 #: Elements per band on the CPU path (rows x width): small enough for the working set of one
 #: band (about a dozen float32 arrays) to stay in the L2/L3 caches.
 _BAND_ELEMENTS = 48 * 1024
-
-
-@dataclass
-class MatchResult:
-    """Left and right disparity maps with their costs and confidences.
-
-    Attributes
-    ----------
-    disparity_left : (H, W) float32
-        For each left pixel, ``d = x_left - x_right`` [matching-grid pixels]; NaN where invalid.
-    disparity_right : (H, W) float32
-        For each right pixel, ``d = x_left - x_right`` [matching-grid pixels]; NaN where invalid.
-    cost_left, cost_right : (H, W) float32
-        Cost at the winning integer disparity: block mean of the absolute differences (0..1
-        intensity scale) plus the proximity term; NaN where the disparity is invalid.
-    confidence_left, confidence_right : (H, W) float32
-        ``clip(1 - best_cost / second_best_cost, 0, 1)``, the second best excluding ``d_best +- 1``;
-        0 where the disparity is invalid.
-    """
-
-    disparity_left: Any
-    disparity_right: Any
-    cost_left: Any
-    cost_right: Any
-    confidence_left: Any
-    confidence_right: Any
 
 
 def block_match(left, right, options: MatchOptions | None = None, *, kernels: bool | None = None) -> MatchResult:
@@ -103,18 +79,14 @@ def block_match(left, right, options: MatchOptions | None = None, *, kernels: bo
     """
     options = options or MatchOptions()
     xp = get_array_module(left, right)
-    left = _check_image(xp, left, "block_match.left")
-    right = _check_image(xp, right, "block_match.right")
+    left = check_image(left, "block_match.left")
+    right = check_image(right, "block_match.right")
     if left.shape != right.shape:
         raise InputError("block_match.right", f"shape {right.shape}", f"the left image's shape {left.shape}")
     H, W = left.shape
     b = int(options.block)
-    if xp is not np:
-        from ..phasing.runs import kernels_enabled
-        from ._bm_kernel import MAX_BLOCK, block_match_kernel
-
-        if kernels_enabled(kernels) and b <= MAX_BLOCK and 2 * H * W < 2**31:
-            return block_match_kernel(left, right, options)
+    if use_kernels(xp, kernels) and b <= MAX_BLOCK and fits_int32(2 * H * W):
+        return block_match_kernel(left, right, options)
     h = b // 2
     Lp = xp.pad(left, h, mode="edge")
     Rp = xp.pad(right, h, mode="edge")
@@ -190,19 +162,6 @@ def texture_map(image, *, block: int = 3):
 
 # --------------------------------------------------------------------------------------------- #
 # internals
-
-
-def _check_image(xp, img, where: str):
-    if getattr(img, "ndim", None) != 2:
-        raise InputError(where, f"shape {getattr(img, 'shape', type(img).__name__)}", "a 2-D (H, W) image")
-    if xp.iscomplexobj(img):
-        raise InputError(where, f"dtype {img.dtype}", "a real image (amplitude or phase, 0..1 scale)")
-    if min(img.shape) < 1:
-        raise InputError(where, f"shape {img.shape}", "a non-empty image")
-    img = img.astype(np.float32, copy=False)
-    if not bool(xp.isfinite(img).all()):
-        raise InputError(where, "non-finite values", "finite intensities")
-    return img
 
 
 def _box_valid(a, b: int, axis: int, out=None):

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import get_array_module, to_host
+from ..backend import get_array_module, scipy_module, to_host
 from ..config import PreprocessOptions
 from ..errors import InputError
 
@@ -138,7 +138,7 @@ def preprocess(views, options: PreprocessOptions | None = None, *,
         raise InputError("preprocess.search_range", repr(search_range), "(dmin, dmax) with dmin <= dmax")
     if options.mode not in ("binary", "gradient", "none"):  # PreprocessOptions validates; keep it closed
         raise InputError("preprocess.mode", repr(options.mode), "one of 'binary', 'gradient', 'none'")
-    ndi = _ndimage(xp)
+    ndi = scipy_module(xp, "ndimage")
     u = int(options.upsample)
     up_mask = None
     if mask is not None:
@@ -264,7 +264,7 @@ def background_mask(views, *, sigma: float = 2.0, fraction: float = 0.15, closin
     for name, val in (("sigma", sigma), ("closing", closing), ("dilation", dilation)):
         if val < 0:
             raise InputError(f"background_mask.{name}", repr(val), "a value >= 0")
-    ndi = _ndimage(xp)
+    ndi = scipy_module(xp, "ndimage")
     H, W = views.shape[1:]
     max_hole = H * W // 100 if max_hole is None else int(max_hole)
     flat = views.reshape(2, -1)
@@ -297,16 +297,6 @@ def background_mask(views, *, sigma: float = 2.0, fraction: float = 0.15, closin
 
 # --------------------------------------------------------------------------------------------- #
 # internals
-
-
-def _ndimage(xp):
-    if xp is np:
-        import scipy.ndimage
-
-        return scipy.ndimage
-    import cupyx.scipy.ndimage
-
-    return cupyx.scipy.ndimage
 
 
 def _zoom(ndi, xp, image, u: int):
@@ -369,7 +359,7 @@ def _signal_percentile(xp, a, q: float):
 def _components(mask, structure):
     """Labels, and host arrays of area and inclusive bounding boxes (r0, r1, c0, c1) per component."""
     xp = get_array_module(mask)
-    ndi = _ndimage(xp)
+    ndi = scipy_module(xp, "ndimage")
     labels, n = ndi.label(mask, structure=structure)
     n = int(n)
     area = to_host(xp.bincount(labels.ravel(), minlength=n + 1)[1:]).astype(np.int64)

@@ -38,43 +38,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import fft_workers, get_array_module
+from ..backend import fft_workers, get_array_module, use_kernels
+from ..checks import check_image
 from ..config import MatchOptions
 from ..errors import InputError
-from .disparity import MatchResult, _box_valid, _check_image, run_bands, texture_map
+from ..memory import memory_budget, plan_matching
+from ._sgm_kernel import MAX_DISPARITIES, aggregate_costs_kernel
+from .disparity import _box_valid, run_bands, texture_map
+from .match_result import INVALID_COST, MatchResult, path_directions
 
 __all__ = ["semi_global_match", "sgm_cost_volume", "aggregate_costs", "path_directions", "INVALID_COST"]
-
-#: Cost of a disparity whose matched column lies outside the image (finite on purpose, see above).
-INVALID_COST = np.float32(1e30)
 
 #: Elements per band of the CPU cost-volume and winner loops (D x rows x W), a few MiB.
 _BAND_ELEMENTS = 1 << 20
 #: Elements per chunk of the winner selection on CuPy (temporaries of this size).
 _GPU_CHUNK_ELEMENTS = 1 << 25
-
-_DIRECTIONS = ((0, 1), (0, -1), (1, 0), (-1, 0), (1, 1), (1, -1), (-1, 1), (-1, -1))
-
-
-def path_directions(paths: int = 4) -> tuple[tuple[int, int], ...]:
-    """Aggregation directions ``r = (dy, dx)`` in the order their costs are added.
-
-    Along direction ``r`` the previous pixel of ``p`` is ``p - r``: ``(0, 1)`` runs left to right,
-    ``(1, 0)`` top to bottom. The first four are horizontal and vertical, the next four diagonal.
-
-    Parameters
-    ----------
-    paths : int
-        4 or 8.
-
-    Returns
-    -------
-    tuple of (int, int)
-        ``paths`` directions ``(dy, dx)`` [pixels].
-    """
-    if paths not in (4, 8):
-        raise InputError("match.sgm_paths", repr(paths), "4 or 8")
-    return _DIRECTIONS[:paths]
 
 
 def semi_global_match(left, right, options: MatchOptions | None = None, *,
@@ -134,16 +112,14 @@ def semi_global_match(left, right, options: MatchOptions | None = None, *,
     if not isinstance(options, MatchOptions):
         raise InputError("semi_global_match.options", type(options).__name__, "a MatchOptions")
     xp = get_array_module(left, right)
-    left = _check_image(xp, left, "semi_global_match.left")
-    right = _check_image(xp, right, "semi_global_match.right")
+    left = check_image(left, "semi_global_match.left")
+    right = check_image(right, "semi_global_match.right")
     if left.shape != right.shape:
         raise InputError("semi_global_match.right", f"shape {right.shape}",
                          f"the left image's shape {left.shape}")
     H, W = left.shape
     dmin, dmax = int(options.dmin), int(options.dmax)
     if strip_rows is None:
-        from ..memory import memory_budget, plan_matching
-
         b = memory_budget(xp, max_memory)
         plan = plan_matching(H, W, dmax - dmin + 1, b["budget_bytes"], limit=b["limit_bytes"], method="sgm",
                              paths=int(options.sgm_paths), device=xp is not np)
@@ -155,12 +131,8 @@ def semi_global_match(left, right, options: MatchOptions | None = None, *,
 
     cost = _cost_volume(left, right, int(options.block), dmin, dmax, float(options.proximity_weight))
     agg = None
-    if xp is not np:
-        from ..phasing.runs import kernels_enabled
-        from ._sgm_kernel import MAX_DISPARITIES, aggregate_costs_kernel
-
-        if kernels_enabled(kernels) and cost.shape[2] <= MAX_DISPARITIES:
-            agg = aggregate_costs_kernel(cost, p1=options.sgm_p1, p2=options.sgm_p2, paths=options.sgm_paths)
+    if use_kernels(xp, kernels) and cost.shape[2] <= MAX_DISPARITIES:
+        agg = aggregate_costs_kernel(cost, p1=options.sgm_p1, p2=options.sgm_p2, paths=options.sgm_paths)
     if agg is None:
         agg = _aggregate(cost, float(options.sgm_p1), float(options.sgm_p2), int(options.sgm_paths))
 
@@ -215,9 +187,8 @@ def sgm_cost_volume(left, right, options: MatchOptions | None = None):
         ``x - d`` lies outside the image.
     """
     options = MatchOptions() if options is None else options
-    xp = get_array_module(left, right)
-    left = _check_image(xp, left, "sgm_cost_volume.left")
-    right = _check_image(xp, right, "sgm_cost_volume.right")
+    left = check_image(left, "sgm_cost_volume.left")
+    right = check_image(right, "sgm_cost_volume.right")
     if left.shape != right.shape:
         raise InputError("sgm_cost_volume.right", f"shape {right.shape}", f"the left image's shape {left.shape}")
     return _cost_volume(left, right, int(options.block), int(options.dmin), int(options.dmax),

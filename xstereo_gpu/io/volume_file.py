@@ -24,8 +24,10 @@ from typing import Any
 
 import numpy as np
 
+from .. import __version__
 from ..backend import to_host
 from ..errors import InputError, check
+from .cxi import _dataset, _open_hdf5
 from .export import jsonable
 from .staging import atomic_file
 
@@ -61,8 +63,6 @@ def write_volume_h5(path: str | os.PathLike, volume: Any, *, voxel_size_nm, orig
         ``path``.
     """
     import h5py
-
-    from .. import __version__
 
     vol = np.asarray(to_host(volume))
     check(vol.ndim == 3, f"{path}: volume", f"shape {vol.shape}", "a 3-D (Z, Y, X) volume")
@@ -114,8 +114,6 @@ def read_volume_h5(path: str | os.PathLike, *, allow_external_data: bool = False
         ``voxel_size_nm`` and ``origin_nm`` (tuples, z, y, x) and ``attrs`` (the root attributes;
         JSON-text attributes are returned as text).
     """
-    from .cxi import _dataset, _open_hdf5
-
     p = pathlib.Path(path)
     check(p.is_file(), str(p), "no such file" if not p.exists() else "not a file", "an existing volume.h5")
     with _open_hdf5(p, allow_external=allow_external_data) as f:
@@ -158,8 +156,6 @@ def write_mesh_ply(path: str | os.PathLike, vertices: Any, faces: Any, *, units:
     pathlib.Path
         ``path``.
     """
-    from .. import __version__
-
     v = np.asarray(to_host(vertices))
     f = np.asarray(to_host(faces))
     check(v.ndim == 2 and v.shape[1] == 3, f"{path}: vertices", f"shape {v.shape}", "(V, 3) x, y, z")
