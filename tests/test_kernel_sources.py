@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-import xstereo_gpu
 from xstereo_gpu import _kernels
 
 ROOT = Path(__file__).resolve().parents[1]

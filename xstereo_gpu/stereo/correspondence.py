@@ -15,13 +15,9 @@ Points are ``(M, 2) float64`` NumPy arrays of ``(x, y) = (column, row)`` in view
 
 from __future__ import annotations
 
-import importlib
-
 import numpy as np
-import scipy.fft
-import scipy.ndimage
 
-from ..backend import fft_workers, get_array_module, to_host
+from ..backend import fft_workers, get_array_module, scipy_module, to_host
 from ..checks import check_image
 from ..errors import InputError
 from .fundamental import fit_rigid
@@ -116,7 +112,7 @@ def epipolar_matches(left, right, *, search: tuple[int, int] = (-40, 40), vertic
     if dmin > dmax:
         raise InputError("epipolar_matches.search", repr(search), "(dmin, dmax) with dmin <= dmax")
     V, h = int(vertical), int(patch)
-    ndi = _scipy_module(L, "ndimage")
+    ndi = scipy_module(L, "ndimage")
     if sigma > 0:
         L = ndi.gaussian_filter(L, sigma, mode="nearest")
         R = ndi.gaussian_filter(R, sigma, mode="nearest")
@@ -233,7 +229,7 @@ def ncc_surfaces(left, right, points, *, patch: int = 10, search: tuple[int, int
     rows = c[:, 1, None] - V - h + pad + np.arange(hr)[None]          # (K, hr)
     cols = c[:, 0, None] - dmax - h + pad + np.arange(wr)[None]       # (K, wr): col j -> d = dmax - j
     reg = Rp[xp.asarray(rows)[:, :, None], xp.asarray(cols)[:, None, :]]   # (K, hr, wr)
-    fft = _scipy_module(L, "fft")
+    fft = scipy_module(L, "fft")
     kw = {"workers": fft_workers()} if xp is np else {}
     shape = (hr, wr)
     num = fft.irfft2(fft.rfft2(reg, s=shape, **kw) * xp.conj(fft.rfft2(tmpl, s=shape, **kw)), s=shape,
@@ -256,7 +252,7 @@ def _structured_points(xp, img, *, window: float, spacing: int, quality: float, 
     """Grid points ``(x, y)`` (K, 2) float64 whose window holds 2-D structure: the smaller eigenvalue
     of the structure tensor integrated over ``window`` is at least ``quality`` times its maximum;
     the ``max_points`` strongest, on a grid of step ``spacing`` (deterministic)."""
-    ndi = _scipy_module(img, "ndimage")
+    ndi = scipy_module(img, "ndimage")
     ix = ndi.sobel(img, axis=1, mode="nearest")
     iy = ndi.sobel(img, axis=0, mode="nearest")
     sxx = ndi.gaussian_filter(ix * ix, window, mode="nearest")
@@ -367,11 +363,3 @@ def _window_sum(xp, a, P: int):
     c = xp.cumsum(xp.cumsum(a.astype(np.float64), axis=1), axis=2)
     c = xp.pad(c, ((0, 0), (1, 0), (1, 0)))
     return (c[:, P:, P:] - c[:, :-P, P:] - c[:, P:, :-P] + c[:, :-P, :-P]).astype(np.float32)
-
-
-def _scipy_module(x, name: str):
-    """``scipy.<name>`` for a NumPy array, ``cupyx.scipy.<name>`` for a CuPy one (imported on first use)."""
-    # TODO scipy_module: replace with backend.scipy_module(x, name)
-    if get_array_module(x) is np:
-        return {"fft": scipy.fft, "ndimage": scipy.ndimage}[name]
-    return importlib.import_module(f"cupyx.scipy.{name}")

@@ -16,12 +16,9 @@ Which homographies rectify a pair is decided in :mod:`~.rectify`.
 
 from __future__ import annotations
 
-import importlib
-
 import numpy as np
-import scipy.ndimage
 
-from ..backend import get_array_module, to_host
+from ..backend import get_array_module, scipy_module, to_host
 from ..errors import InputError
 
 __all__ = ["apply_homography", "original_coordinates", "rectify", "vertical_residual"]
@@ -98,7 +95,7 @@ def rectify(views, H_left, H_right, *, order: int = 3, cval: float = 0.0):
     if xp.iscomplexobj(views):
         raise InputError("rectify.views", f"dtype {views.dtype}",
                          "real views (warp amplitude and phase apart)")
-    ndi = _ndimage(views)
+    ndi = scipy_module(views, "ndimage")
     out = []
     for k, Hk in enumerate((H_left, H_right)):
         coords = original_coordinates(Hk, shape[1:], like=views)
@@ -139,11 +136,3 @@ def original_coordinates(H, shape, *, like=None):
     x = (Hi[0, 0] * xx + Hi[0, 1] * yy + Hi[0, 2]) / w
     y = (Hi[1, 0] * xx + Hi[1, 1] * yy + Hi[1, 2]) / w
     return xp.stack([y, x]).astype(np.float32)
-
-
-def _ndimage(x):
-    """``scipy.ndimage`` for a NumPy array, ``cupyx.scipy.ndimage`` for a CuPy one (imported on first use)."""
-    # TODO scipy_module: replace with backend.scipy_module(x, "ndimage")
-    if get_array_module(x) is np:
-        return scipy.ndimage
-    return importlib.import_module("cupyx.scipy.ndimage")
