@@ -35,7 +35,15 @@ from typing import Any, Callable
 import numpy as np
 
 from .backend import device_info, synchronize
+from .cloud._knn_kernel import knn_mean_distance_kernel
+from .cloud.outliers import knn_mean_distance
 from .config import MatchOptions, PhasingOptions, PipelineOptions
+from .phasing._fft import fft2, ifft2
+from .phasing.runs import PhaseRetrieval
+from .pipeline import run_pipeline
+from .simulate import simulate_shot
+from .stereo._bm_kernel import block_match_kernel
+from .stereo.disparity import block_match
 
 __all__ = ["BenchCase", "run_bench", "format_table", "time_fn", "measure_limits", "hot_path_cases",
            "measure_case", "TARGETS_MS"]
@@ -83,12 +91,10 @@ def measure_limits(xp, *, copy_bytes: int, fft_shape: tuple[int, ...], repeat: i
         ``copy_s`` [s], ``copy_bytes``, ``bandwidth_bytes_per_s`` (read + write: ``2 copy_bytes /
         copy_s``), ``fft_pair_s`` [s], ``fft_shape``.
     """
-    from .phasing._fft import fft2, ifft2
-
     a = xp.ones(int(copy_bytes) // 4, dtype=xp.float32)
     b = xp.empty_like(a)
     t_copy = time_fn(xp, lambda: xp.copyto(b, a), repeat=repeat)
-    del a, b
+    a = b = None  # free the copy buffers before the FFT
     rng = np.random.default_rng(1)
     x = xp.asarray((rng.standard_normal(fft_shape) + 1j * rng.standard_normal(fft_shape)).astype(np.complex64))
     t_fft = time_fn(xp, lambda: ifft2(fft2(x)), repeat=repeat)
@@ -143,8 +149,6 @@ class BenchCase:
 
 
 def _dm_cases(xp, v, r, n, *, gpu: bool, repeat: int, full_size: bool) -> list[BenchCase]:
-    from .phasing.runs import PhaseRetrieval
-
     rng = np.random.default_rng(0)
     inten = xp.asarray(rng.random((v, n, n), dtype=np.float32))
     support = xp.zeros((v, n, n), dtype=bool)
@@ -168,8 +172,6 @@ def _dm_cases(xp, v, r, n, *, gpu: bool, repeat: int, full_size: bool) -> list[B
 
 
 def _bm_cases(xp, h, *, gpu: bool, repeat: int, full_size: bool) -> list[BenchCase]:
-    from .stereo.disparity import block_match
-
     rng = np.random.default_rng(2)
     left = xp.asarray(rng.random((h, h), dtype=np.float32))
     right = xp.roll(left, 5, axis=1)
@@ -185,8 +187,6 @@ def _bm_cases(xp, h, *, gpu: bool, repeat: int, full_size: bool) -> list[BenchCa
                                lambda opt=opt: block_match(left, right, opt, kernels=False),
                                repeat=max(1, repeat // 2), **common))
         if gpu:
-            from .stereo._bm_kernel import block_match_kernel
-
             cases.append(BenchCase(key, f"block matching {block}x{block} (kernel)", shape,
                                    lambda opt=opt: block_match_kernel(left, right, opt), repeat=repeat,
                                    target_ms=TARGETS_MS[key] if full_size else None, **common))
@@ -194,8 +194,6 @@ def _bm_cases(xp, h, *, gpu: bool, repeat: int, full_size: bool) -> list[BenchCa
 
 
 def _knn_cases(xp, m_twin, m_kernel, *, gpu: bool, repeat: int, full_size: bool) -> list[BenchCase]:
-    from .cloud.outliers import knn_mean_distance
-
     rng = np.random.default_rng(3)
     pts = xp.asarray(rng.random((max(m_twin, m_kernel), 3)) * 1000.0)
     twin_pts = pts[:m_twin]
@@ -203,8 +201,6 @@ def _knn_cases(xp, m_twin, m_kernel, *, gpu: bool, repeat: int, full_size: bool)
                        lambda: knn_mean_distance(twin_pts, 80, kernels=False), m_twin / 1e6, "M points/s",
                        32.0 * m_twin, repeat=max(1, min(3, repeat // 2)))]
     if gpu:
-        from .cloud._knn_kernel import knn_mean_distance_kernel
-
         kpts = pts[:m_kernel]
         cases.append(BenchCase("knn", "kNN mean distance k=80 (kernel)", f"{m_kernel:,} points",
                                lambda: knn_mean_distance_kernel(kpts, 80), m_kernel / 1e6, "M points/s",
@@ -328,9 +324,6 @@ def run_bench(xp, *, quick: bool = False, pipeline: bool = True, progress: Calla
     del cases
 
     if pipeline:
-        from .pipeline import run_pipeline
-        from .simulate import simulate_shot
-
         say("pipeline")
         shot = simulate_shot()
         opts = PipelineOptions.for_profile("paper" if gpu else "cpu")

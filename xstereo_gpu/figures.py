@@ -9,6 +9,7 @@ import pathlib
 
 import numpy as np
 
+from .cloud.volume import surface_mesh
 from .shot import VIEW_NAMES
 
 __all__ = ["figure_patterns", "figure_views", "figure_disparity", "figure_depth", "figure_cloud", "figure_surface",
@@ -148,8 +149,6 @@ def figure_surface(reconstruction, path, *, max_faces: int = 40000) -> None:
     """
     plt = _plt()
     from mpl_toolkits.mplot3d.art3d import Poly3DCollection
-
-    from .cloud.volume import surface_mesh
 
     r = reconstruction
     vol = np.asarray(r.volume, dtype=np.float32)

@@ -152,7 +152,7 @@ def semi_global_match(left, right, options: MatchOptions | None = None, *,
             out["q" + side][r0:r1] = q
 
     run_bands(xp, run, bands)
-    del agg, cost
+    agg = cost = None  # free the volumes (the closure above holds them)
     return _texture_mask(out, left, right, options)
 
 
@@ -475,7 +475,7 @@ def _strip_match(left, right, options: MatchOptions, rows: int, out: dict, worke
                 out["q" + side][r0 + a0:r0 + a1] = q
 
         run_bands(xp, run, [(a, min(n, a + step)) for a in range(0, n, step)])
-        del agg, cost
+        agg = cost = None  # free this strip's volumes (the closure above holds them)
 
 
 def _winner(agg, cost, dmin: int, side: str):
