@@ -10,15 +10,13 @@ import re
 
 import numpy as np
 import pytest
+from _helpers import FIELDS, poison_empty
 
 from xstereo_gpu._kernels import kernel_source
 from xstereo_gpu.config import MatchOptions
 from xstereo_gpu.errors import InputError
 from xstereo_gpu.stereo._bm_kernel import KERNEL_FILE, MAX_BLOCK, block_match_kernel
 from xstereo_gpu.stereo.disparity import block_match
-
-FIELDS = ("disparity_left", "disparity_right", "cost_left", "cost_right", "confidence_left", "confidence_right")
-
 
 # ------------------------------------------------------------------------------------------ CPU
 
@@ -105,18 +103,6 @@ def _textured_pair(rng, h, w, shift, flat=False):
     return np.ascontiguousarray(left), np.ascontiguousarray(right)
 
 
-def _poison(monkeypatch, cupy):
-    """Make the binding's output buffers start as a sentinel, so unwritten pixels fail."""
-    empty = cupy.empty
-
-    def poisoned(shape, dtype=float, *args, **kwargs):
-        a = empty(shape, dtype, *args, **kwargs)
-        a.fill(-12345.0)
-        return a
-
-    monkeypatch.setattr(cupy, "empty", poisoned)
-
-
 def _compare(res_k, res_np, cupy):
     for f in FIELDS:
         got = cupy.asnumpy(getattr(res_k, f))
@@ -140,7 +126,7 @@ def test_parity_with_twin(monkeypatch, block, dmin, dmax, shift):
     opts = MatchOptions(block=block, dmin=dmin, dmax=dmax, proximity_weight=0.05,
                         texture_threshold=0.05 / max(1, block // 3))
     want = block_match(left, right, opts)
-    _poison(monkeypatch, cupy)
+    poison_empty(monkeypatch, cupy)
     got = block_match_kernel(cupy.asarray(left), cupy.asarray(right), opts)
     _compare(got, want, cupy)
     assert np.isfinite(want.disparity_left).sum() > 0.2 * left.size  # the test sees valid pixels
@@ -158,7 +144,7 @@ def test_parity_random_no_texture_rule(monkeypatch, block):
     right = rng.random((37, 33), dtype=np.float32)
     opts = MatchOptions(block=block, dmin=-40, dmax=35, proximity_weight=0.0, texture_threshold=0.0)
     want = block_match(left, right, opts)
-    _poison(monkeypatch, cupy)
+    poison_empty(monkeypatch, cupy)
     got = block_match_kernel(cupy.asarray(left), cupy.asarray(right), opts)
     _compare(got, want, cupy)
 
@@ -172,7 +158,7 @@ def test_parity_uniform_images_and_float64_input(monkeypatch):
     for thr in (0.0, 0.05):
         opts = MatchOptions(block=3, dmin=-5, dmax=5, texture_threshold=thr)
         want = block_match(left, right, opts)
-        _poison(monkeypatch, cupy)
+        poison_empty(monkeypatch, cupy)
         got = block_match_kernel(cupy.asarray(left), cupy.asarray(right), opts)
         _compare(got, want, cupy)
         monkeypatch.undo()

@@ -1,27 +1,25 @@
-"""Experiment 3, the nanoparticle pyramid (issue 4): what the stereo stage reaches on correct views,
-and the phasing limitation that the pyramid runs into (twin stagnation with a centrosymmetric support).
+"""Experiment 3, the nanoparticle pyramid (issue 4): what the stereo stage reaches on correct views.
 
-The pipeline does not yet phase the simulated pyramid (see the strict xfail below and the issue-4
-report): its exit wave ``view - background`` fills the square base of the notch, whose support is
-centrosymmetric, and difference-map runs stagnate in a superposition of the object and its twin
-even with the exact support and noise-free data. The same texture inside a triangle is recovered.
+The pipeline does not yet phase the simulated pyramid (see the strict xfail
+test_runs.py::test_square_support_phases_a_dense_texture and the issue-4 report): its exit wave
+``view - background`` fills the square base of the notch, whose support is centrosymmetric, and
+difference-map runs stagnate in a superposition of the object and its twin even with the exact
+support and noise-free data. The same texture inside a triangle is recovered
+(test_runs.py::test_non_centrosymmetric_support_phases_a_dense_texture). The pyramid's stray-sphere
+option is tested in test_phantoms.py and test_options.py, the box support in test_support.py and
+test_runs.py.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.spatial import cKDTree
 
 from xstereo_gpu.accuracy import score
 from xstereo_gpu.backend import to_host
-from xstereo_gpu.config import PhasingOptions, PipelineOptions
-from xstereo_gpu.errors import InputError
-from xstereo_gpu.phasing.quality import view_error
-from xstereo_gpu.phasing.runs import PhaseRetrieval, phase_retrieval
-from xstereo_gpu.phasing.support import box_support
+from xstereo_gpu.config import PipelineOptions
 from xstereo_gpu.pipeline import Pipeline
-from xstereo_gpu.simulate import Pyramid, SimulationOptions, simulate_shot
+from xstereo_gpu.simulate import SimulationOptions, simulate_shot
 
 #: The pyramid recipe's stereo values this file relies on (config.SAMPLE_RECIPES["pyramid"]): a texture
 #: threshold of 0.03 for 23 x 23 blocks (0.05 kept too few blocks of the "none"-mode views: completeness
@@ -108,135 +106,3 @@ def test_stereo_meets_the_targets_on_the_provided_views(pyramid_shot, xp):
     assert acc["completeness_2dz"] >= 0.9
     assert min(acc["completeness_2dz_by_part"].values()) >= 0.85
     assert abs(acc["pyramid_height_error"]) <= 0.05
-
-
-def _texture_phasing_error(shape: str, *, n: int = 192, side: int = 84, seed: int = 0) -> np.ndarray:
-    """Per-run view error of DM with the exact support on noise-free data of a random complex
-    texture on a uniform patch (like the notch: patch + particles) filling ``shape``."""
-    rng = np.random.default_rng(seed)
-    i, j = np.mgrid[:n, :n] - n // 2
-    h = side // 2
-    if shape == "square":
-        support = (np.abs(i) < h) & (np.abs(j) < h)
-    else:  # right triangle: same texture, no centre of symmetry
-        support = (i >= -h) & (j >= -h) & (i + j <= h)
-    texture = (0.3 + 0.7 * rng.random((n, n))) * np.exp(1j * rng.uniform(-1, 1, (n, n)))
-    obj = np.where(support, 0.5 + texture, 0).astype(np.complex64)
-    intensity = (np.abs(np.fft.fftshift(np.fft.fft2(obj))) ** 2).astype(np.float32)[None]
-    opts = PhasingOptions(runs=4, iterations=300, shrinkwrap_every=0, seed=seed)
-    res = phase_retrieval(intensity, np.ones(intensity.shape, bool), opts, support=support[None])
-    return np.asarray(view_error(res.best[0], obj)["error"])
-
-
-def test_non_centrosymmetric_support_phases_a_dense_texture():
-    """The exact triangle support: every run recovers the texture (error < 1e-3)."""
-    err = _texture_phasing_error("triangle")
-    assert err.shape == (4,) and np.all(err < 1e-3), err
-
-
-@pytest.mark.xfail(strict=True, reason="twin stagnation: with a centrosymmetric (square) support, difference-map "
-                   "runs stall in an object + twin superposition (measured errors 0.10-0.13 for every run); "
-                   "this is why the pyramid's notch (a square) does not phase (issue 4)")
-def test_square_support_phases_a_dense_texture():
-    err = _texture_phasing_error("square")
-    assert np.min(err) < 0.01, err
-
-
-# -- stray spheres: the sample option that breaks the support's centrosymmetry ---------------------
-def test_stray_spheres_lie_beside_the_rim_and_leave_the_notch_unchanged():
-    base = SimulationOptions.for_sample("pyramid")
-    assert base.stray_spheres == 0
-    opts = base.replace(stray_spheres=8, stray_band_um=0.2)
-    ph0, ph = Pyramid.from_options(base), Pyramid.from_options(opts)
-    c0, f0, _ = ph0.spheres()
-    c, f, feet = ph.spheres()
-    assert len(c) == len(c0) + 8 and np.array_equal(c[:len(c0)], c0) and np.array_equal(f[:len(c0)], f0)
-    stray = f == 4
-    assert stray.sum() == 8 and not np.any(f0 == 4)
-    r, t, half = ph.sphere_radius_m, ph.thickness_m, ph.base_m / 2
-    m = np.max(np.abs(c[stray, :2]), axis=1)
-    assert np.all(m >= half + 2 * r - 1e-15) and np.all(m <= half + 0.2e-6 + 1e-15)    # in the band
-    np.testing.assert_allclose(c[stray, 2], -(t / 2 + r))                              # on the flat membrane
-    np.testing.assert_allclose(feet[stray, 2], 0.0)
-    d, _ = cKDTree(c).query(c, k=2)
-    assert d[:, 1].min() >= 2 * r * (1 - 1e-9)                                         # no overlaps
-    # the support of the exit wave (view - background) is no longer centrosymmetric
-    shot = simulate_shot(opts.replace(photons=1e8))
-    obj = np.abs(np.asarray(shot.truth.phasable_views[0])) > 1e-4
-    n = obj.shape[-1]
-    flipped = np.roll(obj[::-1, ::-1], 1, axis=(0, 1))
-    best = max((obj & np.roll(flipped, (dy, dx), axis=(0, 1))).sum() for dy in range(-6, 7) for dx in range(-6, 7))
-    assert best < obj.sum() - 8 * 10                          # the inverted support never covers the strays
-    assert "8 stray spheres" in shot.truth.description and n == 384
-
-
-@pytest.mark.parametrize("changes, where", [
-    (dict(stray_spheres=-1), "simulate.stray_spheres"),
-    (dict(stray_spheres=2.5), "simulate.stray_spheres"),
-    (dict(stray_spheres=4, stray_band_um=0.1), "simulate.stray_band_um"),
-    (dict(stray_band_um=float("nan")), "simulate.stray_band_um"),
-])
-def test_bad_stray_options_name_the_option(changes, where):
-    with pytest.raises(InputError) as err:
-        SimulationOptions.for_sample("pyramid", **changes)
-    assert err.value.where == where
-
-
-# -- phasing options for objects whose autocorrelation is unreliable ---------------------------------
-def test_box_support_is_the_centred_half_field(xp):
-    inten = xp.ones((2, 64, 64), dtype=xp.float32)
-    box = to_host(box_support(inten))
-    assert box.shape == (2, 64, 64) and box.dtype == bool and box.sum() == 2 * 32 * 32
-    rows, cols = np.where(box[0])
-    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (16, 47, 16, 47)    # centred on (32, 32)
-    assert to_host(box_support(inten, fraction=0.25))[1].sum() == 16 * 16
-    with pytest.raises(InputError, match="box support"):
-        box_support(inten, fraction=0.0)
-
-
-def _small_object(n=64, seed=3):
-    rng = np.random.default_rng(seed)
-    obj = np.zeros((n, n), np.complex64)
-    obj[22:38, 25:37] = 0.5 + rng.random((16, 12))           # a real, positive texture
-    obj[20:23, 40:43] = 1.0                                    # a particle beside it: no centre of symmetry
-    inten = (np.abs(np.fft.fftshift(np.fft.fft2(obj))) ** 2).astype(np.float32)[None]
-    return obj, inten
-
-
-def test_box_start_and_shrink_only_shrinkwrap(xp):
-    """``initial_support="box"`` starts every run from the half-field box; with
-    ``shrinkwrap_grow=False`` supports only shrink, so they stay inside it; the object is recovered."""
-    obj, inten = _small_object()
-    opts = PhasingOptions(runs=4, iterations=200, shrinkwrap_every=20, shrinkwrap_threshold=0.2, seed=1)
-    pr = PhaseRetrieval(xp.asarray(inten), xp.ones(inten.shape, dtype=bool), opts, initial_support="box",
-                        shrinkwrap_grow=False)
-    box = to_host(box_support(inten))[:, None]
-    assert np.array_equal(to_host(pr.support), np.broadcast_to(box, pr.support.shape))
-    areas = [to_host(pr.support.sum(axis=(-2, -1)))]
-    while not pr.done():
-        pr.update(opts.shrinkwrap_every)
-        areas.append(to_host(pr.support.sum(axis=(-2, -1))))
-    areas = np.stack(areas)
-    assert np.all(np.diff(areas, axis=0) <= 0)                     # never grows
-    assert np.all(to_host(pr.support) <= box)                      # inside the box
-    assert areas[-1].max() < 0.5 * areas[0].min()                  # and it did shrink
-    res = phase_retrieval(xp.asarray(inten), xp.ones(inten.shape, dtype=bool), opts, initial_support="box",
-                          shrinkwrap_grow=False)
-    assert view_error(to_host(res.views[0]), obj)["error"] < 0.15       # 0.072, as from the default start
-
-
-def test_phasing_defaults_are_unchanged(xp):
-    """Without the keywords (and without the option fields) runs start from the autocorrelation
-    support cut by random half-planes, and shrink-wrap may grow a support, as before."""
-    _, inten = _small_object()
-    opts = PhasingOptions(runs=3, iterations=40, seed=2)
-    pr = PhaseRetrieval(xp.asarray(inten), xp.ones(inten.shape, dtype=bool), opts)
-    ref = PhaseRetrieval(xp.asarray(inten), xp.ones(inten.shape, dtype=bool), opts, initial_support="autocorrelation",
-                         shrinkwrap_grow=True)
-    assert pr.shrinkwrap_grow is True
-    np.testing.assert_array_equal(to_host(pr.support), to_host(ref.support))
-    np.testing.assert_array_equal(to_host(pr.x), to_host(ref.x))
-    s = to_host(pr.support)
-    assert not np.array_equal(s[0, 0], s[0, 1])                    # half-planes differ between runs
-    with pytest.raises(InputError, match="initial_support"):
-        PhaseRetrieval(xp.asarray(inten), xp.ones(inten.shape, dtype=bool), opts, initial_support="disc")

@@ -13,16 +13,19 @@ import subprocess
 
 import numpy as np
 import pytest
+from _helpers import FIELDS, poison_empty
 
 from xstereo_gpu._kernels import kernel_source
 from xstereo_gpu.config import MatchOptions
 from xstereo_gpu.errors import InputError
-from xstereo_gpu.stereo._sgm_kernel import (KERNEL_FILE, MAX_DISPARITIES, _DPT, aggregate_costs_kernel,
-                                            launch_config)
+from xstereo_gpu.stereo._sgm_kernel import (
+    _DPT,
+    KERNEL_FILE,
+    MAX_DISPARITIES,
+    aggregate_costs_kernel,
+    launch_config,
+)
 from xstereo_gpu.stereo.sgm import INVALID_COST, aggregate_costs, semi_global_match
-
-FIELDS = ("disparity_left", "disparity_right", "cost_left", "cost_right", "confidence_left", "confidence_right")
-
 
 # ------------------------------------------------------------------------------------------ CPU
 
@@ -101,18 +104,6 @@ def test_numpy_arrays_rejected_with_pointer_to_twin():
 # ------------------------------------------------------------------------------------------ GPU
 
 
-def _poison(monkeypatch, cupy):
-    """Make the binding's output buffer start as a sentinel, so unwritten entries fail."""
-    empty = cupy.empty
-
-    def poisoned(shape, dtype=float, *args, **kwargs):
-        a = empty(shape, dtype, *args, **kwargs)
-        a.fill(-12345.0)
-        return a
-
-    monkeypatch.setattr(cupy, "empty", poisoned)
-
-
 def _volume(rng, H, W, D, invalid=True):
     cost = rng.random((H, W, D), dtype=np.float32)
     if invalid:  # the invalid wedges of a signed range: x - d outside the image
@@ -133,7 +124,7 @@ def test_parity_with_twin(monkeypatch, paths, H, W, D):
     rng = np.random.default_rng(H * 1000 + W * 10 + D + paths)
     cost = _volume(rng, H, W, D)
     want = aggregate_costs(cost, p1=0.03, p2=0.3, paths=paths)
-    _poison(monkeypatch, cupy)
+    poison_empty(monkeypatch, cupy)
     got = aggregate_costs_kernel(cupy.asarray(cost), p1=0.03, p2=0.3, paths=paths)
     got = cupy.asnumpy(got)
     assert got.dtype == np.float32 and got.shape == want.shape

@@ -1,4 +1,5 @@
-"""Tests of the simulator's samples: materials (xraydb), the phase cross and the nanoparticle pyramid."""
+"""The simulator (xstereo_gpu.simulate.simulator) on its three samples: the truth it records, the views' grey levels,
+the frame, determinism; the demo cross, the phase cross and the nanoparticle pyramid."""
 
 from __future__ import annotations
 
@@ -6,21 +7,20 @@ import math
 
 import numpy as np
 import pytest
-from scipy.spatial import cKDTree
 
-from xstereo_gpu.backend import to_host
-from xstereo_gpu.errors import InputError
-from xstereo_gpu.geometry import StereoGeometry
 from xstereo_gpu.shot import GroundTruth, Shot
-from xstereo_gpu.simulate import (SAMPLES, CrossLid, Layer, Pyramid, SimulationOptions, delta_beta,
-                                  energy_from_wavelength, far_field, misalign, misalignment_matrix, path_length,
-                                  photon_counts, simulate_shot, stack_delta_beta, stack_transmission,
-                                  wavelength_from_energy)
+from xstereo_gpu.simulate import (
+    CrossLid,
+    SimulationOptions,
+    far_field,
+    illumination,
+    misalignment_matrix,
+    path_length,
+    photon_counts,
+    simulate_shot,
+    stack_delta_beta,
+)
 from xstereo_gpu.simulate.phantoms import inside_cross
-
-xraydb = pytest.importorskip("xraydb")
-
-E24 = 1.239841984e-6 / 24e-9          # photon energy at 24 nm [eV]
 
 
 @pytest.fixture(scope="module")
@@ -29,118 +29,81 @@ def phase_cross():
     return opts, simulate_shot(opts)
 
 
-@pytest.fixture(scope="module")
-def pyramid():
-    opts = SimulationOptions.for_sample("pyramid")
-    return opts, simulate_shot(opts)
+# -- the demo cross --------------------------------------------------------------------------------
+def test_truth_shapes_and_dtypes(demo):
+    opts, shot = demo
+    tr = shot.truth
+    n = opts.pattern_size
+    assert isinstance(shot, Shot) and isinstance(tr, GroundTruth)
+    assert tr.views.shape == (2, n, n) and tr.views.dtype == np.complex64
+    assert tr.pixel_size_m == pytest.approx(shot.pixel_size_m) == pytest.approx(opts.pixel_size_m)
+    assert tr.edge_points_m.ndim == 2 and tr.edge_points_m.shape[1] == 3 and tr.edge_points_m.dtype == np.float64
+    assert tr.edge_labels.shape == (tr.edge_points_m.shape[0],) and tr.edge_labels.dtype == np.int8
+    assert "cross" in tr.description and "incoherent" in tr.description
+    assert shot.sample == "cross" and shot.pattern_size == n
+    assert shot.detector_pixel_m == pytest.approx(54e-6)
+    assert shot.extra == {"photons": 1e7, "seed": 0, "binning": 4}
+    assert shot.centres_px.shape == (2, 2) and shot.centres_px.dtype == np.float64
+    shot.validate()
 
 
-# -- materials -------------------------------------------------------------------------------------
-@pytest.mark.parametrize("formula, density, energy", [("Si3N4", 3.17, E24), ("Au", 19.3, E24), ("Cr", 7.15, E24),
-                                                      ("Si3N4", 3.17, 750.0), ("Au", 19.3, 750.0)])
-def test_delta_beta_agree_with_xraydb(formula, density, energy):
-    d, b = delta_beta(formula, energy)                     # density from xraydb's tables
-    rd, rb, _ = xraydb.xray_delta_beta(formula, density, energy)
-    assert d == pytest.approx(rd, rel=1e-12) and b == pytest.approx(rb, rel=1e-12)
-    assert d > 0 and b > 0
-    d2, b2 = delta_beta(formula, energy, density_g_cm3=2 * density)   # linear in density
-    assert d2 == pytest.approx(2 * d, rel=1e-9) and b2 == pytest.approx(2 * b, rel=1e-9)
+def test_views_dark_on_membrane_bright_in_kerf(demo):
+    opts, shot = demo
+    n, dr = opts.pattern_size, opts.pixel_size_m
+    ill = illumination(n, dr, (opts.beam_fwhm_um[0] * 1e-6, opts.beam_fwhm_um[1] * 1e-6))
+    ratio = np.abs(shot.truth.views) / ill
+    # plain membrane: amplitude exp(-t / cos a / (2 l)) = exp(-229 / cos(9.5) / 40) = 0.0030
+    np.testing.assert_allclose(ratio[:, :10, :10], math.exp(-229 / math.cos(math.radians(9.5)) / 40), rtol=1e-3)
+    ph = CrossLid.from_options(opts)
+    a, b, _ = ph.outer
+    k = ph.kerf_m
+    # mid-kerf at the tips of both arms: open (|view| = illumination) in both views
+    for u, v in ((a - k / 2, 0.0), (-a + k / 2, 0.0), (0.0, b - k / 2), (0.0, -b + k / 2)):
+        x, y = ph.sample_to_object(u, v)
+        r, c = int(round(n // 2 + y / dr)), int(round(n // 2 + x / dr))
+        assert np.all(ratio[:, r, c] > 0.99), (u, v, ratio[:, r, c])
+    # the lid itself is opaque
+    assert np.all(ratio[:, n // 2, n // 2] < 0.01)
+    # where the tilted lid rises beside its vertical arm, the views differ (stereo information)
+    assert np.abs(ratio[0] - ratio[1]).max() > 0.3
 
 
-def test_stack_transmission_is_product_of_layers():
-    layers = [("Si3N4", 75e-9), ("Au", 150e-9), Layer("Cr", 4e-9)]
-    a = math.radians(9.5)
-    k = 2 * math.pi / wavelength_from_energy(E24)
-    expected = 1.0 + 0j
-    for f, t, rho in (("Si3N4", 75e-9, 3.17), ("Au", 150e-9, 19.3), ("Cr", 4e-9, 7.15)):
-        d, b, _ = xraydb.xray_delta_beta(f, rho, E24)
-        expected *= np.exp(-1j * k * (d - 1j * b) * t / math.cos(a))
-    got = stack_transmission(layers, energy_eV=E24, angle_rad=a)
-    assert got == pytest.approx(expected, rel=1e-9)
-    # the paper's membrane is nearly opaque at 24 nm: |T| ~ 0.02
-    assert 0.005 < abs(got) < 0.05
-    d, b, t = stack_delta_beta(layers, E24)
-    assert t == pytest.approx(229e-9)
-    assert np.exp(-1j * k * (d - 1j * b) * t / math.cos(a)) == pytest.approx(expected, rel=1e-9)
+def test_centres_order_and_crops(demo):
+    opts, shot = demo
+    (rl, cl), (rr, cr) = shot.centres_px
+    assert cl < cr and rl == rr == 256
+    n = shot.pattern_size
+    for r, c in shot.centres_px:
+        assert r - n // 2 >= 0 and c - n // 2 >= 0 and r - n // 2 + n <= 512 and c - n // 2 + n <= 512
+    # without a beamstop the brightest pixel of each crop is its zero frequency, at the centre
+    o = opts.replace(beamstop_radius_px=0, photons=1e6)
+    s = simulate_shot(o)
+    assert not s.mask.any()
+    for r, c in s.centres_px.astype(int):
+        crop = s.frame[r - n // 2:r - n // 2 + n, c - n // 2:c - n // 2 + n]
+        assert np.unravel_index(np.argmax(crop), crop.shape) == (n // 2, n // 2)
 
 
-def test_energy_wavelength_and_bad_materials():
-    assert energy_from_wavelength(24e-9) == pytest.approx(51.66, abs=0.01)
-    assert wavelength_from_energy(750.0) == pytest.approx(1.6531e-9, rel=1e-4)
-    assert energy_from_wavelength(wavelength_from_energy(123.0)) == pytest.approx(123.0, rel=1e-12)
-    with pytest.raises(InputError, match="material"):
-        delta_beta("Unobtainium", 750.0)
-    with pytest.raises(InputError, match="photon energy"):
-        delta_beta("Au", -1.0)
-    with pytest.raises(InputError, match="thickness"):
-        Layer("Au", -5e-9)
+def test_determinism_and_progress():
+    o = SimulationOptions(photons=1e6, seed=7)
+    messages = []
+    a = simulate_shot(o, progress=messages.append)
+    b = simulate_shot(o)
+    c = simulate_shot(o.replace(seed=8))
+    assert np.array_equal(a.frame, b.frame) and np.array_equal(a.mask, b.mask)
+    assert np.array_equal(a.truth.views, c.truth.views)
+    assert not np.array_equal(a.frame, c.frame)
+    assert a.extra["seed"] == 7 and c.extra["seed"] == 8
+    assert len(messages) >= 4 and all(isinstance(m, str) for m in messages)
 
 
-# -- options ---------------------------------------------------------------------------------------
-def test_sample_defaults_and_geometry():
-    assert SAMPLES == ("cross", "phase-cross", "pyramid")
-    assert SimulationOptions.for_sample("cross") == SimulationOptions(exposures_s=(30.0, 240.0))  # HDR, as the paper
-    pc = SimulationOptions.for_sample("phase-cross")
-    assert pc.sample == "phase-cross" and sum(pc.angles_deg) == pytest.approx(12.0)
-    assert pc.energy_eV == pytest.approx(51.66, abs=0.01)
-    assert pc.membrane_layers == (("Si3N4", 60.0),) and pc.membrane_thickness_nm == 60.0
-    assert pc.right_rotation_deg == 1.0 and pc.right_shift_px == (2.0, 0.0)
-    # 12 deg at 24 nm and 45 nm pixels: the physical separation (102 px) would put each pattern's centre
-    # inside the other's crop; the phase cross records them side by side, crops disjoint
-    assert SimulationOptions.for_sample("phase-cross", pattern_separation_px=None).centres_px[1][1] - \
-        SimulationOptions.for_sample("phase-cross", pattern_separation_px=None).centres_px[0][1] == 102
-    (_, cl), (_, cr) = pc.centres_px
-    assert cr - cl == pc.pattern_size and cl - pc.pattern_size // 2 >= 0
-    assert cr + pc.pattern_size - pc.pattern_size // 2 <= pc.frame_side
-    py = SimulationOptions.for_sample("pyramid")
-    assert py.energy_eV == pytest.approx(750.0, rel=1e-12)
-    assert py.pixel_size_m == pytest.approx(15e-9, rel=1e-12)
-    assert py.angles_deg == (3.5, 3.5) and py.pattern_size <= 512
-    assert (py.pyramid_base_um, py.pyramid_height_um, py.sphere_diameter_nm, py.membrane_thickness_nm) == (
-        2.5, 1.8, 50.0, 100.0)
-    # both crops fit the frame without overlapping
-    (_, cl), (_, cr) = py.centres_px
-    n = py.pattern_size
-    assert cl - n // 2 >= 0 and cr + n - n // 2 <= py.frame_side and cr - cl >= n
-    # the paper's voxel for 7 deg and 15 nm: ~120 nm deep
-    g = StereoGeometry(py.pixel_size_m, py.angles_deg)
-    assert g.voxel_depth_m == pytest.approx(122.6e-9, abs=0.2e-9)
-    # changes apply on top of the sample's defaults
-    assert SimulationOptions.for_sample("pyramid", seed=4, sphere_coverage=0.1).sphere_coverage == 0.1
-    assert SimulationOptions.for_sample("pyramid").replace(seed=2).pixel_size_m == pytest.approx(15e-9)
-
-
-@pytest.mark.parametrize("sample, changes, where", [
-    ("pyramid", dict(sample="sphere"), "simulate.sample"),
-    ("phase-cross", dict(membrane_layers=()), "simulate.membrane_layers"),
-    ("phase-cross", dict(membrane_layers=(("Si3N4", -5.0),)), "simulate.membrane_layers"),
-    ("phase-cross", dict(lid_layers=(("Au",),)), "simulate.lid_layers"),
-    ("pyramid", dict(lid_layers=(("Au", 5.0),)), "simulate.lid_layers"),
-    ("cross", dict(membrane_layers=(("Au", 5.0),)), "simulate.membrane_layers"),
-    ("phase-cross", dict(right_rotation_deg=90.0), "simulate.right_rotation_deg"),
-    ("phase-cross", dict(right_shift_px=(1.0,)), "simulate.right_shift_px"),
-    ("phase-cross", dict(right_shift_px=(float("nan"), 0.0)), "simulate.right_shift_px"),
-    ("pyramid", dict(sphere_coverage=0.8), "simulate.sphere_coverage"),
-    ("phase-cross", dict(pattern_separation_px=-3.0), "simulate.pattern_separation_px"),
-    ("phase-cross", dict(pattern_separation_px=400.0), "simulate.pattern_size"),      # crops leave the frame
-    ("pyramid", dict(pyramid_base_um=-1.0), "simulate.pyramid_base_um"),
-    ("pyramid", dict(pyramid_height_um=float("inf")), "simulate.pyramid_height_um"),
-    ("pyramid", dict(sphere_diameter_nm=1000.0), "simulate.sphere_diameter_nm"),
-    ("pyramid", dict(sphere_material=""), "simulate.sphere_material"),
-    ("pyramid", dict(distance_m=40e-3), "simulate.pattern_size"),      # 2.4 um field < the notch
-])
-def test_bad_sample_options_name_the_option(sample, changes, where):
-    with pytest.raises(InputError) as err:
-        SimulationOptions.for_sample(sample, **changes)
-    assert err.value.where == where
-
-
-def test_sample_without_its_defaults_is_refused():
-    with pytest.raises(InputError) as err:
-        SimulationOptions(sample="pyramid")
-    assert err.value.where == "simulate.membrane_layers" and "for_sample" in err.value.expected
-    with pytest.raises(InputError, match="simulate.sample"):
-        SimulationOptions.for_sample("sphere")
+def test_paper_size():
+    o = SimulationOptions.paper(photons=3e7)
+    s = simulate_shot(o)
+    assert s.frame.shape == (2048, 2048) and s.truth.views.shape == (2, 1024, 1024)
+    assert s.centres_px.tolist() == [[1024.0, 702.0], [1024.0, 1346.0]]
+    assert np.all(s.frame[s.mask != 0] == 0) and int((s.mask != 0).sum()) > 2 * 400
+    assert s.frame.sum(dtype=np.float64) < 2 * 3e7
 
 
 # -- phase cross -----------------------------------------------------------------------------------
@@ -266,22 +229,6 @@ def test_right_view_misalignment(phase_cross):
     assert abs(p_mis[1] - p_al[1]) > 1.0                     # the shift is visible
 
 
-def test_misalign_moves_a_point_as_the_matrix_says(xp):
-    n = 64
-    img = np.zeros((n, n), dtype=np.complex64)
-    img[20, 40] = 1 + 1j                                        # (col 40, row 20)
-    out = to_host(misalign(xp.asarray(img), rotation_deg=90.0, shift_px=(3.0, -2.0)))
-    assert out.dtype == np.complex64
-    m = misalignment_matrix(n, rotation_deg=90.0, shift_px=(3.0, -2.0))
-    col, row, _ = m @ np.array([40.0, 20.0, 1.0])
-    # 90 deg about (32, 32): (x, y) = (8, -12) -> (12, 8); then rows + 3, cols - 2
-    assert (col, row) == pytest.approx((32 + 12 - 2, 32 + 8 + 3))
-    r, c = np.unravel_index(np.argmax(np.abs(out)), out.shape)
-    assert (r, c) == (round(row), round(col)) and out[r, c] == pytest.approx(1 + 1j, abs=1e-5)
-    with pytest.raises(InputError):
-        misalign(xp.zeros((4, 5), dtype=xp.float32), rotation_deg=1.0, shift_px=(0, 0))
-
-
 # -- pyramid ---------------------------------------------------------------------------------------
 def test_pyramid_shot_and_truth(pyramid):
     opts, shot = pyramid
@@ -300,66 +247,6 @@ def test_pyramid_shot_and_truth(pyramid):
     assert "750 eV" in tr.description and "xraydb" in tr.description
     # high signal: > 1e7 scattered photons per pattern outside the beamstop
     assert shot.frame.sum(dtype=np.float64) > 2e7
-
-
-def test_pyramid_spheres_line_the_faces(pyramid):
-    opts, shot = pyramid
-    tr = shot.truth
-    c, faces, feet = tr.edge_points_m, tr.edge_labels, tr.extra["surface_points_m"]
-    ph = Pyramid.from_options(opts)
-    r, t = ph.sphere_radius_m, ph.thickness_m
-    target = opts.sphere_coverage * ph.face_area_m2() / (math.pi * r * r)
-    assert abs(len(c) / target - 1) < 0.02                                # the requested coverage
-    assert np.all(np.bincount(faces, minlength=4) > 0.2 * len(c))         # every face well sampled
-    d, _ = cKDTree(c).query(c, k=2)
-    assert d[:, 1].min() >= 2 * r * (1 - 1e-9)                           # no overlaps: not a solid sheet
-    assert np.median(d[:, 1]) < 4 * r                                    # but dense
-    # feet on the notch's mid-surface, centres t/2 + r away from it, on the upstream (inner) side
-    np.testing.assert_allclose(feet[:, 2], ph.surface_z(feet[:, 0], feet[:, 1]), atol=1e-12)
-    np.testing.assert_allclose(np.linalg.norm(c - feet, axis=1), t / 2 + r, rtol=1e-9)
-    assert np.all(c[:, 2] < feet[:, 2]) and c[:, 2].max() > 0.8 * ph.height_m
-    # sphere depth follows the notch: z ~ H (1 - r_norm), r_norm the normalised distance from the axis
-    rn = np.max(np.abs(feet[:, :2]), axis=1) / (ph.base_m / 2)
-    np.testing.assert_allclose(feet[:, 2], ph.height_m * (1 - rn), atol=1e-12)
-    # same seed, same spheres
-    assert np.array_equal(Pyramid.from_options(opts).spheres()[0], c)
-
-
-def test_pyramid_projection_places_each_sphere_at_x_plus_z_tan_a(pyramid):
-    """Geometry of the projection: isolated spheres' absorption sits at x + z tan a_k in view k and
-    integrates to volume / cos a."""
-    opts, shot = pyramid
-    ph = Pyramid.from_options(opts.replace(sphere_coverage=0.01))      # sparse: isolated spheres
-    spheres = ph.spheres()
-    dr, n = opts.pixel_size_m, opts.pattern_size
-    t1, t2 = (math.radians(x) for x in opts.angles_deg)
-    mem, sph = ph.voxelise_parts(pixel_m=dr, grid_size=n, dz_m=opts.voxel_depth_nm * 1e-9, max_tan=math.tan(t1),
-                                 spheres=spheres)
-    c = spheres[0]
-    r = ph.sphere_radius_m
-    vol = 4 / 3 * math.pi * r ** 3
-    # spheres with no neighbour within 4 r in the view plane of both views (any depth)
-    iso = cKDTree(c[:, :2]).query(c[:, :2], k=2)[0][:, 1] > 5 * r
-    assert iso.sum() > 20
-    r0, c0 = sph.origin_px
-    w = 4
-    for ang in (t1, -t2):
-        L = path_length(sph.occupancy, z_m=sph.z_m, pixel_m=dr, angle_rad=ang)
-        xk = c[iso, 0] + c[iso, 2] * math.tan(ang)
-        for (x, y) in zip(xk, c[iso, 1]):
-            rc, cc = int(round(y / dr)) + n // 2 - r0, int(round(x / dr)) + n // 2 - c0
-            win = L[rc - w:rc + w + 1, cc - w:cc + w + 1].astype(np.float64)
-            rr, kk = np.mgrid[-w:w + 1, -w:w + 1]
-            s = win.sum()
-            cy = (rc + (rr * win).sum() / s - n // 2 + r0) * dr
-            cx = (cc + (kk * win).sum() / s - n // 2 + c0) * dr
-            assert cx == pytest.approx(x, abs=0.05 * dr) and cy == pytest.approx(y, abs=0.05 * dr)
-            assert s * dr * dr == pytest.approx(vol / math.cos(ang), rel=0.01)
-    # the membrane: notch volume = t x (flat area + faces' area), flat t outside
-    mem_vol = mem.occupancy.sum(dtype=np.float64) * dr * dr * mem.dz_m
-    ny, nx = mem.occupancy.shape[1:]
-    flat = ny * nx * dr * dr - ph.base_m ** 2
-    assert mem_vol == pytest.approx(ph.thickness_m * (flat + ph.face_area_m2()), rel=5e-3)
 
 
 def test_pyramid_view_levels(pyramid):
