@@ -1,7 +1,8 @@
 """Block-matching CUDA kernel (kernels/block_matching.cu) against its NumPy twin.
 
 GPU parity tests carry the ``gpu`` marker (skipped without CuPy and a device); the CPU tests check
-the source text and the binding's argument validation, which fails before touching CuPy.
+the source's code (comments stripped: the template, its launch constants and block limit, float literals)
+and the binding's argument validation, which fails before touching CuPy.
 """
 
 from __future__ import annotations
@@ -10,27 +11,50 @@ import re
 
 import numpy as np
 import pytest
-from _helpers import FIELDS, poison_empty
+from _helpers import FIELDS, cuda_code, poison_empty
 
 from xstereo_gpu._kernels import kernel_source
 from xstereo_gpu.config import MatchOptions
 from xstereo_gpu.errors import InputError
-from xstereo_gpu.stereo._bm_kernel import KERNEL_FILE, MAX_BLOCK, block_match_kernel
+from xstereo_gpu.stereo._bm_kernel import (
+    _THREADS,
+    _TX,
+    _TY,
+    KERNEL_FILE,
+    MAX_BLOCK,
+    block_match_kernel,
+)
 from xstereo_gpu.stereo.disparity import block_match
 
 # ------------------------------------------------------------------------------------------ CPU
 
 
-def test_source_loads_and_is_documented():
-    src = kernel_source(KERNEL_FILE)
-    assert "template <int B>" in src and "block_match(" in src
-    for word in ("What it computes", "Layout of the arguments", "Launch configuration", "NumPy twin"):
-        assert word in src
+def _static_asserts_hold(code: str, block: int) -> bool:
+    """The kernel's static_asserts for block side ``block``, evaluated from its #defines and constexprs."""
+    env = {name: int(value) for name, value in re.findall(r"#define (\w+) (\d+)\b", code)}
+    for name, expr in re.findall(r"#define (\w+) (\([^)\n]*\))", code):
+        env[name] = eval(expr, {}, env)
+    env["B"] = block
+    for name, expr in re.findall(r"constexpr int (\w+) = ([^;]+);", code):
+        env[name] = eval(expr.replace("/", "//"), {}, env)  # C integer division
+    conditions = re.findall(r"static_assert\((.+?), \"", code)
+    assert len(conditions) == 2  # odd positive block, static shared memory
+    return all(eval(c.replace("&&", " and ").replace("/", "//"), {}, env) for c in conditions)
+
+
+def test_source_defines_the_kernel_and_its_limits():
+    code = cuda_code(kernel_source(KERNEL_FILE))
+    # the template the binding instantiates (name expression block_match<B>), launched with (BM_TX, BM_NY, 1)
+    assert re.search(r"template <int B>\s*__global__ void __launch_bounds__\(BM_NT\)\s*block_match\(", code)
+    tx, ny, rpt = (int(re.search(rf"#define {name} (\d+)", code).group(1)) for name in ("BM_TX", "BM_NY", "BM_RPT"))
+    assert (tx, ny, 1) == _THREADS and tx == _TX and ny * rpt == _TY
+    assert "#define BM_TY (BM_NY * BM_RPT)" in code and "#define BM_NT (BM_TX * BM_NY)" in code
+    # MAX_BLOCK is the largest odd block side the kernel compiles for (its static shared memory fits)
+    assert _static_asserts_hold(code, MAX_BLOCK) and _static_asserts_hold(code, 1)
+    assert not _static_asserts_hold(code, MAX_BLOCK + 2) and not _static_asserts_hold(code, MAX_BLOCK - 1)
     # float literals carry the f suffix (STYLE anti-pattern 2): no bare 0.5 / 2.0 in float code
-    code = "\n".join(line.split("//")[0] for line in src.splitlines())
     bare = [m for m in re.findall(r"\b\d+\.\d*(?:[eE][-+]?\d+)?f?\b", code) if not m.endswith("f")]
     assert bare == ["0.0"]  # the one float64 accumulator start, on purpose
-    assert f"B <= {MAX_BLOCK}" in src
 
 
 def _pair(h=6, w=7):

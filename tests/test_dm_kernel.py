@@ -19,7 +19,7 @@ import re
 
 import numpy as np
 import pytest
-from _helpers import phasing_problem, random_complex
+from _helpers import cuda_code, phasing_problem, random_complex
 
 from xstereo_gpu._kernels import kernel_source
 from xstereo_gpu.errors import InputError
@@ -29,7 +29,7 @@ from xstereo_gpu.phasing._dm_kernel import (
     dm_step_kernel,
     track_best_kernel,
 )
-from xstereo_gpu.phasing.algorithms import Workspace, dm_step, fourier_constraint
+from xstereo_gpu.phasing.algorithms import _TINY, Workspace, dm_step, fourier_constraint
 
 V, R, N = 2, 3, 16
 
@@ -67,12 +67,14 @@ def _assert_close(got, want, rtol=1e-4):
 
 
 def test_source_ships_and_defines_every_entry_point():
-    src = kernel_source("difference_map.cu")
+    code = cuda_code(kernel_source("difference_map.cu"))
     for name in _NAMES:
-        assert re.search(rf'extern "C" __global__ void {name}\(', src), name
-    assert int(re.search(r"#define DM_BLOCK (\d+)", src).group(1)) == _BLOCK
-    assert "#include" not in src  # self-contained: compiles with nvcc and NVRTC alike
-    assert "1e-20f" in src  # the twin's _TINY, as a float literal
+        assert re.search(rf'extern "C" __global__ void {name}\(', code), name
+    assert sorted(re.findall(r'extern "C" __global__ void (\w+)\(', code)) == sorted(_NAMES)
+    assert int(re.search(r"#define DM_BLOCK (\d+)", code).group(1)) == _BLOCK
+    assert "#include" not in code  # self-contained: compiles with nvcc and NVRTC alike
+    tiny = re.search(r"#define DM_TINY (\S+)", code).group(1)
+    assert tiny == "1e-20f" and np.float32(tiny[:-1]) == _TINY  # the twin's _TINY, as a float literal
 
 
 def _bad_step_cases():
