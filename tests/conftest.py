@@ -1,4 +1,5 @@
-"""Shared fixtures: the array-module fixture ``xp`` (NumPy always, CuPy under the ``gpu`` marker)."""
+"""Shared fixtures: ``xp`` (NumPy always, CuPy under the ``gpu`` marker), the CXI fixtures, a small shot file, and
+the simulated demo cross and nanoparticle pyramid."""
 
 from __future__ import annotations
 
@@ -52,3 +53,20 @@ def shot_file(tmp_path_factory) -> pathlib.Path:
     path = tmp_path_factory.mktemp("shot") / "shot.cxi"
     xstereo_gpu.write_shot(path, xstereo_gpu.simulate_shot(opts))
     return path
+
+
+@pytest.fixture(scope="module")
+def demo():
+    """(options, shot) of the default simulation: the amplitude cross of the demo (one per test module)."""
+    from xstereo_gpu.simulate import SimulationOptions, simulate_shot
+
+    return SimulationOptions(), simulate_shot(SimulationOptions())
+
+
+@pytest.fixture(scope="module")
+def pyramid():
+    """(options, shot) of the simulated nanoparticle pyramid sample (one per test module)."""
+    from xstereo_gpu.simulate import SimulationOptions, simulate_shot
+
+    opts = SimulationOptions.for_sample("pyramid")
+    return opts, simulate_shot(opts)

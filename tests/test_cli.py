@@ -40,21 +40,6 @@ def test_config_round_trip(capsys):
     assert PipelineOptions.from_toml(capsys.readouterr().out) == PipelineOptions.for_profile("cpu")
 
 
-def test_bench_quick_writes_a_table_and_json(tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("XSTEREO_BACKEND", "numpy")
-    out = tmp_path / "bench.json"
-    assert main(["bench", "--quick", "--no-pipeline", "--json", str(out), "-q"]) == 0
-    text = capsys.readouterr().out
-    assert "DM iteration (twin)" in text and "G pixel-disparities/s" in text
-    res = json.loads(out.read_text())
-    names = [r["name"] for r in res["rows"]]
-    assert names[:3] == ["device copy", "FFT pair (fwd + inv)", "DM iteration (twin)"]
-    assert all(r["time_ms"] > 0 for r in res["rows"])
-    dm = res["rows"][2]
-    assert dm["ratio_to_limit"] == pytest.approx(dm["time_ms"] / (2 * res["rows"][1]["time_ms"]))
-    assert res["device"]["backend"] == "numpy"
-
-
 def _subcommands(parser) -> dict:
     """Subcommand name -> its parser."""
     import argparse

@@ -1,6 +1,12 @@
 import pytest
 
-from xstereo_gpu.config import MatchOptions, PhasingOptions, PipelineOptions, PreprocessOptions
+import xstereo_gpu
+from xstereo_gpu.config import (
+    MatchOptions,
+    PhasingOptions,
+    PipelineOptions,
+    PreprocessOptions,
+)
 from xstereo_gpu.errors import InputError
 
 
@@ -53,3 +59,11 @@ def test_sample_recipes():
     assert PipelineOptions.from_toml(pyr.to_toml()) == pyr
     with pytest.raises(InputError, match="sample"):
         PipelineOptions.for_sample("sphere")
+
+
+def test_options_api_refuses_wrong_types():
+    with pytest.raises(InputError, match=r"found 'many' \(a string\); expected an integer") as err:
+        xstereo_gpu.PhasingOptions(runs="many")
+    assert err.value.where == "phasing.runs"
+    with pytest.raises(InputError, match=r"True \(a boolean\)"):
+        xstereo_gpu.PhasingOptions(iterations=True)

@@ -1,9 +1,12 @@
-"""Fundamental matrix: the normalised eight-point algorithm, the affine fits, degenerate input."""
+"""Fundamental matrix: the normalised eight-point algorithm, the affine and rigid fits, degenerate input."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
+from _helpers import rotation_deg
 
 from xstereo_gpu.errors import InputError
 from xstereo_gpu.stereo.fundamental import fundamental_matrix
@@ -112,3 +115,24 @@ def test_degenerate_input_raises():
     Hm = np.array([[1.02, 0.05, 3], [-0.04, 0.98, 1], [1e-4, 2e-4, 1]])
     with pytest.raises(InputError, match="independent"):
         fundamental_matrix(p, apply_homography(Hm, p))
+
+
+def test_rigid_fit_recovers_rotation_and_shift():
+    rng = np.random.default_rng(1)
+    pl = rng.uniform(20, 230, (40, 2))
+    th = math.radians(1.3)
+    A = np.array([[math.cos(th), -math.sin(th), 0.0], [math.sin(th), math.cos(th), 0.0], [0, 0, 1]])
+    A[:2, 2] = [128, 128] - A[:2, :2] @ [128, 128] + [0.0, -2.5]
+    d = rng.uniform(-10, 10, 40)                           # arbitrary disparities
+    pr = apply_homography(A, pl - np.stack([d, np.zeros(40)], axis=1))
+    F = fundamental_matrix(pl, pr, rigid=True)
+    assert np.all(F[:2, :2] == 0)
+    Hl, Hr = rectifying_homographies(F, pl, pr, (256, 256))
+    np.testing.assert_allclose(Hl, np.eye(3), atol=1e-12)
+    np.testing.assert_allclose(Hr[:2, :2], np.linalg.inv(A)[:2, :2], atol=1e-9)
+    assert np.abs(vertical_residual(pl, pr, Hl, Hr)).max() < 1e-9
+    # noisy rows: a free-scale fit absorbs noise into the scale, the rigid one keeps it at 1
+    prn = pr + np.stack([np.zeros(40), rng.normal(0, 0.3, 40)], axis=1)
+    Hr_rigid = rectifying_homographies(fundamental_matrix(pl, prn, rigid=True), pl, prn, (256, 256))[1]
+    assert abs(np.linalg.det(Hr_rigid[:2, :2]) - 1) < 1e-9
+    assert abs(rotation_deg(Hr_rigid) + 1.3) < 0.1

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _helpers import host
 from scipy.interpolate import griddata
 from scipy.ndimage import binary_erosion, distance_transform_edt
 
-from xstereo_gpu.backend import to_host
 from xstereo_gpu.cloud import discrete_sibson, rasterise_samples, sibson_grid
 from xstereo_gpu.errors import InputError
-
-
-def _h(a):
-    return np.asarray(to_host(a))
 
 
 def _reference(vals, mask, spacing, max_radius=None, xp=np):
@@ -26,7 +22,7 @@ def _reference(vals, mask, spacing, max_radius=None, xp=np):
     else:
         from xstereo_gpu.cloud.interpolate import _edt
 
-        ind = _h(_edt(xp, xp.asarray(mask), spacing)[1])
+        ind = host(_edt(xp, xp.asarray(mask), spacing)[1])
     cells = np.indices(shape).reshape(len(shape), -1).T
     pos = cells * np.asarray(spacing)
     near = ind.reshape(len(shape), -1).T
@@ -51,7 +47,7 @@ def test_matches_the_definition(xp, shape, spacing):
     mask = rng.random(shape) < 0.04
     mask[(0,) * len(shape)] = True
     vals = rng.normal(size=shape) * mask
-    got = _h(discrete_sibson(xp.asarray(vals), xp.asarray(mask), spacing=spacing))
+    got = host(discrete_sibson(xp.asarray(vals), xp.asarray(mask), spacing=spacing))
     assert got.shape == shape and got.dtype == np.float64
     np.testing.assert_allclose(got, _reference(vals, mask, spacing, xp=xp), rtol=1e-12, atol=1e-12)
 
@@ -61,7 +57,7 @@ def test_max_radius_leaves_far_cells_undefined(xp):
     mask = np.zeros((30, 30), bool)
     mask[rng.integers(0, 10, 8), rng.integers(0, 10, 8)] = True  # sites in one corner only
     vals = rng.normal(size=mask.shape) * mask
-    got = _h(discrete_sibson(xp.asarray(vals), xp.asarray(mask), max_radius=4.0))
+    got = host(discrete_sibson(xp.asarray(vals), xp.asarray(mask), max_radius=4.0))
     np.testing.assert_allclose(got, _reference(vals, mask, (1.0, 1.0), max_radius=4.0, xp=xp), rtol=1e-12,
                                atol=1e-12)
     assert np.isnan(got[25:, 25:]).all() and np.isfinite(got[mask]).all()
@@ -89,7 +85,7 @@ def test_reproduces_a_linear_function_inside_the_hull(xp):
     cells = rng.choice(n * n, 300, replace=False)
     c = (np.column_stack(np.unravel_index(cells, (n, n))) * dr + origin).astype(float)  # on cell centres
     f = _linear(c / dr)
-    got = _h(sibson_grid(xp.asarray(c), xp.asarray(f), shape=(n, n), origin=origin, spacing=(dr, dr)))
+    got = host(sibson_grid(xp.asarray(c), xp.asarray(f), shape=(n, n), origin=origin, spacing=(dr, dr)))
     grid = np.stack(np.indices((n, n)), -1) * dr + origin
     truth = _linear(grid / dr)
     lin = griddata(c, f, grid.reshape(-1, 2), method="linear").reshape(n, n)
@@ -148,7 +144,7 @@ def test_3d_linear_function(xp):
     idx = np.column_stack(np.unravel_index(cells, shape))
     c = idx * spacing
     f = idx @ [2.0, -1.0, 0.5]
-    got = _h(sibson_grid(xp.asarray(c), xp.asarray(f), shape=shape, origin=(0, 0, 0), spacing=spacing))
+    got = host(sibson_grid(xp.asarray(c), xp.asarray(f), shape=shape, origin=(0, 0, 0), spacing=spacing))
     truth = np.stack(np.indices(shape), -1) @ [2.0, -1.0, 0.5]
     core = (slice(5, 15), slice(6, 18), slice(6, 18))
     assert np.median(np.abs(got - truth)[core]) < 1.0 and np.isfinite(got).all()

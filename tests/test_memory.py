@@ -12,19 +12,26 @@ import json
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
+from _helpers import TINY
 
 import xstereo_gpu
 from xstereo_gpu import memory
 from xstereo_gpu.cli import main
 from xstereo_gpu.config import MatchOptions, PhasingOptions
 from xstereo_gpu.errors import InputError
-from xstereo_gpu.memory import (GIB, format_size, matching_bytes, memory_budget, parse_size, phasing_bytes,
-                                plan_matching, plan_phasing, sgm_strip_bytes)
+from xstereo_gpu.memory import (
+    GIB,
+    format_size,
+    matching_bytes,
+    memory_budget,
+    parse_size,
+    phasing_bytes,
+    plan_matching,
+    plan_phasing,
+    sgm_strip_bytes,
+)
 from xstereo_gpu.phasing.runs import PhaseRetrieval, phase_retrieval
 from xstereo_gpu.stereo.sgm import semi_global_match
-
-TINY = ["--runs", "2", "--iterations", "10", "--no-figures", "-q"]
-
 
 # -- sizes and budget ------------------------------------------------------------------------------
 
@@ -190,7 +197,7 @@ def _refused(argv, capsys) -> str:
 
 
 # the refusals of a declared 50000^2 dataset, `phase --size 100000` and a pattern twice the frame are rows
-# of the bad-input table (tests/test_bad_input.py)
+# of the bad-input table (tests/test_cli_bad_input.py)
 
 
 def test_request_that_cannot_fit_is_refused_before_compute(monkeypatch, tmp_path, capsys):

@@ -1,24 +1,19 @@
 """Rectification of a pair (rectify_pair): automatic correspondences or user points, F, homographies, warp.
 
-The pieces have their own tests: test_fundamental.py, test_homography.py and, on the phase cross's
-views, test_phase_cross.py (correspondences)."""
+The pieces have their own tests: test_fundamental.py, test_homography.py, test_correspondence.py and, on
+the phase cross's views, test_pipeline_phase_cross.py."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from _helpers import host, similarity
 from scipy import ndimage as ndi
 
-from xstereo_gpu.backend import to_host
 from xstereo_gpu.errors import InputError
 from xstereo_gpu.stereo.correspondence import epipolar_matches
 from xstereo_gpu.stereo.homography import apply_homography, vertical_residual
 from xstereo_gpu.stereo.rectify import rectify_pair
-
-
-def _h(a):
-    return np.asarray(to_host(a))
-
 
 # --------------------------------------------------------------------------------------------- #
 # synthetic pairs
@@ -28,13 +23,6 @@ def _disp(x, y):
     """A non-planar disparity field [view pixels] (a planar one makes F ambiguous)."""
     return (4.0 + 3.0 * np.exp(-((x - 50) ** 2 + (y - 70) ** 2) / 400.0)
             - 2.0 * np.exp(-((x - 90) ** 2 + (y - 40) ** 2) / 300.0))
-
-
-def _similarity(deg, shift_xy, centre):
-    th = np.deg2rad(deg)
-    A = np.array([[np.cos(th), -np.sin(th), 0], [np.sin(th), np.cos(th), 0], [0, 0, 1.0]])
-    A[:2, 2] = np.asarray(shift_xy, float) + np.asarray(centre, float) - A[:2, :2] @ np.asarray(centre, float)
-    return A
 
 
 def _textured_pair(N=128, seed=0, deg=1.0, shift=2.0):
@@ -49,7 +37,7 @@ def _textured_pair(N=128, seed=0, deg=1.0, shift=2.0):
     T = (T - T.min()) / (T.max() - T.min())
     yy, xx = np.mgrid[0:N, 0:N].astype(float)
     L = ndi.map_coordinates(T, [yy + 20, xx + 20], order=3)
-    A = _similarity(deg, (0.0, shift), (N // 2, N // 2))
+    A = similarity(deg, (0.0, shift), (N // 2, N // 2))
     Ai = np.linalg.inv(A)
     qx = Ai[0, 0] * xx + Ai[0, 1] * yy + Ai[0, 2]
     qy = Ai[1, 0] * xx + Ai[1, 1] * yy + Ai[1, 2]
@@ -98,7 +86,7 @@ def test_rectify_pair_aligns_rows_and_keeps_disparity(xp):
     assert np.abs(lr[:, 1] - rr[:, 1]).max() < 0.5
     assert np.abs((lr[:, 0] - rr[:, 0]) - d).max() < 0.3
     # the warped right view is the left view displaced by the disparity, row by row
-    rv = _h(res.views)
+    rv = host(res.views)
     assert rv.shape == (2, 128, 128) and rv.dtype == np.float32
     np.testing.assert_array_equal(rv[0], views[0])                     # identity warp, order 3: exact
     yy, xx = np.mgrid[24:104, 24:104].astype(float)
@@ -113,7 +101,7 @@ def test_rectify_pair_aligns_rows_and_keeps_disparity(xp):
 def test_full_fits_rectify_rows_with_user_points(affine):
     """16 user-picked pairs (as in the paper), 0.1 px noise; full affine or eight-point F, both
     views may be rotated: rows still agree and disparities keep their scale."""
-    A = _similarity(1.0, (0.0, 2.0), (64, 64))
+    A = similarity(1.0, (0.0, 2.0), (64, 64))
     left, right, _ = _true_pairs(A, step=26)
     assert len(left) == 16
     rng = np.random.default_rng(5)

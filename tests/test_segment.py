@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _helpers import host
 
-from xstereo_gpu.backend import to_host
-from xstereo_gpu.cloud import Plane, components, fit_plane, label_regions, ransac_plane, segment_planes
+from xstereo_gpu.cloud import (
+    Plane,
+    components,
+    fit_plane,
+    label_regions,
+    ransac_plane,
+    segment_planes,
+)
 from xstereo_gpu.errors import InputError
-
-
-def _h(a):
-    return np.asarray(to_host(a))
 
 
 def _tilted_plane(rng, m, *, normal, offset, noise, extent=3000.0):
@@ -41,7 +44,7 @@ def test_fit_plane_recovers_a_tilted_plane(xp):
     assert plane.offset == pytest.approx(150.0 + shift, abs=1.0)
     assert plane.rms == pytest.approx(5.0, rel=0.1)
     assert plane.tilt_deg == pytest.approx(np.degrees(np.arccos(normal[2])), abs=0.05)
-    d = _h(plane.distance(xp.asarray(pts)))
+    d = host(plane.distance(xp.asarray(pts)))
     assert np.sqrt((d ** 2).mean()) == pytest.approx(plane.rms, rel=1e-6)
     # z_at: the plane's height at the centroid's (x, y) is the centroid's z
     cx, cy, cz = plane.centroid
@@ -70,7 +73,7 @@ def test_ransac_with_30_percent_outliers(xp):
     # least squares is pulled away by the outliers; RANSAC is not
     assert _angle_deg(fit_plane(pts).normal, normal) > 5
     plane, inliers = ransac_plane(xp.asarray(pts), threshold_nm=30.0, iterations=300, seed=7)
-    inliers = _h(inliers)
+    inliers = host(inliers)
     assert inliers.dtype == bool and inliers.shape == (len(pts),)
     assert _angle_deg(plane.normal, normal) < 0.3
     assert plane.offset == pytest.approx(-300.0, abs=3.0)
@@ -79,7 +82,7 @@ def test_ransac_with_30_percent_outliers(xp):
     assert not inliers[1400:].any()
     # reproducible: same seed, same answer; NumPy and CuPy draw the same candidates
     plane2, inl2 = ransac_plane(pts, threshold_nm=30.0, iterations=300, seed=7)
-    np.testing.assert_array_equal(_h(inl2), inliers)
+    np.testing.assert_array_equal(host(inl2), inliers)
     np.testing.assert_allclose(plane2.normal, plane.normal, atol=1e-9)
     # without the least-squares refit, the best candidate is still the plane
     plane3, inl3 = ransac_plane(pts, threshold_nm=30.0, iterations=300, seed=7, refine=False)
@@ -105,7 +108,7 @@ def test_segment_two_planes(xp):
     noise = rng.uniform([-3000, -3000, -1500], [3000, 3000, 1500], size=(100, 3))
     pts = np.concatenate([membrane, lid, noise])
     planes, labels = segment_planes(xp.asarray(pts), 2, threshold_nm=40.0, iterations=400, seed=11)
-    labels = _h(labels)
+    labels = host(labels)
     assert len(planes) == 2 and labels.dtype == np.int32 and labels.shape == (len(pts),)
     assert _angle_deg(planes[0].normal, [0, 0, 1]) < 0.5  # the more populated plane first
     assert _angle_deg(planes[1].normal, lid_n) < 0.5
@@ -116,7 +119,7 @@ def test_segment_two_planes(xp):
     # asking for more planes than there are: the third plane is built from leftovers or omitted
     planes3, labels3 = segment_planes(pts, 3, threshold_nm=40.0, iterations=400, seed=11, min_inliers=200)
     assert len(planes3) == 2
-    np.testing.assert_array_equal(_h(labels3), labels)
+    np.testing.assert_array_equal(host(labels3), labels)
 
 
 def test_components_of_separated_clusters(xp):
@@ -125,13 +128,13 @@ def test_components_of_separated_clusters(xp):
     b = rng.uniform(0, 300, size=(120, 3)) + [2000, 0, 0]
     lone = np.array([[0.0, 5000.0, 0.0], [0.0, 5020.0, 0.0]])
     pts = np.concatenate([b, lone, a])  # the largest cluster last: labels still sorted by size
-    labels = _h(components(xp.asarray(pts), radius_nm=100.0))
+    labels = host(components(xp.asarray(pts), radius_nm=100.0))
     assert labels.dtype == np.int64
     assert set(labels[122:]) == {0} and set(labels[:120]) == {1} and set(labels[120:122]) == {2}
-    labels_min = _h(components(xp.asarray(pts), radius_nm=100.0, min_size=5))
+    labels_min = host(components(xp.asarray(pts), radius_nm=100.0, min_size=5))
     assert (labels_min[120:122] == -1).all() and (labels_min[122:] == 0).all()
     # a radius spanning the gaps joins everything
-    assert len(set(_h(components(pts, radius_nm=6000.0)))) == 1
+    assert len(set(host(components(pts, radius_nm=6000.0)))) == 1
 
 
 def test_label_regions_sorted_by_size(xp):
@@ -142,14 +145,14 @@ def test_label_regions_sorted_by_size(xp):
     img[0, 29] = True  # 1 px
     img[5, 5] = True  # touches the first square diagonally only
     labels, n = label_regions(xp.asarray(img))
-    labels = _h(labels)
+    labels = host(labels)
     assert n == 5 and labels.dtype == np.int32
     assert (labels[10:18, 10:20] == 1).all() and (labels[2:5, 2:5] == 2).all() and (labels[2:5, 20:23] == 3).all()
     assert (labels[~img] == 0).all()
     l8, n8 = label_regions(xp.asarray(img), connectivity=2, min_size=5)
-    l8 = _h(l8)
+    l8 = host(l8)
     assert n8 == 3 and l8[5, 5] == 2 and l8[0, 29] == 0
-    assert _h(label_regions(xp.zeros((3, 3, 3), bool))[0]).max() == 0
+    assert host(label_regions(xp.zeros((3, 3, 3), bool))[0]).max() == 0
 
 
 def test_bad_inputs():

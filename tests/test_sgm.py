@@ -1,11 +1,12 @@
 """Semi-global matching (xstereo_gpu/stereo/sgm.py): aggregation against a direct reference,
 cost volume against the block-matching cost, known disparity fields against block matching,
-4 vs 8 paths, output contract, argument checks. The CUDA kernel is tested in test_kernel_sgm.py."""
+4 vs 8 paths, output contract, argument checks. The CUDA kernel is tested in test_sgm_kernel.py."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from _helpers import FIELDS
 from scipy import ndimage
 
 from xstereo_gpu.backend import to_host
@@ -13,11 +14,13 @@ from xstereo_gpu.config import MatchOptions
 from xstereo_gpu.errors import InputError
 from xstereo_gpu.stereo.depth import lr_consistency
 from xstereo_gpu.stereo.disparity import block_match
-from xstereo_gpu.stereo.sgm import (INVALID_COST, aggregate_costs, path_directions, semi_global_match,
-                                    sgm_cost_volume)
-
-FIELDS = ("disparity_left", "disparity_right", "cost_left", "cost_right", "confidence_left", "confidence_right")
-
+from xstereo_gpu.stereo.sgm import (
+    INVALID_COST,
+    aggregate_costs,
+    path_directions,
+    semi_global_match,
+    sgm_cost_volume,
+)
 
 # ------------------------------------------------------------------------------ reference
 

@@ -1,4 +1,5 @@
-"""Cloud to volume: frame points, height field, voxels, empty-space carving, mesh, and their writers."""
+"""Cloud to volume (xstereo_gpu.cloud.volume): frame points, height field, voxels, empty-space carving, mesh.
+Their writers are tested in test_volume_file.py."""
 
 from __future__ import annotations
 
@@ -6,20 +7,23 @@ import math
 
 import numpy as np
 import pytest
+from _helpers import host
 
-from xstereo_gpu.backend import to_host
-from xstereo_gpu.cloud import (VolumeGrid, carve, empty_space, fit_plane, frame_points, height_field, surface_mesh,
-                               voxelise)
+from xstereo_gpu.cloud import (
+    VolumeGrid,
+    carve,
+    empty_space,
+    fit_plane,
+    frame_points,
+    height_field,
+    surface_mesh,
+    voxelise,
+)
 from xstereo_gpu.errors import InputError
 from xstereo_gpu.geometry import StereoGeometry
-from xstereo_gpu.io.volume_file import read_volume_h5, write_mesh_ply, write_volume_h5
 
 DR = 49.0  # nm, the paper's cross
 GEOM = StereoGeometry(DR * 1e-9, (9.5, 9.5))
-
-
-def _h(a):
-    return np.asarray(to_host(a))
 
 
 def test_grid_for_views_follows_the_view_grid():
@@ -46,7 +50,7 @@ def test_frame_points_lie_on_the_plane_around_the_cloud(xp):
     xy = rng.uniform(-800, 900, size=(300, 2))
     pts = np.column_stack([xy, _plane_z(xy[:, 0], xy[:, 1]) + rng.normal(scale=3, size=300)])
     plane = fit_plane(pts)
-    frame = _h(frame_points(xp.asarray(pts), plane, spacing_nm=DR, width=3, margin_nm=100.0))
+    frame = host(frame_points(xp.asarray(pts), plane, spacing_nm=DR, width=3, margin_nm=100.0))
     lo, hi = pts[:, :2].min(0) - 100, pts[:, :2].max(0) + 100
     n = np.ceil((hi - lo) / DR - 1e-9).astype(int) + 1
     assert frame.shape == (n[0] * n[1] - (n[0] - 6) * (n[1] - 6), 3)
@@ -69,8 +73,8 @@ def test_height_field_of_a_plane_with_its_frame(xp):
     x, y = (j - n // 2) * DR, (i - n // 2) * DR
     pts = np.column_stack([x, y, _plane_z(x, y)])
     plane = fit_plane(pts)
-    cloud = np.concatenate([pts, _h(frame_points(pts, plane, spacing_nm=DR))])
-    h = _h(height_field(xp.asarray(cloud), shape=(n, n), pixel_nm=DR))
+    cloud = np.concatenate([pts, host(frame_points(pts, plane, spacing_nm=DR))])
+    h = host(height_field(xp.asarray(cloud), shape=(n, n), pixel_nm=DR))
     gy, gx = (np.indices((n, n)) - n // 2) * DR
     truth = _plane_z(gx, gy)
     assert h.shape == (n, n) and np.isfinite(h).all()
@@ -78,7 +82,7 @@ def test_height_field_of_a_plane_with_its_frame(xp):
     assert np.median(err) < 2.0 and err.max() < 0.6 * 0.17 * DR * 4  # slope 0.17 nm/nm: a few nm per pixel
     np.testing.assert_allclose(h[i, j], pts[:, 2], atol=1e-9)
     # only one corner populated and a radius limit: the far corner is undefined
-    hl = _h(height_field(xp.asarray(pts[(x < 0) & (y < 0)]), shape=(n, n), pixel_nm=DR, max_radius_nm=4 * DR))
+    hl = host(height_field(xp.asarray(pts[(x < 0) & (y < 0)]), shape=(n, n), pixel_nm=DR, max_radius_nm=4 * DR))
     assert np.isnan(hl[-5:, -5:]).all() and np.isfinite(hl[n // 4, n // 4])
 
 
@@ -87,20 +91,20 @@ def test_voxelise_height_field_and_cloud(xp):
     gy, gx = np.meshgrid(g.axis(1), g.axis(2), indexing="ij")
     h = 0.3 * gx + 50.0
     h[0, 0] = np.nan
-    occ = _h(voxelise(xp.asarray(h), g))
+    occ = host(voxelise(xp.asarray(h), g))
     assert occ.shape == g.shape and occ.dtype == bool
     assert not occ[:, 0, 0].any()
     k = np.rint((h - g.origin_nm[0]) / g.voxel_nm[0])
     cols = np.isfinite(h)
     assert (occ.sum(0)[cols] == 1).all()
     np.testing.assert_array_equal(occ.argmax(0)[cols], k[cols])
-    thick = _h(voxelise(xp.asarray(h), g, thickness_nm=3 * 146.0))
+    thick = host(voxelise(xp.asarray(h), g, thickness_nm=3 * 146.0))
     assert (thick.sum(0)[cols] == 3).all()
     # a cloud: the voxels holding points (duplicates, and a point off the grid, are fine)
     vox = np.array([[1, 2, 3], [4, 5, 6], [4, 5, 6], [11, 9, 10]])  # (k, i, j)
     pts = np.column_stack([g.axis(2)[vox[:, 2]], g.axis(1)[vox[:, 1]], g.axis(0)[vox[:, 0]]]) + 10.0
     pts = np.concatenate([pts, [[1e6, 0, 0]]])
-    occ2 = _h(voxelise(xp.asarray(pts), g))
+    occ2 = host(voxelise(xp.asarray(pts), g))
     assert occ2.sum() == 3 and occ2[1, 2, 3] and occ2[4, 5, 6] and occ2[11, 9, 10]
     with pytest.raises(InputError, match="voxelise.data"):
         voxelise(np.zeros((3, 4)), g)
@@ -126,7 +130,7 @@ def test_empty_space_and_carving_of_a_known_block(xp):
     block = ((-300.0, 300.0), (-250.0, 250.0), (-400.0, 400.0))
     el, er, shadows = _block_views(n, block, GEOM)
     g = VolumeGrid.for_views(GEOM, (n, n), (-1500.0, 1500.0))
-    empty = _h(empty_space(g, xp.asarray(el), xp.asarray(er), GEOM))
+    empty = host(empty_space(g, xp.asarray(el), xp.asarray(er), GEOM))
     assert empty.shape == g.shape and empty.dtype == bool
     z, y, x = np.meshgrid(g.axis(0), g.axis(1), g.axis(2), indexing="ij")
     # independent truth: a voxel is empty when both projections miss the block's shadow (or its rows)
@@ -149,7 +153,7 @@ def test_empty_space_and_carving_of_a_known_block(xp):
     sure_empty = out_both & in_view
     assert sure_empty.sum() > 1000 and empty[sure_empty].all()
     # space carving ("either" view proves emptiness): everything outside the visual hull
-    hull_empty = _h(empty_space(g, xp.asarray(el), xp.asarray(er), GEOM, require="either"))
+    hull_empty = host(empty_space(g, xp.asarray(el), xp.asarray(er), GEOM, require="either"))
     assert not hull_empty[in_both].any() and hull_empty[out_any & in_view].all()
     assert hull_empty.sum() > empty.sum() and not (empty & ~hull_empty).any()
     # the block itself is inside the hull
@@ -159,15 +163,15 @@ def test_empty_space_and_carving_of_a_known_block(xp):
     out = ~in_view & (np.abs(y) > 400)
     far = (np.abs(x + z * math.tan(GEOM.signed_angles_rad[0])) > (n // 2 + 1) * DR) & (np.abs(y) > 400)
     assert far.any() and not empty[far].any()
-    assert _h(empty_space(g, xp.asarray(el), xp.asarray(er), GEOM, outside_empty=True))[out].all()
+    assert host(empty_space(g, xp.asarray(el), xp.asarray(er), GEOM, outside_empty=True))[out].all()
     # masks upsampled x2 (as on the matching grid) describe the same empty space
     up = [np.repeat(np.repeat(m, 2, 0), 2, 1) for m in (el, er)]
-    empty2 = _h(empty_space(g, xp.asarray(up[0]), xp.asarray(up[1]), GEOM, upsample=2))
+    empty2 = host(empty_space(g, xp.asarray(up[0]), xp.asarray(up[1]), GEOM, upsample=2))
     assert (empty2 == empty).mean() > 0.99
 
     # carving a full volume: what stays is farther than 0.2 um from every empty voxel
     full = np.ones(g.shape, bool)
-    carved = _h(carve(xp.asarray(full), xp.asarray(el), xp.asarray(er), GEOM, grid=g, distance_um=0.2))
+    carved = host(carve(xp.asarray(full), xp.asarray(el), xp.asarray(er), GEOM, grid=g, distance_um=0.2))
     assert carved.dtype == bool and carved.shape == g.shape
     from scipy.spatial import cKDTree
 
@@ -179,12 +183,12 @@ def test_empty_space_and_carving_of_a_known_block(xp):
     assert carved[(np.abs(x) < 50) & (np.abs(y) < 50) & (np.abs(z) < 150)].all()
     # distance 0 removes exactly the empty voxels; float volumes keep their dtype
     vol = np.full(g.shape, 2.5, np.float32)
-    c0 = _h(carve(xp.asarray(vol), xp.asarray(el), xp.asarray(er), GEOM, grid=g, distance_um=0.0))
+    c0 = host(carve(xp.asarray(vol), xp.asarray(el), xp.asarray(er), GEOM, grid=g, distance_um=0.0))
     assert c0.dtype == np.float32
     np.testing.assert_array_equal(c0 == 0, empty)
     # no empty pixel: nothing is carved
     none = np.zeros((n, n), bool)
-    np.testing.assert_array_equal(_h(carve(xp.asarray(full), xp.asarray(none), xp.asarray(none), GEOM, grid=g)), full)
+    np.testing.assert_array_equal(host(carve(xp.asarray(full), xp.asarray(none), xp.asarray(none), GEOM, grid=g)), full)
     with pytest.raises(InputError, match="carve.volume"):
         carve(np.ones((2, 2, 2), bool), el, er, GEOM, grid=g)
 
@@ -223,45 +227,6 @@ def test_mesh_of_a_sphere(xp):
     assert ve.shape == (0, 3) and fe.shape == (0, 3)
 
 
-def test_write_volume_h5_round_trip(tmp_path):
-    rng = np.random.default_rng(33)
-    vol = rng.random((5, 6, 7)) > 0.5
-    p = write_volume_h5(tmp_path / "volume.h5", vol, voxel_size_nm=(146.0, 49.0, 49.0), origin_nm=(-730, -147, -147),
-                        attrs={"angles_deg": [9.5, 9.5], "sample": "cross", "pixel_nm": 49.0})
-    back, meta = read_volume_h5(p)
-    np.testing.assert_array_equal(back, vol)
-    assert back.dtype == bool
-    assert meta["voxel_size_nm"] == (146.0, 49.0, 49.0) and meta["origin_nm"] == (-730.0, -147.0, -147.0)
-    assert meta["attrs"]["sample"] == "cross" and meta["attrs"]["pixel_nm"] == 49.0
-    import h5py
-    with h5py.File(p) as f:
-        assert f["voxel_size"].attrs["units"] == "nm" and f["volume"].attrs["axes"] == "z,y,x"
-        assert f["volume"].dtype == np.uint8
-    fl = rng.random((3, 4, 5)).astype(np.float64)
-    back2, _ = read_volume_h5(write_volume_h5(tmp_path / "f.h5", fl, voxel_size_nm=(1, 1, 1)))
-    np.testing.assert_allclose(back2, fl.astype(np.float32))
-    assert [q.name for q in tmp_path.iterdir()] and not any(".tmp-" in q.name for q in tmp_path.iterdir())
-    with pytest.raises(InputError, match="voxel_size_nm"):
-        write_volume_h5(tmp_path / "bad.h5", vol, voxel_size_nm=(1.0, -1.0, 1.0))
-    assert not (tmp_path / "bad.h5").exists()
-
-
-def test_write_mesh_ply_reads_back_with_meshio(tmp_path):
-    meshio = pytest.importorskip("meshio")
-    z, y, x = np.indices((20, 20, 20))
-    ball = (x - 9.5) ** 2 + (y - 9.5) ** 2 + (z - 9.5) ** 2 <= 36
-    v, f = surface_mesh(ball, (146.0, 49.0, 49.0))
-    p = write_mesh_ply(tmp_path / "mesh.ply", v, f, comments=("sample cross",))
-    m = meshio.read(p)
-    np.testing.assert_allclose(m.points, v.astype(np.float32), rtol=1e-6)
-    tri = m.get_cells_type("triangle")
-    np.testing.assert_array_equal(tri, f)
-    assert p.read_bytes().startswith(b"ply\nformat binary_little_endian 1.0\n")
-    with pytest.raises(InputError, match="faces"):
-        write_mesh_ply(tmp_path / "bad.ply", v, f + len(v))
-    assert not (tmp_path / "bad.ply").exists()
-
-
 def test_cloud_to_volume_membrane_with_a_hole(xp):
     """A tilted membrane (z = 0.1 x) with a square hole seen by both views: the frame + Sibson give the
     membrane everywhere, carving opens the hole (shrunk by 0.2 um) and keeps the membrane away from it."""
@@ -284,10 +249,10 @@ def test_cloud_to_volume_membrane_with_a_hole(xp):
         masks.append((np.abs(x) < hole) & (np.abs(gy) < hole))
     res = cloud_to_volume(xp.asarray(pts), GEOM, view_shape=(n, n), empty_left=xp.asarray(masks[0]),
                           empty_right=xp.asarray(masks[1]), seed=3)
-    vol, g = _h(res.volume), res.grid
+    vol, g = host(res.volume), res.grid
     assert res.plane is not None and abs(res.plane.normal[0] / res.plane.normal[2] + slope) < 0.01
     assert res.n_frame > 0 and vol.shape == g.shape and g.shape[1:] == (n, n)
-    h = _h(res.height_nm)
+    h = host(res.height_nm)
     assert np.isfinite(h).all()
     inside_frame = np.max(np.abs(np.stack([gx, gy])), axis=0) < 1300
     assert np.median(np.abs(h - slope * gx)[inside_frame]) < 10.0  # nm, far below Dz = 146 nm
@@ -300,7 +265,7 @@ def test_cloud_to_volume_membrane_with_a_hole(xp):
     dk = vol.argmax(0)[ring] - k[ring]
     assert np.abs(dk).max() <= 1 and (dk == 0).mean() > 0.97  # off by one only where z is near a voxel edge
     # without masks nothing is carved: the hole is bridged by the interpolation
-    plain = _h(cloud_to_volume(xp.asarray(pts), GEOM, view_shape=(n, n)).volume)
+    plain = host(cloud_to_volume(xp.asarray(pts), GEOM, view_shape=(n, n)).volume)
     assert (plain.sum(0) >= 1).all()
     with pytest.raises(InputError, match="empty_right"):
         cloud_to_volume(pts, GEOM, view_shape=(n, n), empty_left=masks[0])

@@ -15,18 +15,24 @@ import shutil
 import h5py
 import numpy as np
 import pytest
+from _helpers import (
+    DATA,
+    DATA_LINK,
+    PETRA,
+    TINY,
+    copy_inside,
+    elsewhere,
+    link_data,
+    make_ext,
+    make_raw,
+    make_vds,
+)
 
-import xstereo_gpu
 from xstereo_gpu.cli import main
-from xstereo_gpu.errors import InputError
 
-#: Tiny phasing/matching work for run-type commands (errors fire before it anyway).
-TINY = ["--runs", "2", "--iterations", "10", "--no-figures", "-q"]
 #: The same for ``phase``, which has no --no-figures.
 TINY_PHASE = ["--runs", "2", "--iterations", "10", "-q"]
-DATA = "/entry_1/instrument_1/detector_1/data"
 ANGLES = "/entry_1/stereo_1/angles"
-PETRA = "cdtools_petra3_p25_nearfield/PETRAIII_P25_Near_Field_Ptycho.cxi"
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -223,27 +229,6 @@ def test_phase_no_signal_in_the_crop(tmp_path, capsys):
     _no_leftovers(tmp_path)
 
 
-def test_phasing_api_refuses_empty_input():
-    opts = xstereo_gpu.PhasingOptions(runs=2, iterations=10)
-    inten = np.zeros((2, 16, 16), np.float32)
-    inten[0, 8, 8] = 50.0  # view 0 has signal, view 1 has none
-    with pytest.raises(InputError, match=r"no signal in view 1: all 256 valid pixels are 0"):
-        xstereo_gpu.PhaseRetrieval(inten, np.ones(inten.shape, bool), opts)
-    inten[1, 8, 8] = 50.0
-    valid = np.ones(inten.shape, bool)
-    valid[1] = False
-    with pytest.raises(InputError, match=r"no valid pixel in view 1 \(every pixel is masked\)") as err:
-        xstereo_gpu.PhaseRetrieval(inten, valid, opts)
-    assert err.value.where == "phasing.valid"
-    support = np.ones(inten.shape, bool)
-    support[0] = False
-    with pytest.raises(InputError, match=r"empty support .* index \(0,\)") as err:
-        xstereo_gpu.PhaseRetrieval(inten, None, opts, support=support)
-    assert err.value.where == "phasing.support"
-    pr = xstereo_gpu.PhaseRetrieval(inten, None, opts)  # the same data with signal everywhere is fine
-    assert pr.support.shape == (2, 2, 16, 16) and bool(pr.support.any(axis=(-2, -1)).all())
-
-
 # -- 5. a non-empty output directory -------------------------------------------------------------
 
 def _inputs_for(command: str, shot: pathlib.Path, tmp: pathlib.Path) -> list:
@@ -412,7 +397,6 @@ def test_run_bad_rectification_points(content, expected, shot_file, tmp_path, ca
 SAMPLE = "/entry_1/sample_1/name"
 SOURCE = "/entry_1/instrument_1/source_1"
 DETECTOR = "/entry_1/instrument_1/detector_1"
-DATA_LINK = "/entry_1/data_1/data"
 
 
 @dataclasses.dataclass
@@ -425,105 +409,55 @@ class Case:
     # None: the output existed before the command (and is checked to be left as it was)
 
 
-def _inside(tmp: pathlib.Path, shot: pathlib.Path, name: str = "shot.cxi") -> pathlib.Path:
-    """A copy of the shot in its own folder tmp/in (the folder its links may point into)."""
-    (tmp / "in").mkdir(exist_ok=True)
-    dst = tmp / "in" / name
-    shutil.copyfile(shot, dst)
-    return dst
-
-
-def _elsewhere(tmp: pathlib.Path, shot: pathlib.Path) -> pathlib.Path:
-    """tmp/elsewhere: outside the input's folder, holding the shot's frame as HDF5 and as raw bytes."""
-    out = tmp / "elsewhere"
-    out.mkdir(exist_ok=True)
-    with h5py.File(shot, "r") as f:
-        frame = f[DATA][()]
-    with h5py.File(out / "frame.h5", "w") as g:
-        g["frame"] = frame
-    frame.astype("<f4").tofile(out / "frame.raw")
-    return out
-
-
-def _link_data(path: pathlib.Path, make) -> pathlib.Path:
-    """Replace the shot's detector data by what ``make(f)`` creates at DATA."""
-    with h5py.File(path, "r+") as f:
-        shape = f[DATA].shape
-        del f[DATA]
-        make(f, shape)
-    return path
-
-
-def _vds(source: str):
-    def make(f, shape):
-        layout = h5py.VirtualLayout(shape=shape, dtype=np.float32)
-        layout[:] = h5py.VirtualSource(source, "frame", shape=shape)
-        f.create_virtual_dataset(DATA, layout)
-    return make
-
-
-def _raw(source: str, dtype=np.float32):
-    def make(f, shape):
-        f.create_dataset(DATA, shape=shape, dtype=dtype,
-                         external=[(source, 0, int(np.prod(shape)) * np.dtype(dtype).itemsize)])
-    return make
-
-
-def _ext(source: str):
-    def make(f, shape):
-        f[DATA] = h5py.ExternalLink(source, "/frame")
-    return make
-
-
 REFUSED = ["inside", "the input file's directory", "--allow-external-data"]
 
 
 def _c_external_link(tmp, shot):
-    out = _elsewhere(tmp, shot)
-    p = _link_data(_inside(tmp, shot), _ext(str(out / "frame.h5")))
+    out = elsewhere(tmp, shot)
+    p = link_data(copy_inside(tmp, shot), make_ext(str(out / "frame.h5")))
     return Case(["run", p, "-o", tmp / "out", *TINY],
                 ["shot.cxi:" + DATA_LINK, f"an HDF5 external link to {out / 'frame.h5'}:/frame", *REFUSED])
 
 
 def _c_external_link_relative(tmp, shot):
-    out = _elsewhere(tmp, shot)
-    p = _link_data(_inside(tmp, shot), _ext("../elsewhere/frame.h5"))
+    out = elsewhere(tmp, shot)
+    p = link_data(copy_inside(tmp, shot), make_ext("../elsewhere/frame.h5"))
     return Case(["run", p, "-o", tmp / "out", *TINY],
                 ["shot.cxi:" + DATA_LINK, "external link to ../elsewhere/frame.h5", f"(= {out / 'frame.h5'})", *REFUSED])
 
 
 def _c_external_link_via_symlink(tmp, shot):
     # a target that is inside the folder by name but a symlink to a file outside it
-    out = _elsewhere(tmp, shot)
-    p = _inside(tmp, shot)
+    out = elsewhere(tmp, shot)
+    p = copy_inside(tmp, shot)
     (p.parent / "frame.h5").symlink_to(out / "frame.h5")
-    _link_data(p, _ext("frame.h5"))
+    link_data(p, make_ext("frame.h5"))
     return Case(["run", p, "-o", tmp / "out", *TINY], ["shot.cxi:" + DATA_LINK, "external link to frame.h5",
                                                        f"(= {out / 'frame.h5'})", *REFUSED])
 
 
 def _c_external_raw(tmp, shot):
-    out = _elsewhere(tmp, shot)
-    p = _link_data(_inside(tmp, shot), _raw(str(out / "frame.raw")))
+    out = elsewhere(tmp, shot)
+    p = link_data(copy_inside(tmp, shot), make_raw(str(out / "frame.raw")))
     return Case(["run", p, "-o", tmp / "out", *TINY],
                 ["shot.cxi:" + DATA_LINK, f"external raw storage in {out / 'frame.raw'}", *REFUSED])
 
 
 def _c_external_raw_passwd(tmp, shot):
-    p = _link_data(_inside(tmp, shot), _raw("/etc/passwd", np.uint8))
+    p = link_data(copy_inside(tmp, shot), make_raw("/etc/passwd", np.uint8))
     return Case(["run", p, "-o", tmp / "out", *TINY],
                 ["shot.cxi:" + DATA_LINK, "external raw storage in /etc/passwd", *REFUSED])
 
 
 def _c_virtual_dataset(tmp, shot):
-    out = _elsewhere(tmp, shot)
-    p = _link_data(_inside(tmp, shot), _vds(str(out / "frame.h5")))
+    out = elsewhere(tmp, shot)
+    p = link_data(copy_inside(tmp, shot), make_vds(str(out / "frame.h5")))
     return Case(["run", p, "-o", tmp / "out", *TINY],
                 ["shot.cxi:" + DATA_LINK, f"a virtual dataset with sources in {out / 'frame.h5'}", *REFUSED])
 
 
 def _c_virtual_dataset_missing_source(tmp, shot):
-    p = _link_data(_inside(tmp, shot), _vds("gone.h5"))
+    p = link_data(copy_inside(tmp, shot), make_vds("gone.h5"))
     return Case(["run", p, "-o", tmp / "out", *TINY, "--allow-external-data"],
                 ["shot.cxi:" + DATA_LINK, "sources in gone.h5, a file that does not exist", "HDF5 would read zeros"])
 
@@ -851,39 +785,7 @@ def test_bad_input_table(make, shot_file, tmp_path, capsys):
     assert {p: _digest(p) for p in inputs} == before  # inputs are never modified
 
 
-# -- 9. links that stay inside the input's directory are followed; the opt-in follows any -------------
-
-def _outside_kinds(tmp, shot):
-    out = _elsewhere(tmp, shot)
-    return {"external link": _ext(str(out / "frame.h5")), "external raw": _raw(str(out / "frame.raw")),
-            "virtual dataset": _vds(str(out / "frame.h5"))}
-
-
-@pytest.mark.parametrize("kind", ["external link", "external raw", "virtual dataset"])
-def test_links_inside_the_directory_are_followed(kind, shot_file, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # not the file's folder: relative names resolve against the file's
-    p = _inside(tmp_path, shot_file)
-    with h5py.File(shot_file, "r") as f:
-        frame = f[DATA][()]
-    with h5py.File(p.parent / "frame.h5", "w") as g:
-        g["frame"] = frame
-    frame.astype("<f4").tofile(p.parent / "frame.raw")
-    make = {"external link": _ext("frame.h5"), "external raw": _raw("frame.raw"), "virtual dataset": _vds("frame.h5")}
-    _link_data(p, make[kind])
-    shot = xstereo_gpu.read_shot(p)
-    np.testing.assert_array_equal(shot.frame, frame)
-
-
-@pytest.mark.parametrize("kind", ["external link", "external raw", "virtual dataset"])
-def test_allow_external_data_follows_outside_targets(kind, shot_file, tmp_path):
-    make = _outside_kinds(tmp_path, shot_file)[kind]
-    p = _link_data(_inside(tmp_path, shot_file), make)
-    with pytest.raises(InputError, match="allow-external-data") as err:
-        xstereo_gpu.read_shot(p)
-    assert err.value.where == f"{p}:{DATA_LINK}"
-    with h5py.File(shot_file, "r") as f:
-        frame = f[DATA][()]
-    np.testing.assert_array_equal(xstereo_gpu.read_shot(p, allow_external_data=True).frame, frame)
+# -- 9. the opt-in --allow-external-data (links themselves: test_h5safe.py) ----------------------------
 
 
 def test_allow_external_data_option(tmp_path, capsys):
@@ -904,76 +806,3 @@ def test_allow_external_data_option(tmp_path, capsys):
 
     for argv in (["run", "s.cxi", "-o", "o"], ["stereo", "a.cxi", "b.cxi", "-o", "o"]):
         assert build_parser().parse_args(argv + ["--allow-external-data"]).allow_external_data
-
-
-def test_options_api_refuses_wrong_types():
-    with pytest.raises(InputError, match=r"found 'many' \(a string\); expected an integer") as err:
-        xstereo_gpu.PhasingOptions(runs="many")
-    assert err.value.where == "phasing.runs"
-    with pytest.raises(InputError, match=r"True \(a boolean\)"):
-        xstereo_gpu.PhasingOptions(iterations=True)
-
-
-def test_links_are_checked_all_the_way(shot_file, tmp_path):
-    """A chain through an inside file to an outside one, a virtual source stored outside, an env prefix."""
-    out = _elsewhere(tmp_path, shot_file)
-    p = _inside(tmp_path, shot_file)
-    with h5py.File(p.parent / "hop.h5", "w") as g:  # inside, but itself a link to the outside
-        g["frame"] = h5py.ExternalLink(str(out / "frame.h5"), "/frame")
-    _link_data(p, _ext("hop.h5"))
-    with pytest.raises(InputError, match=r"external link to .*elsewhere/frame.h5:/frame") as err:
-        xstereo_gpu.read_shot(p)
-    assert err.value.where == f"{p}:{DATA_LINK}"
-
-    q = _inside(tmp_path, shot_file, "vds.cxi")
-    with h5py.File(q.parent / "source.h5", "w") as g:  # a virtual source whose bytes are outside
-        g.create_dataset("frame", shape=(256, 256), dtype=np.float32, external=[(str(out / "frame.raw"), 0, 4 * 256 * 256)])
-    _link_data(q, _vds("source.h5"))
-    with pytest.raises(InputError, match="external raw storage in .*elsewhere/frame.raw"):
-        xstereo_gpu.read_shot(q)
-
-
-def test_external_link_loop_between_files(tmp_path):
-    a, b = tmp_path / "a.cxi", tmp_path / "b.h5"
-    with h5py.File(a, "w") as f:
-        f[DATA] = h5py.ExternalLink("b.h5", "/y")
-    with h5py.File(b, "w") as f:
-        f["y"] = h5py.ExternalLink("a.cxi", DATA)
-    with pytest.raises(InputError, match="a loop of links") as err:
-        xstereo_gpu.read_pattern(a)
-    assert err.value.where == f"{a}:{DATA}"
-
-
-def test_external_raw_prefix_from_the_environment(shot_file, tmp_path, monkeypatch):
-    # HDF5 prefers HDF5_EXTFILE_PREFIX (read when the library starts) to the file's directory: a relative
-    # name is checked against it too (here set late, so HDF5 itself would not use it: the check is stricter)
-    out = _elsewhere(tmp_path, shot_file)
-    p = _link_data(_inside(tmp_path, shot_file), _raw("frame.raw"))
-    monkeypatch.setenv("HDF5_EXTFILE_PREFIX", str(out))
-    with pytest.raises(InputError, match=r"external raw storage in frame.raw \(= .*elsewhere/frame.raw\)"):
-        xstereo_gpu.read_shot(p)
-
-
-def test_cli_warnings_respect_the_filters(capsys):
-    import warnings
-
-    from xstereo_gpu.diagnostics import run_with_warnings
-    from xstereo_gpu.errors import InputWarning, warn
-
-    def old_api(args):
-        warnings.warn("old", DeprecationWarning)
-        return 0
-
-    with pytest.raises(DeprecationWarning):  # pytest's filterwarnings makes it an error; the CLI keeps that
-        run_with_warnings(old_api, None, "x")
-
-    def suspicious(args):
-        warn("f.cxi:/d", "7", "1 .. 2")
-        return 0
-
-    assert run_with_warnings(suspicious, None, "run") == 0
-    assert capsys.readouterr().err == "xstereo run: warning: f.cxi:/d: found 7; plausible: 1 .. 2\n"
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", InputWarning)
-        with pytest.raises(InputError, match=r"f.cxi:/d: found 7; expected 1 .. 2 \(a warning, turned into an error"):
-            run_with_warnings(suspicious, None, "run")

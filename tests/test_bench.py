@@ -1,4 +1,5 @@
-"""benchmarks/roofline.py on the JSON of ``xstereo bench --quick --no-pipeline --json`` (NumPy)."""
+"""The benchmarks (xstereo_gpu.bench) through ``xstereo bench --quick --no-pipeline --json`` (NumPy): the table
+and the JSON, and benchmarks/roofline.py on that JSON."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import json
 import pathlib
 import subprocess
 import sys
+
+import pytest
 
 from xstereo_gpu.cli import main
 
@@ -53,3 +56,18 @@ def test_roofline_rejects_a_json_without_rows(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0 and "no timed hot-path rows" in proc.stderr
     assert not list(tmp_path.glob("*.png"))
+
+
+def test_bench_quick_writes_a_table_and_json(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("XSTEREO_BACKEND", "numpy")
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--quick", "--no-pipeline", "--json", str(out), "-q"]) == 0
+    text = capsys.readouterr().out
+    assert "DM iteration (twin)" in text and "G pixel-disparities/s" in text
+    res = json.loads(out.read_text())
+    names = [r["name"] for r in res["rows"]]
+    assert names[:3] == ["device copy", "FFT pair (fwd + inv)", "DM iteration (twin)"]
+    assert all(r["time_ms"] > 0 for r in res["rows"])
+    dm = res["rows"][2]
+    assert dm["ratio_to_limit"] == pytest.approx(dm["time_ms"] / (2 * res["rows"][1]["time_ms"]))
+    assert res["device"]["backend"] == "numpy"

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _helpers import host
 
-from xstereo_gpu.backend import to_host
-from xstereo_gpu.cloud import knn_mean_distance, remove_outliers, statistical_outlier_filter
+from xstereo_gpu.cloud import (
+    knn_mean_distance,
+    remove_outliers,
+    statistical_outlier_filter,
+)
 from xstereo_gpu.config import CloudOptions
 from xstereo_gpu.errors import InputError
-
-
-def _h(a):
-    return np.asarray(to_host(a))
 
 
 def _brute(points: np.ndarray, k: int) -> np.ndarray:
@@ -29,7 +29,7 @@ def test_knn_mean_distance_equals_brute_force(xp, k, method):
     pts[7] = pts[3]  # a duplicate counts as a neighbour at distance 0
     got = knn_mean_distance(xp.asarray(pts), k, method=method)
     assert got.shape == (400,) and got.dtype == np.float64
-    np.testing.assert_allclose(_h(got), _brute(pts, k), rtol=1e-9, atol=1e-7)
+    np.testing.assert_allclose(host(got), _brute(pts, k), rtol=1e-9, atol=1e-7)
 
 
 def test_knn_brute_force_chunks_agree(monkeypatch):
@@ -49,31 +49,31 @@ def test_remove_outliers_drops_far_points_and_keeps_the_cluster(xp):
     far = rng.normal(size=(12, 3))
     far = 2000 * far / np.linalg.norm(far, axis=1, keepdims=True) + [200, 200, 0]
     pts = np.concatenate([cluster, far])
-    keep = _h(remove_outliers(xp.asarray(pts), k=80, t=0.1))
+    keep = host(remove_outliers(xp.asarray(pts), k=80, t=0.1))
     assert keep.dtype == bool and keep.shape == (1612,)
     assert not keep[1600:].any()
     assert keep[:1600].mean() > 0.97
-    same = _h(statistical_outlier_filter(xp.asarray(pts), CloudOptions(k=80, t=0.1)))
+    same = host(statistical_outlier_filter(xp.asarray(pts), CloudOptions(k=80, t=0.1)))
     np.testing.assert_array_equal(same, keep)
     # a stricter threshold removes more cluster points (the paper's t counts standard deviations)
-    strict = _h(remove_outliers(xp.asarray(pts), k=80, t=-1.0))
+    strict = host(remove_outliers(xp.asarray(pts), k=80, t=-1.0))
     assert strict.sum() < keep.sum()
 
 
 def test_degenerate_clouds(xp):
     same = xp.asarray(np.tile([[1.0, 2.0, 3.0]], (50, 1)))
-    np.testing.assert_array_equal(_h(knn_mean_distance(same, 80)), 0)
-    assert _h(remove_outliers(same)).all()
+    np.testing.assert_array_equal(host(knn_mean_distance(same, 80)), 0)
+    assert host(remove_outliers(same)).all()
     one = xp.asarray(np.array([[0.0, 0.0, 0.0]]))
-    np.testing.assert_array_equal(_h(knn_mean_distance(one, 5)), [0.0])
-    np.testing.assert_array_equal(_h(remove_outliers(one)), [True])
+    np.testing.assert_array_equal(host(knn_mean_distance(one, 5)), [0.0])
+    np.testing.assert_array_equal(host(remove_outliers(one)), [True])
     empty = xp.zeros((0, 3))
-    assert _h(remove_outliers(empty)).shape == (0,)
+    assert host(remove_outliers(empty)).shape == (0,)
     # k >= M: clamped to M - 1, i.e. the mean distance to all other points
     four = np.array([[0, 0, 0], [3, 0, 0], [0, 4, 0], [0, 0, 12]], float)
     d = np.sqrt(((four[:, None] - four[None]) ** 2).sum(-1))
-    np.testing.assert_allclose(_h(knn_mean_distance(xp.asarray(four), 10)), d.sum(1) / 3)
-    np.testing.assert_allclose(_h(knn_mean_distance(xp.asarray(four), 3)), d.sum(1) / 3)
+    np.testing.assert_allclose(host(knn_mean_distance(xp.asarray(four), 10)), d.sum(1) / 3)
+    np.testing.assert_allclose(host(knn_mean_distance(xp.asarray(four), 3)), d.sum(1) / 3)
 
 
 def test_bad_input_is_rejected(xp):

@@ -2,14 +2,16 @@
 
 GPU tests (marker ``gpu``) compare the CuPy binding with ``knn_mean_distance`` / ``remove_outliers``
 on NumPy: the mean distances must be bit-identical and the kept sets equal. CPU tests check the
-binding's argument validation (before CuPy is touched), that the source ships, and run the kernel
-source itself on the host (compiled with g++, CUDA built-ins replaced by plain C++, NumPy standing
-in for CuPy) against the twin, so that the search logic is exercised without a GPU.
+binding's argument validation (before CuPy is touched), that the source ships with the kernels and
+the instances the binding asks for (read on its code, comments stripped), and run the kernel source
+itself on the host (compiled with g++, CUDA built-ins replaced by plain C++, NumPy standing in for
+CuPy) against the twin, so that the search logic is exercised without a GPU.
 """
 
 from __future__ import annotations
 
 import ctypes
+import re
 import shutil
 import subprocess
 import sys
@@ -17,6 +19,7 @@ import types
 
 import numpy as np
 import pytest
+from _helpers import cuda_code
 
 from xstereo_gpu._kernels import kernel_source
 from xstereo_gpu.cloud import _knn_kernel, outliers
@@ -60,14 +63,17 @@ def _clouds():
 # CPU: validation and packaging
 
 
-def test_source_ships_with_documented_kernels():
-    src = kernel_source("knn_outliers.cu")
-    assert "NumPy twin" in src
-    for name in ("knn_cell_keys", "knn_mean_distance_grid", "__dadd_rn", "__dmul_rn"):
-        assert name in src
+def test_source_ships_and_instantiates_its_kernels():
+    code = cuda_code(kernel_source("knn_outliers.cu"))
+    assert re.search(r"template <typename T>\s*__global__ void knn_cell_keys\(", code)
+    assert re.search(r"template <int KCAP>\s*__global__ void knn_mean_distance_grid\(", code)
+    assert "__dadd_rn(" in code and "__dmul_rn(" in code
+    # every name expression the binding asks for is explicitly instantiated (directly or by the macro)
+    instances = set(re.findall(r"^template __global__ void (\w+<\w+>)\(", code, flags=re.M))
+    macro = re.search(r"#define KNN_INSTANTIATE\(K\)[\s\\]*template __global__ void (\w+)<K>\(", code).group(1)
+    instances |= {f"{macro}<{k}>" for k in re.findall(r"^KNN_INSTANTIATE\((\w+)\)", code, flags=re.M)}
     for expr in _knn_kernel._NAME_EXPRESSIONS:
-        base, arg = expr.rstrip(">").split("<")
-        assert f"{base}<{arg}>" in src or f"KNN_INSTANTIATE({arg})" in src
+        assert expr in instances, expr
 
 
 @pytest.mark.parametrize("points, where", [

@@ -1,15 +1,14 @@
 """Nothing is lost: outputs never clobber inputs or other runs, and killed runs leave nothing that stays.
 
-Unit tests of :mod:`xstereo_gpu.io.staging`, then fault injection through the real ``xstereo``
-command in subprocesses: SIGTERM and SIGKILL during the compute and during the export, two runs into
-one output directory, a read-only and a full output file system (small tmpfs mounts, where this
-machine allows mounting; skipped otherwise).
+Fault injection through the real ``xstereo`` command in subprocesses: SIGTERM and SIGKILL during the
+compute and during the export, two runs into one output directory, a read-only and a full output file
+system (small tmpfs mounts, where this machine allows mounting; skipped otherwise). The staging these
+rely on (:mod:`xstereo_gpu.io.staging`) is unit-tested in test_staging.py.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import pathlib
 import signal
 import subprocess
@@ -18,24 +17,10 @@ import textwrap
 import time
 
 import pytest
+from _helpers import TINY, temporaries
 
 import xstereo_gpu
 from xstereo_gpu.cli import main
-from xstereo_gpu.errors import InputError
-from xstereo_gpu.io import atomic_file, output_directory
-from xstereo_gpu.io.staging import _stamp, remove_stale
-
-TINY = ["--runs", "2", "--iterations", "10", "--no-figures", "-q"]
-
-
-def _temporaries(folder: pathlib.Path) -> list[str]:
-    return sorted(str(p) for pat in ("*.tmp-*", "*.old-*") for p in folder.rglob(pat))
-
-
-def _dead_pid() -> int:
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    return proc.pid
 
 
 def _xstereo(*argv, env_code: str = "", **kw) -> subprocess.Popen:
@@ -52,69 +37,7 @@ def _wait_for(predicate, timeout=60.0) -> None:
         time.sleep(0.02)
 
 
-# -- staging units ------------------------------------------------------------------------------------
-
-def test_output_directory_never_replaces_what_appeared(tmp_path):
-    out = tmp_path / "run"
-    with pytest.raises(InputError) as err:
-        with output_directory(out) as tmp:
-            (tmp / "mine.txt").write_text("mine")
-            out.mkdir()  # another run finished first
-            (out / "theirs.txt").write_text("theirs")
-    assert sorted(p.name for p in out.iterdir()) == ["theirs.txt"]
-    kept = [p for p in tmp_path.iterdir() if p.name.startswith("run.kept-")]
-    assert len(kept) == 1 and (kept[0] / "mine.txt").read_text() == "mine"
-    assert str(kept[0]) in str(err.value) and "appeared" in str(err.value)
-    assert _temporaries(tmp_path) == []
-
-
-def test_output_directory_empty_target_filled_meanwhile(tmp_path):
-    out = tmp_path / "run"
-    out.mkdir()
-    with pytest.raises(InputError, match="appeared in the empty directory"):
-        with output_directory(out) as tmp:
-            (tmp / "mine.txt").write_text("mine")
-            (out / "theirs.txt").write_text("theirs")
-    assert sorted(p.name for p in out.iterdir()) == ["theirs.txt"]
-    assert len(list(tmp_path.glob("run.kept-*"))) == 1
-
-
-def test_output_directory_overwrite_refuses_a_replaced_directory(tmp_path):
-    out = tmp_path / "run"
-    out.mkdir()
-    (out / "old.txt").write_text("old")
-    with pytest.raises(InputError, match="replaced the one found at the start"):
-        with output_directory(out, overwrite=True) as tmp:
-            (tmp / "mine.txt").write_text("mine")
-            os.rename(out, tmp_path / "moved")
-            out.mkdir()
-            (out / "theirs.txt").write_text("theirs")
-    assert sorted(p.name for p in out.iterdir()) == ["theirs.txt"]
-    with output_directory(out, overwrite=True) as tmp:  # and the plain overwrite swaps it
-        (tmp / "new.txt").write_text("new")
-    assert sorted(p.name for p in out.iterdir()) == ["new.txt"]
-    assert _temporaries(tmp_path) == []
-
-
-def test_output_directory_refuses_inputs_and_the_current_directory(tmp_path, monkeypatch):
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "shot.cxi").write_bytes(b"input")
-    with pytest.raises(InputError, match="inside it"):
-        with output_directory(out, overwrite=True, inputs=[out / "shot.cxi"]):
-            pass
-    link = tmp_path / "link.cxi"
-    link.symlink_to(out / "shot.cxi")  # an input reached through a link is still inside
-    with pytest.raises(InputError, match="inside it"):
-        with output_directory(out, overwrite=True, inputs=[link]):
-            pass
-    monkeypatch.chdir(out)
-    for target in (".", tmp_path):
-        with pytest.raises(InputError, match="current directory"):
-            with output_directory(target, overwrite=True):
-                pass
-    assert (out / "shot.cxi").read_bytes() == b"input"
-    assert _temporaries(tmp_path) == []
+# -- the current directory -------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("target", [".", ".."])
@@ -127,45 +50,7 @@ def test_cli_refuses_the_current_directory(target, shot_file, tmp_path, monkeypa
     rc = main(["run", str(shot_file), "-o", target, "--overwrite", *TINY])
     err = capsys.readouterr().err
     assert rc == 2 and "the current directory (or one that contains it)" in err and "Traceback" not in err
-    assert (here / "notes.txt").read_text() == "mine" and _temporaries(tmp_path) == []
-
-
-def test_atomic_file_without_replace_keeps_both(tmp_path):
-    target = tmp_path / "shot.cxi"
-    with pytest.raises(InputError) as err:
-        with atomic_file(target, replace=False) as tmp:
-            tmp.write_text("mine")
-            target.write_text("theirs")
-    assert target.read_text() == "theirs"
-    kept = list(tmp_path.glob("shot.cxi.kept-*.cxi"))
-    assert len(kept) == 1 and kept[0].read_text() == "mine" and str(kept[0]) in str(err.value)
-    with pytest.raises(InputError, match="an existing file"):
-        with atomic_file(target, replace=False):
-            pass
-
-
-def test_remove_stale_only_dead_local_writers(tmp_path):
-    target = tmp_path / "run"
-    host_pid = _stamp().rsplit("-", 2)[0]
-    dead = _dead_pid()
-    stale_dir = tmp_path / f"run.tmp-{host_pid.split('-')[0]}-{dead}-0123abcd"
-    stale_file = tmp_path / f"run.tmp-{host_pid.split('-')[0]}-{dead}-89abcdef.cxi"
-    live = tmp_path / f"run.tmp-{host_pid.split('-')[0]}-{os.getpid()}-01234567"
-    other_host = tmp_path / f"run.tmp-elsewhere-{dead}-76543210"
-    unrelated = tmp_path / f"runner.tmp-{host_pid.split('-')[0]}-{dead}-0123abcd"
-    for d in (stale_dir, live, other_host, unrelated):
-        d.mkdir()
-        (d / "half.tif").write_bytes(b"x")
-    stale_file.write_bytes(b"x")
-    removed = remove_stale(target)
-    assert sorted(removed) == sorted([stale_dir, stale_file])
-    assert live.exists() and other_host.exists() and unrelated.exists()
-    # a swap killed between its renames: the old directory comes back instead of being removed
-    old = tmp_path / f"run.old-{host_pid.split('-')[0]}-{dead}-0a0b0c0d"
-    old.mkdir()
-    (old / "results.txt").write_text("earlier")
-    remove_stale(target)
-    assert (target / "results.txt").read_text() == "earlier" and not old.exists()
+    assert (here / "notes.txt").read_text() == "mine" and temporaries(tmp_path) == []
 
 
 # -- fault injection through the command --------------------------------------------------------------
@@ -178,13 +63,13 @@ LONG = ["--runs", "4", "--iterations", "4000", "--no-figures"]
 def test_signal_during_compute_leaves_nothing(sig, rc, shot_file, tmp_path):
     out = tmp_path / "out"
     proc = _xstereo("run", shot_file, "-o", out, *LONG)
-    _wait_for(lambda: _temporaries(tmp_path) or proc.poll() is not None)
+    _wait_for(lambda: temporaries(tmp_path) or proc.poll() is not None)
     time.sleep(0.5)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == rc, err
     assert "no partial outputs were kept" in err and "Traceback" not in err
-    assert not out.exists() and _temporaries(tmp_path) == []
+    assert not out.exists() and temporaries(tmp_path) == []
 
 
 #: Fault injection in the export: the cloud writer (after views.cxi and the TIFFs) signals the process.
@@ -202,7 +87,7 @@ def test_sigterm_during_export_leaves_nothing(shot_file, tmp_path):
     proc = _xstereo("run", shot_file, "-o", out, *TINY, env_code=KILL_IN_EXPORT.format(sig="SIGTERM"))
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, err
-    assert not out.exists() and _temporaries(tmp_path) == []
+    assert not out.exists() and temporaries(tmp_path) == []
 
 
 def test_sigkill_during_export_is_cleaned_by_the_next_run(shot_file, tmp_path):
@@ -210,11 +95,11 @@ def test_sigkill_during_export_is_cleaned_by_the_next_run(shot_file, tmp_path):
     proc = _xstereo("run", shot_file, "-o", out, *TINY, env_code=KILL_IN_EXPORT.format(sig="SIGKILL"))
     proc.communicate(timeout=120)
     assert proc.returncode == -signal.SIGKILL
-    left = _temporaries(tmp_path)
+    left = temporaries(tmp_path)
     assert len(left) == 1 and not out.exists()  # the staged directory, never the target
     assert (pathlib.Path(left[0]) / "views.cxi").is_file()
     assert main(["run", str(shot_file), "-o", str(out), *TINY]) == 0
-    assert (out / "cloud.ply").is_file() and _temporaries(tmp_path) == []
+    assert (out / "cloud.ply").is_file() and temporaries(tmp_path) == []
 
 
 def test_sigkill_of_simulate_is_cleaned_by_the_next_one(tmp_path):
@@ -230,9 +115,9 @@ def test_sigkill_of_simulate_is_cleaned_by_the_next_one(tmp_path):
     proc = _xstereo(*argv, env_code=kill_in_write)
     proc.communicate(timeout=120)
     assert proc.returncode == -signal.SIGKILL
-    assert not out.exists() and len(_temporaries(tmp_path)) == 1
+    assert not out.exists() and len(temporaries(tmp_path)) == 1
     assert main([str(a) for a in argv]) == 0
-    assert out.is_file() and _temporaries(tmp_path) == []
+    assert out.is_file() and temporaries(tmp_path) == []
 
 
 def test_two_runs_into_one_new_directory(shot_file, tmp_path):
@@ -248,7 +133,7 @@ def test_two_runs_into_one_new_directory(shot_file, tmp_path):
     err = next(e for rc, e in results if rc == 2)
     assert str(out) in err and ("non-empty directory" in err or "appeared" in err)
     assert {"views.cxi", "cloud.ply", "summary.json"} <= {p.name for p in out.iterdir()}
-    assert _temporaries(tmp_path) == []
+    assert temporaries(tmp_path) == []
 
 
 def test_two_simulates_to_one_path(tmp_path):
@@ -261,7 +146,7 @@ def test_two_simulates_to_one_path(tmp_path):
         p.stderr.close()
     assert codes == [0, 2]
     assert xstereo_gpu.read_shot(out).frame.shape == (512, 512)
-    assert _temporaries(tmp_path) == []
+    assert temporaries(tmp_path) == []
 
 
 # -- read-only and full output file systems ---------------------------------------------------------

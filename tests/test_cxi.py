@@ -1,4 +1,5 @@
-"""File input/output: shot files, third-party CXI, TIFF/NPY patterns, views.cxi, PLY, TIFF, JSON, outputs."""
+"""Shot and views files (xstereo_gpu.io.cxi): round trips with and without truth, reader variants, bad files
+named in the message, HDR exposure series, views.cxi."""
 
 from __future__ import annotations
 
@@ -8,16 +9,21 @@ import math
 import h5py
 import numpy as np
 import pytest
+from _helpers import PETRA
 
 from xstereo_gpu.errors import InputError
-from xstereo_gpu.io import (Pattern, atomic_file, output_directory, read_image, read_pattern, read_shot, read_tiff,
-                            read_views, write_json, write_ply, write_shot, write_tiff, write_views)
+from xstereo_gpu.io import (
+    read_image,
+    read_pattern,
+    read_shot,
+    read_views,
+    write_shot,
+    write_views,
+)
 from xstereo_gpu.io.cxi import HC_JM, MASK_SHADOWED, MASK_SUPPORT
+from xstereo_gpu.phasing.prepare import split_patterns
 from xstereo_gpu.shot import GroundTruth, Shot
-
-PETRA = "cdtools_petra3_p25_nearfield/PETRAIII_P25_Near_Field_Ptycho.cxi"
-MINIMAL = "cxi_format_examples/minimal.cxi"
-TYPICAL = "cxi_format_examples/typical_raw.cxi"
+from xstereo_gpu.simulate.detector import MASK_SATURATED
 
 
 def make_shot(rng, *, truth=True, h=48, w=80, n=16) -> Shot:
@@ -124,116 +130,6 @@ def test_shot_reader_overrides_for_third_party(fixtures_dir):
     assert shot.distance_m == pytest.approx(1.12) and shot.detector_pixel_m == pytest.approx(55e-6)
 
 
-def test_fixture_minimal(fixtures_dir):
-    path = fixtures_dir / MINIMAL
-    with h5py.File(path, "r") as f:
-        assert "cxi_version" not in f
-    p = read_pattern(path, validate=False)
-    assert isinstance(p, Pattern)
-    assert p.data.shape == (50, 100) and p.data.dtype == np.float32
-    assert p.mask.shape == (50, 100) and p.mask.dtype == np.uint32 and not p.mask.any()
-    assert (p.wavelength_m, p.distance_m, p.pixel_size_m) == (None, None, None)
-    assert p.dataset == "/entry_1/data_1/data"
-    # the spec's example holds test values, not photon counts: the default check refuses them
-    with pytest.raises(InputError, match="negative intensities") as err:
-        read_pattern(path)
-    assert str(path) in str(err.value)
-
-
-def test_fixture_typical_raw(fixtures_dir):
-    path = fixtures_dir / TYPICAL
-    p = read_pattern(path, validate=False)
-    assert p.data.shape == (50, 100)
-    assert p.distance_m == pytest.approx(0.15)  # detector_1, found through the soft link data_1/data
-    assert p.wavelength_m == pytest.approx(HC_JM / 2.8893e-16, rel=1e-12)  # energy in J
-    assert p.wavelength_m == pytest.approx(6.875e-10, rel=1e-3)
-    q = read_pattern(path, dataset="entry_1/data_2/data")  # soft link to detector_2: 0.65 m
-    assert q.distance_m == pytest.approx(0.65) and q.data.min() >= 0
-    # byte strings are decoded: the third-party sample name through a shot read with its stereo facts given
-    from xstereo_gpu.io.cxi import _open_hdf5, _read_str
-
-    with _open_hdf5(path) as f:
-        assert _read_str(f, "entry_1/sample_1/name", str(path)) == "Mimivirus"
-        assert _read_str(f, "entry_1/start_time", str(path)).startswith("2009-12-11")
-
-
-def test_fixture_petra(fixtures_dir):
-    path = fixtures_dir / PETRA
-    with pytest.raises(InputError, match="200 frames") as err:
-        read_pattern(path)
-    assert str(path) in str(err.value)
-    with pytest.raises(InputError, match="200 frames"):
-        read_pattern(path, frame=200)
-    p = read_pattern(path, frame=0)
-    assert p.data.shape == (100, 100) and p.data.dtype == np.float32
-    assert p.pixel_size_m == pytest.approx(55e-6, rel=1e-6)
-    assert p.distance_m == pytest.approx(1.12, rel=1e-6)
-    assert p.wavelength_m == pytest.approx(9.7949e-11, rel=1e-4)
-    assert p.mask.dtype == np.uint32 and p.mask.shape == (100, 100) and int((p.mask != 0).sum()) == 5
-    with h5py.File(path, "r") as f:
-        np.testing.assert_array_equal(p.data, f["entry_1/instrument_1/detector_1/data"][0].astype(np.float32))
-    p7 = read_pattern(path, frame=7)
-    assert not np.array_equal(p7.data, p.data)
-
-
-@pytest.mark.parametrize("layout", ["rows", "transposed"])
-def test_pixel_from_basis_vectors(tmp_path, layout, fixtures_dir):
-    # the PETRA III file's (3, 2) basis vectors, alone (x/y_pixel_size removed), in both layouts
-    with h5py.File(fixtures_dir / PETRA, "r") as f:
-        bv = f["entry_1/instrument_1/detector_1/basis_vectors"][()]
-    assert bv.shape == (3, 2)
-    path = tmp_path / "bv.cxi"
-    with h5py.File(path, "w") as f:
-        d = f.create_group("entry_1/instrument_1/detector_1")
-        d["data"] = np.arange(96, dtype=np.int32).reshape(2, 6, 8)  # not constant: a constant cannot be phased
-        d["distance"] = 1.12
-        d["basis_vectors"] = bv if layout == "transposed" else bv.T
-        f["entry_1/instrument_1/source_1/wavelength"] = 1e-10
-    p = read_pattern(path, frame=1)
-    assert p.pixel_size_m == pytest.approx(55e-6, rel=1e-6)
-    assert p.dataset == "/entry_1/instrument_1/detector_1/data" and p.frame == 1
-    assert p.wavelength_m == 1e-10
-
-
-def test_hdf5_fallback_dataset_and_units(tmp_path):
-    path = tmp_path / "scan.nxs"
-    with h5py.File(path, "w") as f:
-        f["entry/instrument/detector/data"] = np.full((4, 5), 2.0) + np.eye(4, 5)  # not constant
-        e = f.create_dataset("entry/instrument/source/energy", data=8.0)  # NeXus names and units
-        e.attrs["units"] = "keV"
-        d = f.create_dataset("entry/instrument/detector/distance", data=350.0)
-        d.attrs["units"] = "mm"
-    p = read_pattern(path)
-    assert p.dataset == "/entry/instrument/detector/data" and float(p.data.sum()) == 44.0
-    assert p.wavelength_m == pytest.approx(1.5498e-10, rel=1e-4)  # 8 keV
-    assert p.distance_m == pytest.approx(0.35)
-    with h5py.File(path, "r+") as f:
-        del f["entry/instrument/source/energy"]
-        f["entry/instrument/source/energy"] = 8000.0  # eV without units: not CXI
-    with pytest.raises(InputError, match="looks like eV"):
-        read_pattern(path)
-
-
-def test_tiff_and_npy_patterns(tmp_path):
-    rng = np.random.default_rng(4)
-    img = rng.poisson(3.0, (12, 20)).astype(np.uint16)
-    import tifffile
-
-    tifffile.imwrite(tmp_path / "p.tif", img)
-    p = read_pattern(tmp_path / "p.tif")
-    np.testing.assert_array_equal(p.data, img.astype(np.float32))
-    assert p.data.dtype == np.float32 and p.pixel_size_m is None and not p.mask.any()
-    stack = rng.random((3, 12, 20))
-    np.save(tmp_path / "s.npy", stack)
-    with pytest.raises(InputError, match="3 frames"):
-        read_pattern(tmp_path / "s.npy")
-    q = read_pattern(tmp_path / "s.npy", frame=2)
-    np.testing.assert_allclose(q.data, stack[2].astype(np.float32))
-    assert q.frame == 2
-    np.testing.assert_allclose(read_image(tmp_path / "s.npy", index=1), stack[1].astype(np.float32))
-    assert read_image(tmp_path / "p.tif").shape == (12, 20)
-
-
 def _bad_shot_file(tmp_path, rng, fn):
     path = write_shot(tmp_path / f"bad{len(list(tmp_path.glob('bad*.cxi')))}.cxi", make_shot(rng, truth=False))
     _rewrite(path, fn)
@@ -299,20 +195,6 @@ def test_bad_inputs_name_the_file(tmp_path):
         assert words in msg, (label, msg)
 
 
-def test_masked_bad_pixels_are_accepted(tmp_path):
-    data = np.ones((6, 6), np.float32)
-    data[1, 1] = 3.0  # not constant
-    data[2, 2], data[3, 3] = np.nan, -5.0
-    path = tmp_path / "m.cxi"
-    with h5py.File(path, "w") as f:
-        f["entry_1/instrument_1/detector_1/data"] = data
-        mask = np.zeros((6, 6), np.uint32)
-        mask[2, 2] = mask[3, 3] = 0x8
-        f["entry_1/instrument_1/detector_1/mask"] = mask
-    p = read_pattern(path)
-    assert int(p.mask[2, 2]) == 8 and np.isnan(p.data[2, 2])
-
-
 def test_views_round_trip(tmp_path, xp):
     rng = np.random.default_rng(6)
     n = 24
@@ -361,102 +243,105 @@ def test_single_view_without_geometry(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["view.cxi"]
 
 
-def test_ply_readable_by_meshio(tmp_path, xp):
-    meshio = pytest.importorskip("meshio")
-    rng = np.random.default_rng(7)
-    pts = rng.standard_normal((50, 3)) * 1000.0
-    conf = rng.random(50)
-    view = (rng.random(50) > 0.5).astype(np.int8)
-    path = write_ply(tmp_path / "cloud.ply", xp.asarray(pts), scalars={"confidence": xp.asarray(conf), "view": view})
-    head = path.read_bytes()[:300]
-    assert head.startswith(b"ply\nformat binary_little_endian 1.0\ncomment units nm\n")
-    m = meshio.read(path)
-    np.testing.assert_allclose(m.points, pts.astype(np.float32), rtol=1e-7)
-    np.testing.assert_allclose(m.point_data["confidence"], conf.astype(np.float32))
-    np.testing.assert_array_equal(m.point_data["view"], view.astype(np.float32))
-    with pytest.raises(InputError, match="confidence"):
-        write_ply(tmp_path / "bad.ply", pts, scalars={"confidence": conf[:-1]})
-    assert not (tmp_path / "bad.ply").exists()
-
-
-def test_tiff_nan_and_metadata(tmp_path, xp):
-    img = np.arange(30, dtype=np.float32).reshape(5, 6)
-    img[1, 2] = np.nan
-    meta = {"upsample": 4, "pixel_size_nm": np.float64(12.25), "convention": "x - d", "bad": float("nan")}
-    path = write_tiff(tmp_path / "disparity_left.tif", xp.asarray(img), metadata=meta)
-    back, m = read_tiff(path)
-    assert back.dtype == np.float32
-    np.testing.assert_array_equal(back, img)  # NaN in the same place
-    assert m == {"upsample": 4, "pixel_size_nm": 12.25, "convention": "x - d", "bad": None}
-
-
-def test_write_json(tmp_path):
-    obj = {"a": np.float32(1.5), "b": np.arange(3), "c": float("nan"), "d": (1, np.int64(2)), "e": [np.inf]}
-    path = write_json(tmp_path / "s.json", obj)
-    assert json.loads(path.read_text()) == {"a": 1.5, "b": [0, 1, 2], "c": None, "d": [1, 2], "e": [None]}
-    assert path.read_text().startswith('{\n  "a"')
-
-
-def test_atomic_file(tmp_path):
-    target = tmp_path / "out.txt"
-    target.write_text("old")
-    with pytest.raises(RuntimeError):
-        with atomic_file(target) as tmp:
-            assert tmp.parent == tmp_path and tmp.name.startswith("out.txt.tmp-") and tmp.suffix == ".txt"
-            tmp.write_text("half")
-            raise RuntimeError("boom")
-    assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
-    with atomic_file(target) as tmp:
-        tmp.write_text("new")
-    assert target.read_text() == "new"
-    with atomic_file(tmp_path / "a.npy") as tmp:
-        np.save(tmp, np.arange(3))  # the suffix is kept, so np.save does not append another .npy
-    np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), np.arange(3))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npy", "out.txt"]
-
-
-def test_output_directory(tmp_path):
-    out = tmp_path / "run"
-    with output_directory(out) as d:
-        assert d.parent == tmp_path and d.name.startswith("run.tmp-") and not any(d.iterdir())
-        (d / "depth.tif").write_bytes(b"1")
-        assert not out.exists()
-    assert sorted(p.name for p in out.iterdir()) == ["depth.tif"]
-    with pytest.raises(InputError, match="--overwrite") as err:
-        with output_directory(out):
-            pass
-    assert str(out) in str(err.value)
-    with output_directory(out, overwrite=True) as d:
-        (d / "cloud.ply").write_bytes(b"2")
-    assert sorted(p.name for p in out.iterdir()) == ["cloud.ply"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
-    # a failing body leaves the old directory as it was and no temporary directory
-    with pytest.raises(RuntimeError):
-        with output_directory(out, overwrite=True) as d:
-            (d / "half.tif").write_bytes(b"3")
-            raise RuntimeError("boom")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
-    assert sorted(p.name for p in out.iterdir()) == ["cloud.ply"]
-    # ... and a new path is not created at all
-    fresh = tmp_path / "sub" / "run2"
-    with pytest.raises(KeyboardInterrupt):
-        with output_directory(fresh) as d:
-            (d / "x").write_text("x")
-            raise KeyboardInterrupt
-    assert not fresh.exists() and list((tmp_path / "sub").iterdir()) == []
-    (tmp_path / "afile").write_text("x")
-    with pytest.raises(InputError, match="existing file"):
-        with output_directory(tmp_path / "afile"):
-            pass
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    with output_directory(empty) as d:
-        (d / "a").write_text("a")
-    assert (empty / "a").read_text() == "a"
-
-
 def test_geometry_units_round_trip(tmp_path):
     """Pixel size of the views follows lambda D / (N p) from the file's geometry."""
     shot = make_shot(np.random.default_rng(8), truth=False)
     back = read_shot(write_shot(tmp_path / "g.cxi", shot))
     assert math.isclose(back.pixel_size_m, 2.4e-8 * 0.026 / (16 * 2.7e-5), rel_tol=1e-12)
+
+
+def _hdr_shot(rng, *, e=2) -> Shot:
+    h, w, n = 40, 64, 16
+    frames = rng.poisson(50.0, size=(e, h, w)).astype(np.float32)
+    masks = np.zeros((e, h, w), np.uint32)
+    masks[:, 20, 10:12] = MASK_SHADOWED
+    masks[-1, 20, 20] = MASK_SATURATED
+    views = (rng.standard_normal((2, n, n)) + 1j * rng.standard_normal((2, n, n))).astype(np.complex64)
+    gt = GroundTruth(views=views, pixel_size_m=4.5e-8, edge_points_m=rng.standard_normal((12, 3)) * 1e-6,
+                     edge_labels=rng.integers(0, 2, 12).astype(np.int8), description="pyramid",
+                     extra={"pyramid_height_m": 1.8e-6, "n_spheres": 57, "closed": True, "name": "notch",
+                            "surface_points_m": rng.standard_normal((300, 3)) * 1e-6,
+                            "edge_hidden": rng.random(12) > 0.5, "big": rng.standard_normal(5000)})
+    return Shot(frame=frames, mask=masks, wavelength_m=2.4e-8, distance_m=0.026, detector_pixel_m=5.4e-5,
+                angles_deg=(9.5, 9.5), centres_px=np.array([[20.0, 16.0], [20.0, 48.0]]), pattern_size=n,
+                sample="cross", truth=gt, extra={"seed": 3}, exposure_times_s=np.array([30.0, 240.0]))
+
+
+def test_hdr_shot_round_trip(tmp_path):
+    shot = _hdr_shot(np.random.default_rng(0))
+    assert shot.validate().n_exposures == 2 and shot.frame_shape == (40, 64)
+    path = write_shot(tmp_path / "hdr.cxi", shot)
+    back = read_shot(path)
+    np.testing.assert_array_equal(back.frame, shot.frame)
+    np.testing.assert_array_equal(back.mask, shot.mask)
+    assert back.frame.dtype == np.float32 and back.mask.dtype == np.uint32
+    np.testing.assert_array_equal(back.exposure_times_s, [30.0, 240.0])
+    assert back.extra == {"seed": 3}
+    tx, bx = shot.truth.extra, back.truth.extra
+    assert set(bx) == set(tx)
+    assert bx["pyramid_height_m"] == 1.8e-6 and isinstance(bx["pyramid_height_m"], float)
+    assert bx["n_spheres"] == 57 and bx["closed"] is True and bx["name"] == "notch"
+    for key in ("surface_points_m", "edge_hidden", "big"):
+        np.testing.assert_array_equal(bx[key], tx[key])
+        assert bx[key].dtype == tx[key].dtype
+    with h5py.File(path) as f:
+        assert f["entry_1/data_1/data"].shape == (2, 40, 64)
+        assert f["entry_1/stereo_1/exposure_times"].attrs["units"] == "s"
+        np.testing.assert_array_equal(f["entry_1/instrument_1/detector_1/count_time"][()], [30.0, 240.0])
+    # one exposure picked out of the series
+    one = read_shot(path, frame=1)
+    np.testing.assert_array_equal(one.frame, shot.frame[1])
+    np.testing.assert_array_equal(one.mask, shot.mask[1])
+    np.testing.assert_array_equal(one.exposure_times_s, [240.0])
+    # the whole series goes through prepare
+    inten, valid = split_patterns(back.frame, back.mask, back.centres_px, back.pattern_size,
+                                  exposure_times_s=back.exposure_times_s)
+    assert inten.shape == (2, 16, 16) and not valid[0, 8, 2:4].any() and valid[0, 8, 4]  # beamstop (20, 10:12)
+
+
+def test_single_frame_shot_keeps_its_layout(tmp_path):
+    shot = _hdr_shot(np.random.default_rng(1))
+    single = Shot(frame=shot.frame[0], mask=shot.mask[0], wavelength_m=shot.wavelength_m,
+                  distance_m=shot.distance_m, detector_pixel_m=shot.detector_pixel_m, angles_deg=shot.angles_deg,
+                  centres_px=shot.centres_px, pattern_size=shot.pattern_size)
+    path = write_shot(tmp_path / "one.cxi", single)
+    back = read_shot(path)
+    assert back.exposure_times_s is None and back.frame.shape == (40, 64) and back.n_exposures == 1
+    with h5py.File(path) as f:
+        assert "exposure_times" not in f["entry_1/stereo_1"]
+        assert "count_time" not in f["entry_1/instrument_1/detector_1"]
+    timed = Shot(**{**single.__dict__, "exposure_times_s": np.array([30.0])})
+    back = read_shot(write_shot(tmp_path / "timed.cxi", timed))
+    np.testing.assert_array_equal(back.exposure_times_s, [30.0])
+
+
+def test_bad_exposure_times(tmp_path):
+    rng = np.random.default_rng(2)
+    for times, found in ((np.array([30.0, -240.0]), "-240"), (np.array([30.0]), "1 times"),
+                         (np.array([30.0, 240.0, 10.0]), "3 times"), (None, "None")):
+        shot = _hdr_shot(rng)
+        shot.exposure_times_s = times
+        with pytest.raises(InputError, match="exposure_times_s") as exc:
+            shot.validate()
+        assert found in exc.value.found
+    shot = _hdr_shot(rng)
+    shot.mask = shot.mask[0]
+    with pytest.raises(InputError, match="mask"):
+        shot.validate()
+    # in a file: a time count that does not match the stack, and non-positive times
+    path = write_shot(tmp_path / "hdr.cxi", _hdr_shot(rng))
+    for name, value, found in (("three.cxi", [30.0, 240.0, 5.0], "3 times for a stack of 2 frames"),
+                               ("zero.cxi", [30.0, 0.0], "0.0")):
+        bad = tmp_path / name
+        bad.write_bytes(path.read_bytes())
+        with h5py.File(bad, "a") as f:
+            del f["entry_1/stereo_1/exposure_times"]
+            f["entry_1/stereo_1/exposure_times"] = np.array(value)
+        with pytest.raises(InputError, match="exposure_times") as exc:
+            read_shot(bad)
+        assert name in exc.value.where and found in exc.value.found
+    # truth.extra values that are not numbers
+    shot = _hdr_shot(rng)
+    shot.truth.extra["bad"] = {"a": 1}
+    with pytest.raises(InputError, match="truth.extra"):
+        write_shot(tmp_path / "x.cxi", shot)

@@ -1,7 +1,8 @@
 """SGM path-aggregation CUDA kernel (kernels/sgm.cu) against its NumPy twin (sgm.aggregate_costs).
 
 GPU parity tests carry the ``gpu`` marker (skipped without CuPy and a device); the CPU tests check
-the source text, the launch configuration, the binding's argument validation (which fails before
+the source's code (comments stripped: the template, its launch bound, the instances the binding asks
+for, float literals), the launch configuration, the binding's argument validation (which fails before
 touching CuPy) and, where nvcc is installed, that every template instance compiles.
 """
 
@@ -13,32 +14,35 @@ import subprocess
 
 import numpy as np
 import pytest
+from _helpers import FIELDS, cuda_code, poison_empty
 
 from xstereo_gpu._kernels import kernel_source
 from xstereo_gpu.config import MatchOptions
 from xstereo_gpu.errors import InputError
-from xstereo_gpu.stereo._sgm_kernel import (KERNEL_FILE, MAX_DISPARITIES, _DPT, aggregate_costs_kernel,
-                                            launch_config)
+from xstereo_gpu.stereo._sgm_kernel import (
+    _DPT,
+    _MAX_THREADS,
+    KERNEL_FILE,
+    MAX_DISPARITIES,
+    aggregate_costs_kernel,
+    launch_config,
+)
 from xstereo_gpu.stereo.sgm import INVALID_COST, aggregate_costs, semi_global_match
-
-FIELDS = ("disparity_left", "disparity_right", "cost_left", "cost_right", "confidence_left", "confidence_right")
-
 
 # ------------------------------------------------------------------------------------------ CPU
 
 
-def test_source_loads_and_is_documented():
-    src = kernel_source(KERNEL_FILE)
-    assert "template <int DPT>" in src and "sgm_aggregate(" in src
-    for word in ("What it computes", "Layout of the arguments", "Launch configuration", "NumPy twin"):
-        assert word in src
+def test_source_defines_the_kernel_and_its_instances():
+    code = cuda_code(kernel_source(KERNEL_FILE))
+    assert re.search(r"template <int DPT>\s*__global__ void __launch_bounds__\(SGM_MAX_THREADS\)\s*sgm_aggregate\(",
+                     code)
+    assert int(re.search(r"#define SGM_MAX_THREADS (\d+)", code).group(1)) == _MAX_THREADS
     for dpt in _DPT:  # every instance the binding may ask for is instantiated for nvcc
-        assert f"sgm_aggregate<{dpt}>(" in src
+        assert f"template __global__ void sgm_aggregate<{dpt}>(" in code
     # float literals carry the f suffix (STYLE anti-pattern 2)
-    code = "\n".join(line.split("//")[0] for line in src.splitlines())
     floats = re.findall(r"\b\d+\.\d*(?:[eE][-+]?\d+)?f?", code)
     assert floats and all(m.endswith("f") for m in floats)
-    assert "__fadd_rn" in src and "__fsub_rn" in src
+    assert "__fadd_rn(" in code and "__fsub_rn(" in code
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not installed")
@@ -101,18 +105,6 @@ def test_numpy_arrays_rejected_with_pointer_to_twin():
 # ------------------------------------------------------------------------------------------ GPU
 
 
-def _poison(monkeypatch, cupy):
-    """Make the binding's output buffer start as a sentinel, so unwritten entries fail."""
-    empty = cupy.empty
-
-    def poisoned(shape, dtype=float, *args, **kwargs):
-        a = empty(shape, dtype, *args, **kwargs)
-        a.fill(-12345.0)
-        return a
-
-    monkeypatch.setattr(cupy, "empty", poisoned)
-
-
 def _volume(rng, H, W, D, invalid=True):
     cost = rng.random((H, W, D), dtype=np.float32)
     if invalid:  # the invalid wedges of a signed range: x - d outside the image
@@ -133,7 +125,7 @@ def test_parity_with_twin(monkeypatch, paths, H, W, D):
     rng = np.random.default_rng(H * 1000 + W * 10 + D + paths)
     cost = _volume(rng, H, W, D)
     want = aggregate_costs(cost, p1=0.03, p2=0.3, paths=paths)
-    _poison(monkeypatch, cupy)
+    poison_empty(monkeypatch, cupy)
     got = aggregate_costs_kernel(cupy.asarray(cost), p1=0.03, p2=0.3, paths=paths)
     got = cupy.asnumpy(got)
     assert got.dtype == np.float32 and got.shape == want.shape

@@ -1,7 +1,8 @@
 """Block-matching CUDA kernel (kernels/block_matching.cu) against its NumPy twin.
 
 GPU parity tests carry the ``gpu`` marker (skipped without CuPy and a device); the CPU tests check
-the source text and the binding's argument validation, which fails before touching CuPy.
+the source's code (comments stripped: the template, its launch constants and block limit, float literals)
+and the binding's argument validation, which fails before touching CuPy.
 """
 
 from __future__ import annotations
@@ -10,29 +11,50 @@ import re
 
 import numpy as np
 import pytest
+from _helpers import FIELDS, cuda_code, poison_empty
 
 from xstereo_gpu._kernels import kernel_source
 from xstereo_gpu.config import MatchOptions
 from xstereo_gpu.errors import InputError
-from xstereo_gpu.stereo._bm_kernel import KERNEL_FILE, MAX_BLOCK, block_match_kernel
+from xstereo_gpu.stereo._bm_kernel import (
+    _THREADS,
+    _TX,
+    _TY,
+    KERNEL_FILE,
+    MAX_BLOCK,
+    block_match_kernel,
+)
 from xstereo_gpu.stereo.disparity import block_match
-
-FIELDS = ("disparity_left", "disparity_right", "cost_left", "cost_right", "confidence_left", "confidence_right")
-
 
 # ------------------------------------------------------------------------------------------ CPU
 
 
-def test_source_loads_and_is_documented():
-    src = kernel_source(KERNEL_FILE)
-    assert "template <int B>" in src and "block_match(" in src
-    for word in ("What it computes", "Layout of the arguments", "Launch configuration", "NumPy twin"):
-        assert word in src
+def _static_asserts_hold(code: str, block: int) -> bool:
+    """The kernel's static_asserts for block side ``block``, evaluated from its #defines and constexprs."""
+    env = {name: int(value) for name, value in re.findall(r"#define (\w+) (\d+)\b", code)}
+    for name, expr in re.findall(r"#define (\w+) (\([^)\n]*\))", code):
+        env[name] = eval(expr, {}, env)
+    env["B"] = block
+    for name, expr in re.findall(r"constexpr int (\w+) = ([^;]+);", code):
+        env[name] = eval(expr.replace("/", "//"), {}, env)  # C integer division
+    conditions = re.findall(r"static_assert\((.+?), \"", code)
+    assert len(conditions) == 2  # odd positive block, static shared memory
+    return all(eval(c.replace("&&", " and ").replace("/", "//"), {}, env) for c in conditions)
+
+
+def test_source_defines_the_kernel_and_its_limits():
+    code = cuda_code(kernel_source(KERNEL_FILE))
+    # the template the binding instantiates (name expression block_match<B>), launched with (BM_TX, BM_NY, 1)
+    assert re.search(r"template <int B>\s*__global__ void __launch_bounds__\(BM_NT\)\s*block_match\(", code)
+    tx, ny, rpt = (int(re.search(rf"#define {name} (\d+)", code).group(1)) for name in ("BM_TX", "BM_NY", "BM_RPT"))
+    assert (tx, ny, 1) == _THREADS and tx == _TX and ny * rpt == _TY
+    assert "#define BM_TY (BM_NY * BM_RPT)" in code and "#define BM_NT (BM_TX * BM_NY)" in code
+    # MAX_BLOCK is the largest odd block side the kernel compiles for (its static shared memory fits)
+    assert _static_asserts_hold(code, MAX_BLOCK) and _static_asserts_hold(code, 1)
+    assert not _static_asserts_hold(code, MAX_BLOCK + 2) and not _static_asserts_hold(code, MAX_BLOCK - 1)
     # float literals carry the f suffix (STYLE anti-pattern 2): no bare 0.5 / 2.0 in float code
-    code = "\n".join(line.split("//")[0] for line in src.splitlines())
     bare = [m for m in re.findall(r"\b\d+\.\d*(?:[eE][-+]?\d+)?f?\b", code) if not m.endswith("f")]
     assert bare == ["0.0"]  # the one float64 accumulator start, on purpose
-    assert f"B <= {MAX_BLOCK}" in src
 
 
 def _pair(h=6, w=7):
@@ -105,18 +127,6 @@ def _textured_pair(rng, h, w, shift, flat=False):
     return np.ascontiguousarray(left), np.ascontiguousarray(right)
 
 
-def _poison(monkeypatch, cupy):
-    """Make the binding's output buffers start as a sentinel, so unwritten pixels fail."""
-    empty = cupy.empty
-
-    def poisoned(shape, dtype=float, *args, **kwargs):
-        a = empty(shape, dtype, *args, **kwargs)
-        a.fill(-12345.0)
-        return a
-
-    monkeypatch.setattr(cupy, "empty", poisoned)
-
-
 def _compare(res_k, res_np, cupy):
     for f in FIELDS:
         got = cupy.asnumpy(getattr(res_k, f))
@@ -140,7 +150,7 @@ def test_parity_with_twin(monkeypatch, block, dmin, dmax, shift):
     opts = MatchOptions(block=block, dmin=dmin, dmax=dmax, proximity_weight=0.05,
                         texture_threshold=0.05 / max(1, block // 3))
     want = block_match(left, right, opts)
-    _poison(monkeypatch, cupy)
+    poison_empty(monkeypatch, cupy)
     got = block_match_kernel(cupy.asarray(left), cupy.asarray(right), opts)
     _compare(got, want, cupy)
     assert np.isfinite(want.disparity_left).sum() > 0.2 * left.size  # the test sees valid pixels
@@ -158,7 +168,7 @@ def test_parity_random_no_texture_rule(monkeypatch, block):
     right = rng.random((37, 33), dtype=np.float32)
     opts = MatchOptions(block=block, dmin=-40, dmax=35, proximity_weight=0.0, texture_threshold=0.0)
     want = block_match(left, right, opts)
-    _poison(monkeypatch, cupy)
+    poison_empty(monkeypatch, cupy)
     got = block_match_kernel(cupy.asarray(left), cupy.asarray(right), opts)
     _compare(got, want, cupy)
 
@@ -172,7 +182,7 @@ def test_parity_uniform_images_and_float64_input(monkeypatch):
     for thr in (0.0, 0.05):
         opts = MatchOptions(block=3, dmin=-5, dmax=5, texture_threshold=thr)
         want = block_match(left, right, opts)
-        _poison(monkeypatch, cupy)
+        poison_empty(monkeypatch, cupy)
         got = block_match_kernel(cupy.asarray(left), cupy.asarray(right), opts)
         _compare(got, want, cupy)
         monkeypatch.undo()

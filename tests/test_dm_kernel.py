@@ -9,9 +9,8 @@ pixels, zero amplitudes, a vanishing spectrum, odd N, NaN and tied eps, selectio
 with outputs poisoned before the launch.
 
 Wiring: ``PhaseRetrieval`` uses the kernels on CuPy (escape hatch ``kernels=False`` /
-``XSTEREO_KERNELS=0``) and matches the twins' CuPy code there; its loop reads the host at most
-``ceil(iterations / K) + 1`` times, counted by intercepting ``to_host`` (NumPy and CuPy) and, on
-CuPy, with synchronisation disallowed between two cost records.
+``XSTEREO_KERNELS=0``) and matches the twins' CuPy code there. The host reads of its loop (at most
+``ceil(iterations / K) + 1``, with or without the kernels) are tested in test_runs.py.
 """
 
 from __future__ import annotations
@@ -20,23 +19,25 @@ import re
 
 import numpy as np
 import pytest
+from _helpers import cuda_code, phasing_problem, random_complex
 
 from xstereo_gpu._kernels import kernel_source
 from xstereo_gpu.errors import InputError
-from xstereo_gpu.phasing._dm_kernel import _BLOCK, _NAMES, dm_step_kernel, track_best_kernel
-from xstereo_gpu.phasing.algorithms import Workspace, dm_step, fourier_constraint
+from xstereo_gpu.phasing._dm_kernel import (
+    _BLOCK,
+    _NAMES,
+    dm_step_kernel,
+    track_best_kernel,
+)
+from xstereo_gpu.phasing.algorithms import _TINY, Workspace, dm_step, fourier_constraint
 
 V, R, N = 2, 3, 16
 
 
-def _random_complex(rng, shape):
-    return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
-
-
 def _step_inputs(rng, v=V, r=R, n=N, *, per_run_support=True):
     """Iterates, amplitudes, valid mask (with a beamstop and dead pixels) and support, on the host."""
-    x = _random_complex(rng, (v, r, n, n))
-    inten = np.abs(np.fft.fft2(_random_complex(rng, (v, n, n)))) ** 2
+    x = random_complex(rng, (v, r, n, n))
+    inten = np.abs(np.fft.fft2(random_complex(rng, (v, n, n)))) ** 2
     inten[:, : n // 4, : n // 4] = 0.0  # valid pixels with zero amplitude
     valid = rng.random((v, n, n)) > 0.15  # dead pixels
     yy, xx = np.mgrid[:n, :n]
@@ -66,12 +67,14 @@ def _assert_close(got, want, rtol=1e-4):
 
 
 def test_source_ships_and_defines_every_entry_point():
-    src = kernel_source("difference_map.cu")
+    code = cuda_code(kernel_source("difference_map.cu"))
     for name in _NAMES:
-        assert re.search(rf'extern "C" __global__ void {name}\(', src), name
-    assert int(re.search(r"#define DM_BLOCK (\d+)", src).group(1)) == _BLOCK
-    assert "#include" not in src  # self-contained: compiles with nvcc and NVRTC alike
-    assert "1e-20f" in src  # the twin's _TINY, as a float literal
+        assert re.search(rf'extern "C" __global__ void {name}\(', code), name
+    assert sorted(re.findall(r'extern "C" __global__ void (\w+)\(', code)) == sorted(_NAMES)
+    assert int(re.search(r"#define DM_BLOCK (\d+)", code).group(1)) == _BLOCK
+    assert "#include" not in code  # self-contained: compiles with nvcc and NVRTC alike
+    tiny = re.search(r"#define DM_TINY (\S+)", code).group(1)
+    assert tiny == "1e-20f" and np.float32(tiny[:-1]) == _TINY  # the twin's _TINY, as a float literal
 
 
 def _bad_step_cases():
@@ -122,7 +125,7 @@ def test_kernels_reject_numpy_arrays():
 
 def test_track_best_kernel_rejects_bad_arrays():
     rng = np.random.default_rng(3)
-    best = _random_complex(rng, (V, R, N, N))
+    best = random_complex(rng, (V, R, N, N))
     eps = np.ones((V, R), np.float32)
     sup = np.ones((V, 1, N, N), bool)
     cases = [
@@ -142,7 +145,7 @@ def test_track_best_twin_follows_runs_semantics():
     """The oracle itself: strict improvement only, zero outside the support, disabled = no-op."""
     rng = np.random.default_rng(4)
     best = np.full((1, 3, 4, 4), 7 + 7j, np.complex64)
-    est = _random_complex(rng, best.shape)
+    est = random_complex(rng, best.shape)
     sup = rng.random((1, 1, 4, 4)) > 0.5
     best_eps = np.array([[1.0, 1.0, 1.0]], np.float32)
     eps = np.array([[0.5, 1.0, np.nan]], np.float32)
@@ -231,7 +234,7 @@ def test_track_best_kernel_matches_twin(per_run_support):
     best_eps = np.full((V, R), np.inf, np.float32)
     best_g, best_eps_g, sup_g = cupy.asarray(best), cupy.asarray(best_eps), cupy.asarray(sup)
     for it in range(6):
-        est = _random_complex(rng, shape)
+        est = random_complex(rng, shape)
         eps = rng.random((V, R)).astype(np.float32)
         if it == 2:
             eps[0, 0] = np.nan  # never better
@@ -248,76 +251,13 @@ def test_track_best_kernel_matches_twin(per_run_support):
 # ----------------------------------------------------------------------------- wiring into the phasing loop
 
 
-def _phasing_problem(xp, n=32, seed=40):
-    """A small object's diffraction pattern (2 views), with a beamstop, on ``xp``'s device."""
-    rng = np.random.default_rng(seed)
-    obj = np.zeros((2, n, n), np.complex64)
-    obj[:, n // 2 - 5:n // 2 + 4, n // 2 - 3:n // 2 + 6] = rng.random((2, 9, 9)) + 0.5
-    inten = np.abs(np.fft.fftshift(np.fft.fft2(obj), axes=(-2, -1))).astype(np.float32) ** 2
-    valid = np.ones(inten.shape, bool)
-    valid[:, n // 2 - 1:n // 2 + 2, n // 2 - 1:n // 2 + 2] = False
-    return xp.asarray(inten), xp.asarray(valid)
-
-
-@pytest.mark.parametrize("algorithm", ["dm", "hio"])
-def test_phasing_loop_reads_the_host_only_every_k_iterations(xp, monkeypatch, algorithm):
-    """Every device-to-host read of the loop goes through ``to_host`` and is counted; at most
-    ceil(iterations / K) + 1 of them, K = check_every (shrink-wrap also every K iterations).
-    On CuPy the iterations between two cost records also run with synchronisation disallowed."""
-    from xstereo_gpu.config import PhasingOptions
-    from xstereo_gpu.phasing import runs
-
-    k = 4
-    o = PhasingOptions(algorithm=algorithm, runs=3, iterations=46, final_er=5, check_every=k,
-                       shrinkwrap_every=k, select_from=0.25, seed=3)
-    inten, valid = _phasing_problem(xp)
-    pr = runs.PhaseRetrieval(inten, valid, o)
-    assert pr.uses_kernels == (xp is not np)
-    reads = []
-    real_to_host = runs.to_host
-    monkeypatch.setattr(runs, "to_host", lambda a: reads.append(type(a).__module__) or real_to_host(a))
-    no_sync = None
-    if xp is not np:
-        import warnings
-
-        import cupyx
-
-        no_sync = getattr(cupyx, "allow_synchronize", None)  # deprecated in CuPy 10, may be gone
-    while not pr.done():
-        if no_sync is not None and pr.iteration % k == 0 and pr.max_iter - pr.iteration > k:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)
-                with no_sync(False):  # raises cupyx.DeviceSynchronized on any CuPy synchronisation
-                    pr.update(k - 1)  # no cost record in these iterations
-            pr.update(1)
-        else:
-            pr.update(k)
-    total = o.iterations + o.final_er
-    assert pr.iteration == total == 51
-    assert len(reads) == pr.host_reads == len(pr.costs) == 13  # iterations 4, 8, ..., 48 and 51
-    assert pr.host_reads <= runs.host_read_limit(total, k)
-    assert pr.cost_iterations[-1] == total and pr.cost_iterations[:3] == [4, 8, 12]
-    best_eps = np.asarray(runs.to_host(pr.best_eps))
-    assert np.all(np.isfinite(best_eps)) and np.all(best_eps > 0)
-    res = runs.phase_retrieval(inten, valid, o)
-    assert res.history["host_reads"] == 13 and res.history["kernels"] == (xp is not np)
-
-
-def test_host_read_limit():
-    from xstereo_gpu.phasing.runs import host_read_limit
-
-    assert host_read_limit(220, 10) == 23
-    assert host_read_limit(51, 4) == 14
-    assert host_read_limit(3, 10) == 2
-
-
 def test_kernels_keyword_is_ignored_on_numpy():
     """The NumPy path is the twin whatever the keyword says (same numbers, bit for bit)."""
     from xstereo_gpu.config import PhasingOptions
     from xstereo_gpu.phasing.runs import PhaseRetrieval
 
     o = PhasingOptions(runs=2, iterations=12, final_er=2, check_every=4, shrinkwrap_every=4, select_from=0.2)
-    inten, valid = _phasing_problem(np)
+    inten, valid = phasing_problem(np)
     a = PhaseRetrieval(inten, valid, o, kernels=True).update(14)
     b = PhaseRetrieval(inten, valid, o, kernels=False).update(14)
     assert not a.uses_kernels and not b.uses_kernels
@@ -340,7 +280,7 @@ def test_phasing_loop_kernels_match_the_twins_array_code_on_cupy(monkeypatch, en
     else:
         monkeypatch.setenv("XSTEREO_KERNELS", env)
     o = PhasingOptions(runs=3, iterations=8, final_er=2, check_every=2, shrinkwrap_every=4, select_from=0.0)
-    inten, valid = _phasing_problem(cupy, seed=41)
+    inten, valid = phasing_problem(cupy, seed=41)
     default = PhaseRetrieval(inten, valid, o)
     assert default.uses_kernels == (env is None)
     twin = PhaseRetrieval(inten, valid, o, kernels=False)
