@@ -42,8 +42,22 @@ def load_rows(path) -> tuple[dict, list[dict]]:
     if "benchmarks" in data:  # pytest-benchmark JSON
         rows = [dict(b.get("extra_info", {})) for b in data["benchmarks"]]
         rows = [r for r in rows if "name" in r]
-        device = {k: rows[0].get(k) for k in ("device", "backend", "driver", "sm_clock_mhz", "sm_clock_max_mhz",
-                                               "copy_bandwidth_gb_per_s", "fft_pair_ms")} if rows else {}
+        device = (
+            {
+                k: rows[0].get(k)
+                for k in (
+                    "device",
+                    "backend",
+                    "driver",
+                    "sm_clock_mhz",
+                    "sm_clock_max_mhz",
+                    "copy_bandwidth_gb_per_s",
+                    "fft_pair_ms",
+                )
+            }
+            if rows
+            else {}
+        )
     else:  # xstereo bench --json
         rows = list(data.get("rows", []))
         device = dict(data.get("device", {}))
@@ -51,7 +65,9 @@ def load_rows(path) -> tuple[dict, list[dict]]:
         device["fft_pair_ms"] = data.get("fft_pair_s", float("nan")) * 1e3
     rows = [r for r in rows if r.get("time_ms") and r.get("bytes") and r.get("fraction_of_floor") is not None]
     if not rows:
-        raise SystemExit(f"{path}: no timed hot-path rows with a cost model (is it `xstereo bench --json` output?)")
+        raise SystemExit(
+            f"{path}: no timed hot-path rows with a cost model (is it `xstereo bench --json` output?)"
+        )
     return device, rows
 
 
@@ -61,25 +77,40 @@ def _fmt(v, spec: str, none: str = "-") -> str:
 
 def markdown_table(device: dict, rows: list[dict], source: str = "") -> str:
     """Markdown: a line of device facts and limits, then one table row per hot-path case."""
-    head = (f"Device: {device.get('device')} (backend {device.get('backend')}"
-            + (f", driver {device['driver']}, SM clock {device.get('sm_clock_mhz')}/{device.get('sm_clock_max_mhz')} MHz"
-               if device.get("driver") else "") + "). "
-            f"Measured copy bandwidth {device.get('copy_bandwidth_gb_per_s', float('nan')):.1f} GB/s, "
-            f"FFT pair of the DM batch {device.get('fft_pair_ms', float('nan')):.3f} ms"
-            + (f"; from `{source}`." if source else "."))
-    lines = [head, "",
-             "| case | shape | time [ms] | throughput | bytes moved | achieved GB/s | % of copy bandwidth "
-             "| floor [ms] | % of floor | target [ms] | time / target |",
-             "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    head = (
+        f"Device: {device.get('device')} (backend {device.get('backend')}"
+        + (
+            f", driver {device['driver']}, SM clock "
+            f"{device.get('sm_clock_mhz')}/{device.get('sm_clock_max_mhz')} MHz"
+            if device.get("driver")
+            else ""
+        )
+        + "). "
+        f"Measured copy bandwidth {device.get('copy_bandwidth_gb_per_s', float('nan')):.1f} GB/s, "
+        f"FFT pair of the DM batch {device.get('fft_pair_ms', float('nan')):.3f} ms"
+        + (f"; from `{source}`." if source else ".")
+    )
+    lines = [
+        head,
+        "",
+        "| case | shape | time [ms] | throughput | bytes moved | achieved GB/s | % of copy bandwidth "
+        "| floor [ms] | % of floor | target [ms] | time / target |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         lines.append(
             f"| {r['name']} | {r.get('shape', '')} | {r['time_ms']:.3f} | {r.get('throughput', '')} "
-            f"| {r['bytes'] / 1e6:.1f} MB | {r['achieved_gb_per_s']:.2f} | {100 * r['bandwidth_fraction']:.2f} "
+            f"| {r['bytes'] / 1e6:.1f} MB | {r['achieved_gb_per_s']:.2f} | "
+            f"{100 * r['bandwidth_fraction']:.2f} "
             f"| {r['floor_ms']:.3f} | {100 * r['fraction_of_floor']:.2f} | {_fmt(r.get('target_ms'), 'g')} "
-            f"| {_fmt(r.get('ratio_to_target'), '.2f')} |")
-    lines += ["", "Floor: the bytes at the measured copy bandwidth plus, for a DM iteration, two FFT pairs "
-              "of the batch; % of floor = floor / time (100 % = at the measured limit). Block matching "
-              "and kNN are compute-bound: their bytes are the compulsory input and output only."]
+            f"| {_fmt(r.get('ratio_to_target'), '.2f')} |"
+        )
+    lines += [
+        "",
+        "Floor: the bytes at the measured copy bandwidth plus, for a DM iteration, two FFT pairs "
+        "of the batch; % of floor = floor / time (100 % = at the measured limit). Block matching "
+        "and kNN are compute-bound: their bytes are the compulsory input and output only.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -121,8 +152,10 @@ def plot(device: dict, rows: list[dict], out) -> pathlib.Path:
     title = f"{device.get('device')}"
     if device.get("driver"):
         title += f", driver {device['driver']}, SM {device.get('sm_clock_mhz')} MHz"
-    fig.suptitle(f"Hot paths against the measured limits: {title}  (blue: CUDA kernels, grey: NumPy/CuPy twins)",
-                 fontsize=10)
+    fig.suptitle(
+        f"Hot paths against the measured limits: {title}  (blue: CUDA kernels, grey: NumPy/CuPy twins)",
+        fontsize=10,
+    )
     fig.tight_layout()
     out = pathlib.Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -27,9 +27,22 @@ from xstereo_gpu.backend import cupy_available, device_info, synchronize
 _GPU = [pytest.mark.gpu, pytest.mark.skipif(not cupy_available(), reason="needs CuPy and a CUDA device")]
 _KEYS = ("dm", "bm3", "bm23", "knn")
 _PARAMS = [pytest.param("numpy", key, "twin", id=f"numpy-{key}-twin") for key in _KEYS] + [
-    pytest.param("cupy", key, kind, id=f"cupy-{key}-{kind}", marks=_GPU) for key in _KEYS for kind in ("twin", "kernel")]
-_FACTS = ("backend", "device", "driver", "sm_clock_mhz", "sm_clock_max_mhz", "mem_clock_mhz", "cupy",
-          "cuda_runtime", "nvml", "cpu_threads")
+    pytest.param("cupy", key, kind, id=f"cupy-{key}-{kind}", marks=_GPU)
+    for key in _KEYS
+    for kind in ("twin", "kernel")
+]
+_FACTS = (
+    "backend",
+    "device",
+    "driver",
+    "sm_clock_mhz",
+    "sm_clock_max_mhz",
+    "mem_clock_mhz",
+    "cupy",
+    "cuda_runtime",
+    "nvml",
+    "cpu_threads",
+)
 
 _STATE: dict = {}
 
@@ -44,12 +57,16 @@ def _context(backend: str) -> dict:
         cases = bench.hot_path_cases(xp, quick=xp is np)  # CPU: reduced sizes
         dm = next(c for c in cases if c.key == "dm")
         copy_bytes = (64 if xp is np else 256) << 20
-        limits = bench.measure_limits(xp, copy_bytes=copy_bytes, fft_shape=dm.extra["fft_shape"],
-                                      repeat=3 if xp is np else 20)
+        limits = bench.measure_limits(
+            xp, copy_bytes=copy_bytes, fft_shape=dm.extra["fft_shape"], repeat=3 if xp is np else 20
+        )
         info = device_info(xp)
         facts = {k: info[k] for k in _FACTS if k in info}
-        facts.update(copy_bandwidth_gb_per_s=limits["bandwidth_bytes_per_s"] / 1e9,
-                     fft_pair_ms=limits["fft_pair_s"] * 1e3, fft_pair_shape=limits["fft_shape"])
+        facts.update(
+            copy_bandwidth_gb_per_s=limits["bandwidth_bytes_per_s"] / 1e9,
+            fft_pair_ms=limits["fft_pair_s"] * 1e3,
+            fft_pair_shape=limits["fft_shape"],
+        )
         _STATE[backend] = dict(xp=xp, cases=cases, limits=limits, facts=facts)
     return _STATE[backend]
 
@@ -88,7 +105,9 @@ def test_hot_path(benchmark, backend, key, kind):
     else:
         benchmark.pedantic(run, rounds=case.repeat, warmup_rounds=1, iterations=1)
         # the GPU time from CUDA events (warm-up excluded); on the CPU pytest-benchmark's median
-        seconds = bench.time_fn(xp, case.fn, repeat=case.repeat) if xp is not np else benchmark.stats.stats.median
+        seconds = (
+            bench.time_fn(xp, case.fn, repeat=case.repeat) if xp is not np else benchmark.stats.stats.median
+        )
     _check_result(xp, key, result["out"])
     if seconds is None:
         seconds = bench.time_fn(xp, case.fn, repeat=1, warmup=0)

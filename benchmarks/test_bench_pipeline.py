@@ -24,7 +24,16 @@ def setup():
 
 def _extra(benchmark, xp, **kw):
     info = device_info(xp)
-    facts = ("backend", "device", "driver", "sm_clock_mhz", "sm_clock_max_mhz", "mem_clock_mhz", "cupy", "nvml")
+    facts = (
+        "backend",
+        "device",
+        "driver",
+        "sm_clock_mhz",
+        "sm_clock_max_mhz",
+        "mem_clock_mhz",
+        "cupy",
+        "nvml",
+    )
     benchmark.extra_info.update({k: info.get(k) for k in facts}, **kw)
     benchmark.extra_info["kernels"] = use_kernels(xp)
 
@@ -53,6 +62,11 @@ def test_stereo_and_cloud_stages(benchmark, setup):
         synchronize(xp)
         return out
 
-    _extra(benchmark, xp, view_shape=list(views.shape), block=opts.match.block,
-           range=[opts.match.dmin, opts.match.dmax])
+    _extra(
+        benchmark,
+        xp,
+        view_shape=list(views.shape),
+        block=opts.match.block,
+        range=[opts.match.dmin, opts.match.dmax],
+    )
     benchmark.pedantic(run, rounds=3, warmup_rounds=1)

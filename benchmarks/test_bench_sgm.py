@@ -25,10 +25,19 @@ from xstereo_gpu.backend import cupy_available, device_info, synchronize, to_hos
 from xstereo_gpu.config import MatchOptions
 
 _GPU = [pytest.mark.gpu, pytest.mark.skipif(not cupy_available(), reason="needs CuPy and a CUDA device")]
-_SHIFT = 5        # right = left rolled by +5 columns: d = -5
+_SHIFT = 5  # right = left rolled by +5 columns: d = -5
 _RANGE = (-65, 65)
-_FACTS = ("backend", "device", "driver", "sm_clock_mhz", "sm_clock_max_mhz", "mem_clock_mhz", "cupy",
-          "cuda_runtime", "cpu_threads")
+_FACTS = (
+    "backend",
+    "device",
+    "driver",
+    "sm_clock_mhz",
+    "sm_clock_max_mhz",
+    "mem_clock_mhz",
+    "cupy",
+    "cuda_runtime",
+    "cpu_threads",
+)
 _STATE: dict = {}
 
 
@@ -39,6 +48,7 @@ def _context(backend: str) -> dict:
             xp, n = np, 256
         else:
             import cupy as xp
+
             n = 1024
         from xstereo_gpu.stereo.sgm import sgm_cost_volume
 
@@ -48,12 +58,18 @@ def _context(backend: str) -> dict:
         opts = MatchOptions(block=3, dmin=_RANGE[0], dmax=_RANGE[1], method="sgm")
         cost = sgm_cost_volume(left, right, opts)
         synchronize(xp)
-        limits = bench.measure_limits(xp, copy_bytes=(64 if xp is np else 256) << 20, fft_shape=(1, 1, 64, 64),
-                                      repeat=3 if xp is np else 20)
+        limits = bench.measure_limits(
+            xp,
+            copy_bytes=(64 if xp is np else 256) << 20,
+            fft_shape=(1, 1, 64, 64),
+            repeat=3 if xp is np else 20,
+        )
         info = device_info(xp)
         facts = {k: info[k] for k in _FACTS if k in info}
         facts["copy_bandwidth_gb_per_s"] = limits["bandwidth_bytes_per_s"] / 1e9
-        _STATE[backend] = dict(xp=xp, left=left, right=right, opts=opts, cost=cost, limits=limits, facts=facts)
+        _STATE[backend] = dict(
+            xp=xp, left=left, right=right, opts=opts, cost=cost, limits=limits, facts=facts
+        )
     return _STATE[backend]
 
 
@@ -81,8 +97,14 @@ def _check_sum(S, paths: int) -> None:
     assert np.isfinite(S).all() and S.min() >= 0
 
 
-_AGG = [pytest.param("numpy", "twin", 4, id="numpy-twin-4"), pytest.param("numpy", "twin", 8, id="numpy-twin-8")] + [
-    pytest.param("cupy", kind, p, id=f"cupy-{kind}-{p}", marks=_GPU) for kind in ("kernel", "twin") for p in (4, 8)]
+_AGG = [
+    pytest.param("numpy", "twin", 4, id="numpy-twin-4"),
+    pytest.param("numpy", "twin", 8, id="numpy-twin-8"),
+] + [
+    pytest.param("cupy", kind, p, id=f"cupy-{kind}-{p}", marks=_GPU)
+    for kind in ("kernel", "twin")
+    for p in (4, 8)
+]
 
 
 @pytest.mark.parametrize("backend, kind, paths", _AGG)
@@ -106,10 +128,17 @@ def test_aggregate(benchmark, backend, kind, paths):
     nbytes = 4.0 * H * W * D * (3 * paths - 1)
     floor = nbytes / ctx["limits"]["bandwidth_bytes_per_s"]
     benchmark.extra_info.update(ctx["facts"])
-    benchmark.extra_info.update(shape=[H, W, D], paths=paths, kind=kind, time_ms=seconds * 1e3, bytes=nbytes,
-                                achieved_gb_per_s=nbytes / seconds / 1e9, floor_ms=floor * 1e3,
-                                fraction_of_floor=floor / seconds,
-                                timer="cuda events" if xp is not np else "wall clock")
+    benchmark.extra_info.update(
+        shape=[H, W, D],
+        paths=paths,
+        kind=kind,
+        time_ms=seconds * 1e3,
+        bytes=nbytes,
+        achieved_gb_per_s=nbytes / seconds / 1e9,
+        floor_ms=floor * 1e3,
+        fraction_of_floor=floor / seconds,
+        timer="cuda events" if xp is not np else "wall clock",
+    )
     assert seconds > 0
 
 
@@ -119,13 +148,21 @@ def test_semi_global_match(benchmark, backend):
     xp = ctx["xp"]
     from xstereo_gpu.stereo.sgm import semi_global_match
 
-    res, seconds = _timed(benchmark, xp, lambda: semi_global_match(ctx["left"], ctx["right"], ctx["opts"]),
-                          rounds=2 if xp is np else 5)
+    res, seconds = _timed(
+        benchmark,
+        xp,
+        lambda: semi_global_match(ctx["left"], ctx["right"], ctx["opts"]),
+        rounds=2 if xp is np else 5,
+    )
     d = to_host(res.disparity_left)[:, 70:-70]
     ok = np.isfinite(d)
     assert ok.mean() > 0.9 and abs(np.median(d[ok]) + _SHIFT) < 0.05
     H, W = d.shape[0], to_host(res.disparity_left).shape[1]
     benchmark.extra_info.update(ctx["facts"])
-    benchmark.extra_info.update(shape=[H, W, _RANGE[1] - _RANGE[0] + 1], paths=ctx["opts"].sgm_paths,
-                                maps=2, time_ms=seconds * 1e3,
-                                timer="cuda events" if xp is not np else "wall clock")
+    benchmark.extra_info.update(
+        shape=[H, W, _RANGE[1] - _RANGE[0] + 1],
+        paths=ctx["opts"].sgm_paths,
+        maps=2,
+        time_ms=seconds * 1e3,
+        timer="cuda events" if xp is not np else "wall clock",
+    )

@@ -54,14 +54,25 @@ def run_one(sample: str, seed: int, method: str, profile: str) -> dict:
     else:
         res = xs.run_pipeline(shot, opts)
     wall = time.perf_counter() - t0
-    return {"sample": sample, "seed": seed, "method": method, "res": res, "shot": shot, "wall": wall,
-            "t_sim": t_sim, "acc": res.accuracy or {}, "opts": opts}
+    return {
+        "sample": sample,
+        "seed": seed,
+        "method": method,
+        "res": res,
+        "shot": shot,
+        "wall": wall,
+        "t_sim": t_sim,
+        "acc": res.accuracy or {},
+        "opts": opts,
+    }
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| method | seed | depth error median [nm] | [voxels] | p90 [nm] | completeness (2 dz) | "
-            "sample-specific | view error L / R | resolution 10-90 % L / R [nm] | points | pipeline [s] |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|")
+    head = (
+        "| method | seed | depth error median [nm] | [voxels] | p90 [nm] | completeness (2 dz) | "
+        "sample-specific | view error L / R | resolution 10-90 % L / R [nm] | points | pipeline [s] |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|"
+    )
     out = [head]
     for r in rows:
         a = r["acc"]
@@ -78,20 +89,27 @@ def table(rows: list[dict]) -> str:
             f"{_fmt(a.get('depth_error_median_voxels'), '.2f')} | {_fmt(a.get('depth_error_p90_nm'))} | "
             f"{_fmt(a.get('completeness_2dz'), '.3f')} | {'; '.join(spec) or '-'} | "
             f"{_fmt(ve[0], '.3f')} / {_fmt(ve[1], '.3f')} | {_fmt(er[0], '.0f')} / {_fmt(er[1], '.0f')} | "
-            f"{int(r['res'].kept.sum())} | {r['wall']:.1f} |")
+            f"{int(r['res'].kept.sum())} | {r['wall']:.1f} |"
+        )
     return "\n".join(out)
 
 
 def summary_line(sample: str, rows: list[dict]) -> str:
     parts = []
     for method in sorted({r["method"] for r in rows}):
-        sel = [r["acc"] for r in rows if r["method"] == method and r["acc"].get("depth_error_median_voxels") is not None]
+        sel = [
+            r["acc"]
+            for r in rows
+            if r["method"] == method and r["acc"].get("depth_error_median_voxels") is not None
+        ]
         if not sel:
             continue
         med = np.median([a["depth_error_median_voxels"] for a in sel])
         comp = np.median([a["completeness_2dz"] for a in sel])
-        parts.append(f"`{method}`: median error {med:.2f} voxel (target <= {TARGETS[sample]:g}), "
-                     f"completeness {comp:.3f} (target >= 0.8)")
+        parts.append(
+            f"`{method}`: median error {med:.2f} voxel (target <= {TARGETS[sample]:g}), "
+            f"completeness {comp:.3f} (target >= 0.8)"
+        )
     return "Medians over seeds: " + "; ".join(parts) + "."
 
 
@@ -101,7 +119,11 @@ def section(sample: str, rows: list[dict]) -> str:
     g = res.geometry.report()
     o = opts
     rec, st = o.reconstruct, o.stereo
-    steps = ["views provided (true projections at 42 nm resolution, 3 % noise; no phasing)"] if sample == "pyramid" else []
+    steps = (
+        ["views provided (true projections at 42 nm resolution, 3 % noise; no phasing)"]
+        if sample == "pyramid"
+        else []
+    )
     if shot.exposure_times_s is not None:
         steps.append(f"HDR merge of {[float(t) for t in shot.exposure_times_s]} s exposures")
     steps += [f"image `{st.image}`", f"pre-processing `{o.preprocess.mode}` x{o.preprocess.upsample}"]
@@ -115,15 +137,26 @@ def section(sample: str, rows: list[dict]) -> str:
     steps.append(f"{rec.planes} plane(s) fitted" if rec.planes else "no plane fit")
     steps.append("Sibson interpolation + carving + mesh" if rec.interpolate else "no interpolation")
     res_nm = (res.quality or {}).get("resolution_nm")
-    res_nm = None if res_nm is None else " x ".join(f"{v:.0f}" for v in res_nm) + " nm (10-90 % of the worse view, eq. 2)"
+    res_nm = (
+        None
+        if res_nm is None
+        else " x ".join(f"{v:.0f}" for v in res_nm) + " nm (10-90 % of the worse view, eq. 2)"
+    )
+    ph = o.phasing
+    phasing = (
+        "none (views provided)"
+        if sample == "pyramid"
+        else f"{ph.algorithm.upper()}, {ph.runs} runs x ({ph.iterations} + {ph.final_er} ER) "
+        "iterations per view"
+    )
     return f"""## {TITLES[sample]}
 
 Shot: {shot.truth.description if shot.truth else shot.sample}.
 
-Geometry: view pixel {g['pixel_size_nm']:.1f} nm, voxel {g['pixel_size_nm']:.1f} x {g['pixel_size_nm']:.1f} x
-{g['voxel_depth_nm']:.1f} nm (eq. 2){'' if res_nm is None else f'; resolution {res_nm}'}.
-Phasing: {"none (views provided)" if sample == "pyramid" else f"{o.phasing.algorithm.upper()}, {o.phasing.runs} runs x ({o.phasing.iterations} + {o.phasing.final_er} ER) iterations per view"}.
-Recipe: {', '.join(steps)}; outliers k = {o.cloud.k}, t = {o.cloud.t}.
+Geometry: view pixel {g["pixel_size_nm"]:.1f} nm, voxel {g["pixel_size_nm"]:.1f} x {g["pixel_size_nm"]:.1f} x
+{g["voxel_depth_nm"]:.1f} nm (eq. 2){"" if res_nm is None else f"; resolution {res_nm}"}.
+Phasing: {phasing}.
+Recipe: {", ".join(steps)}; outliers k = {o.cloud.k}, t = {o.cloud.t}.
 
 {table(rows)}
 
@@ -150,16 +183,24 @@ def main() -> None:
                 r = run_one(sample, seed, method, profile)
                 rows.append(r)
                 a = r["acc"]
-                print(f"{sample} {method} seed {seed}: median {a.get('depth_error_median_nm')} nm, "
-                      f"completeness {a.get('completeness_2dz')}, {r['wall']:.1f} s", flush=True)
+                print(
+                    f"{sample} {method} seed {seed}: median {a.get('depth_error_median_nm')} nm, "
+                    f"completeness {a.get('completeness_2dz')}, {r['wall']:.1f} s",
+                    flush=True,
+                )
         sections.append(section(sample, rows))
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT,
-                            check=False).stdout.strip() or "unknown"
+    commit = (
+        subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT, check=False
+        ).stdout.strip()
+        or "unknown"
+    )
     info = xs.device_info(xp)
     text = f"""# Validation against ground truth
 
 Generated by `python benchmarks/validate.py` (do not edit by hand) on {dt.date.today().isoformat()},
-commit `{commit}`, {info['device']}, Python {platform.python_version()}, NumPy {np.__version__}, profile `{profile}`.
+commit `{commit}`, {info["device"]}, Python {platform.python_version()}, NumPy {np.__version__},
+profile `{profile}`.
 
 Metrics as defined in docs/format.md (`accuracy` block of summary.json): depth error of the recovered
 points near true edges after registration to the truth (one depth datum removed), completeness = share of

@@ -58,10 +58,10 @@ def phasing_problem(xp, n=32, seed=40):
     """A small object's diffraction pattern (2 views), with a beamstop, on ``xp``'s device."""
     rng = np.random.default_rng(seed)
     obj = np.zeros((2, n, n), np.complex64)
-    obj[:, n // 2 - 5:n // 2 + 4, n // 2 - 3:n // 2 + 6] = rng.random((2, 9, 9)) + 0.5
+    obj[:, n // 2 - 5 : n // 2 + 4, n // 2 - 3 : n // 2 + 6] = rng.random((2, 9, 9)) + 0.5
     inten = np.abs(np.fft.fftshift(np.fft.fft2(obj), axes=(-2, -1))).astype(np.float32) ** 2
     valid = np.ones(inten.shape, bool)
-    valid[:, n // 2 - 1:n // 2 + 2, n // 2 - 1:n // 2 + 2] = False
+    valid[:, n // 2 - 1 : n // 2 + 2, n // 2 - 1 : n // 2 + 2] = False
     return xp.asarray(inten), xp.asarray(valid)
 
 
@@ -81,7 +81,14 @@ def cross_rate(n: int = 128, photons_per_s: float = 2e5) -> np.ndarray:
 # -- stereo ------------------------------------------------------------------------------------------
 
 #: The six maps of a block-matching or SGM result.
-FIELDS = ("disparity_left", "disparity_right", "cost_left", "cost_right", "confidence_left", "confidence_right")
+FIELDS = (
+    "disparity_left",
+    "disparity_right",
+    "cost_left",
+    "cost_right",
+    "confidence_left",
+    "confidence_right",
+)
 
 
 def similarity(deg, shift_xy, centre):
@@ -168,17 +175,24 @@ def make_vds(source: str):
         layout = h5py.VirtualLayout(shape=shape, dtype=np.float32)
         layout[:] = h5py.VirtualSource(source, "frame", shape=shape)
         f.create_virtual_dataset(DATA, layout)
+
     return make
 
 
 def make_raw(source: str, dtype=np.float32):
     def make(f, shape):
-        f.create_dataset(DATA, shape=shape, dtype=dtype,
-                         external=[(source, 0, int(np.prod(shape)) * np.dtype(dtype).itemsize)])
+        f.create_dataset(
+            DATA,
+            shape=shape,
+            dtype=dtype,
+            external=[(source, 0, int(np.prod(shape)) * np.dtype(dtype).itemsize)],
+        )
+
     return make
 
 
 def make_ext(source: str):
     def make(f, shape):
         f[DATA] = h5py.ExternalLink(source, "/frame")
+
     return make

@@ -1,4 +1,5 @@
-"""Shared fixtures: ``xp`` (NumPy always, CuPy under the ``gpu`` marker), the CXI fixtures, a small shot file, and
+"""Shared fixtures: ``xp`` (NumPy always, CuPy under the ``gpu`` marker), the CXI fixtures, a small shot
+file, and
 the simulated demo cross and nanoparticle pyramid."""
 
 from __future__ import annotations
@@ -48,8 +49,9 @@ def shot_file(tmp_path_factory) -> pathlib.Path:
     """A valid, small simulated shot: 256 x 256 frame (binning 8), two 128 px patterns, a smaller cross."""
     import xstereo_gpu
 
-    opts = xstereo_gpu.SimulationOptions(binning=8, pattern_size=128, cross_size_um=(3.0, 3.0), arm_width_um=1.0,
-                                         supersample=1, seed=3)
+    opts = xstereo_gpu.SimulationOptions(
+        binning=8, pattern_size=128, cross_size_um=(3.0, 3.0), arm_width_um=1.0, supersample=1, seed=3
+    )
     path = tmp_path_factory.mktemp("shot") / "shot.cxi"
     xstereo_gpu.write_shot(path, xstereo_gpu.simulate_shot(opts))
     return path

@@ -44,7 +44,9 @@ def test_modulus_projection_idempotent_and_free_pixels(xp):
     fx, fy = np.fft.fft2(x), np.fft.fft2(to_host(y))
     amp_h, val_h = to_host(amp), np.broadcast_to(to_host(val), fx.shape)
     # Valid pixels get the measured modulus; invalid pixels keep the iterate's spectrum exactly.
-    np.testing.assert_allclose(np.abs(fy)[val_h], np.broadcast_to(amp_h, fx.shape)[val_h], rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(
+        np.abs(fy)[val_h], np.broadcast_to(amp_h, fx.shape)[val_h], rtol=1e-4, atol=1e-3
+    )
     np.testing.assert_allclose(fy[~val_h], fx[~val_h], rtol=1e-4, atol=1e-3)
     # The phase is kept where the modulus was imposed.
     ph = np.angle(fy[val_h] * np.conj(fx[val_h]))
@@ -89,7 +91,9 @@ def test_true_object_is_fixed_point(xp, step):
     """At the true object with its true support, every step stands still (eps ~ 0)."""
     truth = np.stack([shapes_object(64), shapes_object(64, dx=3)]).astype(np.complex64)
     valid = beamstop_mask(truth.shape, 1.5)
-    amp, val = fourier_constraint(xp.asarray(diffraction_pattern(truth).astype(np.float32)), xp.asarray(valid))
+    amp, val = fourier_constraint(
+        xp.asarray(diffraction_pattern(truth).astype(np.float32)), xp.asarray(valid)
+    )
     support = xp.asarray(np.abs(truth)[:, None] > 0)
     x = xp.asarray(np.repeat(truth[:, None], 2, axis=1))
     x_new, est, eps = step(x.copy(), amp, val, support)
@@ -105,7 +109,9 @@ def test_dm_step_matches_textbook_formula():
     rng = np.random.default_rng(2)
     v, r, n = 1, 2, 24
     x = random_complex(rng, (v, r, n, n))
-    amp, val = fourier_constraint((rng.random((v, n, n)) * 10).astype(np.float32), rng.random((v, n, n)) > 0.1)
+    amp, val = fourier_constraint(
+        (rng.random((v, n, n)) * 10).astype(np.float32), rng.random((v, n, n)) > 0.1
+    )
     s = rng.random((v, r, n, n)) > 0.6
     beta, (gs, gm) = 0.8, PhasingOptions(beta=0.8).gammas
     assert (gs, gm) == (-1 / 0.8, 1 / 0.8)
@@ -132,7 +138,9 @@ def test_gpu_parity_steps_and_registration():
     rng = np.random.default_rng(7)
     v, r, n = 2, 3, 32
     x = random_complex(rng, (v, r, n, n))
-    amp, val = fourier_constraint((rng.random((v, n, n)) * 10).astype(np.float32), rng.random((v, n, n)) > 0.1)
+    amp, val = fourier_constraint(
+        (rng.random((v, n, n)) * 10).astype(np.float32), rng.random((v, n, n)) > 0.1
+    )
     s = rng.random((v, r, n, n)) > 0.5
     for step in (dm_step, hio_step, er_step):
         xn, en, epn = step(x.copy(), amp, val, s)

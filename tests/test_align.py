@@ -26,8 +26,10 @@ def test_register_translation_subpixel(xp):
     n = 64
     img = np.zeros((n, n), np.complex64)
     img[20:40, 18:44] = random_complex(rng, (20, 26))
-    img = np.fft.ifft2(np.fft.fft2(img) * np.exp(-0.002 * np.add.outer(np.fft.fftfreq(n) ** 2 * n**2,
-                                                                         np.fft.fftfreq(n) ** 2 * n**2)))
+    img = np.fft.ifft2(
+        np.fft.fft2(img)
+        * np.exp(-0.002 * np.add.outer(np.fft.fftfreq(n) ** 2 * n**2, np.fft.fftfreq(n) ** 2 * n**2))
+    )
     img = xp.asarray(img.astype(np.complex64))
     true = np.array([3.3, -7.6])
     moved = fourier_shift(img, -true)  # reference = moved shifted by +true
@@ -39,7 +41,9 @@ def test_register_translation_subpixel(xp):
     # Batched over leading axes, with a global phase on each image.
     batch = np.array([[3.3, -7.6], [-12.25, 0.4], [0.0, 0.0], [5.55, 20.1]])
     moved = fourier_shift(xp.broadcast_to(img, (4, n, n)), -xp.asarray(batch))
-    moved = moved * xp.asarray(np.exp(1j * np.array([0.0, 1.0, -2.0, 3.0])).astype(np.complex64))[:, None, None]
+    moved = (
+        moved * xp.asarray(np.exp(1j * np.array([0.0, 1.0, -2.0, 3.0])).astype(np.complex64))[:, None, None]
+    )
     shifts, peak = register_translation(img, moved.reshape(2, 2, n, n), upsample=20)
     assert shifts.shape == (2, 2, 2) and peak.shape == (2, 2)
     np.testing.assert_allclose(to_host(shifts).reshape(4, 2), batch, atol=0.05)
@@ -65,7 +69,9 @@ def test_twin(xp):
     x = xp.asarray(random_complex(rng, (3, 16, 16)))
     t = twin(x)
     np.testing.assert_array_equal(to_host(twin(t)), to_host(x))
-    np.testing.assert_allclose(np.abs(np.fft.fft2(to_host(t))), np.abs(np.fft.fft2(to_host(x))), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        np.abs(np.fft.fft2(to_host(t))), np.abs(np.fft.fft2(to_host(x))), rtol=1e-4, atol=1e-4
+    )
     # Point inversion about pixel (N//2, N//2), conjugated.
     xh, th = to_host(x), to_host(t)
     assert th[0, 8, 8] == np.conj(xh[0, 8, 8])
@@ -87,7 +93,9 @@ def test_centre_shift_handles_wrapped_objects():
 
 
 def test_align_runs_recovers_twins_shifts_and_phases(xp):
-    truth = shapes_object(64).astype(np.complex64) * np.exp(1j * np.linspace(0, 1, 64))[None, :].astype(np.complex64)
+    truth = shapes_object(64).astype(np.complex64) * np.exp(1j * np.linspace(0, 1, 64))[None, :].astype(
+        np.complex64
+    )
     shifts = np.array([[0.0, 0.0], [4.3, -2.5], [-6.0, 9.75], [1.5, 1.5]])
     runs = fourier_shift(np.broadcast_to(truth, (4, 64, 64)), shifts)
     runs[2] = twin(runs[2])

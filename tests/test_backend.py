@@ -75,8 +75,14 @@ def test_use_kernels_reads_the_keyword_then_the_environment(monkeypatch):
     gpu = object()  # stands for the cupy module: anything that is not numpy
     monkeypatch.delenv("XSTEREO_KERNELS", raising=False)
     assert backend.use_kernels(gpu) is True
-    for value, want in (("0", False), ("off", False), ("1", True), ("yes", True), (" TRUE ", True),
-                        ("", True)):
+    for value, want in (
+        ("0", False),
+        ("off", False),
+        ("1", True),
+        ("yes", True),
+        (" TRUE ", True),
+        ("", True),
+    ):
         monkeypatch.setenv("XSTEREO_KERNELS", value)
         assert backend.use_kernels(gpu) is want
         # the keyword wins

@@ -1,4 +1,5 @@
-"""The benchmarks (xstereo_gpu.bench) through ``xstereo bench --quick --no-pipeline --json`` (NumPy): the table
+"""The benchmarks (xstereo_gpu.bench) through ``xstereo bench --quick --no-pipeline --json`` (NumPy): the
+table
 and the JSON, and benchmarks/roofline.py on that JSON."""
 
 from __future__ import annotations
@@ -30,8 +31,12 @@ def test_roofline_png_and_table_from_bench_json(tmp_path, monkeypatch, capsys):
     assert abs(dm["fraction_of_floor"] - dm["floor_ms"] / dm["time_ms"]) < 1e-12
 
     png, md = tmp_path / "out" / "roof.png", tmp_path / "roof.md"
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "roofline.py"), str(src), "-o", str(png),
-                           "--md", str(md)], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "roofline.py"), str(src), "-o", str(png), "--md", str(md)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     import matplotlib.image
 
@@ -52,8 +57,12 @@ def test_roofline_png_and_table_from_bench_json(tmp_path, monkeypatch, capsys):
 def test_roofline_rejects_a_json_without_rows(tmp_path):
     bad = tmp_path / "x.json"
     bad.write_text(json.dumps({"rows": [{"name": "device copy", "time_ms": 1.0}]}))
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "roofline.py"), str(bad)],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "roofline.py"), str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode != 0 and "no timed hot-path rows" in proc.stderr
     assert not list(tmp_path.glob("*.png"))
 

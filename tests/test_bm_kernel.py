@@ -46,7 +46,9 @@ def test_source_defines_the_kernel_and_its_limits():
     code = cuda_code(kernel_source(KERNEL_FILE))
     # the template the binding instantiates (name expression block_match<B>), launched with (BM_TX, BM_NY, 1)
     assert re.search(r"template <int B>\s*__global__ void __launch_bounds__\(BM_NT\)\s*block_match\(", code)
-    tx, ny, rpt = (int(re.search(rf"#define {name} (\d+)", code).group(1)) for name in ("BM_TX", "BM_NY", "BM_RPT"))
+    tx, ny, rpt = (
+        int(re.search(rf"#define {name} (\d+)", code).group(1)) for name in ("BM_TX", "BM_NY", "BM_RPT")
+    )
     assert (tx, ny, 1) == _THREADS and tx == _TX and ny * rpt == _TY
     assert "#define BM_TY (BM_NY * BM_RPT)" in code and "#define BM_NT (BM_TX * BM_NY)" in code
     # MAX_BLOCK is the largest odd block side the kernel compiles for (its static shared memory fits)
@@ -62,12 +64,15 @@ def _pair(h=6, w=7):
     return rng.random((h, w), dtype=np.float32), rng.random((h, w), dtype=np.float32)
 
 
-@pytest.mark.parametrize("bad, where", [
-    (np.zeros((3, 4, 5), np.float32), "block_match_kernel.left"),
-    (np.zeros((0, 5), np.float32), "block_match_kernel.left"),
-    (np.zeros((6, 7), np.complex64), "block_match_kernel.left"),
-    ([[0.0, 1.0]], "block_match_kernel.left"),
-])
+@pytest.mark.parametrize(
+    "bad, where",
+    [
+        (np.zeros((3, 4, 5), np.float32), "block_match_kernel.left"),
+        (np.zeros((0, 5), np.float32), "block_match_kernel.left"),
+        (np.zeros((6, 7), np.complex64), "block_match_kernel.left"),
+        ([[0.0, 1.0]], "block_match_kernel.left"),
+    ],
+)
 def test_bad_left_image(bad, where):
     _, right = _pair()
     with pytest.raises(InputError) as err:
@@ -117,12 +122,12 @@ def _textured_pair(rng, h, w, shift, flat=False):
     k = np.array([0.25, 0.5, 0.25], np.float32)
     base = np.apply_along_axis(lambda r: np.convolve(r, k, mode="same"), 1, base).astype(np.float32)
     s0 = abs(shift) + 2
-    left = base[:, s0:s0 + w]
-    right = base[:, s0 + shift:s0 + shift + w] + 0.02 * rng.standard_normal((h, w)).astype(np.float32)
+    left = base[:, s0 : s0 + w]
+    right = base[:, s0 + shift : s0 + shift + w] + 0.02 * rng.standard_normal((h, w)).astype(np.float32)
     right = np.clip(right, 0, 1).astype(np.float32)
     if flat:
-        left[h // 4:h // 2, w // 4:w // 2] = 0.5
-        right[h // 4:h // 2, w // 4:w // 2] = 0.5
+        left[h // 4 : h // 2, w // 4 : w // 2] = 0.5
+        right[h // 4 : h // 2, w // 4 : w // 2] = 0.5
         left[-3:, :] = 0.25  # uniform rows at the bottom edge
     return np.ascontiguousarray(left), np.ascontiguousarray(right)
 
@@ -147,14 +152,15 @@ def test_parity_with_twin(monkeypatch, block, dmin, dmax, shift):
     rng = np.random.default_rng(1000 * block + dmax)
     # 70 x 45: tiles cut in both directions, last tile partial; image edges inside every tile row
     left, right = _textured_pair(rng, 70, 45, shift, flat=True)
-    opts = MatchOptions(block=block, dmin=dmin, dmax=dmax, proximity_weight=0.05,
-                        texture_threshold=0.05 / max(1, block // 3))
+    opts = MatchOptions(
+        block=block, dmin=dmin, dmax=dmax, proximity_weight=0.05, texture_threshold=0.05 / max(1, block // 3)
+    )
     want = block_match(left, right, opts)
     poison_empty(monkeypatch, cupy)
     got = block_match_kernel(cupy.asarray(left), cupy.asarray(right), opts)
     _compare(got, want, cupy)
     assert np.isfinite(want.disparity_left).sum() > 0.2 * left.size  # the test sees valid pixels
-    assert np.isnan(want.disparity_left).sum() > 0                    # ... and invalid ones
+    assert np.isnan(want.disparity_left).sum() > 0  # ... and invalid ones
 
 
 @pytest.mark.gpu
@@ -193,7 +199,9 @@ def test_known_shift_recovered():
     cupy = pytest.importorskip("cupy")
     rng = np.random.default_rng(3)
     left, right = _textured_pair(rng, 64, 96, 4)
-    res = block_match_kernel(cupy.asarray(left), cupy.asarray(right), MatchOptions(block=5, dmin=-10, dmax=10))
+    res = block_match_kernel(
+        cupy.asarray(left), cupy.asarray(right), MatchOptions(block=5, dmin=-10, dmax=10)
+    )
     d = cupy.asnumpy(res.disparity_left)[:, 12:-12]
     assert np.nanmedian(np.abs(d - 4)) < 0.2
     assert res.disparity_left.device == cupy.cuda.Device()
@@ -222,10 +230,17 @@ def test_block_match_kernels_keyword_on_numpy_is_the_twin():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("block, env, kernels, want_kernel", [
-    (3, None, None, True), (23, None, None, True), (3, "0", None, False), (3, "0", True, True),
-    (3, None, False, False), (MAX_BLOCK + 2, None, None, False),
-])
+@pytest.mark.parametrize(
+    "block, env, kernels, want_kernel",
+    [
+        (3, None, None, True),
+        (23, None, None, True),
+        (3, "0", None, False),
+        (3, "0", True, True),
+        (3, None, False, False),
+        (MAX_BLOCK + 2, None, None, False),
+    ],
+)
 def test_block_match_dispatches_on_cupy(monkeypatch, block, env, kernels, want_kernel):
     """CuPy inputs run the kernel unless XSTEREO_KERNELS=0, kernels=False or the block is too big;
     either way the result matches the NumPy twin."""
@@ -241,7 +256,9 @@ def test_block_match_dispatches_on_cupy(monkeypatch, block, env, kernels, want_k
     monkeypatch.setattr(disparity, "block_match_kernel", lambda *a, **kw: calls.append(1) or real(*a, **kw))
     rng = np.random.default_rng(block)
     left, right = _textured_pair(rng, 40, 64, 4, flat=True)
-    opts = MatchOptions(block=block, dmin=-9, dmax=9, proximity_weight=0.05, texture_threshold=0.05 / max(1, block // 3))
+    opts = MatchOptions(
+        block=block, dmin=-9, dmax=9, proximity_weight=0.05, texture_threshold=0.05 / max(1, block // 3)
+    )
     got = block_match(cupy.asarray(left), cupy.asarray(right), opts, kernels=kernels)
     assert bool(calls) == want_kernel
     assert isinstance(got.disparity_left, cupy.ndarray)

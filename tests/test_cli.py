@@ -9,7 +9,22 @@ from xstereo_gpu.config import PipelineOptions
 
 
 def test_geometry_reproduces_the_paper(capsys):
-    assert main(["geometry", "--pixel-size", "49e-9", "--angles", "9.5", "9.5", "--resolution", "127e-9", "--json"]) == 0
+    assert (
+        main(
+            [
+                "geometry",
+                "--pixel-size",
+                "49e-9",
+                "--angles",
+                "9.5",
+                "9.5",
+                "--resolution",
+                "127e-9",
+                "--json",
+            ]
+        )
+        == 0
+    )
     rep = json.loads(capsys.readouterr().out)
     assert round(rep["voxel_depth_nm"]) == 146 and round(rep["resolution_z_nm"]) == 379
     assert main(["geometry", "--pixel-size", "15e-9", "--angles", "3.5", "3.5", "--resolution", "42e-9"]) == 0
@@ -18,8 +33,26 @@ def test_geometry_reproduces_the_paper(capsys):
 
 
 def test_geometry_from_detector(capsys):
-    assert main(["geometry", "--wavelength", "24e-9", "--distance", "0.026", "--detector-pixel", "13.5e-6",
-                 "--size", "1024", "--angles", "9.5", "9.5", "--json"]) == 0
+    assert (
+        main(
+            [
+                "geometry",
+                "--wavelength",
+                "24e-9",
+                "--distance",
+                "0.026",
+                "--detector-pixel",
+                "13.5e-6",
+                "--size",
+                "1024",
+                "--angles",
+                "9.5",
+                "9.5",
+                "--json",
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["pixel_size_nm"] == pytest.approx(45.14, abs=0.01)
 
 
@@ -63,8 +96,18 @@ def test_every_pipeline_flag_reaches_its_fields(tmp_path):
     base = _options(build_parser().parse_args(argv))
     subcommands = _subcommands(build_parser())
     names = {f.flag for f in PIPELINE_FLAGS}
-    assert names >= {"--runs", "--iterations", "--algorithm", "--range", "--block", "--preprocess",
-                     "--method", "--points", "--upsample", "--thresholds"}
+    assert names >= {
+        "--runs",
+        "--iterations",
+        "--algorithm",
+        "--range",
+        "--block",
+        "--preprocess",
+        "--method",
+        "--points",
+        "--upsample",
+        "--thresholds",
+    }
     assert len(PIPELINE_FLAGS) == len(names) == len({f.dest for f in PIPELINE_FLAGS})
     for flag in PIPELINE_FLAGS:
         kw = flag.argparse
@@ -78,8 +121,11 @@ def test_every_pipeline_flag_reaches_its_fields(tmp_path):
         else:
             values = list(current[0]) if len(flag.targets) == 1 and kw.get("nargs") else current
             given = [v + 2 if kw["type"] is int else v / 2 for v in values]  # odd stays odd; fractions too
-            expected = dict(zip(flag.targets, given)) if len(flag.targets) > 1 else \
-                {flag.targets[0]: tuple(given) if kw.get("nargs") else given[0]}
+            expected = (
+                dict(zip(flag.targets, given))
+                if len(flag.targets) > 1
+                else {flag.targets[0]: tuple(given) if kw.get("nargs") else given[0]}
+            )
         assert all(_field(base, t) != v for t, v in expected.items()), flag.flag
         opts = _options(build_parser().parse_args(argv + [flag.flag, *map(str, given)]))
         assert opts == base.replace(**expected), flag.flag
@@ -97,11 +143,18 @@ def test_choices_are_the_config_constants():
     from xstereo_gpu.errors import InputError
     from xstereo_gpu.simulate import SAMPLES
 
-    expected = {"--backend": BACKENDS, "--profile": tuple(config.PROFILES), "--recipe": config.SAMPLE_NAMES,
-                "--sample": config.SAMPLE_NAMES, "--start": DEMO_STARTS,
-                "--algorithm": config.PHASING_ALGORITHMS,
-                "--preprocess": config.PREPROCESS_MODES, "--method": config.MATCH_METHODS,
-                "--sgm-paths": config.SGM_PATHS, "--image": config.VIEW_IMAGES}
+    expected = {
+        "--backend": BACKENDS,
+        "--profile": tuple(config.PROFILES),
+        "--recipe": config.SAMPLE_NAMES,
+        "--sample": config.SAMPLE_NAMES,
+        "--start": DEMO_STARTS,
+        "--algorithm": config.PHASING_ALGORITHMS,
+        "--preprocess": config.PREPROCESS_MODES,
+        "--method": config.MATCH_METHODS,
+        "--sgm-paths": config.SGM_PATHS,
+        "--image": config.VIEW_IMAGES,
+    }
     seen = set()
     for name, sub in _subcommands(build_parser()).items():
         for action in sub._actions:
@@ -116,8 +169,21 @@ def test_choices_are_the_config_constants():
     assert all(repr(b) in err.value.expected for b in BACKENDS)
 
 
-@pytest.mark.parametrize("command", [[], ["demo"], ["simulate"], ["run"], ["phase"], ["stereo"], ["geometry"],
-                                     ["bench"], ["config"], ["info"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        [],
+        ["demo"],
+        ["simulate"],
+        ["run"],
+        ["phase"],
+        ["stereo"],
+        ["geometry"],
+        ["bench"],
+        ["config"],
+        ["info"],
+    ],
+)
 def test_help(command, capsys):
     with pytest.raises(SystemExit) as exc:
         main([*command, "--help"])

@@ -37,13 +37,16 @@ ANGLES = "/entry_1/stereo_1/angles"
 
 # -- helpers ---------------------------------------------------------------------------------------
 
+
 def _digest(path: pathlib.Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _snapshot(folder: pathlib.Path) -> dict[str, str]:
     """Relative path -> content hash of every file below ``folder`` ("<dir>" for folders)."""
-    return {str(p.relative_to(folder)): ("<dir>" if p.is_dir() else _digest(p)) for p in sorted(folder.rglob("*"))}
+    return {
+        str(p.relative_to(folder)): ("<dir>" if p.is_dir() else _digest(p)) for p in sorted(folder.rglob("*"))
+    }
 
 
 def _no_leftovers(root: pathlib.Path) -> None:
@@ -80,11 +83,14 @@ def _set_pixel(value):
             d = d.copy()
             d[128, 40] = value  # inside the left pattern's crop, unmasked
             return d
+
         _replace_data(f, fn)
+
     return edit
 
 
 # -- 1. xstereo run on a bad shot ------------------------------------------------------------------
+
 
 def _missing(tmp, shot):
     return tmp / "absent.cxi", ["absent.cxi", "no such file"]
@@ -104,16 +110,30 @@ def _truncated(tmp, shot):
 
 
 def _no_angles(tmp, shot):
-    return _corrupt(shot, tmp / "noangles.cxi", lambda f: f.__delitem__(ANGLES)), \
-        ["noangles.cxi", ANGLES, "missing dataset"]
+    return _corrupt(shot, tmp / "noangles.cxi", lambda f: f.__delitem__(ANGLES)), [
+        "noangles.cxi",
+        ANGLES,
+        "missing dataset",
+    ]
 
 
 def _nan_pixel(tmp, shot):
-    return _corrupt(shot, tmp / "nan.cxi", _set_pixel(np.nan)), ["nan.cxi", "frame", "1 NaN/inf pixels", "finite"]
+    return _corrupt(shot, tmp / "nan.cxi", _set_pixel(np.nan)), [
+        "nan.cxi",
+        "frame",
+        "1 NaN/inf pixels",
+        "finite",
+    ]
 
 
 def _negative_pixel(tmp, shot):
-    return _corrupt(shot, tmp / "neg.cxi", _set_pixel(-7.0)), ["neg.cxi", "frame", "1 negative", "-7", "non-negative"]
+    return _corrupt(shot, tmp / "neg.cxi", _set_pixel(-7.0)), [
+        "neg.cxi",
+        "frame",
+        "1 negative",
+        "-7",
+        "non-negative",
+    ]
 
 
 def _data_3d(tmp, shot):
@@ -125,6 +145,7 @@ def _hdr_times(times):
     def edit(f):
         _replace_data(f, lambda d: np.stack([d, d]))
         f["/entry_1/stereo_1/exposure_times"] = np.array(times, dtype=np.float64)
+
     return edit
 
 
@@ -146,11 +167,27 @@ def _data_1d(tmp, shot):
 def _angles_70(tmp, shot):
     def edit(f):
         f[ANGLES][...] = [70.0, 9.5]
+
     return _corrupt(shot, tmp / "wide.cxi", edit), ["wide.cxi", ANGLES + "[0]", "found 70.0 deg", "(0, 60)"]
 
 
-@pytest.mark.parametrize("make", [_missing, _text, _truncated, _no_angles, _nan_pixel, _negative_pixel, _data_3d,
-                                  _data_1d, _angles_70, _hdr_times_mismatch, _hdr_times_negative], ids=lambda f: f.__name__.lstrip("_"))
+@pytest.mark.parametrize(
+    "make",
+    [
+        _missing,
+        _text,
+        _truncated,
+        _no_angles,
+        _nan_pixel,
+        _negative_pixel,
+        _data_3d,
+        _data_1d,
+        _angles_70,
+        _hdr_times_mismatch,
+        _hdr_times_negative,
+    ],
+    ids=lambda f: f.__name__.lstrip("_"),
+)
 def test_run_bad_shot(make, shot_file, tmp_path, capsys):
     src, expected = make(tmp_path, shot_file)
     before = _digest(src) if src.exists() else None
@@ -166,10 +203,13 @@ def test_run_bad_shot(make, shot_file, tmp_path, capsys):
 
 # -- 2. simulate with a bad angle ------------------------------------------------------------------
 
+
 def test_simulate_bad_angles(tmp_path, capsys):
     out = tmp_path / "X.cxi"
-    err = _fails(["simulate", "--angles", "70", "9.5", "-o", out, "--binning", "8", "--pattern-size", "128", "-q"],
-                 capsys)
+    err = _fails(
+        ["simulate", "--angles", "70", "9.5", "-o", out, "--binning", "8", "--pattern-size", "128", "-q"],
+        capsys,
+    )
     assert "angles_deg[0]" in err and "70" in err and "(0, 60)" in err
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []
@@ -177,8 +217,10 @@ def test_simulate_bad_angles(tmp_path, capsys):
 
 # -- 3. geometry with a bad angle ------------------------------------------------------------------
 
-@pytest.mark.parametrize("angles, index, value", [(("0", "9.5"), 0, "0.0"), (("9.5", "-3"), 1, "-3.0"),
-                                                  (("9.5", "nan"), 1, "nan")])
+
+@pytest.mark.parametrize(
+    "angles, index, value", [(("0", "9.5"), 0, "0.0"), (("9.5", "-3"), 1, "-3.0"), (("9.5", "nan"), 1, "nan")]
+)
 def test_geometry_bad_angles(angles, index, value, capsys):
     err = _fails(["geometry", "--pixel-size", "49e-9", "--angles", *angles], capsys)
     assert f"angles[{index}]" in err and f"found {value} deg" in err and "(0, 60)" in err
@@ -190,6 +232,7 @@ def test_geometry_without_pixel_size(capsys):
 
 
 # -- 4. no signal: the support would be empty ------------------------------------------------------
+
 
 def test_phase_all_zero_pattern(tmp_path, capsys):
     src = tmp_path / "zero.npy"
@@ -230,6 +273,7 @@ def test_phase_no_signal_in_the_crop(tmp_path, capsys):
 
 
 # -- 5. a non-empty output directory -------------------------------------------------------------
+
 
 def _inputs_for(command: str, shot: pathlib.Path, tmp: pathlib.Path) -> list:
     if command == "run":
@@ -286,6 +330,7 @@ def test_run_overwrite_replaces_the_directory(shot_file, tmp_path, capsys):
 
 # -- 6. stereo ---------------------------------------------------------------------------------------
 
+
 def test_stereo_shape_mismatch(tmp_path, capsys):
     rng = np.random.default_rng(5)
     left, right = tmp_path / "left.npy", tmp_path / "right.npy"
@@ -298,8 +343,9 @@ def test_stereo_shape_mismatch(tmp_path, capsys):
     _no_leftovers(tmp_path)
 
 
-@pytest.mark.parametrize("extra", [["--angles", "9.5", "9.5"], ["--pixel-size", "45e-9"]],
-                         ids=["angles-only", "pixel-size-only"])
+@pytest.mark.parametrize(
+    "extra", [["--angles", "9.5", "9.5"], ["--pixel-size", "45e-9"]], ids=["angles-only", "pixel-size-only"]
+)
 def test_stereo_half_geometry(extra, tmp_path, capsys):
     rng = np.random.default_rng(6)
     left, right = tmp_path / "left.npy", tmp_path / "right.npy"
@@ -330,6 +376,7 @@ def test_stereo_nan_in_image(side, tmp_path, capsys):
 
 # -- 7. a 3D stack without --frame ----------------------------------------------------------------
 
+
 def test_phase_petra_stack_without_frame(fixtures_dir, tmp_path, capsys):
     src = fixtures_dir / PETRA
     before = _digest(src)
@@ -359,9 +406,16 @@ def test_phase_npy_stack_frame(frame, tmp_path, capsys):
 
 # -- usage errors ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("argv", [["geometry", "--pixel-size", "49e-9", "--angles", "9.5"],
-                                  ["run", "shot.cxi"], ["phase", "p.npy", "-o", "out", "--frame", "two"]],
-                         ids=["one-angle", "no-output", "frame-not-int"])
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["geometry", "--pixel-size", "49e-9", "--angles", "9.5"],
+        ["run", "shot.cxi"],
+        ["phase", "p.npy", "-o", "out", "--frame", "two"],
+    ],
+    ids=["one-angle", "no-output", "frame-not-int"],
+)
 def test_usage_errors_exit_2(argv, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exc:  # argparse reports usage errors itself, with status 2
@@ -372,11 +426,14 @@ def test_usage_errors_exit_2(argv, tmp_path, monkeypatch, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("content, expected", [
-    ("1 2 3 4\n5 6 7 8\n", ["pts.txt", "shape (2, 4)", "at least 4 rows"]),
-    ("1 2 3\n" * 5, ["pts.txt", "shape (5, 3)", "at least 4 rows of 4"]),
-    ("a b c d\n" * 5, ["pts.txt", "unreadable numbers", "rows of 4 numbers"]),
-])
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        ("1 2 3 4\n5 6 7 8\n", ["pts.txt", "shape (2, 4)", "at least 4 rows"]),
+        ("1 2 3\n" * 5, ["pts.txt", "shape (5, 3)", "at least 4 rows of 4"]),
+        ("a b c d\n" * 5, ["pts.txt", "unreadable numbers", "rows of 4 numbers"]),
+    ],
+)
 def test_run_bad_rectification_points(content, expected, shot_file, tmp_path, capsys):
     pts = tmp_path / "pts.txt"
     pts.write_text(content)
@@ -415,15 +472,24 @@ REFUSED = ["inside", "the input file's directory", "--allow-external-data"]
 def _c_external_link(tmp, shot):
     out = elsewhere(tmp, shot)
     p = link_data(copy_inside(tmp, shot), make_ext(str(out / "frame.h5")))
-    return Case(["run", p, "-o", tmp / "out", *TINY],
-                ["shot.cxi:" + DATA_LINK, f"an HDF5 external link to {out / 'frame.h5'}:/frame", *REFUSED])
+    return Case(
+        ["run", p, "-o", tmp / "out", *TINY],
+        ["shot.cxi:" + DATA_LINK, f"an HDF5 external link to {out / 'frame.h5'}:/frame", *REFUSED],
+    )
 
 
 def _c_external_link_relative(tmp, shot):
     out = elsewhere(tmp, shot)
     p = link_data(copy_inside(tmp, shot), make_ext("../elsewhere/frame.h5"))
-    return Case(["run", p, "-o", tmp / "out", *TINY],
-                ["shot.cxi:" + DATA_LINK, "external link to ../elsewhere/frame.h5", f"(= {out / 'frame.h5'})", *REFUSED])
+    return Case(
+        ["run", p, "-o", tmp / "out", *TINY],
+        [
+            "shot.cxi:" + DATA_LINK,
+            "external link to ../elsewhere/frame.h5",
+            f"(= {out / 'frame.h5'})",
+            *REFUSED,
+        ],
+    )
 
 
 def _c_external_link_via_symlink(tmp, shot):
@@ -432,34 +498,44 @@ def _c_external_link_via_symlink(tmp, shot):
     p = copy_inside(tmp, shot)
     (p.parent / "frame.h5").symlink_to(out / "frame.h5")
     link_data(p, make_ext("frame.h5"))
-    return Case(["run", p, "-o", tmp / "out", *TINY], ["shot.cxi:" + DATA_LINK, "external link to frame.h5",
-                                                       f"(= {out / 'frame.h5'})", *REFUSED])
+    return Case(
+        ["run", p, "-o", tmp / "out", *TINY],
+        ["shot.cxi:" + DATA_LINK, "external link to frame.h5", f"(= {out / 'frame.h5'})", *REFUSED],
+    )
 
 
 def _c_external_raw(tmp, shot):
     out = elsewhere(tmp, shot)
     p = link_data(copy_inside(tmp, shot), make_raw(str(out / "frame.raw")))
-    return Case(["run", p, "-o", tmp / "out", *TINY],
-                ["shot.cxi:" + DATA_LINK, f"external raw storage in {out / 'frame.raw'}", *REFUSED])
+    return Case(
+        ["run", p, "-o", tmp / "out", *TINY],
+        ["shot.cxi:" + DATA_LINK, f"external raw storage in {out / 'frame.raw'}", *REFUSED],
+    )
 
 
 def _c_external_raw_passwd(tmp, shot):
     p = link_data(copy_inside(tmp, shot), make_raw("/etc/passwd", np.uint8))
-    return Case(["run", p, "-o", tmp / "out", *TINY],
-                ["shot.cxi:" + DATA_LINK, "external raw storage in /etc/passwd", *REFUSED])
+    return Case(
+        ["run", p, "-o", tmp / "out", *TINY],
+        ["shot.cxi:" + DATA_LINK, "external raw storage in /etc/passwd", *REFUSED],
+    )
 
 
 def _c_virtual_dataset(tmp, shot):
     out = elsewhere(tmp, shot)
     p = link_data(copy_inside(tmp, shot), make_vds(str(out / "frame.h5")))
-    return Case(["run", p, "-o", tmp / "out", *TINY],
-                ["shot.cxi:" + DATA_LINK, f"a virtual dataset with sources in {out / 'frame.h5'}", *REFUSED])
+    return Case(
+        ["run", p, "-o", tmp / "out", *TINY],
+        ["shot.cxi:" + DATA_LINK, f"a virtual dataset with sources in {out / 'frame.h5'}", *REFUSED],
+    )
 
 
 def _c_virtual_dataset_missing_source(tmp, shot):
     p = link_data(copy_inside(tmp, shot), make_vds("gone.h5"))
-    return Case(["run", p, "-o", tmp / "out", *TINY, "--allow-external-data"],
-                ["shot.cxi:" + DATA_LINK, "sources in gone.h5, a file that does not exist", "HDF5 would read zeros"])
+    return Case(
+        ["run", p, "-o", tmp / "out", *TINY, "--allow-external-data"],
+        ["shot.cxi:" + DATA_LINK, "sources in gone.h5, a file that does not exist", "HDF5 would read zeros"],
+    )
 
 
 def _c_soft_link_loop(tmp, shot):
@@ -467,10 +543,17 @@ def _c_soft_link_loop(tmp, shot):
         del f[DATA_LINK]
         f[DATA_LINK] = h5py.SoftLink("/entry_1/data_1/other")
         f["/entry_1/data_1/other"] = h5py.SoftLink(DATA_LINK)
+
     p = _corrupt(shot, tmp / "loop.cxi", edit)
-    return Case(["run", p, "-o", tmp / "out", *TINY],
-                ["loop.cxi:" + DATA_LINK, "a loop of links", "soft link /entry_1/data_1/data -> /entry_1/data_1/other",
-                 "no soft-link loop"])
+    return Case(
+        ["run", p, "-o", tmp / "out", *TINY],
+        [
+            "loop.cxi:" + DATA_LINK,
+            "a loop of links",
+            "soft link /entry_1/data_1/data -> /entry_1/data_1/other",
+            "no soft-link loop",
+        ],
+    )
 
 
 def _c_stereo_views_external_link(tmp, shot):
@@ -483,8 +566,10 @@ def _c_stereo_views_external_link(tmp, shot):
     with h5py.File(p, "w") as f:
         f["entry_1/image_1/data"] = h5py.ExternalLink(str(out / "frame.h5"), "/frame")
         f["entry_1/image_2/data"] = np.zeros((32, 32), np.float32)
-    return Case(["stereo", p, p, "-o", tmp / "out", "-q"],
-                ["views.cxi:/entry_1/image_1/data", "an HDF5 external link to", *REFUSED])
+    return Case(
+        ["stereo", p, p, "-o", tmp / "out", "-q"],
+        ["views.cxi:/entry_1/image_1/data", "an HDF5 external link to", *REFUSED],
+    )
 
 
 def _config(tmp, shot, text):
@@ -494,156 +579,259 @@ def _config(tmp, shot, text):
 
 
 def _c_config_string_for_int(tmp, shot):
-    return Case(_config(tmp, shot, '[phasing]\nruns = "many"\n'),
-                ["opts.toml: [phasing] runs", "found 'many' (a string)", "expected an integer"])
+    return Case(
+        _config(tmp, shot, '[phasing]\nruns = "many"\n'),
+        ["opts.toml: [phasing] runs", "found 'many' (a string)", "expected an integer"],
+    )
 
 
 def _c_config_float_for_int(tmp, shot):
-    return Case(_config(tmp, shot, "[match]\nblock = 3.0\n"), ["opts.toml: [match] block", "3.0 (a float)", "an integer"])
+    return Case(
+        _config(tmp, shot, "[match]\nblock = 3.0\n"),
+        ["opts.toml: [match] block", "3.0 (a float)", "an integer"],
+    )
 
 
 def _c_config_list_for_number(tmp, shot):
-    return Case(_config(tmp, shot, "[phasing]\nbeta = [0.8, 0.9]\n"),
-                ["opts.toml: [phasing] beta", "[0.8, 0.9] (a list)", "expected a number"])
+    return Case(
+        _config(tmp, shot, "[phasing]\nbeta = [0.8, 0.9]\n"),
+        ["opts.toml: [phasing] beta", "[0.8, 0.9] (a list)", "expected a number"],
+    )
 
 
 def _c_config_bool_for_int(tmp, shot):
-    return Case(_config(tmp, shot, "[phasing]\nruns = true\n"), ["[phasing] runs", "True (a boolean)", "an integer"])
+    return Case(
+        _config(tmp, shot, "[phasing]\nruns = true\n"), ["[phasing] runs", "True (a boolean)", "an integer"]
+    )
 
 
 def _c_config_unknown_key(tmp, shot):
-    return Case(_config(tmp, shot, "[phasing]\nrns = 4\n"),
-                ["opts.toml: [phasing] rns", "an unknown key (did you mean 'runs'?)", "'iterations'"])
+    return Case(
+        _config(tmp, shot, "[phasing]\nrns = 4\n"),
+        ["opts.toml: [phasing] rns", "an unknown key (did you mean 'runs'?)", "'iterations'"],
+    )
 
 
 def _c_config_unknown_section(tmp, shot):
-    return Case(_config(tmp, shot, "[phasingg]\nruns = 4\n"),
-                ["opts.toml: [phasingg]", "an unknown section (did you mean 'phasing'?)", "[match]"])
+    return Case(
+        _config(tmp, shot, "[phasingg]\nruns = 4\n"),
+        ["opts.toml: [phasingg]", "an unknown section (did you mean 'phasing'?)", "[match]"],
+    )
 
 
 def _c_config_out_of_range(tmp, shot):
-    return Case(_config(tmp, shot, "[phasing]\nruns = 0\n"), ["opts.toml: [phasing] runs", "found 0", "a positive integer"])
+    return Case(
+        _config(tmp, shot, "[phasing]\nruns = 0\n"),
+        ["opts.toml: [phasing] runs", "found 0", "a positive integer"],
+    )
 
 
 def _c_bool_frame(tmp, shot):
     p = _corrupt(shot, tmp / "bits.cxi", lambda f: _replace_data(f, lambda d: d > 2))
-    return Case(["run", p, "-o", tmp / "out", *TINY], ["bits.cxi:" + DATA_LINK, "dtype bool", "photon counts"])
+    return Case(
+        ["run", p, "-o", tmp / "out", *TINY], ["bits.cxi:" + DATA_LINK, "dtype bool", "photon counts"]
+    )
 
 
 def _c_bool_npy(tmp, shot):
     p = tmp / "bits.npy"
     np.save(p, np.random.default_rng(1).random((32, 32)) > 0.5)
-    return Case(["phase", p, "-o", tmp / "out", *TINY_PHASE], ["bits.npy", "dtype bool", "a bool array is a mask"])
+    return Case(
+        ["phase", p, "-o", tmp / "out", *TINY_PHASE], ["bits.npy", "dtype bool", "a bool array is a mask"]
+    )
 
 
 def _c_uint8_saturated(tmp, shot):
     p = tmp / "u8.npy"
     np.save(p, np.clip(np.random.default_rng(2).poisson(250.0, (32, 32)), 0, 255).astype(np.uint8))
-    return Case(["phase", p, "-o", tmp / "out", *TINY_PHASE],
-                ["u8.npy", "uint8 counts with", "at 255, the uint8 maximum", "uint16/uint32/float32", "0x2"],
-                status=0, warning=True)
+    return Case(
+        ["phase", p, "-o", tmp / "out", *TINY_PHASE],
+        ["u8.npy", "uint8 counts with", "at 255, the uint8 maximum", "uint16/uint32/float32", "0x2"],
+        status=0,
+        warning=True,
+    )
 
 
 def _c_constant_npy(tmp, shot):
     p = tmp / "flat.npy"
     np.save(p, np.full((32, 32), 5.0, np.float32))
-    return Case(["phase", p, "-o", tmp / "out", *TINY_PHASE],
-                ["flat.npy", "a constant pattern: all 1024 unmasked pixels are 5", "cannot be phased"])
+    return Case(
+        ["phase", p, "-o", tmp / "out", *TINY_PHASE],
+        ["flat.npy", "a constant pattern: all 1024 unmasked pixels are 5", "cannot be phased"],
+    )
 
 
 def _c_constant_shot(tmp, shot):
     p = _corrupt(shot, tmp / "flat.cxi", lambda f: _replace_data(f, lambda d: np.full_like(d, 3.0)))
-    return Case(["run", p, "-o", tmp / "out", *TINY],
-                ["flat.cxi: frame", "a constant frame: all", "unmasked pixels are 3", "cannot be phased"])
+    return Case(
+        ["run", p, "-o", tmp / "out", *TINY],
+        ["flat.cxi: frame", "a constant frame: all", "unmasked pixels are 3", "cannot be phased"],
+    )
 
 
 def _c_tiny_angles(tmp, shot):
     def edit(f):
         f[ANGLES][...] = [1e-6, 1e-6]
+
     p = _corrupt(shot, tmp / "tiny.cxi", edit)
-    return Case(["run", p, "-o", tmp / "out", *TINY],
-                ["tiny.cxi:" + ANGLES, "1e-06 + 1e-06 deg", "voxel depth of 2.86e+07 view pixels",
-                 "tan t1 + tan t2 >= 0.001"])
+    return Case(
+        ["run", p, "-o", tmp / "out", *TINY],
+        [
+            "tiny.cxi:" + ANGLES,
+            "1e-06 + 1e-06 deg",
+            "voxel depth of 2.86e+07 view pixels",
+            "tan t1 + tan t2 >= 0.001",
+        ],
+    )
 
 
 def _c_tiny_angles_option(tmp, shot):
-    return Case(["run", shot, "-o", tmp / "out", "--angles", "1e-6", "1e-6", *TINY],
-                ["--angles", "1e-06 + 1e-06 deg", "no depth information", "the paper: 3.5 to 9.5 deg"])
+    return Case(
+        ["run", shot, "-o", tmp / "out", "--angles", "1e-6", "1e-6", *TINY],
+        ["--angles", "1e-06 + 1e-06 deg", "no depth information", "the paper: 3.5 to 9.5 deg"],
+    )
 
 
 def _c_small_angles_warning(tmp, shot):
-    return Case(["geometry", "--pixel-size", "49e-9", "--angles", "0.5", "0.5"],
-                ["--angles", "0.5 + 0.5 deg", "a voxel depth of 57.3 view pixels", "a few degrees"],
-                status=0, warning=True)
+    return Case(
+        ["geometry", "--pixel-size", "49e-9", "--angles", "0.5", "0.5"],
+        ["--angles", "0.5 + 0.5 deg", "a voxel depth of 57.3 view pixels", "a few degrees"],
+        status=0,
+        warning=True,
+    )
 
 
 def _c_wavelength_1m(tmp, shot):
     def edit(f):
         f[SOURCE + "/wavelength"][...] = 1.0
+
     p = _corrupt(shot, tmp / "radio.cxi", edit)
-    return Case(["run", p, "-o", tmp / "out", *TINY],
-                ["radio.cxi:" + SOURCE + "/wavelength", "found 1 m, not a possible wavelength", "10 pm .. 100 nm"])
+    return Case(
+        ["run", p, "-o", tmp / "out", *TINY],
+        ["radio.cxi:" + SOURCE + "/wavelength", "found 1 m, not a possible wavelength", "10 pm .. 100 nm"],
+    )
 
 
 def _c_wavelength_1m_option(tmp, shot):
-    return Case(["run", shot, "-o", tmp / "out", "--wavelength", "1", *TINY],
-                ["--wavelength", "found 1 m", "not a possible wavelength", "in metres"])
+    return Case(
+        ["run", shot, "-o", tmp / "out", "--wavelength", "1", *TINY],
+        ["--wavelength", "found 1 m", "not a possible wavelength", "in metres"],
+    )
 
 
 def _c_wavelength_visible_warning(tmp, shot):
     p = tmp / "optical.npy"
     np.save(p, np.random.default_rng(3).poisson(4.0, (32, 32)).astype(np.float32))
-    return Case(["phase", p, "-o", tmp / "out", "--wavelength", "5e-7", "--distance", "0.05",
-                 "--detector-pixel", "13.5e-6", *TINY_PHASE],
-                ["--wavelength", "found 5e-07 m (500 nm)", "plausible: wavelength in 10 pm .. 100 nm"],
-                status=0, warning=True)
+    return Case(
+        [
+            "phase",
+            p,
+            "-o",
+            tmp / "out",
+            "--wavelength",
+            "5e-7",
+            "--distance",
+            "0.05",
+            "--detector-pixel",
+            "13.5e-6",
+            *TINY_PHASE,
+        ],
+        ["--wavelength", "found 5e-07 m (500 nm)", "plausible: wavelength in 10 pm .. 100 nm"],
+        status=0,
+        warning=True,
+    )
 
 
 def _c_distance_in_mm(tmp, shot):
     def edit(f):
         f[DETECTOR + "/distance"][...] = 150.0  # 150 mm written as metres
+
     p = _corrupt(shot, tmp / "mm.cxi", edit)
-    return Case(["run", p, "-o", tmp / "out", *TINY],
-                ["mm.cxi:" + DETECTOR + "/distance", "found 150 m", "5 mm .. 20 m", "refused outside 100 um .. 100 m"],
-                status=2)
+    return Case(
+        ["run", p, "-o", tmp / "out", *TINY],
+        [
+            "mm.cxi:" + DETECTOR + "/distance",
+            "found 150 m",
+            "5 mm .. 20 m",
+            "refused outside 100 um .. 100 m",
+        ],
+        status=2,
+    )
 
 
 def _c_pixel_in_um(tmp, shot):
-    return Case(["run", shot, "-o", tmp / "out", "--detector-pixel", "13.5", *TINY],
-                ["--detector-pixel", "found 13.5 m", "not a possible detector pixel", "1 um .. 1 mm"])
+    return Case(
+        ["run", shot, "-o", tmp / "out", "--detector-pixel", "13.5", *TINY],
+        ["--detector-pixel", "found 13.5 m", "not a possible detector pixel", "1 um .. 1 mm"],
+    )
 
 
 def _c_no_valid_matches_run(tmp, shot):
     out = tmp / "out"
-    return Case(["run", shot, "-o", out, "--range", "300", "310", *TINY],
-                ["stereo: found 0 valid disparities", "range [300, 310]", "--range DMIN DMAX", "--block",
-                 "--thresholds", f"kept in {out / 'views.cxi'}", "xstereo stereo"], keeps_output=True)
+    return Case(
+        ["run", shot, "-o", out, "--range", "300", "310", *TINY],
+        [
+            "stereo: found 0 valid disparities",
+            "range [300, 310]",
+            "--range DMIN DMAX",
+            "--block",
+            "--thresholds",
+            f"kept in {out / 'views.cxi'}",
+            "xstereo stereo",
+        ],
+        keeps_output=True,
+    )
 
 
 def _c_no_valid_matches_stereo(tmp, shot):
     left, right = tmp / "left.npy", tmp / "right.npy"
     np.save(left, np.full((32, 32), 0.5, np.float32))
     np.save(right, np.full((32, 32), 0.5, np.float32))
-    return Case(["stereo", left, right, "-o", tmp / "out", "-q", "--recipe", "cross"],
-                ["left.npy", "right.npy", "stereo: found 0 valid disparities", "none of the 16384 matching-grid pixels",
-                 "--range", "--block"])
+    return Case(
+        ["stereo", left, right, "-o", tmp / "out", "-q", "--recipe", "cross"],
+        [
+            "left.npy",
+            "right.npy",
+            "stereo: found 0 valid disparities",
+            "none of the 16384 matching-grid pixels",
+            "--range",
+            "--block",
+        ],
+    )
 
 
 def _c_no_sample_name(tmp, shot):
     p = _corrupt(shot, tmp / "anon.cxi", lambda f: f.__delitem__(SAMPLE))
-    return Case(["run", p, "-o", tmp / "out", *TINY],
-                ["anon.cxi:" + SAMPLE, "found no sample name", "profile is used", "--recipe {cross,phase-cross,pyramid}"],
-                status=0, warning=True)
+    return Case(
+        ["run", p, "-o", tmp / "out", *TINY],
+        [
+            "anon.cxi:" + SAMPLE,
+            "found no sample name",
+            "profile is used",
+            "--recipe {cross,phase-cross,pyramid}",
+        ],
+        status=0,
+        warning=True,
+    )
 
 
 def _c_unknown_sample_name(tmp, shot):
     def edit(f):
         del f[SAMPLE]
         f[SAMPLE] = "foam"
+
     p = _corrupt(shot, tmp / "foam.cxi", edit)
-    return Case(["run", p, "-o", tmp / "out", *TINY],
-                ["foam.cxi:" + SAMPLE, "the sample name 'foam', which names no recipe", "profile is used", "--recipe"],
-                status=0, warning=True)
+    return Case(
+        ["run", p, "-o", tmp / "out", *TINY],
+        [
+            "foam.cxi:" + SAMPLE,
+            "the sample name 'foam', which names no recipe",
+            "profile is used",
+            "--recipe",
+        ],
+        status=0,
+        warning=True,
+    )
 
 
 def _c_no_signal_in_left_pattern(tmp, shot):
@@ -652,11 +840,18 @@ def _c_no_signal_in_left_pattern(tmp, shot):
             d = d.copy()
             d[:, :128] = 0  # the left pattern (centre column 88) has no photons, the right one (168) has
             return d
+
         _replace_data(f, fn)
+
     p = _corrupt(shot, tmp / "dark.cxi", edit)
-    return Case(["run", p, "-o", tmp / "out", *TINY],
-                ["dark.cxi:" + DATA_LINK + " (left pattern): phasing.intensities", "no signal in view 0",
-                 "positive intensities"])
+    return Case(
+        ["run", p, "-o", tmp / "out", *TINY],
+        [
+            "dark.cxi:" + DATA_LINK + " (left pattern): phasing.intensities",
+            "no signal in view 0",
+            "positive intensities",
+        ],
+    )
 
 
 def _c_no_signal_in_the_crop_cxi(tmp, shot):
@@ -665,9 +860,13 @@ def _c_no_signal_in_the_crop_cxi(tmp, shot):
     data[60, 60] = 100.0
     with h5py.File(p, "w") as f:
         f[DATA] = data
-    return Case(["phase", p, "-o", tmp / "out", "--centre", "16", "16", "--size", "16", *TINY_PHASE],
-                ["corner.cxi:" + DATA + " (the 16x16 crop at (16.0, 16.0) phased): phasing.intensities",
-                 "no signal in view 0"])
+    return Case(
+        ["phase", p, "-o", tmp / "out", "--centre", "16", "16", "--size", "16", *TINY_PHASE],
+        [
+            "corner.cxi:" + DATA + " (the 16x16 crop at (16.0, 16.0) phased): phasing.intensities",
+            "no signal in view 0",
+        ],
+    )
 
 
 def _c_declared_dataset_too_large(tmp, shot):
@@ -676,7 +875,10 @@ def _c_declared_dataset_too_large(tmp, shot):
         for name in ("data", "mask"):
             if name in det:
                 del det[name]
-        det.create_dataset("data", shape=(50000, 50000), dtype="float32", chunks=(1000, 1000))  # nothing written
+        det.create_dataset(
+            "data", shape=(50000, 50000), dtype="float32", chunks=(1000, 1000)
+        )  # nothing written
+
     p = _corrupt(shot, tmp / "big.cxi", edit)
     return Case(["run", p, "-o", tmp / "out", *TINY], ["big.cxi", "50000 x 50000", "needs about", "GiB"])
 
@@ -684,16 +886,22 @@ def _c_declared_dataset_too_large(tmp, shot):
 def _c_phase_size_too_large(tmp, shot):
     p = tmp / "pattern.npy"
     np.save(p, np.random.default_rng(1).poisson(4.0, (32, 32)).astype(np.float32))
-    return Case(["phase", p, "-o", tmp / "out", "--size", "100000", *TINY_PHASE], ["--size", "needs about", "TiB"])
+    return Case(
+        ["phase", p, "-o", tmp / "out", "--size", "100000", *TINY_PHASE], ["--size", "needs about", "TiB"]
+    )
 
 
 def _c_pattern_size_twice_the_frame(tmp, shot):
-    return Case(["run", shot, "-o", tmp / "out", "--pattern-size", "512", *TINY],
-                ["pattern size", "512", "256 x 256 frame"])
+    return Case(
+        ["run", shot, "-o", tmp / "out", "--pattern-size", "512", *TINY],
+        ["pattern size", "512", "256 x 256 frame"],
+    )
 
 
 def _c_demo_pattern_size_twice_the_frame(tmp, shot):
-    return Case(["demo", "--binning", "8", "--pattern-size", "512", "-o", tmp / "out", *TINY], ["pattern_size", "512"])
+    return Case(
+        ["demo", "--binning", "8", "--pattern-size", "512", "-o", tmp / "out", *TINY], ["pattern_size", "512"]
+    )
 
 
 def _c_output_holds_the_input(tmp, shot):
@@ -701,8 +909,11 @@ def _c_output_holds_the_input(tmp, shot):
     out.mkdir()
     p = out / "shot.cxi"
     shutil.copyfile(shot, p)
-    return Case(["run", p, "-o", out, "--overwrite", *TINY],
-                [str(out), f"the input {p} inside it", "holds none of the inputs"], keeps_output=None)
+    return Case(
+        ["run", p, "-o", out, "--overwrite", *TINY],
+        [str(out), f"the input {p} inside it", "holds none of the inputs"],
+        keeps_output=None,
+    )
 
 
 def _c_output_holds_the_config(tmp, shot):
@@ -710,15 +921,20 @@ def _c_output_holds_the_config(tmp, shot):
     out.mkdir()
     cfg = out / "opts.toml"
     cfg.write_text("[phasing]\nruns = 2\n")
-    return Case(["run", shot, "-o", out, "--overwrite", "--config", cfg, *TINY],
-                [str(out), "opts.toml inside it", "holds none of the inputs"], keeps_output=None)
+    return Case(
+        ["run", shot, "-o", out, "--overwrite", "--config", cfg, *TINY],
+        [str(out), "opts.toml inside it", "holds none of the inputs"],
+        keeps_output=None,
+    )
 
 
 def _c_output_is_an_ancestor_of_the_input(tmp, shot):
     (tmp / "a" / "b").mkdir(parents=True)
     p = tmp / "a" / "b" / "shot.cxi"
     shutil.copyfile(shot, p)
-    return Case(["run", p, "-o", tmp / "a", "--overwrite", *TINY], [str(tmp / "a"), "inside it"], keeps_output=None)
+    return Case(
+        ["run", p, "-o", tmp / "a", "--overwrite", *TINY], [str(tmp / "a"), "inside it"], keeps_output=None
+    )
 
 
 def _c_stereo_output_holds_a_view(tmp, shot):
@@ -726,7 +942,9 @@ def _c_stereo_output_holds_a_view(tmp, shot):
     out.mkdir()
     left = out / "left.npy"
     np.save(left, np.random.default_rng(2).random((32, 32), dtype=np.float32))
-    return Case(["stereo", left, left, "-o", out, "--overwrite", "-q"], ["left.npy inside it"], keeps_output=None)
+    return Case(
+        ["stereo", left, left, "-o", out, "--overwrite", "-q"], ["left.npy inside it"], keeps_output=None
+    )
 
 
 def _c_simulate_onto_an_existing_file(tmp, shot):
@@ -737,24 +955,57 @@ def _c_simulate_onto_an_existing_file(tmp, shot):
 
 def _c_simulate_into_a_directory(tmp, shot):
     (tmp / "d").mkdir()
-    return Case(["simulate", "-o", tmp / "d", "--no-hdr", "-q"], [str(tmp / "d"), "an existing directory", "a file name"])
+    return Case(
+        ["simulate", "-o", tmp / "d", "--no-hdr", "-q"],
+        [str(tmp / "d"), "an existing directory", "a file name"],
+    )
 
 
 BAD_INPUTS = [
-    _c_external_link, _c_external_link_relative, _c_external_link_via_symlink, _c_external_raw,
-    _c_external_raw_passwd, _c_virtual_dataset, _c_virtual_dataset_missing_source, _c_soft_link_loop,
+    _c_external_link,
+    _c_external_link_relative,
+    _c_external_link_via_symlink,
+    _c_external_raw,
+    _c_external_raw_passwd,
+    _c_virtual_dataset,
+    _c_virtual_dataset_missing_source,
+    _c_soft_link_loop,
     _c_stereo_views_external_link,
-    _c_config_string_for_int, _c_config_float_for_int, _c_config_list_for_number, _c_config_bool_for_int,
-    _c_config_unknown_key, _c_config_unknown_section, _c_config_out_of_range,
-    _c_bool_frame, _c_bool_npy, _c_uint8_saturated, _c_constant_npy, _c_constant_shot,
-    _c_tiny_angles, _c_tiny_angles_option, _c_small_angles_warning, _c_wavelength_1m, _c_wavelength_1m_option,
-    _c_wavelength_visible_warning, _c_distance_in_mm, _c_pixel_in_um,
-    _c_no_valid_matches_run, _c_no_valid_matches_stereo, _c_no_sample_name, _c_unknown_sample_name,
-    _c_no_signal_in_left_pattern, _c_no_signal_in_the_crop_cxi,
-    _c_declared_dataset_too_large, _c_phase_size_too_large, _c_pattern_size_twice_the_frame,
+    _c_config_string_for_int,
+    _c_config_float_for_int,
+    _c_config_list_for_number,
+    _c_config_bool_for_int,
+    _c_config_unknown_key,
+    _c_config_unknown_section,
+    _c_config_out_of_range,
+    _c_bool_frame,
+    _c_bool_npy,
+    _c_uint8_saturated,
+    _c_constant_npy,
+    _c_constant_shot,
+    _c_tiny_angles,
+    _c_tiny_angles_option,
+    _c_small_angles_warning,
+    _c_wavelength_1m,
+    _c_wavelength_1m_option,
+    _c_wavelength_visible_warning,
+    _c_distance_in_mm,
+    _c_pixel_in_um,
+    _c_no_valid_matches_run,
+    _c_no_valid_matches_stereo,
+    _c_no_sample_name,
+    _c_unknown_sample_name,
+    _c_no_signal_in_left_pattern,
+    _c_no_signal_in_the_crop_cxi,
+    _c_declared_dataset_too_large,
+    _c_phase_size_too_large,
+    _c_pattern_size_twice_the_frame,
     _c_demo_pattern_size_twice_the_frame,
-    _c_output_holds_the_input, _c_output_holds_the_config, _c_output_is_an_ancestor_of_the_input,
-    _c_stereo_output_holds_a_view, _c_simulate_onto_an_existing_file,
+    _c_output_holds_the_input,
+    _c_output_holds_the_config,
+    _c_output_is_an_ancestor_of_the_input,
+    _c_stereo_output_holds_a_view,
+    _c_simulate_onto_an_existing_file,
     _c_simulate_into_a_directory,
 ]
 

@@ -36,8 +36,15 @@ def test_demo_meets_the_accuracy_targets(demo_dir):
 def test_demo_outputs_are_readable(demo_dir):
     import meshio
 
-    for name in ("views.cxi", "disparity_left.tif", "disparity_right.tif", "depth.tif", "cloud.ply",
-                 "options.toml", "summary.json"):
+    for name in (
+        "views.cxi",
+        "disparity_left.tif",
+        "disparity_right.tif",
+        "depth.tif",
+        "cloud.ply",
+        "options.toml",
+        "summary.json",
+    ):
         assert (demo_dir / name).is_file(), name
     for fig in ("patterns", "views", "disparity", "depth", "cloud"):
         assert (demo_dir / "figures" / f"{fig}.png").stat().st_size > 10_000
@@ -46,7 +53,9 @@ def test_demo_outputs_are_readable(demo_dir):
     assert info["pixel_size_m"] == pytest.approx(45.14e-9, rel=1e-3)
     assert info["parameters"]["phasing"]["runs"] == 32
     dl, meta = read_tiff(demo_dir / "disparity_left.tif")
-    assert dl.dtype == np.float32 and dl.shape == (1024, 1024) and np.isnan(dl).any() and np.isfinite(dl).any()
+    assert (
+        dl.dtype == np.float32 and dl.shape == (1024, 1024) and np.isnan(dl).any() and np.isfinite(dl).any()
+    )
     assert meta["upsample"] == 4
     mesh = meshio.read(demo_dir / "cloud.ply")
     s = json.loads((demo_dir / "summary.json").read_text())
@@ -64,7 +73,9 @@ def test_demo_volume_mesh_and_quality(demo_dir):
 
     s = json.loads((demo_dir / "summary.json").read_text())
     rec = s["reconstruct"]
-    assert len(rec["planes"]) == 1 and rec["planes"][0]["tilt_deg"] < 5  # the membrane lies flat (z = 0 plane)
+    assert (
+        len(rec["planes"]) == 1 and rec["planes"][0]["tilt_deg"] < 5
+    )  # the membrane lies flat (z = 0 plane)
     vol, meta = xs.io.read_volume_h5(demo_dir / "volume.h5")
     assert list(vol.shape) == rec["volume_shape_zyx"] and vol.shape[1:] == (256, 256)
     assert meta["voxel_size_nm"][0] == pytest.approx(s["geometry"]["voxel_depth_nm"])
@@ -93,8 +104,24 @@ def test_stereo_command_on_true_views(tmp_path):
         write_tiff(tmp_path / name, np.abs(shot.truth.views[k]).astype(np.float32))
     out = tmp_path / "st"
     pix = shot.pixel_size_m
-    assert main(["stereo", str(tmp_path / "left.tif"), str(tmp_path / "right.tif"), "-o", str(out), "-q",
-                 "--angles", "9.5", "9.5", "--pixel-size", repr(pix)]) == 0
+    assert (
+        main(
+            [
+                "stereo",
+                str(tmp_path / "left.tif"),
+                str(tmp_path / "right.tif"),
+                "-o",
+                str(out),
+                "-q",
+                "--angles",
+                "9.5",
+                "9.5",
+                "--pixel-size",
+                repr(pix),
+            ]
+        )
+        == 0
+    )
     import meshio
 
     pts = meshio.read(out / "cloud.ply").points.astype(float)
@@ -110,10 +137,16 @@ def test_simulate_then_run_and_phase(tmp_path):
     shot_file = tmp_path / "shot.cxi"
     assert main(["simulate", "--sample", "cross", "-o", str(shot_file), "--seed", "3", "-q"]) == 0
     out = tmp_path / "run"
-    assert main(["run", str(shot_file), "-o", str(out), "--runs", "4", "--iterations", "60", "--no-figures",
-                 "-q"]) == 0
+    assert (
+        main(
+            ["run", str(shot_file), "-o", str(out), "--runs", "4", "--iterations", "60", "--no-figures", "-q"]
+        )
+        == 0
+    )
     s = json.loads((out / "summary.json").read_text())
-    assert s["input"].endswith("shot.cxi") and "accuracy" in s and math.isfinite(s["geometry"]["voxel_depth_nm"])
+    assert (
+        s["input"].endswith("shot.cxi") and "accuracy" in s and math.isfinite(s["geometry"]["voxel_depth_nm"])
+    )
     assert s["options"]["phasing"]["runs"] == 4
 
     # plain CDI: one pattern (the true left view's far field, 1e7 photons, Poisson) as an NPY file
@@ -135,10 +168,27 @@ def test_hdr_shot_file_through_run(tmp_path):
     assert main(["simulate", "--sample", "cross", "--hdr", "-o", str(shot_file), "-q"]) == 0
     shot = xs.read_shot(shot_file)
     assert shot.frame.shape == (2, 512, 512) and list(shot.exposure_times_s) == [30.0, 240.0]
-    assert ((shot.mask[1] & 0x2) != 0).sum() > 0 and ((shot.mask[0] & 0x2) != 0).sum() == 0  # long one saturates
+    assert ((shot.mask[1] & 0x2) != 0).sum() > 0 and (
+        (shot.mask[0] & 0x2) != 0
+    ).sum() == 0  # long one saturates
     out = tmp_path / "run"
-    assert main(["run", str(shot_file), "-o", str(out), "--runs", "16", "--iterations", "150", "--no-figures",
-                 "-q"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                str(shot_file),
+                "-o",
+                str(out),
+                "--runs",
+                "16",
+                "--iterations",
+                "150",
+                "--no-figures",
+                "-q",
+            ]
+        )
+        == 0
+    )
     s = json.loads((out / "summary.json").read_text())
     assert s["hdr"]["exposure_times_s"] == [30.0, 240.0]
     assert np.allclose(np.asarray(s["hdr"]["ratios"])[:, 0], 8.0, rtol=0.02)  # measured, not assumed
@@ -174,7 +224,9 @@ def test_phase_cross_demo(tmp_path):
     assert geo["separation_deg"] == pytest.approx(12.0)
     rect = s["stereo"]["rectification"]
     h = np.asarray(rect["H_right"])
-    assert abs(abs(math.degrees(math.atan2(h[1, 0], h[0, 0]))) - 1.0) < 0.35  # the right view was turned 1 deg
+    assert (
+        abs(abs(math.degrees(math.atan2(h[1, 0], h[0, 0]))) - 1.0) < 0.35
+    )  # the right view was turned 1 deg
     assert s["stereo"]["maps"] == ["none", "gradient"]
     tilts = sorted(p["tilt_deg"] for p in s["reconstruct"]["planes"])
     assert tilts[0] < 5 and abs(tilts[1] - 45) < 5  # membrane and the lid tilted 45 deg

@@ -25,9 +25,18 @@ from xstereo_gpu.cli import main
 
 def _xstereo(*argv, env_code: str = "", **kw) -> subprocess.Popen:
     """Start ``xstereo ARGV`` in a subprocess, after running ``env_code`` (fault injection) in it."""
-    code = "import sys\n" + textwrap.dedent(env_code) + "\nfrom xstereo_gpu.cli import main\nsys.exit(main(sys.argv[1:]))"
-    return subprocess.Popen([sys.executable, "-c", code, *map(str, argv)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kw)
+    code = (
+        "import sys\n"
+        + textwrap.dedent(env_code)
+        + "\nfrom xstereo_gpu.cli import main\nsys.exit(main(sys.argv[1:]))"
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *map(str, argv)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
 
 
 def _wait_for(predicate, timeout=60.0) -> None:
@@ -151,13 +160,16 @@ def test_two_simulates_to_one_path(tmp_path):
 
 # -- read-only and full output file systems ---------------------------------------------------------
 
+
 @contextlib.contextmanager
 def _tmpfs(folder: pathlib.Path, *options: str):
     """Mount a tmpfs at ``folder`` (skip where this machine does not allow it)."""
     folder.mkdir()
     opts = ",".join(("size=" + options[0], *options[1:]))
     try:
-        r = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(folder)], capture_output=True, text=True)
+        r = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(folder)], capture_output=True, text=True
+        )
     except FileNotFoundError:
         pytest.skip("no mount command")
     if r.returncode != 0:
@@ -179,7 +191,9 @@ def _fails_before_compute(argv, capsys) -> str:
 
 def test_read_only_output(shot_file, tmp_path, capsys):
     with _tmpfs(tmp_path / "ro", "1m", "ro") as ro:
-        err = _fails_before_compute(["run", shot_file, "-o", ro / "out", "--runs", "2", "--iterations", "10"], capsys)
+        err = _fails_before_compute(
+            ["run", shot_file, "-o", ro / "out", "--runs", "2", "--iterations", "10"], capsys
+        )
         assert str(ro / "out") in err and "cannot be written" in err and "Read-only" in err
         err = _fails_before_compute(["simulate", "-o", ro / "shot.cxi", "--no-hdr"], capsys)
         assert "cannot be written" in err
@@ -187,7 +201,9 @@ def test_read_only_output(shot_file, tmp_path, capsys):
 
 def test_full_output_before_compute(shot_file, tmp_path, capsys):
     with _tmpfs(tmp_path / "full", "256k") as full:
-        err = _fails_before_compute(["run", shot_file, "-o", full / "out", "--runs", "2", "--iterations", "10"], capsys)
+        err = _fails_before_compute(
+            ["run", shot_file, "-o", full / "out", "--runs", "2", "--iterations", "10"], capsys
+        )
         assert "No space left on device" in err
         assert list(full.iterdir()) == []
 

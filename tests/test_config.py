@@ -14,7 +14,11 @@ def test_defaults_are_the_papers_values():
     o = PipelineOptions()
     assert o.phasing.algorithm == "dm" and o.phasing.runs == 45
     assert (o.preprocess.upsample, o.preprocess.sigma, o.preprocess.thresholds, o.preprocess.min_region) == (
-        4, 1.9, (0.40, 0.25), 400)
+        4,
+        1.9,
+        (0.40, 0.25),
+        400,
+    )
     assert (o.match.block, o.match.dmin, o.match.dmax) == (3, -65, 65)
     assert (o.cloud.k, o.cloud.t) == (80, 0.1)
     assert PhasingOptions(beta=0.8).gammas == pytest.approx((-1.25, 1.25))
@@ -31,16 +35,22 @@ def test_cpu_profile_is_smaller_and_named():
     assert cpu.profile == "cpu" and cpu.phasing.runs < 45
 
 
-@pytest.mark.parametrize("make, field", [
-    (lambda: PhasingOptions(algorithm="gs"), "phasing.algorithm"),
-    (lambda: PhasingOptions(runs=0), "phasing.runs"),
-    (lambda: MatchOptions(block=4), "match.block"),
-    (lambda: MatchOptions(dmin=5, dmax=5), "match.range"),
-    (lambda: PreprocessOptions(thresholds=(0.4, 1.2)), "preprocess.thresholds"),
-    (lambda: PipelineOptions.for_profile("fast"), "profile"),
-    (lambda: PipelineOptions.from_toml("[phasing]\nrunz = 3\n"), "phasing] runz"),  # the TOML key, [phasing] runz
-    (lambda: PipelineOptions.from_toml("[phasing\n"), "options file"),
-])
+@pytest.mark.parametrize(
+    "make, field",
+    [
+        (lambda: PhasingOptions(algorithm="gs"), "phasing.algorithm"),
+        (lambda: PhasingOptions(runs=0), "phasing.runs"),
+        (lambda: MatchOptions(block=4), "match.block"),
+        (lambda: MatchOptions(dmin=5, dmax=5), "match.range"),
+        (lambda: PreprocessOptions(thresholds=(0.4, 1.2)), "preprocess.thresholds"),
+        (lambda: PipelineOptions.for_profile("fast"), "profile"),
+        (
+            lambda: PipelineOptions.from_toml("[phasing]\nrunz = 3\n"),
+            "phasing] runz",
+        ),  # the TOML key, [phasing] runz
+        (lambda: PipelineOptions.from_toml("[phasing\n"), "options file"),
+    ],
+)
 def test_bad_options_name_the_field(make, field):
     with pytest.raises(InputError, match=field.replace(".", r"\.")):
         make()
@@ -55,7 +65,11 @@ def test_sample_recipes():
     pc = PipelineOptions.for_sample("phase-cross")
     assert pc.stereo.rectify and pc.stereo.gradient_maps and pc.reconstruct.planes == 2
     pyr = PipelineOptions.for_sample("pyramid")
-    assert (pyr.match.block, pyr.match.dmin, pyr.match.dmax) == (23, -30, 30) and not pyr.reconstruct.interpolate
+    assert (pyr.match.block, pyr.match.dmin, pyr.match.dmax) == (
+        23,
+        -30,
+        30,
+    ) and not pyr.reconstruct.interpolate
     assert PipelineOptions.from_toml(pyr.to_toml()) == pyr
     with pytest.raises(InputError, match="sample"):
         PipelineOptions.for_sample("sphere")

@@ -18,11 +18,11 @@ def test_ncc_surfaces_match_direct_correlation(xp):
     assert S.shape == (3, 5, 12) and S.dtype == np.float32
     h = 4
     for k, (x, y) in enumerate(pts.astype(int)):
-        a = L[y - h:y + h + 1, x - h:x + h + 1].ravel()
+        a = L[y - h : y + h + 1, x - h : x + h + 1].ravel()
         a = (a - a.mean()) / np.linalg.norm(a - a.mean())
         for iy, dy in enumerate(range(-2, 3)):
             for idd, d in enumerate(range(-5, 7)):
-                b = R[y + dy - h:y + dy + h + 1, x - d - h:x - d + h + 1].ravel().astype(np.float64)
+                b = R[y + dy - h : y + dy + h + 1, x - d - h : x - d + h + 1].ravel().astype(np.float64)
                 b = b - b.mean()
                 np.testing.assert_allclose(S[k, iy, idd], a @ b / np.linalg.norm(b), atol=2e-4)
         # the true offset (row +1, disparity +3: R is L moved 3 px left) is the best

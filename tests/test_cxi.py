@@ -29,17 +29,38 @@ from xstereo_gpu.simulate.detector import MASK_SATURATED
 def make_shot(rng, *, truth=True, h=48, w=80, n=16) -> Shot:
     frame = rng.poisson(5.0, size=(h, w)).astype(np.float32)
     mask = np.zeros((h, w), dtype=np.uint32)
-    mask[h // 2 - 2:h // 2 + 2, :] = MASK_SHADOWED
+    mask[h // 2 - 2 : h // 2 + 2, :] = MASK_SHADOWED
     frame[h // 2, 3] = np.nan  # masked pixels may hold anything
     gt = None
     if truth:
         views = (rng.standard_normal((2, n, n)) + 1j * rng.standard_normal((2, n, n))).astype(np.complex64)
-        gt = GroundTruth(views=views, pixel_size_m=4.9e-8, edge_points_m=rng.standard_normal((30, 3)) * 1e-6,
-                         edge_labels=rng.integers(0, 2, 30).astype(np.int8), description="cross lid, tilt 10 deg")
-    return Shot(frame=frame, mask=mask, wavelength_m=2.4e-8, distance_m=0.026, detector_pixel_m=2.7e-5,
-                angles_deg=(9.5, 9.5), centres_px=np.array([[24.0, 20.5], [24.0, 60.25]]), pattern_size=n,
-                sample="cross", truth=gt, extra={"seed": 7, "note": "simulated", "flux": 3.5e7, "hdr": True,
-                       "exposures_s": [30.0, 240.0], "labels": ["short", "long"]})
+        gt = GroundTruth(
+            views=views,
+            pixel_size_m=4.9e-8,
+            edge_points_m=rng.standard_normal((30, 3)) * 1e-6,
+            edge_labels=rng.integers(0, 2, 30).astype(np.int8),
+            description="cross lid, tilt 10 deg",
+        )
+    return Shot(
+        frame=frame,
+        mask=mask,
+        wavelength_m=2.4e-8,
+        distance_m=0.026,
+        detector_pixel_m=2.7e-5,
+        angles_deg=(9.5, 9.5),
+        centres_px=np.array([[24.0, 20.5], [24.0, 60.25]]),
+        pattern_size=n,
+        sample="cross",
+        truth=gt,
+        extra={
+            "seed": 7,
+            "note": "simulated",
+            "flux": 3.5e7,
+            "hdr": True,
+            "exposures_s": [30.0, 240.0],
+            "labels": ["short", "long"],
+        },
+    )
 
 
 def assert_shots_equal(a: Shot, b: Shot) -> None:
@@ -47,11 +68,17 @@ def assert_shots_equal(a: Shot, b: Shot) -> None:
     assert a.frame.dtype == b.frame.dtype == np.float32
     np.testing.assert_array_equal(a.mask, b.mask)
     assert b.mask.dtype == np.uint32
-    assert (a.wavelength_m, a.distance_m, a.detector_pixel_m) == (b.wavelength_m, b.distance_m, b.detector_pixel_m)
+    assert (a.wavelength_m, a.distance_m, a.detector_pixel_m) == (
+        b.wavelength_m,
+        b.distance_m,
+        b.detector_pixel_m,
+    )
     assert tuple(a.angles_deg) == tuple(b.angles_deg)
     np.testing.assert_array_equal(a.centres_px, b.centres_px)
     assert a.pattern_size == b.pattern_size and a.sample == b.sample
-    assert a.extra == b.extra and {k: type(v) for k, v in a.extra.items()} == {k: type(v) for k, v in b.extra.items()}
+    assert a.extra == b.extra and {k: type(v) for k, v in a.extra.items()} == {
+        k: type(v) for k, v in b.extra.items()
+    }
     assert a.pixel_size_m == b.pixel_size_m
 
 
@@ -124,14 +151,21 @@ def test_shot_reader_accepts_variants(tmp_path):
 
 
 def test_shot_reader_overrides_for_third_party(fixtures_dir):
-    shot = read_shot(fixtures_dir / PETRA, frame=3, angles_deg=(4.0, 5.0),
-                     centres_px=[[50.0, 25.0], [50.0, 75.0]], pattern_size=32)
+    shot = read_shot(
+        fixtures_dir / PETRA,
+        frame=3,
+        angles_deg=(4.0, 5.0),
+        centres_px=[[50.0, 25.0], [50.0, 75.0]],
+        pattern_size=32,
+    )
     assert shot.frame.shape == (100, 100) and shot.angles_deg == (4.0, 5.0)
     assert shot.distance_m == pytest.approx(1.12) and shot.detector_pixel_m == pytest.approx(55e-6)
 
 
 def _bad_shot_file(tmp_path, rng, fn):
-    path = write_shot(tmp_path / f"bad{len(list(tmp_path.glob('bad*.cxi')))}.cxi", make_shot(rng, truth=False))
+    path = write_shot(
+        tmp_path / f"bad{len(list(tmp_path.glob('bad*.cxi')))}.cxi", make_shot(rng, truth=False)
+    )
     _rewrite(path, fn)
     return path
 
@@ -140,12 +174,14 @@ def _replace(name, value):
     def fn(f):
         del f[name]
         f[name] = value
+
     return fn
 
 
 def _set_pixel(value):
     def fn(f):
         f["entry_1/instrument_1/detector_1/data"][5, 5] = value
+
     return fn
 
 
@@ -168,7 +204,9 @@ def test_bad_inputs_name_the_file(tmp_path):
     cases.append(("NaN", p, read_shot, "NaN"))
     p = _bad_shot_file(tmp_path, rng, _set_pixel(-3.0))
     cases.append(("negative", p, read_shot, "negative"))
-    p = _bad_shot_file(tmp_path, rng, _replace("entry_1/instrument_1/detector_1/data", np.ones(7, np.float32)))
+    p = _bad_shot_file(
+        tmp_path, rng, _replace("entry_1/instrument_1/detector_1/data", np.ones(7, np.float32))
+    )
     cases.append(("1D", p, read_shot, "1 dimensions"))
     p = _bad_shot_file(tmp_path, rng, _replace("entry_1/instrument_1/detector_1/data", np.ones((2, 48, 80))))
     cases.append(("3D", p, read_shot, "2 frames"))
@@ -178,7 +216,9 @@ def test_bad_inputs_name_the_file(tmp_path):
     cases.append(("dangling link", p, read_shot, "cannot be resolved"))
     np.save(tmp_path / "one.npy", np.ones(5))
     cases.append(("1D npy", tmp_path / "one.npy", read_pattern, "1 dimensions"))
-    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)  # never loaded with pickle
+    np.save(
+        tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True
+    )  # never loaded with pickle
     cases.append(("pickled npy", tmp_path / "obj.npy", read_pattern, "pickle"))
     neg = np.ones((4, 4))
     neg[1, 2] = -1
@@ -202,15 +242,33 @@ def test_views_round_trip(tmp_path, xp):
     supports = rng.random((2, n, n)) > 0.5
     prtf = rng.random((2, 12)).astype(np.float32)
     errors = rng.random(45)
-    params = {"runs": 45, "beta": 0.9, "angles_deg": (9.5, 9.5), "threshold": np.float32(0.25), "nan": float("nan")}
-    path = write_views(tmp_path / "views.cxi", xp.asarray(views), supports=xp.asarray(supports), pixel_size_m=4.9e-8,
-                       parameters=params, extra={"prtf": xp.asarray(prtf), "run_errors": errors})
+    params = {
+        "runs": 45,
+        "beta": 0.9,
+        "angles_deg": (9.5, 9.5),
+        "threshold": np.float32(0.25),
+        "nan": float("nan"),
+    }
+    path = write_views(
+        tmp_path / "views.cxi",
+        xp.asarray(views),
+        supports=xp.asarray(supports),
+        pixel_size_m=4.9e-8,
+        parameters=params,
+        extra={"prtf": xp.asarray(prtf), "run_errors": errors},
+    )
     back, info = read_views(path)
     np.testing.assert_array_equal(back, views)
     assert back.dtype == np.complex64
     np.testing.assert_array_equal(info["supports"], supports)
     assert info["pixel_size_m"] == 4.9e-8 and info["names"] == ["left", "right"]
-    assert info["parameters"] == {"runs": 45, "beta": 0.9, "angles_deg": [9.5, 9.5], "threshold": 0.25, "nan": None}
+    assert info["parameters"] == {
+        "runs": 45,
+        "beta": 0.9,
+        "angles_deg": [9.5, 9.5],
+        "threshold": 0.25,
+        "nan": None,
+    }
     assert info["program"] == "xstereo-gpu" and info["version"]
     assert info["date"].endswith("+00:00")
     np.testing.assert_array_equal(info["extra"]["prtf"], prtf)
@@ -231,15 +289,28 @@ def test_views_round_trip(tmp_path, xp):
 
 def test_single_view_without_geometry(tmp_path):
     view = np.ones((1, 8, 8), np.complex64) * (1 + 2j)
-    path = write_views(tmp_path / "view.cxi", view, supports=np.ones((1, 8, 8), bool), pixel_size_m=float("nan"),
-                       parameters={}, names=("view",), extra={"best_eps": np.arange(5.0)[None]})
+    path = write_views(
+        tmp_path / "view.cxi",
+        view,
+        supports=np.ones((1, 8, 8), bool),
+        pixel_size_m=float("nan"),
+        parameters={},
+        names=("view",),
+        extra={"best_eps": np.arange(5.0)[None]},
+    )
     back, info = read_views(path)
     np.testing.assert_array_equal(back, view)
     assert info["pixel_size_m"] is None and info["names"] == ["view"] and info["parameters"] == {}
     assert info["extra"]["best_eps"].shape == (1, 5)
     with pytest.raises(InputError, match="pixel_size_m"):
-        write_views(tmp_path / "bad.cxi", view, supports=np.ones((1, 8, 8), bool), pixel_size_m=-1.0,
-                    parameters={}, names=("view",))
+        write_views(
+            tmp_path / "bad.cxi",
+            view,
+            supports=np.ones((1, 8, 8), bool),
+            pixel_size_m=-1.0,
+            parameters={},
+            names=("view",),
+        )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["view.cxi"]
 
 
@@ -257,14 +328,36 @@ def _hdr_shot(rng, *, e=2) -> Shot:
     masks[:, 20, 10:12] = MASK_SHADOWED
     masks[-1, 20, 20] = MASK_SATURATED
     views = (rng.standard_normal((2, n, n)) + 1j * rng.standard_normal((2, n, n))).astype(np.complex64)
-    gt = GroundTruth(views=views, pixel_size_m=4.5e-8, edge_points_m=rng.standard_normal((12, 3)) * 1e-6,
-                     edge_labels=rng.integers(0, 2, 12).astype(np.int8), description="pyramid",
-                     extra={"pyramid_height_m": 1.8e-6, "n_spheres": 57, "closed": True, "name": "notch",
-                            "surface_points_m": rng.standard_normal((300, 3)) * 1e-6,
-                            "edge_hidden": rng.random(12) > 0.5, "big": rng.standard_normal(5000)})
-    return Shot(frame=frames, mask=masks, wavelength_m=2.4e-8, distance_m=0.026, detector_pixel_m=5.4e-5,
-                angles_deg=(9.5, 9.5), centres_px=np.array([[20.0, 16.0], [20.0, 48.0]]), pattern_size=n,
-                sample="cross", truth=gt, extra={"seed": 3}, exposure_times_s=np.array([30.0, 240.0]))
+    gt = GroundTruth(
+        views=views,
+        pixel_size_m=4.5e-8,
+        edge_points_m=rng.standard_normal((12, 3)) * 1e-6,
+        edge_labels=rng.integers(0, 2, 12).astype(np.int8),
+        description="pyramid",
+        extra={
+            "pyramid_height_m": 1.8e-6,
+            "n_spheres": 57,
+            "closed": True,
+            "name": "notch",
+            "surface_points_m": rng.standard_normal((300, 3)) * 1e-6,
+            "edge_hidden": rng.random(12) > 0.5,
+            "big": rng.standard_normal(5000),
+        },
+    )
+    return Shot(
+        frame=frames,
+        mask=masks,
+        wavelength_m=2.4e-8,
+        distance_m=0.026,
+        detector_pixel_m=5.4e-5,
+        angles_deg=(9.5, 9.5),
+        centres_px=np.array([[20.0, 16.0], [20.0, 48.0]]),
+        pattern_size=n,
+        sample="cross",
+        truth=gt,
+        extra={"seed": 3},
+        exposure_times_s=np.array([30.0, 240.0]),
+    )
 
 
 def test_hdr_shot_round_trip(tmp_path):
@@ -294,16 +387,26 @@ def test_hdr_shot_round_trip(tmp_path):
     np.testing.assert_array_equal(one.mask, shot.mask[1])
     np.testing.assert_array_equal(one.exposure_times_s, [240.0])
     # the whole series goes through prepare
-    inten, valid = split_patterns(back.frame, back.mask, back.centres_px, back.pattern_size,
-                                  exposure_times_s=back.exposure_times_s)
-    assert inten.shape == (2, 16, 16) and not valid[0, 8, 2:4].any() and valid[0, 8, 4]  # beamstop (20, 10:12)
+    inten, valid = split_patterns(
+        back.frame, back.mask, back.centres_px, back.pattern_size, exposure_times_s=back.exposure_times_s
+    )
+    assert (
+        inten.shape == (2, 16, 16) and not valid[0, 8, 2:4].any() and valid[0, 8, 4]
+    )  # beamstop (20, 10:12)
 
 
 def test_single_frame_shot_keeps_its_layout(tmp_path):
     shot = _hdr_shot(np.random.default_rng(1))
-    single = Shot(frame=shot.frame[0], mask=shot.mask[0], wavelength_m=shot.wavelength_m,
-                  distance_m=shot.distance_m, detector_pixel_m=shot.detector_pixel_m, angles_deg=shot.angles_deg,
-                  centres_px=shot.centres_px, pattern_size=shot.pattern_size)
+    single = Shot(
+        frame=shot.frame[0],
+        mask=shot.mask[0],
+        wavelength_m=shot.wavelength_m,
+        distance_m=shot.distance_m,
+        detector_pixel_m=shot.detector_pixel_m,
+        angles_deg=shot.angles_deg,
+        centres_px=shot.centres_px,
+        pattern_size=shot.pattern_size,
+    )
     path = write_shot(tmp_path / "one.cxi", single)
     back = read_shot(path)
     assert back.exposure_times_s is None and back.frame.shape == (40, 64) and back.n_exposures == 1
@@ -317,8 +420,12 @@ def test_single_frame_shot_keeps_its_layout(tmp_path):
 
 def test_bad_exposure_times(tmp_path):
     rng = np.random.default_rng(2)
-    for times, found in ((np.array([30.0, -240.0]), "-240"), (np.array([30.0]), "1 times"),
-                         (np.array([30.0, 240.0, 10.0]), "3 times"), (None, "None")):
+    for times, found in (
+        (np.array([30.0, -240.0]), "-240"),
+        (np.array([30.0]), "1 times"),
+        (np.array([30.0, 240.0, 10.0]), "3 times"),
+        (None, "None"),
+    ):
         shot = _hdr_shot(rng)
         shot.exposure_times_s = times
         with pytest.raises(InputError, match="exposure_times_s") as exc:
@@ -330,8 +437,10 @@ def test_bad_exposure_times(tmp_path):
         shot.validate()
     # in a file: a time count that does not match the stack, and non-positive times
     path = write_shot(tmp_path / "hdr.cxi", _hdr_shot(rng))
-    for name, value, found in (("three.cxi", [30.0, 240.0, 5.0], "3 times for a stack of 2 frames"),
-                               ("zero.cxi", [30.0, 0.0], "0.0")):
+    for name, value, found in (
+        ("three.cxi", [30.0, 240.0, 5.0], "3 times for a stack of 2 frames"),
+        ("zero.cxi", [30.0, 0.0], "0.0"),
+    ):
         bad = tmp_path / name
         bad.write_bytes(path.read_bytes())
         with h5py.File(bad, "a") as f:

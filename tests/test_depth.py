@@ -29,14 +29,14 @@ def test_lr_consistency_invalidates_occluded_strip(xp):
     kl, kr = lr_consistency(xp.asarray(dl), xp.asarray(dr), tolerance=1.0)
     kl, kr = host(kl), host(kr)
     bad_l = np.zeros(W, bool)
-    bad_l[:4] = True          # partner x - 4 outside the image
-    bad_l[40:50] = True       # disagreement 9 vs 4
-    bad_l[74:76] = True       # partner (x - 4 in 70..71) is NaN
+    bad_l[:4] = True  # partner x - 4 outside the image
+    bad_l[40:50] = True  # disagreement 9 vs 4
+    bad_l[74:76] = True  # partner (x - 4 in 70..71) is NaN
     np.testing.assert_array_equal(np.isnan(kl), np.broadcast_to(bad_l, (H, W)))
     bad_r = np.zeros(W, bool)
-    bad_r[76:] = True         # partner x + 4 outside the image
-    bad_r[36:46] = True       # partner in the strip holds 9
-    bad_r[70:72] = True       # NaN stays NaN
+    bad_r[76:] = True  # partner x + 4 outside the image
+    bad_r[36:46] = True  # partner in the strip holds 9
+    bad_r[70:72] = True  # NaN stays NaN
     np.testing.assert_array_equal(np.isnan(kr), np.broadcast_to(bad_r, (H, W)))
     np.testing.assert_array_equal(kl[~np.isnan(kl)], 4)
     # a disagreement within the tolerance is kept
@@ -55,7 +55,7 @@ def test_lr_consistency_on_matched_occlusion(xp):
     bg = (bg - bg.min()) / (bg.max() - bg.min())
     fg = (fg - fg.min()) / (fg.max() - fg.min())
     x = np.arange(W)
-    bar = (x >= 80) & (x < 110)                     # bar columns in the left view
+    bar = (x >= 80) & (x < 110)  # bar columns in the left view
     L = np.where(bar, fg[:, x], bg[:, x]).astype(np.float32)
     xr = x  # right pixel x' shows left content at x' + d
     bar_r = (xr + 14 >= 80) & (xr + 14 < 110)
@@ -110,13 +110,19 @@ def test_left_and_right_maps_give_the_same_object_point(xp):
         col_r = 70 - d
         if col_r == int(col_r):
             dr[row, int(col_r)] = d
-    pts = points_from_disparity(xp.asarray(dl), xp.asarray(dr), GEOM, upsample=u, view_shape=(N, N),
-                                confidence_left=xp.asarray(conf_l))
+    pts = points_from_disparity(
+        xp.asarray(dl),
+        xp.asarray(dr),
+        GEOM,
+        upsample=u,
+        view_shape=(N, N),
+        confidence_left=xp.asarray(conf_l),
+    )
     p, view, conf = host(pts.points_nm), host(pts.view), host(pts.confidence)
     assert len(pts) == 5 and list(view) == [0, 0, 0, 1, 1]
     np.testing.assert_allclose(conf, [0.25, 0.25, 0.25, 1, 1])
-    np.testing.assert_allclose(p[3], p[0], atol=1e-9)   # d = 12 row
-    np.testing.assert_allclose(p[4], p[1], atol=1e-9)   # d = -7 row
+    np.testing.assert_allclose(p[3], p[0], atol=1e-9)  # d = 12 row
+    np.testing.assert_allclose(p[4], p[1], atol=1e-9)  # d = -7 row
     # the 3D point projects back to the left view column 70 (coordinate correction inverted)
     x_left = GEOM.view_x(p[:, 0], p[:, 2], 0)
     np.testing.assert_allclose(x_left[:3], ((70 + 0.5) / u - 0.5 - N // 2) * 20.0, atol=1e-9)

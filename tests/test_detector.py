@@ -86,13 +86,14 @@ def test_frame_is_poisson_counts_of_both_patterns(demo):
     rng = np.random.default_rng(opts.seed)
     inten = far_field(shot.truth.views)
     pats = np.stack([photon_counts(inten[k], photons=opts.photons, rng=rng) for k in range(2)])
-    for k in range(2):   # ~1e7 photons per pattern, Poisson: within 5 sigma
+    for k in range(2):  # ~1e7 photons per pattern, Poisson: within 5 sigma
         assert abs(pats[k].sum(dtype=np.float64) - 1e7) < 5 * math.sqrt(1e7)
     rebuilt = add_patterns(pats, shot.centres_px, frame.shape)
     good = mask == 0
     np.testing.assert_array_equal(frame[good], rebuilt[good])
     assert frame.sum(dtype=np.float64) + rebuilt[~good].sum(dtype=np.float64) == pytest.approx(
-        pats.sum(dtype=np.float64))
+        pats.sum(dtype=np.float64)
+    )
 
 
 def test_beamstop_pixels_zero_and_flagged(demo):
@@ -100,8 +101,8 @@ def test_beamstop_pixels_zero_and_flagged(demo):
     rows, cols = np.indices(shot.frame.shape)
     inside = np.zeros(shot.frame.shape, dtype=bool)
     for cr, cc in shot.centres_px:
-        inside |= (rows - cr) ** 2 + (cols - cc) ** 2 <= opts.beamstop_radius_px ** 2
-    assert inside.sum() == 2 * 29                       # two discs of radius 3
+        inside |= (rows - cr) ** 2 + (cols - cc) ** 2 <= opts.beamstop_radius_px**2
+    assert inside.sum() == 2 * 29  # two discs of radius 3
     assert np.all(shot.frame[inside] == 0)
     assert np.all(shot.mask[inside] == MASK_SHADOWED)
     assert np.all(shot.mask[~inside] == 0)

@@ -14,7 +14,7 @@ def test_cli_warnings_respect_the_filters(capsys):
     from xstereo_gpu.errors import InputWarning, warn
 
     def old_api(args):
-        warnings.warn("old", DeprecationWarning)
+        warnings.warn("old", DeprecationWarning, stacklevel=2)
         return 0
 
     with pytest.raises(DeprecationWarning):  # pytest's filterwarnings makes it an error; the CLI keeps that
@@ -28,5 +28,7 @@ def test_cli_warnings_respect_the_filters(capsys):
     assert capsys.readouterr().err == "xstereo run: warning: f.cxi:/d: found 7; plausible: 1 .. 2\n"
     with warnings.catch_warnings():
         warnings.simplefilter("error", InputWarning)
-        with pytest.raises(InputError, match=r"f.cxi:/d: found 7; expected 1 .. 2 \(a warning, turned into an error"):
+        with pytest.raises(
+            InputError, match=r"f.cxi:/d: found 7; expected 1 .. 2 \(a warning, turned into an error"
+        ):
             run_with_warnings(suspicious, None, "run")

@@ -1,4 +1,5 @@
-"""Block matching (xstereo_gpu.stereo.disparity): the cost-volume oracle, known disparities, the proximity term and
+"""Block matching (xstereo_gpu.stereo.disparity): the cost-volume oracle, known disparities, the proximity
+term and
 the texture rule."""
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ def _reference_match(L, R, o: MatchOptions, right: bool):
         ad = np.zeros((H, W))
         for dy in range(b):
             for dx in range(b):
-                a = Ap[dy:dy + H, dx:dx + W]
+                a = Ap[dy : dy + H, dx : dx + W]
                 cols = np.clip(np.arange(W) + s + dx, 0, W + 2 * h - 1)
-                ad += np.abs(a - Bp[dy:dy + H][:, cols])
+                ad += np.abs(a - Bp[dy : dy + H][:, cols])
         cost = ad / (b * b) + o.proximity_weight * abs(d) / dn
         inside = (np.arange(W) + s >= 0) & (np.arange(W) + s < W)
         vol[i][:, inside] = cost[:, inside]
@@ -39,19 +40,24 @@ def _reference_match(L, R, o: MatchOptions, right: bool):
     for y in range(H):
         for x in range(W):
             i = ib[y, x]
-            if i == 0 or i == len(ds) - 1 or not (np.isfinite(vol[i - 1, y, x]) and np.isfinite(vol[i + 1, y, x])):
+            if (
+                i == 0
+                or i == len(ds) - 1
+                or not (np.isfinite(vol[i - 1, y, x]) and np.isfinite(vol[i + 1, y, x]))
+            ):
                 continue
             cp, c, cn = vol[i - 1, y, x], vol[i, y, x], vol[i + 1, y, x]
             den = cp - 2 * c + cn
             disp[y, x] = ds[i] + (np.clip(0.5 * (cp - cn) / den, -0.5, 0.5) if den > 0 else 0.0)
-            rest = np.concatenate([vol[:i - 1, y, x], vol[i + 2:, y, x]])
+            rest = np.concatenate([vol[: i - 1, y, x], vol[i + 2 :, y, x]])
             sec = rest.min() if rest.size else np.inf
             conf[y, x] = np.clip(1 - c / sec, 0, 1) if sec > 0 else 0.0
     return disp, conf
 
 
-@pytest.mark.parametrize("block, dmin, dmax, weight", [(1, -6, 7, 0.0), (3, -5, 7, 0.05), (5, -4, 7, 0.1),
-                                                       (9, 2, 9, 0.05)])
+@pytest.mark.parametrize(
+    "block, dmin, dmax, weight", [(1, -6, 7, 0.0), (3, -5, 7, 0.05), (5, -4, 7, 0.1), (9, 2, 9, 0.05)]
+)
 def test_block_match_equals_cost_volume_oracle(xp, block, dmin, dmax, weight):
     rng = np.random.default_rng(1)
     H, W = 9, 23
@@ -59,8 +65,10 @@ def test_block_match_equals_cost_volume_oracle(xp, block, dmin, dmax, weight):
     R = (np.roll(L, -3, axis=1) + 0.1 * rng.random((H, W))).astype(np.float32)
     o = MatchOptions(block=block, dmin=dmin, dmax=dmax, proximity_weight=weight, texture_threshold=0)
     res = block_match(xp.asarray(L), xp.asarray(R), o)
-    for right, disp, conf in ((False, res.disparity_left, res.confidence_left),
-                              (True, res.disparity_right, res.confidence_right)):
+    for right, disp, conf in (
+        (False, res.disparity_left, res.confidence_left),
+        (True, res.disparity_right, res.confidence_right),
+    ):
         d0, c0 = _reference_match(L, R, o, right)
         disp, conf = host(disp), host(conf)
         assert disp.dtype == np.float32 and disp.shape == (H, W)
@@ -82,7 +90,7 @@ def _band_pair(seed=3, H=256, W=256):
     inner = np.zeros((H, W), bool)
     inner[:, 32:-32] = True
     for k in range(1, len(bands)):  # rows whose blocks straddle two bands
-        inner[k * H // len(bands) - 2:k * H // len(bands) + 2] = False
+        inner[k * H // len(bands) - 2 : k * H // len(bands) + 2] = False
     return L, R, dtrue, inner
 
 
@@ -111,13 +119,17 @@ def test_proximity_term_breaks_ties_towards_small_disparity(xp):
     L = np.tile(0.5 + 0.5 * np.sin(2 * np.pi * x / period), (H, 1)).astype(np.float32)
     R = np.tile(0.5 + 0.5 * np.sin(2 * np.pi * (x + shift) / period), (H, 1)).astype(np.float32)
     interior = np.s_[:, 40:-40]  # every alias 3 + 16 k in [-30, 30] lies inside the image here
-    near = host(block_match(xp.asarray(L), xp.asarray(R), MatchOptions(dmin=-30, dmax=30))
-              .disparity_left)[interior]
+    near = host(block_match(xp.asarray(L), xp.asarray(R), MatchOptions(dmin=-30, dmax=30)).disparity_left)[
+        interior
+    ]
     assert np.isfinite(near).mean() > 0.7  # blocks on the crests of the sine are too flat
     near = near[np.isfinite(near)]
     assert np.all(np.abs(near - shift) < 0.2)  # parabola through a V-shaped SAD: small bias
-    flat = host(block_match(xp.asarray(L), xp.asarray(R), MatchOptions(dmin=-30, dmax=30, proximity_weight=0))
-              .disparity_left)[interior]
+    flat = host(
+        block_match(
+            xp.asarray(L), xp.asarray(R), MatchOptions(dmin=-30, dmax=30, proximity_weight=0)
+        ).disparity_left
+    )[interior]
     flat = flat[np.isfinite(flat)]
     assert flat.size > 0.7 * near.size
     # without the proximity term all aliases tie and the scan keeps the first one, d = -29

@@ -100,14 +100,17 @@ def test_dm_step_kernel_rejects_bad_arrays(field, kwargs):
         dm_step_kernel(kwargs["x"], kwargs["amplitudes"], kwargs["valid"], kwargs["support"])
 
 
-@pytest.mark.parametrize("options, field", [
-    (dict(beta=0.0), "beta"),
-    (dict(beta=float("nan")), "beta"),
-    (dict(beta="fast"), "beta"),
-    (dict(gammas=(1.0,)), "gammas"),
-    (dict(gammas=(1.0, float("inf"))), r"gammas\[1\]"),
-    (dict(gammas=("a", 1.0)), r"gammas\[0\]"),
-])
+@pytest.mark.parametrize(
+    "options, field",
+    [
+        (dict(beta=0.0), "beta"),
+        (dict(beta=float("nan")), "beta"),
+        (dict(beta="fast"), "beta"),
+        (dict(gammas=(1.0,)), "gammas"),
+        (dict(gammas=(1.0, float("inf"))), r"gammas\[1\]"),
+        (dict(gammas=("a", 1.0)), r"gammas\[0\]"),
+    ],
+)
 def test_dm_step_kernel_rejects_bad_options(options, field):
     x, amp, val, sup = _step_inputs(np.random.default_rng(1))
     with pytest.raises(InputError, match=rf"dm_step_kernel\.{field}"):
@@ -179,7 +182,7 @@ def test_dm_step_kernel_matches_twin(n, per_run_support, beta, gammas):
     for a in (work.buf, work.sum2, work.eps):  # poison every output and scratch buffer
         a.fill(np.nan)
     twin_work = Workspace(x, amp, val)
-    for step in range(4):
+    for _ in range(4):
         x_host = cupy.asnumpy(xg)  # the twin starts each step from the kernel's iterate
         want_x, want_est, want_eps = dm_step(x_host, amp, val, sup, beta=beta, gammas=gammas, work=twin_work)
         got_x, got_est, got_eps = dm_step_kernel(xg, ampg, valg, supg, beta=beta, gammas=gammas, work=work)

@@ -17,7 +17,9 @@ def test_ply_readable_by_meshio(tmp_path, xp):
     pts = rng.standard_normal((50, 3)) * 1000.0
     conf = rng.random(50)
     view = (rng.random(50) > 0.5).astype(np.int8)
-    path = write_ply(tmp_path / "cloud.ply", xp.asarray(pts), scalars={"confidence": xp.asarray(conf), "view": view})
+    path = write_ply(
+        tmp_path / "cloud.ply", xp.asarray(pts), scalars={"confidence": xp.asarray(conf), "view": view}
+    )
     head = path.read_bytes()[:300]
     assert head.startswith(b"ply\nformat binary_little_endian 1.0\ncomment units nm\n")
     m = meshio.read(path)

@@ -28,7 +28,7 @@ def _projective_scene(n=60, seed=1):
     xl = X @ K.T
     xr = (X @ R.T + t) @ K.T
     Kinv = np.linalg.inv(K)
-    F = Kinv.T @ _skew(t) @ R @ Kinv                    # x_r^T F x_l = 0
+    F = Kinv.T @ _skew(t) @ R @ Kinv  # x_r^T F x_l = 0
     F /= np.linalg.norm(F)
     return xl[:, :2] / xl[:, 2:], xr[:, :2] / xr[:, 2:], F
 
@@ -40,8 +40,8 @@ def _same_up_to_sign(a, b):
 def _epipolar_distance(F, pl, pr):
     hl = np.concatenate([pl, np.ones((len(pl), 1))], axis=1)
     hr = np.concatenate([pr, np.ones((len(pr), 1))], axis=1)
-    lr = hl @ F.T     # lines in the right view
-    ll = hr @ F       # lines in the left view
+    lr = hl @ F.T  # lines in the right view
+    ll = hr @ F  # lines in the left view
     e = np.sum(hr * lr, axis=1)
     return np.abs(e) * 0.5 * (1 / np.hypot(lr[:, 0], lr[:, 1]) + 1 / np.hypot(ll[:, 0], ll[:, 1]))
 
@@ -51,7 +51,7 @@ def test_eight_point_recovers_known_F():
     est = fundamental_matrix(pl, pr)
     assert abs(np.linalg.norm(est) - 1) < 1e-12
     assert _same_up_to_sign(est, F) < 1e-8
-    assert np.linalg.svd(est, compute_uv=False)[2] < 1e-12          # rank 2
+    assert np.linalg.svd(est, compute_uv=False)[2] < 1e-12  # rank 2
     # exactly 8 points suffice
     assert _same_up_to_sign(fundamental_matrix(pl[:8], pr[:8]), F) < 1e-6
     # noisy points (0.5 px): the true points stay within a pixel of the estimated epipolar lines
@@ -59,8 +59,8 @@ def test_eight_point_recovers_known_F():
     est = fundamental_matrix(pl + rng.normal(0, 0.5, pl.shape), pr + rng.normal(0, 0.5, pr.shape))
     assert np.linalg.svd(est, compute_uv=False)[2] < 1e-12
     dist = _epipolar_distance(est, pl, pr)
-    assert np.sqrt(np.mean(dist ** 2)) < 1.0
-    assert abs(np.sum(est * F)) > 0.9          # cosine between the two unit-norm matrices
+    assert np.sqrt(np.mean(dist**2)) < 1.0
+    assert abs(np.sum(est * F)) > 0.9  # cosine between the two unit-norm matrices
     # and the projective F is refused by the affine rectification
     with pytest.raises(InputError, match="projective"):
         rectifying_homographies(F, pl, pr, (480, 640))
@@ -123,7 +123,7 @@ def test_rigid_fit_recovers_rotation_and_shift():
     th = math.radians(1.3)
     A = np.array([[math.cos(th), -math.sin(th), 0.0], [math.sin(th), math.cos(th), 0.0], [0, 0, 1]])
     A[:2, 2] = [128, 128] - A[:2, :2] @ [128, 128] + [0.0, -2.5]
-    d = rng.uniform(-10, 10, 40)                           # arbitrary disparities
+    d = rng.uniform(-10, 10, 40)  # arbitrary disparities
     pr = apply_homography(A, pl - np.stack([d, np.zeros(40)], axis=1))
     F = fundamental_matrix(pl, pr, rigid=True)
     assert np.all(F[:2, :2] == 0)

@@ -7,10 +7,13 @@ from xstereo_gpu.errors import InputError
 from xstereo_gpu.geometry import StereoGeometry, real_space_pixel
 
 
-@pytest.mark.parametrize("pixel, angles, resolution, dz, rz", [
-    (49e-9, (9.5, 9.5), 127e-9, 146.0, 379.0),   # the cross experiment
-    (15e-9, (3.5, 3.5), 42e-9, 122.6, 343.0),    # the pyramid (paper rounds 122.6 to 120)
-])
+@pytest.mark.parametrize(
+    "pixel, angles, resolution, dz, rz",
+    [
+        (49e-9, (9.5, 9.5), 127e-9, 146.0, 379.0),  # the cross experiment
+        (15e-9, (3.5, 3.5), 42e-9, 122.6, 343.0),  # the pyramid (paper rounds 122.6 to 120)
+    ],
+)
 def test_paper_voxel_and_resolution(pixel, angles, resolution, dz, rz):
     rep = StereoGeometry(pixel, angles).report(resolution)
     assert rep["voxel_depth_nm"] == pytest.approx(dz, abs=0.5)

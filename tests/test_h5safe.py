@@ -30,8 +30,11 @@ def test_links_inside_the_directory_are_followed(kind, shot_file, tmp_path, monk
     with h5py.File(p.parent / "frame.h5", "w") as g:
         g["frame"] = frame
     frame.astype("<f4").tofile(p.parent / "frame.raw")
-    make = {"external link": make_ext("frame.h5"), "external raw": make_raw("frame.raw"),
-            "virtual dataset": make_vds("frame.h5")}
+    make = {
+        "external link": make_ext("frame.h5"),
+        "external raw": make_raw("frame.raw"),
+        "virtual dataset": make_vds("frame.h5"),
+    }
     link_data(p, make[kind])
     shot = xstereo_gpu.read_shot(p)
     np.testing.assert_array_equal(shot.frame, frame)
@@ -39,8 +42,11 @@ def test_links_inside_the_directory_are_followed(kind, shot_file, tmp_path, monk
 
 def _outside_kinds(tmp, shot):
     out = elsewhere(tmp, shot)
-    return {"external link": make_ext(str(out / "frame.h5")), "external raw": make_raw(str(out / "frame.raw")),
-            "virtual dataset": make_vds(str(out / "frame.h5"))}
+    return {
+        "external link": make_ext(str(out / "frame.h5")),
+        "external raw": make_raw(str(out / "frame.raw")),
+        "virtual dataset": make_vds(str(out / "frame.h5")),
+    }
 
 
 @pytest.mark.parametrize("kind", ["external link", "external raw", "virtual dataset"])
@@ -68,7 +74,9 @@ def test_links_are_checked_all_the_way(shot_file, tmp_path):
 
     q = copy_inside(tmp_path, shot_file, "vds.cxi")
     with h5py.File(q.parent / "source.h5", "w") as g:  # a virtual source whose bytes are outside
-        g.create_dataset("frame", shape=(256, 256), dtype=np.float32, external=[(str(out / "frame.raw"), 0, 4 * 256 * 256)])
+        g.create_dataset(
+            "frame", shape=(256, 256), dtype=np.float32, external=[(str(out / "frame.raw"), 0, 4 * 256 * 256)]
+        )
     link_data(q, make_vds("source.h5"))
     with pytest.raises(InputError, match="external raw storage in .*elsewhere/frame.raw"):
         xstereo_gpu.read_shot(q)

@@ -1,5 +1,6 @@
 """The HDR merge of exposures (xstereo_gpu.phasing.hdr): Poisson-level recovery, the measured ratio, batches,
-validation. The detector's exposures are tested in test_detector.py, HDR frames in prepare in test_prepare.py, HDR
+validation. The detector's exposures are tested in test_detector.py, HDR frames in prepare in
+test_prepare.py, HDR
 shot files in test_cxi.py."""
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ def test_merge_recovers_the_pattern_within_poisson_noise(xp, seed):
 
 
 def test_merge_measures_the_ratio_instead_of_assuming_it():
-    """A source 10 % weaker during the short exposure: the measured ratio follows, the merge stays unbiased."""
+    """A source 10 % weaker during the short exposure: the measured ratio follows, the merge stays "
+    "unbiased."""
     rate = cross_rate()
     rng = np.random.default_rng(5)
     fw = saturation_level(rate, TIMES)

@@ -19,7 +19,7 @@ def test_rectify_warp_and_inverse_mapping(xp):
     rng = np.random.default_rng(6)
     img = ndi.gaussian_filter(rng.random((64, 80)), 2).astype(np.float32)
     views = np.stack([img, img])
-    shift = np.array([[1, 0, 3.0], [0, 1, -2.0], [0, 0, 1]])   # rectified = original + (3, -2)
+    shift = np.array([[1, 0, 3.0], [0, 1, -2.0], [0, 0, 1]])  # rectified = original + (3, -2)
     out = host(rectify(xp.asarray(views), np.eye(3), shift))
     np.testing.assert_allclose(out[0], img, atol=1e-6)
     np.testing.assert_allclose(out[1, :62, 3:], img[2:, :77], atol=1e-6)

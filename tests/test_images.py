@@ -79,7 +79,9 @@ def test_pixel_from_basis_vectors(tmp_path, layout, fixtures_dir):
     path = tmp_path / "bv.cxi"
     with h5py.File(path, "w") as f:
         d = f.create_group("entry_1/instrument_1/detector_1")
-        d["data"] = np.arange(96, dtype=np.int32).reshape(2, 6, 8)  # not constant: a constant cannot be phased
+        d["data"] = np.arange(96, dtype=np.int32).reshape(
+            2, 6, 8
+        )  # not constant: a constant cannot be phased
         d["distance"] = 1.12
         d["basis_vectors"] = bv if layout == "transposed" else bv.T
         f["entry_1/instrument_1/source_1/wavelength"] = 1e-10

@@ -10,8 +10,15 @@ import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "xstereo_gpu"
 #: Modules above the stages: a stage package must not import them.
-ABOVE_STAGES = {"xstereo_gpu.pipeline", "xstereo_gpu.outputs", "xstereo_gpu.figures", "xstereo_gpu.diagnostics",
-                "xstereo_gpu.cli", "xstereo_gpu.cli_options", "xstereo_gpu.bench"}
+ABOVE_STAGES = {
+    "xstereo_gpu.pipeline",
+    "xstereo_gpu.outputs",
+    "xstereo_gpu.figures",
+    "xstereo_gpu.diagnostics",
+    "xstereo_gpu.cli",
+    "xstereo_gpu.cli_options",
+    "xstereo_gpu.bench",
+}
 STAGE_PACKAGES = ("xstereo_gpu.phasing", "xstereo_gpu.stereo", "xstereo_gpu.cloud", "xstereo_gpu.simulate")
 
 
@@ -61,14 +68,17 @@ def test_package_modules_are_imported_at_the_top():
 
 def test_no_import_cycles():
     """Between modules (package ``__init__`` re-exports aside)."""
-    edges = {m: {t for t, _, _ in _imports(m) if MODULES[t].name != "__init__.py"}
-             for m in MODULES if MODULES[m].name != "__init__.py"}
+    edges = {
+        m: {t for t, _, _ in _imports(m) if MODULES[t].name != "__init__.py"}
+        for m in MODULES
+        if MODULES[m].name != "__init__.py"
+    }
     cycles = []
 
     def visit(node, path):
         for nxt in edges.get(node, ()):
             if nxt in path:
-                cycles.append(path[path.index(nxt):] + [nxt])
+                cycles.append(path[path.index(nxt) :] + [nxt])
             elif nxt not in done:
                 visit(nxt, path + [nxt])
         done.add(node)
@@ -82,6 +92,11 @@ def test_no_import_cycles():
 
 @pytest.mark.parametrize("package", STAGE_PACKAGES)
 def test_stages_do_not_import_the_layers_above(package):
-    bad = [f"{m} imports {t}" for m in MODULES if m == package or m.startswith(package + ".")
-           for t, _, _ in _imports(m) if t in ABOVE_STAGES]
+    bad = [
+        f"{m} imports {t}"
+        for m in MODULES
+        if m == package or m.startswith(package + ".")
+        for t, _, _ in _imports(m)
+        if t in ABOVE_STAGES
+    ]
     assert bad == []

@@ -31,7 +31,7 @@ def _reference(vals, mask, spacing, max_radius=None, xp=np):
     tot = np.zeros(len(cells))
     cnt = np.zeros(len(cells))
     for p in range(len(cells)):
-        if max_radius is not None and r2[p] > max_radius ** 2 * (1 + 1e-12):
+        if max_radius is not None and r2[p] > max_radius**2 * (1 + 1e-12):
             continue
         hit = ((pos - pos[p]) ** 2).sum(1) <= r2[p] * (1 + 1e-9) + 1e-9
         tot[hit] += v[p]
@@ -40,8 +40,15 @@ def _reference(vals, mask, spacing, max_radius=None, xp=np):
     return np.where(mask, vals, out)
 
 
-@pytest.mark.parametrize("shape,spacing", [((17, 23), (1.0, 1.0)), ((19, 16), (1.0, 0.61)),
-                                           ((9, 11, 10), (1.0, 1.0, 1.0)), ((8, 10, 9), (1.9, 0.7, 1.0))])
+@pytest.mark.parametrize(
+    "shape,spacing",
+    [
+        ((17, 23), (1.0, 1.0)),
+        ((19, 16), (1.0, 0.61)),
+        ((9, 11, 10), (1.0, 1.0, 1.0)),
+        ((8, 10, 9), (1.9, 0.7, 1.0)),
+    ],
+)
 def test_matches_the_definition(xp, shape, spacing):
     rng = np.random.default_rng(21)
     mask = rng.random(shape) < 0.04
@@ -58,8 +65,9 @@ def test_max_radius_leaves_far_cells_undefined(xp):
     mask[rng.integers(0, 10, 8), rng.integers(0, 10, 8)] = True  # sites in one corner only
     vals = rng.normal(size=mask.shape) * mask
     got = host(discrete_sibson(xp.asarray(vals), xp.asarray(mask), max_radius=4.0))
-    np.testing.assert_allclose(got, _reference(vals, mask, (1.0, 1.0), max_radius=4.0, xp=xp), rtol=1e-12,
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        got, _reference(vals, mask, (1.0, 1.0), max_radius=4.0, xp=xp), rtol=1e-12, atol=1e-12
+    )
     assert np.isnan(got[25:, 25:]).all() and np.isfinite(got[mask]).all()
 
 
@@ -132,8 +140,13 @@ def test_duplicates_and_cell_sharing_samples_average():
     assert out[4, 5] == pytest.approx(out[5, 4])
     # non-finite coordinates or values are ignored
     bad = np.array([[np.nan, 1.0], [np.inf, 3.0], [4.0, 4.0]])
-    out2 = sibson_grid(np.concatenate([c, bad]), np.concatenate([v, [7.0, 7.0, np.nan]]), shape=(10, 10),
-                       origin=(0, 0), spacing=(1, 1))
+    out2 = sibson_grid(
+        np.concatenate([c, bad]),
+        np.concatenate([v, [7.0, 7.0, np.nan]]),
+        shape=(10, 10),
+        origin=(0, 0),
+        spacing=(1, 1),
+    )
     np.testing.assert_array_equal(out2, out)
 
 

@@ -1,4 +1,5 @@
-"""The CUDA sources are found whether xstereo_gpu is installed or imported from a checkout (issue 12, item 5)."""
+"""The CUDA sources are found whether xstereo_gpu is installed or imported from a checkout (issue 12, item "
+"5)."""
 
 from __future__ import annotations
 
@@ -44,7 +45,8 @@ def test_uninstalled_checkout_finds_kernels(tmp_path):
     code = textwrap.dedent(f"""
         import sys
         def editable(f):
-            names = (getattr(f, "__module__", ""), getattr(f, "__name__", ""), type(f).__module__, type(f).__name__)
+            names = (getattr(f, "__module__", ""), getattr(f, "__name__", ""), type(f).__module__,
+            type(f).__name__)
             return any("editable" in str(n).lower() for n in names)
         sys.meta_path[:] = [f for f in sys.meta_path if not editable(f)]
         sys.path.insert(0, {str(ROOT)!r})

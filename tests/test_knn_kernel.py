@@ -70,20 +70,25 @@ def test_source_ships_and_instantiates_its_kernels():
     assert "__dadd_rn(" in code and "__dmul_rn(" in code
     # every name expression the binding asks for is explicitly instantiated (directly or by the macro)
     instances = set(re.findall(r"^template __global__ void (\w+<\w+>)\(", code, flags=re.M))
-    macro = re.search(r"#define KNN_INSTANTIATE\(K\)[\s\\]*template __global__ void (\w+)<K>\(", code).group(1)
+    macro = re.search(r"#define KNN_INSTANTIATE\(K\)[\s\\]*template __global__ void (\w+)<K>\(", code).group(
+        1
+    )
     instances |= {f"{macro}<{k}>" for k in re.findall(r"^KNN_INSTANTIATE\((\w+)\)", code, flags=re.M)}
     for expr in _knn_kernel._NAME_EXPRESSIONS:
         assert expr in instances, expr
 
 
-@pytest.mark.parametrize("points, where", [
-    (np.zeros((5, 2)), "points"),
-    (np.zeros(5), "points"),
-    ([[0.0, 0.0, 0.0]], "points"),
-    (np.zeros((5, 3), dtype=np.int64), "points"),
-    (np.zeros((5, 3), dtype=np.complex128), "points"),
-    (np.zeros((5, 3)), "points"),  # right shape and dtype, but a NumPy array
-])
+@pytest.mark.parametrize(
+    "points, where",
+    [
+        (np.zeros((5, 2)), "points"),
+        (np.zeros(5), "points"),
+        ([[0.0, 0.0, 0.0]], "points"),
+        (np.zeros((5, 3), dtype=np.int64), "points"),
+        (np.zeros((5, 3), dtype=np.complex128), "points"),
+        (np.zeros((5, 3)), "points"),  # right shape and dtype, but a NumPy array
+    ],
+)
 def test_rejects_bad_points_before_cupy(points, where):
     with pytest.raises(InputError) as err:
         knn_mean_distance_kernel(points, 5)
@@ -173,14 +178,42 @@ def host_kernel(tmp_path_factory):
     (d / "knn_outliers.cu").write_text(kernel_source("knn_outliers.cu"))
     (d / "shim.cpp").write_text(_HOST_SHIM)
     lib_path = d / "libknn.so"
-    subprocess.run([cxx, "-O2", "-ffp-contract=off", "-shared", "-fPIC", "-I", str(d), "-o",
-                    str(lib_path), str(d / "shim.cpp")], check=True, capture_output=True)
+    subprocess.run(
+        [
+            cxx,
+            "-O2",
+            "-ffp-contract=off",
+            "-shared",
+            "-fPIC",
+            "-I",
+            str(d),
+            "-o",
+            str(lib_path),
+            str(d / "shim.cpp"),
+        ],
+        check=True,
+        capture_output=True,
+    )
     lib = ctypes.CDLL(str(lib_path))
 
     fake = types.ModuleType("cupy")
-    for name in ("ascontiguousarray", "isfinite", "zeros", "empty", "not_equal", "flatnonzero",
-                 "concatenate", "asarray", "full", "stack", "median", "argsort", "arange",
-                 "percentile", "diff"):
+    for name in (
+        "ascontiguousarray",
+        "isfinite",
+        "zeros",
+        "empty",
+        "not_equal",
+        "flatnonzero",
+        "concatenate",
+        "asarray",
+        "full",
+        "stack",
+        "median",
+        "argsort",
+        "arange",
+        "percentile",
+        "diff",
+    ):
         fn = getattr(np, name)
         setattr(fake, name, (lambda fn: lambda *a, **kw: _host(fn(*a, **kw)))(fn))
 
@@ -188,8 +221,9 @@ def host_kernel(tmp_path_factory):
         if isinstance(a, np.ndarray):
             assert a.flags.c_contiguous
             return ctypes.c_void_p(a.ctypes.data)
-        return {np.int64: ctypes.c_longlong, np.int32: ctypes.c_int,
-                np.float64: ctypes.c_double}[type(a)](a.item())
+        return {np.int64: ctypes.c_longlong, np.int32: ctypes.c_int, np.float64: ctypes.c_double}[type(a)](
+            a.item()
+        )
 
     class Module:
         def get_function(self, name):
@@ -201,6 +235,7 @@ def host_kernel(tmp_path_factory):
                     lib.run_keys(ctypes.c_int("<float>" in name), *conv)
                 else:
                     lib.run_grid(ctypes.c_int(int(name.split("<")[1].rstrip(">"))), *conv)
+
             return launch
 
     return fake, Module()
@@ -289,18 +324,27 @@ def test_kernel_method_needs_cupy_and_keyword_is_ignored_on_numpy():
     with pytest.raises(InputError) as err:
         knn_mean_distance(pts, 8, method="kernel")
     assert err.value.where == "knn_mean_distance.method"
-    np.testing.assert_array_equal(knn_mean_distance(pts, 8, kernels=True), knn_mean_distance(pts, 8, kernels=False))
+    np.testing.assert_array_equal(
+        knn_mean_distance(pts, 8, kernels=True), knn_mean_distance(pts, 8, kernels=False)
+    )
     np.testing.assert_array_equal(remove_outliers(pts, k=8, kernels=True), remove_outliers(pts, k=8))
     with pytest.raises(InputError):
         knn_mean_distance(pts, 8, method="octree")
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("k, env, kernels, method, want_kernel", [
-    (80, None, None, "auto", True), (80, "0", None, "auto", False), (80, None, False, "auto", False),
-    (80, "0", True, "auto", True), (129, None, None, "auto", False), (80, None, None, "brute", False),
-    (80, "0", None, "kernel", True),
-])
+@pytest.mark.parametrize(
+    "k, env, kernels, method, want_kernel",
+    [
+        (80, None, None, "auto", True),
+        (80, "0", None, "auto", False),
+        (80, None, False, "auto", False),
+        (80, "0", True, "auto", True),
+        (129, None, None, "auto", False),
+        (80, None, None, "brute", False),
+        (80, "0", None, "kernel", True),
+    ],
+)
 def test_knn_dispatches_on_cupy(monkeypatch, k, env, kernels, method, want_kernel):
     """CuPy points run the grid kernel for k <= 128 unless XSTEREO_KERNELS=0 / kernels=False;
     every path matches the k-d tree twin (bit for bit) and keeps the same points."""
@@ -312,8 +356,9 @@ def test_knn_dispatches_on_cupy(monkeypatch, k, env, kernels, method, want_kerne
         monkeypatch.setenv("XSTEREO_KERNELS", env)
     calls = []
     real = outliers.knn_mean_distance_kernel
-    monkeypatch.setattr(outliers, "knn_mean_distance_kernel",
-                        lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    monkeypatch.setattr(
+        outliers, "knn_mean_distance_kernel", lambda *a, **kw: calls.append(1) or real(*a, **kw)
+    )
     pts = np.random.default_rng(k).random((3000, 3))
     got = knn_mean_distance(cupy.asarray(pts), k, method=method, kernels=kernels)
     assert bool(calls) == want_kernel

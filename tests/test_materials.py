@@ -20,17 +20,19 @@ from xstereo_gpu.simulate import (
 xraydb = pytest.importorskip("xraydb")
 
 
-E24 = 1.239841984e-6 / 24e-9          # photon energy at 24 nm [eV]
+E24 = 1.239841984e-6 / 24e-9  # photon energy at 24 nm [eV]
 
 
-@pytest.mark.parametrize("formula, density, energy", [("Si3N4", 3.17, E24), ("Au", 19.3, E24), ("Cr", 7.15, E24),
-                                                      ("Si3N4", 3.17, 750.0), ("Au", 19.3, 750.0)])
+@pytest.mark.parametrize(
+    "formula, density, energy",
+    [("Si3N4", 3.17, E24), ("Au", 19.3, E24), ("Cr", 7.15, E24), ("Si3N4", 3.17, 750.0), ("Au", 19.3, 750.0)],
+)
 def test_delta_beta_agree_with_xraydb(formula, density, energy):
-    d, b = delta_beta(formula, energy)                     # density from xraydb's tables
+    d, b = delta_beta(formula, energy)  # density from xraydb's tables
     rd, rb, _ = xraydb.xray_delta_beta(formula, density, energy)
     assert d == pytest.approx(rd, rel=1e-12) and b == pytest.approx(rb, rel=1e-12)
     assert d > 0 and b > 0
-    d2, b2 = delta_beta(formula, energy, density_g_cm3=2 * density)   # linear in density
+    d2, b2 = delta_beta(formula, energy, density_g_cm3=2 * density)  # linear in density
     assert d2 == pytest.approx(2 * d, rel=1e-9) and b2 == pytest.approx(2 * b, rel=1e-9)
 
 

@@ -35,9 +35,22 @@ from xstereo_gpu.stereo.sgm import semi_global_match
 
 # -- sizes and budget ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text, value", [
-    ("4G", 4 * GIB), ("512M", 512 << 20), ("2GiB", 2 * GIB), ("1.5GB", 3 * GIB // 2), ("1000000", 1000000),
-    ("64k", 64 << 10), (" 3 g ", 3 * GIB), ("1T", 1 << 40), (4096, 4096), ("1e6", 1000000)])
+
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("4G", 4 * GIB),
+        ("512M", 512 << 20),
+        ("2GiB", 2 * GIB),
+        ("1.5GB", 3 * GIB // 2),
+        ("1000000", 1000000),
+        ("64k", 64 << 10),
+        (" 3 g ", 3 * GIB),
+        ("1T", 1 << 40),
+        (4096, 4096),
+        ("1e6", 1000000),
+    ],
+)
 def test_parse_size(text, value):
     assert parse_size(text) == value
 
@@ -61,6 +74,7 @@ def test_budget_from_free_memory_and_override():
 
 # -- estimates ---------------------------------------------------------------------------------------
 
+
 def test_estimates_grow_with_the_problem():
     assert phasing_bytes(2, 32, 256) < phasing_bytes(2, 45, 256) < phasing_bytes(2, 45, 512)
     assert phasing_bytes(2, 32, 256, 4) < phasing_bytes(2, 32, 256, 8) < phasing_bytes(2, 32, 256)
@@ -70,9 +84,15 @@ def test_estimates_grow_with_the_problem():
     assert sgm_strip_bytes(4096, 4096, 131, 4, 64) < sgm_strip_bytes(4096, 4096, 131, 4, None) / 20
     assert sgm_strip_bytes(4096, 4096, 131, 4, 64) < sgm_strip_bytes(4096, 4096, 131, 8, 64)
     bm = matching_bytes(4096, 4096, 131, method="bm")
-    assert bm < matching_bytes(4096, 4096, 131, method="sgm", strip_rows=64) < matching_bytes(4096, 4096, 131, method="sgm")
+    assert (
+        bm
+        < matching_bytes(4096, 4096, 131, method="sgm", strip_rows=64)
+        < matching_bytes(4096, 4096, 131, method="sgm")
+    )
     assert matching_bytes(1024, 1024, 131, method="sgm") < matching_bytes(1024, 1024, 261, method="sgm")
-    assert matching_bytes(4096, 4096, 131, method="bm") == matching_bytes(4096, 4096, 11, method="bm")  # no volume
+    assert matching_bytes(4096, 4096, 131, method="bm") == matching_bytes(
+        4096, 4096, 11, method="bm"
+    )  # no volume
 
 
 def test_plans_split_to_fit_and_refuse_what_cannot():
@@ -100,11 +120,12 @@ def test_plans_split_to_fit_and_refuse_what_cannot():
 
 # -- phasing in batches ---------------------------------------------------------------------------------
 
+
 def _pattern(n: int, views: int = 2):
     rng = np.random.default_rng(1)
     obj = np.zeros((views, n, n), np.complex64)
     q = n // 4
-    obj[:, q + 1:2 * q + 2, q:2 * q + 3] = rng.random((views, q + 1, q + 3))
+    obj[:, q + 1 : 2 * q + 2, q : 2 * q + 3] = rng.random((views, q + 1, q + 3))
     inten = np.abs(np.fft.fftshift(np.fft.fft2(obj), axes=(-2, -1))) ** 2
     return inten.astype(np.float32), np.ones(inten.shape, dtype=bool)
 
@@ -121,7 +142,17 @@ def test_phasing_batches_are_bit_identical(n, initial):
     assert many.history["memory"]["batches"] == 3 and many.history["memory"]["runs_per_batch"] == 2
     for name in ("views", "best", "best_eps", "supports"):
         assert np.array_equal(getattr(one, name), getattr(many, name)), name
-    for key in ("iterations", "eps", "reference", "twin", "shifts", "peak", "fourier_error", "spread", "averaged"):
+    for key in (
+        "iterations",
+        "eps",
+        "reference",
+        "twin",
+        "shifts",
+        "peak",
+        "fourier_error",
+        "spread",
+        "averaged",
+    ):
         assert np.array_equal(one.history[key], many.history[key]), key
 
 
@@ -149,6 +180,7 @@ def test_phasing_that_cannot_fit_is_refused_before_allocating(monkeypatch):
 
 # -- SGM in strips ---------------------------------------------------------------------------------------
 
+
 def _pair(h=45, w=60, shift=3):
     rng = np.random.default_rng(0)
     img = ndi.gaussian_filter(rng.random((h, w)), 1.5)
@@ -161,7 +193,14 @@ def test_sgm_strips_are_bit_identical(paths):
     left, right = _pair()
     o = MatchOptions(dmin=-6, dmax=6, block=3, method="sgm", sgm_paths=paths)
     whole = semi_global_match(left, right, o, strip_rows=None, max_memory=GIB)
-    fields = ("disparity_left", "disparity_right", "cost_left", "cost_right", "confidence_left", "confidence_right")
+    fields = (
+        "disparity_left",
+        "disparity_right",
+        "cost_left",
+        "cost_right",
+        "confidence_left",
+        "confidence_right",
+    )
     for rows in (1, 7, 16, 44):
         part = semi_global_match(left, right, o, strip_rows=rows)
         for f in fields:
@@ -177,16 +216,17 @@ def test_sgm_budget_chooses_strips(monkeypatch):
 
     real = sgm._strip_match
     monkeypatch.setattr(sgm, "_strip_match", lambda *a, **k: (calls.append(a[3]), real(*a, **k))[1])
-    budget = plan_matching(64, 80, 13, 10 ** 12, method="sgm").estimated_peak_bytes - 1
+    budget = plan_matching(64, 80, 13, 10**12, method="sgm").estimated_peak_bytes - 1
     split = semi_global_match(left, right, o, max_memory=budget)
     assert calls and 1 <= calls[0] < 64
-    whole = semi_global_match(left, right, o, max_memory=10 ** 12)
+    whole = semi_global_match(left, right, o, max_memory=10**12)
     assert np.array_equal(split.disparity_left, whole.disparity_left, equal_nan=True)
     with pytest.raises(InputError):
         semi_global_match(left, right, o, max_memory=1000)
 
 
 # -- the CLI: early refusals, the plan in summary.json ----------------------------------------------------
+
 
 def _refused(argv, capsys) -> str:
     rc = main([str(a) for a in argv])
@@ -207,8 +247,10 @@ def test_request_that_cannot_fit_is_refused_before_compute(monkeypatch, tmp_path
         raise AssertionError("the demo simulated before refusing")
 
     monkeypatch.setattr(sim, "simulate_shot", boom)
-    err = _refused(["demo", "--paper-size", "--method", "sgm", "--max-memory", "1G", "-o", tmp_path / "out", *TINY],
-                   capsys)
+    err = _refused(
+        ["demo", "--paper-size", "--method", "sgm", "--max-memory", "1G", "-o", tmp_path / "out", *TINY],
+        capsys,
+    )
     assert "--max-memory" in err and "semi-global matching of 4096 x 4096" in err
     err = _refused(["demo", "--max-memory", "4X", "-o", tmp_path / "out", *TINY], capsys)
     assert "'4X'" in err
@@ -219,16 +261,43 @@ def test_stereo_refuses_before_matching(tmp_path, capsys):
     rng = np.random.default_rng(2)
     np.save(tmp_path / "l.npy", rng.random((32, 32), dtype=np.float32))
     np.save(tmp_path / "r.npy", rng.random((32, 32), dtype=np.float32))
-    err = _refused(["stereo", tmp_path / "l.npy", tmp_path / "r.npy", "-o", tmp_path / "out", "--max-memory", "1M",
-                    "-q"], capsys)
+    err = _refused(
+        [
+            "stereo",
+            tmp_path / "l.npy",
+            tmp_path / "r.npy",
+            "-o",
+            tmp_path / "out",
+            "--max-memory",
+            "1M",
+            "-q",
+        ],
+        capsys,
+    )
     assert "needs about" in err
 
 
 def test_summary_records_the_memory_plan(shot_file, tmp_path, capsys):
     out = tmp_path / "out"
     # 11 MiB: too little for both runs at once and for the SGM volumes of 128^2 x 131 disparities
-    rc = main([str(a) for a in ["run", shot_file, "-o", out, *TINY, "--method", "sgm", "--upsample", "1",
-                                "--max-memory", "11M"]])
+    rc = main(
+        [
+            str(a)
+            for a in [
+                "run",
+                shot_file,
+                "-o",
+                out,
+                *TINY,
+                "--method",
+                "sgm",
+                "--upsample",
+                "1",
+                "--max-memory",
+                "11M",
+            ]
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     mem = json.loads((out / "summary.json").read_text())["memory"]
     assert mem["budget_bytes"] == 11 << 20 and mem["budget_source"] == "--max-memory"

@@ -1,4 +1,5 @@
-"""Phantoms (xstereo_gpu.simulate.phantoms): the cross lid's edges and voxels (checked against a ray trace), the
+"""Phantoms (xstereo_gpu.simulate.phantoms): the cross lid's edges and voxels (checked against a ray trace),
+the
 pyramid's spheres, the stray spheres."""
 
 from __future__ import annotations
@@ -44,15 +45,18 @@ def test_lid_edge_points_on_tilted_plane(demo):
     cut_xy = np.vstack([pts[lab == 0, :2], pts[lab == 0][:1, :2]])
     assert np.linalg.norm(np.diff(cut_xy, axis=0), axis=1).sum() == pytest.approx(26e-6, rel=1e-9)
     lid_closed = np.vstack([lid, lid[:1]])
-    assert np.linalg.norm(np.diff(lid_closed, axis=0), axis=1).sum() == pytest.approx(26e-6 - 8 * 150e-9, rel=1e-9)
+    assert np.linalg.norm(np.diff(lid_closed, axis=0), axis=1).sum() == pytest.approx(
+        26e-6 - 8 * 150e-9, rel=1e-9
+    )
 
 
 def test_voxel_object_volumes_and_lid_plane():
     opts = SimulationOptions()
     ph = CrossLid.from_options(opts)
     dr, dz = opts.pixel_size_m, 20e-9
-    vox = ph.voxelise(pixel_m=dr, grid_size=opts.pattern_size, dz_m=dz,
-                      max_tan=math.tan(math.radians(9.5)), supersample=4)
+    vox = ph.voxelise(
+        pixel_m=dr, grid_size=opts.pattern_size, dz_m=dz, max_tan=math.tan(math.radians(9.5)), supersample=4
+    )
     occ = vox.occupancy
     nz, ny, nx = occ.shape
     assert occ.dtype == np.float32 and occ.min() >= 0 and occ.max() <= 1
@@ -79,8 +83,10 @@ def test_voxel_object_volumes_and_lid_plane():
     u = x * math.cos(phi) + y * math.sin(phi)
     v = -x * math.sin(phi) + y * math.cos(phi)
     a, b, w = ph.inner
-    deep = ((np.abs(u) < a - 4 * dr) & (np.abs(v) < w - 4 * dr)) | ((np.abs(u) < w - 4 * dr) & (np.abs(v) < b - 4 * dr))
-    deep &= np.abs(v) > 3 * dr                     # away from the membrane slab at v ~ 0
+    deep = ((np.abs(u) < a - 4 * dr) & (np.abs(v) < w - 4 * dr)) | (
+        (np.abs(u) < w - 4 * dr) & (np.abs(v) < b - 4 * dr)
+    )
+    deep &= np.abs(v) > 3 * dr  # away from the membrane slab at v ~ 0
     assert deep.sum() > 1000
     col = occ[:, deep].sum(axis=0, dtype=np.float64)
     zc = (occ[:, deep] * vox.z_m[:, None]).sum(axis=0) / col
@@ -108,7 +114,7 @@ def test_voxel_projection_matches_analytic_ray_trace():
     keep = (rows >= r0) & (rows < r0 + ny) & (cols >= c0) & (cols < c0 + nx)
     rows, cols = rows[keep], cols[keep]
     assert keep.sum() > 400
-    off = ((np.arange(3) + 0.5) / 3 - 0.5) * dr                  # 3 x 3 rays per pixel
+    off = ((np.arange(3) + 0.5) / 3 - 0.5) * dr  # 3 x 3 rays per pixel
     ys = ((rows - n // 2) * dr)[:, None, None] + off[None, :, None]
     xk = ((cols - n // 2) * dr)[:, None, None] + off[None, None, :]
     for a in (math.radians(9.5), -math.radians(9.5)):
@@ -124,8 +130,8 @@ def test_voxel_projection_matches_analytic_ray_trace():
             hits += (membrane | lid).mean(axis=(1, 2))
         ray_L = hits * 2e-9 / math.cos(a)
         err = np.abs(voxel_L - ray_L)
-        assert (ray_L < 0.5 * t).mean() > 0.03                   # the sample includes open pixels
-        assert np.median(err) < 3e-9                              # the 2 nm steps of the reference
+        assert (ray_L < 0.5 * t).mean() > 0.03  # the sample includes open pixels
+        assert np.median(err) < 3e-9  # the 2 nm steps of the reference
         assert np.percentile(err, 95) < 20e-9
         assert err.max() < 0.3 * t
 
@@ -140,11 +146,11 @@ def test_pyramid_spheres_line_the_faces(pyramid):
     ph = Pyramid.from_options(opts)
     r, t = ph.sphere_radius_m, ph.thickness_m
     target = opts.sphere_coverage * ph.face_area_m2() / (math.pi * r * r)
-    assert abs(len(c) / target - 1) < 0.02                                # the requested coverage
-    assert np.all(np.bincount(faces, minlength=4) > 0.2 * len(c))         # every face well sampled
+    assert abs(len(c) / target - 1) < 0.02  # the requested coverage
+    assert np.all(np.bincount(faces, minlength=4) > 0.2 * len(c))  # every face well sampled
     d, _ = cKDTree(c).query(c, k=2)
-    assert d[:, 1].min() >= 2 * r * (1 - 1e-9)                           # no overlaps: not a solid sheet
-    assert np.median(d[:, 1]) < 4 * r                                    # but dense
+    assert d[:, 1].min() >= 2 * r * (1 - 1e-9)  # no overlaps: not a solid sheet
+    assert np.median(d[:, 1]) < 4 * r  # but dense
     # feet on the notch's mid-surface, centres t/2 + r away from it, on the upstream (inner) side
     np.testing.assert_allclose(feet[:, 2], ph.surface_z(feet[:, 0], feet[:, 1]), atol=1e-12)
     np.testing.assert_allclose(np.linalg.norm(c - feet, axis=1), t / 2 + r, rtol=1e-9)
@@ -160,15 +166,16 @@ def test_pyramid_projection_places_each_sphere_at_x_plus_z_tan_a(pyramid):
     """Geometry of the projection: isolated spheres' absorption sits at x + z tan a_k in view k and
     integrates to volume / cos a."""
     opts, shot = pyramid
-    ph = Pyramid.from_options(opts.replace(sphere_coverage=0.01))      # sparse: isolated spheres
+    ph = Pyramid.from_options(opts.replace(sphere_coverage=0.01))  # sparse: isolated spheres
     spheres = ph.spheres()
     dr, n = opts.pixel_size_m, opts.pattern_size
     t1, t2 = (math.radians(x) for x in opts.angles_deg)
-    mem, sph = ph.voxelise_parts(pixel_m=dr, grid_size=n, dz_m=opts.voxel_depth_nm * 1e-9, max_tan=math.tan(t1),
-                                 spheres=spheres)
+    mem, sph = ph.voxelise_parts(
+        pixel_m=dr, grid_size=n, dz_m=opts.voxel_depth_nm * 1e-9, max_tan=math.tan(t1), spheres=spheres
+    )
     c = spheres[0]
     r = ph.sphere_radius_m
-    vol = 4 / 3 * math.pi * r ** 3
+    vol = 4 / 3 * math.pi * r**3
     # spheres with no neighbour within 4 r in the view plane of both views (any depth)
     iso = cKDTree(c[:, :2]).query(c[:, :2], k=2)[0][:, 1] > 5 * r
     assert iso.sum() > 20
@@ -177,10 +184,10 @@ def test_pyramid_projection_places_each_sphere_at_x_plus_z_tan_a(pyramid):
     for ang in (t1, -t2):
         L = path_length(sph.occupancy, z_m=sph.z_m, pixel_m=dr, angle_rad=ang)
         xk = c[iso, 0] + c[iso, 2] * math.tan(ang)
-        for (x, y) in zip(xk, c[iso, 1]):
+        for x, y in zip(xk, c[iso, 1]):
             rc, cc = int(round(y / dr)) + n // 2 - r0, int(round(x / dr)) + n // 2 - c0
-            win = L[rc - w:rc + w + 1, cc - w:cc + w + 1].astype(np.float64)
-            rr, kk = np.mgrid[-w:w + 1, -w:w + 1]
+            win = L[rc - w : rc + w + 1, cc - w : cc + w + 1].astype(np.float64)
+            rr, kk = np.mgrid[-w : w + 1, -w : w + 1]
             s = win.sum()
             cy = (rc + (rr * win).sum() / s - n // 2 + r0) * dr
             cx = (cc + (kk * win).sum() / s - n // 2 + c0) * dr
@@ -189,7 +196,7 @@ def test_pyramid_projection_places_each_sphere_at_x_plus_z_tan_a(pyramid):
     # the membrane: notch volume = t x (flat area + faces' area), flat t outside
     mem_vol = mem.occupancy.sum(dtype=np.float64) * dr * dr * mem.dz_m
     ny, nx = mem.occupancy.shape[1:]
-    flat = ny * nx * dr * dr - ph.base_m ** 2
+    flat = ny * nx * dr * dr - ph.base_m**2
     assert mem_vol == pytest.approx(ph.thickness_m * (flat + ph.face_area_m2()), rel=5e-3)
 
 
@@ -200,21 +207,23 @@ def test_stray_spheres_lie_beside_the_rim_and_leave_the_notch_unchanged():
     ph0, ph = Pyramid.from_options(base), Pyramid.from_options(opts)
     c0, f0, _ = ph0.spheres()
     c, f, feet = ph.spheres()
-    assert len(c) == len(c0) + 8 and np.array_equal(c[:len(c0)], c0) and np.array_equal(f[:len(c0)], f0)
+    assert len(c) == len(c0) + 8 and np.array_equal(c[: len(c0)], c0) and np.array_equal(f[: len(c0)], f0)
     stray = f == 4
     assert stray.sum() == 8 and not np.any(f0 == 4)
     r, t, half = ph.sphere_radius_m, ph.thickness_m, ph.base_m / 2
     m = np.max(np.abs(c[stray, :2]), axis=1)
-    assert np.all(m >= half + 2 * r - 1e-15) and np.all(m <= half + 0.2e-6 + 1e-15)    # in the band
-    np.testing.assert_allclose(c[stray, 2], -(t / 2 + r))                              # on the flat membrane
+    assert np.all(m >= half + 2 * r - 1e-15) and np.all(m <= half + 0.2e-6 + 1e-15)  # in the band
+    np.testing.assert_allclose(c[stray, 2], -(t / 2 + r))  # on the flat membrane
     np.testing.assert_allclose(feet[stray, 2], 0.0)
     d, _ = cKDTree(c).query(c, k=2)
-    assert d[:, 1].min() >= 2 * r * (1 - 1e-9)                                         # no overlaps
+    assert d[:, 1].min() >= 2 * r * (1 - 1e-9)  # no overlaps
     # the support of the exit wave (view - background) is no longer centrosymmetric
     shot = simulate_shot(opts.replace(photons=1e8))
     obj = np.abs(np.asarray(shot.truth.phasable_views[0])) > 1e-4
     n = obj.shape[-1]
     flipped = np.roll(obj[::-1, ::-1], 1, axis=(0, 1))
-    best = max((obj & np.roll(flipped, (dy, dx), axis=(0, 1))).sum() for dy in range(-6, 7) for dx in range(-6, 7))
-    assert best < obj.sum() - 8 * 10                          # the inverted support never covers the strays
+    best = max(
+        (obj & np.roll(flipped, (dy, dx), axis=(0, 1))).sum() for dy in range(-6, 7) for dx in range(-6, 7)
+    )
+    assert best < obj.sum() - 8 * 10  # the inverted support never covers the strays
     assert "8 stray spheres" in shot.truth.description and n == 384

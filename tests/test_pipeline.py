@@ -12,8 +12,9 @@ from xstereo_gpu.results import CloudResult, MapPair, Results, StereoResult, Vie
 @pytest.fixture(scope="module")
 def small():
     """A small simulated shot and quick options (4 runs x 30 iterations)."""
-    sim = xs.SimulationOptions(binning=8, pattern_size=128, cross_size_um=(3.0, 3.0), arm_width_um=1.0,
-                               supersample=1, seed=3)
+    sim = xs.SimulationOptions(
+        binning=8, pattern_size=128, cross_size_um=(3.0, 3.0), arm_width_um=1.0, supersample=1, seed=3
+    )
     shot = xs.simulate_shot(sim)
     opts = xs.PipelineOptions.for_sample("cross", "cpu").replace(phasing__runs=4, phasing__iterations=30)
     return shot, opts
@@ -52,14 +53,27 @@ def test_run_is_the_stages_called_in_order(small):
 
 
 def test_one_stage_can_be_swapped(small):
-    """The cloud stage takes any StereoResult: maps shifted by one pixel move every point's depth by one step."""
+    """The cloud stage takes any StereoResult: maps shifted by one pixel move every point's depth by one "
+    "step."""
     shot, opts = small
     views = shot.truth.views
     with xs.Pipeline(opts, backend="numpy") as pipe:
         stereo = pipe.stereo(views)
-        shifted = StereoResult(**{**vars(stereo), "pairs": [
-            MapPair(p.mode, p.disparity_left + 1, p.disparity_right + 1, p.confidence_left, p.confidence_right)
-            for p in stereo.pairs]})
+        shifted = StereoResult(
+            **{
+                **vars(stereo),
+                "pairs": [
+                    MapPair(
+                        p.mode,
+                        p.disparity_left + 1,
+                        p.disparity_right + 1,
+                        p.confidence_left,
+                        p.confidence_right,
+                    )
+                    for p in stereo.pairs
+                ],
+            }
+        )
         a = pipe.cloud(stereo, shot.geometry)
         b = pipe.cloud(shifted, shot.geometry)
     step_nm = shot.geometry.voxel_depth_m * 1e9 / stereo.upsample
@@ -75,7 +89,9 @@ def test_stage_results_come_to_the_host(small):
         stereo = pipe.stereo(shot.truth.views)
     host = stereo.to_host()
     assert host is not stereo and isinstance(host.pairs[0], MapPair)
-    assert isinstance(host.disparity_left, np.ndarray) and isinstance(host.pairs[0].confidence_left, np.ndarray)
+    assert isinstance(host.disparity_left, np.ndarray) and isinstance(
+        host.pairs[0].confidence_left, np.ndarray
+    )
     assert host.rectification is not None and isinstance(host.rectification.views, np.ndarray)
     left, right = host.valid_fractions()
     assert 0 < left <= 1 and 0 < right <= 1

@@ -72,5 +72,5 @@ def test_proposed_threshold_still_removes_stray_points(cross_cloud):
     assert len(stray) >= 20
     allp = np.concatenate([pts, stray])
     keep = remove_outliers(allp, k=80, t=PROPOSED_T)
-    assert not keep[len(pts):].any()
-    assert keep[:len(pts)].mean() > 0.75
+    assert not keep[len(pts) :].any()
+    assert keep[: len(pts)].mean() > 0.75

@@ -33,9 +33,11 @@ def test_stereo_and_cloud_stages_match_numpy(shot, monkeypatch, kernels_env):
     # float32 rounding differs between cuFFT/CUDA and SciPy: allow a pixel or point in 10^4 to flip
     a, b = ref.images, gpu.images
     assert b.dtype == a.dtype and b.shape == a.shape and (a != b).mean() < 1e-4
-    for key, a, b in (("disparity_left", ref.disparity_left, gpu.disparity_left),
-                      ("disparity_right", ref.disparity_right, gpu.disparity_right),
-                      ("depth", ref_cloud.depth, gpu_cloud.depth)):
+    for key, a, b in (
+        ("disparity_left", ref.disparity_left, gpu.disparity_left),
+        ("disparity_right", ref.disparity_right, gpu.disparity_right),
+        ("depth", ref_cloud.depth, gpu_cloud.depth),
+    ):
         assert b.dtype == a.dtype and b.shape == a.shape
         assert (np.isfinite(a) == np.isfinite(b)).mean() > 0.9999, key
         both = np.isfinite(a) & np.isfinite(b)
@@ -52,8 +54,9 @@ def test_prepare_and_phasing_on_gpu_are_as_good_as_numpy(shot):
 
     o = xs.PhasingOptions(runs=16, iterations=150)
     i_np, v_np = xs.split_patterns(shot.frame, shot.mask, shot.centres_px, shot.pattern_size)
-    i_cp, v_cp = xs.split_patterns(cupy.asarray(shot.frame), cupy.asarray(shot.mask), shot.centres_px,
-                                   shot.pattern_size)
+    i_cp, v_cp = xs.split_patterns(
+        cupy.asarray(shot.frame), cupy.asarray(shot.mask), shot.centres_px, shot.pattern_size
+    )
     np.testing.assert_array_equal(cupy.asnumpy(i_cp), i_np)
     np.testing.assert_array_equal(cupy.asnumpy(v_cp), v_np)
     res = xs.phase_retrieval(i_cp, v_cp, o)
@@ -72,8 +75,9 @@ def test_phasing_kernels_and_twin_code_on_gpu_both_reconstruct(shot, kernels):
     from xstereo_gpu.phasing.runs import host_read_limit
 
     o = xs.PhasingOptions(runs=16, iterations=150)
-    i_cp, v_cp = xs.split_patterns(cupy.asarray(shot.frame), cupy.asarray(shot.mask), shot.centres_px,
-                                   shot.pattern_size)
+    i_cp, v_cp = xs.split_patterns(
+        cupy.asarray(shot.frame), cupy.asarray(shot.mask), shot.centres_px, shot.pattern_size
+    )
     res = xs.phase_retrieval(i_cp, v_cp, o, kernels=kernels)
     assert res.history["kernels"] is kernels
     assert res.history["host_reads"] <= host_read_limit(o.iterations + o.final_er, o.check_every)

@@ -57,7 +57,7 @@ def test_rectify_pair_on_phase_cross_views(phase_cross):
     assert abs(np.linalg.det(res.H_right[:2, :2]) - 1) < 1e-9
     # every true edge point pair lands on one row (the quantity matching needs)
     r = vertical_residual(tl, tr, res.H_left, res.H_right)
-    assert np.abs(r).max() < 0.5 and np.sqrt(np.mean(r ** 2)) < 0.3
+    assert np.abs(r).max() < 0.5 and np.sqrt(np.mean(r**2)) < 0.3
     # without rectification the rows differ by up to ~4 px
     assert np.abs(tl[:, 1] - tr[:, 1]).max() > 2.5
 
@@ -67,15 +67,15 @@ def test_epipolar_matches_model_and_determinism(phase_cross):
     a = epipolar_matches(views[0], views[1])
     b = epipolar_matches(views[0], views[1])
     np.testing.assert_array_equal(a["points_right"], b["points_right"])
-    assert abs(a["rotation_deg"] + rot) < 0.35           # right view rotated by +rot: the model undoes it
+    assert abs(a["rotation_deg"] + rot) < 0.35  # right view rotated by +rot: the model undoes it
     assert len(a["points_left"]) >= 0.4 * a["points_tried"]
     assert np.all(a["ncc"] >= 0.7)
     # the matches obey the true geometry: their rows agree under the true rectification
     Ft = fundamental_matrix(tl, tr, rigid=True)
     Hl, Hr = rectifying_homographies(Ft, tl, tr, views.shape[1:])
-    assert abs(rotation_deg(Hr) + rot) < 1e-6               # the rigid fit of exact pairs is exact
+    assert abs(rotation_deg(Hr) + rot) < 1e-6  # the rigid fit of exact pairs is exact
     r = vertical_residual(a["points_left"], a["points_right"], Hl, Hr)
-    assert np.median(np.abs(r)) < 0.7                 # single matches scatter; the fit is what counts
+    assert np.median(np.abs(r)) < 0.7  # single matches scatter; the fit is what counts
     # a search that misses the disparities (|d| <= 12 px here) leaves few consistent matches
     with pytest.raises(InputError, match="feature matches"):
         rectify_pair(np.stack([views[0], np.roll(views[1], 60, axis=1)]), search=(-20, 20))

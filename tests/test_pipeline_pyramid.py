@@ -48,9 +48,9 @@ def test_stereo_meets_the_targets_on_the_true_views(pyramid_shot, xp):
     acc = score(points, np.asarray(shot.truth.phasable_views), shot.truth, geometry)
     assert geometry.voxel_depth_m == pytest.approx(122.6e-9, abs=0.2e-9)
     assert acc["recovered_points"] > 50_000
-    assert acc["depth_error_median_nm"] <= 0.5 * geometry.voxel_depth_m * 1e9      # measured 19 nm
-    assert acc["completeness_2dz"] >= 0.85                                           # measured 0.94
-    assert abs(acc["pyramid_height_error"]) <= 0.05                                  # measured -2.5 %
+    assert acc["depth_error_median_nm"] <= 0.5 * geometry.voxel_depth_m * 1e9  # measured 19 nm
+    assert acc["completeness_2dz"] >= 0.85  # measured 0.94
+    assert abs(acc["pyramid_height_error"]) <= 0.05  # measured -2.5 %
     assert acc["pyramid_height_true_nm"] == pytest.approx(1800.0)
 
 
@@ -69,12 +69,13 @@ def test_faces_inclined_along_x_differ_in_grey_level_between_the_views(pyramid_s
     geometry = shot.geometry
     opts = PipelineOptions.for_sample("pyramid", "cpu")
     images = view_images(provided_views(shot.truth, seed=0, **PROVIDED_VIEWS), "amplitude")
-    pre = preprocess(images, opts.preprocess, search_range=(opts.match.dmin, opts.match.dmax),
-                     mask=background_mask(images))
+    pre = preprocess(
+        images, opts.preprocess, search_range=(opts.match.dmin, opts.match.dmax), mask=background_mask(images)
+    )
     n = images.shape[-1]
     dr = geometry.pixel_size_m
     pts, lab = np.asarray(shot.truth.edge_points_m), np.asarray(shot.truth.edge_labels)
-    surround = np.empty((2, 4))                                  # (view, face): grey level beside the spheres
+    surround = np.empty((2, 4))  # (view, face): grey level beside the spheres
     for k in range(2):
         x = (pts[:, 0] + pts[:, 2] * np.tan(geometry.signed_angles_rad[k])) / dr + n // 2
         r, c = np.rint(pts[:, 1] / dr + n // 2).astype(int), np.rint(x).astype(int)
@@ -82,8 +83,8 @@ def test_faces_inclined_along_x_differ_in_grey_level_between_the_views(pyramid_s
         for face in range(4):
             surround[k, face] = ring[:, lab == face].mean()
     diff = np.abs(surround[0] - surround[1])
-    assert diff[1] < 0.03 and diff[3] < 0.03, surround           # measured 0.00, 0.00
-    assert diff[0] > 0.1 and diff[2] > 0.1, surround             # measured 0.20, 0.19
+    assert diff[1] < 0.03 and diff[3] < 0.03, surround  # measured 0.00, 0.00
+    assert diff[0] > 0.1 and diff[2] > 0.1, surround  # measured 0.20, 0.19
 
 
 def test_stereo_meets_the_targets_on_the_provided_views(pyramid_shot, xp):

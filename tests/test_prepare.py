@@ -50,7 +50,7 @@ def test_split_patterns_centres_and_masks():
     big, bigvalid = split_patterns(frame, mask, centres, 128)
     # Left crop of 128 around (40, 45): rows -24..103 and cols -19..108; outside rows/cols invalid.
     assert not bigvalid[0, :24].any() and not bigvalid[0, :, :19].any()
-    assert not bigvalid[0, 64 + 56:].any()  # frame rows >= 96
+    assert not bigvalid[0, 64 + 56 :].any()  # frame rows >= 96
     # overlap_ratio < 1 masks less of the overlap than the bisector.
     _, v2 = split_patterns(frame, mask, centres, n, overlap_ratio=0.8)
     assert v2.sum() > valid.sum()
@@ -91,7 +91,7 @@ def _radial(shape, centre, amplitude, r0=3.0, power=4.0):
     """A smooth pattern falling off as (distance / r0)**-power from its centre."""
     yy, xx = np.indices(shape)
     d2 = (yy - centre[0]) ** 2 + (xx - centre[1]) ** 2
-    return amplitude / (1.0 + d2 / r0 ** 2) ** (power / 2)
+    return amplitude / (1.0 + d2 / r0**2) ** (power / 2)
 
 
 def _overlapping_frame(h=96, w=150, n=96):
@@ -133,7 +133,7 @@ def test_split_patterns_kept_pixels_are_not_contaminated():
         v = valid[k]
         # what phasing gets on the kept pixels is this pattern's signal, the other one's share small
         share = other[k][v] / mine[k][v]
-        bound = (1.5 if k == 0 else 1 / 1.5) * ratio ** -4 * 1.1  # brightness ratio x ratio**-power, +10 %
+        bound = (1.5 if k == 0 else 1 / 1.5) * ratio**-4 * 1.1  # brightness ratio x ratio**-power, +10 %
         assert share.max() < bound, (k, share.max(), bound)
         assert other[k][v].sum() / mine[k][v].sum() < 3e-3
         np.testing.assert_allclose(inten[k][v], mine[k][v] + other[k][v], rtol=1e-5)
@@ -152,8 +152,15 @@ def test_split_patterns_hdr_frame(xp):
     apply_beamstop(np.zeros(rate.shape, np.float32), mask, centres, 1.0)
     frames, masks, fw = expose(rate, rng=rng, mask=mask)
     assert ((masks[1] & MASK_SATURATED) != 0).sum() > 10 and not ((masks[0] & MASK_SATURATED) != 0).any()
-    inten, valid, hdr = split_patterns(xp.asarray(frames), xp.asarray(masks), centres, n, overlap_ratio=1.6,
-                                       exposure_times_s=TIMES, return_hdr=True)
+    inten, valid, hdr = split_patterns(
+        xp.asarray(frames),
+        xp.asarray(masks),
+        centres,
+        n,
+        overlap_ratio=1.6,
+        exposure_times_s=TIMES,
+        return_hdr=True,
+    )
     inten, valid = to_host(inten), to_host(valid)
     assert inten.shape == (2, n, n) and inten.dtype == np.float32 and valid.dtype == bool
     ratios = to_host(hdr.ratios)
@@ -170,8 +177,9 @@ def test_split_patterns_hdr_frame(xp):
     assert 0.9 < chi2 < 1.1
     # splitting each exposure then merging is what split_patterns does
     per = [split_patterns(frames[e], masks[e], centres, n, overlap_ratio=1.6) for e in range(2)]
-    direct = merge_exposures(np.stack([per[0][0], per[1][0]], axis=1), np.stack([per[0][1], per[1][1]], axis=1),
-                             TIMES)
+    direct = merge_exposures(
+        np.stack([per[0][0], per[1][0]], axis=1), np.stack([per[0][1], per[1][1]], axis=1), TIMES
+    )
     np.testing.assert_allclose(direct.intensity, inten, rtol=1e-6)
 
 
@@ -181,8 +189,9 @@ def test_split_patterns_single_frame_unchanged_and_stack_of_one():
     mask = np.zeros(frame.shape, np.uint32)
     mask[50, 50] = 0x10
     a, va = split_patterns(frame, mask, centres, n, overlap_ratio=1.6)
-    b, vb, hdr = split_patterns(frame[None], mask[None], centres, n, overlap_ratio=1.6, exposure_times_s=[240.0],
-                                return_hdr=True)
+    b, vb, hdr = split_patterns(
+        frame[None], mask[None], centres, n, overlap_ratio=1.6, exposure_times_s=[240.0], return_hdr=True
+    )
     c, vc, none = split_patterns(frame, mask, centres, n, overlap_ratio=1.6, return_hdr=True)
     assert none is None and hdr is not None
     np.testing.assert_array_equal(a, b)

@@ -28,7 +28,7 @@ def test_projection_shift_gives_disparity_of_eq1(xp, z0_nm):
     z = (np.arange(61) - 30) * dz
     occ = np.zeros((61, 21, 64), dtype=np.float32)
     j0 = int(round(z0_nm * 1e-9 / dz)) + 30
-    x0 = 30.0                                   # block columns 29..31, centroid 30
+    x0 = 30.0  # block columns 29..31, centroid 30
     occ[j0, 8:13, 29:32] = 1.0
     occ_d = xp.asarray(occ)
     geom = StereoGeometry(dr, (t1, t2))
@@ -72,7 +72,7 @@ def test_projection_transmission_and_edges(xp):
 def test_misalign_moves_a_point_as_the_matrix_says(xp):
     n = 64
     img = np.zeros((n, n), dtype=np.complex64)
-    img[20, 40] = 1 + 1j                                        # (col 40, row 20)
+    img[20, 40] = 1 + 1j  # (col 40, row 20)
     out = to_host(misalign(xp.asarray(img), rotation_deg=90.0, shift_px=(3.0, -2.0)))
     assert out.dtype == np.complex64
     m = misalignment_matrix(n, rotation_deg=90.0, shift_px=(3.0, -2.0))

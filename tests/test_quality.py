@@ -55,7 +55,7 @@ def test_prtf_of_lowpassed_view_follows_transfer_and_resolution(xp):
     s = 0.12  # cycles/pixel
     q, p = prtf(xp.asarray(_lowpass(w, s)), xp.asarray(_intensity(w)))
     q, p = to_host(q), to_host(p)
-    np.testing.assert_allclose(p, np.exp(-q**2 / (2 * s * s)), atol=2e-3)
+    np.testing.assert_allclose(p, np.exp(-(q**2) / (2 * s * s)), atol=2e-3)
     # 1/e at q = s sqrt(2): half-period 1 / (2 s sqrt 2) pixels
     res = prtf_resolution(q, p)
     assert isinstance(res, float)
@@ -78,7 +78,7 @@ def test_prtf_masked_shells_are_nan_and_skipped(xp):
     q, p = prtf(xp.asarray(_lowpass(w, s)), xp.asarray(inten), xp.asarray(valid))
     q, p = to_host(q), to_host(p)
     assert np.all(np.isnan(p[:4])) and np.all(np.isfinite(p[4:]))
-    np.testing.assert_allclose(p[4:], np.exp(-q[4:] ** 2 / (2 * s * s)), atol=2e-3)
+    np.testing.assert_allclose(p[4:], np.exp(-(q[4:] ** 2) / (2 * s * s)), atol=2e-3)
     assert prtf_resolution(q, p) == pytest.approx(1 / (2 * s * math.sqrt(2)), rel=0.01)
     # zero intensities are left out, whatever the mask says
     inten0 = inten.copy()
@@ -97,7 +97,11 @@ def test_prtf_resolution_edge_cases():
     assert prtf_resolution(q, p) == pytest.approx(1 / (2 * qc))
     assert prtf_resolution(q, p, threshold=0.95) == pytest.approx(1 / (2 * (0.0 + 0.05 * 0.05 / 0.1)))
     batched = prtf_resolution(q, np.stack([np.ones(11), p]))
-    assert batched.shape == (2,) and batched[0] == pytest.approx(1.0) and batched[1] == pytest.approx(1 / (2 * qc))
+    assert (
+        batched.shape == (2,)
+        and batched[0] == pytest.approx(1.0)
+        and batched[1] == pytest.approx(1 / (2 * qc))
+    )
     assert math.isinf(prtf_resolution(q, np.full(11, 0.1)))
     assert math.isnan(prtf_resolution(q, np.full(11, np.nan)))
 
@@ -115,7 +119,9 @@ def test_prtf_rejects_bad_input():
 
 
 # ----------------------------------------------------------------------------- edge resolution
-def _blurred_square(sigma: float, seed: int, angle_deg: float = 20.0, n: int = N, ring: float = 0.0) -> np.ndarray:
+def _blurred_square(
+    sigma: float, seed: int, angle_deg: float = 20.0, n: int = N, ring: float = 0.0
+) -> np.ndarray:
     """Rotated 60 x 44 px rectangle (amplitude 1 on 0.2), area-sampled, Gaussian-blurred, noisy.
 
     ``ring > 0`` keeps only a frame ``ring`` pixels wide along its border (a slit, as in the

@@ -21,8 +21,11 @@ from xstereo_gpu.stereo.rectify import rectify_pair
 
 def _disp(x, y):
     """A non-planar disparity field [view pixels] (a planar one makes F ambiguous)."""
-    return (4.0 + 3.0 * np.exp(-((x - 50) ** 2 + (y - 70) ** 2) / 400.0)
-            - 2.0 * np.exp(-((x - 90) ** 2 + (y - 40) ** 2) / 300.0))
+    return (
+        4.0
+        + 3.0 * np.exp(-((x - 50) ** 2 + (y - 70) ** 2) / 400.0)
+        - 2.0 * np.exp(-((x - 90) ** 2 + (y - 40) ** 2) / 300.0)
+    )
 
 
 def _textured_pair(N=128, seed=0, deg=1.0, shift=2.0):
@@ -72,14 +75,15 @@ def test_rectify_pair_aligns_rows_and_keeps_disparity(xp):
     assert np.abs(ey).max() < 0.4
     # matched points on the same row after rectification
     assert np.abs(res.residual).max() < 0.5
-    assert np.sqrt(np.mean(res.residual ** 2)) < 0.2
-    np.testing.assert_allclose(res.residual, vertical_residual(res.points_left, res.points_right,
-                                                               res.H_left, res.H_right))
+    assert np.sqrt(np.mean(res.residual**2)) < 0.2
+    np.testing.assert_allclose(
+        res.residual, vertical_residual(res.points_left, res.points_right, res.H_left, res.H_right)
+    )
     # the left view is the reference; the right homography undoes A (rotation -1 deg, shift -2 px)
     np.testing.assert_allclose(res.H_left, np.eye(3), atol=1e-12)
     Ai = np.linalg.inv(A)
     np.testing.assert_allclose(res.H_right[:2, :2], Ai[:2, :2], atol=2e-3)
-    assert abs(np.linalg.det(res.H_right[:2, :2]) - 1) < 2e-3          # no change of scale
+    assert abs(np.linalg.det(res.H_right[:2, :2]) - 1) < 2e-3  # no change of scale
     # ground truth: rows equal and disparity x_l* - x_r* unchanged (eq. 1 still holds)
     left, right, d = _true_pairs(A)
     lr, rr = apply_homography(res.H_left, left), apply_homography(res.H_right, right)
@@ -88,7 +92,7 @@ def test_rectify_pair_aligns_rows_and_keeps_disparity(xp):
     # the warped right view is the left view displaced by the disparity, row by row
     rv = host(res.views)
     assert rv.shape == (2, 128, 128) and rv.dtype == np.float32
-    np.testing.assert_array_equal(rv[0], views[0])                     # identity warp, order 3: exact
+    np.testing.assert_array_equal(rv[0], views[0])  # identity warp, order 3: exact
     yy, xx = np.mgrid[24:104, 24:104].astype(float)
     expect = ndi.map_coordinates(views[0], [yy, xx + _disp(xx, yy)], order=3)
     got = rv[1, 24:104, 24:104]
@@ -133,5 +137,5 @@ def test_matches_respect_search_and_wrong_pairs_are_refused():
     assert np.median(np.abs(q[:, 0] + _disp(q[:, 0], q[:, 1]) - pl[:, 0])) > 5
     with pytest.raises(InputError, match="correlate at"):
         rectify_pair(views, search=(-40, -15))
-    with pytest.raises(InputError, match="feature matches"):      # two unrelated textures
+    with pytest.raises(InputError, match="feature matches"):  # two unrelated textures
         rectify_pair(np.stack([views[0], views[0][::-1, ::-1]]), search=(-20, 20))

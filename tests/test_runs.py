@@ -1,4 +1,5 @@
-"""Phase retrieval runs (xstereo_gpu.phasing.runs): both views recovered, state and reproducibility, validation, the
+"""Phase retrieval runs (xstereo_gpu.phasing.runs): both views recovered, state and reproducibility,
+validation, the
 host reads of the loop, the starting support and shrink-wrap options, twin stagnation."""
 
 from __future__ import annotations
@@ -121,7 +122,9 @@ def test_gpu_phase_retrieval_end_to_end():
     import cupy as cp
 
     truth, inten, valid = _stereo_problem()
-    res = phase_retrieval(cp.asarray(inten), cp.asarray(valid), PhasingOptions(runs=6, iterations=200, final_er=20))
+    res = phase_retrieval(
+        cp.asarray(inten), cp.asarray(valid), PhasingOptions(runs=6, iterations=200, final_er=20)
+    )
     assert isinstance(res.views, cp.ndarray) and isinstance(res.best, cp.ndarray)
     for v in range(2):
         assert _ncc_allow_twin(res.views[v].get(), truth[v]) > 0.9
@@ -161,8 +164,16 @@ def test_phasing_loop_reads_the_host_only_every_k_iterations(xp, monkeypatch, al
     from xstereo_gpu.phasing import runs
 
     k = 4
-    o = PhasingOptions(algorithm=algorithm, runs=3, iterations=46, final_er=5, check_every=k,
-                       shrinkwrap_every=k, select_from=0.25, seed=3)
+    o = PhasingOptions(
+        algorithm=algorithm,
+        runs=3,
+        iterations=46,
+        final_er=5,
+        check_every=k,
+        shrinkwrap_every=k,
+        select_from=0.25,
+        seed=3,
+    )
     inten, valid = phasing_problem(xp)
     pr = runs.PhaseRetrieval(inten, valid, o)
     assert pr.uses_kernels == (xp is not np)
@@ -208,8 +219,8 @@ def test_host_read_limit():
 def _small_object(n=64, seed=3):
     rng = np.random.default_rng(seed)
     obj = np.zeros((n, n), np.complex64)
-    obj[22:38, 25:37] = 0.5 + rng.random((16, 12))           # a real, positive texture
-    obj[20:23, 40:43] = 1.0                                    # a particle beside it: no centre of symmetry
+    obj[22:38, 25:37] = 0.5 + rng.random((16, 12))  # a real, positive texture
+    obj[20:23, 40:43] = 1.0  # a particle beside it: no centre of symmetry
     inten = (np.abs(np.fft.fftshift(np.fft.fft2(obj))) ** 2).astype(np.float32)[None]
     return obj, inten
 
@@ -219,8 +230,13 @@ def test_box_start_and_shrink_only_shrinkwrap(xp):
     ``shrinkwrap_grow=False`` supports only shrink, so they stay inside it; the object is recovered."""
     obj, inten = _small_object()
     opts = PhasingOptions(runs=4, iterations=200, shrinkwrap_every=20, shrinkwrap_threshold=0.2, seed=1)
-    pr = PhaseRetrieval(xp.asarray(inten), xp.ones(inten.shape, dtype=bool), opts, initial_support="box",
-                        shrinkwrap_grow=False)
+    pr = PhaseRetrieval(
+        xp.asarray(inten),
+        xp.ones(inten.shape, dtype=bool),
+        opts,
+        initial_support="box",
+        shrinkwrap_grow=False,
+    )
     box = to_host(box_support(inten))[:, None]
     assert np.array_equal(to_host(pr.support), np.broadcast_to(box, pr.support.shape))
     areas = [to_host(pr.support.sum(axis=(-2, -1)))]
@@ -228,12 +244,17 @@ def test_box_start_and_shrink_only_shrinkwrap(xp):
         pr.update(opts.shrinkwrap_every)
         areas.append(to_host(pr.support.sum(axis=(-2, -1))))
     areas = np.stack(areas)
-    assert np.all(np.diff(areas, axis=0) <= 0)                     # never grows
-    assert np.all(to_host(pr.support) <= box)                      # inside the box
-    assert areas[-1].max() < 0.5 * areas[0].min()                  # and it did shrink
-    res = phase_retrieval(xp.asarray(inten), xp.ones(inten.shape, dtype=bool), opts, initial_support="box",
-                          shrinkwrap_grow=False)
-    assert view_error(to_host(res.views[0]), obj)["error"] < 0.15       # 0.072, as from the default start
+    assert np.all(np.diff(areas, axis=0) <= 0)  # never grows
+    assert np.all(to_host(pr.support) <= box)  # inside the box
+    assert areas[-1].max() < 0.5 * areas[0].min()  # and it did shrink
+    res = phase_retrieval(
+        xp.asarray(inten),
+        xp.ones(inten.shape, dtype=bool),
+        opts,
+        initial_support="box",
+        shrinkwrap_grow=False,
+    )
+    assert view_error(to_host(res.views[0]), obj)["error"] < 0.15  # 0.072, as from the default start
 
 
 def test_phasing_defaults_are_unchanged(xp):
@@ -242,13 +263,18 @@ def test_phasing_defaults_are_unchanged(xp):
     _, inten = _small_object()
     opts = PhasingOptions(runs=3, iterations=40, seed=2)
     pr = PhaseRetrieval(xp.asarray(inten), xp.ones(inten.shape, dtype=bool), opts)
-    ref = PhaseRetrieval(xp.asarray(inten), xp.ones(inten.shape, dtype=bool), opts, initial_support="autocorrelation",
-                         shrinkwrap_grow=True)
+    ref = PhaseRetrieval(
+        xp.asarray(inten),
+        xp.ones(inten.shape, dtype=bool),
+        opts,
+        initial_support="autocorrelation",
+        shrinkwrap_grow=True,
+    )
     assert pr.shrinkwrap_grow is True
     np.testing.assert_array_equal(to_host(pr.support), to_host(ref.support))
     np.testing.assert_array_equal(to_host(pr.x), to_host(ref.x))
     s = to_host(pr.support)
-    assert not np.array_equal(s[0, 0], s[0, 1])                    # half-planes differ between runs
+    assert not np.array_equal(s[0, 0], s[0, 1])  # half-planes differ between runs
     with pytest.raises(InputError, match="initial_support"):
         PhaseRetrieval(xp.asarray(inten), xp.ones(inten.shape, dtype=bool), opts, initial_support="disc")
 
@@ -278,9 +304,12 @@ def test_non_centrosymmetric_support_phases_a_dense_texture():
     assert err.shape == (4,) and np.all(err < 1e-3), err
 
 
-@pytest.mark.xfail(strict=True, reason="twin stagnation: with a centrosymmetric (square) support, difference-map "
-                   "runs stall in an object + twin superposition (measured errors 0.10-0.13 for every run); "
-                   "this is why the pyramid's notch (a square) does not phase (issue 4)")
+@pytest.mark.xfail(
+    strict=True,
+    reason="twin stagnation: with a centrosymmetric (square) support, difference-map "
+    "runs stall in an object + twin superposition (measured errors 0.10-0.13 for every run); "
+    "this is why the pyramid's notch (a square) does not phase (issue 4)",
+)
 def test_square_support_phases_a_dense_texture():
     err = _texture_phasing_error("square")
     assert np.min(err) < 0.01, err

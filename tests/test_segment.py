@@ -45,7 +45,7 @@ def test_fit_plane_recovers_a_tilted_plane(xp):
     assert plane.rms == pytest.approx(5.0, rel=0.1)
     assert plane.tilt_deg == pytest.approx(np.degrees(np.arccos(normal[2])), abs=0.05)
     d = host(plane.distance(xp.asarray(pts)))
-    assert np.sqrt((d ** 2).mean()) == pytest.approx(plane.rms, rel=1e-6)
+    assert np.sqrt((d**2).mean()) == pytest.approx(plane.rms, rel=1e-6)
     # z_at: the plane's height at the centroid's (x, y) is the centroid's z
     cx, cy, cz = plane.centroid
     assert plane.z_at(cx, cy) == pytest.approx(cz, abs=1e-6)
@@ -147,7 +147,11 @@ def test_label_regions_sorted_by_size(xp):
     labels, n = label_regions(xp.asarray(img))
     labels = host(labels)
     assert n == 5 and labels.dtype == np.int32
-    assert (labels[10:18, 10:20] == 1).all() and (labels[2:5, 2:5] == 2).all() and (labels[2:5, 20:23] == 3).all()
+    assert (
+        (labels[10:18, 10:20] == 1).all()
+        and (labels[2:5, 2:5] == 2).all()
+        and (labels[2:5, 20:23] == 3).all()
+    )
     assert (labels[~img] == 0).all()
     l8, n8 = label_regions(xp.asarray(img), connectivity=2, min_size=5)
     l8 = host(l8)

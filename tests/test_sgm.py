@@ -163,8 +163,9 @@ def test_cost_volume_is_the_block_matching_cost(xp, block, dmin, dmax):
         for x in range(15):
             for i, d in enumerate(range(dmin, dmax + 1)):
                 if 0 <= x - d < 15:
-                    want = (np.abs(Lp[y:y + block, x:x + block] - Rp[y:y + block, x - d:x - d + block]).mean()
-                            + 0.05 * abs(d) / max(abs(dmin), abs(dmax)))
+                    want = np.abs(
+                        Lp[y : y + block, x : x + block] - Rp[y : y + block, x - d : x - d + block]
+                    ).mean() + 0.05 * abs(d) / max(abs(dmin), abs(dmax))
                     assert vol[y, x, i] == pytest.approx(want, abs=3e-7)
                 else:
                     assert vol[y, x, i] == INVALID_COST
@@ -192,8 +193,8 @@ def test_smooth_field_recovered_at_least_as_well_as_block_matching():
         f_bm, med_bm, out_bm = _score(getattr(bm, "disparity_" + side), truth)
         f_sg, med_sg, out_sg = _score(getattr(sgm, "disparity_" + side), truth)
         assert f_sg >= f_bm > 0.95
-        assert med_sg <= med_bm and med_sg < 0.15      # subpixel accuracy on a smooth surface
-        assert out_sg <= out_bm and out_sg < 0.005     # (block matching: ~2 % gross errors here)
+        assert med_sg <= med_bm and med_sg < 0.15  # subpixel accuracy on a smooth surface
+        assert out_sg <= out_bm and out_sg < 0.005  # (block matching: ~2 % gross errors here)
 
 
 def test_piecewise_constant_weak_texture_fills_more():
@@ -225,8 +226,12 @@ def test_eight_paths_versus_four():
         return 1.5 + 2.5 * np.sin(2 * np.pi * y / 80) * np.cos(2 * np.pi * x / 120)
 
     left, right, tl, _ = _pair(rng, 64, 96, g, sigma=1.0, contrast=1.0, noise=0.03)
-    res = {p: semi_global_match(left, right, MatchOptions(block=3, dmin=-8, dmax=8, texture_threshold=0.0,
-                                                          sgm_paths=p)) for p in (4, 8)}
+    res = {
+        p: semi_global_match(
+            left, right, MatchOptions(block=3, dmin=-8, dmax=8, texture_threshold=0.0, sgm_paths=p)
+        )
+        for p in (4, 8)
+    }
     assert not np.array_equal(res[4].confidence_left, res[8].confidence_left)  # the diagonals count
     f4, med4, out4 = _score(res[4].disparity_left, tl)
     f8, med8, out8 = _score(res[8].disparity_left, tl)
@@ -238,8 +243,8 @@ def test_output_contract_and_known_shift(xp):
     base = ndimage.gaussian_filter(rng.random((40, 80)), 0.8).astype(np.float32)
     base = (base - base.min()) / (base.max() - base.min())
     left = base[:, 10:70].copy()
-    right = base[:, 14:74].copy()          # right(x) = left(x + 4): d = x_left - x_right = 4
-    left[5:15, 20:35] = 0.5                # a textureless patch in both views
+    right = base[:, 14:74].copy()  # right(x) = left(x + 4): d = x_left - x_right = 4
+    left[5:15, 20:35] = 0.5  # a textureless patch in both views
     right[5:15, 20:35] = 0.5
     opts = MatchOptions(block=3, dmin=-10, dmax=10, sgm_p1=0.02, sgm_p2=0.2)
     res = semi_global_match(xp.asarray(left), xp.asarray(right), opts, kernels=False)
@@ -251,9 +256,9 @@ def test_output_contract_and_known_shift(xp):
         d, c, q = host["disparity_" + side], host["cost_" + side], host["confidence_" + side]
         np.testing.assert_array_equal(np.isnan(d), np.isnan(c))
         assert (q[np.isnan(d)] == 0).all() and (q >= 0).all() and (q <= 1).all()
-        assert np.isnan(d[7:13, 23:32]).all()              # texture rule
+        assert np.isnan(d[7:13, 23:32]).all()  # texture rule
         x = np.arange(left.shape[1])
-        u = x - d if side == "left" else x + d             # matched column in the other view
+        u = x - d if side == "left" else x + d  # matched column in the other view
         assert (u[np.isfinite(d)] >= 0.5).all() and (u[np.isfinite(d)] <= left.shape[1] - 1.5).all()
         inner = d[:, 6:-6]
         ok = np.isfinite(inner)
@@ -283,20 +288,23 @@ def test_no_valid_disparity_columns_are_invalid():
     left = rng.random((12, 20), dtype=np.float32)
     right = rng.random((12, 20), dtype=np.float32)
     res = semi_global_match(left, right, MatchOptions(block=3, dmin=5, dmax=9, texture_threshold=0.0))
-    assert np.isnan(res.disparity_left[:, :6]).all()      # x - d >= 1 needs x >= d_best + 1 >= 7
-    assert np.isnan(res.disparity_right[:, 20 - 6:]).all()
+    assert np.isnan(res.disparity_left[:, :6]).all()  # x - d >= 1 needs x >= d_best + 1 >= 7
+    assert np.isnan(res.disparity_right[:, 20 - 6 :]).all()
     assert np.isfinite(res.disparity_left[:, 12:]).mean() > 0.5
 
 
 # ------------------------------------------------------------------------------ arguments
 
 
-@pytest.mark.parametrize("left, right, where", [
-    (np.zeros((3, 4, 5), np.float32), np.zeros((3, 4), np.float32), "semi_global_match.left"),
-    (np.zeros((4, 5), np.complex64), np.zeros((4, 5), np.float32), "semi_global_match.left"),
-    (np.zeros((4, 5), np.float32), np.zeros((4, 6), np.float32), "semi_global_match.right"),
-    (np.zeros((4, 5), np.float32), np.full((4, 5), np.nan, np.float32), "semi_global_match.right"),
-])
+@pytest.mark.parametrize(
+    "left, right, where",
+    [
+        (np.zeros((3, 4, 5), np.float32), np.zeros((3, 4), np.float32), "semi_global_match.left"),
+        (np.zeros((4, 5), np.complex64), np.zeros((4, 5), np.float32), "semi_global_match.left"),
+        (np.zeros((4, 5), np.float32), np.zeros((4, 6), np.float32), "semi_global_match.right"),
+        (np.zeros((4, 5), np.float32), np.full((4, 5), np.nan, np.float32), "semi_global_match.right"),
+    ],
+)
 def test_bad_images(left, right, where):
     with pytest.raises(InputError) as err:
         semi_global_match(left, right, MatchOptions(dmin=-2, dmax=2))
@@ -325,7 +333,7 @@ def test_known_shift_with_one_sided_ranges(shift, dmin, dmax):
     rng = np.random.default_rng(30 + shift)
     base = ndimage.gaussian_filter(rng.random((30, 90)), 0.7).astype(np.float32)
     base = (base - base.min()) / (base.max() - base.min())
-    left, right = base[:, 20:70], base[:, 20 + shift:70 + shift]
+    left, right = base[:, 20:70], base[:, 20 + shift : 70 + shift]
     res = semi_global_match(left, right, MatchOptions(block=3, dmin=dmin, dmax=dmax, texture_threshold=0.02))
     for d in (res.disparity_left[:, 14:-14], res.disparity_right[:, 14:-14]):
         ok = np.isfinite(d)

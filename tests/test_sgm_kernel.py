@@ -34,8 +34,9 @@ from xstereo_gpu.stereo.sgm import INVALID_COST, aggregate_costs, semi_global_ma
 
 def test_source_defines_the_kernel_and_its_instances():
     code = cuda_code(kernel_source(KERNEL_FILE))
-    assert re.search(r"template <int DPT>\s*__global__ void __launch_bounds__\(SGM_MAX_THREADS\)\s*sgm_aggregate\(",
-                     code)
+    assert re.search(
+        r"template <int DPT>\s*__global__ void __launch_bounds__\(SGM_MAX_THREADS\)\s*sgm_aggregate\(", code
+    )
     assert int(re.search(r"#define SGM_MAX_THREADS (\d+)", code).group(1)) == _MAX_THREADS
     for dpt in _DPT:  # every instance the binding may ask for is instantiated for nvcc
         assert f"template __global__ void sgm_aggregate<{dpt}>(" in code
@@ -49,16 +50,30 @@ def test_source_defines_the_kernel_and_its_instances():
 def test_compiles_with_nvcc(tmp_path):
     src = tmp_path / "sgm.cu"
     src.write_text(kernel_source(KERNEL_FILE))
-    out = subprocess.run(["nvcc", "-std=c++17", "-arch=sm_80", "-ptx", "-o", str(tmp_path / "sgm.ptx"), str(src)],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        ["nvcc", "-std=c++17", "-arch=sm_80", "-ptx", "-o", str(tmp_path / "sgm.ptx"), str(src)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     ptx = (tmp_path / "sgm.ptx").read_text()
     assert ptx.count(".entry") == len(_DPT)
 
 
-@pytest.mark.parametrize("D, want", [(1, (1, 32)), (32, (1, 32)), (33, (1, 64)), (131, (1, 160)),
-                                     (1024, (1, 1024)), (1025, (2, 544)), (4097, (8, 544)),
-                                     (MAX_DISPARITIES, (8, 1024))])
+@pytest.mark.parametrize(
+    "D, want",
+    [
+        (1, (1, 32)),
+        (32, (1, 32)),
+        (33, (1, 64)),
+        (131, (1, 160)),
+        (1024, (1, 1024)),
+        (1025, (2, 544)),
+        (4097, (8, 544)),
+        (MAX_DISPARITIES, (8, 1024)),
+    ],
+)
 def test_launch_config(D, want):
     dpt, threads = launch_config(D)
     assert (dpt, threads) == want
@@ -71,13 +86,16 @@ def test_launch_config_too_many_disparities():
     assert str(MAX_DISPARITIES) in err.value.expected
 
 
-@pytest.mark.parametrize("bad, found", [
-    (np.zeros((4, 5), np.float32), "shape (4, 5)"),
-    (np.zeros((0, 5, 3), np.float32), "shape (0, 5, 3)"),
-    (np.zeros((4, 5, 3), np.float64), "dtype float64"),
-    ([[[0.0]]], "list"),
-    (np.zeros((2, 2, MAX_DISPARITIES + 1), np.float32), f"{MAX_DISPARITIES + 1} disparities"),
-])
+@pytest.mark.parametrize(
+    "bad, found",
+    [
+        (np.zeros((4, 5), np.float32), "shape (4, 5)"),
+        (np.zeros((0, 5, 3), np.float32), "shape (0, 5, 3)"),
+        (np.zeros((4, 5, 3), np.float64), "dtype float64"),
+        ([[[0.0]]], "list"),
+        (np.zeros((2, 2, MAX_DISPARITIES + 1), np.float32), f"{MAX_DISPARITIES + 1} disparities"),
+    ],
+)
 def test_bad_volume(bad, found):
     with pytest.raises(InputError) as err:
         aggregate_costs_kernel(bad)
@@ -116,8 +134,9 @@ def _volume(rng, H, W, D, invalid=True):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("paths", [4, 8])
-@pytest.mark.parametrize("H, W, D", [(37, 53, 17), (53, 37, 131), (1, 40, 9), (40, 1, 9), (9, 11, 1),
-                                     (6, 7, 1025), (5, 4, 4100)])
+@pytest.mark.parametrize(
+    "H, W, D", [(37, 53, 17), (53, 37, 131), (1, 40, 9), (40, 1, 9), (9, 11, 1), (6, 7, 1025), (5, 4, 4100)]
+)
 def test_parity_with_twin(monkeypatch, paths, H, W, D):
     """Bit-identical sums: every DPT instance, non-square images (diagonal line starts), single
     rows/columns, D = 1, invalid wedges."""
@@ -170,7 +189,8 @@ def test_semi_global_match_kernel_equals_array_code(paths):
 # logic (line starts, padding, prefetch, reductions, every DPT instance) bit for bit against the
 # twin on a machine without a GPU; it cannot see races or the device memory model.
 
-_HARNESS = r"""// CPU emulation of kernels/sgm.cu: one OS thread per CUDA thread, barriers for syncs and shuffles.
+_HARNESS = r"""// CPU emulation of kernels/sgm.cu: one OS thread per CUDA thread,
+// barriers for syncs and shuffles.
 #include <pthread.h>
 #include <cmath>
 #include <cstdio>
@@ -217,7 +237,8 @@ int main(int argc, char** argv) {
                 threadIdx.x = t;
                 for (int b = 0; b < lines; ++b) {
                     blockIdx.x = b;
-                    if (dpt == 1) sgm_aggregate<1>(cost.data(), sum.data(), H, W, D, dy, dx, p1, p2, big, k == 0);
+                    if (dpt == 1)
+                        sgm_aggregate<1>(cost.data(), sum.data(), H, W, D, dy, dx, p1, p2, big, k == 0);
                     else if (dpt == 2)
                         sgm_aggregate<2>(cost.data(), sum.data(), H, W, D, dy, dx, p1, p2, big, k == 0);
                     else if (dpt == 4)
@@ -241,24 +262,62 @@ def emulator(tmp_path_factory):
     d = tmp_path_factory.mktemp("sgm_emu")
     (d / "sgm.cu").write_text(kernel_source(KERNEL_FILE))
     (d / "harness.cpp").write_text(_HARNESS)
-    out = subprocess.run(["g++", "-O1", "-std=c++17", "-ffp-contract=off", "-pthread",
-                          f'-DKERNEL="{d / "sgm.cu"}"', "-o", str(d / "emu"), str(d / "harness.cpp")],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [
+            "g++",
+            "-O1",
+            "-std=c++17",
+            "-ffp-contract=off",
+            "-pthread",
+            f'-DKERNEL="{d / "sgm.cu"}"',
+            "-o",
+            str(d / "emu"),
+            str(d / "harness.cpp"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     return d
 
 
-@pytest.mark.parametrize("H, W, D, paths, config", [
-    (7, 9, 5, 4, None), (9, 7, 5, 8, None), (1, 6, 3, 8, None), (6, 1, 3, 8, None),
-    (6, 8, 40, 8, (2, 32)), (5, 7, 70, 4, (4, 32)), (4, 5, 33, 8, (8, 32)), (8, 6, 45, 8, None)])
+@pytest.mark.parametrize(
+    "H, W, D, paths, config",
+    [
+        (7, 9, 5, 4, None),
+        (9, 7, 5, 8, None),
+        (1, 6, 3, 8, None),
+        (6, 1, 3, 8, None),
+        (6, 8, 40, 8, (2, 32)),
+        (5, 7, 70, 4, (4, 32)),
+        (4, 5, 33, 8, (8, 32)),
+        (8, 6, 45, 8, None),
+    ],
+)
 def test_emulated_kernel_matches_twin(emulator, H, W, D, paths, config):
     rng = np.random.default_rng(H * 100 + W * 10 + D)
     cost = _volume(rng, H, W, D)
     cost.tofile(emulator / "in.bin")
     dpt, threads = config or launch_config(D)
-    subprocess.run([str(emulator / "emu"), str(emulator / "in.bin"), str(emulator / "out.bin"), str(H), str(W),
-                    str(D), str(paths), "0.03", "0.3", repr(float(INVALID_COST)), str(dpt), str(threads)],
-                   check=True, timeout=60)
+    subprocess.run(
+        [
+            str(emulator / "emu"),
+            str(emulator / "in.bin"),
+            str(emulator / "out.bin"),
+            str(H),
+            str(W),
+            str(D),
+            str(paths),
+            "0.03",
+            "0.3",
+            repr(float(INVALID_COST)),
+            str(dpt),
+            str(threads),
+        ],
+        check=True,
+        timeout=60,
+    )
     got = np.fromfile(emulator / "out.bin", np.float32).reshape(H, W, D)
     want = aggregate_costs(cost, p1=0.03, p2=0.3, paths=paths)
     assert not np.any(got == -12345.0), "unwritten entries"

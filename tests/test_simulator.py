@@ -1,4 +1,5 @@
-"""The simulator (xstereo_gpu.simulate.simulator) on its three samples: the truth it records, the views' grey levels,
+"""The simulator (xstereo_gpu.simulate.simulator) on its three samples: the truth it records, the views' grey
+levels,
 the frame, determinism; the demo cross, the phase cross and the nanoparticle pyramid."""
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ def test_truth_shapes_and_dtypes(demo):
     assert isinstance(shot, Shot) and isinstance(tr, GroundTruth)
     assert tr.views.shape == (2, n, n) and tr.views.dtype == np.complex64
     assert tr.pixel_size_m == pytest.approx(shot.pixel_size_m) == pytest.approx(opts.pixel_size_m)
-    assert tr.edge_points_m.ndim == 2 and tr.edge_points_m.shape[1] == 3 and tr.edge_points_m.dtype == np.float64
+    assert (
+        tr.edge_points_m.ndim == 2 and tr.edge_points_m.shape[1] == 3 and tr.edge_points_m.dtype == np.float64
+    )
     assert tr.edge_labels.shape == (tr.edge_points_m.shape[0],) and tr.edge_labels.dtype == np.int8
     assert "cross" in tr.description and "incoherent" in tr.description
     assert shot.sample == "cross" and shot.pattern_size == n
@@ -53,7 +56,9 @@ def test_views_dark_on_membrane_bright_in_kerf(demo):
     ill = illumination(n, dr, (opts.beam_fwhm_um[0] * 1e-6, opts.beam_fwhm_um[1] * 1e-6))
     ratio = np.abs(shot.truth.views) / ill
     # plain membrane: amplitude exp(-t / cos a / (2 l)) = exp(-229 / cos(9.5) / 40) = 0.0030
-    np.testing.assert_allclose(ratio[:, :10, :10], math.exp(-229 / math.cos(math.radians(9.5)) / 40), rtol=1e-3)
+    np.testing.assert_allclose(
+        ratio[:, :10, :10], math.exp(-229 / math.cos(math.radians(9.5)) / 40), rtol=1e-3
+    )
     ph = CrossLid.from_options(opts)
     a, b, _ = ph.outer
     k = ph.kerf_m
@@ -80,7 +85,7 @@ def test_centres_order_and_crops(demo):
     s = simulate_shot(o)
     assert not s.mask.any()
     for r, c in s.centres_px.astype(int):
-        crop = s.frame[r - n // 2:r - n // 2 + n, c - n // 2:c - n // 2 + n]
+        crop = s.frame[r - n // 2 : r - n // 2 + n, c - n // 2 : c - n // 2 + n]
         assert np.unravel_index(np.argmax(crop), crop.shape) == (n // 2, n // 2)
 
 
@@ -120,8 +125,14 @@ def test_phase_cross_shot_and_truth(phase_cross):
     n = opts.pattern_size
     assert shot.sample == "phase-cross" and tr.views.shape == (2, n, n) and tr.views.dtype == np.complex64
     assert tr.edge_points_m.shape[1] == 3 and set(np.unique(tr.edge_labels)) == {0, 1}
-    for key in ("edge_hidden", "edge_hidden_by_view", "right_rotation_deg", "right_shift_px",
-                "right_view_transform", "planes"):
+    for key in (
+        "edge_hidden",
+        "edge_hidden_by_view",
+        "right_rotation_deg",
+        "right_shift_px",
+        "right_view_transform",
+        "planes",
+    ):
         assert key in tr.extra, key
     assert tr.extra["edge_hidden"].shape == (len(tr.edge_labels),) and tr.extra["edge_hidden"].dtype == bool
     assert tr.extra["right_rotation_deg"] == 1.0
@@ -135,7 +146,7 @@ def test_phase_cross_shot_and_truth(phase_cross):
     good = cmask == 0
     np.testing.assert_array_equal(crop[good], left[good])
     assert shot.frame[:, :256].sum(dtype=np.float64) == pytest.approx(crop.sum(dtype=np.float64))
-    assert crop[good].sum(dtype=np.float64) > 5e7              # > 5e7 photons scattered outside the beamstop
+    assert crop[good].sum(dtype=np.float64) > 5e7  # > 5e7 photons scattered outside the beamstop
 
 
 def test_phase_cross_grey_levels(phase_cross):
@@ -157,7 +168,7 @@ def test_phase_cross_grey_levels(phase_cross):
     for i in range(4):
         for j in range(i + 1, 4):
             assert abs(np.angle(vals[i]) - np.angle(vals[j])) > 0.3
-    assert np.all(np.abs(np.angle(vals)) < math.pi - 0.5)           # no phase wrap
+    assert np.all(np.abs(np.angle(vals)) < math.pi - 0.5)  # no phase wrap
     # each level covers a good part of the view (plateaus), the rest are edge pixels (the 45 deg lid crosses
     # two 20 nm slices per pixel: its path varies by ~1 % from the voxel discretisation)
     counts = {name: int((np.abs(v - val) < 5e-3).sum()) for name, val in levels.items()}
@@ -169,7 +180,9 @@ def test_phase_cross_grey_levels(phase_cross):
     assert darker.sum() > 50 and darker.sum() < 0.01 * v.size
     assert sum(counts.values()) > 0.95 * v.size
     assert shot.truth.extra["background_transmission"][0] == pytest.approx(t_mem, rel=1e-12)
-    assert abs(v[3, 3] - t_mem) < 1e-4 and abs(v[opts.pattern_size // 2, opts.pattern_size // 2] - t_lid) < 0.03
+    assert (
+        abs(v[3, 3] - t_mem) < 1e-4 and abs(v[opts.pattern_size // 2, opts.pattern_size // 2] - t_lid) < 0.03
+    )
 
 
 def test_edge_hidden_consistent_with_projection(phase_cross):
@@ -178,9 +191,9 @@ def test_edge_hidden_consistent_with_projection(phase_cross):
     hidden, by_view = tr.extra["edge_hidden"], tr.extra["edge_hidden_by_view"]
     pts, lab = tr.edge_points_m, tr.edge_labels
     assert hidden.any() and np.array_equal(hidden, by_view.any(axis=1))
-    assert np.all(lab[hidden] == 1)                        # only lid edges hide behind the membrane
+    assert np.all(lab[hidden] == 1)  # only lid edges hide behind the membrane
     assert by_view[:, 0].sum() > 50 and by_view[:, 1].sum() > 50
-    assert not np.any(by_view[:, 0] & by_view[:, 1])        # each is hidden in one view, seen in the other
+    assert not np.any(by_view[:, 0] & by_view[:, 1])  # each is hidden in one view, seen in the other
     ph = CrossLid.from_options(opts)
     dr, n = opts.pixel_size_m, opts.pattern_size
     t1, t2 = (math.radians(x) for x in opts.angles_deg)
@@ -211,13 +224,20 @@ def test_right_view_misalignment(phase_cross):
     aligned = simulate_shot(opts.replace(right_rotation_deg=0.0, right_shift_px=(0.0, 0.0), photons=1e6))
     np.testing.assert_array_equal(aligned.truth.views[0], shot.truth.views[0])
     m = shot.truth.extra["right_view_transform"]
-    np.testing.assert_allclose(m, misalignment_matrix(opts.pattern_size, rotation_deg=1.0, shift_px=(2.0, 0.0)))
-    assert m[1, 2] != 0 and np.allclose(m[:2, :2], [[math.cos(math.radians(1)), -math.sin(math.radians(1))],
-                                                  [math.sin(math.radians(1)), math.cos(math.radians(1))]])
+    np.testing.assert_allclose(
+        m, misalignment_matrix(opts.pattern_size, rotation_deg=1.0, shift_px=(2.0, 0.0))
+    )
+    assert m[1, 2] != 0 and np.allclose(
+        m[:2, :2],
+        [
+            [math.cos(math.radians(1)), -math.sin(math.radians(1))],
+            [math.sin(math.radians(1)), math.cos(math.radians(1))],
+        ],
+    )
 
     background = shot.truth.views[1, 3, 3]
 
-    def centroid(view):          # centroid (col, row) of the sample's departure from the plain membrane
+    def centroid(view):  # centroid (col, row) of the sample's departure from the plain membrane
         w = np.abs(view - background).astype(np.float64)
         r, c = np.indices(w.shape)
         return np.array([(c * w).sum() / w.sum(), (r * w).sum() / w.sum(), 1.0]), w.sum()
@@ -226,7 +246,7 @@ def test_right_view_misalignment(phase_cross):
     p_mis, n_mis = centroid(shot.truth.views[1])
     assert abs(n_mis / n_al - 1) < 0.02
     np.testing.assert_allclose(p_mis[:2], (m @ p_al)[:2], atol=0.25)
-    assert abs(p_mis[1] - p_al[1]) > 1.0                     # the shift is visible
+    assert abs(p_mis[1] - p_al[1]) > 1.0  # the shift is visible
 
 
 # -- pyramid ---------------------------------------------------------------------------------------
@@ -242,7 +262,7 @@ def test_pyramid_shot_and_truth(pyramid):
     corners = ex["base_corners_m"]
     assert corners.shape == (4, 3) and np.all(corners[:, 2] == 0)
     sides = np.linalg.norm(np.roll(corners, -1, axis=0) - corners, axis=1)
-    np.testing.assert_allclose(sides, 2.5e-6, rtol=1e-12)               # in order around the base
+    np.testing.assert_allclose(sides, 2.5e-6, rtol=1e-12)  # in order around the base
     np.testing.assert_allclose(corners.mean(axis=0), 0.0, atol=1e-18)
     assert "750 eV" in tr.description and "xraydb" in tr.description
     # high signal: > 1e7 scattered photons per pattern outside the beamstop
@@ -261,9 +281,9 @@ def test_pyramid_view_levels(pyramid):
         # spheres darken the notch: a good fraction of its pixels well below the face's own transmission
         n = opts.pattern_size
         h = int(1.1e-6 / opts.pixel_size_m)
-        notch = np.abs(v[view, n // 2 - h:n // 2 + h, n // 2 - h:n // 2 + h])
+        notch = np.abs(v[view, n // 2 - h : n // 2 + h, n // 2 - h : n // 2 + h])
         assert 0.1 < np.mean(notch < 0.8 * abs(flat)) < 0.7
-    assert np.abs(v[0] - v[1]).max() > 0.2                               # the views differ (stereo)
+    assert np.abs(v[0] - v[1]).max() > 0.2  # the views differ (stereo)
 
 
 def test_pyramid_pattern_is_phaseable(pyramid):
@@ -277,8 +297,8 @@ def test_pyramid_pattern_is_phaseable(pyramid):
     obj = shot.truth.views[0] - shot.truth.extra["background_transmission"][0]
     h = int(1.35e-6 / opts.pixel_size_m)
     sup = np.zeros((n, n), bool)
-    sup[n // 2 - h:n // 2 + h, n // 2 - h - 8:n // 2 + h + 8] = True
-    assert np.abs(obj[~sup]).max() < 1e-5                                # compact
+    sup[n // 2 - h : n // 2 + h, n // 2 - h - 8 : n // 2 + h + 8] = True
+    assert np.abs(obj[~sup]).max() < 1e-5  # compact
     rng = np.random.default_rng(0)
     x = sup * rng.random((n, n)) * np.exp(2j * np.pi * rng.random((n, n)))
 
@@ -296,9 +316,9 @@ def test_pyramid_pattern_is_phaseable(pyramid):
         return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
 
     best = 0.0
-    for cand in (x, np.roll(np.conj(x[::-1, ::-1]), 1, axis=(0, 1))):     # the twin is as good a solution
+    for cand in (x, np.roll(np.conj(x[::-1, ::-1]), 1, axis=(0, 1))):  # the twin is as good a solution
         cc = np.abs(np.fft.ifft2(np.fft.fft2(np.abs(cand)) * np.conj(np.fft.fft2(np.abs(obj)))))
         sh = np.unravel_index(np.argmax(cc), cc.shape)
         best = max(best, corr(np.roll(cand, (-sh[0], -sh[1]), axis=(0, 1)), obj))
     assert best > 0.8
-    assert corr(shot.truth.views[0], obj) < 0                            # |view| is not what phasing gives
+    assert corr(shot.truth.views[0], obj) < 0  # |view| is not what phasing gives

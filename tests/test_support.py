@@ -52,7 +52,7 @@ def test_box_support_is_the_centred_half_field(xp):
     box = to_host(box_support(inten))
     assert box.shape == (2, 64, 64) and box.dtype == bool and box.sum() == 2 * 32 * 32
     rows, cols = np.where(box[0])
-    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (16, 47, 16, 47)    # centred on (32, 32)
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (16, 47, 16, 47)  # centred on (32, 32)
     assert to_host(box_support(inten, fraction=0.25))[1].sum() == 16 * 16
     with pytest.raises(InputError, match="box support"):
         box_support(inten, fraction=0.0)

@@ -59,8 +59,10 @@ def test_frame_points_lie_on_the_plane_around_the_cloud(xp):
     np.testing.assert_allclose(plane.distance(frame), 0, atol=1e-6)
     np.testing.assert_allclose(frame[:, 2], _plane_z(frame[:, 0], frame[:, 1]), atol=5)
     # three points thick: each frame point has at most 2 lattice steps to the outer border
-    d_border = np.minimum(np.minimum(frame[:, 0] - lo[0], lo[0] + (n[0] - 1) * DR - frame[:, 0]),
-                          np.minimum(frame[:, 1] - lo[1], lo[1] + (n[1] - 1) * DR - frame[:, 1]))
+    d_border = np.minimum(
+        np.minimum(frame[:, 0] - lo[0], lo[0] + (n[0] - 1) * DR - frame[:, 0]),
+        np.minimum(frame[:, 1] - lo[1], lo[1] + (n[1] - 1) * DR - frame[:, 1]),
+    )
     assert d_border.max() == pytest.approx(2 * DR)
 
 
@@ -82,7 +84,9 @@ def test_height_field_of_a_plane_with_its_frame(xp):
     assert np.median(err) < 2.0 and err.max() < 0.6 * 0.17 * DR * 4  # slope 0.17 nm/nm: a few nm per pixel
     np.testing.assert_allclose(h[i, j], pts[:, 2], atol=1e-9)
     # only one corner populated and a radius limit: the far corner is undefined
-    hl = host(height_field(xp.asarray(pts[(x < 0) & (y < 0)]), shape=(n, n), pixel_nm=DR, max_radius_nm=4 * DR))
+    hl = host(
+        height_field(xp.asarray(pts[(x < 0) & (y < 0)]), shape=(n, n), pixel_nm=DR, max_radius_nm=4 * DR)
+    )
     assert np.isnan(hl[-5:, -5:]).all() and np.isfinite(hl[n // 4, n // 4])
 
 
@@ -135,8 +139,12 @@ def test_empty_space_and_carving_of_a_known_block(xp):
     z, y, x = np.meshgrid(g.axis(0), g.axis(1), g.axis(2), indexing="ij")
     # independent truth: a voxel is empty when both projections miss the block's shadow (or its rows)
     margin = DR  # one pixel away from every shadow edge, so pixel rounding cannot matter
-    in_any, out_both, in_both, out_any = (np.zeros(g.shape, bool), np.ones(g.shape, bool),
-                                          np.ones(g.shape, bool), np.zeros(g.shape, bool))
+    in_any, out_both, in_both, out_any = (
+        np.zeros(g.shape, bool),
+        np.ones(g.shape, bool),
+        np.ones(g.shape, bool),
+        np.zeros(g.shape, bool),
+    )
     rows_in = (y > -250 + margin) & (y < 250 - margin)
     rows_out = (y < -250 - margin) | (y > 250 + margin)
     in_view = np.ones(g.shape, bool)
@@ -188,7 +196,9 @@ def test_empty_space_and_carving_of_a_known_block(xp):
     np.testing.assert_array_equal(c0 == 0, empty)
     # no empty pixel: nothing is carved
     none = np.zeros((n, n), bool)
-    np.testing.assert_array_equal(host(carve(xp.asarray(full), xp.asarray(none), xp.asarray(none), GEOM, grid=g)), full)
+    np.testing.assert_array_equal(
+        host(carve(xp.asarray(full), xp.asarray(none), xp.asarray(none), GEOM, grid=g)), full
+    )
     with pytest.raises(InputError, match="carve.volume"):
         carve(np.ones((2, 2, 2), bool), el, er, GEOM, grid=g)
 
@@ -207,7 +217,7 @@ def test_mesh_of_a_sphere(xp):
     centre = np.array([100.0, -50.0, 30.0])  # x, y, z nm
     z, y, x = np.meshgrid(g.axis(0), g.axis(1), g.axis(2), indexing="ij")
     dist = np.sqrt((x - centre[0]) ** 2 + (y - centre[1]) ** 2 + (z - centre[2]) ** 2)
-    true_area, true_vol = 4 * np.pi * r ** 2, 4 / 3 * np.pi * r ** 3
+    true_area, true_vol = 4 * np.pi * r**2, 4 / 3 * np.pi * r**3
     # binary occupancy, lightly smoothed: area within 5 %
     v, f = surface_mesh(xp.asarray(dist <= r), vox, origin_nm=g.origin_nm, smooth_sigma=1.0)
     assert v.shape[1] == 3 and f.shape[1] == 3 and f.dtype == np.int64
@@ -237,8 +247,10 @@ def test_cloud_to_volume_membrane_with_a_hole(xp):
     gy, gx = (np.indices((n, n)) - n // 2) * DR
     # edge points of the hole + sparse membrane points far from it
     t = rng.uniform(-hole, hole, 400)
-    edge = np.concatenate([np.column_stack([t, np.full(400, s * hole)]) for s in (-1, 1)]
-                          + [np.column_stack([np.full(400, s * hole), t]) for s in (-1, 1)])
+    edge = np.concatenate(
+        [np.column_stack([t, np.full(400, s * hole)]) for s in (-1, 1)]
+        + [np.column_stack([np.full(400, s * hole), t]) for s in (-1, 1)]
+    )
     far = rng.uniform(-1400, 1400, size=(300, 2))
     far = far[np.max(np.abs(far), axis=1) > hole + 200]
     xy = np.concatenate([edge, far])
@@ -247,8 +259,14 @@ def test_cloud_to_volume_membrane_with_a_hole(xp):
     for a in GEOM.signed_angles_rad:  # the ray of pixel x_k meets the membrane at x = x_k / (1 + slope tan a)
         x = gx / (1 + slope * math.tan(a))
         masks.append((np.abs(x) < hole) & (np.abs(gy) < hole))
-    res = cloud_to_volume(xp.asarray(pts), GEOM, view_shape=(n, n), empty_left=xp.asarray(masks[0]),
-                          empty_right=xp.asarray(masks[1]), seed=3)
+    res = cloud_to_volume(
+        xp.asarray(pts),
+        GEOM,
+        view_shape=(n, n),
+        empty_left=xp.asarray(masks[0]),
+        empty_right=xp.asarray(masks[1]),
+        seed=3,
+    )
     vol, g = host(res.volume), res.grid
     assert res.plane is not None and abs(res.plane.normal[0] / res.plane.normal[2] + slope) < 0.01
     assert res.n_frame > 0 and vol.shape == g.shape and g.shape[1:] == (n, n)

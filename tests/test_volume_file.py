@@ -13,14 +13,20 @@ from xstereo_gpu.io.volume_file import read_volume_h5, write_mesh_ply, write_vol
 def test_write_volume_h5_round_trip(tmp_path):
     rng = np.random.default_rng(33)
     vol = rng.random((5, 6, 7)) > 0.5
-    p = write_volume_h5(tmp_path / "volume.h5", vol, voxel_size_nm=(146.0, 49.0, 49.0), origin_nm=(-730, -147, -147),
-                        attrs={"angles_deg": [9.5, 9.5], "sample": "cross", "pixel_nm": 49.0})
+    p = write_volume_h5(
+        tmp_path / "volume.h5",
+        vol,
+        voxel_size_nm=(146.0, 49.0, 49.0),
+        origin_nm=(-730, -147, -147),
+        attrs={"angles_deg": [9.5, 9.5], "sample": "cross", "pixel_nm": 49.0},
+    )
     back, meta = read_volume_h5(p)
     np.testing.assert_array_equal(back, vol)
     assert back.dtype == bool
     assert meta["voxel_size_nm"] == (146.0, 49.0, 49.0) and meta["origin_nm"] == (-730.0, -147.0, -147.0)
     assert meta["attrs"]["sample"] == "cross" and meta["attrs"]["pixel_nm"] == 49.0
     import h5py
+
     with h5py.File(p) as f:
         assert f["voxel_size"].attrs["units"] == "nm" and f["volume"].attrs["axes"] == "z,y,x"
         assert f["volume"].dtype == np.uint8

@@ -3,7 +3,8 @@
 The ``.cu`` files ship inside the wheel as the package ``xstereo_gpu.kernels`` (pyproject maps the
 top-level ``kernels/`` folder onto it). When the package is imported from a checkout that is not installed
 (``python -m pytest`` in the source tree), ``xstereo_gpu.kernels`` does not exist and the sources are
-read from the checkout's ``kernels/`` folder instead. Nothing is compiled at import: :func:`load_module` compiles on
+read from the checkout's ``kernels/`` folder instead. Nothing is compiled at import: :func:`load_module`
+compiles on
 first use and caches the module per (device, file, preamble, name expressions); CuPy also caches the
 binaries on disk (``CUPY_CACHE_DIR``).
 """
@@ -34,8 +35,9 @@ def ctype(dtype) -> str:
     try:
         return _CTYPES[np.dtype(dtype)]
     except KeyError:
-        raise ValueError(f"no CUDA type for dtype {np.dtype(dtype)}; supported: "
-                         f"{sorted(str(d) for d in _CTYPES)}") from None
+        raise ValueError(
+            f"no CUDA type for dtype {np.dtype(dtype)}; supported: {sorted(str(d) for d in _CTYPES)}"
+        ) from None
 
 
 #: ``kernels/`` of the source tree this package was imported from (used when it is not installed).
@@ -50,12 +52,16 @@ def kernel_source(name: str) -> str:
         root = CHECKOUT_KERNELS
     path = root.joinpath(name)
     if not path.is_file():
-        raise FileNotFoundError(f"CUDA source {name!r} not found in {root} (the package xstereo_gpu.kernels, "
-                                f"or the checkout's kernels/ folder when xstereo_gpu is not installed)")
+        raise FileNotFoundError(
+            f"CUDA source {name!r} not found in {root} (the package xstereo_gpu.kernels, "
+            f"or the checkout's kernels/ folder when xstereo_gpu is not installed)"
+        )
     return path.read_text()
 
 
-def load_module(name: str, *, defines: tuple[tuple[str, str], ...] = (), name_expressions: tuple[str, ...] = ()):
+def load_module(
+    name: str, *, defines: tuple[tuple[str, str], ...] = (), name_expressions: tuple[str, ...] = ()
+):
     """Compiled ``cupy.RawModule`` for ``kernels/<name>`` on the current device.
 
     Parameters
@@ -72,11 +78,14 @@ def load_module(name: str, *, defines: tuple[tuple[str, str], ...] = (), name_ex
     return _load(cupy.cuda.Device().id, name, tuple(defines), tuple(name_expressions))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _load(device_id: int, name: str, defines, name_expressions):
     import cupy
 
     preamble = "".join(f"#define {k} {v}\n" for k, v in defines)
     with cupy.cuda.Device(device_id):
-        return cupy.RawModule(code=preamble + kernel_source(name), options=("-std=c++17",),
-                              name_expressions=list(name_expressions) or None)
+        return cupy.RawModule(
+            code=preamble + kernel_source(name),
+            options=("-std=c++17",),
+            name_expressions=list(name_expressions) or None,
+        )

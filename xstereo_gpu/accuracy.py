@@ -82,8 +82,14 @@ def register_to_truth(recovered: np.ndarray, true: np.ndarray, *, upsample: int 
     return best
 
 
-def score(points_nm: np.ndarray, views: np.ndarray, truth: GroundTruth, geometry: StereoGeometry, *,
-          match_radius: float = 1.5) -> dict:
+def score(
+    points_nm: np.ndarray,
+    views: np.ndarray,
+    truth: GroundTruth,
+    geometry: StereoGeometry,
+    *,
+    match_radius: float = 1.5,
+) -> dict:
     """Accuracy of a point cloud against the true edges of the simulated object.
 
     Parameters
@@ -123,8 +129,13 @@ def score(points_nm: np.ndarray, views: np.ndarray, truth: GroundTruth, geometry
     t_uv = np.stack([true[:, 1], true[:, 0] + true[:, 2] * tan_l], axis=1) / dr_nm  # (y, x_L) in px
     pts = np.asarray(points_nm, dtype=float).reshape(-1, 3)
     if len(pts) == 0 or len(true) == 0:
-        out.update(depth_error_median_nm=None, depth_error_p90_nm=None, completeness_2dz=0.0,
-                   points_near_edges=0.0, depth_offset_nm=None)
+        out.update(
+            depth_error_median_nm=None,
+            depth_error_p90_nm=None,
+            completeness_2dz=0.0,
+            points_near_edges=0.0,
+            depth_offset_nm=None,
+        )
         return out
     s = -1.0 if reg_l["inverted"] else 1.0
     uv = np.stack([pts[:, 1], pts[:, 0] + pts[:, 2] * tan_l], axis=1) / dr_nm
@@ -139,7 +150,9 @@ def score(points_nm: np.ndarray, views: np.ndarray, truth: GroundTruth, geometry
     has = near.any(axis=1)
     out["points_near_edges"] = float(has.mean())
     if not has.any():
-        out.update(depth_error_median_nm=None, depth_error_p90_nm=None, completeness_2dz=0.0, depth_offset_nm=None)
+        out.update(
+            depth_error_median_nm=None, depth_error_p90_nm=None, completeness_2dz=0.0, depth_offset_nm=None
+        )
         return out
     zt = np.where(near, true[np.minimum(idx, len(true) - 1), 2], np.nan)  # (M, k) true depths nearby
     dz = zt - z[:, None]
@@ -158,11 +171,19 @@ def score(points_nm: np.ndarray, views: np.ndarray, truth: GroundTruth, geometry
     rtree = cKDTree(uv)
     lists = rtree.query_ball_point(t_uv, r=match_radius)
     zc = z + offset
-    ok = np.fromiter((bool(l) and bool(np.any(np.abs(zc[l] - zt_) <= 2 * dz_nm))
-                      for l, zt_ in zip(lists, true[:, 2])), dtype=bool, count=len(true))
+    ok = np.fromiter(
+        (
+            bool(near) and bool(np.any(np.abs(zc[near] - zt_) <= 2 * dz_nm))
+            for near, zt_ in zip(lists, true[:, 2])
+        ),
+        dtype=bool,
+        count=len(true),
+    )
     out["completeness_2dz"] = float(ok.mean())
     labels = np.asarray(truth.edge_labels)
-    out["completeness_2dz_by_part"] = {str(int(lab)): float(ok[labels == lab].mean()) for lab in np.unique(labels)}
+    out["completeness_2dz_by_part"] = {
+        str(int(lab)): float(ok[labels == lab].mean()) for lab in np.unique(labels)
+    }
     extra = getattr(truth, "extra", None) or {}
     hidden = extra.get("edge_hidden")
     if hidden is not None and np.asarray(hidden).shape == ok.shape and np.asarray(hidden).any():
@@ -186,7 +207,9 @@ def pyramid_height(points_nm: np.ndarray, extra: dict) -> dict:
     """
     apex = np.asarray(extra["apex_m"], dtype=float) * 1e9
     corners = np.asarray(extra["base_corners_m"], dtype=float).reshape(4, 3) * 1e9
-    true_h = float(np.asarray(extra.get("pyramid_height_m", abs(apex[2] - corners[:, 2].mean()) * 1e-9))) * 1e9
+    true_h = (
+        float(np.asarray(extra.get("pyramid_height_m", abs(apex[2] - corners[:, 2].mean()) * 1e-9))) * 1e9
+    )
     e1 = corners[1, :2] - corners[0, :2]
     e2 = corners[3, :2] - corners[0, :2]
     half = 0.5 * np.array([np.linalg.norm(e1), np.linalg.norm(e2)])
@@ -195,8 +218,12 @@ def pyramid_height(points_nm: np.ndarray, extra: dict) -> dict:
     r = np.max(np.abs(rel) / half, axis=1)
     sel = r <= 1.0
     if sel.sum() < 10:
-        return {"pyramid_height_nm": None, "pyramid_height_true_nm": true_h, "pyramid_height_error": None,
-                "pyramid_points": int(sel.sum())}
+        return {
+            "pyramid_height_nm": None,
+            "pyramid_height_true_nm": true_h,
+            "pyramid_height_error": None,
+            "pyramid_points": int(sel.sum()),
+        }
     a = np.stack([np.ones(int(sel.sum())), 1.0 - r[sel]], axis=1)
     z = points_nm[sel, 2]
     coef = np.linalg.lstsq(a, z, rcond=None)[0]
@@ -206,5 +233,9 @@ def pyramid_height(points_nm: np.ndarray, extra: dict) -> dict:
         keep = np.abs(res) <= 3 * 1.4826 * mad
         coef = np.linalg.lstsq(a[keep], z[keep], rcond=None)[0]
     h = float(abs(coef[1]))
-    return {"pyramid_height_nm": h, "pyramid_height_true_nm": true_h,
-            "pyramid_height_error": h / true_h - 1.0, "pyramid_points": int(sel.sum())}
+    return {
+        "pyramid_height_nm": h,
+        "pyramid_height_true_nm": true_h,
+        "pyramid_height_error": h / true_h - 1.0,
+        "pyramid_points": int(sel.sum()),
+    }

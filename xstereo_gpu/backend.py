@@ -69,7 +69,9 @@ def select_backend(name: str | None = None) -> ModuleType:
         return np
     if name == "cupy":
         if not cupy_available():
-            raise InputError("backend", "'cupy' requested", "a CUDA device visible to CuPy (pip install .[cuda12])")
+            raise InputError(
+                "backend", "'cupy' requested", "a CUDA device visible to CuPy (pip install .[cuda12])"
+            )
         import cupy
 
         return cupy
@@ -150,8 +152,9 @@ def use_kernels(xp: ModuleType, kernels: bool | None = None) -> bool:
         return True
     if value in ("0", "false", "no", "off"):
         return False
-    raise InputError("XSTEREO_KERNELS", repr(value),
-                     "1 (use the CUDA kernels on CuPy) or 0 (the twins' array code)")
+    raise InputError(
+        "XSTEREO_KERNELS", repr(value), "1 (use the CUDA kernels on CuPy) or 0 (the twins' array code)"
+    )
 
 
 #: Largest index of the kernels' 32-bit ``int`` arithmetic.

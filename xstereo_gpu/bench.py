@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -45,8 +46,16 @@ from .simulate import simulate_shot
 from .stereo._bm_kernel import block_match_kernel
 from .stereo.disparity import block_match
 
-__all__ = ["BenchCase", "run_bench", "format_table", "time_fn", "measure_limits", "hot_path_cases",
-           "measure_case", "TARGETS_MS"]
+__all__ = [
+    "BenchCase",
+    "run_bench",
+    "format_table",
+    "time_fn",
+    "measure_limits",
+    "hot_path_cases",
+    "measure_case",
+    "TARGETS_MS",
+]
 
 #: Issue 3's targets on one H100 / H200 [ms], by case key, for the issue's sizes only.
 TARGETS_MS = {"dm": 0.9, "bm3": 1.0, "bm23": 2.0, "knn": 30.0}
@@ -96,10 +105,17 @@ def measure_limits(xp, *, copy_bytes: int, fft_shape: tuple[int, ...], repeat: i
     t_copy = time_fn(xp, lambda: xp.copyto(b, a), repeat=repeat)
     a = b = None  # free the copy buffers before the FFT
     rng = np.random.default_rng(1)
-    x = xp.asarray((rng.standard_normal(fft_shape) + 1j * rng.standard_normal(fft_shape)).astype(np.complex64))
+    x = xp.asarray(
+        (rng.standard_normal(fft_shape) + 1j * rng.standard_normal(fft_shape)).astype(np.complex64)
+    )
     t_fft = time_fn(xp, lambda: ifft2(fft2(x)), repeat=repeat)
-    return {"copy_s": t_copy, "copy_bytes": int(copy_bytes), "bandwidth_bytes_per_s": 2 * int(copy_bytes) / t_copy,
-            "fft_pair_s": t_fft, "fft_shape": list(fft_shape)}
+    return {
+        "copy_s": t_copy,
+        "copy_bytes": int(copy_bytes),
+        "bandwidth_bytes_per_s": 2 * int(copy_bytes) / t_copy,
+        "fft_pair_s": t_fft,
+        "fft_shape": list(fft_shape),
+    }
 
 
 @dataclass
@@ -152,22 +168,35 @@ def _dm_cases(xp, v, r, n, *, gpu: bool, repeat: int, full_size: bool) -> list[B
     rng = np.random.default_rng(0)
     inten = xp.asarray(rng.random((v, n, n), dtype=np.float32))
     support = xp.zeros((v, n, n), dtype=bool)
-    support[:, n // 4:3 * n // 4, n // 4:3 * n // 4] = True
+    support[:, n // 4 : 3 * n // 4, n // 4 : 3 * n // 4] = True
     # the production loop's iteration: step, eps normalisation, best-iterate tracking; no
     # shrink-wrap and no cost record inside the timed calls
-    opts = PhasingOptions(runs=r, iterations=10**9, final_er=0, shrinkwrap_every=0, check_every=10**9,
-                          select_from=0.0, seed=0)
+    opts = PhasingOptions(
+        runs=r, iterations=10**9, final_er=0, shrinkwrap_every=0, check_every=10**9, select_from=0.0, seed=0
+    )
     nn, n_img = n * n, v * r
     nbytes = n_img * nn * 107.0 + v * nn * 5.0
     flops = n_img * (4 * 5.0 * nn * math.log2(nn) + 40.0 * nn)
     shape = f"({v}, {r}, {n}, {n}) c64"
     cases = []
-    for kernels in ((False, True) if gpu else (False,)):
+    for kernels in (False, True) if gpu else (False,):
         pr = PhaseRetrieval(inten, xp.ones((v, n, n), dtype=bool), opts, support=support, kernels=kernels)
-        cases.append(BenchCase("dm", f"DM iteration ({'kernel' if kernels else 'twin'})", shape,
-                               lambda pr=pr: pr.update(1), n_img, "run-iterations/s", nbytes, flops, fft_pairs=2,
-                               target_ms=TARGETS_MS["dm"] if (kernels and full_size) else None, repeat=repeat,
-                               extra={"fft_shape": (v, r, n, n)}))
+        cases.append(
+            BenchCase(
+                "dm",
+                f"DM iteration ({'kernel' if kernels else 'twin'})",
+                shape,
+                lambda pr=pr: pr.update(1),
+                n_img,
+                "run-iterations/s",
+                nbytes,
+                flops,
+                fft_pairs=2,
+                target_ms=TARGETS_MS["dm"] if (kernels and full_size) else None,
+                repeat=repeat,
+                extra={"fft_shape": (v, r, n, n)},
+            )
+        )
     return cases
 
 
@@ -181,15 +210,34 @@ def _bm_cases(xp, h, *, gpu: bool, repeat: int, full_size: bool) -> list[BenchCa
         nd = dmax - dmin + 1
         key = f"bm{block}"
         shape = f"{h}x{h}, {nd} disparities, 2 maps"
-        common = dict(work=2 * h * h * nd / 1e9, unit="G pixel-disparities/s", bytes=32.0 * h * h,
-                      flops=2.0 * h * h * nd * 6)
-        cases.append(BenchCase(key, f"block matching {block}x{block} (twin)", shape,
-                               lambda opt=opt: block_match(left, right, opt, kernels=False),
-                               repeat=max(1, repeat // 2), **common))
+        common = dict(
+            work=2 * h * h * nd / 1e9,
+            unit="G pixel-disparities/s",
+            bytes=32.0 * h * h,
+            flops=2.0 * h * h * nd * 6,
+        )
+        cases.append(
+            BenchCase(
+                key,
+                f"block matching {block}x{block} (twin)",
+                shape,
+                lambda opt=opt: block_match(left, right, opt, kernels=False),
+                repeat=max(1, repeat // 2),
+                **common,
+            )
+        )
         if gpu:
-            cases.append(BenchCase(key, f"block matching {block}x{block} (kernel)", shape,
-                                   lambda opt=opt: block_match_kernel(left, right, opt), repeat=repeat,
-                                   target_ms=TARGETS_MS[key] if full_size else None, **common))
+            cases.append(
+                BenchCase(
+                    key,
+                    f"block matching {block}x{block} (kernel)",
+                    shape,
+                    lambda opt=opt: block_match_kernel(left, right, opt),
+                    repeat=repeat,
+                    target_ms=TARGETS_MS[key] if full_size else None,
+                    **common,
+                )
+            )
     return cases
 
 
@@ -197,15 +245,33 @@ def _knn_cases(xp, m_twin, m_kernel, *, gpu: bool, repeat: int, full_size: bool)
     rng = np.random.default_rng(3)
     pts = xp.asarray(rng.random((max(m_twin, m_kernel), 3)) * 1000.0)
     twin_pts = pts[:m_twin]
-    cases = [BenchCase("knn", "kNN mean distance k=80 (twin)", f"{m_twin:,} points",
-                       lambda: knn_mean_distance(twin_pts, 80, kernels=False), m_twin / 1e6, "M points/s",
-                       32.0 * m_twin, repeat=max(1, min(3, repeat // 2)))]
+    cases = [
+        BenchCase(
+            "knn",
+            "kNN mean distance k=80 (twin)",
+            f"{m_twin:,} points",
+            lambda: knn_mean_distance(twin_pts, 80, kernels=False),
+            m_twin / 1e6,
+            "M points/s",
+            32.0 * m_twin,
+            repeat=max(1, min(3, repeat // 2)),
+        )
+    ]
     if gpu:
         kpts = pts[:m_kernel]
-        cases.append(BenchCase("knn", "kNN mean distance k=80 (kernel)", f"{m_kernel:,} points",
-                               lambda: knn_mean_distance_kernel(kpts, 80), m_kernel / 1e6, "M points/s",
-                               32.0 * m_kernel, target_ms=TARGETS_MS["knn"] if full_size else None,
-                               repeat=max(1, repeat // 2)))
+        cases.append(
+            BenchCase(
+                "knn",
+                "kNN mean distance k=80 (kernel)",
+                f"{m_kernel:,} points",
+                lambda: knn_mean_distance_kernel(kpts, 80),
+                m_kernel / 1e6,
+                "M points/s",
+                32.0 * m_kernel,
+                target_ms=TARGETS_MS["knn"] if full_size else None,
+                repeat=max(1, repeat // 2),
+            )
+        )
     return cases
 
 
@@ -259,28 +325,52 @@ def measure_case(xp, case: BenchCase, limits: dict, *, seconds: float | None = N
         and ``ratio_to_target``. A kernel that fails to compile or run gives a row with
         ``time_ms = None`` and the error as throughput: reported, not hidden.
     """
-    row = dict(name=case.name, key=case.key, shape=case.shape, unit=case.unit, bytes=case.bytes, flops=case.flops,
-               target_ms=case.target_ms, limit="2 FFT pairs" if case.fft_pairs else "", ratio_to_limit=None)
+    row = dict(
+        name=case.name,
+        key=case.key,
+        shape=case.shape,
+        unit=case.unit,
+        bytes=case.bytes,
+        flops=case.flops,
+        target_ms=case.target_ms,
+        limit="2 FFT pairs" if case.fft_pairs else "",
+        ratio_to_limit=None,
+    )
     try:
         t = time_fn(xp, case.fn, repeat=case.repeat) if seconds is None else float(seconds)
     except Exception as exc:
         if not case.name.endswith("(kernel)"):
             raise
-        row.update(time_ms=None, throughput=f"failed: {type(exc).__name__}: {exc}"[:160], work_per_s=None,
-                   achieved_gb_per_s=None, bandwidth_fraction=None, floor_ms=None, fraction_of_floor=None,
-                   ratio_to_target=None)
+        row.update(
+            time_ms=None,
+            throughput=f"failed: {type(exc).__name__}: {exc}"[:160],
+            work_per_s=None,
+            achieved_gb_per_s=None,
+            bandwidth_fraction=None,
+            floor_ms=None,
+            fraction_of_floor=None,
+            ratio_to_target=None,
+        )
         return row
     bw, t_fft = limits["bandwidth_bytes_per_s"], limits["fft_pair_s"]
     floor = case.bytes / bw + case.fft_pairs * t_fft
-    row.update(time_ms=t * 1e3, work_per_s=case.work / t, throughput=f"{case.work / t:,.2f} {case.unit}",
-               achieved_gb_per_s=case.bytes / t / 1e9, bandwidth_fraction=case.bytes / t / bw,
-               floor_ms=floor * 1e3, fraction_of_floor=floor / t,
-               ratio_to_limit=(t / (case.fft_pairs * t_fft)) if case.fft_pairs else None,
-               ratio_to_target=(t * 1e3 / case.target_ms) if case.target_ms else None)
+    row.update(
+        time_ms=t * 1e3,
+        work_per_s=case.work / t,
+        throughput=f"{case.work / t:,.2f} {case.unit}",
+        achieved_gb_per_s=case.bytes / t / 1e9,
+        bandwidth_fraction=case.bytes / t / bw,
+        floor_ms=floor * 1e3,
+        fraction_of_floor=floor / t,
+        ratio_to_limit=(t / (case.fft_pairs * t_fft)) if case.fft_pairs else None,
+        ratio_to_target=(t * 1e3 / case.target_ms) if case.target_ms else None,
+    )
     return row
 
 
-def run_bench(xp, *, quick: bool = False, pipeline: bool = True, progress: Callable[[str], None] | None = None) -> dict:
+def run_bench(
+    xp, *, quick: bool = False, pipeline: bool = True, progress: Callable[[str], None] | None = None
+) -> dict:
     """Time copy, FFT pair, DM iteration, block matching, kNN statistics and (optionally) the pipeline.
 
     Parameters
@@ -312,11 +402,27 @@ def run_bench(xp, *, quick: bool = False, pipeline: bool = True, progress: Calla
     bw, t_fft = limits["bandwidth_bytes_per_s"], limits["fft_pair_s"]
     v, r = fft_shape[0], fft_shape[1]
     rows: list[dict] = [
-        dict(name="device copy", key="copy", shape=f"{copy_bytes >> 20} MiB", time_ms=limits["copy_s"] * 1e3,
-             throughput=f"{bw / 1e9:.1f} GB/s (read + write)", limit="", ratio_to_limit=None,
-             bytes=2.0 * copy_bytes, achieved_gb_per_s=bw / 1e9, bandwidth_fraction=1.0),
-        dict(name="FFT pair (fwd + inv)", key="fft", shape=dm_shape, time_ms=t_fft * 1e3,
-             throughput=f"{v * r / t_fft:.0f} images/s", limit="", ratio_to_limit=None),
+        dict(
+            name="device copy",
+            key="copy",
+            shape=f"{copy_bytes >> 20} MiB",
+            time_ms=limits["copy_s"] * 1e3,
+            throughput=f"{bw / 1e9:.1f} GB/s (read + write)",
+            limit="",
+            ratio_to_limit=None,
+            bytes=2.0 * copy_bytes,
+            achieved_gb_per_s=bw / 1e9,
+            bandwidth_fraction=1.0,
+        ),
+        dict(
+            name="FFT pair (fwd + inv)",
+            key="fft",
+            shape=dm_shape,
+            time_ms=t_fft * 1e3,
+            throughput=f"{v * r / t_fft:.0f} images/s",
+            limit="",
+            ratio_to_limit=None,
+        ),
     ]
     for case in cases:
         say(case.name)
@@ -329,11 +435,24 @@ def run_bench(xp, *, quick: bool = False, pipeline: bool = True, progress: Calla
         opts = PipelineOptions.for_profile("paper" if gpu else "cpu")
         res = run_pipeline(shot, opts, backend="cupy" if gpu else "numpy")
         stages = ", ".join(f"{k} {v:.2f}" for k, v in res.timings.items() if k != "total")
-        rows.append(dict(name=f"pipeline, demo shot, profile {opts.profile}", key="pipeline",
-                         shape=f"2 x {shot.pattern_size}^2, {opts.phasing.runs} runs", time_ms=res.timings["total"] * 1e3,
-                         throughput=f"stages [s]: {stages}", limit="", ratio_to_limit=None))
-    return {"device": device_info(xp), "limits": limits, "rows": rows, "bandwidth_bytes_per_s": bw,
-            "fft_pair_s": t_fft}
+        rows.append(
+            dict(
+                name=f"pipeline, demo shot, profile {opts.profile}",
+                key="pipeline",
+                shape=f"2 x {shot.pattern_size}^2, {opts.phasing.runs} runs",
+                time_ms=res.timings["total"] * 1e3,
+                throughput=f"stages [s]: {stages}",
+                limit="",
+                ratio_to_limit=None,
+            )
+        )
+    return {
+        "device": device_info(xp),
+        "limits": limits,
+        "rows": rows,
+        "bandwidth_bytes_per_s": bw,
+        "fft_pair_s": t_fft,
+    }
 
 
 def format_table(result: dict) -> str:
@@ -342,7 +461,10 @@ def format_table(result: dict) -> str:
     head = f"device: {d.get('device')}  backend: {d.get('backend')}"
     if d.get("driver"):
         head += f"  driver {d['driver']}  SM clock {d.get('sm_clock_mhz')}/{d.get('sm_clock_max_mhz')} MHz"
-    lines = [head, f"{'what':38s} {'shape':34s} {'time [ms]':>10s}  {'ratio':>6s}  {'of floor':>8s}  throughput"]
+    lines = [
+        head,
+        f"{'what':38s} {'shape':34s} {'time [ms]':>10s}  {'ratio':>6s}  {'of floor':>8s}  throughput",
+    ]
     for r in result["rows"]:
         t = "-" if r["time_ms"] is None else f"{r['time_ms']:10.3f}"
         ratio = "" if r["ratio_to_limit"] is None else f"{r['ratio_to_limit']:.2f}x"
@@ -350,8 +472,13 @@ def format_table(result: dict) -> str:
         extra = f" (limit: {r['limit']})" if r["limit"] else ""
         if r.get("target_ms"):
             extra += f" [target {r['target_ms']:g} ms" + (
-                f", {r['ratio_to_target']:.2f}x]" if r.get("ratio_to_target") is not None else "]")
-        lines.append(f"{r['name']:38s} {r['shape']:34s} {t:>10s}  {ratio:>6s}  {frac:>8s}  {r['throughput']}{extra}")
-    lines.append("ratio: time over 2 cuFFT/FFT pairs of the same shape; of floor: the time floor (bytes at the "
-                 "measured copy bandwidth + FFT pairs) over the time")
+                f", {r['ratio_to_target']:.2f}x]" if r.get("ratio_to_target") is not None else "]"
+            )
+        lines.append(
+            f"{r['name']:38s} {r['shape']:34s} {t:>10s}  {ratio:>6s}  {frac:>8s}  {r['throughput']}{extra}"
+        )
+    lines.append(
+        "ratio: time over 2 cuFFT/FFT pairs of the same shape; of floor: the time floor (bytes at the "
+        "measured copy bandwidth + FFT pairs) over the time"
+    )
     return "\n".join(lines)

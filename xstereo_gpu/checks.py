@@ -33,8 +33,12 @@ def check_image(img, where: str, *, what: str = "image"):
     (H, W) float32, same array module (no copy when already float32)
     """
     shape = getattr(img, "shape", None)
-    check(shape is not None and len(shape) == 2, where,
-          f"shape {shape if shape is not None else type(img).__name__}", f"a 2-D (H, W) {what}")
+    check(
+        shape is not None and len(shape) == 2,
+        where,
+        f"shape {shape if shape is not None else type(img).__name__}",
+        f"a 2-D (H, W) {what}",
+    )
     xp = get_array_module(img)
     check(not xp.iscomplexobj(img), where, f"dtype {img.dtype}", f"a real {what} (amplitude or phase)")
     check(min(shape) >= 1, where, f"shape {tuple(shape)}", f"a non-empty {what}")
@@ -64,11 +68,18 @@ def check_points(points, where: str, *, columns: int = 3, minimum: int = 0, name
     """
     names = names or ", ".join("xyz"[:columns])
     shape = getattr(points, "shape", None)
-    check(shape is not None and len(shape) == 2 and shape[1] == columns, where,
-          f"shape {tuple(shape) if shape is not None else type(points).__name__}",
-          f"(M, {columns}): {names} per point")
-    check(getattr(points, "dtype", np.dtype(float)).kind in "biuf", where, f"dtype {points.dtype}",
-          "real coordinates")
+    check(
+        shape is not None and len(shape) == 2 and shape[1] == columns,
+        where,
+        f"shape {tuple(shape) if shape is not None else type(points).__name__}",
+        f"(M, {columns}): {names} per point",
+    )
+    check(
+        getattr(points, "dtype", np.dtype(float)).kind in "biuf",
+        where,
+        f"dtype {points.dtype}",
+        "real coordinates",
+    )
     check(shape[0] >= minimum, where, f"{shape[0]} points", f"at least {minimum}")
     xp = get_array_module(points)
     pts = points.astype(np.float64, copy=False)
@@ -76,8 +87,9 @@ def check_points(points, where: str, *, columns: int = 3, minimum: int = 0, name
     return pts
 
 
-def check_positive(where: str, value, *, integer: bool = False, allow_zero: bool = False,
-                   expected: str | None = None):
+def check_positive(
+    where: str, value, *, integer: bool = False, allow_zero: bool = False, expected: str | None = None
+):
     """``value`` if it is a positive (or, with ``allow_zero``, non-negative) finite number or integer.
 
     Parameters
@@ -107,7 +119,8 @@ def check_positive(where: str, value, *, integer: bool = False, allow_zero: bool
     except (TypeError, ValueError, OverflowError):  # not a real scalar
         ok = False
     if expected is None:
-        expected = (("a non-negative" if allow_zero else "a positive")
-                    + (" integer" if integer else " finite number"))
+        expected = ("a non-negative" if allow_zero else "a positive") + (
+            " integer" if integer else " finite number"
+        )
     check(ok, where, repr(value), expected)
     return value

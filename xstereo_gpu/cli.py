@@ -117,14 +117,24 @@ def _print_accuracy(acc: dict, out=sys.stdout) -> None:
     if med is None:
         print("accuracy: no recovered point near a true edge", file=out)
         return
-    print(f"accuracy vs ground truth: depth error median {med:.1f} nm ({med / dz:.2f} voxel depths of {dz:.1f} nm), "
-          f"p90 {p90:.1f} nm; completeness within 2 voxel depths {acc['completeness_2dz']:.3f}; "
-          f"view correlation {acc['view_correlation'][0]:.3f} / {acc['view_correlation'][1]:.3f}", file=out)
+    print(
+        f"accuracy vs ground truth: depth error median {med:.1f} nm ({med / dz:.2f} voxel depths of {dz:.1f} "
+        "nm), "
+        f"p90 {p90:.1f} nm; completeness within 2 voxel depths {acc['completeness_2dz']:.3f}; "
+        f"view correlation {acc['view_correlation'][0]:.3f} / {acc['view_correlation'][1]:.3f}",
+        file=out,
+    )
     if acc.get("pyramid_height_nm") is not None:
-        print(f"pyramid height {acc['pyramid_height_nm']:.0f} nm (true {acc['pyramid_height_true_nm']:.0f} nm, "
-              f"{100 * acc['pyramid_height_error']:+.1f} %)", file=out)
+        print(
+            f"pyramid height {acc['pyramid_height_nm']:.0f} nm (true {acc['pyramid_height_true_nm']:.0f} nm, "
+            f"{100 * acc['pyramid_height_error']:+.1f} %)",
+            file=out,
+        )
     if acc.get("completeness_hidden") is not None:
-        print(f"edges hidden behind the membrane in one view: completeness {acc['completeness_hidden']:.3f}", file=out)
+        print(
+            f"edges hidden behind the membrane in one view: completeness {acc['completeness_hidden']:.3f}",
+            file=out,
+        )
 
 
 def _print_outputs(path, summary) -> None:
@@ -136,6 +146,7 @@ def _print_outputs(path, summary) -> None:
 
 # -- subcommands -------------------------------------------------------------------------------------
 
+
 def cmd_info(args) -> int:
     xp = select_backend(args.backend)
     info = device_info(xp)
@@ -144,8 +155,13 @@ def cmd_info(args) -> int:
         return 0
     print(f"xstereo-gpu {__version__}")
     if info["backend"] == "numpy":
-        why = "CuPy is installed but sees no CUDA device" if _cupy_installed() and not cupy_available() else \
-            "CuPy is not installed (pip install '.[cuda12]' or '.[cuda13]')" if not _cupy_installed() else "selected"
+        why = (
+            "CuPy is installed but sees no CUDA device"
+            if _cupy_installed() and not cupy_available()
+            else "CuPy is not installed (pip install '.[cuda12]' or '.[cuda13]')"
+            if not _cupy_installed()
+            else "selected"
+        )
         print(f"backend: NumPy (CPU path; {why})")
     else:
         print("backend: CuPy (GPU path)")
@@ -161,19 +177,36 @@ def _cupy_installed() -> bool:
 
 def cmd_geometry(args) -> int:
     if args.pixel_size is None:
-        missing = [n for n in ("wavelength", "distance", "detector_pixel", "size") if getattr(args, n) is None]
+        missing = [
+            n for n in ("wavelength", "distance", "detector_pixel", "size") if getattr(args, n) is None
+        ]
         if missing:
-            raise InputError("--pixel-size", "not given", "--pixel-size M, or all of --wavelength --distance "
-                             "--detector-pixel --size (missing: " + ", ".join("--" + m.replace("_", "-") for m in missing) + ")")
+            raise InputError(
+                "--pixel-size",
+                "not given",
+                "--pixel-size M, or all of --wavelength --distance "
+                "--detector-pixel --size (missing: "
+                + ", ".join("--" + m.replace("_", "-") for m in missing)
+                + ")",
+            )
         pixel = real_space_pixel(args.wavelength, args.distance, args.detector_pixel, args.size)
     else:
         pixel = args.pixel_size
     g = StereoGeometry(pixel, tuple(args.angles))
-    check_plausible(wavelength_m=args.wavelength, distance_m=args.distance, detector_pixel_m=args.detector_pixel,
-                    pixel_size_m=pixel, angles_deg=tuple(args.angles),
-                    where={"wavelength_m": "--wavelength", "distance_m": "--distance",
-                           "detector_pixel_m": "--detector-pixel", "angles_deg": "--angles",
-                           "pixel_size_m": "--pixel-size" if args.pixel_size is not None else "view pixel"})
+    check_plausible(
+        wavelength_m=args.wavelength,
+        distance_m=args.distance,
+        detector_pixel_m=args.detector_pixel,
+        pixel_size_m=pixel,
+        angles_deg=tuple(args.angles),
+        where={
+            "wavelength_m": "--wavelength",
+            "distance_m": "--distance",
+            "detector_pixel_m": "--detector-pixel",
+            "angles_deg": "--angles",
+            "pixel_size_m": "--pixel-size" if args.pixel_size is not None else "view pixel",
+        },
+    )
     rep = g.report(args.resolution)
     if args.json:
         print(json.dumps(rep, indent=2))
@@ -181,7 +214,10 @@ def cmd_geometry(args) -> int:
     t1, t2 = g.angles_deg
     print(f"beam angles {t1:g} + {t2:g} deg (separation {t1 + t2:g} deg), tan t1 + tan t2 = {g.tan_sum:.5f}")
     print(f"real-space pixel   {rep['pixel_size_nm']:.1f} nm")
-    print(f"voxel              {rep['pixel_size_nm']:.1f} x {rep['pixel_size_nm']:.1f} x {rep['voxel_depth_nm']:.1f} nm^3 (eq. 2)")
+    print(
+        f"voxel              {rep['pixel_size_nm']:.1f} x {rep['pixel_size_nm']:.1f} x "
+        f"{rep['voxel_depth_nm']:.1f} nm^3 (eq. 2)"
+    )
     if args.resolution is not None:
         r = rep["resolution_nm"]
         print(f"resolution         {r[0]:.1f} x {r[1]:.1f} x {r[2]:.1f} nm^3")
@@ -208,7 +244,9 @@ def cmd_config(args) -> int:
 def _simulation_options(args):
     sample = getattr(args, "sample", None) or "cross"
     if args.paper_size and sample != "cross":
-        raise InputError("--paper-size", f"with --sample {sample}", "the cross sample (the paper's CCD geometry)")
+        raise InputError(
+            "--paper-size", f"with --sample {sample}", "the cross sample (the paper's CCD geometry)"
+        )
     changes = {}
     for name in ("seed", "binning", "pattern_size", "photons", "lid_tilt_deg"):
         v = getattr(args, name, None)
@@ -235,8 +273,11 @@ def cmd_simulate(args) -> int:
     g = shot.geometry
     times = None if shot.exposure_times_s is None else [float(t) for t in shot.exposure_times_s]
     hdr = "" if times is None else f", {shot.n_exposures} exposures {times} s"
-    print(f"wrote {out} ({shot.frame_shape[0]}x{shot.frame_shape[1]} frame{hdr}, two {shot.pattern_size}px patterns, "
-          f"view pixel {g.pixel_size_m * 1e9:.1f} nm, voxel depth {g.voxel_depth_m * 1e9:.1f} nm)")
+    print(
+        f"wrote {out} ({shot.frame_shape[0]}x{shot.frame_shape[1]} frame{hdr}, two {shot.pattern_size}px "
+        "patterns, "
+        f"view pixel {g.pixel_size_m * 1e9:.1f} nm, voxel depth {g.voxel_depth_m * 1e9:.1f} nm)"
+    )
     return 0
 
 
@@ -255,8 +296,11 @@ def _run_shot(shot, args, tmp, extra=None) -> tuple:
     """Reconstruct ``shot`` and write its files into the staged directory ``tmp``; returns the summary."""
     progress = _progress(args)
     from_file = shot.dataset != ""
-    opts = _options(args, sample=shot.sample,
-                    sample_from=f"{shot.source}:/entry_1/sample_1/name" if from_file else shot.source)
+    opts = _options(
+        args,
+        sample=shot.sample,
+        sample_from=f"{shot.source}:/entry_1/sample_1/name" if from_file else shot.source,
+    )
     with Pipeline(opts, backend=args.backend, progress=progress, max_memory=_max_memory(args)) as pipe:
         try:
             res = pipe.run(shot)
@@ -267,9 +311,17 @@ def _run_shot(shot, args, tmp, extra=None) -> tuple:
 
 def _write(pipe, res, shot, args, tmp, extra) -> tuple[dict, Any]:
     """Write the run's files into ``tmp``; returns the summary and the check to run once they are in place."""
-    summary = pipe.write(res, tmp, shot=shot, figures=not args.no_figures, extra_summary=extra, label=args.output)
-    return summary, functools.partial(check_matches, res.stereo.disparity_left, res.stereo.disparity_right,
-                                      pipe.options, "stereo", kept=args.output)
+    summary = pipe.write(
+        res, tmp, shot=shot, figures=not args.no_figures, extra_summary=extra, label=args.output
+    )
+    return summary, functools.partial(
+        check_matches,
+        res.stereo.disparity_left,
+        res.stereo.disparity_right,
+        pipe.options,
+        "stereo",
+        kept=args.output,
+    )
 
 
 def _finished(args, written) -> int:
@@ -289,9 +341,17 @@ def _finished(args, written) -> int:
 def cmd_run(args) -> int:
     with _staged_output(args, args.shot) as tmp:
         centres = None if args.centres is None else [args.centres[:2], args.centres[2:]]
-        shot = read_shot(args.shot, frame=args.frame, angles_deg=args.angles, centres_px=centres,
-                         pattern_size=args.pattern_size, wavelength_m=args.wavelength, distance_m=args.distance,
-                         detector_pixel_m=args.detector_pixel, allow_external_data=args.allow_external_data)
+        shot = read_shot(
+            args.shot,
+            frame=args.frame,
+            angles_deg=args.angles,
+            centres_px=centres,
+            pattern_size=args.pattern_size,
+            wavelength_m=args.wavelength,
+            distance_m=args.distance,
+            detector_pixel_m=args.detector_pixel,
+            allow_external_data=args.allow_external_data,
+        )
         written = _run_shot(shot, args, tmp)
     return _finished(args, written)
 
@@ -307,10 +367,15 @@ def _demo(args, tmp) -> tuple:
     opts = _simulation_options(args)
     start = args.start or ("views" if opts.sample == "pyramid" else "pattern")
     # the memory plan first: refuse what cannot fit before simulating
-    with Pipeline(_options(args, sample=opts.sample), backend=args.backend, max_memory=_max_memory(args)) as pipe:
+    with Pipeline(
+        _options(args, sample=opts.sample), backend=args.backend, max_memory=_max_memory(args)
+    ) as pipe:
         pipe.plan_memory(opts.pattern_size, phasing=start == "pattern")
     progress = _progress(args)
-    progress.stage("simulate", f"the built-in {opts.sample} sample, beams at {opts.angles_deg[0]:g} + {opts.angles_deg[1]:g} deg")
+    progress.stage(
+        "simulate",
+        f"the built-in {opts.sample} sample, beams at {opts.angles_deg[0]:g} + {opts.angles_deg[1]:g} deg",
+    )
     shot = simulate_shot(opts, progress=progress.note)
     shot.source = f"built-in simulated {opts.sample} (xstereo demo --sample {opts.sample})"
     t_sim = time.perf_counter() - t0
@@ -327,15 +392,24 @@ def _run_provided_views(shot, args, tmp, t_sim: float) -> tuple:
     """The paper's route for the pyramid: 2D reconstructions provided (here: the true views at the paper's
     42 nm resolution, with noise), then stereo, cloud and scoring; phasing is not run."""
     progress = _progress(args)
-    progress.stage("views", f"provided views: the true projections at {PROVIDED_VIEWS['resolution_m'] * 1e9:g} nm "
-                            f"(10-90 %) resolution with {PROVIDED_VIEWS['noise']:.0%} noise (paper, Fig. 4); no phasing")
+    progress.stage(
+        "views",
+        f"provided views: the true projections at {PROVIDED_VIEWS['resolution_m'] * 1e9:g} nm "
+        f"(10-90 %) resolution with {PROVIDED_VIEWS['noise']:.0%} noise (paper, Fig. 4); no phasing",
+    )
     views = provided_views(shot.truth, seed=shot.extra.get("seed", 0), **PROVIDED_VIEWS)
     opts = _options(args, sample=shot.sample)
-    extra = {"simulation_s": round(t_sim, 3),
-             "phasing": {"skipped": "views provided, as in the paper's pyramid experiment (its 2D CDI reconstructions "
-                                    "came from another data set)", "provided_views": {
-                                        "resolution_nm": PROVIDED_VIEWS["resolution_m"] * 1e9,
-                                        "noise_fraction": PROVIDED_VIEWS["noise"]}}}
+    extra = {
+        "simulation_s": round(t_sim, 3),
+        "phasing": {
+            "skipped": "views provided, as in the paper's pyramid experiment (its 2D CDI reconstructions "
+            "came from another data set)",
+            "provided_views": {
+                "resolution_nm": PROVIDED_VIEWS["resolution_m"] * 1e9,
+                "noise_fraction": PROVIDED_VIEWS["noise"],
+            },
+        },
+    }
     with Pipeline(opts, backend=args.backend, progress=progress, max_memory=_max_memory(args)) as pipe:
         res = pipe.run_views(views, shot.geometry, truth=shot.truth, sample=shot.sample, source=shot.source)
         return _write(pipe, res, shot, args, tmp, extra)
@@ -352,29 +426,46 @@ def cmd_phase(args) -> int:
         pat = read_pattern(args.pattern, frame=args.frame, allow_external_data=args.allow_external_data)
         here = f"{pat.source}:{pat.dataset}" if pat.dataset else pat.source
         try:
-            intensities, valid = single_pattern(pipe.xp.asarray(pat.data), pipe.xp.asarray(pat.mask),
-                                                centre=tuple(args.centre) if args.centre else None, size=args.size)
+            intensities, valid = single_pattern(
+                pipe.xp.asarray(pat.data),
+                pipe.xp.asarray(pat.mask),
+                centre=tuple(args.centre) if args.centre else None,
+                size=args.size,
+            )
         except InputError as exc:
             raise with_source(exc, pat.source, pat.dataset) from None
         n = int(intensities.shape[-1])
         wl = args.wavelength or pat.wavelength_m
         dist = args.distance or pat.distance_m
         pix = args.detector_pixel or pat.pixel_size_m
-        check_plausible(wavelength_m=wl, distance_m=dist, detector_pixel_m=pix, where={
-            "wavelength_m": "--wavelength" if args.wavelength else f"{here} (wavelength)",
-            "distance_m": "--distance" if args.distance else f"{here} (distance)",
-            "detector_pixel_m": "--detector-pixel" if args.detector_pixel else f"{here} (detector pixel)"})
+        check_plausible(
+            wavelength_m=wl,
+            distance_m=dist,
+            detector_pixel_m=pix,
+            where={
+                "wavelength_m": "--wavelength" if args.wavelength else f"{here} (wavelength)",
+                "distance_m": "--distance" if args.distance else f"{here} (distance)",
+                "detector_pixel_m": "--detector-pixel" if args.detector_pixel else f"{here} (detector pixel)",
+            },
+        )
         pixel = real_space_pixel(wl, dist, pix, n) if None not in (wl, dist, pix) else math.nan
         try:
             phased = pipe.phase(intensities, valid)
         except InputError as exc:
             crop = f"the {n}x{n} crop" + (f" at {tuple(args.centre)}" if args.centre else "") + " phased"
             raise with_source(exc, pat.source, pat.dataset, note=crop) from None
-        views = ViewsResult(views=phased.views, supports=phased.supports, best_eps=phased.best_eps,
-                            names=("view",)).to_host()
-        files = write_views_files(tmp, views, parameters={"phasing": pipe.options.to_dict()["phasing"],
-                                                          "source": str(args.pattern)}, pixel_size_m=pixel,
-                                  figures=not args.no_figures, filename="view.cxi", titles=("phased view",))
+        views = ViewsResult(
+            views=phased.views, supports=phased.supports, best_eps=phased.best_eps, names=("view",)
+        ).to_host()
+        files = write_views_files(
+            tmp,
+            views,
+            parameters={"phasing": pipe.options.to_dict()["phasing"], "source": str(args.pattern)},
+            pixel_size_m=pixel,
+            figures=not args.no_figures,
+            filename="view.cxi",
+            titles=("phased view",),
+        )
     unit = f"{pixel * 1e9:.1f} nm pixels" if math.isfinite(pixel) else "pixel size unknown (no geometry)"
     print(f"phased {args.pattern} ({n}x{n}, {unit}); best eps median {float(np.median(views.best_eps)):.3g}")
     print(f"outputs in {pathlib.Path(args.output).resolve()}/: " + ", ".join(files))
@@ -385,8 +476,10 @@ def cmd_stereo(args) -> int:
     with _staged_output(args, args.left, args.right) as tmp:
         summary, files = _stereo(args, tmp)
     st = summary["stereo"]
-    print(f"disparity maps: {st['valid_fraction_left'] * 100:.1f} % / {st['valid_fraction_right'] * 100:.1f} % "
-          f"of pixels valid" + (f"; {summary['cloud']['points']} cloud points" if "cloud" in summary else ""))
+    print(
+        f"disparity maps: {st['valid_fraction_left'] * 100:.1f} % / {st['valid_fraction_right'] * 100:.1f} % "
+        f"of pixels valid" + (f"; {summary['cloud']['points']} cloud points" if "cloud" in summary else "")
+    )
     print(f"outputs in {pathlib.Path(args.output).resolve()}/: " + ", ".join(files + ["summary.json"]))
     return 0
 
@@ -394,7 +487,9 @@ def cmd_stereo(args) -> int:
 def _stereo(args, tmp) -> tuple[dict, list]:
     """Match two views and write the maps (and depth and cloud, with geometry) into ``tmp``."""
     if (args.angles is None) != (args.pixel_size is None):
-        raise InputError("--angles/--pixel-size", "only one of them given", "both (for depth and the cloud) or neither")
+        raise InputError(
+            "--angles/--pixel-size", "only one of them given", "both (for depth and the cloud) or neither"
+        )
     ext = args.allow_external_data
     left = read_image(args.left, allow_external_data=ext)
     same = pathlib.Path(args.right).resolve() == pathlib.Path(args.left).resolve()
@@ -403,22 +498,33 @@ def _stereo(args, tmp) -> tuple[dict, list]:
         raise InputError(f"{args.right}", f"shape {right.shape}", f"the left view's shape {left.shape}")
     geometry = StereoGeometry(args.pixel_size, tuple(args.angles)) if args.angles else None
     if geometry is not None:
-        check_plausible(pixel_size_m=args.pixel_size, angles_deg=tuple(args.angles),
-                        where={"pixel_size_m": "--pixel-size", "angles_deg": "--angles"})
+        check_plausible(
+            pixel_size_m=args.pixel_size,
+            angles_deg=tuple(args.angles),
+            where={"pixel_size_m": "--pixel-size", "angles_deg": "--angles"},
+        )
     inputs = {"left": str(args.left), "right": str(args.right)}
-    with Pipeline(_options(args), backend=args.backend, progress=_progress(args),
-                  max_memory=_max_memory(args)) as pipe:
-        views = ViewsResult(views=pipe.xp.asarray(np.stack([left, right])), supports=None, best_eps=None,
-                            geometry=geometry)
+    with Pipeline(
+        _options(args), backend=args.backend, progress=_progress(args), max_memory=_max_memory(args)
+    ) as pipe:
+        views = ViewsResult(
+            views=pipe.xp.asarray(np.stack([left, right])), supports=None, best_eps=None, geometry=geometry
+        )
         try:
             stereo = pipe.stereo(views)
         except InputError as exc:
             raise with_source(exc, f"{args.left}, {args.right}") from None
         host = stereo.to_host()
-        check_matches(host.disparity_left, host.disparity_right, pipe.options, f"{args.left}, {args.right}: stereo")
+        check_matches(
+            host.disparity_left, host.disparity_right, pipe.options, f"{args.left}, {args.right}: stereo"
+        )
         files = write_stereo_files(tmp, host, geometry, metadata=inputs)
-        summary = {**run_record(pipe.options), "input": inputs, "device": device_info(pipe.xp),
-                   "stereo": stereo_summary(host, pipe.options)}
+        summary = {
+            **run_record(pipe.options),
+            "input": inputs,
+            "device": device_info(pipe.xp),
+            "stereo": stereo_summary(host, pipe.options),
+        }
         if geometry is not None:
             cloud = pipe.cloud(stereo, geometry).to_host()
             files += write_cloud_files(tmp, cloud, geometry, host.upsample, metadata=inputs)
@@ -430,33 +536,51 @@ def _stereo(args, tmp) -> tuple[dict, list]:
 
 # -- parser --------------------------------------------------------------------------------------------
 
+
 def _add_common(p, *, output_dir=True):
-    p.add_argument("--backend", choices=BACKENDS, default=None,
-                   help="array backend (default: XSTEREO_BACKEND or auto)")
+    p.add_argument(
+        "--backend", choices=BACKENDS, default=None, help="array backend (default: XSTEREO_BACKEND or auto)"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
 
 
 def _add_input_safety(p):
-    p.add_argument("--allow-external-data", action="store_true",
-                   help="follow HDF5 external links, external raw storage and virtual-dataset sources outside "
-                        "the input file's directory (refused by default)")
+    p.add_argument(
+        "--allow-external-data",
+        action="store_true",
+        help="follow HDF5 external links, external raw storage and virtual-dataset sources outside "
+        "the input file's directory (refused by default)",
+    )
 
 
 def _add_pipeline_options(p, *, phasing=True, stereo=True):
     """--profile, --config, --max-memory, --recipe (stereo) and the stages' flags (cli_options.py)."""
     over = "--profile, --config and the recipe" if stereo else "--profile and --config"
-    g = p.add_argument_group("pipeline options", "a flag under a [section] heading below sets that option of "
-                             f"a --config file, over {over}")
-    g.add_argument("--profile", choices=tuple(PROFILES), default=None,
-                   help="preset: 'paper' (45 runs; GPU default) or 'cpu' (fewer runs; NumPy default)")
+    g = p.add_argument_group(
+        "pipeline options",
+        f"a flag under a [section] heading below sets that option of a --config file, over {over}",
+    )
+    g.add_argument(
+        "--profile",
+        choices=tuple(PROFILES),
+        default=None,
+        help="preset: 'paper' (45 runs; GPU default) or 'cpu' (fewer runs; NumPy default)",
+    )
     g.add_argument("--config", help="options TOML file (write one with `xstereo config`)")
-    g.add_argument("--max-memory", metavar="SIZE",
-                   help="memory a stage may use, e.g. 4G, 512M (default: 80%% of the free RAM or device memory); "
-                        "phasing runs in batches and SGM in strips to fit, or the command stops before computing")
+    g.add_argument(
+        "--max-memory",
+        metavar="SIZE",
+        help="memory a stage may use, e.g. 4G, 512M (default: 80%% of the free RAM or device memory); "
+        "phasing runs in batches and SGM in strips to fit, or the command stops before computing",
+    )
     if stereo:
-        g.add_argument("--recipe", choices=SAMPLE_NAMES,
-                       help="the paper's processing recipe for this kind of sample (default: from the shot's sample name)")
+        g.add_argument(
+            "--recipe",
+            choices=SAMPLE_NAMES,
+            help="the paper's processing recipe for this kind of sample "
+            "(default: from the shot's sample name)",
+        )
     groups = {}
     for flag in PIPELINE_FLAGS:
         if phasing if flag.group == "phasing" else stereo:
@@ -466,23 +590,36 @@ def _add_pipeline_options(p, *, phasing=True, stereo=True):
 
 
 def _add_sim_options(p):
-    p.add_argument("--sample", choices=SAMPLE_NAMES, default="cross",
-                   help="simulated sample: the paper's amplitude cross (Figs. 2-3a,b), phase cross (Figs. 3c,d) or "
-                        "nanoparticle pyramid (Fig. 4)")
+    p.add_argument(
+        "--sample",
+        choices=SAMPLE_NAMES,
+        default="cross",
+        help="simulated sample: the paper's amplitude cross (Figs. 2-3a,b), phase cross (Figs. 3c,d) or "
+        "nanoparticle pyramid (Fig. 4)",
+    )
     p.add_argument("--seed", type=int, help="random seed of the photon noise")
     p.add_argument("--binning", type=int, help="detector binning (demo 4, paper 1)")
     p.add_argument("--pattern-size", type=int, help="crop side N of each pattern [binned px]")
     p.add_argument("--photons", type=float, help="photons per pattern")
     p.add_argument("--lid-tilt-deg", type=float, help="tilt of the cross lid out of the membrane plane [deg]")
-    p.add_argument("--paper-size", action="store_true", help="the paper's full 2048x2048 CCD, 1024 px crops (cross)")
-    p.add_argument("--hdr", action=argparse.BooleanOptionalAction, default=None,
-                   help="record two exposures, 30 s and 240 s, with saturation (HDR; the cross's default, as in the "
-                        "paper) or one frame (--no-hdr)")
+    p.add_argument(
+        "--paper-size", action="store_true", help="the paper's full 2048x2048 CCD, 1024 px crops (cross)"
+    )
+    p.add_argument(
+        "--hdr",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="record two exposures, 30 s and 240 s, with saturation (HDR; the cross's default, as in the "
+        "paper) or one frame (--no-hdr)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="xstereo", description="Computed stereo lensless X-ray imaging: "
-                                 "two coherent diffraction patterns in, a 3D point cloud out.")
+    ap = argparse.ArgumentParser(
+        prog="xstereo",
+        description="Computed stereo lensless X-ray imaging: "
+        "two coherent diffraction patterns in, a 3D point cloud out.",
+    )
     ap.add_argument("--version", action="version", version=f"xstereo-gpu {__version__}")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -492,9 +629,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     _add_pipeline_options(p)
     _add_sim_options(p)
-    p.add_argument("--start", choices=DEMO_STARTS, default=None,
-                   help="phase the simulated patterns (default) or start from provided views (the paper's route "
-                        "for the pyramid, whose 2D reconstructions were provided; default for --sample pyramid)")
+    p.add_argument(
+        "--start",
+        choices=DEMO_STARTS,
+        default=None,
+        help="phase the simulated patterns (default) or start from provided views (the paper's route "
+        "for the pyramid, whose 2D reconstructions were provided; default for --sample pyramid)",
+    )
     p.set_defaults(func=cmd_demo, angles=None)
 
     p = sub.add_parser("simulate", help="write a simulated stereo shot (CXI) with ground truth")
@@ -509,10 +650,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="output directory")
     p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     p.add_argument("--frame", type=int, help="frame index when the detector data is a stack")
-    p.add_argument("--angles", nargs=2, type=float, metavar=("T1", "T2"),
-                   help="beam angle magnitudes [deg] (override or supply the file's)")
-    p.add_argument("--centres", nargs=4, type=float, metavar=("R1", "C1", "R2", "C2"),
-                   help="zero-frequency pixels (row, col) of the left and right patterns on the frame")
+    p.add_argument(
+        "--angles",
+        nargs=2,
+        type=float,
+        metavar=("T1", "T2"),
+        help="beam angle magnitudes [deg] (override or supply the file's)",
+    )
+    p.add_argument(
+        "--centres",
+        nargs=4,
+        type=float,
+        metavar=("R1", "C1", "R2", "C2"),
+        help="zero-frequency pixels (row, col) of the left and right patterns on the frame",
+    )
     p.add_argument("--pattern-size", type=int, help="crop side N of each pattern [px]")
     p.add_argument("--wavelength", type=float, metavar="M", help="wavelength [m]")
     p.add_argument("--distance", type=float, metavar="M", help="sample-detector distance [m]")
@@ -526,7 +677,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pattern", help="pattern file: CXI/HDF5, TIFF or NPY")
     p.add_argument("-o", "--output", required=True, help="output directory")
     p.add_argument("--frame", type=int, help="frame index for 3D stacks")
-    p.add_argument("--size", type=int, help="crop side N [px] (default: largest even square around the centre)")
+    p.add_argument(
+        "--size", type=int, help="crop side N [px] (default: largest even square around the centre)"
+    )
     p.add_argument("--centre", nargs=2, type=float, metavar=("ROW", "COL"), help="zero-frequency pixel")
     p.add_argument("--wavelength", type=float, help="wavelength [m] (else from the file)")
     p.add_argument("--distance", type=float, help="sample-detector distance [m] (else from the file)")
@@ -550,10 +703,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("geometry", help="real-space pixel, voxel size and resolution report")
     p.add_argument("--pixel-size", type=float, metavar="M", help="view pixel [m]")
-    p.add_argument("--angles", nargs=2, type=float, metavar=("T1", "T2"), required=True,
-                   help="beam angle magnitudes [deg]")
+    p.add_argument(
+        "--angles",
+        nargs=2,
+        type=float,
+        metavar=("T1", "T2"),
+        required=True,
+        help="beam angle magnitudes [deg]",
+    )
     p.add_argument("--resolution", type=float, metavar="M", help="in-plane resolution of the views [m]")
-    p.add_argument("--wavelength", type=float, metavar="M", help="wavelength [m] (with --distance, --detector-pixel, --size)")
+    p.add_argument(
+        "--wavelength",
+        type=float,
+        metavar="M",
+        help="wavelength [m] (with --distance, --detector-pixel, --size)",
+    )
     p.add_argument("--distance", type=float, metavar="M", help="sample-detector distance [m]")
     p.add_argument("--detector-pixel", type=float, metavar="M", help="detector pixel [m]")
     p.add_argument("--size", type=int, help="crop side N of a pattern [px]")
@@ -597,7 +761,9 @@ def _terminate_cleanly():
     def raise_terminated(signum, frame):
         raise _Terminated(signum)
 
-    signums = [s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s is not None]
+    signums = [
+        s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s is not None
+    ]
     previous = {s: signal.signal(s, raise_terminated) for s in signums}
     try:
         yield
@@ -620,8 +786,12 @@ def _os_error(exc: OSError, args) -> InputError:
         parent = pathlib.Path(os.path.abspath(output)).parent
         with contextlib.suppress(OSError):
             found += f"; {shutil.disk_usage(parent).free / 1e6:.1f} MB free on the output's file system"
-    return InputError(str(where), found, "inputs that can be read and an output location that can be written, "
-                      "with free space; nothing partial was kept")
+    return InputError(
+        str(where),
+        found,
+        "inputs that can be read and an output location that can be written, "
+        "with free space; nothing partial was kept",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -642,15 +812,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"xstereo {args.command}: error: {_os_error(exc, args)}", file=sys.stderr)
         return 2
     except MemoryError:
-        print(f"xstereo {args.command}: error: out of memory; expected a problem that fits in the free memory "
-              "(fewer --runs, a smaller --pattern-size); no partial outputs were kept", file=sys.stderr)
+        print(
+            f"xstereo {args.command}: error: out of memory; expected a problem that fits in the free memory "
+            "(fewer --runs, a smaller --pattern-size); no partial outputs were kept",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print(f"xstereo {args.command}: interrupted; no partial outputs were kept", file=sys.stderr)
         return 130
     except _Terminated as exc:
-        print(f"xstereo {args.command}: terminated by signal {exc.signum}; no partial outputs were kept",
-              file=sys.stderr)
+        print(
+            f"xstereo {args.command}: terminated by signal {exc.signum}; no partial outputs were kept",
+            file=sys.stderr,
+        )
         return 128 + exc.signum
 
 

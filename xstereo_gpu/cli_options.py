@@ -29,21 +29,28 @@ BACKENDS = ("auto", "numpy", "cupy")
 #: Where ``xstereo demo`` starts: phasing the simulated patterns, or from provided views.
 DEMO_STARTS = ("pattern", "views")
 #: Which subcommands take a stage's flags: "phasing" (run, demo, phase) or "stereo" (run, demo, stereo).
-STAGE_GROUPS = {"phasing": "phasing", "preprocess": "stereo", "match": "stereo", "stereo": "stereo",
-                "cloud": "stereo"}
+STAGE_GROUPS = {
+    "phasing": "phasing",
+    "preprocess": "stereo",
+    "match": "stereo",
+    "stereo": "stereo",
+    "cloud": "stereo",
+}
 
 
 def read_points(path) -> tuple:
     """Rectification point pairs from a text file: one ``x_left y_left x_right y_right`` row per pair."""
     path = pathlib.Path(path)
     if not path.is_file():
-        raise InputError(str(path), "no such file",
-                         "a text file of point pairs (x_left y_left x_right y_right)")
+        raise InputError(
+            str(path), "no such file", "a text file of point pairs (x_left y_left x_right y_right)"
+        )
     try:
         pts = np.loadtxt(path, dtype=np.float64, delimiter=None, comments="#", ndmin=2)
     except ValueError as exc:
-        raise InputError(str(path), f"unreadable numbers ({exc})",
-                         "rows of 4 numbers: x_left y_left x_right y_right") from None
+        raise InputError(
+            str(path), f"unreadable numbers ({exc})", "rows of 4 numbers: x_left y_left x_right y_right"
+        ) from None
     if pts.ndim != 2 or pts.shape[1] != 4 or pts.shape[0] < 4 or not np.isfinite(pts).all():
         raise InputError(str(path), f"shape {pts.shape}", "at least 4 rows of 4 finite numbers (view pixels)")
     return tuple(tuple(r) for r in pts.tolist())
@@ -115,7 +122,8 @@ def _pipeline_flags() -> tuple[Flag, ...]:
             if stage.name not in STAGE_GROUPS:
                 raise TypeError(f"{f.metadata['cli']}: STAGE_GROUPS names no subcommands for [{stage.name}]")
             declared.setdefault(f.metadata["cli"], []).append(
-                (f"{stage.name}__{f.name}", hints[f.name], f.metadata))
+                (f"{stage.name}__{f.name}", hints[f.name], f.metadata)
+            )
     flags = []
     for flag, decl in declared.items():
         targets = tuple(target for target, _, _ in decl)

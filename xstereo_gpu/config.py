@@ -97,8 +97,15 @@ def _type_text(tp) -> str:
 
 def _found(value) -> str:
     shown = repr(list(value)) if isinstance(value, tuple) else repr(value)  # TOML lists arrive as tuples
-    kind = {bool: "a boolean", int: "an integer", float: "a float", str: "a string", list: "a list",
-            tuple: "a list", dict: "a table"}.get(type(value), type(value).__name__)
+    kind = {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a float",
+        str: "a string",
+        list: "a list",
+        tuple: "a list",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
     return f"{shown} ({kind})"
 
 
@@ -117,8 +124,11 @@ def _positive(name: str, value, *, integer: bool = False, allow_zero: bool = Fal
     if integer and int(value) != value:
         ok = False
     if not ok:
-        raise InputError(name, repr(value), ("a non-negative" if allow_zero else "a positive")
-                         + (" integer" if integer else " number"))
+        raise InputError(
+            name,
+            repr(value),
+            ("a non-negative" if allow_zero else "a positive") + (" integer" if integer else " number"),
+        )
 
 
 @dataclass(frozen=True)
@@ -197,10 +207,15 @@ class PhasingOptions:
     def __post_init__(self):
         _check_types(self, "phasing")
         if self.algorithm not in PHASING_ALGORITHMS:
-            raise InputError("phasing.algorithm", repr(self.algorithm),
-                             "one of " + ", ".join(map(repr, PHASING_ALGORITHMS)))
+            raise InputError(
+                "phasing.algorithm",
+                repr(self.algorithm),
+                "one of " + ", ".join(map(repr, PHASING_ALGORITHMS)),
+            )
         if self.initial_support not in ("autocorrelation", "box"):
-            raise InputError("phasing.initial_support", repr(self.initial_support), "'autocorrelation' or 'box'")
+            raise InputError(
+                "phasing.initial_support", repr(self.initial_support), "'autocorrelation' or 'box'"
+            )
         _positive("phasing.runs", self.runs, integer=True)
         _positive("phasing.iterations", self.iterations, integer=True)
         _positive("phasing.final_er", self.final_er, integer=True, allow_zero=True)
@@ -213,7 +228,9 @@ class PhasingOptions:
         if not 0 < self.beta <= 1.5:
             raise InputError("phasing.beta", repr(self.beta), "a value in (0, 1.5]")
         if not 0 < self.shrinkwrap_threshold < 1:
-            raise InputError("phasing.shrinkwrap_threshold", repr(self.shrinkwrap_threshold), "a fraction in (0, 1)")
+            raise InputError(
+                "phasing.shrinkwrap_threshold", repr(self.shrinkwrap_threshold), "a fraction in (0, 1)"
+            )
         object.__setattr__(self, "shrinkwrap_sigma", tuple(float(s) for s in self.shrinkwrap_sigma))
 
     @property
@@ -239,15 +256,20 @@ class PreprocessOptions:
     #: ``"binary"`` (upsample, low-pass, binarise, drop unmatched small regions), ``"gradient"``
     #: (upsample, low-pass, Sobel derivative along x, the disparity direction, normalised; paper's
     #: extra maps for the phase cross) or ``"none"`` (normalise and upsample only).
-    mode: str = _flag("binary", "--preprocess", "view pre-processing before matching (binary: the cross; "
-                      "gradient: Sobel-x; none)", choices=PREPROCESS_MODES)
+    mode: str = _flag(
+        "binary",
+        "--preprocess",
+        "view pre-processing before matching (binary: the cross; gradient: Sobel-x; none)",
+        choices=PREPROCESS_MODES,
+    )
     #: Bicubic upsampling factor (paper: 4).
     upsample: int = _flag(4, "--upsample", "bicubic upsampling factor before matching")
     #: Gaussian low-pass sigma on the upsampled grid [upsampled pixels] (paper: 1.9).
     sigma: float = 1.9
     #: Binary thresholds on a 0..1 scale, (left, right) (paper: 0.40 and 0.25).
-    thresholds: tuple[float, float] = _flag((0.40, 0.25), "--thresholds", "binary thresholds (0..1)",
-                                            metavar=("LEFT", "RIGHT"))
+    thresholds: tuple[float, float] = _flag(
+        (0.40, 0.25), "--thresholds", "binary thresholds (0..1)", metavar=("LEFT", "RIGHT")
+    )
     #: Choose the right view's threshold so that its binary white area equals the left view's
     #: (``thresholds[1]`` is then unused). The paper tuned its two thresholds by hand so that the
     #: binary views agree; equal areas do that automatically and remove the edge shift that a
@@ -271,7 +293,9 @@ class PreprocessOptions:
         if len(self.thresholds) != 2 or not all(0 < t < 1 for t in self.thresholds):
             raise InputError("preprocess.thresholds", repr(self.thresholds), "two values in (0, 1)")
         if not 50 < self.normalise_percentile <= 100:
-            raise InputError("preprocess.normalise_percentile", repr(self.normalise_percentile), "a value in (50, 100]")
+            raise InputError(
+                "preprocess.normalise_percentile", repr(self.normalise_percentile), "a value in (50, 100]"
+            )
         object.__setattr__(self, "thresholds", tuple(float(t) for t in self.thresholds))
 
 
@@ -294,16 +318,18 @@ class MatchOptions:
     lr_tolerance: float = 1.0
     #: ``"bm"``: the paper's block matching (winner takes all per block); ``"sgm"``: semi-global
     #: matching, the same block cost aggregated along ``sgm_paths`` scan-line directions.
-    method: str = _flag("bm", "--method", "disparity method: block matching or semi-global matching",
-                        choices=MATCH_METHODS)
+    method: str = _flag(
+        "bm", "--method", "disparity method: block matching or semi-global matching", choices=MATCH_METHODS
+    )
     #: SGM penalty for a disparity change of one pixel between neighbours (cost units: mean absolute
     #: difference of a block, 0..1 scale).
     sgm_p1: float = 0.02
     #: SGM penalty for a larger disparity change between neighbours (same units).
     sgm_p2: float = 0.2
     #: Number of aggregation directions for SGM: 4 (horizontal and vertical) or 8 (plus diagonals).
-    sgm_paths: int = _flag(4, "--sgm-paths", "aggregation directions of semi-global matching",
-                           choices=SGM_PATHS)
+    sgm_paths: int = _flag(
+        4, "--sgm-paths", "aggregation directions of semi-global matching", choices=SGM_PATHS
+    )
 
     def __post_init__(self):
         _check_types(self, "match")
@@ -351,8 +377,9 @@ class StereoOptions:
     """
 
     #: Image of the complex views that is matched: ``"amplitude"`` or ``"phase"`` (phase-contrast views).
-    image: str = _flag("amplitude", "--image", "image of the complex views that is matched",
-                       choices=VIEW_IMAGES)
+    image: str = _flag(
+        "amplitude", "--image", "image of the complex views that is matched", choices=VIEW_IMAGES
+    )
     #: Rectify the views before matching (feature matches, normalised eight-point fundamental matrix,
     #: rectifying homographies). The cross on one CCD needs none (paper); the simulated phase cross does.
     rectify: bool = False
@@ -360,8 +387,12 @@ class StereoOptions:
     #: [view pixels of the phased, aligned views] (the paper picked 16 edge points by hand); ``None``:
     #: automatic feature matching.
     rectify_points: tuple | None = _flag(
-        None, "--points", "rectify with these point pairs (text: x_left y_left x_right y_right per row, "
-        "view pixels)", metavar="FILE", type=str)
+        None,
+        "--points",
+        "rectify with these point pairs (text: x_left y_left x_right y_right per row, view pixels)",
+        metavar="FILE",
+        type=str,
+    )
     #: Also match Sobel-x gradient views and merge their consistent points with the intensity maps'
     #: (paper: the phase cross's extra maps).
     gradient_maps: bool = False
@@ -377,12 +408,21 @@ class StereoOptions:
             try:
                 pts = tuple(tuple(float(v) for v in row) for row in self.rectify_points)
             except (TypeError, ValueError):
-                raise InputError("stereo.rectify_points", _found(self.rectify_points),
-                                 "rows of 4 numbers (x_left, y_left, x_right, y_right) in view pixels") from None
-            if len(pts) < 4 or any(len(row) != 4 for row in pts) or not all(
-                    math.isfinite(v) for row in pts for v in row):
-                raise InputError("stereo.rectify_points", f"{len(pts)} rows",
-                                 "at least 4 finite rows (x_left, y_left, x_right, y_right) in view pixels")
+                raise InputError(
+                    "stereo.rectify_points",
+                    _found(self.rectify_points),
+                    "rows of 4 numbers (x_left, y_left, x_right, y_right) in view pixels",
+                ) from None
+            if (
+                len(pts) < 4
+                or any(len(row) != 4 for row in pts)
+                or not all(math.isfinite(v) for row in pts for v in row)
+            ):
+                raise InputError(
+                    "stereo.rectify_points",
+                    f"{len(pts)} rows",
+                    "at least 4 finite rows (x_left, y_left, x_right, y_right) in view pixels",
+                )
             object.__setattr__(self, "rectify_points", pts)
 
 
@@ -440,7 +480,8 @@ class PipelineOptions:
         """The paper's recipe for one of its three experiments, on top of a profile.
 
         ``"cross"``: the profile with semi-global matching (better than block matching there,
-        docs/validation.md) and an outlier threshold t = 0.3 (see ``SAMPLE_RECIPES``). ``"phase-cross"``: rectification, intensity and extra Sobel-x maps (SGM),
+        docs/validation.md) and an outlier threshold t = 0.3 (see ``SAMPLE_RECIPES``). ``"phase-cross"``:
+        rectification, intensity and extra Sobel-x maps (SGM),
         two planes. ``"pyramid"``: background mask, 23 x 23 blocks over 30 pixels (on the x2
         matching grid), block matching on intensity and Sobel-x views, no interpolation.
         """
@@ -490,8 +531,11 @@ class PipelineOptions:
             elif key in _STAGES:
                 kw[key] = _stage_from_dict(key, value)
             else:
-                raise InputError(f"[{key}]", "an unknown section" + _did_you_mean(key, list(_STAGES)),
-                                 f"one of the sections {['[' + k + ']' for k in _STAGES]} or the key 'profile'")
+                raise InputError(
+                    f"[{key}]",
+                    "an unknown section" + _did_you_mean(key, list(_STAGES)),
+                    f"one of the sections {['[' + k + ']' for k in _STAGES]} or the key 'profile'",
+                )
         return cls(**kw)
 
     def to_toml(self) -> str:
@@ -508,7 +552,9 @@ class PipelineOptions:
         try:
             return cls.from_dict(tomllib.loads(text))
         except tomllib.TOMLDecodeError as exc:
-            raise InputError("options file", f"invalid TOML ({exc})", "TOML as written by `to_toml`") from None
+            raise InputError(
+                "options file", f"invalid TOML ({exc})", "TOML as written by `to_toml`"
+            ) from None
 
 
 def _did_you_mean(word: str, choices: list[str]) -> str:
@@ -519,18 +565,21 @@ def _did_you_mean(word: str, choices: list[str]) -> str:
 def _stage_from_dict(section: str, value) -> Any:
     """One stage's options from its TOML table; errors are named ``[section] key``."""
     if not isinstance(value, dict):
-        raise InputError(f"[{section}]", _found(value), "a table of options ([section] followed by key = value lines)")
+        raise InputError(
+            f"[{section}]", _found(value), "a table of options ([section] followed by key = value lines)"
+        )
     known = [f.name for f in fields(_STAGES[section])]
     for k in value:
         if k not in known:
-            raise InputError(f"[{section}] {k}", "an unknown key" + _did_you_mean(k, known),
-                             f"one of {known}")
+            raise InputError(
+                f"[{section}] {k}", "an unknown key" + _did_you_mean(k, known), f"one of {known}"
+            )
     try:
         return _STAGES[section](**{k: tuple(v) if isinstance(v, list) else v for k, v in value.items()})
     except InputError as exc:
         where = exc.where
         if where.startswith(section + "."):
-            where = f"[{section}] {where[len(section) + 1:]}"
+            where = f"[{section}] {where[len(section) + 1 :]}"
         raise InputError(where, exc.found, exc.expected) from None
 
 
@@ -577,14 +626,24 @@ SAMPLE_RECIPES: dict[str, dict[str, Any]] = {
         "preprocess__mode": "none",
         # grey levels of semi-transparent layers carry little x-gradient: a low texture threshold keeps
         # them; SGM fills the uniform regions between edges (measured: docs/validation.md)
-        "match__method": "sgm", "match__texture_threshold": 0.003, "match__proximity_weight": 0.01,
+        "match__method": "sgm",
+        "match__texture_threshold": 0.003,
+        "match__proximity_weight": 0.01,
         "cloud__t": 0.3,
-        "stereo__rectify": True, "stereo__gradient_maps": True, "reconstruct__planes": 2,
+        "stereo__rectify": True,
+        "stereo__gradient_maps": True,
+        "reconstruct__planes": 2,
     },
     "pyramid": {
-        "preprocess__mode": "none", "preprocess__upsample": 2,
-        "match__block": 23, "match__dmin": -30, "match__dmax": 30, "match__texture_threshold": 0.03,
-        "stereo__background_mask": True, "reconstruct__planes": 0, "reconstruct__interpolate": False,
+        "preprocess__mode": "none",
+        "preprocess__upsample": 2,
+        "match__block": 23,
+        "match__dmin": -30,
+        "match__dmax": 30,
+        "match__texture_threshold": 0.03,
+        "stereo__background_mask": True,
+        "reconstruct__planes": 0,
+        "reconstruct__interpolate": False,
         # faces inclined along x have different grey levels in the two views (different path lengths
         # through the membrane): SAD on intensities fails there; the Sobel-x maps fill those faces
         "stereo__gradient_maps": True,

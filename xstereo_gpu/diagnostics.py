@@ -26,8 +26,9 @@ __all__ = ["with_source", "check_matches", "recipe_warning", "warning_printer", 
 _DATA_STAGES = ("phasing", "split_patterns", "merge_exposures", "single_pattern")
 
 
-def with_source(exc: InputError, source: str, dataset: str = "", *, note: str = "",
-                views: tuple | None = None) -> InputError:
+def with_source(
+    exc: InputError, source: str, dataset: str = "", *, note: str = "", views: tuple | None = None
+) -> InputError:
     """``exc`` naming the input it came from: ``shot.cxi:/entry_1/data_1/data (left pattern): phasing...``.
 
     Parameters
@@ -81,15 +82,23 @@ def check_matches(disparity_left, disparity_right, options, where: str, *, kept=
         return
     m, p = options.match, options.preprocess
     thr = f", thresholds {p.thresholds[0]:g}/{p.thresholds[1]:g}" if p.mode == "binary" else ""
-    expected = ("some valid matches: widen or move the search with --range DMIN DMAX, try another --block, "
-                "--thresholds LEFT RIGHT, --preprocess or --method, or the sample's --recipe")
+    expected = (
+        "some valid matches: widen or move the search with --range DMIN DMAX, try another --block, "
+        "--thresholds LEFT RIGHT, --preprocess or --method, or the sample's --recipe"
+    )
     views = None if kept is None else pathlib.Path(kept) / "views.cxi"
     if views is not None and views.exists():
-        expected += (f"; the phased views are kept in {views}: match them again with "
-                     f"`xstereo stereo {views} {views} -o DIR --range DMIN DMAX ...`")
-    raise InputError(where, f"0 valid disparities: none of the {dl.size} matching-grid pixels of either map "
-                            f"passed matching and the left-right check (method {m.method}, block {m.block}, "
-                            f"range [{m.dmin}, {m.dmax}], pre-processing {p.mode}{thr})", expected)
+        expected += (
+            f"; the phased views are kept in {views}: match them again with "
+            f"`xstereo stereo {views} {views} -o DIR --range DMIN DMAX ...`"
+        )
+    raise InputError(
+        where,
+        f"0 valid disparities: none of the {dl.size} matching-grid pixels of either map "
+        f"passed matching and the left-right check (method {m.method}, block {m.block}, "
+        f"range [{m.dmin}, {m.dmax}], pre-processing {p.mode}{thr})",
+        expected,
+    )
 
 
 def recipe_warning(sample: str | None, sample_from: str | None, profile: str) -> None:
@@ -101,12 +110,18 @@ def recipe_warning(sample: str | None, sample_from: str | None, profile: str) ->
     if sample_from is None:
         where, found = "--recipe", "no --recipe"
     else:
-        where, found = sample_from, (f"the sample name {sample!r}, which names no recipe" if sample
-                                     else "no sample name")
-    warn(where, f"{found}: the plain '{profile}' profile is used (the amplitude cross's defaults without its "
-                "recipe: block matching, outlier t = 0.1, no rectification)",
-         f"--recipe {{{','.join(SAMPLE_NAMES)}}} to choose the paper's processing for this kind of sample "
-         f"(or a shot whose sample name is one of {list(SAMPLE_NAMES)})", stacklevel=4)
+        where, found = (
+            sample_from,
+            (f"the sample name {sample!r}, which names no recipe" if sample else "no sample name"),
+        )
+    warn(
+        where,
+        f"{found}: the plain '{profile}' profile is used (the amplitude cross's defaults without its "
+        "recipe: block matching, outlier t = 0.1, no rectification)",
+        f"--recipe {{{','.join(SAMPLE_NAMES)}}} to choose the paper's processing for this kind of sample "
+        f"(or a shot whose sample name is one of {list(SAMPLE_NAMES)})",
+        stacklevel=4,
+    )
 
 
 def warning_printer(command: str):
@@ -117,7 +132,9 @@ def warning_printer(command: str):
     """
 
     def show(message, category, filename, lineno, file=None, line=None):
-        origin = "" if issubclass(category, InputWarning) else f" ({category.__name__} at {filename}:{lineno})"
+        origin = (
+            "" if issubclass(category, InputWarning) else f" ({category.__name__} at {filename}:{lineno})"
+        )
         print(f"xstereo {command}: warning: {message}{origin}", file=sys.stderr)
 
     return show
@@ -136,5 +153,6 @@ def run_with_warnings(func, args, command: str):
         try:
             return func(args)
         except InputWarning as w:  # warnings turned into errors by the filters
-            raise InputError(w.where, w.found, f"{w.plausible} (a warning, turned into an error by the "
-                                               "warning filters)") from None
+            raise InputError(
+                w.where, w.found, f"{w.plausible} (a warning, turned into an error by the warning filters)"
+            ) from None

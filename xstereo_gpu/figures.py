@@ -12,8 +12,15 @@ import numpy as np
 from .cloud.volume import surface_mesh
 from .shot import VIEW_NAMES
 
-__all__ = ["figure_patterns", "figure_views", "figure_disparity", "figure_depth", "figure_cloud", "figure_surface",
-           "figure_quality"]
+__all__ = [
+    "figure_patterns",
+    "figure_views",
+    "figure_disparity",
+    "figure_depth",
+    "figure_cloud",
+    "figure_surface",
+    "figure_quality",
+]
 
 
 def _plt():
@@ -31,7 +38,8 @@ def _save(fig, path: pathlib.Path) -> None:
 
 
 def _extent_um(n: int, pixel_m: float, upsample: int = 1):
-    """imshow extent [um] for an (n, n) image whose pixel is pixel_m / upsample, centred at view pixel N//2."""
+    """imshow extent [um] for an (n, n) image whose pixel is pixel_m / upsample, centred at view pixel "
+    "N//2."""
     p = pixel_m / upsample * 1e6
     c = (n // upsample) // 2 * upsample + (upsample - 1) / 2  # matching-grid index of view pixel N//2
     return [(-0.5 - c) * p, (n - 0.5 - c) * p, (n - 0.5 - c) * p, (-0.5 - c) * p]
@@ -47,7 +55,8 @@ def figure_patterns(shot, path) -> None:
     if frame.ndim == 3:  # an HDR series: show the longest exposure (its saturated centres included)
         k = int(np.argmax(shot.exposure_times_s))
         frame = frame[k]
-        note = f", exposure {shot.exposure_times_s[k]:g} s of {list(np.asarray(shot.exposure_times_s).tolist())} s"
+        times = list(np.asarray(shot.exposure_times_s).tolist())
+        note = f", exposure {shot.exposure_times_s[k]:g} s of {times} s"
     fig, ax = plt.subplots(figsize=(6.4, 5.6))
     im = ax.imshow(np.log10(1 + np.clip(frame, 0, None)), cmap="magma", origin="upper")
     n = shot.pattern_size
@@ -72,8 +81,14 @@ def figure_views(views, supports, pixel_m, path, *, titles=("left view", "right 
         ext = _extent_um(amp.shape[0], pixel_m)
         im = ax.imshow(amp, cmap="gray", extent=ext)
         if supports is not None:
-            ax.contour(np.asarray(supports[k]).astype(float), levels=[0.5], colors="tab:orange", linewidths=0.6,
-                       extent=[ext[0], ext[1], ext[3], ext[2]], origin="upper")
+            ax.contour(
+                np.asarray(supports[k]).astype(float),
+                levels=[0.5],
+                colors="tab:orange",
+                linewidths=0.6,
+                extent=[ext[0], ext[1], ext[3], ext[2]],
+                origin="upper",
+            )
         ax.set_title(f"{titles[k]} |amplitude| (support in orange)", fontsize=9)
         ax.set_xlabel("x [um]")
         ax.set_ylabel("y [um]")
@@ -88,8 +103,14 @@ def figure_disparity(dl, dr, pixel_m, upsample, path) -> None:
     both = np.concatenate([dl[np.isfinite(dl)], dr[np.isfinite(dr)]]) / upsample
     lim = float(np.percentile(np.abs(both), 99)) if both.size else 1.0
     for ax, d, name in zip(axes, (dl, dr), VIEW_NAMES):
-        im = ax.imshow(np.asarray(d) / upsample, cmap="coolwarm", vmin=-lim, vmax=lim,
-                       extent=_extent_um(d.shape[0], pixel_m, upsample), interpolation="nearest")
+        im = ax.imshow(
+            np.asarray(d) / upsample,
+            cmap="coolwarm",
+            vmin=-lim,
+            vmax=lim,
+            extent=_extent_um(d.shape[0], pixel_m, upsample),
+            interpolation="nearest",
+        )
         ax.set_facecolor("0.15")
         valid = np.isfinite(d).mean() * 100
         ax.set_title(f"{name} disparity map ({valid:.1f} % of pixels valid)", fontsize=9)
@@ -105,9 +126,15 @@ def figure_depth(depth_nm, pixel_m, upsample, path) -> None:
     fig, ax = plt.subplots(figsize=(5.6, 4.8))
     d = np.asarray(depth_nm) / 1e3
     fin = d[np.isfinite(d)]
-    lo, hi = (np.percentile(fin, [1, 99]) if fin.size else (-1, 1))
-    im = ax.imshow(d, cmap="viridis", vmin=lo, vmax=hi, extent=_extent_um(d.shape[0], pixel_m, upsample),
-                   interpolation="nearest")
+    lo, hi = np.percentile(fin, [1, 99]) if fin.size else (-1, 1)
+    im = ax.imshow(
+        d,
+        cmap="viridis",
+        vmin=lo,
+        vmax=hi,
+        extent=_extent_um(d.shape[0], pixel_m, upsample),
+        interpolation="nearest",
+    )
     ax.set_facecolor("0.15")
     ax.set_title("depth map from eq. (1), left view", fontsize=9)
     ax.set_xlabel("x_left [um]")
@@ -157,7 +184,11 @@ def figure_surface(reconstruction, path, *, max_faces: int = 40000) -> None:
     while len(f) > max_faces and step < 16:
         step *= 2
         z, h, w = vol.shape
-        small = vol[:, :h // step * step, :w // step * step].reshape(z, h // step, step, w // step, step).mean(axis=(2, 4))
+        small = (
+            vol[:, : h // step * step, : w // step * step]
+            .reshape(z, h // step, step, w // step, step)
+            .mean(axis=(2, 4))
+        )
         dz, dy, dx = r.voxel_nm
         origin = (r.origin_nm[0], r.origin_nm[1] + (step - 1) * dy / 2, r.origin_nm[2] + (step - 1) * dx / 2)
         v, f = surface_mesh(small, (dz, dy * step, dx * step), origin_nm=origin, level=0.25)
@@ -177,7 +208,9 @@ def figure_surface(reconstruction, path, *, max_faces: int = 40000) -> None:
         ax.set_ylabel("y [um]")
         ax.set_zlabel("z [um]")
         ax.view_init(elev=elev, azim=azim)
-        ax.set_title(f"reconstructed surface (volume.h5; shown {step}x coarser)" if i == 0 else "side view", fontsize=9)
+        ax.set_title(
+            f"reconstructed surface (volume.h5; shown {step}x coarser)" if i == 0 else "side view", fontsize=9
+        )
     _save(fig, path)
 
 

@@ -23,8 +23,12 @@ ANGLE_RANGE_DEG = (0.0, 60.0)
 #: Ranges outside which a value draws a warning (SI): X-rays of 0.01-100 nm (the paper: 24 nm and
 #: 1.65 nm), sample-detector distances of 5 mm - 20 m (paper: 26 mm), detector pixels of 1 um - 1 mm
 #: (binned; paper: 13.5 um), view pixels of 0.1 nm - 10 um.
-PLAUSIBLE = {"wavelength_m": (1e-11, 1e-7), "distance_m": (5e-3, 20.0), "detector_pixel_m": (1e-6, 1e-3),
-             "pixel_size_m": (1e-10, 1e-5)}
+PLAUSIBLE = {
+    "wavelength_m": (1e-11, 1e-7),
+    "distance_m": (5e-3, 20.0),
+    "detector_pixel_m": (1e-6, 1e-3),
+    "pixel_size_m": (1e-10, 1e-5),
+}
 #: Ranges outside which a value is refused: it cannot be right (a wavelength of 1 m, a distance in mm
 #: given as metres, a pixel in um given as metres).
 POSSIBLE = {"wavelength_m": (1e-13, 1e-5), "distance_m": (1e-4, 100.0), "detector_pixel_m": (1e-7, 1e-2)}
@@ -33,8 +37,12 @@ POSSIBLE = {"wavelength_m": (1e-13, 1e-5), "distance_m": (1e-4, 100.0), "detecto
 MIN_TAN_SUM = 1e-3
 #: Below this ``t1 + t2`` [deg] a warning: the voxel depth exceeds ~29 view pixels (paper: 7 to 19 deg).
 PLAUSIBLE_SEPARATION_DEG = 2.0
-_WORDS = {"wavelength_m": "wavelength", "distance_m": "sample-detector distance",
-          "detector_pixel_m": "detector pixel", "pixel_size_m": "view pixel (lambda D / (N p))"}
+_WORDS = {
+    "wavelength_m": "wavelength",
+    "distance_m": "sample-detector distance",
+    "detector_pixel_m": "detector pixel",
+    "pixel_size_m": "view pixel (lambda D / (N p))",
+}
 
 
 def _si(value: float) -> str:
@@ -81,8 +89,11 @@ def check_plausible(*, where: dict[str, str] | None = None, **values: float | No
         if name in POSSIBLE:
             plo, phi = POSSIBLE[name]
             if not plo <= value <= phi:
-                raise InputError(label, f"{shown}, not a possible {_WORDS[name]}",
-                                 f"{text} (refused outside {_si(plo)} .. {_si(phi)}; values are in metres)")
+                raise InputError(
+                    label,
+                    f"{shown}, not a possible {_WORDS[name]}",
+                    f"{text} (refused outside {_si(plo)} .. {_si(phi)}; values are in metres)",
+                )
         if not lo <= value <= hi:
             warn(label, shown, text + " (values are in metres)", stacklevel=3)
 
@@ -92,20 +103,35 @@ def _check_angles(angles: tuple, label: str) -> None:
     if len(angles) != 2 or not all(math.isfinite(a) and lo < a < hi for a in angles):
         return  # refused by StereoGeometry with its own message
     tan_sum = math.tan(math.radians(angles[0])) + math.tan(math.radians(angles[1]))
-    found = f"{angles[0]:g} + {angles[1]:g} deg (tan t1 + tan t2 = {tan_sum:.3g}: a voxel depth of " \
-            f"{1 / tan_sum:.3g} view pixels)"
+    found = (
+        f"{angles[0]:g} + {angles[1]:g} deg (tan t1 + tan t2 = {tan_sum:.3g}: a voxel depth of "
+        f"{1 / tan_sum:.3g} view pixels)"
+    )
     if tan_sum < MIN_TAN_SUM:
-        raise InputError(label, found + ", no depth information",
-                         f"beam angles with tan t1 + tan t2 >= {MIN_TAN_SUM:g} (t1 + t2 above ~0.06 deg; "
-                         "the paper: 3.5 to 9.5 deg each)")
+        raise InputError(
+            label,
+            found + ", no depth information",
+            f"beam angles with tan t1 + tan t2 >= {MIN_TAN_SUM:g} (t1 + t2 above ~0.06 deg; "
+            "the paper: 3.5 to 9.5 deg each)",
+        )
     if angles[0] + angles[1] < PLAUSIBLE_SEPARATION_DEG:
-        warn(label, found, "t1 + t2 of a few degrees or more (the paper: 3.5 to 9.5 deg each); "
-                           "check that the angles are in degrees", stacklevel=4)
+        warn(
+            label,
+            found,
+            "t1 + t2 of a few degrees or more (the paper: 3.5 to 9.5 deg each); "
+            "check that the angles are in degrees",
+            stacklevel=4,
+        )
 
 
 def real_space_pixel(wavelength_m: float, distance_m: float, detector_pixel_m: float, size: int) -> float:
-    """Real-space pixel of a view reconstructed from an ``size`` x ``size`` crop: ``lambda D / (N p)``  [m]."""
-    for name, v in (("wavelength", wavelength_m), ("distance", distance_m), ("detector pixel", detector_pixel_m)):
+    """Real-space pixel of a view reconstructed from an ``size`` x ``size`` crop: ``lambda D / (N p)``  "
+    "[m]."""
+    for name, v in (
+        ("wavelength", wavelength_m),
+        ("distance", distance_m),
+        ("detector pixel", detector_pixel_m),
+    ):
         check_positive(name, v, expected="a positive finite value in metres")
     if int(size) < 2:
         raise InputError("pattern size", repr(size), "at least 2 pixels")
@@ -141,10 +167,19 @@ class StereoGeometry:
             _check_angles(self.angles_deg, "angles")
 
     @classmethod
-    def from_detector(cls, *, wavelength_m: float, distance_m: float, detector_pixel_m: float,
-                      pattern_size: int, angles_deg: tuple[float, float]) -> "StereoGeometry":
+    def from_detector(
+        cls,
+        *,
+        wavelength_m: float,
+        distance_m: float,
+        detector_pixel_m: float,
+        pattern_size: int,
+        angles_deg: tuple[float, float],
+    ) -> StereoGeometry:
         """Geometry of views phased from ``pattern_size`` x ``pattern_size`` crops of the detector."""
-        return cls(real_space_pixel(wavelength_m, distance_m, detector_pixel_m, pattern_size), tuple(angles_deg))
+        return cls(
+            real_space_pixel(wavelength_m, distance_m, detector_pixel_m, pattern_size), tuple(angles_deg)
+        )
 
     @property
     def signed_angles_rad(self) -> tuple[float, float]:
@@ -170,7 +205,8 @@ class StereoGeometry:
         return depth_m * (self.tan_sum / (pixel_size_m or self.pixel_size_m))
 
     def object_x(self, x_view, z, view: int):
-        """Coordinate correction ``x = x_k - z tan a_k`` for view 0 (left) or 1 (right); same units in and out."""
+        """Coordinate correction ``x = x_k - z tan a_k`` for view 0 (left) or 1 (right); same units in and "
+        "out."""
         return x_view - z * math.tan(self.signed_angles_rad[view])
 
     def view_x(self, x, z, view: int):
@@ -190,8 +226,11 @@ class StereoGeometry:
         if resolution_m is not None:
             check_positive("resolution", resolution_m, expected="a positive finite value in metres")
             rz = resolution_m / self.tan_sum
-            out.update(resolution_xy_nm=resolution_m * 1e9, resolution_z_nm=rz * 1e9,
-                       resolution_nm=[resolution_m * 1e9, resolution_m * 1e9, rz * 1e9])
+            out.update(
+                resolution_xy_nm=resolution_m * 1e9,
+                resolution_z_nm=rz * 1e9,
+                resolution_nm=[resolution_m * 1e9, resolution_m * 1e9, rz * 1e9],
+            )
         return out
 
     def to_dict(self) -> dict:

@@ -33,9 +33,22 @@ import numpy as np
 from .backend import fft_workers
 from .errors import InputError
 
-__all__ = ["GIB", "AUTO_FRACTION", "parse_size", "format_size", "available_memory", "memory_budget",
-           "phasing_bytes", "matching_bytes", "sgm_strip_bytes", "plan_phasing", "plan_matching",
-           "check_allocation", "PhasingPlan", "MatchingPlan"]
+__all__ = [
+    "GIB",
+    "AUTO_FRACTION",
+    "parse_size",
+    "format_size",
+    "available_memory",
+    "memory_budget",
+    "phasing_bytes",
+    "matching_bytes",
+    "sgm_strip_bytes",
+    "plan_phasing",
+    "plan_matching",
+    "check_allocation",
+    "PhasingPlan",
+    "MatchingPlan",
+]
 
 GIB = 1 << 30
 
@@ -169,13 +182,21 @@ def memory_budget(xp=np, max_memory: int | None = None) -> dict:
     """
     avail, source = available_memory(xp)
     if max_memory is not None:
-        return {"budget_bytes": int(max_memory), "limit_bytes": int(max_memory), "source": "--max-memory",
-                "available_bytes": avail}
+        return {
+            "budget_bytes": int(max_memory),
+            "limit_bytes": int(max_memory),
+            "source": "--max-memory",
+            "available_bytes": avail,
+        }
     limit = int(AUTO_FRACTION * avail)
     budget = limit if xp is not np else min(limit, CPU_SPLIT_BYTES)
-    return {"budget_bytes": budget, "limit_bytes": limit, "available_bytes": avail,
-            "source": f"{AUTO_FRACTION:.0%} of {source}" + ("" if budget == limit else
-                                                            f", splits aiming at {format_size(budget)}")}
+    return {
+        "budget_bytes": budget,
+        "limit_bytes": limit,
+        "available_bytes": avail,
+        "source": f"{AUTO_FRACTION:.0%} of {source}"
+        + ("" if budget == limit else f", splits aiming at {format_size(budget)}"),
+    }
 
 
 def _expected(budget: int, hint: str) -> str:
@@ -213,8 +234,12 @@ class PhasingPlan:
     budget_bytes: int
 
     def to_dict(self) -> dict:
-        return {"runs_per_batch": self.runs_per_batch, "batches": self.batches,
-                "estimated_peak_bytes": self.estimated_peak_bytes, "budget_bytes": self.budget_bytes}
+        return {
+            "runs_per_batch": self.runs_per_batch,
+            "batches": self.batches,
+            "estimated_peak_bytes": self.estimated_peak_bytes,
+            "budget_bytes": self.budget_bytes,
+        }
 
 
 def phasing_bytes(views: int, runs: int, n: int, runs_per_batch: int | None = None) -> int:
@@ -234,8 +259,16 @@ def phasing_bytes(views: int, runs: int, n: int, runs_per_batch: int | None = No
     return e * (8 * runs + max(PHASING_ITER_BYTES, PHASING_ALIGN_BYTES) * b + 40)
 
 
-def plan_phasing(views: int, runs: int, n: int, budget: int, *, limit: int | None = None,
-                 where: str = "--max-memory", runs_per_batch: int | None = None) -> PhasingPlan:
+def plan_phasing(
+    views: int,
+    runs: int,
+    n: int,
+    budget: int,
+    *,
+    limit: int | None = None,
+    where: str = "--max-memory",
+    runs_per_batch: int | None = None,
+) -> PhasingPlan:
     """The largest batch of runs whose :func:`phasing_bytes` fits in ``budget``.
 
     Parameters
@@ -272,10 +305,15 @@ def plan_phasing(views: int, runs: int, n: int, budget: int, *, limit: int | Non
     need = phasing_bytes(views, runs, n, b)
     if need > limit:
         need1 = phasing_bytes(views, runs, n, 1)
-        raise InputError(where, f"needs about {format_size(min(need1, need))} to phase {views} view(s) of "
-                                f"{n} x {n} pixels with {runs} runs (one run per batch)",
-                         _expected(limit, "use --max-memory, fewer --runs or a smaller --pattern-size / --size"))
-    return PhasingPlan(runs_per_batch=b, batches=math.ceil(runs / b), estimated_peak_bytes=need, budget_bytes=int(budget))
+        raise InputError(
+            where,
+            f"needs about {format_size(min(need1, need))} to phase {views} view(s) of "
+            f"{n} x {n} pixels with {runs} runs (one run per batch)",
+            _expected(limit, "use --max-memory, fewer --runs or a smaller --pattern-size / --size"),
+        )
+    return PhasingPlan(
+        runs_per_batch=b, batches=math.ceil(runs / b), estimated_peak_bytes=need, budget_bytes=int(budget)
+    )
 
 
 # -- matching ------------------------------------------------------------------------------------
@@ -292,6 +330,8 @@ def _sgm_band_bytes(h: int, w: int, d: int, device: bool) -> int:
     volume or strip) themselves."""
     elems = max(1 << 25 if device else 1 << 20, w * d)
     return 6 * 4 * min(h * w * d, elems) * (1 if device else fft_workers())
+
+
 #: Extra float32 per pixel of block matching on CuPy (one band = the whole image: two trackers of
 #: seven arrays, four cost buffers, the block sums).
 BM_DEVICE_ARRAYS = 22
@@ -323,9 +363,15 @@ class MatchingPlan:
     budget_bytes: int
 
     def to_dict(self) -> dict:
-        return {"method": self.method, "shape": list(self.shape), "disparities": self.disparities,
-                "strip_rows": self.strip_rows, "strips": self.strips,
-                "estimated_peak_bytes": self.estimated_peak_bytes, "budget_bytes": self.budget_bytes}
+        return {
+            "method": self.method,
+            "shape": list(self.shape),
+            "disparities": self.disparities,
+            "strip_rows": self.strip_rows,
+            "strips": self.strips,
+            "estimated_peak_bytes": self.estimated_peak_bytes,
+            "budget_bytes": self.budget_bytes,
+        }
 
 
 def _up_paths(paths: int) -> int:
@@ -347,8 +393,16 @@ def sgm_strip_bytes(h: int, w: int, d: int, paths: int, rows: int | None) -> int
     return 4 * (2 * rows * w * d + (strips + 1) * up * w * (d + 1) + 2 * up * w * (d + 1))
 
 
-def matching_bytes(h: int, w: int, d: int, *, method: str = "bm", paths: int = 4, strip_rows: int | None = None,
-                   device: bool = False) -> int:
+def matching_bytes(
+    h: int,
+    w: int,
+    d: int,
+    *,
+    method: str = "bm",
+    paths: int = 4,
+    strip_rows: int | None = None,
+    device: bool = False,
+) -> int:
     """Estimated peak bytes of one disparity-map pair of ``h x w`` pixels over ``d`` disparities.
 
     Block matching keeps no cost volume (a running minimum over ``d``): a fixed number of images
@@ -362,8 +416,18 @@ def matching_bytes(h: int, w: int, d: int, *, method: str = "bm", paths: int = 4
     return base + (BM_DEVICE_ARRAYS * h * w * 4 if device else 0)
 
 
-def plan_matching(h: int, w: int, d: int, budget: int, *, limit: int | None = None, method: str = "bm",
-                  paths: int = 4, device: bool = False, where: str = "--max-memory") -> MatchingPlan:
+def plan_matching(
+    h: int,
+    w: int,
+    d: int,
+    budget: int,
+    *,
+    limit: int | None = None,
+    method: str = "bm",
+    paths: int = 4,
+    device: bool = False,
+    where: str = "--max-memory",
+) -> MatchingPlan:
     """The split of the matching stage that fits ``budget``: whole, or SGM strips of as many rows as fit.
 
     When nothing fits ``budget``, the smallest split (block matching as it is, SGM strips of the
@@ -381,7 +445,7 @@ def plan_matching(h: int, w: int, d: int, budget: int, *, limit: int | None = No
         return MatchingPlan(method, (h, w), d, None, 1, need, int(budget))
     if method == "sgm":
         up = _up_paths(paths)
-        best = max(1, int(math.sqrt(up * h / 2)))   # minimises 2 r + up H / r
+        best = max(1, int(math.sqrt(up * h / 2)))  # minimises 2 r + up H / r
         # the largest strip height that fits, but no smaller than the memory-optimal one
         rows = None
         for r in range(h - 1, best - 1, -1):
@@ -397,12 +461,16 @@ def plan_matching(h: int, w: int, d: int, budget: int, *, limit: int | None = No
         what = f"semi-global matching of {h} x {w} pixels over {d} disparities, in strips of {best} rows"
     else:
         what = f"block matching of {h} x {w} pixels over {d} disparities"
-    raise InputError(where, f"needs about {format_size(need)} ({what})",
-                     _expected(limit, "use --max-memory, a smaller --upsample, a narrower --range or --method bm"))
+    raise InputError(
+        where,
+        f"needs about {format_size(need)} ({what})",
+        _expected(limit, "use --max-memory, a smaller --upsample, a narrower --range or --method bm"),
+    )
 
 
-def check_allocation(shape, dtype, where: str, *, copies: float = 3.0, what: str = "read it",
-                     budget: int | None = None, xp=np) -> int:
+def check_allocation(
+    shape, dtype, where: str, *, copies: float = 3.0, what: str = "read it", budget: int | None = None, xp=np
+) -> int:
     """Refuse an array declared too large for the free memory, before it is read or allocated.
 
     Parameters
@@ -436,6 +504,9 @@ def check_allocation(shape, dtype, where: str, *, copies: float = 3.0, what: str
         budget = memory_budget(xp)["limit_bytes"]
     if need > budget:
         dims = " x ".join(str(int(s)) for s in shape)
-        raise InputError(where, f"a declared {dims} {np.dtype(dtype)} array: needs about {format_size(need)} "
-                                f"to {what}", _expected(budget, "a smaller frame, crop or --size"))
+        raise InputError(
+            where,
+            f"a declared {dims} {np.dtype(dtype)} array: needs about {format_size(need)} to {what}",
+            _expected(budget, "a smaller frame, crop or --size"),
+        )
     return need

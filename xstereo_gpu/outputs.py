@@ -17,14 +17,30 @@ import numpy as np
 
 from . import __version__
 from .config import PipelineOptions
-from .figures import (figure_cloud, figure_depth, figure_disparity, figure_patterns, figure_quality, figure_surface,
-                      figure_views)
+from .figures import (
+    figure_cloud,
+    figure_depth,
+    figure_disparity,
+    figure_patterns,
+    figure_quality,
+    figure_surface,
+    figure_views,
+)
 from .geometry import StereoGeometry
 from .io import write_json, write_mesh_ply, write_ply, write_tiff, write_views, write_volume_h5
 from .results import CloudResult, Reconstruction, Results, StereoResult, ViewsResult
 
-__all__ = ["write_run_files", "write_views_files", "write_stereo_files", "write_cloud_files",
-           "write_reconstruction_files", "summary_dict", "stereo_summary", "cloud_summary", "run_record"]
+__all__ = [
+    "write_run_files",
+    "write_views_files",
+    "write_stereo_files",
+    "write_cloud_files",
+    "write_reconstruction_files",
+    "summary_dict",
+    "stereo_summary",
+    "cloud_summary",
+    "run_record",
+]
 
 
 def _figures_dir(folder: pathlib.Path) -> pathlib.Path:
@@ -36,23 +52,41 @@ def _figures_dir(folder: pathlib.Path) -> pathlib.Path:
 def _map_metadata(upsample: int, geometry: StereoGeometry | None, extra: dict | None) -> dict:
     meta: dict = {"units": "matching-grid pixels", "upsample": int(upsample)}
     if geometry is not None:
-        meta.update(pixel_size_nm=geometry.pixel_size_m * 1e9 / upsample,
-                    view_pixel_size_nm=geometry.pixel_size_m * 1e9, angles_deg=list(geometry.angles_deg))
-    meta.update(convention="a point at column x in the left view is at column x - d in the right view",
-                program="xstereo-gpu", version=__version__)
+        meta.update(
+            pixel_size_nm=geometry.pixel_size_m * 1e9 / upsample,
+            view_pixel_size_nm=geometry.pixel_size_m * 1e9,
+            angles_deg=list(geometry.angles_deg),
+        )
+    meta.update(
+        convention="a point at column x in the left view is at column x - d in the right view",
+        program="xstereo-gpu",
+        version=__version__,
+    )
     return {**meta, **(extra or {})}
 
 
 def run_record(options: PipelineOptions) -> dict:
     """The provenance every summary starts with: program, version, date, command line, options."""
-    return {"program": "xstereo-gpu", "version": __version__,
-            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "command": " ".join(sys.argv), "profile": options.profile}
+    return {
+        "program": "xstereo-gpu",
+        "version": __version__,
+        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "command": " ".join(sys.argv),
+        "profile": options.profile,
+    }
 
 
-def write_views_files(folder, views: ViewsResult, *, parameters: dict, quality: dict | None = None,
-                      figures: bool = True, filename: str = "views.cxi", titles=None,
-                      pixel_size_m: float | None = None) -> list[str]:
+def write_views_files(
+    folder,
+    views: ViewsResult,
+    *,
+    parameters: dict,
+    quality: dict | None = None,
+    figures: bool = True,
+    filename: str = "views.cxi",
+    titles=None,
+    pixel_size_m: float | None = None,
+) -> list[str]:
     """``views.cxi`` (CXI 1.6 images with supports, best eps per run, PRTF) and ``figures/views.png``.
 
     Parameters
@@ -67,43 +101,82 @@ def write_views_files(folder, views: ViewsResult, *, parameters: dict, quality: 
         The view pixel [m] when the views have no stereo geometry (one phased pattern); NaN: unknown.
     """
     folder = pathlib.Path(folder)
-    pixel = pixel_size_m if pixel_size_m is not None else \
-        np.nan if views.geometry is None else views.geometry.pixel_size_m
+    pixel = (
+        pixel_size_m
+        if pixel_size_m is not None
+        else np.nan
+        if views.geometry is None
+        else views.geometry.pixel_size_m
+    )
     extra = {"best_eps": views.best_eps}
     if quality is not None and "prtf" in quality.get("left", {}):
         extra["prtf"] = np.asarray([quality[v]["prtf"] for v in ("left", "right")], dtype=np.float32)
         extra["prtf_q_per_nm"] = np.asarray(quality["left"]["prtf_q_per_nm"], dtype=np.float64)
-    write_views(folder / filename, views.views, supports=views.supports, pixel_size_m=pixel, parameters=parameters,
-                names=tuple(views.names), extra=extra)
+    write_views(
+        folder / filename,
+        views.views,
+        supports=views.supports,
+        pixel_size_m=pixel,
+        parameters=parameters,
+        names=tuple(views.names),
+        extra=extra,
+    )
     files = [filename]
     if figures:
         stem = pathlib.Path(filename).stem
         titles = titles or tuple(f"{n} view" for n in views.names)
-        figure_views(np.asarray(views.views), np.asarray(views.supports), pixel if np.isfinite(pixel) else 1.0,
-                     _figures_dir(folder) / f"{stem}.png", titles=titles)
+        figure_views(
+            np.asarray(views.views),
+            np.asarray(views.supports),
+            pixel if np.isfinite(pixel) else 1.0,
+            _figures_dir(folder) / f"{stem}.png",
+            titles=titles,
+        )
         files.append(f"figures/{stem}.png")
     return files
 
 
-def write_stereo_files(folder, stereo: StereoResult, geometry: StereoGeometry | None = None, *, figures: bool = True,
-                       metadata: dict | None = None) -> list[str]:
-    """``disparity_left.tif``, ``disparity_right.tif`` (float32, NaN invalid) and ``figures/disparity.png``."""
+def write_stereo_files(
+    folder,
+    stereo: StereoResult,
+    geometry: StereoGeometry | None = None,
+    *,
+    figures: bool = True,
+    metadata: dict | None = None,
+) -> list[str]:
+    """``disparity_left.tif``, ``disparity_right.tif`` (float32, NaN invalid) and "
+    "``figures/disparity.png``."""
     folder = pathlib.Path(folder)
     meta = _map_metadata(stereo.upsample, geometry, metadata)
     for side in ("left", "right"):
-        write_tiff(folder / f"disparity_{side}.tif", np.asarray(getattr(stereo, f"disparity_{side}"), np.float32),
-                   metadata=meta)
+        write_tiff(
+            folder / f"disparity_{side}.tif",
+            np.asarray(getattr(stereo, f"disparity_{side}"), np.float32),
+            metadata=meta,
+        )
     files = ["disparity_left.tif", "disparity_right.tif"]
     if figures:
         pix = 1.0 if geometry is None else geometry.pixel_size_m
-        figure_disparity(np.asarray(stereo.disparity_left), np.asarray(stereo.disparity_right), pix, stereo.upsample,
-                         _figures_dir(folder) / "disparity.png")
+        figure_disparity(
+            np.asarray(stereo.disparity_left),
+            np.asarray(stereo.disparity_right),
+            pix,
+            stereo.upsample,
+            _figures_dir(folder) / "disparity.png",
+        )
         files.append("figures/disparity.png")
     return files
 
 
-def write_cloud_files(folder, cloud: CloudResult, geometry: StereoGeometry, upsample: int, *, figures: bool = True,
-                      metadata: dict | None = None) -> list[str]:
+def write_cloud_files(
+    folder,
+    cloud: CloudResult,
+    geometry: StereoGeometry,
+    upsample: int,
+    *,
+    figures: bool = True,
+    metadata: dict | None = None,
+) -> list[str]:
     """``depth.tif`` (float32 nm), ``cloud.ply`` (the cleaned cloud with confidence and view) and figures."""
     folder = pathlib.Path(folder)
     meta = {**_map_metadata(upsample, geometry, metadata), "units": "nm (depth z of the left map)"}
@@ -111,8 +184,14 @@ def write_cloud_files(folder, cloud: CloudResult, geometry: StereoGeometry, upsa
     write_tiff(folder / "depth.tif", depth, metadata=meta)
     kept = np.asarray(cloud.kept)
     cleaned = np.asarray(cloud.points_nm)[kept]
-    write_ply(folder / "cloud.ply", cleaned, scalars={"confidence": np.asarray(cloud.confidence)[kept],
-                                                      "view": np.asarray(cloud.view_index)[kept].astype(np.float32)})
+    write_ply(
+        folder / "cloud.ply",
+        cleaned,
+        scalars={
+            "confidence": np.asarray(cloud.confidence)[kept],
+            "view": np.asarray(cloud.view_index)[kept].astype(np.float32),
+        },
+    )
     files = ["depth.tif", "cloud.ply"]
     if figures:
         figs = _figures_dir(folder)
@@ -122,17 +201,31 @@ def write_cloud_files(folder, cloud: CloudResult, geometry: StereoGeometry, upsa
     return files
 
 
-def write_reconstruction_files(folder, rec: Reconstruction | None, *, sample: str = "",
-                               figures: bool = True) -> list[str]:
+def write_reconstruction_files(
+    folder, rec: Reconstruction | None, *, sample: str = "", figures: bool = True
+) -> list[str]:
     """``volume.h5`` and ``surface.ply`` when the cloud was interpolated (and ``figures/surface.png``)."""
     if rec is None or rec.volume is None:
         return []
     folder = pathlib.Path(folder)
-    write_volume_h5(folder / "volume.h5", rec.volume, voxel_size_nm=rec.voxel_nm, origin_nm=rec.origin_nm,
-                    attrs={"program": "xstereo-gpu", "version": __version__, "sample": sample,
-                           "description": "occupancy after natural-neighbour interpolation and carving"})
-    write_mesh_ply(folder / "surface.ply", rec.vertices_nm, rec.faces,
-                   comments=("xstereo-gpu surface mesh (marching cubes of volume.h5)",))
+    write_volume_h5(
+        folder / "volume.h5",
+        rec.volume,
+        voxel_size_nm=rec.voxel_nm,
+        origin_nm=rec.origin_nm,
+        attrs={
+            "program": "xstereo-gpu",
+            "version": __version__,
+            "sample": sample,
+            "description": "occupancy after natural-neighbour interpolation and carving",
+        },
+    )
+    write_mesh_ply(
+        folder / "surface.ply",
+        rec.vertices_nm,
+        rec.faces,
+        comments=("xstereo-gpu surface mesh (marching cubes of volume.h5)",),
+    )
     files = ["volume.h5", "surface.ply"]
     if figures and rec.vertices_nm is not None and len(rec.faces):
         figure_surface(rec, _figures_dir(folder) / "surface.png")
@@ -144,25 +237,40 @@ def _rectification_summary(rect) -> dict | None:
     if rect is None:
         return None
     res = np.asarray(rect.residual)
-    return {"F": np.asarray(rect.F).tolist(), "H_left": np.asarray(rect.H_left).tolist(),
-            "H_right": np.asarray(rect.H_right).tolist(), "matches": int(len(rect.points_left)),
-            "residual_rms_px": float(np.sqrt(np.mean(np.square(res)))) if len(res) else None}
+    return {
+        "F": np.asarray(rect.F).tolist(),
+        "H_left": np.asarray(rect.H_left).tolist(),
+        "H_right": np.asarray(rect.H_right).tolist(),
+        "matches": int(len(rect.points_left)),
+        "residual_rms_px": float(np.sqrt(np.mean(np.square(res)))) if len(res) else None,
+    }
 
 
 def stereo_summary(stereo: StereoResult, options: PipelineOptions) -> dict:
     """The ``stereo`` section of ``summary.json``."""
     valid_l, valid_r = stereo.valid_fractions()
-    return {"method": options.match.method, "maps": stereo.modes, "image": options.stereo.image,
-            "rectification": _rectification_summary(stereo.rectification),
-            "upsample": int(stereo.upsample), "thresholds": stereo.thresholds,
-            "valid_fraction_left": valid_l, "valid_fraction_right": valid_r,
-            "block": options.match.block, "range": [options.match.dmin, options.match.dmax]}
+    return {
+        "method": options.match.method,
+        "maps": stereo.modes,
+        "image": options.stereo.image,
+        "rectification": _rectification_summary(stereo.rectification),
+        "upsample": int(stereo.upsample),
+        "thresholds": stereo.thresholds,
+        "valid_fraction_left": valid_l,
+        "valid_fraction_right": valid_r,
+        "block": options.match.block,
+        "range": [options.match.dmin, options.match.dmax],
+    }
 
 
 def cloud_summary(cloud: CloudResult, options: PipelineOptions) -> dict:
     """The ``cloud`` section of ``summary.json``."""
-    return {"points_before_outlier_removal": int(len(cloud.points_nm)), "points": int(np.asarray(cloud.kept).sum()),
-            "k": options.cloud.k, "t": options.cloud.t}
+    return {
+        "points_before_outlier_removal": int(len(cloud.points_nm)),
+        "points": int(np.asarray(cloud.kept).sum()),
+        "k": options.cloud.k,
+        "t": options.cloud.t,
+    }
 
 
 def _reconstruction_summary(r: Reconstruction | None) -> dict:
@@ -170,9 +278,14 @@ def _reconstruction_summary(r: Reconstruction | None) -> dict:
         return {}
     out = {"planes": r.planes}
     if r.volume is not None:
-        out.update(volume_shape_zyx=list(r.volume.shape), voxel_nm_zyx=list(r.voxel_nm),
-                   origin_nm_zyx=list(r.origin_nm), occupied_voxels=int(r.volume.sum()),
-                   mesh_vertices=int(len(r.vertices_nm)), mesh_faces=int(len(r.faces)))
+        out.update(
+            volume_shape_zyx=list(r.volume.shape),
+            voxel_nm_zyx=list(r.voxel_nm),
+            origin_nm_zyx=list(r.origin_nm),
+            occupied_voxels=int(r.volume.sum()),
+            mesh_vertices=int(len(r.vertices_nm)),
+            mesh_faces=int(len(r.faces)),
+        )
     return out
 
 
@@ -182,8 +295,11 @@ def summary_dict(results: Results, *, shot=None, files=(), extra: dict | None = 
     report = g.report()
     report["pattern_size"] = int(results.views.views.shape[-1])
     if shot is not None:
-        report.update(wavelength_nm=shot.wavelength_m * 1e9, distance_mm=shot.distance_m * 1e3,
-                      detector_pixel_um=shot.detector_pixel_m * 1e6)
+        report.update(
+            wavelength_nm=shot.wavelength_m * 1e9,
+            distance_mm=shot.distance_m * 1e3,
+            detector_pixel_um=shot.detector_pixel_m * 1e6,
+        )
     o = results.options
     eps = np.asarray(results.views.best_eps)
     out = {
@@ -194,8 +310,10 @@ def summary_dict(results: Results, *, shot=None, files=(), extra: dict | None = 
         "geometry": report,
         "timings_s": {k: round(v, 4) for k, v in results.timings.items()},
         "phasing": {
-            "algorithm": o.phasing.algorithm, "runs": o.phasing.runs,
-            "iterations": o.phasing.iterations, "final_er": o.phasing.final_er,
+            "algorithm": o.phasing.algorithm,
+            "runs": o.phasing.runs,
+            "iterations": o.phasing.iterations,
+            "final_er": o.phasing.final_er,
             "best_eps_median": [float(np.median(e)) for e in eps] if eps.size else None,
             "runs_averaged": [int(a.sum()) for a in np.asarray(results.views.history.get("averaged", []))],
         },
@@ -219,8 +337,9 @@ def summary_dict(results: Results, *, shot=None, files=(), extra: dict | None = 
     return out
 
 
-def write_run_files(results: Results, folder, *, shot=None, figures: bool = True,
-                    extra_summary: dict | None = None) -> dict:
+def write_run_files(
+    results: Results, folder, *, shot=None, figures: bool = True, extra_summary: dict | None = None
+) -> dict:
     """Write the files of a run into the existing, empty directory ``folder``; returns the summary.
 
     Files: ``views.cxi``, ``disparity_left.tif``, ``disparity_right.tif``, ``depth.tif``, ``cloud.ply``,
@@ -230,7 +349,9 @@ def write_run_files(results: Results, folder, *, shot=None, figures: bool = True
     """
     out = pathlib.Path(folder)
     g, o = results.geometry, results.options
-    files = write_views_files(out, results.views, parameters=o.to_dict(), quality=results.quality, figures=figures)
+    files = write_views_files(
+        out, results.views, parameters=o.to_dict(), quality=results.quality, figures=figures
+    )
     files += write_stereo_files(out, results.stereo, g, figures=figures)
     files += write_cloud_files(out, results.cloud, g, results.stereo.upsample, figures=figures)
     (out / "options.toml").write_text(o.to_toml())

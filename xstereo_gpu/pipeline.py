@@ -35,13 +35,13 @@ from .config import PipelineOptions
 from .geometry import StereoGeometry, real_space_pixel
 from .io.staging import output_directory
 from .memory import memory_budget, plan_matching, plan_phasing
+from .outputs import write_run_files
 from .phasing.align import align_views
 from .phasing.prepare import split_patterns
 from .phasing.quality import edge_resolution, prtf, prtf_resolution, view_error
 from .phasing.runs import PhasingResult, phase_retrieval
 from .phasing.support import shrink_wrap
 from .progress import Progress
-from .outputs import write_run_files
 from .results import CloudResult, Reconstruction, Results, StereoResult, ViewsResult
 from .shot import Shot
 from .stereo.stage import match_views
@@ -76,8 +76,14 @@ class Pipeline:
     ...     pipe.export(results, "out", shot=shot)
     """
 
-    def __init__(self, options: PipelineOptions | None = None, *, backend: str | None = None,
-                 progress: Progress | None = None, max_memory: int | None = None):
+    def __init__(
+        self,
+        options: PipelineOptions | None = None,
+        *,
+        backend: str | None = None,
+        progress: Progress | None = None,
+        max_memory: int | None = None,
+    ):
         self.xp = select_backend(backend)
         if options is None:
             options = PipelineOptions.for_profile("cpu" if self.xp is np else "paper")
@@ -88,7 +94,7 @@ class Pipeline:
         self.max_memory = None if max_memory is None else int(max_memory)
         self.memory: dict | None = None
 
-    def __enter__(self) -> "Pipeline":
+    def __enter__(self) -> Pipeline:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -101,8 +107,10 @@ class Pipeline:
     def geometry(self, shot: Shot) -> StereoGeometry:
         """Geometry of the views phased from this shot with these options."""
         n = self.options.prepare.crop or shot.pattern_size
-        return StereoGeometry(real_space_pixel(shot.wavelength_m, shot.distance_m, shot.detector_pixel_m, n),
-                              tuple(shot.angles_deg))
+        return StereoGeometry(
+            real_space_pixel(shot.wavelength_m, shot.distance_m, shot.detector_pixel_m, n),
+            tuple(shot.angles_deg),
+        )
 
     def plan_memory(self, n: int, *, phasing: bool = True) -> dict:
         """Plan the memory of the stages for ``n x n`` views, before anything is allocated.
@@ -116,21 +124,35 @@ class Pipeline:
         o = self.options
         budget = memory_budget(self.xp, self.max_memory)
         b, lim = budget["budget_bytes"], budget["limit_bytes"]
-        plan: dict = {"budget_bytes": b, "limit_bytes": lim, "budget_source": budget["source"],
-                      "available_bytes": budget["available_bytes"]}
+        plan: dict = {
+            "budget_bytes": b,
+            "limit_bytes": lim,
+            "budget_source": budget["source"],
+            "available_bytes": budget["available_bytes"],
+        }
         if phasing:
             plan["phasing"] = plan_phasing(2, o.phasing.runs, n, b, limit=lim).to_dict()
         u = int(n) * int(o.preprocess.upsample)
-        plan["matching"] = plan_matching(u, u, o.match.dmax - o.match.dmin + 1, b, limit=lim,
-                                         method=o.match.method, paths=o.match.sgm_paths,
-                                         device=self.xp is not np).to_dict()
+        plan["matching"] = plan_matching(
+            u,
+            u,
+            o.match.dmax - o.match.dmin + 1,
+            b,
+            limit=lim,
+            method=o.match.method,
+            paths=o.match.sgm_paths,
+            device=self.xp is not np,
+        ).to_dict()
         self.memory = plan
         return plan
 
     def _batch(self) -> int | None:
         """Runs per batch of the plan (None without a plan)."""
-        return None if self.memory is None or "phasing" not in self.memory else \
-            int(self.memory["phasing"]["runs_per_batch"])
+        return (
+            None
+            if self.memory is None or "phasing" not in self.memory
+            else int(self.memory["phasing"]["runs_per_batch"])
+        )
 
     # -- stages --------------------------------------------------------------------------------
     def prepare(self, shot: Shot):
@@ -143,27 +165,49 @@ class Pipeline:
             frame = xp.asarray(np.asarray(shot.frame, dtype=np.float32))
             mask = xp.asarray(np.asarray(shot.mask, dtype=np.uint32))
             intensities, valid, hdr = split_patterns(
-                frame, mask, np.asarray(shot.centres_px), n, overlap_ratio=self.options.prepare.overlap_ratio,
-                exposure_times_s=shot.exposure_times_s, return_hdr=True)
+                frame,
+                mask,
+                np.asarray(shot.centres_px),
+                n,
+                overlap_ratio=self.options.prepare.overlap_ratio,
+                exposure_times_s=shot.exposure_times_s,
+                return_hdr=True,
+            )
             if hdr is not None:
-                say.note(f"HDR merge of {shot.n_exposures} exposures {list(shot.exposure_times_s)} s: measured "
-                         f"ratios {np.round(to_host(hdr.ratios), 3).tolist()}")
-                self.hdr = {"exposure_times_s": [float(t) for t in shot.exposure_times_s],
-                            "ratios": to_host(hdr.ratios).tolist(), "time_ratios": np.asarray(hdr.time_ratios).tolist()}
+                say.note(
+                    f"HDR merge of {shot.n_exposures} exposures {list(shot.exposure_times_s)} s: measured "
+                    f"ratios {np.round(to_host(hdr.ratios), 3).tolist()}"
+                )
+                self.hdr = {
+                    "exposure_times_s": [float(t) for t in shot.exposure_times_s],
+                    "ratios": to_host(hdr.ratios).tolist(),
+                    "time_ratios": np.asarray(hdr.time_ratios).tolist(),
+                }
         return intensities, valid
 
     def phase(self, intensities, valid):
         """Phase both views: R runs each on one batched array; returns the PhasingResult."""
         o = self.options.phasing
         with self._timer("phase"):
-            self.progress.stage("phase", f"{o.algorithm.upper()}, {o.runs} runs x ({o.iterations} + {o.final_er} ER) "
-                                         f"iterations, {intensities.shape[0]} views on {self._backend_name()}")
-            result = phase_retrieval(intensities, valid, o, progress=self.progress.counter, max_memory=self.max_memory,
-                                     runs_per_batch=self._batch())
+            self.progress.stage(
+                "phase",
+                f"{o.algorithm.upper()}, {o.runs} runs x ({o.iterations} + {o.final_er} ER) "
+                f"iterations, {intensities.shape[0]} views on {self._backend_name()}",
+            )
+            result = phase_retrieval(
+                intensities,
+                valid,
+                o,
+                progress=self.progress.counter,
+                max_memory=self.max_memory,
+                runs_per_batch=self._batch(),
+            )
             mem = result.history.get("memory", {})
             if mem.get("batches", 1) > 1:
-                self.progress.note(f"runs in {mem['batches']} batches of {mem['runs_per_batch']} (memory budget "
-                                   f"{mem['budget_bytes'] / 2**30:.2f} GiB)")
+                self.progress.note(
+                    f"runs in {mem['batches']} batches of {mem['runs_per_batch']} (memory budget "
+                    f"{mem['budget_bytes'] / 2**30:.2f} GiB)"
+                )
         return result
 
     def align(self, phased: PhasingResult, geometry: StereoGeometry | None = None) -> ViewsResult:
@@ -174,19 +218,29 @@ class Pipeline:
         """
         o = self.options.phasing
         with self._timer("align"):
-            self.progress.stage("align", "twin choice and subpixel registration of the right view onto the left")
+            self.progress.stage(
+                "align", "twin choice and subpixel registration of the right view onto the left"
+            )
             aligned, _ = align_views(phased.views, upsample=o.register_upsample)
             supports = shrink_wrap(aligned, sigma=o.shrinkwrap_sigma[1], threshold=o.shrinkwrap_threshold)
-        return ViewsResult(views=aligned, supports=supports, best_eps=phased.best_eps, geometry=geometry,
-                           history={k: to_host(v) for k, v in dict(phased.history).items()})
+        return ViewsResult(
+            views=aligned,
+            supports=supports,
+            best_eps=phased.best_eps,
+            geometry=geometry,
+            history={k: to_host(v) for k, v in dict(phased.history).items()},
+        )
 
     def quality(self, views, intensities, valid, geometry: StereoGeometry, truth=None) -> dict:
         """Phasing quality per view: PRTF and its 1/e resolution (when the measured ``intensities`` are
         given), 10-90 % edge resolution, and the error against the true exit wave when ``truth`` is
         given. Host scalars and short curves."""
         with self._timer("quality"):
-            self.progress.stage("quality", ("PRTF, " if intensities is not None else "")
-                                + "10-90 % edge resolution, error against the truth")
+            self.progress.stage(
+                "quality",
+                ("PRTF, " if intensities is not None else "")
+                + "10-90 % edge resolution, error against the truth",
+            )
             pix = geometry.pixel_size_m
             if intensities is not None:
                 q, curves = prtf(views, intensities, valid, pixel_m=pix)
@@ -196,13 +250,18 @@ class Pipeline:
                 edges = edge_resolution(views[k], pixel_m=pix)
                 entry = {}
                 if intensities is not None:
-                    entry.update(prtf_q_per_nm=(q * 1e-9).round(8).tolist(),
-                                 prtf=np.round(curves[k].astype(float), 5).tolist(),
-                                 prtf_resolution_nm=float(prtf_resolution(q, curves[k])) * 1e9)
+                    entry.update(
+                        prtf_q_per_nm=(q * 1e-9).round(8).tolist(),
+                        prtf=np.round(curves[k].astype(float), 5).tolist(),
+                        prtf_resolution_nm=float(prtf_resolution(q, curves[k])) * 1e9,
+                    )
                 entry.update(
-                    edge_resolution_nm=None if not np.isfinite(edges["median_m"]) else edges["median_m"] * 1e9,
+                    edge_resolution_nm=None
+                    if not np.isfinite(edges["median_m"])
+                    else edges["median_m"] * 1e9,
                     edge_resolution_iqr_nm=None if not np.isfinite(edges["iqr_m"]) else edges["iqr_m"] * 1e9,
-                    edges_used=int(edges["n_edges"]))
+                    edges_used=int(edges["n_edges"]),
+                )
                 if truth is not None and tuple(truth.views.shape[1:]) == tuple(views.shape[1:]):
                     err = view_error(to_host(views[k]), np.asarray(truth.phasable_views[k]))
                     entry["view_error"] = float(err["error"])
@@ -221,23 +280,41 @@ class Pipeline:
         """
         o = self.options
         views = views.views if isinstance(views, ViewsResult) else views
-        return match_views(self.xp.asarray(views), o.stereo, preprocess_options=o.preprocess, match_options=o.match,
-                           timings=self.timings, progress=self.progress, max_memory=self.max_memory)
+        return match_views(
+            self.xp.asarray(views),
+            o.stereo,
+            preprocess_options=o.preprocess,
+            match_options=o.match,
+            timings=self.timings,
+            progress=self.progress,
+            max_memory=self.max_memory,
+        )
 
     def cloud(self, stereo: StereoResult, geometry: StereoGeometry) -> CloudResult:
         """Depth, the point cloud and its outlier mask (:func:`~xstereo_gpu.cloud.stage.build_cloud`)."""
         return build_cloud(stereo, geometry, self.options.cloud, timings=self.timings, progress=self.progress)
 
-    def reconstruct(self, cloud: CloudResult, stereo: StereoResult, geometry: StereoGeometry) -> Reconstruction:
+    def reconstruct(
+        self, cloud: CloudResult, stereo: StereoResult, geometry: StereoGeometry
+    ) -> Reconstruction:
         """Planes, natural-neighbour interpolation, carving and mesh of the cleaned cloud (host result)."""
         rec = self.options.reconstruct
         with self._timer("reconstruct"):
             if rec.planes or rec.interpolate:
-                self.progress.stage("reconstruct", "planes" + (", natural-neighbour interpolation, carving, mesh"
-                                                               if rec.interpolate else ""))
-            return reconstruct(cloud.cleaned_nm, geometry, rec, view_shape=tuple(stereo.matched_views.shape[1:]),
-                               empty=empty_space(stereo) if rec.interpolate else None, upsample=stereo.upsample,
-                               progress=self.progress)
+                self.progress.stage(
+                    "reconstruct",
+                    "planes"
+                    + (", natural-neighbour interpolation, carving, mesh" if rec.interpolate else ""),
+                )
+            return reconstruct(
+                cloud.cleaned_nm,
+                geometry,
+                rec,
+                view_shape=tuple(stereo.matched_views.shape[1:]),
+                empty=empty_space(stereo) if rec.interpolate else None,
+                upsample=stereo.upsample,
+                progress=self.progress,
+            )
 
     def run(self, shot: Shot) -> Results:
         """All stages on one shot; returns host results (scored when the shot carries ground truth)."""
@@ -254,8 +331,9 @@ class Pipeline:
         del phased, intensities, valid  # the runs' best iterates (V, R, N, N) are not needed any more
         return self._finish(t0, views, truth=truth, sample=shot.sample, source=shot.source, quality=quality)
 
-    def run_views(self, views, geometry: StereoGeometry, *, truth=None, sample: str = "",
-                  source: str = "") -> Results:
+    def run_views(
+        self, views, geometry: StereoGeometry, *, truth=None, sample: str = "", source: str = ""
+    ) -> Results:
         """The stages after phasing on two views given as they are (the paper's pyramid: its views were
         provided by another reconstruction, already in one frame).
 
@@ -272,25 +350,43 @@ class Pipeline:
         self.plan_memory(int(np.shape(views)[-1]), phasing=False)
         dev = self.xp.asarray(np.asarray(views))
         quality = self.quality(dev, None, None, geometry, truth)
-        given = ViewsResult(views=dev, supports=self.xp.zeros(dev.shape, dtype=bool),
-                            best_eps=np.zeros((2, 0), np.float32), geometry=geometry)
+        given = ViewsResult(
+            views=dev,
+            supports=self.xp.zeros(dev.shape, dtype=bool),
+            best_eps=np.zeros((2, 0), np.float32),
+            geometry=geometry,
+        )
         return self._finish(t0, given, truth=truth, sample=sample, source=source, quality=quality)
 
-    def _finish(self, t0: float, views: ViewsResult, *, truth, sample: str, source: str, quality: dict) -> Results:
+    def _finish(
+        self, t0: float, views: ViewsResult, *, truth, sample: str, source: str, quality: dict
+    ) -> Results:
         """Stereo, cloud, reconstruction, download and score: the stages after the views."""
         geometry = views.geometry
         stereo = self.stereo(views)
         cloud = self.cloud(stereo, geometry)
         recon = self.reconstruct(cloud, stereo, geometry)
         with self._timer("download"):
-            res = Results(geometry=geometry, options=self.options, device=device_info(self.xp),
-                          views=views.to_host(), stereo=stereo.to_host(), cloud=cloud.to_host(),
-                          reconstruction=recon, quality=quality, hdr=self.hdr, source=source, sample=sample)
+            res = Results(
+                geometry=geometry,
+                options=self.options,
+                device=device_info(self.xp),
+                views=views.to_host(),
+                stereo=stereo.to_host(),
+                cloud=cloud.to_host(),
+                reconstruction=recon,
+                quality=quality,
+                hdr=self.hdr,
+                source=source,
+                sample=sample,
+            )
             res.views.views = res.views.views.astype(np.complex64)
         if truth is not None:
             with self._timer("score"):
                 self.progress.stage("score", "comparing the cloud with the simulator's ground truth")
-                res.accuracy = score(res.cloud.cleaned_nm, res.views.views, truth, geometry)  # H_left = identity
+                res.accuracy = score(
+                    res.cloud.cleaned_nm, res.views.views, truth, geometry
+                )  # H_left = identity
         self.timings["total"] = time.perf_counter() - t0
         res.timings = dict(self.timings)
         res.memory = self._memory_report()
@@ -305,17 +401,36 @@ class Pipeline:
             rep["measured_peak_rss_bytes"] = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
         return rep
 
-    def export(self, results: Results, path, *, shot: Shot | None = None, overwrite: bool = False,
-               figures: bool = True, extra_summary: dict | None = None, inputs=()) -> dict:
+    def export(
+        self,
+        results: Results,
+        path,
+        *,
+        shot: Shot | None = None,
+        overwrite: bool = False,
+        figures: bool = True,
+        extra_summary: dict | None = None,
+        inputs=(),
+    ) -> dict:
         """Write the output directory of DESIGN section 6 atomically; returns the summary dict.
 
         ``inputs`` (files the run read) must not lie in ``path``, which is replaced as a whole.
         """
         with output_directory(path, overwrite=overwrite, inputs=inputs) as tmp:
-            return self.write(results, tmp, shot=shot, figures=figures, extra_summary=extra_summary, label=path)
+            return self.write(
+                results, tmp, shot=shot, figures=figures, extra_summary=extra_summary, label=path
+            )
 
-    def write(self, results: Results, folder, *, shot: Shot | None = None, figures: bool = True,
-              extra_summary: dict | None = None, label=None) -> dict:
+    def write(
+        self,
+        results: Results,
+        folder,
+        *,
+        shot: Shot | None = None,
+        figures: bool = True,
+        extra_summary: dict | None = None,
+        label=None,
+    ) -> dict:
         """Write the run's files into the existing empty ``folder`` (a staged output directory)."""
         with self._timer("export"):
             self.progress.stage("export", f"writing {label or folder}")
@@ -327,9 +442,14 @@ class Pipeline:
         return "CuPy" if self.xp is not np else "NumPy"
 
 
-def run_pipeline(shot: Shot, options: PipelineOptions | None = None, *, backend: str | None = None,
-                 progress: Progress | None = None, max_memory: int | None = None) -> Results:
+def run_pipeline(
+    shot: Shot,
+    options: PipelineOptions | None = None,
+    *,
+    backend: str | None = None,
+    progress: Progress | None = None,
+    max_memory: int | None = None,
+) -> Results:
     """Functional entry point: run every stage on ``shot`` and return host :class:`Results`."""
     with Pipeline(options, backend=backend, progress=progress, max_memory=max_memory) as pipe:
         return pipe.run(shot)
-

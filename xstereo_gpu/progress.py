@@ -46,7 +46,8 @@ class Progress:
     def counter(self, done: int, total: int, message: str = "") -> None:
         """Iteration counter: every call on a terminal, every 25 % otherwise."""
         pct = int(100 * done / max(total, 1))
-        text = f"[{self._stage}] {done}/{total} ({pct:3d} %, {time.perf_counter() - self._t0:6.1f} s) {message}".rstrip()
+        elapsed = time.perf_counter() - self._t0
+        text = f"[{self._stage}] {done}/{total} ({pct:3d} %, {elapsed:6.1f} s) {message}".rstrip()
         if self.tty:
             self._write("\r" + text + ("\n" if done >= total else ""))
             self._last_pct = -2 if done < total else -1

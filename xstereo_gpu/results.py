@@ -28,7 +28,8 @@ __all__ = ["ViewsResult", "MapPair", "StereoResult", "CloudResult", "Reconstruct
 
 
 def _host_copy(obj):
-    """A copy of the dataclass ``obj`` with every array field on the host (nested dataclasses and lists too)."""
+    """A copy of the dataclass ``obj`` with every array field on the host (nested dataclasses and lists "
+    "too)."""
     changes = {}
     for f in dataclasses.fields(obj):
         v = getattr(obj, f.name)
@@ -68,7 +69,7 @@ class ViewsResult:
     history: dict = field(default_factory=dict)
     names: tuple = ("left", "right")
 
-    def to_host(self) -> "ViewsResult":
+    def to_host(self) -> ViewsResult:
         return _host_copy(self)
 
 
@@ -92,7 +93,7 @@ class MapPair:
     confidence_left: Any
     confidence_right: Any
 
-    def to_host(self) -> "MapPair":
+    def to_host(self) -> MapPair:
         return _host_copy(self)
 
 
@@ -140,7 +141,7 @@ class StereoResult:
         """Fraction of valid pixels of the merged left and right maps (host floats)."""
         return tuple(float(to_host((d == d).mean())) for d in (self.disparity_left, self.disparity_right))
 
-    def to_host(self) -> "StereoResult":
+    def to_host(self) -> StereoResult:
         return _host_copy(self)
 
 
@@ -175,7 +176,7 @@ class CloudResult:
         """The cleaned cloud, (M', 3) float64 [nm]."""
         return self.points_nm[self.kept]
 
-    def to_host(self) -> "CloudResult":
+    def to_host(self) -> CloudResult:
         return _host_copy(self)
 
 

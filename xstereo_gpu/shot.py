@@ -57,7 +57,8 @@ class GroundTruth:
 
         Under flat illumination a membrane that fills the field scatters only into the zero order,
         which the beamstop hides: the patterns determine ``views - background_transmission`` (truth
-        ``extra["background_transmission"]``, one value per view, 0 when absent), and that is what phasing recovers and
+        ``extra["background_transmission"]``, one value per view, 0 when absent), and that is what phasing
+        recovers and
         what the recovered views are scored against.
         """
         bg = self.extra.get("background_transmission") if self.extra else None
@@ -138,39 +139,77 @@ class Shot:
     def geometry(self) -> StereoGeometry:
         return StereoGeometry(self.pixel_size_m, tuple(self.angles_deg))
 
-    def validate(self) -> "Shot":
+    def validate(self) -> Shot:
         """Check shapes, finiteness, signs and geometry; raise :class:`InputError` naming the field."""
         src = self.source
         f = np.asarray(self.frame)
-        check(f.ndim in (2, 3), f"{src}: frame", f"{f.ndim} dimensions {f.shape}",
-              "a 2D detector frame (H, W), or an (E, H, W) stack of exposures")
-        check(f.ndim == 2 or f.shape[0] >= 1, f"{src}: frame", f"an empty stack {f.shape}", "at least one exposure")
-        check(f.dtype.kind in "iuf", f"{src}: frame", f"dtype {f.dtype}",
-              "photon counts: integer or floating-point intensities (a bool array is a mask, not a pattern)")
+        check(
+            f.ndim in (2, 3),
+            f"{src}: frame",
+            f"{f.ndim} dimensions {f.shape}",
+            "a 2D detector frame (H, W), or an (E, H, W) stack of exposures",
+        )
+        check(
+            f.ndim == 2 or f.shape[0] >= 1,
+            f"{src}: frame",
+            f"an empty stack {f.shape}",
+            "at least one exposure",
+        )
+        check(
+            f.dtype.kind in "iuf",
+            f"{src}: frame",
+            f"dtype {f.dtype}",
+            "photon counts: integer or floating-point intensities (a bool array is a mask, not a pattern)",
+        )
         self._validate_times(f)
-        check(np.asarray(self.mask).shape == f.shape, f"{src}: mask", f"shape {np.asarray(self.mask).shape}",
-              f"the frame's shape {f.shape}")
+        check(
+            np.asarray(self.mask).shape == f.shape,
+            f"{src}: mask",
+            f"shape {np.asarray(self.mask).shape}",
+            f"the frame's shape {f.shape}",
+        )
         good = np.asarray(self.mask) == 0
         bad = ~np.isfinite(f) & good
-        check(not bad.any(), f"{src}: frame", f"{int(bad.sum())} NaN/inf pixels not masked",
-              "finite intensities (mask bad pixels with CXI mask bits)")
+        check(
+            not bad.any(),
+            f"{src}: frame",
+            f"{int(bad.sum())} NaN/inf pixels not masked",
+            "finite intensities (mask bad pixels with CXI mask bits)",
+        )
         neg = (f < 0) & good
-        check(not neg.any(), f"{src}: frame", f"{int(neg.sum())} negative intensities (min {float(f[neg].min()) if neg.any() else 0:g})",
-              "non-negative photon counts (clip or mask them)")
+        check(
+            not neg.any(),
+            f"{src}: frame",
+            f"{int(neg.sum())} negative intensities (min {float(f[neg].min()) if neg.any() else 0:g})",
+            "non-negative photon counts (clip or mask them)",
+        )
         self._validate_variation(f, good)
         c = np.asarray(self.centres_px, dtype=float)
-        check(c.shape == (2, 2), f"{src}: pattern centres", f"shape {c.shape}", "(2, 2): (row, col) of left and right")
+        check(
+            c.shape == (2, 2),
+            f"{src}: pattern centres",
+            f"shape {c.shape}",
+            "(2, 2): (row, col) of left and right",
+        )
         n = int(self.pattern_size)
         hw = f.shape[-2:]
         # a crop larger than the frame holds no more data, only unmeasured pixels (and memory: issue 11)
         top = min(min(hw) * 2, max(hw))
-        check(2 <= n <= top, f"{src}: pattern size", repr(self.pattern_size),
-              f"between 2 and {top} (a crop no larger than the {hw[0]} x {hw[1]} frame)")
+        check(
+            2 <= n <= top,
+            f"{src}: pattern size",
+            repr(self.pattern_size),
+            f"between 2 and {top} (a crop no larger than the {hw[0]} x {hw[1]} frame)",
+        )
         for k, name in enumerate(VIEW_NAMES):
             r, col = c[k]
-            check(0 <= r < hw[0] and 0 <= col < hw[1], f"{src}: {name} pattern centre",
-                  f"({r:g}, {col:g})", f"inside the frame {hw}")
-        self.geometry  # validates pixel size and angles
+            check(
+                0 <= r < hw[0] and 0 <= col < hw[1],
+                f"{src}: {name} pattern centre",
+                f"({r:g}, {col:g})",
+                f"inside the frame {hw}",
+            )
+        _ = self.geometry  # validates pixel size and angles
         return self
 
     def _validate_variation(self, f: np.ndarray, good: np.ndarray) -> None:
@@ -180,27 +219,47 @@ class Shot:
         for e in range(frames.shape[0]):
             vals = frames[e][goods[e]]
             what = "frame" if f.ndim == 2 else f"frame (exposure {e})"
-            check(vals.size > 0, f"{self.source}: {what}", f"no signal: every one of the {goods[e].size} pixels is masked",
-                  "a frame with unmasked pixels (mask value 0)")
+            check(
+                vals.size > 0,
+                f"{self.source}: {what}",
+                f"no signal: every one of the {goods[e].size} pixels is masked",
+                "a frame with unmasked pixels (mask value 0)",
+            )
             lo, hi = float(vals.min()), float(vals.max())
-            check(lo != hi, f"{self.source}: {what}", f"a constant frame: all {vals.size} unmasked pixels are {lo:g}"
-                  + (" (no signal)" if hi == 0 else ""),
-                  "diffraction patterns (intensities that vary from pixel to pixel; a constant cannot be phased)")
+            check(
+                lo != hi,
+                f"{self.source}: {what}",
+                f"a constant frame: all {vals.size} unmasked pixels are {lo:g}"
+                + (" (no signal)" if hi == 0 else ""),
+                "diffraction patterns (intensities that vary from pixel to pixel; a constant cannot be "
+                "phased)",
+            )
 
     def _validate_times(self, f: np.ndarray) -> None:
         src = self.source
         t = self.exposure_times_s
         if t is None:
-            check(f.ndim == 2, f"{src}: exposure_times_s", f"None for a stack of {f.shape[0]} exposures {f.shape}",
-                  f"{f.shape[0]} positive integration times [s], one per exposure")
+            check(
+                f.ndim == 2,
+                f"{src}: exposure_times_s",
+                f"None for a stack of {f.shape[0]} exposures {f.shape}",
+                f"{f.shape[0]} positive integration times [s], one per exposure",
+            )
             return
         a = np.asarray(t)
         e = f.shape[0] if f.ndim == 3 else 1
         check(a.dtype.kind in "biuf", f"{src}: exposure_times_s", f"dtype {a.dtype}", "real numbers [s]")
-        check(a.shape in ((e,), ()) if e == 1 else a.shape == (e,), f"{src}: exposure_times_s",
-              f"shape {a.shape} ({a.size} times) for {e} exposure{'s' if e > 1 else ''} {f.shape}",
-              f"({e},): one integration time per exposure")
+        check(
+            a.shape in ((e,), ()) if e == 1 else a.shape == (e,),
+            f"{src}: exposure_times_s",
+            f"shape {a.shape} ({a.size} times) for {e} exposure{'s' if e > 1 else ''} {f.shape}",
+            f"({e},): one integration time per exposure",
+        )
         a = a.astype(np.float64).ravel()
         bad = ~(np.isfinite(a) & (a > 0))
-        check(not bad.any(), f"{src}: exposure_times_s", f"{a.tolist()!r}",
-              "positive finite integration times [s]")
+        check(
+            not bad.any(),
+            f"{src}: exposure_times_s",
+            f"{a.tolist()!r}",
+            "positive finite integration times [s]",
+        )

@@ -59,6 +59,7 @@ def fake_cupy(sources: dict[str, str] | None = None):
 
     orig_source = _kernels.kernel_source
     if sources:
+
         def kernel_source(name, _orig=orig_source):
             return Path(sources[name]).read_text() if name in sources else _orig(name)
 
@@ -114,7 +115,9 @@ def case_dm(cupy, steps: int = 3, n: int = 23, views: int = 2, runs: int = 3) ->
         amp[..., 0, 0] = 5.0
         valid = rng.random((views, 1, n, n)) > 0.1
         support = rng.random((views, s_runs, n, n)) > 0.6
-        x0 = (rng.standard_normal((views, runs, n, n)) + 1j * rng.standard_normal((views, runs, n, n))).astype(np.complex64)
+        x0 = (
+            rng.standard_normal((views, runs, n, n)) + 1j * rng.standard_normal((views, runs, n, n))
+        ).astype(np.complex64)
         x0[0, 0, 0, :] = 0  # exercises |Y| = 0 via the floor nowhere in particular, but zero rows
         xd = cupy.asarray(x0)
         ad, vd, sd = cupy.asarray(amp), cupy.asarray(valid), cupy.asarray(support)
@@ -163,11 +166,20 @@ def case_bm(cupy, blocks=(1, 3, 9), h: int = 37, w: int = 41, ranges=BM_RANGES) 
 
     rng = np.random.default_rng(7)
     base = rng.random((h, w + 12)).astype(np.float32)
-    left = base[:, 6:6 + w].copy()
-    right = np.roll(base, 3, axis=1)[:, 6:6 + w].copy() + 0.01 * rng.standard_normal((h, w)).astype(np.float32)
+    left = base[:, 6 : 6 + w].copy()
+    right = np.roll(base, 3, axis=1)[:, 6 : 6 + w].copy() + 0.01 * rng.standard_normal((h, w)).astype(
+        np.float32
+    )
     left[5:9, :] = 0.5  # textureless rows: the texture rule
     res = {"name": "bm", "ok": True, "reads": {}, "mismatch": {}}
-    fields = ("disparity_left", "disparity_right", "cost_left", "cost_right", "confidence_left", "confidence_right")
+    fields = (
+        "disparity_left",
+        "disparity_right",
+        "cost_left",
+        "cost_right",
+        "confidence_left",
+        "confidence_right",
+    )
     for b in blocks:
         for dmin, dmax, thr in ranges:
             opt = MatchOptions(block=b, dmin=dmin, dmax=dmax, texture_threshold=thr)
@@ -190,8 +202,9 @@ def case_knn(cupy, m: int = 301) -> dict:
     from xstereo_gpu.cloud.outliers import knn_mean_distance
 
     rng = np.random.default_rng(3)
-    pts = np.concatenate([rng.normal(0, 1, (m - 40, 3)), rng.normal(0, 0.05, (30, 3)) + 4.0,
-                          rng.uniform(-50, 50, (10, 3))])
+    pts = np.concatenate(
+        [rng.normal(0, 1, (m - 40, 3)), rng.normal(0, 0.05, (30, 3)) + 4.0, rng.uniform(-50, 50, (10, 3))]
+    )
     pts[5] = pts[6]  # a duplicate: distance 0 counts
     res = {"name": "knn", "ok": True, "reads": {}, "mismatch": {}}
     for k, dtype in ((5, np.float64), (20, np.float64), (9, np.float32), (m + 5, np.float64)):
@@ -246,12 +259,20 @@ def case_phasing(cupy, n: int = 24, k: int = 4) -> dict:
 
     rng = np.random.default_rng(40)
     obj = np.zeros((2, n, n), np.complex64)
-    obj[:, n // 2 - 5:n // 2 + 4, n // 2 - 3:n // 2 + 6] = rng.random((2, 9, 9)) + 0.5
+    obj[:, n // 2 - 5 : n // 2 + 4, n // 2 - 3 : n // 2 + 6] = rng.random((2, 9, 9)) + 0.5
     inten = np.abs(np.fft.fftshift(np.fft.fft2(obj), axes=(-2, -1))).astype(np.float32) ** 2
     valid = np.ones(inten.shape, bool)
-    valid[:, n // 2 - 1:n // 2 + 2, n // 2 - 1:n // 2 + 2] = False
-    o = PhasingOptions(algorithm="dm", runs=3, iterations=18, final_er=2, check_every=k, shrinkwrap_every=k,
-                       select_from=0.25, seed=3)
+    valid[:, n // 2 - 1 : n // 2 + 2, n // 2 - 1 : n // 2 + 2] = False
+    o = PhasingOptions(
+        algorithm="dm",
+        runs=3,
+        iterations=18,
+        final_er=2,
+        check_every=k,
+        shrinkwrap_every=k,
+        select_from=0.25,
+        seed=3,
+    )
     res = {"name": "phasing", "ok": True, "reads": {}}
     pr, r = _reads(cupy, runs.PhaseRetrieval, cupy.asarray(inten), cupy.asarray(valid), o)
     res["reads"]["PhaseRetrieval.__init__"] = r
@@ -272,7 +293,10 @@ def case_phasing(cupy, n: int = 24, k: int = 4) -> dict:
     if not pr.uses_kernels:
         res.update(ok=False, why="the phasing loop did not use the kernels on the stand-in")
     elif loop_reads != pr.host_reads:
-        res.update(ok=False, why=f"{loop_reads} device-to-host reads in update(), PhaseRetrieval counted {pr.host_reads}")
+        res.update(
+            ok=False,
+            why=f"{loop_reads} device-to-host reads in update(), PhaseRetrieval counted {pr.host_reads}",
+        )
     elif got.shape != want.shape or res["max_rel_err"] > 1e-3:
         res.update(ok=False, why=f"cost history differs from the NumPy loop: {res['max_rel_err']:.3g}")
     return res
@@ -312,7 +336,9 @@ def sanitizer_runtime(mode: str) -> str | None:
         return None
     lib = {"thread": "libtsan.so", "address": "libasan.so"}[mode]
     try:
-        path = subprocess.run([cxx, f"-print-file-name={lib}"], capture_output=True, text=True, check=True).stdout.strip()
+        path = subprocess.run(
+            [cxx, f"-print-file-name={lib}"], capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
     return path if os.path.isabs(path) and os.path.exists(path) else None
@@ -327,11 +353,15 @@ def sanitizer_env(mode: str) -> dict:
     top = str(Path(xstereo_gpu.__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join([top, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     if mode == "thread":
-        env["TSAN_OPTIONS"] = "halt_on_error=1 exitcode=66 report_signal_unsafe=0 report_thread_leaks=0 " \
-                              "second_deadlock_stack=1 history_size=4"
+        env["TSAN_OPTIONS"] = (
+            "halt_on_error=1 exitcode=66 report_signal_unsafe=0 report_thread_leaks=0 "
+            "second_deadlock_stack=1 history_size=4"
+        )
     else:
-        env["ASAN_OPTIONS"] = "halt_on_error=1 exitcode=66 detect_leaks=0 abort_on_error=0 " \
-                              "allocator_may_return_null=1 detect_odr_violation=0"
+        env["ASAN_OPTIONS"] = (
+            "halt_on_error=1 exitcode=66 detect_leaks=0 abort_on_error=0 "
+            "allocator_may_return_null=1 detect_odr_violation=0"
+        )
         env["UBSAN_OPTIONS"] = "halt_on_error=1 exitcode=66 print_stacktrace=1"
     env.setdefault("XS_EMU_TIMEOUT", "300")
     return env
@@ -348,8 +378,9 @@ class Child:
             cmd += ["--source", f"{k}={v}"]
         self.out = tempfile.TemporaryFile(mode="w+", dir=logdir)
         self.err = tempfile.TemporaryFile(mode="w+", dir=logdir)
-        self.proc = subprocess.Popen(cmd, env=sanitizer_env(mode), stdout=self.out, stderr=self.err, text=True,
-                                     cwd=str(ROOT))
+        self.proc = subprocess.Popen(
+            cmd, env=sanitizer_env(mode), stdout=self.out, stderr=self.err, text=True, cwd=str(ROOT)
+        )
 
     def result(self, timeout: float = 900):
         """(returncode, results or None, the tail of stdout and stderr)."""
@@ -364,7 +395,7 @@ class Child:
         results = None
         for line in out.splitlines():
             if line.startswith("XS_EMU_RESULTS "):
-                results = json.loads(line[len("XS_EMU_RESULTS "):])
+                results = json.loads(line[len("XS_EMU_RESULTS ") :])
         return rc, results, out[-4000:] + "\n" + err[-12000:]
 
     def kill(self):
@@ -374,7 +405,8 @@ class Child:
 
 
 def run_subprocess(names, mode: str, sources: dict[str, str] | None = None, timeout: float = 900):
-    """Run cases in a child Python with the sanitizer runtime preloaded; returns (returncode, results, log)."""
+    """Run cases in a child Python with the sanitizer runtime preloaded; returns (returncode, results, "
+    "log)."""
     return Child(names, mode, sources).result(timeout)
 
 

@@ -40,8 +40,9 @@ def _sanitizer_works(mode: str) -> str | None:
 
     with tempfile.TemporaryDirectory() as d:
         exe = os.path.join(d, "t")
-        r = subprocess.run([cxx, flag, "-x", "c++", "-", "-o", exe], input="int main(){}\n", capture_output=True,
-                           text=True)
+        r = subprocess.run(
+            [cxx, flag, "-x", "c++", "-", "-o", exe], input="int main(){}\n", capture_output=True, text=True
+        )
         if r.returncode:
             return f"{cxx} {flag} does not link: {r.stderr[-300:]}"
         r = subprocess.run([exe], capture_output=True, text=True)
@@ -91,10 +92,16 @@ def test_plain_phasing_loop(emu_cache):
 
 def test_plain_reports_exit_before_barrier(emu_cache, tmp_path):
     """The shim enforces CUDA's barrier rule: a thread that returns before a __syncthreads is an error."""
-    src = _mutated(tmp_path, "block_matching.cu", "    BmTrack t[BM_RPT];\n",
-                   "    if (x >= W) return;\n    BmTrack t[BM_RPT];\n")
-    with pytest.raises(RuntimeError, match="(exited while .* wait at __syncthreads|__syncthreads .* after a "
-                                           "thread of the block exited)"):
+    src = _mutated(
+        tmp_path,
+        "block_matching.cu",
+        "    BmTrack t[BM_RPT];\n",
+        "    if (x >= W) return;\n    BmTrack t[BM_RPT];\n",
+    )
+    with pytest.raises(
+        RuntimeError,
+        match="(exited while .* wait at __syncthreads|__syncthreads .* after a thread of the block exited)",
+    ):
         harness.run_cases(["bm"], src, bm={"blocks": (3,)})
 
 
@@ -122,14 +129,32 @@ def test_plain_reports_wrong_argument_type(emu_cache):
 #: Positive controls: (sanitizer, case, kernel file, text, replacement, what must be reported).
 CONTROLS = {
     # SGM without the barrier between reading prev[] and overwriting it: a data race
-    "tsan_sgm_barrier": ("thread", "sgm", "sgm.cu", "        __syncthreads();  // every thread has read prev\n", "",
-                         "ThreadSanitizer: data race"),
+    "tsan_sgm_barrier": (
+        "thread",
+        "sgm",
+        "sgm.cu",
+        "        __syncthreads();  // every thread has read prev\n",
+        "",
+        "ThreadSanitizer: data race",
+    ),
     # dm_update without the barrier before the first warp reads warp_sums: a data race
-    "tsan_dm_barrier": ("thread", "dm", "difference_map.cu", "        __syncthreads();\n        if (warp == 0) {",
-                        "        if (warp == 0) {", "ThreadSanitizer: data race"),
+    "tsan_dm_barrier": (
+        "thread",
+        "dm",
+        "difference_map.cu",
+        "        __syncthreads();\n        if (warp == 0) {",
+        "        if (warp == 0) {",
+        "ThreadSanitizer: data race",
+    ),
     # kNN's bound check off by one: reads past the end of the point arrays
-    "asan_knn_bound": ("address", "knn", "knn_outliers.cu", "    if (i >= m) return;\n    const double px",
-                       "    if (i > m) return;\n    const double px", "AddressSanitizer: heap-buffer-overflow"),
+    "asan_knn_bound": (
+        "address",
+        "knn",
+        "knn_outliers.cu",
+        "    if (i >= m) return;\n    const double px",
+        "    if (i > m) return;\n    const double px",
+        "AddressSanitizer: heap-buffer-overflow",
+    ),
 }
 
 _WORKS: dict = {}

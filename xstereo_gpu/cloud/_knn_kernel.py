@@ -42,7 +42,8 @@ _KEY_BLOCK = 256
 _MAX_AXIS_CELLS = 1 << 20
 _PLAN_ITERATIONS = 6
 _NAME_EXPRESSIONS = ("knn_cell_keys<float>", "knn_cell_keys<double>") + tuple(
-    f"knn_mean_distance_grid<{c}>" for c in _KCAPS)
+    f"knn_mean_distance_grid<{c}>" for c in _KCAPS
+)
 
 
 def knn_mean_distance_kernel(points, k):
@@ -83,11 +84,17 @@ def knn_mean_distance_kernel(points, k):
     m = int(shape[0])
     k = min(int(k), max(m - 1, 1))
     if k > KNN_KERNEL_MAX_K:
-        raise InputError("knn_mean_distance_kernel.k", repr(k),
-                         f"at most {KNN_KERNEL_MAX_K} (use knn_mean_distance for larger k)")
+        raise InputError(
+            "knn_mean_distance_kernel.k",
+            repr(k),
+            f"at most {KNN_KERNEL_MAX_K} (use knn_mean_distance for larger k)",
+        )
     if not type(points).__module__.startswith("cupy"):
-        raise InputError(where, f"a {type(points).__module__}.{type(points).__name__}",
-                         "a CuPy array (use knn_mean_distance for NumPy arrays)")
+        raise InputError(
+            where,
+            f"a {type(points).__module__}.{type(points).__name__}",
+            "a CuPy array (use knn_mean_distance for NumPy arrays)",
+        )
 
     import cupy
 
@@ -111,17 +118,37 @@ def knn_mean_distance_kernel(points, k):
     xyz = cupy.ascontiguousarray(pts[order].astype(np.float64))
 
     # rounding slack of the cell faces (cell assignment and face positions), in length units
-    reach = max(np.abs(grid["box_lo"]).max(), np.abs(grid["box_hi"]).max(),
-                np.abs(lo).max(), np.abs(lo + n * h).max())
+    reach = max(
+        np.abs(grid["box_lo"]).max(), np.abs(grid["box_hi"]).max(), np.abs(lo).max(), np.abs(lo + n * h).max()
+    )
     slack = 1e-8 * h + 1e-14 * reach
 
     kcap = next(c for c in _KCAPS if c >= k)
     out = cupy.full(m, np.nan, dtype=np.float64)
     kern = module.get_function(f"knn_mean_distance_grid<{kcap}>")
-    kern(((m + _BLOCK - 1) // _BLOCK,), (_BLOCK,),
-         (xyz, order, sorted_keys, cell_keys, cell_start, np.int64(cell_keys.size), np.int64(m),
-          np.int32(k), np.float64(lo[0]), np.float64(lo[1]), np.float64(lo[2]), np.float64(h),
-          np.int32(n[0]), np.int32(n[1]), np.int32(n[2]), np.float64(slack), out))
+    kern(
+        ((m + _BLOCK - 1) // _BLOCK,),
+        (_BLOCK,),
+        (
+            xyz,
+            order,
+            sorted_keys,
+            cell_keys,
+            cell_start,
+            np.int64(cell_keys.size),
+            np.int64(m),
+            np.int32(k),
+            np.float64(lo[0]),
+            np.float64(lo[1]),
+            np.float64(lo[2]),
+            np.float64(h),
+            np.int32(n[0]),
+            np.int32(n[1]),
+            np.int32(n[2]),
+            np.float64(slack),
+            out,
+        ),
+    )
     return out
 
 
@@ -133,9 +160,22 @@ def _cell_keys(cupy, module, pts, lo, h, n):
     m = pts.shape[0]
     keys = cupy.empty(m, dtype=np.int64)
     kern = module.get_function(f"knn_cell_keys<{ctype(pts.dtype)}>")
-    kern(((m + _KEY_BLOCK - 1) // _KEY_BLOCK,), (_KEY_BLOCK,),
-         (pts, np.int64(m), np.float64(lo[0]), np.float64(lo[1]), np.float64(lo[2]),
-          np.float64(1.0 / h), np.int32(n[0]), np.int32(n[1]), np.int32(n[2]), keys))
+    kern(
+        ((m + _KEY_BLOCK - 1) // _KEY_BLOCK,),
+        (_KEY_BLOCK,),
+        (
+            pts,
+            np.int64(m),
+            np.float64(lo[0]),
+            np.float64(lo[1]),
+            np.float64(lo[2]),
+            np.float64(1.0 / h),
+            np.int32(n[0]),
+            np.int32(n[1]),
+            np.int32(n[2]),
+            keys,
+        ),
+    )
     return keys
 
 
@@ -176,8 +216,15 @@ def _plan_grid(cupy, module, pts, k):
 
     if not (extent > 0).any():  # all points identical: one cell
         keys = cupy.zeros(m, dtype=np.int64)
-        return dict(lo=box_lo.copy(), h=1.0, n=np.ones(3, dtype=np.int64), keys=keys,
-                    order=cupy.arange(m, dtype=np.int64), box_lo=box_lo, box_hi=box_hi)
+        return dict(
+            lo=box_lo.copy(),
+            h=1.0,
+            n=np.ones(3, dtype=np.int64),
+            keys=keys,
+            order=cupy.arange(m, dtype=np.int64),
+            box_lo=box_lo,
+            box_hi=box_hi,
+        )
 
     q = cupy.percentile(pts64, cupy.asarray([1.0, 99.0]), axis=0).get()
     robust = q[1] - q[0]
@@ -191,8 +238,9 @@ def _plan_grid(cupy, module, pts, k):
         order = cupy.argsort(keys).astype(np.int64, copy=False)
         sk = keys[order]
         first = cupy.flatnonzero(sk[1:] != sk[:-1]) + 1
-        edges = cupy.concatenate([cupy.zeros(1, dtype=first.dtype), first,
-                                  cupy.full(1, m, dtype=first.dtype)])
+        edges = cupy.concatenate(
+            [cupy.zeros(1, dtype=first.dtype), first, cupy.full(1, m, dtype=first.dtype)]
+        )
         occ = cupy.diff(edges).astype(np.float64)
         seen = float((occ * occ).sum()) / m
         if want / 2.5 <= seen <= 2.5 * want or it == _PLAN_ITERATIONS - 1:

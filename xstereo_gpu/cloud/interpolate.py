@@ -77,9 +77,13 @@ def rasterise_samples(coords, values, *, shape, origin, spacing):
     c = xp.asarray(coords, dtype=np.float64)
     v = xp.asarray(values, dtype=np.float64)
     if c.ndim != 2 or c.shape[1] != dim:
-        raise InputError("rasterise_samples.coords", f"shape {tuple(c.shape)}", f"(M, {dim}), one column per grid axis")
+        raise InputError(
+            "rasterise_samples.coords", f"shape {tuple(c.shape)}", f"(M, {dim}), one column per grid axis"
+        )
     if v.shape != (c.shape[0],):
-        raise InputError("rasterise_samples.values", f"shape {tuple(v.shape)}", f"({c.shape[0]},), one per sample")
+        raise InputError(
+            "rasterise_samples.values", f"shape {tuple(v.shape)}", f"({c.shape[0]},), one per sample"
+        )
     ok = xp.isfinite(v) & xp.isfinite(c).all(axis=1)
     flat = xp.zeros(c.shape[0], dtype=np.int64)
     for a in range(dim):
@@ -125,13 +129,20 @@ def discrete_sibson(site_values, site_mask, *, spacing=None, max_radius: float |
     if vals.ndim not in (2, 3):
         raise InputError("discrete_sibson.site_values", f"shape {tuple(vals.shape)}", "a 2-D or 3-D grid")
     if mask.shape != vals.shape:
-        raise InputError("discrete_sibson.site_mask", f"shape {tuple(mask.shape)}",
-                         f"the values' shape {tuple(vals.shape)}")
+        raise InputError(
+            "discrete_sibson.site_mask",
+            f"shape {tuple(mask.shape)}",
+            f"the values' shape {tuple(vals.shape)}",
+        )
     shape = tuple(int(s) for s in vals.shape)
     spacing = _check_spacing(spacing, len(shape), "discrete_sibson.spacing")
     if max_radius is not None:
-        check_positive("discrete_sibson.max_radius", max_radius, allow_zero=True,
-                       expected="a non-negative finite distance or None")
+        check_positive(
+            "discrete_sibson.max_radius",
+            max_radius,
+            allow_zero=True,
+            expected="a non-negative finite distance or None",
+        )
     return _sibson(xp, vals, mask, spacing, max_radius)
 
 

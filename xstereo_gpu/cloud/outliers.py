@@ -56,7 +56,9 @@ def knn_mean_distance(points, k: int, *, method: str = "auto", kernels: bool | N
     pts = check_points(points, "knn_mean_distance.points")
     check_positive("knn_mean_distance.k", k, integer=True)
     if method not in ("auto", "kdtree", "brute", "kernel"):
-        raise InputError("knn_mean_distance.method", repr(method), "one of 'auto', 'kdtree', 'brute', 'kernel'")
+        raise InputError(
+            "knn_mean_distance.method", repr(method), "one of 'auto', 'kdtree', 'brute', 'kernel'"
+        )
     m = pts.shape[0]
     if m <= 1:
         return xp.zeros(m, dtype=np.float64)
@@ -68,12 +70,17 @@ def knn_mean_distance(points, k: int, *, method: str = "auto", kernels: bool | N
             method = "kernel" if use_kernels(xp, kernels) and k <= KNN_KERNEL_MAX_K else "brute"
     if method == "kernel":
         if xp is np:
-            raise InputError("knn_mean_distance.method", "'kernel' with NumPy points",
-                             "'kdtree', 'brute' or 'auto' on the CPU")
+            raise InputError(
+                "knn_mean_distance.method",
+                "'kernel' with NumPy points",
+                "'kdtree', 'brute' or 'auto' on the CPU",
+            )
         return knn_mean_distance_kernel(pts, k)
     if method == "kdtree":
         if xp is not np:
-            raise InputError("knn_mean_distance.method", "'kdtree' with CuPy points", "'brute' or 'auto' on the GPU")
+            raise InputError(
+                "knn_mean_distance.method", "'kdtree' with CuPy points", "'brute' or 'auto' on the GPU"
+            )
         return _knn_kdtree(pts, k)
     return _knn_brute(pts, k)
 

@@ -43,12 +43,25 @@ def empty_space(stereo: StereoResult, *, level: float = 0.8):
 
 
 def _plane_dict(plane, inliers: int) -> dict:
-    return {"normal": [float(v) for v in plane.normal], "offset_nm": float(plane.offset),
-            "rms_nm": float(plane.rms), "tilt_deg": float(plane.tilt_deg), "inliers": int(inliers)}
+    return {
+        "normal": [float(v) for v in plane.normal],
+        "offset_nm": float(plane.offset),
+        "rms_nm": float(plane.rms),
+        "tilt_deg": float(plane.tilt_deg),
+        "inliers": int(inliers),
+    }
 
 
-def reconstruct(cloud_nm, geometry: StereoGeometry, options: ReconstructOptions | None = None, *, view_shape, empty=None,
-                upsample: int = 1, progress: Progress | None = None) -> Reconstruction:
+def reconstruct(
+    cloud_nm,
+    geometry: StereoGeometry,
+    options: ReconstructOptions | None = None,
+    *,
+    view_shape,
+    empty=None,
+    upsample: int = 1,
+    progress: Progress | None = None,
+) -> Reconstruction:
     """Planes, natural-neighbour interpolation, carving and a surface mesh from a cleaned cloud.
 
     ``options.planes`` = 1: RANSAC plane of the membrane cut, a frame on it, one
@@ -75,7 +88,10 @@ def reconstruct(cloud_nm, geometry: StereoGeometry, options: ReconstructOptions 
     if rec.planes:
         found, labels = segment_planes(cloud_nm, rec.planes, threshold_nm=thr, seed=rec.seed)
         out.planes = [_plane_dict(pl, int((labels == k).sum())) for k, pl in enumerate(found)]
-        say.note("planes: " + "; ".join(f"tilt {d['tilt_deg']:.1f} deg, {d['inliers']} inliers" for d in out.planes))
+        say.note(
+            "planes: "
+            + "; ".join(f"tilt {d['tilt_deg']:.1f} deg, {d['inliers']} inliers" for d in out.planes)
+        )
         if rec.planes == 2 and len(found) == 2:
             groups = [cloud_nm[labels == k] for k in range(2)]
             planes = list(found)
@@ -83,8 +99,14 @@ def reconstruct(cloud_nm, geometry: StereoGeometry, options: ReconstructOptions 
             planes = [found[0]] if found else [None]
     if not rec.interpolate:
         return out
-    kw = dict(view_shape=tuple(view_shape), upsample=upsample, distance_um=rec.carve_distance_um, dz_nm=dz,
-              seed=rec.seed, ransac_threshold_nm=thr)
+    kw = dict(
+        view_shape=tuple(view_shape),
+        upsample=upsample,
+        distance_um=rec.carve_distance_um,
+        dz_nm=dz,
+        seed=rec.seed,
+        ransac_threshold_nm=thr,
+    )
     if empty is not None:
         kw.update(empty_left=empty[0], empty_right=empty[1])
     # the frame goes on the membrane (the plane closest to the detector plane); other components (the
@@ -108,9 +130,11 @@ def reconstruct(cloud_nm, geometry: StereoGeometry, options: ReconstructOptions 
     volume = xp.zeros(grid.shape, dtype=bool)
     for v in vols:
         k0 = int(round((v.grid.origin_nm[0] - grid.origin_nm[0]) / dz))
-        volume[k0:k0 + v.grid.shape[0]] |= v.volume
-    say.note(f"volume {grid.shape} voxels of {grid.voxel_nm[2]:.1f} x {grid.voxel_nm[1]:.1f} x {dz:.1f} nm, "
-             f"{int(volume.sum())} occupied after carving")
+        volume[k0 : k0 + v.grid.shape[0]] |= v.volume
+    say.note(
+        f"volume {grid.shape} voxels of {grid.voxel_nm[2]:.1f} x {grid.voxel_nm[1]:.1f} x {dz:.1f} nm, "
+        f"{int(volume.sum())} occupied after carving"
+    )
     verts, faces = surface_mesh(volume, grid.voxel_nm, origin_nm=grid.origin_nm)
     out.volume = to_host(volume)
     out.voxel_nm, out.origin_nm = grid.voxel_nm, grid.origin_nm

@@ -133,8 +133,15 @@ def ransac_plane(points, *, threshold_nm: float, iterations: int = 500, seed: in
     return _ransac(xp, p, float(threshold_nm), int(iterations), int(seed), bool(refine))
 
 
-def segment_planes(points, n_planes: int = 2, *, threshold_nm: float, iterations: int = 500, seed: int = 0,
-                   min_inliers: int = 3):
+def segment_planes(
+    points,
+    n_planes: int = 2,
+    *,
+    threshold_nm: float,
+    iterations: int = 500,
+    seed: int = 0,
+    min_inliers: int = 3,
+):
     """Sequential RANSAC: fit a plane, take its inliers out, fit the next plane to the rest.
 
     Parameters
@@ -308,8 +315,8 @@ def _ransac(xp, p, thr: float, iterations: int, seed: int, refine: bool):
     scores = xp.empty(iterations, dtype=np.int64)
     step = max(1, _RANSAC_CHUNK // max(m, 1))
     for s in range(0, iterations, step):
-        dist = xp.abs(q @ n[s:s + step].T - off[s:s + step][None, :])
-        scores[s:s + step] = (dist <= thr).sum(axis=0)
+        dist = xp.abs(q @ n[s : s + step].T - off[s : s + step][None, :])
+        scores[s : s + step] = (dist <= thr).sum(axis=0)
     scores = xp.where(valid, scores, -1)
     best = int(xp.argmax(scores))
     inl = xp.abs(q @ n[best] - off[best]) <= thr
@@ -322,6 +329,8 @@ def _ransac(xp, p, thr: float, iterations: int, seed: int, refine: bool):
     nb = _orient(np.asarray(to_host(n[best]), dtype=np.float64))
     sel = p[inl] if int(inl.sum()) > 0 else p
     cen = np.asarray(to_host(sel.mean(axis=0)), dtype=np.float64)
-    offset = float(nb @ np.asarray(to_host(c))) + float(np.sign(nb @ np.asarray(to_host(n[best])))) * float(off[best])
+    offset = float(nb @ np.asarray(to_host(c))) + float(np.sign(nb @ np.asarray(to_host(n[best])))) * float(
+        off[best]
+    )
     rms = float(np.sqrt(float(((sel @ xp.asarray(nb) - offset) ** 2).mean())))
     return Plane(tuple(float(v) for v in nb), offset, rms, tuple(float(v) for v in cen)), inl

@@ -19,8 +19,14 @@ from .outliers import statistical_outlier_filter
 __all__ = ["build_cloud"]
 
 
-def build_cloud(stereo: StereoResult, geometry: StereoGeometry, options: CloudOptions | None = None, *,
-                timings: dict | None = None, progress: Progress | None = None) -> CloudResult:
+def build_cloud(
+    stereo: StereoResult,
+    geometry: StereoGeometry,
+    options: CloudOptions | None = None,
+    *,
+    timings: dict | None = None,
+    progress: Progress | None = None,
+) -> CloudResult:
     """Depth, the point cloud and its outlier mask from the stereo stage's maps.
 
     Parameters
@@ -54,16 +60,30 @@ def build_cloud(stereo: StereoResult, geometry: StereoGeometry, options: CloudOp
             if j > 0:  # extra maps only fill the pixels the first maps left empty (as the merged maps do)
                 dl = xp.where(xp.isfinite(first.disparity_left), xp.nan, dl).astype(xp.float32)
                 dr = xp.where(xp.isfinite(first.disparity_right), xp.nan, dr).astype(xp.float32)
-            parts.append(points_from_disparity(dl, dr, geometry, upsample=stereo.upsample, view_shape=n,
-                                               confidence_left=pair.confidence_left,
-                                               confidence_right=pair.confidence_right))
+            parts.append(
+                points_from_disparity(
+                    dl,
+                    dr,
+                    geometry,
+                    upsample=stereo.upsample,
+                    view_shape=n,
+                    confidence_left=pair.confidence_left,
+                    confidence_right=pair.confidence_right,
+                )
+            )
         if len(parts) > 1:
-            say.note("merged points of the " + " and ".join(f"{p.mode} ({len(q)})"
-                                                            for p, q in zip(stereo.pairs, parts)) + " maps")
-        fields = [xp.concatenate([getattr(p, f) for p in parts], axis=0) if len(parts) > 1 else getattr(parts[0], f)
-                  for f in ("points_nm", "confidence", "view", "pixel")]
+            say.note(
+                "merged points of the "
+                + " and ".join(f"{p.mode} ({len(q)})" for p, q in zip(stereo.pairs, parts))
+                + " maps"
+            )
+        fields = [
+            xp.concatenate([getattr(p, f) for p in parts], axis=0) if len(parts) > 1 else getattr(parts[0], f)
+            for f in ("points_nm", "confidence", "view", "pixel")
+        ]
         points, confidence, view_index, pixel = fields
         kept = statistical_outlier_filter(points, options)
         depth = depth_map(stereo.disparity_left, geometry, upsample=stereo.upsample)
-    return CloudResult(depth=depth, points_nm=points, confidence=confidence, view_index=view_index, pixel=pixel,
-                       kept=kept)
+    return CloudResult(
+        depth=depth, points_nm=points, confidence=confidence, view_index=view_index, pixel=pixel, kept=kept
+    )

@@ -27,8 +27,17 @@ from ..geometry import StereoGeometry
 from .interpolate import sibson_grid
 from .segment import Plane, ransac_plane
 
-__all__ = ["VolumeGrid", "CloudVolume", "frame_points", "height_field", "voxelise", "empty_space", "carve",
-           "surface_mesh", "cloud_to_volume"]
+__all__ = [
+    "VolumeGrid",
+    "CloudVolume",
+    "frame_points",
+    "height_field",
+    "voxelise",
+    "empty_space",
+    "carve",
+    "surface_mesh",
+    "cloud_to_volume",
+]
 
 
 @dataclass(frozen=True)
@@ -54,16 +63,26 @@ class VolumeGrid:
         if len(self.shape) != 3 or min(int(s) for s in self.shape) < 1:
             raise InputError("VolumeGrid.shape", repr(self.shape), "(Z, Y, X), three positive integers")
         if len(self.voxel_nm) != 3 or not all(math.isfinite(v) and v > 0 for v in self.voxel_nm):
-            raise InputError("VolumeGrid.voxel_nm", repr(self.voxel_nm), "(dz, dy, dx), three positive sizes in nm")
+            raise InputError(
+                "VolumeGrid.voxel_nm", repr(self.voxel_nm), "(dz, dy, dx), three positive sizes in nm"
+            )
         if len(self.origin_nm) != 3 or not all(math.isfinite(v) for v in self.origin_nm):
-            raise InputError("VolumeGrid.origin_nm", repr(self.origin_nm), "(z0, y0, x0), three finite values in nm")
+            raise InputError(
+                "VolumeGrid.origin_nm", repr(self.origin_nm), "(z0, y0, x0), three finite values in nm"
+            )
         object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
         object.__setattr__(self, "voxel_nm", tuple(float(v) for v in self.voxel_nm))
         object.__setattr__(self, "origin_nm", tuple(float(v) for v in self.origin_nm))
 
     @classmethod
-    def for_views(cls, geometry: StereoGeometry, view_shape: tuple[int, int], z_range_nm: tuple[float, float], *,
-                  dz_nm: float | None = None) -> "VolumeGrid":
+    def for_views(
+        cls,
+        geometry: StereoGeometry,
+        view_shape: tuple[int, int],
+        z_range_nm: tuple[float, float],
+        *,
+        dz_nm: float | None = None,
+    ) -> VolumeGrid:
         """The grid under the view grid: ``dy = dx = Dr``, ``dz = Dz`` (eq. 2) unless given.
 
         Voxel column ``(i, j)`` is view pixel ``(i, j)`` (``y = (i - H//2) Dr``,
@@ -74,8 +93,9 @@ class VolumeGrid:
             raise InputError("VolumeGrid.for_views.view_shape", repr(view_shape), "(H, W) of the views")
         lo, hi = (float(v) for v in z_range_nm)
         if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
-            raise InputError("VolumeGrid.for_views.z_range_nm", repr(z_range_nm),
-                             "finite (z_min, z_max), z_min <= z_max")
+            raise InputError(
+                "VolumeGrid.for_views.z_range_nm", repr(z_range_nm), "finite (z_min, z_max), z_min <= z_max"
+            )
         dr = geometry.pixel_size_m * 1e9
         dz = float(dz_nm) if dz_nm is not None else geometry.voxel_depth_m * 1e9
         check_positive("VolumeGrid.for_views.dz_nm", dz, expected="a positive voxel depth in nm")
@@ -121,8 +141,9 @@ def frame_points(points, plane: Plane, *, spacing_nm: float, width: int = 3, mar
         raise InputError("frame_points.points", f"shape {tuple(p.shape)}", "(M, 3) x, y, z with M >= 1")
     check_positive("frame_points.spacing_nm", spacing_nm, expected="a positive lattice step in nm")
     check_positive("frame_points.width", width, integer=True, expected="a positive integer number of points")
-    check_positive("frame_points.margin_nm", margin_nm, allow_zero=True,
-                   expected="a non-negative distance in nm")
+    check_positive(
+        "frame_points.margin_nm", margin_nm, allow_zero=True, expected="a non-negative distance in nm"
+    )
     lo = np.asarray(to_host(p[:, :2].min(axis=0)), dtype=np.float64) - margin_nm
     hi = np.asarray(to_host(p[:, :2].max(axis=0)), dtype=np.float64) + margin_nm
     n = np.maximum(np.ceil((hi - lo) / spacing_nm - 1e-9).astype(int) + 1, 1)
@@ -134,8 +155,14 @@ def frame_points(points, plane: Plane, *, spacing_nm: float, width: int = 3, mar
     return xp.asarray(np.column_stack([x, y, z]))
 
 
-def height_field(points, *, shape: tuple[int, int], pixel_nm: float, origin_nm: tuple[float, float] | None = None,
-                 max_radius_nm: float | None = None):
+def height_field(
+    points,
+    *,
+    shape: tuple[int, int],
+    pixel_nm: float,
+    origin_nm: tuple[float, float] | None = None,
+    max_radius_nm: float | None = None,
+):
     """Height ``z(x, y)`` of a cloud on a 2-D grid by discrete Sibson interpolation.
 
     Parameters
@@ -166,8 +193,14 @@ def height_field(points, *, shape: tuple[int, int], pixel_nm: float, origin_nm: 
     h, w = (int(s) for s in shape)
     if origin_nm is None:
         origin_nm = (-(h // 2) * pixel_nm, -(w // 2) * pixel_nm)
-    return sibson_grid(p[:, [1, 0]], p[:, 2], shape=(h, w), origin=origin_nm, spacing=(pixel_nm, pixel_nm),
-                       max_radius=max_radius_nm)
+    return sibson_grid(
+        p[:, [1, 0]],
+        p[:, 2],
+        shape=(h, w),
+        origin=origin_nm,
+        spacing=(pixel_nm, pixel_nm),
+        max_radius=max_radius_nm,
+    )
 
 
 def voxelise(data, grid: VolumeGrid, *, thickness_nm: float | None = None):
@@ -209,12 +242,23 @@ def voxelise(data, grid: VolumeGrid, *, thickness_nm: float | None = None):
             flat = flat * grid.shape[a] + xp.clip(xp.nan_to_num(i), 0, grid.shape[a] - 1).astype(np.int64)
         occ = xp.bincount(flat[ok], minlength=Z * Y * X) > 0
         return occ.reshape(Z, Y, X)
-    raise InputError("voxelise.data", f"shape {tuple(d.shape)}",
-                     f"a height field {(Y, X)} on the grid's columns or an (M, 3) cloud")
+    raise InputError(
+        "voxelise.data",
+        f"shape {tuple(d.shape)}",
+        f"a height field {(Y, X)} on the grid's columns or an (M, 3) cloud",
+    )
 
 
-def empty_space(grid: VolumeGrid, empty_left, empty_right, geometry: StereoGeometry, *, upsample: int = 1,
-                outside_empty: bool = False, require: str = "both"):
+def empty_space(
+    grid: VolumeGrid,
+    empty_left,
+    empty_right,
+    geometry: StereoGeometry,
+    *,
+    upsample: int = 1,
+    outside_empty: bool = False,
+    require: str = "both",
+):
     """Voxels known to be empty: their projections fall on empty pixels of BOTH views.
 
     ``require="both"`` is the paper's stereo crossing of the white regions (a voxel is empty when
@@ -253,12 +297,17 @@ def empty_space(grid: VolumeGrid, empty_left, empty_right, geometry: StereoGeome
     ml = xp.asarray(empty_left).astype(bool)
     mr = xp.asarray(empty_right).astype(bool)
     if ml.ndim != 2 or mr.shape != ml.shape:
-        raise InputError("empty_space.empty_right", f"shapes {tuple(ml.shape)} and {tuple(mr.shape)}",
-                         "two 2-D masks of the same shape")
+        raise InputError(
+            "empty_space.empty_right",
+            f"shapes {tuple(ml.shape)} and {tuple(mr.shape)}",
+            "two 2-D masks of the same shape",
+        )
     u = int(check_positive("empty_space.upsample", upsample, integer=True))
     H, W = ml.shape
     if H % u or W % u:
-        raise InputError("empty_space.empty_left", f"shape {(H, W)}", f"a multiple of upsample={u} on both axes")
+        raise InputError(
+            "empty_space.empty_left", f"shape {(H, W)}", f"a multiple of upsample={u} on both axes"
+        )
     hv, wv = H // u, W // u
     dr = geometry.pixel_size_m * 1e9
     z = grid.axis(0, xp)
@@ -281,8 +330,18 @@ def empty_space(grid: VolumeGrid, empty_left, empty_right, geometry: StereoGeome
     return out
 
 
-def carve(volume, empty_left, empty_right, geometry: StereoGeometry, *, grid: VolumeGrid, distance_um: float = 0.2,
-          upsample: int = 1, outside_empty: bool = False, require: str = "both"):
+def carve(
+    volume,
+    empty_left,
+    empty_right,
+    geometry: StereoGeometry,
+    *,
+    grid: VolumeGrid,
+    distance_um: float = 0.2,
+    upsample: int = 1,
+    outside_empty: bool = False,
+    require: str = "both",
+):
     """Remove the voxels within ``distance_um`` of the space both views see as empty (paper: 0.2 um).
 
     Parameters
@@ -310,10 +369,18 @@ def carve(volume, empty_left, empty_right, geometry: StereoGeometry, *, grid: Vo
     vol = xp.asarray(volume)
     if tuple(vol.shape) != grid.shape:
         raise InputError("carve.volume", f"shape {tuple(vol.shape)}", f"the grid's shape {grid.shape}")
-    check_positive("carve.distance_um", distance_um, allow_zero=True,
-                   expected="a non-negative distance in um")
-    empty = empty_space(grid, xp.asarray(empty_left), xp.asarray(empty_right), geometry, upsample=upsample,
-                        outside_empty=outside_empty, require=require)
+    check_positive(
+        "carve.distance_um", distance_um, allow_zero=True, expected="a non-negative distance in um"
+    )
+    empty = empty_space(
+        grid,
+        xp.asarray(empty_left),
+        xp.asarray(empty_right),
+        geometry,
+        upsample=upsample,
+        outside_empty=outside_empty,
+        require=require,
+    )
     if not bool(empty.any()):
         return vol.copy()
     dist = scipy_module(xp, "ndimage").distance_transform_edt(~empty, sampling=grid.voxel_nm)
@@ -321,8 +388,9 @@ def carve(volume, empty_left, empty_right, geometry: StereoGeometry, *, grid: Vo
     return xp.where(near, xp.zeros((), dtype=vol.dtype), vol)
 
 
-def surface_mesh(volume, voxel_size, *, origin_nm=(0.0, 0.0, 0.0), level: float | None = None,
-                 smooth_sigma: float = 0.0):
+def surface_mesh(
+    volume, voxel_size, *, origin_nm=(0.0, 0.0, 0.0), level: float | None = None, smooth_sigma: float = 0.0
+):
     """Closed triangle mesh of a volume's surface by marching cubes (scikit-image, on the host).
 
     Parameters
@@ -357,12 +425,15 @@ def surface_mesh(volume, voxel_size, *, origin_nm=(0.0, 0.0, 0.0), level: float 
         raise InputError("surface_mesh.volume", f"shape {tuple(vol.shape)}", "a 3-D (Z, Y, X) volume")
     sp = tuple(float(s) for s in voxel_size)
     if len(sp) != 3 or not all(math.isfinite(s) and s > 0 for s in sp):
-        raise InputError("surface_mesh.voxel_size", repr(voxel_size), "(dz, dy, dx), three positive sizes in nm")
+        raise InputError(
+            "surface_mesh.voxel_size", repr(voxel_size), "(dz, dy, dx), three positive sizes in nm"
+        )
     is_bool = vol.dtype == bool
     v = vol.astype(np.float32)
     if smooth_sigma > 0:
-        v = scipy_module(xp, "ndimage").gaussian_filter(v, float(smooth_sigma), mode="constant",
-                                                        cval=0.0 if is_bool else float(v.min()))
+        v = scipy_module(xp, "ndimage").gaussian_filter(
+            v, float(smooth_sigma), mode="constant", cval=0.0 if is_bool else float(v.min())
+        )
     v = np.asarray(to_host(v), dtype=np.float32)
     empty = (np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64))
     if v.size == 0:
@@ -405,11 +476,26 @@ class CloudVolume:
     n_frame: int
 
 
-def cloud_to_volume(points, geometry: StereoGeometry, *, view_shape: tuple[int, int], empty_left=None,
-                    empty_right=None, upsample: int = 1, plane: Plane | None = None, frame: bool = True,
-                    frame_width: int = 3, frame_margin_nm: float = 0.0, thickness_nm: float | None = None,
-                    dz_nm: float | None = None, max_radius_nm: float | None = None, distance_um: float = 0.2,
-                    require: str = "both", ransac_threshold_nm: float | None = None, seed: int = 0) -> CloudVolume:
+def cloud_to_volume(
+    points,
+    geometry: StereoGeometry,
+    *,
+    view_shape: tuple[int, int],
+    empty_left=None,
+    empty_right=None,
+    upsample: int = 1,
+    plane: Plane | None = None,
+    frame: bool = True,
+    frame_width: int = 3,
+    frame_margin_nm: float = 0.0,
+    thickness_nm: float | None = None,
+    dz_nm: float | None = None,
+    max_radius_nm: float | None = None,
+    distance_um: float = 0.2,
+    require: str = "both",
+    ransac_threshold_nm: float | None = None,
+    seed: int = 0,
+) -> CloudVolume:
     """The paper's post-processing of one surface cloud: frame, Sibson height field, voxels, carving.
 
     1. ``plane`` (default: RANSAC on ``points`` with ``ransac_threshold_nm``, default ``2 Dz``) and
@@ -450,8 +536,11 @@ def cloud_to_volume(points, geometry: StereoGeometry, *, view_shape: tuple[int, 
     if p.ndim != 2 or p.shape[1] != 3 or p.shape[0] < 3:
         raise InputError("cloud_to_volume.points", f"shape {tuple(p.shape)}", "(M, 3) x, y, z with M >= 3")
     if (empty_left is None) != (empty_right is None):
-        raise InputError("cloud_to_volume.empty_right" if empty_right is None else "cloud_to_volume.empty_left",
-                         "None", "both empty masks or neither")
+        raise InputError(
+            "cloud_to_volume.empty_right" if empty_right is None else "cloud_to_volume.empty_left",
+            "None",
+            "both empty masks or neither",
+        )
     dr = geometry.pixel_size_m * 1e9
     dz = float(dz_nm) if dz_nm is not None else geometry.voxel_depth_m * 1e9
     n_frame = 0
@@ -465,13 +554,23 @@ def cloud_to_volume(points, geometry: StereoGeometry, *, view_shape: tuple[int, 
     h = height_field(p, shape=tuple(view_shape), pixel_nm=dr, max_radius_nm=max_radius_nm)
     finite = xp.isfinite(h)
     if not bool(finite.any()):
-        raise InputError("cloud_to_volume.points", "no point on the view grid", "points inside the views' field")
+        raise InputError(
+            "cloud_to_volume.points", "no point on the view grid", "points inside the views' field"
+        )
     hv = h[finite]
     half = max(float(thickness_nm) if thickness_nm is not None else dz, dz) / 2.0
     lo, hi = float(hv.min()) - half - dz, float(hv.max()) + half + dz
     grid = VolumeGrid.for_views(geometry, tuple(view_shape), (lo, hi), dz_nm=dz)
     vol = voxelise(h, grid, thickness_nm=thickness_nm)
     if empty_left is not None:
-        vol = carve(vol, xp.asarray(empty_left), xp.asarray(empty_right), geometry, grid=grid,
-                    distance_um=distance_um, upsample=upsample, require=require)
+        vol = carve(
+            vol,
+            xp.asarray(empty_left),
+            xp.asarray(empty_right),
+            geometry,
+            grid=grid,
+            distance_um=distance_um,
+            upsample=upsample,
+            require=require,
+        )
     return CloudVolume(vol, grid, h, plane, n_frame)

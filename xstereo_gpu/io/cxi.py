@@ -67,8 +67,19 @@ MASK_SHADOWED = 0x10
 #: CXI image-mask bit: pixel inside the support.
 MASK_SUPPORT = 0x10000
 
-_LENGTH_UNITS = {"m": 1.0, "meter": 1.0, "metre": 1.0, "mm": 1e-3, "um": 1e-6, "µm": 1e-6, "micron": 1e-6,
-                 "nm": 1e-9, "angstrom": 1e-10, "å": 1e-10, "a": 1e-10}
+_LENGTH_UNITS = {
+    "m": 1.0,
+    "meter": 1.0,
+    "metre": 1.0,
+    "mm": 1e-3,
+    "um": 1e-6,
+    "µm": 1e-6,
+    "micron": 1e-6,
+    "nm": 1e-9,
+    "angstrom": 1e-10,
+    "å": 1e-10,
+    "a": 1e-10,
+}
 _ENERGY_UNITS = {"j": 1.0, "ev": 1.602176634e-19, "kev": 1.602176634e-16}
 
 _STEREO_DESCRIPTION = (
@@ -85,8 +96,18 @@ _TRUTH_DESCRIPTION = (
     "grid, pixel_size [m]; edge_points = x, y, z [m] in the object frame of docs/geometry.md; edge_labels "
     "= part of the object each point belongs to; extra = sample-specific scoring facts, one dataset per key."
 )
-_IMAGE_RESERVED = {"data", "data_space", "data_type", "image_center", "is_fft_shifted", "x_pixel_size",
-                   "y_pixel_size", "mask", "name", "process_1"}
+_IMAGE_RESERVED = {
+    "data",
+    "data_space",
+    "data_type",
+    "image_center",
+    "is_fft_shifted",
+    "x_pixel_size",
+    "y_pixel_size",
+    "mask",
+    "name",
+    "process_1",
+}
 
 
 def energy_to_wavelength(energy_j: float) -> float:
@@ -119,16 +140,18 @@ def _open_hdf5(path: str | os.PathLike, *, allow_external: bool = False) -> Iter
     try:
         f = h5py.File(p, "r")
     except OSError as exc:
-        raise InputError(str(p), f"an unreadable or truncated HDF5 file ({exc})",
-                         "a complete CXI/HDF5 file") from None
+        raise InputError(
+            str(p), f"an unreadable or truncated HDF5 file ({exc})", "a complete CXI/HDF5 file"
+        ) from None
     access = H5Access(p, allow_external=allow_external)
     access.register(f)
     f._xstereo_access = access
     try:
         yield f
     except (OSError, RuntimeError) as exc:
-        raise InputError(str(p), f"a read error ({exc}); the file may be truncated or corrupt",
-                         "a complete CXI/HDF5 file") from None
+        raise InputError(
+            str(p), f"a read error ({exc}); the file may be truncated or corrupt", "a complete CXI/HDF5 file"
+        ) from None
     finally:
         access.close()
         f.close()
@@ -229,8 +252,12 @@ def _read_energy(f: Any, name: str, src: str) -> float | None:
     has_units = ds.attrs.get("units") is not None
     v = _scalar_value(ds, src) * _unit_factor(ds, _ENERGY_UNITS, src, "joules")
     check(math.isfinite(v) and v > 0, f"{src}:{ds.name}", repr(v), "a positive finite photon energy in J")
-    check(has_units or v < 1e-9, f"{src}:{ds.name}", f"{v:g} (looks like eV or keV, not J)",
-          "a photon energy in J as CXI requires (or a 'units' attribute)")
+    check(
+        has_units or v < 1e-9,
+        f"{src}:{ds.name}",
+        f"{v:g} (looks like eV or keV, not J)",
+        "a photon energy in J as CXI requires (or a 'units' attribute)",
+    )
     return v
 
 
@@ -251,18 +278,30 @@ def _pixel_from_basis(bv: np.ndarray, frame: int | None, where: str) -> tuple[fl
         a = a[min(frame or 0, a.shape[0] - 1)]
     if a.ndim == 2 and a.shape[1] != 3 and a.shape[0] == 3:
         a = a.T  # transposed (3, D), as in the PETRA III P25 file
-    check(a.ndim == 2 and a.shape[1] == 3 and a.shape[0] >= 2, where, f"shape {np.shape(bv)}",
-          "(D, 3) basis vectors (one row per data dimension, metres), or (3, D)")
+    check(
+        a.ndim == 2 and a.shape[1] == 3 and a.shape[0] >= 2,
+        where,
+        f"shape {np.shape(bv)}",
+        "(D, 3) basis vectors (one row per data dimension, metres), or (3, D)",
+    )
     norms = np.linalg.norm(a[-2:], axis=1)
-    check(bool(np.all(np.isfinite(norms)) and np.all(norms > 0)), where, f"vectors {a[-2:].tolist()}",
-          "non-zero pixel vectors")
+    check(
+        bool(np.all(np.isfinite(norms)) and np.all(norms > 0)),
+        where,
+        f"vectors {a[-2:].tolist()}",
+        "non-zero pixel vectors",
+    )
     return float(norms[0]), float(norms[1])
 
 
 def check_count_dtype(dtype: Any, where: str) -> None:
     """Refuse a boolean detector frame: a bit per pixel is not a diffraction pattern."""
-    check(np.dtype(dtype).kind != "b", where, f"dtype {np.dtype(dtype)} (one bit per pixel)",
-          "photon counts: integer or floating-point intensities (a bool array is a mask, not a pattern)")
+    check(
+        np.dtype(dtype).kind != "b",
+        where,
+        f"dtype {np.dtype(dtype)} (one bit per pixel)",
+        "photon counts: integer or floating-point intensities (a bool array is a mask, not a pattern)",
+    )
 
 
 def warn_saturated_uint8(dtype: Any, data: np.ndarray, mask: np.ndarray, where: str) -> None:
@@ -271,9 +310,13 @@ def warn_saturated_uint8(dtype: Any, data: np.ndarray, mask: np.ndarray, where: 
         return
     top = int(np.count_nonzero((np.asarray(data) >= 255) & (np.asarray(mask) == 0)))
     if top:
-        warn(where, f"uint8 counts with {top} unmasked pixels at 255, the uint8 maximum (clipped counts?)",
-             "photon counts in a type that holds them (uint16/uint32/float32 as detectors write), "
-             "or saturated pixels masked (CXI mask bit 0x2)", stacklevel=4)
+        warn(
+            where,
+            f"uint8 counts with {top} unmasked pixels at 255, the uint8 maximum (clipped counts?)",
+            "photon counts in a type that holds them (uint16/uint32/float32 as detectors write), "
+            "or saturated pixels masked (CXI mask bit 0x2)",
+            stacklevel=4,
+        )
 
 
 def _resolved_parent(f: Any, path: str) -> str:
@@ -304,19 +347,34 @@ def _find_data(f: Any, src: str, dataset: str | None) -> str:
     found: list[str] = []
 
     def visit(name: str, obj: Any) -> None:
-        if (not found and isinstance(obj, h5py.Dataset) and posixpath.basename(name) == "data"
-                and obj.ndim in (2, 3) and obj.dtype.kind in "biuf"):
+        if (
+            not found
+            and isinstance(obj, h5py.Dataset)
+            and posixpath.basename(name) == "data"
+            and obj.ndim in (2, 3)
+            and obj.dtype.kind in "biuf"
+        ):
             found.append(name)
 
     f.visititems(visit)
     if not found:
-        raise InputError(f"{src}:/entry_1/data_1/data", "missing dataset (and no other 2D/3D dataset named 'data')",
-                         "detector data at /entry_1/data_1/data or /entry_1/instrument_1/detector_1/data")
+        raise InputError(
+            f"{src}:/entry_1/data_1/data",
+            "missing dataset (and no other 2D/3D dataset named 'data')",
+            "detector data at /entry_1/data_1/data or /entry_1/instrument_1/detector_1/data",
+        )
     return found[0]
 
 
-def _read_frame(f: Any, src: str, *, frame: int | None = None, dataset: str | None = None,
-                all_frames: bool = False, counts: bool = True) -> dict:
+def _read_frame(
+    f: Any,
+    src: str,
+    *,
+    frame: int | None = None,
+    dataset: str | None = None,
+    all_frames: bool = False,
+    counts: bool = True,
+) -> dict:
     """Detector frame, mask and geometry of a CXI/HDF5 file (geometry values may be None).
 
     With ``all_frames`` and no ``frame``, a 3D stack ``(F, H, W)`` is returned whole (an HDR
@@ -329,22 +387,42 @@ def _read_frame(f: Any, src: str, *, frame: int | None = None, dataset: str | No
     check(ds.dtype.kind in "biuf", where, f"dtype {ds.dtype}", "real-valued detector intensities")
     if counts:
         check_count_dtype(ds.dtype, where)
-    check(ds.ndim in (2, 3), where, f"{ds.ndim} dimensions {ds.shape}", "a 2D frame (H, W) or a 3D stack (F, H, W)")
+    check(
+        ds.ndim in (2, 3),
+        where,
+        f"{ds.ndim} dimensions {ds.shape}",
+        "a 2D frame (H, W) or a 3D stack (F, H, W)",
+    )
     n_frames = ds.shape[0] if ds.ndim == 3 else None
     whole = all_frames and ds.ndim == 3 and frame is None
     # refuse a declared shape too large for the free memory, before reading
-    check_allocation(ds.shape if whole or ds.ndim == 2 else ds.shape[1:], ds.dtype, where, what="read it with its mask")
+    check_allocation(
+        ds.shape if whole or ds.ndim == 2 else ds.shape[1:], ds.dtype, where, what="read it with its mask"
+    )
     if whole:
         check(n_frames >= 1, where, f"an empty stack {ds.shape}", "at least one frame")
         data = np.asarray(ds[()])
     elif ds.ndim == 3:
-        check(frame is not None, where, f"a stack of {n_frames} frames {ds.shape}",
-              f"a frame index: frame=i (--frame i) with 0 <= i < {n_frames}")
-        check(0 <= int(frame) < n_frames, where, f"frame={frame} but the stack has {n_frames} frames",
-              f"0 <= frame < {n_frames}")
+        check(
+            frame is not None,
+            where,
+            f"a stack of {n_frames} frames {ds.shape}",
+            f"a frame index: frame=i (--frame i) with 0 <= i < {n_frames}",
+        )
+        check(
+            0 <= int(frame) < n_frames,
+            where,
+            f"frame={frame} but the stack has {n_frames} frames",
+            f"0 <= frame < {n_frames}",
+        )
         data = np.asarray(ds[int(frame)])
     else:
-        check(frame in (None, 0), where, f"frame={frame} for a single 2D frame {ds.shape}", "no frame index (or 0)")
+        check(
+            frame in (None, 0),
+            where,
+            f"frame={frame} for a single 2D frame {ds.shape}",
+            "no frame index (or 0)",
+        )
         data = np.asarray(ds[()])
     data = data.astype(np.float32, copy=False)
 
@@ -377,9 +455,12 @@ def _read_frame(f: Any, src: str, *, frame: int | None = None, dataset: str | No
     wavelength = energy = None
     wavelength_from = energy_from = None
     for inst in instruments:
-        for group, wname, ename in (("source_1", "wavelength", "energy"), ("source", "wavelength", "energy"),
-                                    ("beam", "incident_wavelength", "incident_energy"),
-                                    ("monochromator", "wavelength", "energy")):
+        for group, wname, ename in (
+            ("source_1", "wavelength", "energy"),
+            ("source", "wavelength", "energy"),
+            ("beam", "incident_wavelength", "incident_energy"),
+            ("monochromator", "wavelength", "energy"),
+        ):
             if wavelength is None:
                 wavelength = _read_length(f, f"{inst}/{group}/{wname}", src)
                 wavelength_from = f"{src}:/{inst}/{group}/{wname}" if wavelength is not None else None
@@ -409,13 +490,26 @@ def _read_frame(f: Any, src: str, *, frame: int | None = None, dataset: str | No
         warn_saturated_uint8(ds.dtype, data, mask, where)
     pixel = None
     if px is not None:
-        check(abs(px - py) <= 1e-6 * max(px, py), f"{src}:/{det}/x_pixel_size",
-              f"x {px:g} m and y {py:g} m", "square detector pixels (x_pixel_size == y_pixel_size)")
+        check(
+            abs(px - py) <= 1e-6 * max(px, py),
+            f"{src}:/{det}/x_pixel_size",
+            f"x {px:g} m and y {py:g} m",
+            "square detector pixels (x_pixel_size == y_pixel_size)",
+        )
         pixel = px
-    return {"data": data, "mask": mask, "wavelength_m": wavelength, "distance_m": distance,
-            "pixel_size_m": pixel, "dataset": "/" + name, "wavelength_from": wavelength_from,
-            "frame": frame if (n_frames is not None and not whole) else None,
-            "n_frames": n_frames, "entry": entry, "detector": det}
+    return {
+        "data": data,
+        "mask": mask,
+        "wavelength_m": wavelength,
+        "distance_m": distance,
+        "pixel_size_m": pixel,
+        "dataset": "/" + name,
+        "wavelength_from": wavelength_from,
+        "frame": frame if (n_frames is not None and not whole) else None,
+        "n_frames": n_frames,
+        "entry": entry,
+        "detector": det,
+    }
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -428,10 +522,18 @@ def _prefix_where(exc: InputError, src: str) -> InputError:
     return InputError(f"{src}: {exc.where}", exc.found, exc.expected)
 
 
-def read_shot(path: str | os.PathLike, *, frame: int | None = None, wavelength_m: float | None = None,
-              distance_m: float | None = None, detector_pixel_m: float | None = None,
-              angles_deg: tuple[float, float] | None = None, centres_px: Any = None,
-              pattern_size: int | None = None, allow_external_data: bool = False) -> Shot:
+def read_shot(
+    path: str | os.PathLike,
+    *,
+    frame: int | None = None,
+    wavelength_m: float | None = None,
+    distance_m: float | None = None,
+    detector_pixel_m: float | None = None,
+    angles_deg: tuple[float, float] | None = None,
+    centres_px: Any = None,
+    pattern_size: int | None = None,
+    allow_external_data: bool = False,
+) -> Shot:
     """Read a stereo shot file (docs/format.md) into a validated :class:`~xstereo_gpu.shot.Shot`.
 
     Parameters
@@ -481,33 +583,53 @@ def read_shot(path: str | os.PathLike, *, frame: int | None = None, wavelength_m
         det = fr["detector"] or f"{entry}/instrument_1/detector_1"
         wl = wavelength_m if wavelength_m is not None else fr["wavelength_m"]
         if wl is None:
-            raise InputError(f"{src}:/{entry}/instrument_1/source_1/wavelength", "missing (and no energy)",
-                             "the wavelength [m] or the photon energy [J] (or --wavelength)")
+            raise InputError(
+                f"{src}:/{entry}/instrument_1/source_1/wavelength",
+                "missing (and no energy)",
+                "the wavelength [m] or the photon energy [J] (or --wavelength)",
+            )
         dist = distance_m if distance_m is not None else fr["distance_m"]
         if dist is None:
-            raise InputError(f"{src}:/{det}/distance", "missing dataset",
-                             "the sample-detector distance [m] (or --distance)")
+            raise InputError(
+                f"{src}:/{det}/distance",
+                "missing dataset",
+                "the sample-detector distance [m] (or --distance)",
+            )
         pix = detector_pixel_m if detector_pixel_m is not None else fr["pixel_size_m"]
         if pix is None:
-            raise InputError(f"{src}:/{det}/x_pixel_size", "missing (and no basis_vectors)",
-                             "the detector pixel size [m] (or --detector-pixel)")
+            raise InputError(
+                f"{src}:/{det}/x_pixel_size",
+                "missing (and no basis_vectors)",
+                "the detector pixel size [m] (or --detector-pixel)",
+            )
 
         st = f"{entry}/stereo_1"
         given_angles = angles_deg is not None
-        hint = " (written by `xstereo simulate`; for other files give the stereo geometry on the command line)"
+        hint = (
+            " (written by `xstereo simulate`; for other files give the stereo geometry on the command line)"
+        )
         if angles_deg is None:
             a = np.asarray(_dataset(f, f"{st}/angles", src, required=True, hint=hint)[()], dtype=np.float64)
             check(a.shape == (2,), f"{src}:/{st}/angles", f"shape {a.shape}", "(2,): t1, t2 in degrees")
             lo, hi = ANGLE_RANGE_DEG
             for i in range(2):
-                check(bool(np.isfinite(a[i]) and lo < a[i] < hi), f"{src}:/{st}/angles[{i}]", f"{float(a[i])!r} deg",
-                      f"a beam angle magnitude in ({lo:g}, {hi:g}) deg")
+                check(
+                    bool(np.isfinite(a[i]) and lo < a[i] < hi),
+                    f"{src}:/{st}/angles[{i}]",
+                    f"{float(a[i])!r} deg",
+                    f"a beam angle magnitude in ({lo:g}, {hi:g}) deg",
+                )
             angles_deg = (float(a[0]), float(a[1]))
         if centres_px is None:
-            centres_px = np.asarray(_dataset(f, f"{st}/pattern_centres", src, required=True, hint=hint)[()],
-                                    dtype=np.float64)
-            check(centres_px.shape == (2, 2), f"{src}:/{st}/pattern_centres", f"shape {centres_px.shape}",
-                  "(2, 2): (row, col) of the left and right pattern centres")
+            centres_px = np.asarray(
+                _dataset(f, f"{st}/pattern_centres", src, required=True, hint=hint)[()], dtype=np.float64
+            )
+            check(
+                centres_px.shape == (2, 2),
+                f"{src}:/{st}/pattern_centres",
+                f"shape {centres_px.shape}",
+                "(2, 2): (row, col) of the left and right pattern centres",
+            )
         if pattern_size is None:
             ps_ds = _dataset(f, f"{st}/pattern_size", src, required=True, hint=hint)
             ps = _scalar_value(ps_ds, src)
@@ -522,28 +644,59 @@ def read_shot(path: str | os.PathLike, *, frame: int | None = None, wavelength_m
         sample = _read_str(f, f"{entry}/sample_1/name", src) or ""
         truth = _read_truth(f, f"{entry}/ground_truth_1", src)
 
-    _check_shot_geometry(src, fr, det, st, wavelength_m=wavelength_m, distance_m=distance_m,
-                         detector_pixel_m=detector_pixel_m, given_angles=given_angles,
-                         values=dict(wavelength_m=float(wl), distance_m=float(dist), detector_pixel_m=float(pix),
-                                     angles_deg=tuple(angles_deg)))
-    shot = Shot(frame=fr["data"], mask=fr["mask"], wavelength_m=float(wl), distance_m=float(dist),
-                detector_pixel_m=float(pix), angles_deg=(float(angles_deg[0]), float(angles_deg[1])),
-                centres_px=np.asarray(centres_px, dtype=np.float64).copy(), pattern_size=int(pattern_size),
-                sample=sample, truth=truth, source=src, extra=extra, exposure_times_s=times,
-                dataset=fr["dataset"])
+    _check_shot_geometry(
+        src,
+        fr,
+        det,
+        st,
+        wavelength_m=wavelength_m,
+        distance_m=distance_m,
+        detector_pixel_m=detector_pixel_m,
+        given_angles=given_angles,
+        values=dict(
+            wavelength_m=float(wl),
+            distance_m=float(dist),
+            detector_pixel_m=float(pix),
+            angles_deg=tuple(angles_deg),
+        ),
+    )
+    shot = Shot(
+        frame=fr["data"],
+        mask=fr["mask"],
+        wavelength_m=float(wl),
+        distance_m=float(dist),
+        detector_pixel_m=float(pix),
+        angles_deg=(float(angles_deg[0]), float(angles_deg[1])),
+        centres_px=np.asarray(centres_px, dtype=np.float64).copy(),
+        pattern_size=int(pattern_size),
+        sample=sample,
+        truth=truth,
+        source=src,
+        extra=extra,
+        exposure_times_s=times,
+        dataset=fr["dataset"],
+    )
     try:
         return shot.validate()
     except InputError as exc:
         raise _prefix_where(exc, src) from None
 
 
-def _check_shot_geometry(src: str, fr: dict, det: str, st: str, *, given_angles: bool, values: dict,
-                         **given: float | None) -> None:
+def _check_shot_geometry(
+    src: str, fr: dict, det: str, st: str, *, given_angles: bool, values: dict, **given: float | None
+) -> None:
     """:func:`~xstereo_gpu.geometry.check_plausible` on a shot's geometry, each value named by its origin."""
-    options = {"wavelength_m": "--wavelength", "distance_m": "--distance", "detector_pixel_m": "--detector-pixel"}
-    where = {"wavelength_m": fr.get("wavelength_from") or f"{src}: wavelength",
-             "distance_m": f"{src}:/{det}/distance", "detector_pixel_m": f"{src}:/{det}/x_pixel_size",
-             "angles_deg": "--angles" if given_angles else f"{src}:/{st}/angles"}
+    options = {
+        "wavelength_m": "--wavelength",
+        "distance_m": "--distance",
+        "detector_pixel_m": "--detector-pixel",
+    }
+    where = {
+        "wavelength_m": fr.get("wavelength_from") or f"{src}: wavelength",
+        "distance_m": f"{src}:/{det}/distance",
+        "detector_pixel_m": f"{src}:/{det}/x_pixel_size",
+        "angles_deg": "--angles" if given_angles else f"{src}:/{st}/angles",
+    }
     for name, flag in options.items():
         if given.get(name) is not None:
             where[name] = f"{flag} ({name}=)"
@@ -563,7 +716,9 @@ def _read_exposure_times(f: Any, src: str) -> np.ndarray | None:
     where = f"{src}:/{_TIMES}"
     a = np.asarray(ds[()])
     check(a.dtype.kind in "biuf", where, f"dtype {a.dtype}", "real integration times [s]")
-    check(a.ndim <= 1 and a.size >= 1, where, f"shape {a.shape}", "(E,): one integration time per exposure [s]")
+    check(
+        a.ndim <= 1 and a.size >= 1, where, f"shape {a.shape}", "(E,): one integration time per exposure [s]"
+    )
     units = ds.attrs.get("units")
     factor = 1.0
     if units is not None:
@@ -572,7 +727,12 @@ def _read_exposure_times(f: Any, src: str) -> np.ndarray | None:
         check(u in table, f"{where}@units", repr(u), f"one of {sorted(table)}")
         factor = table[u]
     t = a.astype(np.float64).ravel() * factor
-    check(bool(np.all(np.isfinite(t) & (t > 0))), where, f"{t.tolist()!r}", "positive finite integration times [s]")
+    check(
+        bool(np.all(np.isfinite(t) & (t > 0))),
+        where,
+        f"{t.tolist()!r}",
+        "positive finite integration times [s]",
+    )
     return t
 
 
@@ -584,12 +744,20 @@ def _times_for_frame(times: np.ndarray | None, fr: dict, frame: int | None, src:
     data = fr["data"]
     n = fr["n_frames"]
     if n is None:  # a single 2D frame
-        check(times.size == 1, where, f"{times.size} times for a single 2D frame {data.shape}",
-              "one integration time for a 2D frame (or an (E, H, W) stack with E times)")
+        check(
+            times.size == 1,
+            where,
+            f"{times.size} times for a single 2D frame {data.shape}",
+            "one integration time for a 2D frame (or an (E, H, W) stack with E times)",
+        )
         return times
-    check(times.size == n, where, f"{times.size} times for a stack of {n} frames {(n,) + data.shape[-2:]}",
-          f"({n},): one integration time per frame of {fr['dataset']}")
-    return times if frame is None else times[int(frame):int(frame) + 1]
+    check(
+        times.size == n,
+        where,
+        f"{times.size} times for a stack of {n} frames {(n,) + data.shape[-2:]}",
+        f"({n},): one integration time per frame of {fr['dataset']}",
+    )
+    return times if frame is None else times[int(frame) : int(frame) + 1]
 
 
 def _attr_value(v: Any) -> Any:
@@ -610,19 +778,35 @@ def _read_truth(f: Any, group: str, src: str) -> GroundTruth | None:
     if _node(f, group, src) is None:
         return None
     views = np.asarray(_dataset(f, f"{group}/views", src, required=True)[()])
-    check(views.ndim == 3 and views.shape[0] == 2 and views.shape[1] == views.shape[2], f"{src}:/{group}/views",
-          f"shape {views.shape}", "(2, N, N) complex views")
+    check(
+        views.ndim == 3 and views.shape[0] == 2 and views.shape[1] == views.shape[2],
+        f"{src}:/{group}/views",
+        f"shape {views.shape}",
+        "(2, N, N) complex views",
+    )
     pix_ds = _dataset(f, f"{group}/pixel_size", src, required=True)
     pts = np.asarray(_dataset(f, f"{group}/edge_points", src, required=True)[()], dtype=np.float64)
-    check(pts.ndim == 2 and pts.shape[1] == 3, f"{src}:/{group}/edge_points", f"shape {pts.shape}",
-          "(M, 3) x, y, z [m]")
+    check(
+        pts.ndim == 2 and pts.shape[1] == 3,
+        f"{src}:/{group}/edge_points",
+        f"shape {pts.shape}",
+        "(M, 3) x, y, z [m]",
+    )
     labels = np.asarray(_dataset(f, f"{group}/edge_labels", src, required=True)[()])
-    check(labels.shape == (pts.shape[0],), f"{src}:/{group}/edge_labels", f"shape {labels.shape}",
-          f"({pts.shape[0]},), one label per edge point")
-    return GroundTruth(views=views.astype(np.complex64), pixel_size_m=_scalar_value(pix_ds, src),
-                       edge_points_m=pts, edge_labels=labels.astype(np.int8),
-                       description=_read_str(f, f"{group}/description", src) or "",
-                       extra=_read_truth_extra(f, f"{group}/extra", src))
+    check(
+        labels.shape == (pts.shape[0],),
+        f"{src}:/{group}/edge_labels",
+        f"shape {labels.shape}",
+        f"({pts.shape[0]},), one label per edge point",
+    )
+    return GroundTruth(
+        views=views.astype(np.complex64),
+        pixel_size_m=_scalar_value(pix_ds, src),
+        edge_points_m=pts,
+        edge_labels=labels.astype(np.int8),
+        description=_read_str(f, f"{group}/description", src) or "",
+        extra=_read_truth_extra(f, f"{group}/extra", src),
+    )
 
 
 def _read_truth_extra(f: Any, group: str, src: str) -> dict:
@@ -649,17 +833,25 @@ def _read_truth_extra(f: Any, group: str, src: str) -> dict:
 
 def _check_truth_extra(extra: Mapping) -> None:
     for k, v in extra.items():
-        check(isinstance(k, str) and k and "/" not in k and k != ".", f"truth.extra key {k!r}", repr(k),
-              "a non-empty dataset name without '/'")
+        check(
+            isinstance(k, str) and k and "/" not in k and k != ".",
+            f"truth.extra key {k!r}",
+            repr(k),
+            "a non-empty dataset name without '/'",
+        )
         if isinstance(v, str):
             continue
         a = np.asarray(to_host(v))
-        check(a.dtype.kind in "biufc", f"truth.extra[{k!r}]", f"{type(v).__name__} of dtype {a.dtype}",
-              "a number, a str, or a numeric/bool array")
+        check(
+            a.dtype.kind in "biufc",
+            f"truth.extra[{k!r}]",
+            f"{type(v).__name__} of dtype {a.dtype}",
+            "a number, a str, or a numeric/bool array",
+        )
 
 
 def _utc_now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
+    return datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat()
 
 
 def _put_scalar(g: Any, name: str, value: Any, units: str | None = None) -> None:
@@ -668,8 +860,9 @@ def _put_scalar(g: Any, name: str, value: Any, units: str | None = None) -> None
         ds.attrs["units"] = units
 
 
-def write_shot(path: str | os.PathLike, shot: Shot, *, compression: str | None = "gzip",
-               replace: bool = True) -> pathlib.Path:
+def write_shot(
+    path: str | os.PathLike, shot: Shot, *, compression: str | None = "gzip", replace: bool = True
+) -> pathlib.Path:
     """Write a :class:`~xstereo_gpu.shot.Shot` as a CXI 1.6 stereo shot file (docs/format.md), atomically.
 
     Parameters
@@ -697,14 +890,22 @@ def write_shot(path: str | os.PathLike, shot: Shot, *, compression: str | None =
 
     shot.validate()
     for k, v in shot.extra.items():
-        check(isinstance(k, str) and k and k != "description" and "/" not in k, f"shot.extra key {k!r}", repr(k),
-              "a non-empty attribute name other than 'description'")
+        check(
+            isinstance(k, str) and k and k != "description" and "/" not in k,
+            f"shot.extra key {k!r}",
+            repr(k),
+            "a non-empty attribute name other than 'description'",
+        )
         ok = isinstance(v, (str, int, float, bool, np.integer, np.floating, np.bool_))
         if not ok and isinstance(v, (list, tuple, np.ndarray)):
             a = np.asarray(v)
             ok = a.ndim == 1 and a.size > 0 and (a.dtype.kind in "biuf" or all(isinstance(x, str) for x in v))
-        check(ok, f"shot.extra[{k!r}]", type(v).__name__,
-              "a str, int, float or bool, or a non-empty 1D list of numbers or of strings")
+        check(
+            ok,
+            f"shot.extra[{k!r}]",
+            type(v).__name__,
+            "a str, int, float or bool, or a non-empty 1D list of numbers or of strings",
+        )
     check(compression in ("gzip", None), "compression", repr(compression), "'gzip' or None")
     if shot.truth is not None:
         _check_truth_extra(shot.truth.extra)
@@ -729,13 +930,20 @@ def write_shot(path: str | os.PathLike, shot: Shot, *, compression: str | None =
             _put_scalar(d, "y_pixel_size", np.float64(shot.detector_pixel_m), "m")
             d.create_dataset("mask", data=mask, **comp)
             p = float(shot.detector_pixel_m)
-            d.create_dataset("basis_vectors", data=np.array([[0.0, -p, 0.0], [-p, 0.0, 0.0]], dtype=np.float64))
+            d.create_dataset(
+                "basis_vectors", data=np.array([[0.0, -p, 0.0], [-p, 0.0, 0.0]], dtype=np.float64)
+            )
             if times is not None:
                 # mirror for NeXus/CXI readers (NXdetector count_time, one value per frame)
                 _put_scalar(d, "count_time", times if frame.ndim == 3 else np.float64(times[0]), "s")
                 if frame.ndim == 3:
-                    e.create_dataset("experiment_identifier", data=np.array(
-                        [f"exposure_{i + 1} {t:g} s" for i, t in enumerate(times)], dtype=h5py.string_dtype()))
+                    e.create_dataset(
+                        "experiment_identifier",
+                        data=np.array(
+                            [f"exposure_{i + 1} {t:g} s" for i, t in enumerate(times)],
+                            dtype=h5py.string_dtype(),
+                        ),
+                    )
             e.create_group("data_1")["data"] = h5py.SoftLink("/entry_1/instrument_1/detector_1/data")
             st = e.create_group("stereo_1")
             st.attrs["description"] = _STEREO_DESCRIPTION
@@ -773,9 +981,16 @@ def write_shot(path: str | os.PathLike, shot: Shot, *, compression: str | None =
 # views.cxi
 
 
-def write_views(path: str | os.PathLike, views: Any, *, supports: Any, pixel_size_m: float,
-                parameters: Mapping[str, Any], names: Sequence[str] = VIEW_NAMES,
-                extra: Mapping[str, Any] | None = None) -> pathlib.Path:
+def write_views(
+    path: str | os.PathLike,
+    views: Any,
+    *,
+    supports: Any,
+    pixel_size_m: float,
+    parameters: Mapping[str, Any],
+    names: Sequence[str] = VIEW_NAMES,
+    extra: Mapping[str, Any] | None = None,
+) -> pathlib.Path:
     """Write phased views as CXI 1.6 images with provenance (``views.cxi``), atomically.
 
     Parameters
@@ -807,15 +1022,23 @@ def write_views(path: str | os.PathLike, views: Any, *, supports: Any, pixel_siz
 
     src = str(path)
     v = np.asarray(to_host(views))
-    check(v.ndim == 3 and v.shape[1] == v.shape[2] and v.shape[0] >= 1, f"{src}: views", f"shape {v.shape}",
-          "(V, N, N) complex views")
+    check(
+        v.ndim == 3 and v.shape[1] == v.shape[2] and v.shape[0] >= 1,
+        f"{src}: views",
+        f"shape {v.shape}",
+        "(V, N, N) complex views",
+    )
     check(v.dtype.kind in "biufc", f"{src}: views", f"dtype {v.dtype}", "complex numbers")
     nv = v.shape[0]
     s = np.asarray(to_host(supports))
     check(s.shape == v.shape, f"{src}: supports", f"shape {s.shape}", f"the views' shape {v.shape}")
     known = pixel_size_m is not None and not (isinstance(pixel_size_m, float) and math.isnan(pixel_size_m))
-    check(not known or (math.isfinite(pixel_size_m) and pixel_size_m > 0), f"{src}: pixel_size_m",
-          repr(pixel_size_m), "a positive length in metres (or None/NaN when unknown)")
+    check(
+        not known or (math.isfinite(pixel_size_m) and pixel_size_m > 0),
+        f"{src}: pixel_size_m",
+        repr(pixel_size_m),
+        "a positive length in metres (or None/NaN when unknown)",
+    )
     names = [str(n) for n in names]
     check(len(names) == nv, f"{src}: names", repr(names), f"{nv} names, one per view")
     params_json = json.dumps(jsonable(dict(parameters)), indent=2, allow_nan=False)
@@ -823,8 +1046,12 @@ def write_views(path: str | os.PathLike, views: Any, *, supports: Any, pixel_siz
     results: dict[str, np.ndarray] = {}
     for k, arr in (extra or {}).items():
         a = np.asarray(to_host(arr))
-        check(isinstance(k, str) and k and "/" not in k and k not in _IMAGE_RESERVED, f"{src}: extra key {k!r}",
-              repr(k), f"a dataset name without '/' other than {sorted(_IMAGE_RESERVED)}")
+        check(
+            isinstance(k, str) and k and "/" not in k and k not in _IMAGE_RESERVED,
+            f"{src}: extra key {k!r}",
+            repr(k),
+            f"a dataset name without '/' other than {sorted(_IMAGE_RESERVED)}",
+        )
         check(a.dtype.kind in "biufc", f"{src}: extra[{k!r}]", f"dtype {a.dtype}", "a numeric array")
         (per_view if a.ndim >= 1 and a.shape[0] == nv else results)[k] = a
     n = v.shape[1]
@@ -845,7 +1072,9 @@ def write_views(path: str | os.PathLike, views: Any, *, supports: Any, pixel_siz
                 if known:
                     _put_scalar(g, "x_pixel_size", np.float64(pixel_size_m), "m")
                     _put_scalar(g, "y_pixel_size", np.float64(pixel_size_m), "m")
-                g.create_dataset("mask", data=np.where(s[k].astype(bool), np.uint32(MASK_SUPPORT), np.uint32(0)))
+                g.create_dataset(
+                    "mask", data=np.where(s[k].astype(bool), np.uint32(MASK_SUPPORT), np.uint32(0))
+                )
                 g.create_dataset("name", data=names[k])
                 p = g.create_group("process_1")
                 p.create_dataset("program", data="xstereo-gpu")
@@ -878,7 +1107,8 @@ def read_views(path: str | os.PathLike, *, allow_external_data: bool = False) ->
     views : (V, N, N) complex64
         The views in file order.
     info : dict
-        ``pixel_size_m`` (float, m; None when not recorded), ``names`` (list of str), ``parameters`` (dict, from the JSON of
+        ``pixel_size_m`` (float, m; None when not recorded), ``names`` (list of str), ``parameters`` (dict,
+        from the JSON of
         ``image_1/process_1/parameters``; ``{}`` when absent), ``supports`` ((V, N, N) bool, mask bit
         0x10000), ``program``, ``version``, ``date``, ``command`` (str or None), and ``extra`` (dict:
         per-view datasets stacked on a leading V axis, plus the datasets of ``entry_1/result_1``).
@@ -887,8 +1117,12 @@ def read_views(path: str | os.PathLike, *, allow_external_data: bool = False) ->
 
     src = str(path)
     with _open_hdf5(path, allow_external=allow_external_data) as f:
-        check(_node(f, "entry_1/image_1", src) is not None, f"{src}:/entry_1/image_1", "missing group",
-              "phased views in /entry_1/image_1, /entry_1/image_2, ... (a views.cxi file)")
+        check(
+            _node(f, "entry_1/image_1", src) is not None,
+            f"{src}:/entry_1/image_1",
+            "missing group",
+            "phased views in /entry_1/image_1, /entry_1/image_2, ... (a views.cxi file)",
+        )
         views, supports, names = [], [], []
         per_view: dict[str, list] = {}
         k = 1
@@ -896,8 +1130,12 @@ def read_views(path: str | os.PathLike, *, allow_external_data: bool = False) ->
             g = f"entry_1/image_{k}"
             d = np.asarray(_dataset(f, f"{g}/data", src, required=True)[()])
             check(d.ndim == 2 and d.shape[0] == d.shape[1], f"{src}:/{g}/data", f"shape {d.shape}", "(N, N)")
-            check(not views or d.shape == views[0].shape, f"{src}:/{g}/data", f"shape {d.shape}",
-                  f"the shape of image_1 {views[0].shape if views else ''}")
+            check(
+                not views or d.shape == views[0].shape,
+                f"{src}:/{g}/data",
+                f"shape {d.shape}",
+                f"the shape of image_1 {views[0].shape if views else ''}",
+            )
             check(d.dtype.kind in "biufc", f"{src}:/{g}/data", f"dtype {d.dtype}", "numbers")
             views.append(d.astype(np.complex64))
             mds = _dataset(f, f"{g}/mask", src)
@@ -905,7 +1143,9 @@ def read_views(path: str | os.PathLike, *, allow_external_data: bool = False) ->
                 supports.append(np.ones(d.shape, dtype=bool))
             else:
                 m = _as_mask(mds[()], f"{src}:/{g}/mask")
-                check(m.shape == d.shape, f"{src}:/{g}/mask", f"shape {m.shape}", f"the data's shape {d.shape}")
+                check(
+                    m.shape == d.shape, f"{src}:/{g}/mask", f"shape {m.shape}", f"the data's shape {d.shape}"
+                )
                 supports.append((m & MASK_SUPPORT) != 0)
             names.append(_read_str(f, f"{g}/name", src) or (VIEW_NAMES[k - 1] if k <= 2 else f"view_{k - 1}"))
             for key, obj in _children(f, g, src):
@@ -919,8 +1159,12 @@ def read_views(path: str | os.PathLike, *, allow_external_data: bool = False) ->
             parameters = json.loads(text) if text else {}
         except ValueError as exc:
             raise InputError(f"{src}:/{proc}/parameters", f"invalid JSON ({exc})", "a JSON object") from None
-        info = {"pixel_size_m": pixel, "names": names, "parameters": parameters,
-                "supports": np.stack(supports)}
+        info = {
+            "pixel_size_m": pixel,
+            "names": names,
+            "parameters": parameters,
+            "supports": np.stack(supports),
+        }
         for key in ("program", "version", "date", "command"):
             info[key] = _read_str(f, f"{proc}/{key}", src)
         extra = {key: np.stack(vals) for key, vals in per_view.items() if len(vals) == len(views)}

@@ -155,8 +155,14 @@ def read_tiff(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
 _PLY_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def write_ply(path: str | os.PathLike, points: Any, *, scalars: Mapping[str, Any] | None = None,
-              units: str = "nm", comments: tuple[str, ...] = ()) -> pathlib.Path:
+def write_ply(
+    path: str | os.PathLike,
+    points: Any,
+    *,
+    scalars: Mapping[str, Any] | None = None,
+    units: str = "nm",
+    comments: tuple[str, ...] = (),
+) -> pathlib.Path:
     """Write a point cloud as a binary little-endian PLY 1.0 file, atomically.
 
     Parameters
@@ -185,19 +191,31 @@ def write_ply(path: str | os.PathLike, points: Any, *, scalars: Mapping[str, Any
     columns = [("x", pts[:, 0]), ("y", pts[:, 1]), ("z", pts[:, 2])]
     for name, values in (scalars or {}).items():
         v = np.asarray(to_host(values))
-        check(bool(_PLY_NAME.match(name)) and name not in ("x", "y", "z"), f"{path}: scalar name", repr(name),
-              "an identifier other than x, y, z")
+        check(
+            bool(_PLY_NAME.match(name)) and name not in ("x", "y", "z"),
+            f"{path}: scalar name",
+            repr(name),
+            "an identifier other than x, y, z",
+        )
         check(v.shape == (m,), f"{path}: scalar {name!r}", f"shape {v.shape}", f"({m},), one value per point")
         check(v.dtype.kind in "biuf", f"{path}: scalar {name!r}", f"dtype {v.dtype}", "real numbers")
         columns.append((name, v))
     for text in (f"units {units}", *comments):
-        check(text.isascii() and "\n" not in text and "\r" not in text, f"{path}: comment", repr(text),
-              "a single line of ASCII text")
+        check(
+            text.isascii() and "\n" not in text and "\r" not in text,
+            f"{path}: comment",
+            repr(text),
+            "a single line of ASCII text",
+        )
     rec = np.empty(m, dtype=[(name, "<f4") for name, _ in columns])
     for name, v in columns:
         rec[name] = v
-    header = ["ply", "format binary_little_endian 1.0", f"comment units {units}",
-              f"comment written by xstereo-gpu {__version__}"]
+    header = [
+        "ply",
+        "format binary_little_endian 1.0",
+        f"comment units {units}",
+        f"comment written by xstereo-gpu {__version__}",
+    ]
     header += [f"comment {c}" for c in comments]
     header.append(f"element vertex {m}")
     header += [f"property float {name}" for name, _ in columns]

@@ -83,8 +83,11 @@ class H5Access:
             return
         real = os.path.realpath(path)
         shown = what if real in what else f"{what} (= {real})"
-        raise InputError(where, shown, f"data inside {self.base} (the input file's directory), "
-                                       f"or {ALLOW_HINT} to follow it")
+        raise InputError(
+            where,
+            shown,
+            f"data inside {self.base} (the input file's directory), or {ALLOW_HINT} to follow it",
+        )
 
     def _open(self, path: str, where: str, what: str):
         """An external HDF5 file, opened once per session, read-only."""
@@ -94,15 +97,19 @@ class H5Access:
         if real in self._files:
             return self._files[real]
         if not os.path.exists(real):
-            raise InputError(where, f"{what} that cannot be resolved (no such file {path})",
-                             "a link to an existing dataset (is the linked file next to this one?)")
+            raise InputError(
+                where,
+                f"{what} that cannot be resolved (no such file {path})",
+                "a link to an existing dataset (is the linked file next to this one?)",
+            )
         if not os.path.isfile(real):
             raise InputError(where, f"{what}, which is not a regular file ({real})", "a link to an HDF5 file")
         try:
             f = self._stack.enter_context(h5py.File(real, "r"))
         except OSError as exc:
-            raise InputError(where, f"{what}: an unreadable HDF5 file ({exc})",
-                             "a link to a readable HDF5 file") from None
+            raise InputError(
+                where, f"{what}: an unreadable HDF5 file ({exc})", "a link to a readable HDF5 file"
+            ) from None
         self._files[real] = f
         return f
 
@@ -147,8 +154,11 @@ class H5Access:
                 continue
             here = posixpath.join(group.name, part)
             if len(trail) >= MAX_LINK_HOPS:
-                raise InputError(where, f"a loop of links ({'; '.join(list(dict.fromkeys(trail))[:4])}; ...)",
-                                 "links that end at a dataset or group (no soft-link loop)")
+                raise InputError(
+                    where,
+                    f"a loop of links ({'; '.join(list(dict.fromkeys(trail))[:4])}; ...)",
+                    "links that end at a dataset or group (no soft-link loop)",
+                )
             if isinstance(link, h5py.SoftLink):
                 trail.append(f"soft link {here} -> {link.path}")
                 if link.path.startswith("/"):
@@ -173,8 +183,11 @@ class H5Access:
         if via is None:
             return None
         rest = f" (reached via {'; '.join(trail[:via])})" if via > 0 else ""
-        raise InputError(where, f"{trail[via]} that cannot be resolved{rest}",
-                         "a link to an existing dataset (is the linked file next to this one?)")
+        raise InputError(
+            where,
+            f"{trail[via]} that cannot be resolved{rest}",
+            "a link to an existing dataset (is the linked file next to this one?)",
+        )
 
     # -- storage of datasets ---------------------------------------------------------------------
     def _checked_object(self, f, group, part: str, where: str, depth: int) -> Any:
@@ -199,8 +212,11 @@ class H5Access:
         if not ds.is_virtual:
             return
         if depth >= MAX_DEPTH:
-            raise InputError(where, f"virtual-dataset sources nested more than {MAX_DEPTH} deep",
-                             "a virtual dataset with direct sources")
+            raise InputError(
+                where,
+                f"virtual-dataset sources nested more than {MAX_DEPTH} deep",
+                "a virtual dataset with direct sources",
+            )
         for vs in ds.virtual_sources():
             name = os.fsdecode(vs.file_name)
             dset = os.fsdecode(vs.dset_name)
@@ -210,16 +226,22 @@ class H5Access:
             stem = os.path.splitext(os.path.basename(f.filename))[0]
             name_b = name.replace("%b", stem).replace("%%", "%")
             if "%" in name_b:
-                raise InputError(where, f"a virtual dataset with a source file pattern {name!r}",
-                                 "virtual sources in named files (printf-style patterns are not followed)")
+                raise InputError(
+                    where,
+                    f"a virtual dataset with a source file pattern {name!r}",
+                    "virtual sources in named files (printf-style patterns are not followed)",
+                )
             what = f"a virtual dataset with sources in {name}"
             paths = _candidates(name_b, _prefix_dirs("HDF5_VDS_PREFIX", file_dir))
             for path in paths:
                 self._allow_location(where, what, path)
             existing = [p for p in paths if os.path.isfile(p)]
             if not existing:
-                raise InputError(where, f"{what}, a file that does not exist ({paths[0]})",
-                                 "a virtual dataset whose source files exist (HDF5 would read zeros)")
+                raise InputError(
+                    where,
+                    f"{what}, a file that does not exist ({paths[0]})",
+                    "a virtual dataset whose source files exist (HDF5 would read zeros)",
+                )
             src_file = self._open(existing[0], where, what)
             self._walk(src_file, dset, where, depth=depth + 1)
 

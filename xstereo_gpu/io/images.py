@@ -60,8 +60,12 @@ class Pattern:
 
 def _suffix(path: pathlib.Path) -> str:
     s = path.suffix.lower()
-    check(s in HDF5_SUFFIXES + TIFF_SUFFIXES + NPY_SUFFIXES, str(path), f"extension {path.suffix!r}",
-          f"one of {', '.join(HDF5_SUFFIXES + TIFF_SUFFIXES + NPY_SUFFIXES)}")
+    check(
+        s in HDF5_SUFFIXES + TIFF_SUFFIXES + NPY_SUFFIXES,
+        str(path),
+        f"extension {path.suffix!r}",
+        f"one of {', '.join(HDF5_SUFFIXES + TIFF_SUFFIXES + NPY_SUFFIXES)}",
+    )
     return s
 
 
@@ -78,44 +82,88 @@ def _load_array(path: pathlib.Path, suffix: str) -> np.ndarray:
     try:
         return np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
-        raise InputError(str(path), f"an unreadable .npy file ({exc})",
-                         "a NumPy .npy array of numbers (no pickled objects)") from None
+        raise InputError(
+            str(path),
+            f"an unreadable .npy file ({exc})",
+            "a NumPy .npy array of numbers (no pickled objects)",
+        ) from None
 
 
 def _select(arr: np.ndarray, frame: int | None, where: str, word: str = "frame") -> np.ndarray:
-    check(arr.ndim in (2, 3), where, f"{arr.ndim} dimensions {arr.shape}", "a 2D image (H, W) or a 3D stack (F, H, W)")
+    check(
+        arr.ndim in (2, 3),
+        where,
+        f"{arr.ndim} dimensions {arr.shape}",
+        "a 2D image (H, W) or a 3D stack (F, H, W)",
+    )
     if arr.ndim == 3:
         n = arr.shape[0]
-        check(frame is not None, where, f"a stack of {n} frames {arr.shape}",
-              f"a {word} index: {word}=i with 0 <= i < {n}")
-        check(0 <= int(frame) < n, where, f"{word}={frame} but the stack has {n} frames", f"0 <= {word} < {n}")
+        check(
+            frame is not None,
+            where,
+            f"a stack of {n} frames {arr.shape}",
+            f"a {word} index: {word}=i with 0 <= i < {n}",
+        )
+        check(
+            0 <= int(frame) < n, where, f"{word}={frame} but the stack has {n} frames", f"0 <= {word} < {n}"
+        )
         return np.asarray(arr[int(frame)])
-    check(frame in (None, 0), where, f"{word}={frame} for a single 2D image {arr.shape}", f"no {word} index (or 0)")
+    check(
+        frame in (None, 0),
+        where,
+        f"{word}={frame} for a single 2D image {arr.shape}",
+        f"no {word} index (or 0)",
+    )
     return np.asarray(arr)
 
 
 def _check_intensities(data: np.ndarray, mask: np.ndarray, where: str) -> None:
     good = mask == 0
     bad = ~np.isfinite(data) & good
-    check(not bad.any(), where, f"{int(bad.sum())} NaN/inf pixels not masked",
-          "finite intensities (mask bad pixels with CXI mask bits)")
+    check(
+        not bad.any(),
+        where,
+        f"{int(bad.sum())} NaN/inf pixels not masked",
+        "finite intensities (mask bad pixels with CXI mask bits)",
+    )
     neg = (data < 0) & good
-    check(not neg.any(), where,
-          f"{int(neg.sum())} negative intensities (min {float(data[neg].min()) if neg.any() else 0:g})",
-          "non-negative photon counts (clip or mask them)")
+    check(
+        not neg.any(),
+        where,
+        f"{int(neg.sum())} negative intensities (min {float(data[neg].min()) if neg.any() else 0:g})",
+        "non-negative photon counts (clip or mask them)",
+    )
     n_good = int(good.sum())
-    check(n_good > 0, where, f"no signal: every one of the {mask.size} pixels is masked",
-          "a pattern with unmasked pixels (mask value 0)")
-    check(bool((data[good] > 0).any()), where, f"no signal: all {n_good} unmasked pixels are 0",
-          "a diffraction pattern with positive intensities")
+    check(
+        n_good > 0,
+        where,
+        f"no signal: every one of the {mask.size} pixels is masked",
+        "a pattern with unmasked pixels (mask value 0)",
+    )
+    check(
+        bool((data[good] > 0).any()),
+        where,
+        f"no signal: all {n_good} unmasked pixels are 0",
+        "a diffraction pattern with positive intensities",
+    )
     vals = data[good]
     lo, hi = float(vals.min()), float(vals.max())
-    check(lo != hi, where, f"a constant pattern: all {n_good} unmasked pixels are {lo:g}",
-          "a diffraction pattern (intensities that vary from pixel to pixel; a constant cannot be phased)")
+    check(
+        lo != hi,
+        where,
+        f"a constant pattern: all {n_good} unmasked pixels are {lo:g}",
+        "a diffraction pattern (intensities that vary from pixel to pixel; a constant cannot be phased)",
+    )
 
 
-def read_pattern(path: str | os.PathLike, *, frame: int | None = None, dataset: str | None = None,
-                 validate: bool = True, allow_external_data: bool = False) -> Pattern:
+def read_pattern(
+    path: str | os.PathLike,
+    *,
+    frame: int | None = None,
+    dataset: str | None = None,
+    validate: bool = True,
+    allow_external_data: bool = False,
+) -> Pattern:
     """Read one diffraction pattern from a CXI/HDF5, TIFF or NPY file.
 
     Parameters
@@ -156,9 +204,16 @@ def read_pattern(path: str | os.PathLike, *, frame: int | None = None, dataset: 
     if suffix in HDF5_SUFFIXES:
         with _open_hdf5(p, allow_external=allow_external_data) as f:
             fr = _read_frame(f, src, frame=frame, dataset=dataset, counts=validate)
-        pat = Pattern(data=fr["data"], mask=fr["mask"], wavelength_m=fr["wavelength_m"],
-                      distance_m=fr["distance_m"], pixel_size_m=fr["pixel_size_m"], source=src,
-                      dataset=fr["dataset"], frame=fr["frame"])
+        pat = Pattern(
+            data=fr["data"],
+            mask=fr["mask"],
+            wavelength_m=fr["wavelength_m"],
+            distance_m=fr["distance_m"],
+            pixel_size_m=fr["pixel_size_m"],
+            source=src,
+            dataset=fr["dataset"],
+            frame=fr["frame"],
+        )
         where = f"{src}:{fr['dataset']}"
     else:
         check(dataset is None, "dataset", repr(dataset), f"no dataset for a {suffix} file")
@@ -167,8 +222,15 @@ def read_pattern(path: str | os.PathLike, *, frame: int | None = None, dataset: 
         if validate:
             check_count_dtype(arr.dtype, src)
         data = _select(arr, frame, src).astype(np.float32)
-        pat = Pattern(data=data, mask=np.zeros(data.shape, dtype=np.uint32), wavelength_m=None,
-                      distance_m=None, pixel_size_m=None, source=src, frame=frame if arr.ndim == 3 else None)
+        pat = Pattern(
+            data=data,
+            mask=np.zeros(data.shape, dtype=np.uint32),
+            wavelength_m=None,
+            distance_m=None,
+            pixel_size_m=None,
+            source=src,
+            frame=frame if arr.ndim == 3 else None,
+        )
         where = src
         if validate:
             warn_saturated_uint8(arr.dtype, data, pat.mask, where)
@@ -215,8 +277,11 @@ def read_image(path: str | os.PathLike, *, index: int = 0, allow_external_data: 
                 arr = np.asarray(ds[()])
                 check(arr.ndim == 2, where, f"{arr.ndim} dimensions {arr.shape}", "a 2D image (H, W)")
             elif int(index) > 0 and _dataset(f, "entry_1/image_1/data", src) is not None:
-                raise InputError(f"{src}:/{name}", "missing dataset",
-                                 "an index below the number of /entry_1/image_* groups")
+                raise InputError(
+                    f"{src}:/{name}",
+                    "missing dataset",
+                    "an index below the number of /entry_1/image_* groups",
+                )
             else:
                 fr = _read_frame(f, src, frame=int(index), dataset=None, counts=False)
                 where = f"{src}:{fr['dataset']}"

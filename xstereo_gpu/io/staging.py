@@ -56,7 +56,9 @@ def _stamp() -> str:
 
 
 def _stale_pattern(name: str) -> re.Pattern:
-    return re.compile(rf"^{re.escape(name)}(?P<tag>\.tmp-|\.old-)(?P<host>[A-Za-z0-9]+)-(?P<pid>\d+)-[0-9a-f]{{8}}")
+    return re.compile(
+        rf"^{re.escape(name)}(?P<tag>\.tmp-|\.old-)(?P<host>[A-Za-z0-9]+)-(?P<pid>\d+)-[0-9a-f]{{8}}"
+    )
 
 
 def _alive(pid: int) -> bool:
@@ -125,7 +127,8 @@ def _renameat2():
 
 
 def _rename2(src: pathlib.Path, dst: pathlib.Path, flags: int) -> bool:
-    """``renameat2(src, dst, flags)``; False where the call or the flag is not supported; OSError on failure."""
+    """``renameat2(src, dst, flags)``; False where the call or the flag is not supported; OSError on "
+    "failure."""
     fn = _renameat2()
     if fn is None:
         return False
@@ -160,9 +163,12 @@ def _keep(tmp: pathlib.Path, path: pathlib.Path) -> pathlib.Path:
 
 def _conflict(path: pathlib.Path, tmp: pathlib.Path, what: str) -> InputError:
     kept = _keep(tmp, path)
-    return InputError(str(path), f"{what} while this run was working (another run writing to the same place?)",
-                      f"a target that no other run writes to; nothing was replaced, and this run's results "
-                      f"are kept in {kept}")
+    return InputError(
+        str(path),
+        f"{what} while this run was working (another run writing to the same place?)",
+        f"a target that no other run writes to; nothing was replaced, and this run's results "
+        f"are kept in {kept}",
+    )
 
 
 def _fsync(path: pathlib.Path) -> None:
@@ -180,8 +186,11 @@ def _fsync(path: pathlib.Path) -> None:
 
 def _unwritable(path: pathlib.Path, exc: OSError) -> InputError:
     reason = exc.strerror or str(exc)
-    return InputError(str(path), f"a place that cannot be written ({reason})",
-                      "a writable directory with free space for the outputs")
+    return InputError(
+        str(path),
+        f"a place that cannot be written ({reason})",
+        "a writable directory with free space for the outputs",
+    )
 
 
 def _probe(folder: pathlib.Path, nbytes: int) -> None:
@@ -201,8 +210,9 @@ def _inside(p: pathlib.Path, folder: pathlib.Path) -> bool:
     return p == folder or folder in p.parents
 
 
-def check_output_path(path: str | os.PathLike, *, inputs: Iterable[str | os.PathLike] = (),
-                      directory: bool = True) -> pathlib.Path:
+def check_output_path(
+    path: str | os.PathLike, *, inputs: Iterable[str | os.PathLike] = (), directory: bool = True
+) -> pathlib.Path:
     """Refuse an output that is, or contains, an input or the current directory.
 
     Parameters
@@ -229,33 +239,55 @@ def check_output_path(path: str | os.PathLike, *, inputs: Iterable[str | os.Path
     real = pathlib.Path(os.path.realpath(path))
     if directory:
         cwd = pathlib.Path(os.getcwd())
-        check(not _inside(cwd, real) and not _inside(cwd, path), str(path),
-              "the current directory (or one that contains it), which a finished run would replace",
-              "a new directory for the outputs, e.g. -o run1")
+        check(
+            not _inside(cwd, real) and not _inside(cwd, path),
+            str(path),
+            "the current directory (or one that contains it), which a finished run would replace",
+            "a new directory for the outputs, e.g. -o run1",
+        )
     for inp in inputs:
         if inp is None:
             continue
         a = pathlib.Path(os.path.abspath(inp))
         r = pathlib.Path(os.path.realpath(inp))
         hit = (_inside(a, path) or _inside(r, real)) if directory else (a == path or r == real)
-        check(not hit, str(path), f"the input {inp} " + ("inside it" if directory else "itself"),
-              "an output " + ("directory that holds none of the inputs (a finished run replaces it whole)"
-                              if directory else "file other than the input"))
+        check(
+            not hit,
+            str(path),
+            f"the input {inp} " + ("inside it" if directory else "itself"),
+            "an output "
+            + (
+                "directory that holds none of the inputs (a finished run replaces it whole)"
+                if directory
+                else "file other than the input"
+            ),
+        )
     return path
 
 
 def _file_target(path: pathlib.Path, replace: bool) -> pathlib.Path:
     """Check a file target and remove its stale temporaries; returns its directory."""
     parent = path.parent if str(path.parent) else pathlib.Path(".")
-    check(parent.is_dir(), str(path), f"directory {str(parent)!r} does not exist",
-          "an existing directory to write into")
+    check(
+        parent.is_dir(),
+        str(path),
+        f"directory {str(parent)!r} does not exist",
+        "an existing directory to write into",
+    )
     check(not path.is_dir(), str(path), "an existing directory", "a file name")
-    check(replace or not os.path.lexists(path), str(path), "an existing file", "a new path (or pass --overwrite)")
+    check(
+        replace or not os.path.lexists(path),
+        str(path),
+        "an existing file",
+        "a new path (or pass --overwrite)",
+    )
     remove_stale(path)
     return parent
 
 
-def check_file_target(path: str | os.PathLike, *, replace: bool = False, probe_bytes: int = PROBE_BYTES) -> None:
+def check_file_target(
+    path: str | os.PathLike, *, replace: bool = False, probe_bytes: int = PROBE_BYTES
+) -> None:
     """Before the work that makes it: refuse a file target that :func:`atomic_file` would refuse, or
     whose directory cannot take ``probe_bytes`` (read-only or full file system)."""
     path = pathlib.Path(path)
@@ -317,9 +349,13 @@ def atomic_file(path: str | os.PathLike, *, replace: bool = True) -> Iterator[pa
 
 
 @contextlib.contextmanager
-def output_directory(path: str | os.PathLike, *, overwrite: bool = False,
-                     inputs: Iterable[str | os.PathLike] = (),
-                     probe_bytes: int = PROBE_BYTES) -> Iterator[pathlib.Path]:
+def output_directory(
+    path: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    inputs: Iterable[str | os.PathLike] = (),
+    probe_bytes: int = PROBE_BYTES,
+) -> Iterator[pathlib.Path]:
     """Fill a fresh temporary directory and move it onto ``path`` when the body succeeds.
 
     Enter it *before* the work: the target is checked, claimed and probed for writability at entry,
@@ -359,9 +395,18 @@ def output_directory(path: str | os.PathLike, *, overwrite: bool = False,
     path = check_output_path(path, inputs=inputs)
     before = None
     if os.path.lexists(path):
-        check(path.is_dir(), str(path), "an existing file", "a directory name for the outputs (choose another path)")
-        check(overwrite or not any(path.iterdir()), str(path), "a non-empty directory",
-              "an empty or new directory (pass --overwrite to replace it)")
+        check(
+            path.is_dir(),
+            str(path),
+            "an existing file",
+            "a directory name for the outputs (choose another path)",
+        )
+        check(
+            overwrite or not any(path.iterdir()),
+            str(path),
+            "a non-empty directory",
+            "an empty or new directory (pass --overwrite to replace it)",
+        )
         st = os.stat(path)
         before = (st.st_dev, st.st_ino)
     parent = path.parent
@@ -398,7 +443,11 @@ def _finish(tmp: pathlib.Path, path: pathlib.Path, before, overwrite: bool) -> N
         try:
             _rename_noreplace(tmp, path)
         except (FileExistsError, OSError) as exc:
-            if isinstance(exc, FileExistsError) or exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
+            if isinstance(exc, FileExistsError) or exc.errno in (
+                errno.ENOTEMPTY,
+                errno.EEXIST,
+                errno.ENOTDIR,
+            ):
                 raise _conflict(path, tmp, "an output that appeared") from None
             raise
         return

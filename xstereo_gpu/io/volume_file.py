@@ -37,8 +37,15 @@ FORMAT = "xstereo-volume"
 FORMAT_VERSION = 1
 
 
-def write_volume_h5(path: str | os.PathLike, volume: Any, *, voxel_size_nm, origin_nm=(0.0, 0.0, 0.0),
-                    attrs: Mapping[str, Any] | None = None, units: str | None = None) -> pathlib.Path:
+def write_volume_h5(
+    path: str | os.PathLike,
+    volume: Any,
+    *,
+    voxel_size_nm,
+    origin_nm=(0.0, 0.0, 0.0),
+    attrs: Mapping[str, Any] | None = None,
+    units: str | None = None,
+) -> pathlib.Path:
     """Write a voxel volume to HDF5 (layout in the module docstring), atomically.
 
     Parameters
@@ -77,12 +84,21 @@ def write_volume_h5(path: str | os.PathLike, volume: Any, *, voxel_size_nm, orig
             f.attrs["format_version"] = FORMAT_VERSION
             f.attrs["creator"] = f"xstereo-gpu {__version__}"
             for key, value in (attrs or {}).items():
-                check(isinstance(key, str) and key not in ("format", "format_version", "creator"),
-                      f"{path}: attrs", repr(key), "a string key other than format, format_version, creator")
+                check(
+                    isinstance(key, str) and key not in ("format", "format_version", "creator"),
+                    f"{path}: attrs",
+                    repr(key),
+                    "a string key other than format, format_version, creator",
+                )
                 f.attrs[key] = _attr(value)
             chunks = tuple(max(1, min(s, 64)) for s in data.shape) if data.size else None
-            d = f.create_dataset("volume", data=data, compression="gzip" if data.size else None,
-                                 compression_opts=4 if data.size else None, chunks=chunks)
+            d = f.create_dataset(
+                "volume",
+                data=data,
+                compression="gzip" if data.size else None,
+                compression_opts=4 if data.size else None,
+                chunks=chunks,
+            )
             d.attrs["axes"] = "z,y,x"
             d.attrs["units"] = units or ("occupancy" if is_bool else "arb")
             d.attrs["dtype_in_memory"] = "bool" if is_bool else str(vol.dtype)
@@ -120,8 +136,10 @@ def read_volume_h5(path: str | os.PathLike, *, allow_external_data: bool = False
         fmt = f.attrs.get("format")
         fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
         check(fmt == FORMAT, f"{p}: format attribute", repr(fmt), repr(FORMAT))
-        ds = {name: _dataset(f, name, str(p), required=True, hint=" written by write_volume_h5")
-              for name in ("volume", "voxel_size", "origin")}
+        ds = {
+            name: _dataset(f, name, str(p), required=True, hint=" written by write_volume_h5")
+            for name in ("volume", "voxel_size", "origin")
+        }
         vol = ds["volume"][()]
         if ds["volume"].attrs.get("dtype_in_memory") in ("bool", b"bool"):
             vol = vol.astype(bool)
@@ -133,8 +151,9 @@ def read_volume_h5(path: str | os.PathLike, *, allow_external_data: bool = False
     return vol, meta
 
 
-def write_mesh_ply(path: str | os.PathLike, vertices: Any, faces: Any, *, units: str = "nm",
-                   comments: tuple[str, ...] = ()) -> pathlib.Path:
+def write_mesh_ply(
+    path: str | os.PathLike, vertices: Any, faces: Any, *, units: str = "nm", comments: tuple[str, ...] = ()
+) -> pathlib.Path:
     """Write a triangle mesh as a binary little-endian PLY 1.0 file, atomically.
 
     Parameters
@@ -159,22 +178,45 @@ def write_mesh_ply(path: str | os.PathLike, vertices: Any, faces: Any, *, units:
     v = np.asarray(to_host(vertices))
     f = np.asarray(to_host(faces))
     check(v.ndim == 2 and v.shape[1] == 3, f"{path}: vertices", f"shape {v.shape}", "(V, 3) x, y, z")
-    check(v.dtype.kind in "biuf" and bool(np.isfinite(v).all()), f"{path}: vertices",
-          f"dtype {v.dtype}" if v.dtype.kind not in "biuf" else "non-finite coordinates", "finite real numbers")
+    check(
+        v.dtype.kind in "biuf" and bool(np.isfinite(v).all()),
+        f"{path}: vertices",
+        f"dtype {v.dtype}" if v.dtype.kind not in "biuf" else "non-finite coordinates",
+        "finite real numbers",
+    )
     check(f.ndim == 2 and f.shape[1] == 3, f"{path}: faces", f"shape {f.shape}", "(F, 3) triangles")
     check(f.dtype.kind in "iu", f"{path}: faces", f"dtype {f.dtype}", "integer vertex indices")
     if f.size:
         lo, hi = int(f.min()), int(f.max())
-        check(lo >= 0 and hi < v.shape[0], f"{path}: faces", f"indices in [{lo}, {hi}]",
-              f"indices in [0, {v.shape[0] - 1}]")
+        check(
+            lo >= 0 and hi < v.shape[0],
+            f"{path}: faces",
+            f"indices in [{lo}, {hi}]",
+            f"indices in [0, {v.shape[0] - 1}]",
+        )
     for text in (f"units {units}", *comments):
-        check(text.isascii() and "\n" not in text and "\r" not in text, f"{path}: comment", repr(text),
-              "a single line of ASCII text")
-    header = ["ply", "format binary_little_endian 1.0", f"comment units {units}",
-              f"comment written by xstereo-gpu {__version__}"]
+        check(
+            text.isascii() and "\n" not in text and "\r" not in text,
+            f"{path}: comment",
+            repr(text),
+            "a single line of ASCII text",
+        )
+    header = [
+        "ply",
+        "format binary_little_endian 1.0",
+        f"comment units {units}",
+        f"comment written by xstereo-gpu {__version__}",
+    ]
     header += [f"comment {c}" for c in comments]
-    header += [f"element vertex {v.shape[0]}", "property float x", "property float y", "property float z",
-               f"element face {f.shape[0]}", "property list uchar int vertex_indices", "end_header"]
+    header += [
+        f"element vertex {v.shape[0]}",
+        "property float x",
+        "property float y",
+        "property float z",
+        f"element face {f.shape[0]}",
+        "property list uchar int vertex_indices",
+        "end_header",
+    ]
     rec = np.empty(f.shape[0], dtype=[("n", "u1"), ("i", "<i4", (3,))])
     rec["n"] = 3
     rec["i"] = f
@@ -192,7 +234,12 @@ def _triple(values, where: str, *, positive: bool) -> tuple[float, float, float]
     except (TypeError, ValueError):
         raise InputError(where, repr(values), "three numbers (z, y, x) in nm") from None
     ok = len(t) == 3 and all(np.isfinite(x) and (x > 0 or not positive) for x in t)
-    check(ok, where, repr(values), "three " + ("positive " if positive else "") + "finite numbers (z, y, x) in nm")
+    check(
+        ok,
+        where,
+        repr(values),
+        "three " + ("positive " if positive else "") + "finite numbers (z, y, x) in nm",
+    )
     return t
 
 

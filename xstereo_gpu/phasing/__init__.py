@@ -4,7 +4,8 @@ Data flow: :func:`split_patterns` (or :func:`single_pattern`) turns a frame into
 ``(V, N, N)`` float32 and a valid mask ``(V, N, N)`` bool; :func:`phase_retrieval` phases all runs
 of all views on one ``(V, R, N, N)`` complex64 array and returns the coherent average of the aligned
 best iterates (HDR series merged first by :func:`merge_exposures`); :func:`prtf`,
-:func:`edge_resolution` and :func:`view_error` measure the quality of the result; :func:`align_views` brings the two averaged views into one frame and orientation.
+:func:`edge_resolution` and :func:`view_error` measure the quality of the result; :func:`align_views` brings
+the two averaged views into one frame and orientation.
 """
 
 from .algorithms import (

@@ -50,8 +50,11 @@ def _check_array(where: str, a, shape, dtype, expected: str) -> None:
 def _check_cupy(where: str, *arrays) -> None:
     for a in arrays:
         if get_array_module(a) is np:
-            raise InputError(where, f"a {type(a).__module__}.{type(a).__name__}",
-                             "CuPy arrays (the kernel runs on the GPU; dm_step is the NumPy path)")
+            raise InputError(
+                where,
+                f"a {type(a).__module__}.{type(a).__name__}",
+                "CuPy arrays (the kernel runs on the GPU; dm_step is the NumPy path)",
+            )
 
 
 def _check_real(where: str, value, *, nonzero: bool = False) -> float:
@@ -60,42 +63,68 @@ def _check_real(where: str, value, *, nonzero: bool = False) -> float:
     except (TypeError, ValueError):
         raise InputError(where, repr(value), "a finite real number") from None
     if not math.isfinite(f) or (nonzero and f == 0.0):
-        raise InputError(where, repr(value), "a finite, non-zero real number" if nonzero else "a finite real number")
+        raise InputError(
+            where, repr(value), "a finite, non-zero real number" if nonzero else "a finite real number"
+        )
     return f
 
 
 def _check_step(x, amplitudes, valid, support, beta, gammas):
     """Validate the arguments of :func:`dm_step_kernel`; returns ``(V, R, N, s_runs, g_s, g_m)``."""
     shape = tuple(getattr(x, "shape", ()))
-    if getattr(x, "dtype", None) != np.complex64 or len(shape) != 4 or shape[-1] != shape[-2] or shape[-1] < 1:
+    if (
+        getattr(x, "dtype", None) != np.complex64
+        or len(shape) != 4
+        or shape[-1] != shape[-2]
+        or shape[-1] < 1
+    ):
         raise InputError("dm_step_kernel.x", _describe(x), "a (V, R, N, N) complex64 array")
     nv, nr, n, _ = shape
-    _check_array("dm_step_kernel.amplitudes", amplitudes, (nv, 1, n, n), np.float32,
-                 f"a (V, 1, N, N) = {(nv, 1, n, n)} float32 array (fourier_constraint)")
-    _check_array("dm_step_kernel.valid", valid, (nv, 1, n, n), np.bool_,
-                 f"a (V, 1, N, N) = {(nv, 1, n, n)} bool array (fourier_constraint)")
-    _check_array("dm_step_kernel.support", support, ((nv, nr, n, n), (nv, 1, n, n)), np.bool_,
-                 f"a bool array of shape (V, R, N, N) = {shape} or (V, 1, N, N)")
+    _check_array(
+        "dm_step_kernel.amplitudes",
+        amplitudes,
+        (nv, 1, n, n),
+        np.float32,
+        f"a (V, 1, N, N) = {(nv, 1, n, n)} float32 array (fourier_constraint)",
+    )
+    _check_array(
+        "dm_step_kernel.valid",
+        valid,
+        (nv, 1, n, n),
+        np.bool_,
+        f"a (V, 1, N, N) = {(nv, 1, n, n)} bool array (fourier_constraint)",
+    )
+    _check_array(
+        "dm_step_kernel.support",
+        support,
+        ((nv, nr, n, n), (nv, 1, n, n)),
+        np.bool_,
+        f"a bool array of shape (V, R, N, N) = {shape} or (V, 1, N, N)",
+    )
     b = _check_real("dm_step_kernel.beta", beta, nonzero=True)
     if gammas is None:
         g_s, g_m = -1.0 / b, 1.0 / b
     else:
         if not isinstance(gammas, (tuple, list)) or len(gammas) != 2:
-            raise InputError("dm_step_kernel.gammas", repr(gammas), "None or a pair (g_S, g_M) of real numbers")
+            raise InputError(
+                "dm_step_kernel.gammas", repr(gammas), "None or a pair (g_S, g_M) of real numbers"
+            )
         g_s = _check_real("dm_step_kernel.gammas[0]", gammas[0])
         g_m = _check_real("dm_step_kernel.gammas[1]", gammas[1])
     if not fits_int32(n * n, 2 * nv * nr):
         raise InputError("dm_step_kernel.x", f"shape {shape}", "N * N and 2 V R below 2**31")
     _check_cupy("dm_step_kernel", x, amplitudes, valid, support)
     if not x.flags.c_contiguous:
-        raise InputError("dm_step_kernel.x", "a non-C-contiguous array", "a C-contiguous array (updated in place)")
+        raise InputError(
+            "dm_step_kernel.x", "a non-C-contiguous array", "a C-contiguous array (updated in place)"
+        )
     return nv, nr, n, support.shape[1], b, g_s, g_m
 
 
 # ----------------------------------------------------------------------------- kernels
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _kernels(device_id: int) -> dict:
     """The RawKernels of ``difference_map.cu`` on ``device_id`` (compiled once per device)."""
     import cupy
@@ -153,8 +182,16 @@ class DMKernelWorkspace:
         self.plan = scipy_module(cupy, "fft").get_fft_plan(self.buf, axes=(-2, -1), value_type="C2C")
 
 
-def dm_step_kernel(x, amplitudes, valid, support, *, beta: float = 0.8,
-                   gammas: tuple[float, float] | None = None, work: DMKernelWorkspace | None = None):
+def dm_step_kernel(
+    x,
+    amplitudes,
+    valid,
+    support,
+    *,
+    beta: float = 0.8,
+    gammas: tuple[float, float] | None = None,
+    work: DMKernelWorkspace | None = None,
+):
     """One difference-map iteration on the GPU with fused kernels, in place on ``x``.
 
     Same mathematics, arguments and results as :func:`~.algorithms.dm_step` (its NumPy twin):
@@ -201,8 +238,11 @@ def dm_step_kernel(x, amplitudes, valid, support, *, beta: float = 0.8,
     if work is None:
         work = DMKernelWorkspace(x)
     elif not isinstance(work, DMKernelWorkspace) or work.shape != tuple(x.shape):
-        raise InputError("dm_step_kernel.work", f"a {type(work).__name__} for shape "
-                         f"{getattr(work, 'shape', None)}", f"a DMKernelWorkspace built for {tuple(x.shape)}")
+        raise InputError(
+            "dm_step_kernel.work",
+            f"a {type(work).__name__} for shape {getattr(work, 'shape', None)}",
+            f"a DMKernelWorkspace built for {tuple(x.shape)}",
+        )
     import cupy
 
     sfft = scipy_module(cupy, "fft")
@@ -215,19 +255,51 @@ def dm_step_kernel(x, amplitudes, valid, support, *, beta: float = 0.8,
     block = (_BLOCK, 1, 1)
 
     buf = work.buf
-    k["dm_prepare"](_image_grid(nn, n_img, 4), block,
-                    (x, support, buf[0], buf[1], work.sum2, i32(nn), i32(n_img), i32(nr), i32(s_runs),
-                     f32(1.0 + g_s), f32(g_s)))
+    k["dm_prepare"](
+        _image_grid(nn, n_img, 4),
+        block,
+        (
+            x,
+            support,
+            buf[0],
+            buf[1],
+            work.sum2,
+            i32(nn),
+            i32(n_img),
+            i32(nr),
+            i32(s_runs),
+            f32(1.0 + g_s),
+            f32(g_s),
+        ),
+    )
     buf = sfft.fft2(buf, axes=(-2, -1), overwrite_x=True, plan=work.plan)
-    k["dm_modulus"](_image_grid(nn, 2 * n_img, 4), block,
-                    (buf, amplitudes, valid, i32(nn), i32(2 * n_img), i32(nr), i32(nv), f32(1.0 / nn)))
+    k["dm_modulus"](
+        _image_grid(nn, 2 * n_img, 4),
+        block,
+        (buf, amplitudes, valid, i32(nn), i32(2 * n_img), i32(nr), i32(nv), f32(1.0 / nn)),
+    )
     # unscaled inverse: "forward" normalisation puts 1/N**2 on the forward transform, which
     # dm_modulus has already applied
     buf = sfft.ifft2(buf, axes=(-2, -1), norm="forward", overwrite_x=True, plan=work.plan)
     work.buf = buf
-    k["dm_update"](_image_grid(nn, n_img, 8), block,
-                   (x, buf[0], buf[1], support, work.sum2, i32(nn), i32(n_img), i32(nr), i32(s_runs),
-                    f32(1.0 + g_m), f32(g_m), f32(b)))
+    k["dm_update"](
+        _image_grid(nn, n_img, 8),
+        block,
+        (
+            x,
+            buf[0],
+            buf[1],
+            support,
+            work.sum2,
+            i32(nn),
+            i32(n_img),
+            i32(nr),
+            i32(s_runs),
+            f32(1.0 + g_m),
+            f32(g_m),
+            f32(b),
+        ),
+    )
     k["dm_eps"](_small_grid(n_img), block, (work.sum2, work.eps, i32(n_img), f32(abs(b))))
     return x, buf[0], work.eps
 
@@ -269,19 +341,31 @@ def track_best_kernel(best, best_eps, estimate, eps, support, enabled: bool = Tr
     if getattr(best, "dtype", None) != np.complex64 or len(shape) != 4 or shape[-1] != shape[-2]:
         raise InputError("track_best_kernel.best", _describe(best), "a (V, R, N, N) complex64 array")
     nv, nr, n, _ = shape
-    _check_array("track_best_kernel.best_eps", best_eps, (nv, nr), np.float32, f"a (V, R) = {(nv, nr)} float32 array")
+    _check_array(
+        "track_best_kernel.best_eps", best_eps, (nv, nr), np.float32, f"a (V, R) = {(nv, nr)} float32 array"
+    )
     _check_array("track_best_kernel.estimate", estimate, shape, np.complex64, f"a {shape} complex64 array")
     _check_array("track_best_kernel.eps", eps, (nv, nr), np.float32, f"a (V, R) = {(nv, nr)} float32 array")
-    _check_array("track_best_kernel.support", support, ((nv, nr, n, n), (nv, 1, n, n)), np.bool_,
-                 f"a bool array of shape (V, R, N, N) = {shape} or (V, 1, N, N)")
+    _check_array(
+        "track_best_kernel.support",
+        support,
+        ((nv, nr, n, n), (nv, 1, n, n)),
+        np.bool_,
+        f"a bool array of shape (V, R, N, N) = {shape} or (V, 1, N, N)",
+    )
     if not isinstance(enabled, (bool, np.bool_)):
-        raise InputError("track_best_kernel.enabled", repr(enabled), "a host bool (True once selection starts)")
+        raise InputError(
+            "track_best_kernel.enabled", repr(enabled), "a host bool (True once selection starts)"
+        )
     if not fits_int32(n * n, nv * nr):
         raise InputError("track_best_kernel.best", f"shape {shape}", "N * N and V R below 2**31")
     _check_cupy("track_best_kernel", best, best_eps, estimate, eps, support)
     if not (best.flags.c_contiguous and best_eps.flags.c_contiguous):
-        raise InputError("track_best_kernel.best", "a non-C-contiguous best or best_eps",
-                         "C-contiguous arrays (updated in place)")
+        raise InputError(
+            "track_best_kernel.best",
+            "a non-C-contiguous best or best_eps",
+            "C-contiguous arrays (updated in place)",
+        )
     if not enabled:
         return best, best_eps
     import cupy
@@ -294,7 +378,18 @@ def track_best_kernel(best, best_eps, estimate, eps, support, enabled: bool = Tr
     flag = cupy.empty((nv, nr), dtype=cupy.uint8)
     block = (_BLOCK, 1, 1)
     k["best_flags"](_small_grid(n_img), block, (eps, best_eps, flag, np.int32(n_img)))
-    k["best_copy"](_image_grid(nn, n_img, 4), block,
-                   (best, estimate, support, flag, np.int32(nn), np.int32(n_img), np.int32(nr),
-                    np.int32(support.shape[1])))
+    k["best_copy"](
+        _image_grid(nn, n_img, 4),
+        block,
+        (
+            best,
+            estimate,
+            support,
+            flag,
+            np.int32(nn),
+            np.int32(n_img),
+            np.int32(nr),
+            np.int32(support.shape[1]),
+        ),
+    )
     return best, best_eps

@@ -206,8 +206,16 @@ def _workspace(x, amplitudes, valid, work):
     return Workspace(x, amplitudes, valid) if work is None else work
 
 
-def dm_step(x, amplitudes, valid, support, *, beta: float = 0.8, gammas: tuple[float, float] | None = None,
-            work: Workspace | None = None):
+def dm_step(
+    x,
+    amplitudes,
+    valid,
+    support,
+    *,
+    beta: float = 0.8,
+    gammas: tuple[float, float] | None = None,
+    work: Workspace | None = None,
+):
     """One difference-map iteration (Elser 2003), in place on ``x``.
 
     ``x <- x + beta [P_S(f_M(x)) - P_M(f_S(x))]`` with the relaxed maps

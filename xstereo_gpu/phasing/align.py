@@ -37,7 +37,9 @@ __all__ = [
 
 def _check_images(name: str, a, ndim_min: int = 2):
     if a.ndim < ndim_min:
-        raise InputError(name, f"an array of shape {tuple(a.shape)}", f"at least {ndim_min} dimensions (..., N, N)")
+        raise InputError(
+            name, f"an array of shape {tuple(a.shape)}", f"at least {ndim_min} dimensions (..., N, N)"
+        )
 
 
 def _peaks(a, xp):
@@ -81,8 +83,11 @@ def register_translation(reference, image, *, upsample: int = 20):
     _check_images("register_translation.reference", ref)
     _check_images("register_translation.image", img)
     if ref.shape[-2:] != img.shape[-2:]:
-        raise InputError("register_translation.image", f"images of shape {img.shape[-2:]}",
-                         f"the reference's image shape {ref.shape[-2:]}")
+        raise InputError(
+            "register_translation.image",
+            f"images of shape {img.shape[-2:]}",
+            f"the reference's image shape {ref.shape[-2:]}",
+        )
     upsample = int(check_positive("register_translation.upsample", upsample, integer=True))
     h, w = ref.shape[-2:]
     lead = np.broadcast_shapes(ref.shape[:-2], img.shape[:-2])
@@ -91,8 +96,10 @@ def register_translation(reference, image, *, upsample: int = 20):
     fi = fft2(img.astype(xp.complex64))
     product = fr * xp.conj(fi)
     product = xp.broadcast_to(product, lead + (h, w)).reshape(nb, h, w)
-    norm = xp.sqrt(xp.sum(xp.abs(ref.astype(xp.complex64)) ** 2, axis=(-2, -1))
-                   * xp.sum(xp.abs(img.astype(xp.complex64)) ** 2, axis=(-2, -1)))
+    norm = xp.sqrt(
+        xp.sum(xp.abs(ref.astype(xp.complex64)) ** 2, axis=(-2, -1))
+        * xp.sum(xp.abs(img.astype(xp.complex64)) ** 2, axis=(-2, -1))
+    )
     norm = xp.broadcast_to(norm, lead).reshape(nb)
 
     cc = ifft2(product)
@@ -241,8 +248,16 @@ def _average(aligned, keep):
     return xp.einsum("vr,vrij->vij", w.astype(xp.complex64), aligned).astype(xp.complex64)
 
 
-def align_runs(runs, *, upsample: int = 20, eps=None, keep=None, centre: bool = True,
-               runs_per_batch: int | None = None, out=None):
+def align_runs(
+    runs,
+    *,
+    upsample: int = 20,
+    eps=None,
+    keep=None,
+    centre: bool = True,
+    runs_per_batch: int | None = None,
+    out=None,
+):
     """Superpose the runs of each view: twin choice, subpixel shift and global phase.
 
     The reference of view ``v`` is its run with the lowest ``eps`` (run 0 without ``eps``),

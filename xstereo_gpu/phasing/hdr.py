@@ -95,7 +95,9 @@ def merge_exposures(patterns, valid, times_s, *, sigma: float = 2.0, dilate: int
         raise InputError("merge_exposures.patterns", f"dtype {p.dtype}", "real intensities")
     v = xp.asarray(valid)
     if v.shape != p.shape:
-        raise InputError("merge_exposures.valid", f"shape {tuple(v.shape)}", f"the patterns' shape {tuple(p.shape)}")
+        raise InputError(
+            "merge_exposures.valid", f"shape {tuple(v.shape)}", f"the patterns' shape {tuple(p.shape)}"
+        )
     if v.dtype == bool:
         ok = v
     elif np.issubdtype(v.dtype, np.integer):
@@ -108,13 +110,25 @@ def merge_exposures(patterns, valid, times_s, *, sigma: float = 2.0, dilate: int
     except (TypeError, ValueError):
         raise InputError("merge_exposures.times_s", repr(times_s), "integration times [s]") from None
     if t.shape != (e,):
-        raise InputError("merge_exposures.times_s", f"{t.size} times {t.tolist()!r}",
-                         f"{e} integration times [s], one per exposure")
+        raise InputError(
+            "merge_exposures.times_s",
+            f"{t.size} times {t.tolist()!r}",
+            f"{e} integration times [s], one per exposure",
+        )
     if not np.all(np.isfinite(t) & (t > 0)):
-        raise InputError("merge_exposures.times_s", f"{t.tolist()!r}", "positive finite integration times [s]")
+        raise InputError(
+            "merge_exposures.times_s", f"{t.tolist()!r}", "positive finite integration times [s]"
+        )
     check_positive("merge_exposures.sigma", sigma, expected="a positive finite width [pixels]")
-    dilate = int(check_positive("merge_exposures.dilate", dilate, integer=True, allow_zero=True,
-                                expected="a non-negative integer [pixels]"))
+    dilate = int(
+        check_positive(
+            "merge_exposures.dilate",
+            dilate,
+            integer=True,
+            allow_zero=True,
+            expected="a non-negative integer [pixels]",
+        )
+    )
 
     ndi = scipy_module(xp, "ndimage")
     batch = p.shape[:-3]
@@ -161,5 +175,10 @@ def merge_exposures(patterns, valid, times_s, *, sigma: float = 2.0, dilate: int
         ratios[idx] = ratio
         mvalid = mvalid | svalid
     merged = xp.where(mvalid, merged, np.float32(0)).astype(xp.float32)
-    return HDRMerge(intensity=merged, valid=mvalid, ratios=xp.stack(ratios, axis=-1),
-                    time_ratios=time_ratios, weights=xp.stack(weights, axis=-3))
+    return HDRMerge(
+        intensity=merged,
+        valid=mvalid,
+        ratios=xp.stack(ratios, axis=-1),
+        time_ratios=time_ratios,
+        weights=xp.stack(weights, axis=-3),
+    )

@@ -41,8 +41,11 @@ def _as_frame(frame, mask, where: str, *, stack: bool = False):
     xp = get_array_module(frame)
     f = xp.asarray(frame)
     if not (f.ndim == 2 or (stack and f.ndim == 3 and f.shape[0] >= 1)):
-        raise InputError(f"{where}.frame", f"an array of shape {tuple(f.shape)}",
-                         "a 2-D frame (H, W) or an (E, H, W) stack of exposures" if stack else "a 2-D frame (H, W)")
+        raise InputError(
+            f"{where}.frame",
+            f"an array of shape {tuple(f.shape)}",
+            "a 2-D frame (H, W) or an (E, H, W) stack of exposures" if stack else "a 2-D frame (H, W)",
+        )
     if not (np.issubdtype(f.dtype, np.floating) or np.issubdtype(f.dtype, np.integer)):
         raise InputError(f"{where}.frame", f"dtype {f.dtype}", "real intensities")
     if mask is None:
@@ -52,7 +55,9 @@ def _as_frame(frame, mask, where: str, *, stack: bool = False):
         if f.ndim == 3 and m.shape == f.shape[1:]:
             m = xp.broadcast_to(m, f.shape)
         if m.shape != f.shape:
-            raise InputError(f"{where}.mask", f"shape {tuple(m.shape)}", f"the frame's shape {tuple(f.shape)}")
+            raise InputError(
+                f"{where}.mask", f"shape {tuple(m.shape)}", f"the frame's shape {tuple(f.shape)}"
+            )
         if not (np.issubdtype(m.dtype, np.integer) or m.dtype == bool):
             raise InputError(f"{where}.mask", f"dtype {m.dtype}", "integer CXI mask bits (uint32, 0 = good)")
     return xp, f, m
@@ -102,8 +107,18 @@ def crop_pattern(frame, mask, centre, size: int):
     return crop, valid, rows, cols
 
 
-def split_patterns(frame, mask, centres, size: int, *, overlap_ratio: float = 1.0, exposure_times_s=None,
-                   hdr_sigma: float = 2.0, hdr_dilate: int = 3, return_hdr: bool = False):
+def split_patterns(
+    frame,
+    mask,
+    centres,
+    size: int,
+    *,
+    overlap_ratio: float = 1.0,
+    exposure_times_s=None,
+    hdr_sigma: float = 2.0,
+    hdr_dilate: int = 3,
+    return_hdr: bool = False,
+):
     """Split a frame holding the left and right patterns into two centred crops.
 
     Parameters
@@ -144,16 +159,24 @@ def split_patterns(frame, mask, centres, size: int, *, overlap_ratio: float = 1.
     times = None
     if f.ndim == 3:
         if exposure_times_s is None:
-            raise InputError("split_patterns.exposure_times_s", f"None for a stack of {f.shape[0]} exposures",
-                             f"{f.shape[0]} integration times [s] (Shot.exposure_times_s)")
+            raise InputError(
+                "split_patterns.exposure_times_s",
+                f"None for a stack of {f.shape[0]} exposures",
+                f"{f.shape[0]} integration times [s] (Shot.exposure_times_s)",
+            )
         times = np.asarray(to_host(exposure_times_s), dtype=np.float64).ravel()
         if times.shape != (f.shape[0],) or not np.all(np.isfinite(times) & (times > 0)):
-            raise InputError("split_patterns.exposure_times_s", f"{times.tolist()!r}",
-                             f"{f.shape[0]} positive integration times [s], one per exposure")
+            raise InputError(
+                "split_patterns.exposure_times_s",
+                f"{times.tolist()!r}",
+                f"{f.shape[0]} positive integration times [s], one per exposure",
+            )
     size = _check_size(size, "split_patterns")
     c = np.asarray(to_host(centres), dtype=np.float64)
     if c.shape != (2, 2) or not np.all(np.isfinite(c)):
-        raise InputError("split_patterns.centres", f"{c.tolist()!r}", "two finite (row, col) pairs, shape (2, 2)")
+        raise InputError(
+            "split_patterns.centres", f"{c.tolist()!r}", "two finite (row, col) pairs, shape (2, 2)"
+        )
     h, w = f.shape[-2:]
     if np.any(c[:, 0] < 0) or np.any(c[:, 0] > h - 1) or np.any(c[:, 1] < 0) or np.any(c[:, 1] > w - 1):
         raise InputError("split_patterns.centres", f"{c.tolist()!r}", f"centres inside the {h} x {w} frame")
@@ -237,14 +260,19 @@ def single_pattern(data, mask=None, *, centre=None, size: int | None = None):
     else:
         c = tuple(float(v) for v in np.asarray(to_host(centre), dtype=np.float64).ravel())
         if len(c) != 2 or not np.all(np.isfinite(c)) or not (0 <= c[0] <= h - 1 and 0 <= c[1] <= w - 1):
-            raise InputError("single_pattern.centre", repr(centre), f"a (row, col) inside the {h} x {w} frame")
+            raise InputError(
+                "single_pattern.centre", repr(centre), f"a (row, col) inside the {h} x {w} frame"
+            )
     if size is None:
         r0 = int(np.floor(c[0] + 0.5))
         c0 = int(np.floor(c[1] + 0.5))
         size = 2 * min(r0, h - r0, c0, w - c0)
         if size < 4:
-            raise InputError("single_pattern.centre", f"({c[0]:.1f}, {c[1]:.1f})",
-                             "a centre at least 2 pixels from the frame edges (or give size)")
+            raise InputError(
+                "single_pattern.centre",
+                f"({c[0]:.1f}, {c[1]:.1f})",
+                "a centre at least 2 pixels from the frame edges (or give size)",
+            )
     size = _check_size(size, "single_pattern")
     crop, valid, _, _ = crop_pattern(f, m, c, size)
     return crop[None].astype(xp.float32), valid[None]

@@ -80,7 +80,9 @@ def prtf(view, intensity, valid=None, *, n_shells: int | None = None, pixel_m: f
     if v.ndim < 2 or v.shape[-1] != v.shape[-2] or v.shape[-1] < 2:
         raise InputError("prtf.view", f"an array of shape {tuple(v.shape)}", "shape (..., N, N) with N >= 2")
     if inten.shape != v.shape:
-        raise InputError("prtf.intensity", f"shape {tuple(inten.shape)}", f"the view's shape {tuple(v.shape)}")
+        raise InputError(
+            "prtf.intensity", f"shape {tuple(inten.shape)}", f"the view's shape {tuple(v.shape)}"
+        )
     if not (np.issubdtype(inten.dtype, np.floating) or np.issubdtype(inten.dtype, np.integer)):
         raise InputError("prtf.intensity", f"dtype {inten.dtype}", "real intensities (float32)")
     if valid is None:
@@ -88,8 +90,11 @@ def prtf(view, intensity, valid=None, *, n_shells: int | None = None, pixel_m: f
     else:
         ok = to_device(valid, xp)
         if ok.shape != v.shape or ok.dtype != bool:
-            raise InputError("prtf.valid", f"{ok.dtype} array of shape {tuple(ok.shape)}",
-                             f"bool of the view's shape {tuple(v.shape)}")
+            raise InputError(
+                "prtf.valid",
+                f"{ok.dtype} array of shape {tuple(ok.shape)}",
+                f"bool of the view's shape {tuple(v.shape)}",
+            )
     n = v.shape[-1]
     if n_shells is None:
         n_shells = n // 2
@@ -171,9 +176,12 @@ def prtf_resolution(q, prtf, *, threshold: float = 1.0 / math.e):
     if qh.ndim != 1:
         raise InputError("prtf_resolution.q", f"an array of shape {qh.shape}", "shape (S,)")
     if ph.ndim < 1 or ph.shape[-1] != qh.shape[0]:
-        raise InputError("prtf_resolution.prtf", f"an array of shape {ph.shape}", f"shape (..., {qh.shape[0]})")
-    check_positive("prtf_resolution.threshold", threshold,
-                   expected="a positive finite number (1/e by default)")
+        raise InputError(
+            "prtf_resolution.prtf", f"an array of shape {ph.shape}", f"shape (..., {qh.shape[0]})"
+        )
+    check_positive(
+        "prtf_resolution.threshold", threshold, expected="a positive finite number (1/e by default)"
+    )
     if ph.ndim == 1:
         return _first_crossing(qh, ph, float(threshold))
     flat = ph.reshape(-1, ph.shape[-1])
@@ -226,16 +234,29 @@ def _rise_10_90(profiles: np.ndarray, t: np.ndarray):
         if i + 1 > j:
             continue
         t10 = t[i] + (0.1 - pk[i]) * (t[i + 1] - t[i]) / (pk[i + 1] - pk[i]) if pk[i + 1] > pk[i] else t[i]
-        t90 = t[j - 1] + (0.9 - pk[j - 1]) * (t[j] - t[j - 1]) / (pk[j] - pk[j - 1]) if pk[j] > pk[j - 1] else t[j]
+        t90 = (
+            t[j - 1] + (0.9 - pk[j - 1]) * (t[j] - t[j - 1]) / (pk[j] - pk[j - 1])
+            if pk[j] > pk[j - 1]
+            else t[j]
+        )
         if t90 > t10:
             widths[k] = t90 - t10
     return widths
 
 
-def edge_resolution(view, *, pixel_m: float, n_edges: int = 24, half_length: float = 8.0,
-                    step: float = 0.1, average_width: int = 5, smooth: float = 1.0,
-                    min_distance: float | None = None, min_strength: float = 0.3,
-                    quantity: str = "amplitude") -> dict:
+def edge_resolution(
+    view,
+    *,
+    pixel_m: float,
+    n_edges: int = 24,
+    half_length: float = 8.0,
+    step: float = 0.1,
+    average_width: int = 5,
+    smooth: float = 1.0,
+    min_distance: float | None = None,
+    min_strength: float = 0.3,
+    quantity: str = "amplitude",
+) -> dict:
     """10 %-90 % edge resolution of a view, from its strongest edges.
 
     Edges are the local maxima of the gradient magnitude (Sobel, on the image blurred by a
@@ -290,15 +311,17 @@ def edge_resolution(view, *, pixel_m: float, n_edges: int = 24, half_length: flo
     xp = get_array_module(view)
     img = xp.asarray(view)
     if img.ndim != 2 or min(img.shape) < 8:
-        raise InputError("edge_resolution.view", f"an array of shape {tuple(img.shape)}",
-                         "one (N, M) image, N, M >= 8")
+        raise InputError(
+            "edge_resolution.view", f"an array of shape {tuple(img.shape)}", "one (N, M) image, N, M >= 8"
+        )
     check_positive("edge_resolution.pixel_m", pixel_m)
     check_positive("edge_resolution.n_edges", n_edges, integer=True)
     check_positive("edge_resolution.half_length", half_length)
     check_positive("edge_resolution.step", step)
     check_positive("edge_resolution.average_width", average_width, integer=True)
-    check_positive("edge_resolution.smooth", smooth, allow_zero=True,
-                   expected="a non-negative number of pixels")
+    check_positive(
+        "edge_resolution.smooth", smooth, allow_zero=True, expected="a non-negative number of pixels"
+    )
     if not (isinstance(min_strength, _REAL) and 0 < min_strength <= 1):
         raise InputError("edge_resolution.min_strength", repr(min_strength), "a number in (0, 1]")
     if quantity not in ("amplitude", "intensity"):
@@ -322,14 +345,30 @@ def edge_resolution(view, *, pixel_m: float, n_edges: int = 24, half_length: flo
     peaks &= border & (mag > 0)
     iy, ix = xp.nonzero(peaks)
     # one host transfer: (C, 5) candidate row, column, strength and gradient (gy, gx)
-    packed = xp.stack([iy.astype(xp.float64), ix.astype(xp.float64), mag[iy, ix].astype(xp.float64),
-                       gy[iy, ix].astype(xp.float64), gx[iy, ix].astype(xp.float64)], axis=-1)
+    packed = xp.stack(
+        [
+            iy.astype(xp.float64),
+            ix.astype(xp.float64),
+            mag[iy, ix].astype(xp.float64),
+            gy[iy, ix].astype(xp.float64),
+            gx[iy, ix].astype(xp.float64),
+        ],
+        axis=-1,
+    )
     packed = np.asarray(to_host(packed), dtype=np.float64).reshape(-1, 5)
     cand_h, mag_h, g_h = packed[:, 0:2], packed[:, 2], packed[:, 3:5]
     chosen = _select_edges(mag_h, cand_h, int(n_edges), float(min_distance))
-    empty = {"median_m": math.nan, "iqr_m": math.nan, "mean_m": math.nan, "std_m": math.nan, "n_edges": 0,
-             "n_candidates": int(len(chosen)), "widths_m": np.zeros(0), "points_px": np.zeros((0, 2)),
-             "directions": np.zeros((0, 2))}
+    empty = {
+        "median_m": math.nan,
+        "iqr_m": math.nan,
+        "mean_m": math.nan,
+        "std_m": math.nan,
+        "n_edges": 0,
+        "n_candidates": int(len(chosen)),
+        "widths_m": np.zeros(0),
+        "points_px": np.zeros((0, 2)),
+        "directions": np.zeros((0, 2)),
+    }
     if chosen.size == 0:
         return empty
     pts = cand_h[chosen]
@@ -338,8 +377,11 @@ def edge_resolution(view, *, pixel_m: float, n_edges: int = 24, half_length: flo
     t = np.arange(-half_length, half_length + step / 2, step)
     offs = np.arange(int(average_width)) - (int(average_width) - 1) / 2
     # coordinates (2, K, W, L): point + t * normal + o * tangent
-    coords = (pts.T[:, :, None, None] + d.T[:, :, None, None] * t[None, None, None, :]
-              + tang.T[:, :, None, None] * offs[None, None, :, None])
+    coords = (
+        pts.T[:, :, None, None]
+        + d.T[:, :, None, None] * t[None, None, None, :]
+        + tang.T[:, :, None, None] * offs[None, None, :, None]
+    )
     k, w, ln = coords.shape[1:]
     samples = ndi.map_coordinates(a, to_device(coords.reshape(2, -1), xp), order=3, mode="nearest")
     profiles = np.asarray(to_host(samples), dtype=np.float64).reshape(k, w, ln).mean(axis=1)
@@ -349,9 +391,17 @@ def edge_resolution(view, *, pixel_m: float, n_edges: int = 24, half_length: flo
         return empty
     wm = widths[good] * float(pixel_m)
     q25, q50, q75 = np.percentile(wm, [25, 50, 75])
-    return {"median_m": float(q50), "iqr_m": float(q75 - q25), "mean_m": float(wm.mean()),
-            "std_m": float(wm.std()), "n_edges": int(good.sum()), "n_candidates": int(len(chosen)),
-            "widths_m": wm, "points_px": pts[good], "directions": d[good]}
+    return {
+        "median_m": float(q50),
+        "iqr_m": float(q75 - q25),
+        "mean_m": float(wm.mean()),
+        "std_m": float(wm.std()),
+        "n_edges": int(good.sum()),
+        "n_candidates": int(len(chosen)),
+        "widths_m": wm,
+        "points_px": pts[good],
+        "directions": d[good],
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -389,8 +439,11 @@ def view_error(recovered, true, *, upsample: int = 20) -> dict:
     rec = xp.asarray(recovered)
     tru = to_device(true, xp)
     if rec.ndim < 2 or tru.ndim < 2 or rec.shape[-2:] != tru.shape[-2:]:
-        raise InputError("view_error.recovered", f"shapes {tuple(rec.shape)} and {tuple(tru.shape)} (true)",
-                         "(..., N, N) arrays on the same grid")
+        raise InputError(
+            "view_error.recovered",
+            f"shapes {tuple(rec.shape)} and {tuple(tru.shape)} (true)",
+            "(..., N, N) arrays on the same grid",
+        )
     check_positive("view_error.upsample", upsample, integer=True)
     lead = np.broadcast_shapes(rec.shape[:-2], tru.shape[:-2])
     rec = xp.broadcast_to(rec.astype(xp.complex64), lead + rec.shape[-2:])
@@ -408,12 +461,25 @@ def view_error(recovered, true, *, upsample: int = 20) -> dict:
     tn = xp.maximum(xp.sum(xp.abs(t) ** 2, axis=axes), 1e-300)
     err = xp.sum(xp.abs(ga - t) ** 2, axis=axes) / tn
     amp_err = xp.sum((xp.abs(ga) - xp.abs(t)) ** 2, axis=axes) / tn
-    host = to_host(xp.stack([err, amp_err, xp.abs(g), xp.angle(g), use_twin.astype(xp.float64),
-                             sh[..., 0], sh[..., 1]], axis=-1))
+    host = to_host(
+        xp.stack(
+            [err, amp_err, xp.abs(g), xp.angle(g), use_twin.astype(xp.float64), sh[..., 0], sh[..., 1]],
+            axis=-1,
+        )
+    )
     host = np.asarray(host, dtype=np.float64)
-    out = {"error": host[..., 0], "rms_error": np.sqrt(host[..., 0]), "amplitude_error": host[..., 1],
-           "shift_px": host[..., 5:7], "twin": host[..., 4] > 0.5, "gain": host[..., 2], "phase_rad": host[..., 3]}
+    out = {
+        "error": host[..., 0],
+        "rms_error": np.sqrt(host[..., 0]),
+        "amplitude_error": host[..., 1],
+        "shift_px": host[..., 5:7],
+        "twin": host[..., 4] > 0.5,
+        "gain": host[..., 2],
+        "phase_rad": host[..., 3],
+    }
     if not lead:
-        out = {k: (v.tolist() if k == "shift_px" else bool(v) if k == "twin" else float(v))
-               for k, v in out.items()}
+        out = {
+            k: (v.tolist() if k == "shift_px" else bool(v) if k == "twin" else float(v))
+            for k, v in out.items()
+        }
     return out

@@ -22,8 +22,8 @@ iterates of the runs (twin choice, subpixel DFT registration, global phase) and 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -53,46 +53,71 @@ def _validate(intensities, valid, support):
     xp = get_array_module(intensities)
     i = xp.asarray(intensities)
     if i.ndim != 3 or i.shape[-1] != i.shape[-2] or i.shape[-1] < 4:
-        raise InputError("phasing.intensities", f"an array of shape {tuple(i.shape)}", "shape (V, N, N) with N >= 4")
+        raise InputError(
+            "phasing.intensities", f"an array of shape {tuple(i.shape)}", "shape (V, N, N) with N >= 4"
+        )
     if not (np.issubdtype(i.dtype, np.floating) or np.issubdtype(i.dtype, np.integer)):
         raise InputError("phasing.intensities", f"dtype {i.dtype}", "real (float32) intensities")
     v = to_device(valid, xp) if valid is not None else xp.ones(i.shape, dtype=bool)
     if v.shape != i.shape:
-        raise InputError("phasing.valid", f"shape {tuple(v.shape)}", f"the intensities' shape {tuple(i.shape)}")
+        raise InputError(
+            "phasing.valid", f"shape {tuple(v.shape)}", f"the intensities' shape {tuple(i.shape)}"
+        )
     if v.dtype != bool:
         raise InputError("phasing.valid", f"dtype {v.dtype}", "bool (True = measured pixel)")
     i = i.astype(xp.float32)
     finite = xp.isfinite(i)
     if not bool(xp.all(finite | ~v)):  # one host sync at set-up
-        raise InputError("phasing.intensities", "non-finite values at valid pixels", "finite intensities "
-                         "(mark bad pixels invalid)")
+        raise InputError(
+            "phasing.intensities",
+            "non-finite values at valid pixels",
+            "finite intensities (mark bad pixels invalid)",
+        )
     # one host sync at set-up: per view, the number of valid pixels and of those with signal
     counts = to_host(xp.stack([xp.sum(v, axis=(-2, -1)), xp.sum(v & (i > 0), axis=(-2, -1))]))
     for k in range(i.shape[0]):
         n_valid, n_signal = int(counts[0, k]), int(counts[1, k])
         if n_valid == 0:
-            raise InputError("phasing.valid", f"no valid pixel in view {k} (every pixel is masked)",
-                             "at least one measured pixel per view; the support would be empty")
+            raise InputError(
+                "phasing.valid",
+                f"no valid pixel in view {k} (every pixel is masked)",
+                "at least one measured pixel per view; the support would be empty",
+            )
         if n_signal == 0:
-            raise InputError("phasing.intensities", f"no signal in view {k}: all {n_valid} valid pixels are 0 "
-                             "(the autocorrelation support would be empty)",
-                             "a diffraction pattern with positive intensities at valid pixels")
+            raise InputError(
+                "phasing.intensities",
+                f"no signal in view {k}: all {n_valid} valid pixels are 0 "
+                "(the autocorrelation support would be empty)",
+                "a diffraction pattern with positive intensities at valid pixels",
+            )
     if support is not None:
         s = to_device(support, xp)
-        if s.dtype != bool or s.ndim not in (3, 4) or s.shape[0] != i.shape[0] or s.shape[-2:] != i.shape[-2:]:
-            raise InputError("phasing.support", f"{s.dtype} array of shape {tuple(s.shape)}",
-                             f"bool (V, N, N) or (V, R, N, N) with V, N = {i.shape[0]}, {i.shape[-1]}")
+        if (
+            s.dtype != bool
+            or s.ndim not in (3, 4)
+            or s.shape[0] != i.shape[0]
+            or s.shape[-2:] != i.shape[-2:]
+        ):
+            raise InputError(
+                "phasing.support",
+                f"{s.dtype} array of shape {tuple(s.shape)}",
+                f"bool (V, N, N) or (V, R, N, N) with V, N = {i.shape[0]}, {i.shape[-1]}",
+            )
         empty = to_host(~xp.any(s, axis=(-2, -1)))
         if empty.any():
             k = tuple(int(a) for a in np.argwhere(empty)[0])
-            raise InputError("phasing.support", f"an empty support (no True pixel) at index {k}",
-                             "at least one support pixel per view and run")
+            raise InputError(
+                "phasing.support",
+                f"an empty support (no True pixel) at index {k}",
+                "at least one support pixel per view and run",
+            )
         support = s
     return xp, xp.where(v, i, np.float32(0)), v, support
 
 
-def _random_half_planes(rng: np.random.Generator, nv: int, nr: int, n: int,
-                        runs: tuple[int, int] | None = None) -> np.ndarray:
+def _random_half_planes(
+    rng: np.random.Generator, nv: int, nr: int, n: int, runs: tuple[int, int] | None = None
+) -> np.ndarray:
     """Per view and run, the half-plane ``u . (p - c) >= 0`` through ``c = (N//2, N//2)``, random ``u``.
 
     The autocorrelation support ``A = O - O`` of an object ``O`` contains, for every direction
@@ -105,9 +130,11 @@ def _random_half_planes(rng: np.random.Generator, nv: int, nr: int, n: int,
     """
     angles = rng.random((nv, nr)) * (2 * np.pi)
     if runs is not None:
-        angles = angles[:, runs[0]:runs[1]]
+        angles = angles[:, runs[0] : runs[1]]
     c = np.arange(n) - n // 2
-    return (np.cos(angles)[..., None, None] * c[:, None] + np.sin(angles)[..., None, None] * c[None, :]) >= -0.5
+    return (
+        np.cos(angles)[..., None, None] * c[:, None] + np.sin(angles)[..., None, None] * c[None, :]
+    ) >= -0.5
 
 
 def _skip_float32(rng: np.random.Generator, count: int) -> None:
@@ -130,7 +157,9 @@ def _skip_float32(rng: np.random.Generator, count: int) -> None:
         count -= k
 
 
-def _random_phases(rng: np.random.Generator, nv: int, nr: int, n: int, runs: tuple[int, int] | None) -> np.ndarray:
+def _random_phases(
+    rng: np.random.Generator, nv: int, nr: int, n: int, runs: tuple[int, int] | None
+) -> np.ndarray:
     """The starting phases' uniform draws of runs ``lo:hi``: the slice ``[:, lo:hi]`` of
     ``rng.random((nv, nr, n, n), dtype=float32)``, drawn without the other runs' block."""
     if runs is None:
@@ -229,9 +258,18 @@ class PhaseRetrieval:
     at the last; the support is then frozen for the final error reduction.
     """
 
-    def __init__(self, intensities, valid, options: PhasingOptions | None = None, *, support=None,
-                 kernels: bool | None = None, initial_support: str | None = None,
-                 shrinkwrap_grow: bool | None = None, run_range: tuple[int, int] | None = None):
+    def __init__(
+        self,
+        intensities,
+        valid,
+        options: PhasingOptions | None = None,
+        *,
+        support=None,
+        kernels: bool | None = None,
+        initial_support: str | None = None,
+        shrinkwrap_grow: bool | None = None,
+        run_range: tuple[int, int] | None = None,
+    ):
         options = PhasingOptions() if options is None else options
         if not isinstance(options, PhasingOptions):
             raise InputError("phasing.options", type(options).__name__, "a PhasingOptions")
@@ -250,7 +288,9 @@ class PhaseRetrieval:
         if run_range is not None:
             lo, hi = int(run_range[0]), int(run_range[1])
             if not 0 <= lo < hi <= options.runs:
-                raise InputError("phasing.run_range", repr(run_range), f"(lo, hi) with 0 <= lo < hi <= {options.runs}")
+                raise InputError(
+                    "phasing.run_range", repr(run_range), f"(lo, hi) with 0 <= lo < hi <= {options.runs}"
+                )
             run_range = (lo, hi)
             if support is not None and support.ndim == 4 and support.shape[1] == options.runs:
                 support = support[:, lo:hi]
@@ -263,7 +303,9 @@ class PhaseRetrieval:
         elif support is None:
             support = autocorrelation_support(inten, v, threshold=options.autocorrelation_threshold)
             max_area = support.sum(axis=(-2, -1))[:, None]  # (V, 1)
-            support = support[:, None] & to_device(_random_half_planes(rng, nv, options.runs, n, run_range), xp)
+            support = support[:, None] & to_device(
+                _random_half_planes(rng, nv, options.runs, n, run_range), xp
+            )
         else:
             max_area = xp.asarray(support).sum(axis=(-2, -1)).reshape(nv, -1) * 2
         if support.ndim == 3:
@@ -274,9 +316,12 @@ class PhaseRetrieval:
         empty = to_host(~xp.any(self.support, axis=(-2, -1)))  # one host sync at set-up
         if empty.any():
             k = int(np.argwhere(empty)[0][0])
-            raise InputError("phasing.support", f"an empty support for view {k} (no pixel of the autocorrelation "
-                             f"above {options.autocorrelation_threshold:g} of its maximum)",
-                             "a diffraction pattern with signal at valid pixels")
+            raise InputError(
+                "phasing.support",
+                f"an empty support for view {k} (no pixel of the autocorrelation "
+                f"above {options.autocorrelation_threshold:g} of its maximum)",
+                "a diffraction pattern with signal at valid pixels",
+            )
         #: (V, 1) area of the autocorrelation support: a run whose support grows past it has
         #: spread over the field, and its support no longer constrains anything
         self.max_area = max_area
@@ -314,7 +359,7 @@ class PhaseRetrieval:
         s0, s1 = o.shrinkwrap_sigma
         return s0 + (s1 - s0) * t
 
-    def update(self, n: int = 1) -> "PhaseRetrieval":
+    def update(self, n: int = 1) -> PhaseRetrieval:
         """Advance every run by ``n`` iterations (fewer if ``max_iter`` is reached).
 
         No host synchronisation except when a cost is recorded (every ``check_every`` iterations).
@@ -324,20 +369,41 @@ class PhaseRetrieval:
             if self.done():
                 break
             if self.iteration < o.iterations and o.algorithm == "dm" and self._kwork is not None:
-                _, est, eps = dm_step_kernel(self.x, self.amplitudes, self.valid, self.support,
-                                             beta=o.beta, gammas=o.gammas, work=self._kwork)
+                _, est, eps = dm_step_kernel(
+                    self.x,
+                    self.amplitudes,
+                    self.valid,
+                    self.support,
+                    beta=o.beta,
+                    gammas=o.gammas,
+                    work=self._kwork,
+                )
             elif self.iteration < o.iterations and o.algorithm == "dm":
-                _, est, eps = dm_step(self.x, self.amplitudes, self.valid, self.support,
-                                      beta=o.beta, gammas=o.gammas, work=self._work)
+                _, est, eps = dm_step(
+                    self.x,
+                    self.amplitudes,
+                    self.valid,
+                    self.support,
+                    beta=o.beta,
+                    gammas=o.gammas,
+                    work=self._work,
+                )
             elif self.iteration < o.iterations and o.algorithm == "hio":
-                _, est, eps = hio_step(self.x, self.amplitudes, self.valid, self.support,
-                                       beta=o.hio_beta, work=self._work)
+                _, est, eps = hio_step(
+                    self.x, self.amplitudes, self.valid, self.support, beta=o.hio_beta, work=self._work
+                )
             else:  # "er", or the final error reduction
                 _, est, eps = er_step(self.x, self.amplitudes, self.valid, self.support, work=self._work)
             eps *= self._inv_norm
             if self.uses_kernels:  # flags and the masked copy on the device, no synchronisation
-                track_best_kernel(self.best, self.best_eps, est, eps, self.support,
-                                  enabled=self.iteration >= self._select_from)
+                track_best_kernel(
+                    self.best,
+                    self.best_eps,
+                    est,
+                    eps,
+                    self.support,
+                    enabled=self.iteration >= self._select_from,
+                )
             elif self.iteration >= self._select_from:
                 better = eps < self.best_eps
                 # keep the real-space object: the estimate restricted to the current support (the
@@ -422,11 +488,19 @@ def fourier_error(objects, amplitudes, valid):
     return xp.sqrt(num / xp.maximum(den, 1e-30)).astype(xp.float32)
 
 
-def phase_retrieval(intensities, valid, options: PhasingOptions | None = None, *,
-                    support=None, progress: Callable[[int, int], None] | None = None,
-                    kernels: bool | None = None, initial_support: str | None = None,
-                    shrinkwrap_grow: bool | None = None, max_memory: int | None = None,
-                    runs_per_batch: int | None = None) -> PhasingResult:
+def phase_retrieval(
+    intensities,
+    valid,
+    options: PhasingOptions | None = None,
+    *,
+    support=None,
+    progress: Callable[[int, int], None] | None = None,
+    kernels: bool | None = None,
+    initial_support: str | None = None,
+    shrinkwrap_grow: bool | None = None,
+    max_memory: int | None = None,
+    runs_per_batch: int | None = None,
+) -> PhasingResult:
     """Phase every view with ``options.runs`` independent runs and average the best iterates.
 
     Parameters
@@ -450,7 +524,8 @@ def phase_retrieval(intensities, valid, options: PhasingOptions | None = None, *
         See :class:`PhaseRetrieval`.
     max_memory : int, optional
         Bytes the runs may take (default: :func:`~xstereo_gpu.memory.memory_budget` of the device:
-        most of the free memory, batches aiming at 2 GiB on NumPy). When all runs do not fit, they iterate and are aligned in
+        most of the free memory, batches aiming at 2 GiB on NumPy). When all runs do not fit, they iterate
+        and are aligned in
         batches of runs (:func:`~xstereo_gpu.memory.plan_phasing`); each run gets the random start
         it gets in one batch, and selection, ranking and averaging see all runs, so the result is
         the same (bit-identical on NumPy). Nothing is allocated when even one run per batch does
@@ -470,29 +545,71 @@ def phase_retrieval(intensities, valid, options: PhasingOptions | None = None, *
         _validate(intensities, valid, support)  # raises the shape error
     kernels = use_kernels(xp0, kernels)  # the environment read once for every batch
     budget = memory_budget(xp0, max_memory)
-    plan = plan_phasing(shape[0], options.runs, shape[-1], budget["budget_bytes"], limit=budget["limit_bytes"],
-                        runs_per_batch=runs_per_batch)
+    plan = plan_phasing(
+        shape[0],
+        options.runs,
+        shape[-1],
+        budget["budget_bytes"],
+        limit=budget["limit_bytes"],
+        runs_per_batch=runs_per_batch,
+    )
     if plan.batches > 1:
-        return _phase_in_batches(intensities, valid, options, plan, support=support, progress=progress,
-                                 kernels=kernels, initial_support=initial_support, shrinkwrap_grow=shrinkwrap_grow,
-                                 budget=budget)
-    pr = PhaseRetrieval(intensities, valid, options, support=support, kernels=kernels,
-                        initial_support=initial_support, shrinkwrap_grow=shrinkwrap_grow)
+        return _phase_in_batches(
+            intensities,
+            valid,
+            options,
+            plan,
+            support=support,
+            progress=progress,
+            kernels=kernels,
+            initial_support=initial_support,
+            shrinkwrap_grow=shrinkwrap_grow,
+            budget=budget,
+        )
+    pr = PhaseRetrieval(
+        intensities,
+        valid,
+        options,
+        support=support,
+        kernels=kernels,
+        initial_support=initial_support,
+        shrinkwrap_grow=shrinkwrap_grow,
+    )
     while not pr.done():
         pr.update(options.check_every)
         if progress is not None:
             progress(pr.iteration, pr.max_iter)
     costs = np.stack(pr.costs) if pr.costs else np.zeros((0,) + tuple(pr.best_eps.shape), np.float32)
-    return _select_and_average(pr.best, pr.best_eps, fourier_error(pr.best, pr.amplitudes, pr.valid),
-                               pr.support.sum(axis=(-2, -1)) > pr.max_area, options, costs=costs,
-                               cost_iterations=pr.cost_iterations, host_reads=pr.host_reads,
-                               uses_kernels=pr.uses_kernels, max_iter=pr.max_iter,
-                               memory={**plan.to_dict(), "budget_source": budget["source"]})
+    return _select_and_average(
+        pr.best,
+        pr.best_eps,
+        fourier_error(pr.best, pr.amplitudes, pr.valid),
+        pr.support.sum(axis=(-2, -1)) > pr.max_area,
+        options,
+        costs=costs,
+        cost_iterations=pr.cost_iterations,
+        host_reads=pr.host_reads,
+        uses_kernels=pr.uses_kernels,
+        max_iter=pr.max_iter,
+        memory={**plan.to_dict(), "budget_source": budget["source"]},
+    )
 
 
-def _select_and_average(best, best_eps, ferr, spread, options: PhasingOptions, *, costs, cost_iterations,
-                        host_reads: int, uses_kernels: bool, max_iter: int, memory: dict,
-                        runs_per_batch: int | None = None) -> PhasingResult:
+def _select_and_average(
+    best,
+    best_eps,
+    ferr,
+    spread,
+    options: PhasingOptions,
+    *,
+    costs,
+    cost_iterations,
+    host_reads: int,
+    uses_kernels: bool,
+    max_iter: int,
+    memory: dict,
+    runs_per_batch: int | None = None,
+) -> PhasingResult:
     """Rank the runs, align and average the best ones: the end of :func:`phase_retrieval`.
 
     ``best`` (V, R, N, N) holds every run's best iterate (aligned in place when ``runs_per_batch``
@@ -505,8 +622,14 @@ def _select_and_average(best, best_eps, ferr, spread, options: PhasingOptions, *
     spread = spread & ~xp.all(spread, axis=1, keepdims=True)
     rank = xp.where(spread, xp.float32(np.inf), ferr)
     keep = rank <= (1.0 + options.average_tolerance) * rank.min(axis=1, keepdims=True)
-    aligned, info = align_runs(best, upsample=options.register_upsample, eps=rank, keep=keep,
-                               runs_per_batch=runs_per_batch, out=None if runs_per_batch is None else best)
+    aligned, info = align_runs(
+        best,
+        upsample=options.register_upsample,
+        eps=rank,
+        keep=keep,
+        runs_per_batch=runs_per_batch,
+        out=None if runs_per_batch is None else best,
+    )
     views = info["average"]
     supports = shrink_wrap(views, sigma=options.shrinkwrap_sigma[1], threshold=options.shrinkwrap_threshold)
     history = {
@@ -533,8 +656,19 @@ def _select_and_average(best, best_eps, ferr, spread, options: PhasingOptions, *
     )
 
 
-def _phase_in_batches(intensities, valid, options: PhasingOptions, plan, *, support, progress, kernels,
-                      initial_support, shrinkwrap_grow, budget) -> PhasingResult:
+def _phase_in_batches(
+    intensities,
+    valid,
+    options: PhasingOptions,
+    plan,
+    *,
+    support,
+    progress,
+    kernels,
+    initial_support,
+    shrinkwrap_grow,
+    budget,
+) -> PhasingResult:
     """:func:`phase_retrieval` with the runs iterated and aligned ``plan.runs_per_batch`` at a time.
 
     Per batch: a :class:`PhaseRetrieval` of runs ``lo:hi`` (same random starts as in one batch),
@@ -547,8 +681,16 @@ def _phase_in_batches(intensities, valid, options: PhasingOptions, plan, *, supp
     costs, host_reads, uses_kernels, cost_iterations, max_iter = [], 0, False, [], 0
     for j in range(nb):
         lo, hi = j * b, min(R, (j + 1) * b)
-        pr = PhaseRetrieval(intensities, valid, options, support=support, kernels=kernels,
-                            initial_support=initial_support, shrinkwrap_grow=shrinkwrap_grow, run_range=(lo, hi))
+        pr = PhaseRetrieval(
+            intensities,
+            valid,
+            options,
+            support=support,
+            kernels=kernels,
+            initial_support=initial_support,
+            shrinkwrap_grow=shrinkwrap_grow,
+            run_range=(lo, hi),
+        )
         xp = pr.xp
         if best is None:
             nv, n = pr.x.shape[0], pr.x.shape[-1]
@@ -572,7 +714,17 @@ def _phase_in_batches(intensities, valid, options: PhasingOptions, plan, *, supp
         uses_kernels = pr.uses_kernels
         max_iter = pr.max_iter
         del pr
-    return _select_and_average(best, best_eps, ferr, area > max_area, options, costs=np.concatenate(costs, axis=2),
-                               cost_iterations=cost_iterations, host_reads=host_reads, uses_kernels=uses_kernels,
-                               max_iter=max_iter, memory={**plan.to_dict(), "budget_source": budget["source"]},
-                               runs_per_batch=b)
+    return _select_and_average(
+        best,
+        best_eps,
+        ferr,
+        area > max_area,
+        options,
+        costs=np.concatenate(costs, axis=2),
+        cost_iterations=cost_iterations,
+        host_reads=host_reads,
+        uses_kernels=uses_kernels,
+        max_iter=max_iter,
+        memory={**plan.to_dict(), "budget_source": budget["source"]},
+        runs_per_batch=b,
+    )

@@ -17,8 +17,9 @@ from ._fft import fft2, gaussian_blur, ifft2
 __all__ = ["autocorrelation_support", "box_support", "shrink_wrap"]
 
 
-def autocorrelation_support(intensities, valid, *, threshold: float = 0.04, sigma: float = 1.0,
-                            fill_iterations: int = 20):
+def autocorrelation_support(
+    intensities, valid, *, threshold: float = 0.04, sigma: float = 1.0, fill_iterations: int = 20
+):
     """Initial support: the thresholded autocorrelation of each view.
 
     The autocorrelation of the exit wave is ``ifft2`` of the intensities; its support (twice the
@@ -100,7 +101,7 @@ def box_support(intensities, *, fraction: float = 0.5):
     side = max(1, int(round(fraction * n)))
     lo = n // 2 - side // 2
     box = xp.zeros((nv, n, n), dtype=bool)
-    box[:, lo:lo + side, lo:lo + side] = True
+    box[:, lo : lo + side, lo : lo + side] = True
     return box
 
 

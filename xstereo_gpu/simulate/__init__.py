@@ -8,11 +8,24 @@ materials come from ``xraydb`` (:mod:`.materials`).
 """
 
 from .detector import MASK_SHADOWED, add_patterns, apply_beamstop, far_field, photon_counts
-from .materials import Layer, delta_beta, energy_from_wavelength, stack_delta_beta, stack_transmission, \
-    wavelength_from_energy
+from .materials import (
+    Layer,
+    delta_beta,
+    energy_from_wavelength,
+    stack_delta_beta,
+    stack_transmission,
+    wavelength_from_energy,
+)
 from .options import SAMPLE_DEFAULTS, SAMPLES, SimulationOptions
 from .phantoms import CrossLid, Pyramid, VoxelObject
-from .projection import beta_from_attenuation, misalign, misalignment_matrix, path_length, project, transmission
+from .projection import (
+    beta_from_attenuation,
+    misalign,
+    misalignment_matrix,
+    path_length,
+    project,
+    transmission,
+)
 from .simulator import exit_waves, illumination, simulate_shot
 from .views import provided_views
 

@@ -26,8 +26,17 @@ from ..backend import fft_workers
 from ..checks import check_positive
 from ..errors import InputError
 
-__all__ = ["MASK_SHADOWED", "MASK_SATURATED", "PAPER_EXPOSURES_S", "far_field", "photon_counts", "add_patterns",
-           "apply_beamstop", "saturation_level", "expose"]
+__all__ = [
+    "MASK_SHADOWED",
+    "MASK_SATURATED",
+    "PAPER_EXPOSURES_S",
+    "far_field",
+    "photon_counts",
+    "add_patterns",
+    "apply_beamstop",
+    "saturation_level",
+    "expose",
+]
 
 #: CXI pixel-mask bit of a pixel shadowed by the beamstop.
 MASK_SHADOWED = np.uint32(0x10)
@@ -106,7 +115,7 @@ def add_patterns(patterns, centres_px, shape: tuple[int, int]) -> np.ndarray:
         fr0, fr1 = max(r0, 0), min(r0 + n0, shape[0])
         fc0, fc1 = max(c0, 0), min(c0 + n1, shape[1])
         if fr0 < fr1 and fc0 < fc1:
-            frame[fr0:fr1, fc0:fc1] += pat[fr0 - r0:fr1 - r0, fc0 - c0:fc1 - c0]
+            frame[fr0:fr1, fc0:fc1] += pat[fr0 - r0 : fr1 - r0, fc0 - c0 : fc1 - c0]
     return frame
 
 
@@ -129,7 +138,7 @@ def apply_beamstop(frame: np.ndarray, mask: np.ndarray, centres_px, radius_px: f
     rows = np.arange(frame.shape[-2])[:, None]
     cols = np.arange(frame.shape[-1])[None, :]
     for cr, cc in np.asarray(centres_px, dtype=float):
-        disc = (rows - cr) ** 2 + (cols - cc) ** 2 <= radius_px ** 2
+        disc = (rows - cr) ** 2 + (cols - cc) ** 2 <= radius_px**2
         frame[..., disc] = 0
         mask[..., disc] |= MASK_SHADOWED
 
@@ -171,8 +180,15 @@ def saturation_level(rate, times_s=PAPER_EXPOSURES_S) -> float:
     return peak * math.sqrt(float(t.min()) * float(t.max()))
 
 
-def expose(rate, times_s=PAPER_EXPOSURES_S, *, rng: np.random.Generator, rate_scale: float = 1.0,
-           full_well: float | None = None, mask=None):
+def expose(
+    rate,
+    times_s=PAPER_EXPOSURES_S,
+    *,
+    rng: np.random.Generator,
+    rate_scale: float = 1.0,
+    full_well: float | None = None,
+    mask=None,
+):
     """Record a series of exposures of the same expected frame: Poisson counts, clipped at saturation.
 
     Parameters
@@ -210,7 +226,9 @@ def expose(rate, times_s=PAPER_EXPOSURES_S, *, rng: np.random.Generator, rate_sc
     check_positive("expose.rate_scale", rate_scale)
     lam = lam * float(rate_scale)
     if not np.all(np.isfinite(lam) & (lam >= 0)):
-        raise InputError("expose.rate", "negative or non-finite rates", "non-negative finite photons per second")
+        raise InputError(
+            "expose.rate", "negative or non-finite rates", "non-negative finite photons per second"
+        )
     base = np.zeros(lam.shape, np.uint32) if mask is None else np.asarray(mask, dtype=np.uint32)
     if base.shape != lam.shape:
         raise InputError("expose.mask", f"shape {base.shape}", f"the rate's shape {lam.shape}")

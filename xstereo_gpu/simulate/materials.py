@@ -24,8 +24,17 @@ import numpy as np
 from ..checks import check_positive
 from ..errors import InputError
 
-__all__ = ["HC_EV_M", "Layer", "wavelength_from_energy", "energy_from_wavelength", "material_density",
-           "delta_beta", "stack_delta_beta", "stack_transmission", "parse_layers"]
+__all__ = [
+    "HC_EV_M",
+    "Layer",
+    "wavelength_from_energy",
+    "energy_from_wavelength",
+    "material_density",
+    "delta_beta",
+    "stack_delta_beta",
+    "stack_transmission",
+    "parse_layers",
+]
 
 #: Planck constant times speed of light  [eV m] (CODATA 2018, exact).
 HC_EV_M = 1.239841984e-6
@@ -35,8 +44,9 @@ def _xraydb():
     try:
         import xraydb
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("the simulator's optical constants need the 'xraydb' package "
-                          "(pip install xraydb)") from exc
+        raise ImportError(
+            "the simulator's optical constants need the 'xraydb' package (pip install xraydb)"
+        ) from exc
     return xraydb
 
 
@@ -70,8 +80,11 @@ def material_density(formula: str) -> float:
     try:
         return float(xdb.atomic_density(formula))
     except Exception:
-        raise InputError("material", repr(formula),
-                         "a material or element known to xraydb, or an explicit density in g/cm^3") from None
+        raise InputError(
+            "material",
+            repr(formula),
+            "a material or element known to xraydb, or an explicit density in g/cm^3",
+        ) from None
 
 
 def delta_beta(formula: str, energy_eV: float, *, density_g_cm3: float | None = None) -> tuple[float, float]:
@@ -126,8 +139,9 @@ class Layer:
     def __post_init__(self):
         if not isinstance(self.formula, str) or not self.formula:
             raise InputError("layer formula", repr(self.formula), "a chemical formula such as 'Si3N4'")
-        check_positive(f"layer {self.formula} thickness", self.thickness_m,
-                       expected="a positive thickness in m")
+        check_positive(
+            f"layer {self.formula} thickness", self.thickness_m, expected="a positive thickness in m"
+        )
 
 
 def parse_layers(spec, where: str) -> tuple[tuple[str, float], ...]:

@@ -42,21 +42,41 @@ SAMPLE_DEFAULTS: dict[str, dict] = {
     # the paper's cross data were recorded as two exposures (30 s and 240 s) and merged (HDR)
     "cross": dict(exposures_s=(30.0, 240.0)),
     "phase-cross": dict(
-        sample="phase-cross", angles_deg=(6.0, 6.0), beam_fwhm_um=None, kerf_nm=60.0, lid_tilt_deg=45.0,
-        membrane_layers=(("Si3N4", 60.0),), lid_layers=(("Si3N4", 10.0), ("Au", 5.0)),
-        right_rotation_deg=1.0, right_shift_px=(2.0, 0.0), photons=1e9, pattern_separation_px=256.0),
+        sample="phase-cross",
+        angles_deg=(6.0, 6.0),
+        beam_fwhm_um=None,
+        kerf_nm=60.0,
+        lid_tilt_deg=45.0,
+        membrane_layers=(("Si3N4", 60.0),),
+        lid_layers=(("Si3N4", 10.0), ("Au", 5.0)),
+        right_rotation_deg=1.0,
+        right_shift_px=(2.0, 0.0),
+        photons=1e9,
+        pattern_separation_px=256.0,
+    ),
     "pyramid": dict(
-        sample="pyramid", wavelength_m=_PYRAMID_WAVELENGTH_M,
+        sample="pyramid",
+        wavelength_m=_PYRAMID_WAVELENGTH_M,
         # lambda D / (N p) = 15 nm with N = 384, p = 2 x 13.5 um
         distance_m=15e-9 * 384 * 27e-6 / _PYRAMID_WAVELENGTH_M,
-        binning=2, pattern_size=384, angles_deg=(3.5, 3.5), beam_fwhm_um=None,
-        membrane_layers=(("Si3N4", 100.0),), voxel_depth_nm=15.0, photons=1e10, beamstop_radius_px=3),
+        binning=2,
+        pattern_size=384,
+        angles_deg=(3.5, 3.5),
+        beam_fwhm_um=None,
+        membrane_layers=(("Si3N4", 100.0),),
+        voxel_depth_nm=15.0,
+        photons=1e10,
+        beamstop_radius_px=3,
+    ),
 }
 
 
 def _integer(name: str, value, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) and not (
-            isinstance(value, float) and value.is_integer()):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        and not (isinstance(value, float) and value.is_integer())
+    ):
         raise InputError(name, repr(value), f"an integer >= {minimum}")
     if int(value) < minimum:
         raise InputError(name, repr(value), f"an integer >= {minimum}")
@@ -174,8 +194,17 @@ class SimulationOptions:
     def __post_init__(self):
         if self.sample not in SAMPLES:
             raise InputError("simulate.sample", repr(self.sample), f"one of {list(SAMPLES)}")
-        for name in ("wavelength_m", "distance_m", "ccd_pixel_m", "photons", "arm_width_um", "kerf_nm",
-                     "membrane_thickness_nm", "attenuation_length_nm", "voxel_depth_nm"):
+        for name in (
+            "wavelength_m",
+            "distance_m",
+            "ccd_pixel_m",
+            "photons",
+            "arm_width_um",
+            "kerf_nm",
+            "membrane_thickness_nm",
+            "attenuation_length_nm",
+            "voxel_depth_nm",
+        ):
             check_positive(f"simulate.{name}", getattr(self, name))
         check_positive("simulate.beamstop_radius_px", self.beamstop_radius_px, allow_zero=True)
         _integer("simulate.ccd_pixels", self.ccd_pixels, minimum=2)
@@ -193,7 +222,9 @@ class SimulationOptions:
         lo, hi = ANGLE_RANGE_DEG
         for i, a in enumerate(angles):
             if not (math.isfinite(a) and lo < a < hi):
-                raise InputError(f"simulate.angles_deg[{i}]", f"{a!r} deg", f"a magnitude in ({lo:g}, {hi:g}) deg")
+                raise InputError(
+                    f"simulate.angles_deg[{i}]", f"{a!r} deg", f"a magnitude in ({lo:g}, {hi:g}) deg"
+                )
         object.__setattr__(self, "angles_deg", angles)
 
         size = _pair("simulate.cross_size_um", self.cross_size_um, "x, y extents in um")
@@ -201,26 +232,38 @@ class SimulationOptions:
             raise InputError("simulate.cross_size_um", repr(self.cross_size_um), "two positive extents in um")
         object.__setattr__(self, "cross_size_um", size)
         if not self.arm_width_um < min(size):
-            raise InputError("simulate.arm_width_um", repr(self.arm_width_um),
-                             f"less than the smaller cross extent {min(size):g} um")
+            raise InputError(
+                "simulate.arm_width_um",
+                repr(self.arm_width_um),
+                f"less than the smaller cross extent {min(size):g} um",
+            )
         if not self.kerf_nm * 1e-3 < self.arm_width_um / 2:
-            raise InputError("simulate.kerf_nm", repr(self.kerf_nm),
-                             f"less than half the arm width ({self.arm_width_um * 500:g} nm)")
+            raise InputError(
+                "simulate.kerf_nm",
+                repr(self.kerf_nm),
+                f"less than half the arm width ({self.arm_width_um * 500:g} nm)",
+            )
         if not (math.isfinite(self.lid_tilt_deg) and abs(self.lid_tilt_deg) < 60):
             raise InputError("simulate.lid_tilt_deg", repr(self.lid_tilt_deg), "a tilt in (-60, 60) deg")
         if not math.isfinite(self.in_plane_rotation_deg):
-            raise InputError("simulate.in_plane_rotation_deg", repr(self.in_plane_rotation_deg),
-                             "a finite angle in deg")
+            raise InputError(
+                "simulate.in_plane_rotation_deg", repr(self.in_plane_rotation_deg), "a finite angle in deg"
+            )
         if self.exposures_s is not None:
             times = tuple(float(t) for t in self.exposures_s)
             if len(times) < 2 or not all(math.isfinite(t) and t > 0 for t in times):
-                raise InputError("simulate.exposures_s", repr(self.exposures_s),
-                                 "two or more positive integration times in s, or None")
+                raise InputError(
+                    "simulate.exposures_s",
+                    repr(self.exposures_s),
+                    "two or more positive integration times in s, or None",
+                )
             object.__setattr__(self, "exposures_s", times)
         if self.beam_fwhm_um is not None:
             fwhm = _pair("simulate.beam_fwhm_um", self.beam_fwhm_um, "x, y FWHM in um, or None")
             if not all(math.isfinite(f) and f > 0 for f in fwhm):
-                raise InputError("simulate.beam_fwhm_um", repr(self.beam_fwhm_um), "two positive FWHM in um, or None")
+                raise InputError(
+                    "simulate.beam_fwhm_um", repr(self.beam_fwhm_um), "two positive FWHM in um, or None"
+                )
             object.__setattr__(self, "beam_fwhm_um", fwhm)
 
         # Both N x N crops must lie inside the frame.
@@ -229,30 +272,41 @@ class SimulationOptions:
         for k, (row, col) in enumerate(self.centres_px):
             name = ("left", "right")[k]
             if row - n // 2 < 0 or col - n // 2 < 0 or row - n // 2 + n > side or col - n // 2 + n > side:
-                raise InputError("simulate.pattern_size", repr(n),
-                                 f"a crop that fits in the {side} x {side} frame around the {name} pattern "
-                                 f"centre (row {row:g}, col {col:g}); use a smaller pattern_size, a smaller "
-                                 "binning or smaller angles")
+                raise InputError(
+                    "simulate.pattern_size",
+                    repr(n),
+                    f"a crop that fits in the {side} x {side} frame around the {name} pattern "
+                    f"centre (row {row:g}, col {col:g}); use a smaller pattern_size, a smaller "
+                    "binning or smaller angles",
+                )
         # The view grid must hold the sample (and its shifts in both views) with a margin.
         fov_um = n * self.pixel_size_m * 1e6
         if self.sample == "pyramid":
             rot = math.radians(self.pyramid_rotation_deg)
             half = self.pyramid_base_um / 2 * (abs(math.cos(rot)) + abs(math.sin(rot)))
             shift = (self.pyramid_height_um + 0.1) * max(math.tan(math.radians(a)) for a in angles)
-            band = self.stray_band_um * (abs(math.cos(rot)) + abs(math.sin(rot))) if self.stray_spheres else 0.0
+            band = (
+                self.stray_band_um * (abs(math.cos(rot)) + abs(math.sin(rot))) if self.stray_spheres else 0.0
+            )
             need_um = 2 * (half + band + shift + self.sphere_diameter_nm * 1e-3 + 0.2)
         else:
             need_um = 2 * (math.hypot(max(size) / 2, self.arm_width_um / 2) + 0.5)
         if fov_um < need_um:
-            raise InputError("simulate.pattern_size", f"{n} (view field {fov_um:.2f} um)",
-                             f"a view field of at least {need_um:.2f} um to hold the sample "
-                             f"(pattern_size >= {math.ceil(need_um / (self.pixel_size_m * 1e6))})")
+            raise InputError(
+                "simulate.pattern_size",
+                f"{n} (view field {fov_um:.2f} um)",
+                f"a view field of at least {need_um:.2f} um to hold the sample "
+                f"(pattern_size >= {math.ceil(need_um / (self.pixel_size_m * 1e6))})",
+            )
 
     def _check_sample_options(self) -> None:
         """Materials, misalignment and pyramid options (called first by ``__post_init__``)."""
         if self.sample == "cross" and self.membrane_layers is not None:
-            raise InputError("simulate.membrane_layers", repr(self.membrane_layers),
-                             "None for the amplitude cross (it uses membrane_thickness_nm and attenuation_length_nm)")
+            raise InputError(
+                "simulate.membrane_layers",
+                repr(self.membrane_layers),
+                "None for the amplitude cross (it uses membrane_thickness_nm and attenuation_length_nm)",
+            )
         for name in ("membrane_layers", "lid_layers"):
             v = getattr(self, name)
             if v is not None:
@@ -260,27 +314,41 @@ class SimulationOptions:
         if self.membrane_layers is not None:
             object.__setattr__(self, "membrane_thickness_nm", float(sum(t for _, t in self.membrane_layers)))
         elif self.sample != "cross":
-            raise InputError("simulate.membrane_layers", "None",
-                             f"the membrane's layers for the {self.sample!r} sample "
-                             f"(use SimulationOptions.for_sample({self.sample!r}))")
+            raise InputError(
+                "simulate.membrane_layers",
+                "None",
+                f"the membrane's layers for the {self.sample!r} sample "
+                f"(use SimulationOptions.for_sample({self.sample!r}))",
+            )
         if self.lid_layers is not None and self.sample != "phase-cross":
-            raise InputError("simulate.lid_layers", repr(self.lid_layers), "None (only the phase cross has lid layers)")
+            raise InputError(
+                "simulate.lid_layers", repr(self.lid_layers), "None (only the phase cross has lid layers)"
+            )
         if self.pattern_separation_px is not None:
             check_positive("simulate.pattern_separation_px", self.pattern_separation_px)
             object.__setattr__(self, "pattern_separation_px", float(self.pattern_separation_px))
         if not math.isfinite(self.right_rotation_deg) or abs(self.right_rotation_deg) > 45:
-            raise InputError("simulate.right_rotation_deg", repr(self.right_rotation_deg), "an angle in [-45, 45] deg")
+            raise InputError(
+                "simulate.right_rotation_deg", repr(self.right_rotation_deg), "an angle in [-45, 45] deg"
+            )
         shift = _pair("simulate.right_shift_px", self.right_shift_px, "rows, cols in view pixels")
         if not all(math.isfinite(v) and abs(v) <= self.pattern_size / 4 for v in shift):
-            raise InputError("simulate.right_shift_px", repr(self.right_shift_px),
-                             f"two finite shifts of at most N/4 = {self.pattern_size / 4:g} pixels")
+            raise InputError(
+                "simulate.right_shift_px",
+                repr(self.right_shift_px),
+                f"two finite shifts of at most N/4 = {self.pattern_size / 4:g} pixels",
+            )
         object.__setattr__(self, "right_shift_px", shift)
         for name in ("pyramid_base_um", "pyramid_height_um", "sphere_diameter_nm"):
             check_positive(f"simulate.{name}", getattr(self, name))
         if not math.isfinite(self.pyramid_rotation_deg):
-            raise InputError("simulate.pyramid_rotation_deg", repr(self.pyramid_rotation_deg), "a finite angle in deg")
+            raise InputError(
+                "simulate.pyramid_rotation_deg", repr(self.pyramid_rotation_deg), "a finite angle in deg"
+            )
         if not (isinstance(self.sphere_material, str) and self.sphere_material):
-            raise InputError("simulate.sphere_material", repr(self.sphere_material), "a chemical formula such as 'Au'")
+            raise InputError(
+                "simulate.sphere_material", repr(self.sphere_material), "a chemical formula such as 'Au'"
+            )
         c = self.sphere_coverage
         if not (isinstance(c, (int, float)) and math.isfinite(c) and 0 < c <= 0.5):
             raise InputError("simulate.sphere_coverage", repr(c), "a fraction in (0, 0.5]")
@@ -288,16 +356,22 @@ class SimulationOptions:
         object.__setattr__(self, "stray_spheres", int(self.stray_spheres))
         check_positive("simulate.stray_band_um", self.stray_band_um)
         if self.stray_spheres and self.stray_band_um < 3 * self.sphere_diameter_nm * 1e-3:
-            raise InputError("simulate.stray_band_um", repr(self.stray_band_um),
-                             f"at least three sphere diameters ({3 * self.sphere_diameter_nm * 1e-3:g} um) "
-                             "to hold stray spheres")
+            raise InputError(
+                "simulate.stray_band_um",
+                repr(self.stray_band_um),
+                f"at least three sphere diameters ({3 * self.sphere_diameter_nm * 1e-3:g} um) "
+                "to hold stray spheres",
+            )
         if self.sphere_diameter_nm * 1e-3 >= self.pyramid_base_um / 4:
-            raise InputError("simulate.sphere_diameter_nm", repr(self.sphere_diameter_nm),
-                             f"less than a quarter of the pyramid base ({self.pyramid_base_um * 250:g} nm)")
+            raise InputError(
+                "simulate.sphere_diameter_nm",
+                repr(self.sphere_diameter_nm),
+                f"less than a quarter of the pyramid base ({self.pyramid_base_um * 250:g} nm)",
+            )
 
     # ----------------------------------------------------------------------------------------------
     @classmethod
-    def for_sample(cls, name: str, **changes) -> "SimulationOptions":
+    def for_sample(cls, name: str, **changes) -> SimulationOptions:
         """Options of a sample with its own defaults (``SAMPLE_DEFAULTS``), then ``changes``.
 
         Parameters
@@ -325,13 +399,13 @@ class SimulationOptions:
         return HC_EV_M / self.wavelength_m
 
     @classmethod
-    def paper(cls, **changes) -> "SimulationOptions":
+    def paper(cls, **changes) -> SimulationOptions:
         """The paper's size: unbinned 2048 x 2048 CCD, 1024 x 1024 crops, 12-pixel beamstop."""
         kw = dict(binning=1, pattern_size=1024, beamstop_radius_px=12)
         kw.update(changes)
         return cls(**kw)
 
-    def replace(self, **changes) -> "SimulationOptions":
+    def replace(self, **changes) -> SimulationOptions:
         """A validated copy with some options changed."""
         return dataclasses.replace(self, **changes)
 
@@ -369,7 +443,10 @@ class SimulationOptions:
             sep = round(self.pattern_separation_px)
             off_l = round(sep * math.tan(t1) / (math.tan(t1) + math.tan(t2)))
             off_r = sep - off_l
-            return ((float(side // 2), float(side // 2 - off_l)), (float(side // 2), float(side // 2 + off_r)))
+            return (
+                (float(side // 2), float(side // 2 - off_l)),
+                (float(side // 2), float(side // 2 + off_r)),
+            )
         off_l = round(self.distance_m * math.tan(t1) / p)
         off_r = round(self.distance_m * math.tan(t2) / p)
         return ((float(side // 2), float(side // 2 - off_l)), (float(side // 2), float(side // 2 + off_r)))

@@ -63,10 +63,15 @@ class VoxelObject:
 
 
 def _box_origin(n: int, hr: int, hc: int) -> tuple[int, int]:
-    """Top-left pixel of a (2 hr + 1) x (2 hc + 1) box centred on an n x n view grid; error if it does not fit."""
+    """Top-left pixel of a (2 hr + 1) x (2 hc + 1) box centred on an n x n view grid; error if it does not "
+    "fit."""
     r0, c0 = n // 2 - hr, n // 2 - hc
     if r0 < 0 or c0 < 0 or n // 2 + hr >= n or n // 2 + hc >= n:
-        raise InputError("pattern_size", repr(n), f"a view grid of at least {2 * max(hr, hc) + 2} pixels to hold the sample")
+        raise InputError(
+            "pattern_size",
+            repr(n),
+            f"a view grid of at least {2 * max(hr, hc) + 2} pixels to hold the sample",
+        )
     return r0, c0
 
 
@@ -92,8 +97,23 @@ def cross_polygon(half_x: float, half_y: float, half_arm: float) -> np.ndarray:
     (12, 2) float64
     """
     a, b, w = half_x, half_y, half_arm
-    return np.array([(a, -w), (a, w), (w, w), (w, b), (-w, b), (-w, w), (-a, w), (-a, -w),
-                     (-w, -w), (-w, -b), (w, -b), (w, -w)], dtype=float)
+    return np.array(
+        [
+            (a, -w),
+            (a, w),
+            (w, w),
+            (w, b),
+            (-w, b),
+            (-w, w),
+            (-a, w),
+            (-a, -w),
+            (-w, -w),
+            (-w, -b),
+            (w, -b),
+            (w, -w),
+        ],
+        dtype=float,
+    )
 
 
 def inside_cross(u, v, half_x: float, half_y: float, half_arm: float):
@@ -138,15 +158,20 @@ class CrossLid:
     lid_thickness_m: float | None = None
 
     @classmethod
-    def from_options(cls, options) -> "CrossLid":
+    def from_options(cls, options) -> CrossLid:
         """The sample described by a :class:`~xstereo_gpu.simulate.SimulationOptions`."""
         lid_t = None
         if getattr(options, "lid_layers", None) is not None:
             lid_t = sum(t for _, t in options.lid_layers) * 1e-9
-        return cls(size_m=(options.cross_size_um[0] * 1e-6, options.cross_size_um[1] * 1e-6),
-                   arm_width_m=options.arm_width_um * 1e-6, kerf_m=options.kerf_nm * 1e-9,
-                   thickness_m=options.membrane_thickness_nm * 1e-9, tilt_deg=options.lid_tilt_deg,
-                   rotation_deg=options.in_plane_rotation_deg, lid_thickness_m=lid_t)
+        return cls(
+            size_m=(options.cross_size_um[0] * 1e-6, options.cross_size_um[1] * 1e-6),
+            arm_width_m=options.arm_width_um * 1e-6,
+            kerf_m=options.kerf_nm * 1e-9,
+            thickness_m=options.membrane_thickness_nm * 1e-9,
+            tilt_deg=options.lid_tilt_deg,
+            rotation_deg=options.in_plane_rotation_deg,
+            lid_thickness_m=lid_t,
+        )
 
     @property
     def lid_t(self) -> float:
@@ -268,8 +293,9 @@ class CrossLid:
         shift = self.z_extent() * max_tan
         return (math.ceil(ey / pixel_m) + margin_px, math.ceil((ex + shift) / pixel_m) + margin_px)
 
-    def voxelise_parts(self, *, pixel_m: float, grid_size: int, dz_m: float, max_tan: float,
-                       supersample: int = 4) -> tuple[VoxelObject, VoxelObject]:
+    def voxelise_parts(
+        self, *, pixel_m: float, grid_size: int, dz_m: float, max_tan: float, supersample: int = 4
+    ) -> tuple[VoxelObject, VoxelObject]:
         """Occupancies of the membrane and of the lid, separately, on the same sub-box.
 
         Same parameters as :meth:`voxelise`, which returns their (clipped) sum. The membrane part
@@ -279,15 +305,19 @@ class CrossLid:
         -------
         membrane, lid : VoxelObject
         """
-        mem, lid, z, origin = self._occupancies(pixel_m=pixel_m, grid_size=grid_size, dz_m=dz_m, max_tan=max_tan,
-                                                supersample=supersample)
+        mem, lid, z, origin = self._occupancies(
+            pixel_m=pixel_m, grid_size=grid_size, dz_m=dz_m, max_tan=max_tan, supersample=supersample
+        )
         np.clip(lid, 0.0, 1.0, out=lid)
         kw = dict(z_m=z, dz_m=float(dz_m), pixel_m=float(pixel_m), origin_px=origin)
-        return (VoxelObject(occupancy=mem, background_path_m=float(self.thickness_m), **kw),
-                VoxelObject(occupancy=lid, background_path_m=0.0, **kw))
+        return (
+            VoxelObject(occupancy=mem, background_path_m=float(self.thickness_m), **kw),
+            VoxelObject(occupancy=lid, background_path_m=0.0, **kw),
+        )
 
-    def voxelise(self, *, pixel_m: float, grid_size: int, dz_m: float, max_tan: float,
-                 supersample: int = 4) -> VoxelObject:
+    def voxelise(
+        self, *, pixel_m: float, grid_size: int, dz_m: float, max_tan: float, supersample: int = 4
+    ) -> VoxelObject:
         """Occupancy of membrane and lid on a sub-box of the ``grid_size`` x ``grid_size`` view grid.
 
         Laterally, each voxel averages ``supersample**2`` point samples of the outlines. Along z, each
@@ -312,12 +342,19 @@ class CrossLid:
         -------
         VoxelObject
         """
-        mem, lid, z, origin = self._occupancies(pixel_m=pixel_m, grid_size=grid_size, dz_m=dz_m, max_tan=max_tan,
-                                                supersample=supersample)
+        mem, lid, z, origin = self._occupancies(
+            pixel_m=pixel_m, grid_size=grid_size, dz_m=dz_m, max_tan=max_tan, supersample=supersample
+        )
         occ = mem + lid
         np.clip(occ, 0.0, 1.0, out=occ)
-        return VoxelObject(occupancy=occ, z_m=z, dz_m=float(dz_m), pixel_m=float(pixel_m), origin_px=origin,
-                           background_path_m=float(self.thickness_m))
+        return VoxelObject(
+            occupancy=occ,
+            z_m=z,
+            dz_m=float(dz_m),
+            pixel_m=float(pixel_m),
+            origin_px=origin,
+            background_path_m=float(self.thickness_m),
+        )
 
     def _occupancies(self, *, pixel_m: float, grid_size: int, dz_m: float, max_tan: float, supersample: int):
         """Membrane and lid occupancies (not clipped), slice centres, box origin."""
@@ -327,7 +364,7 @@ class CrossLid:
         ny, nx = 2 * hr + 1, 2 * hc + 1
         s = int(supersample)
         # Supersampled lateral coordinates (float32 is plenty for nm on a 10 um field).
-        off = ((np.arange(s) + 0.5) / s - 0.5)
+        off = (np.arange(s) + 0.5) / s - 0.5
         ys = ((np.arange(ny)[:, None] - hr) + off[None, :]).reshape(-1) * pixel_m
         xs = ((np.arange(nx)[:, None] - hc) + off[None, :]).reshape(-1) * pixel_m
         u, v = self.object_to_sample(xs[None, :], ys[:, None])
@@ -354,11 +391,12 @@ class CrossLid:
         # h = t / (2 cos t); outline evaluated at v' = v cos t + z sin t.
         tilt = math.radians(self.tilt_deg)
         ct, st = math.cos(tilt), math.sin(tilt)
-        zc = (v * np.float32(math.tan(tilt)))
+        zc = v * np.float32(math.tan(tilt))
         h = half_t / ct
         for j, zj in enumerate(z):
-            frac = slab_overlap(np.float32(zj - dz_m / 2), np.float32(zj + dz_m / 2), zc - np.float32(h),
-                                zc + np.float32(h)) * np.float32(1.0 / dz_m)
+            frac = slab_overlap(
+                np.float32(zj - dz_m / 2), np.float32(zj + dz_m / 2), zc - np.float32(h), zc + np.float32(h)
+            ) * np.float32(1.0 / dz_m)
             vp = v * np.float32(ct) + np.float32(zj * st)
             lid = inside_cross(u, vp, *self.inner)
             occ[j] += block_mean(np.where(lid, frac, np.float32(0)))
@@ -367,10 +405,12 @@ class CrossLid:
     def describe(self) -> str:
         """One-line human-readable description of the sample and its parameters."""
         a, b, w = self.outer
-        return (f"cross-lid: {2 * a * 1e6:.2f} x {2 * b * 1e6:.2f} um cross, arms {2 * w * 1e6:.2f} um, "
-                f"cut in a {self.thickness_m * 1e9:.0f} nm membrane with a {self.kerf_m * 1e9:.0f} nm kerf; "
-                f"lid tilted {self.tilt_deg:g} deg about its horizontal arm (contact points at its tips), "
-                f"sample rotated {self.rotation_deg:g} deg in plane")
+        return (
+            f"cross-lid: {2 * a * 1e6:.2f} x {2 * b * 1e6:.2f} um cross, arms {2 * w * 1e6:.2f} um, "
+            f"cut in a {self.thickness_m * 1e9:.0f} nm membrane with a {self.kerf_m * 1e9:.0f} nm kerf; "
+            f"lid tilted {self.tilt_deg:g} deg about its horizontal arm (contact points at its tips), "
+            f"sample rotated {self.rotation_deg:g} deg in plane"
+        )
 
 
 @dataclass(frozen=True)
@@ -420,14 +460,19 @@ class Pyramid:
     stray_band_m: float = 0.2e-6
 
     @classmethod
-    def from_options(cls, options) -> "Pyramid":
+    def from_options(cls, options) -> Pyramid:
         """The sample described by a :class:`~xstereo_gpu.simulate.SimulationOptions`."""
-        return cls(base_m=options.pyramid_base_um * 1e-6, height_m=options.pyramid_height_um * 1e-6,
-                   thickness_m=options.membrane_thickness_nm * 1e-9,
-                   sphere_radius_m=options.sphere_diameter_nm * 0.5e-9, coverage=float(options.sphere_coverage),
-                   rotation_deg=float(options.pyramid_rotation_deg), seed=int(options.seed),
-                   stray_spheres=int(getattr(options, "stray_spheres", 0)),
-                   stray_band_m=float(getattr(options, "stray_band_um", 0.2)) * 1e-6)
+        return cls(
+            base_m=options.pyramid_base_um * 1e-6,
+            height_m=options.pyramid_height_um * 1e-6,
+            thickness_m=options.membrane_thickness_nm * 1e-9,
+            sphere_radius_m=options.sphere_diameter_nm * 0.5e-9,
+            coverage=float(options.sphere_coverage),
+            rotation_deg=float(options.pyramid_rotation_deg),
+            seed=int(options.seed),
+            stray_spheres=int(getattr(options, "stray_spheres", 0)),
+            stray_band_m=float(getattr(options, "stray_band_um", 0.2)) * 1e-6,
+        )
 
     # -- frames and facts ----------------------------------------------------------------------------
     def to_object(self, u, v):
@@ -472,7 +517,7 @@ class Pyramid:
 
     def face_area_m2(self) -> float:
         """Total area of the four faces (mid-surface)  [m^2]."""
-        return self.base_m ** 2 * math.sqrt(1.0 + self.slope ** 2)
+        return self.base_m**2 * math.sqrt(1.0 + self.slope**2)
 
     # -- spheres -------------------------------------------------------------------------------------
     def spheres(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -496,8 +541,8 @@ class Pyramid:
         target = int(round(self.coverage * self.face_area_m2() / (math.pi * r * r)))
         rng = np.random.default_rng([int(self.seed), 0x5EED])
         normals = self._face_normals()
-        e = normals[:, :2] / np.linalg.norm(normals[:, :2], axis=1, keepdims=True) * -1.0   # outward (u, v)
-        norm = math.sqrt(1.0 + self.slope ** 2)
+        e = normals[:, :2] / np.linalg.norm(normals[:, :2], axis=1, keepdims=True) * -1.0  # outward (u, v)
+        norm = math.sqrt(1.0 + self.slope**2)
         accepted = np.empty((max(target, 1), 3))
         feet = np.empty((max(target, 1), 3))
         faces = np.empty(max(target, 1), dtype=np.int8)
@@ -510,8 +555,8 @@ class Pyramid:
             batch = rng.uniform(-half, half, size=(1024, 2))
             tries += len(batch)
             for uu, vv in batch:
-                f = (0 if uu >= abs(vv) else 2 if -uu >= abs(vv) else 1 if vv > 0 else 3)
-                s_along = uu * e[f, 0] + vv * e[f, 1]            # distance from the axis toward face f's base edge
+                f = 0 if uu >= abs(vv) else 2 if -uu >= abs(vv) else 1 if vv > 0 else 3
+                s_along = uu * e[f, 0] + vv * e[f, 1]  # distance from the axis toward face f's base edge
                 across = abs(uu * e[f, 1] - vv * e[f, 0])
                 # stay r (measured in the base plane) inside the face's outline: rim and both ridges
                 if s_along > half - r or s_along - across < r * math.sqrt(2.0):
@@ -583,8 +628,16 @@ class Pyramid:
         shift = (self.height_m + self.thickness_m + 2 * self.sphere_radius_m) * max_tan
         return (math.ceil(ey / pixel_m) + margin_px, math.ceil((ex + shift) / pixel_m) + margin_px)
 
-    def voxelise_parts(self, *, pixel_m: float, grid_size: int, dz_m: float, max_tan: float,
-                       supersample: int = 4, spheres=None) -> tuple[VoxelObject, VoxelObject]:
+    def voxelise_parts(
+        self,
+        *,
+        pixel_m: float,
+        grid_size: int,
+        dz_m: float,
+        max_tan: float,
+        supersample: int = 4,
+        spheres=None,
+    ) -> tuple[VoxelObject, VoxelObject]:
         """Occupancies of the membrane (with its notch) and of the spheres on one sub-box.
 
         Laterally each voxel averages ``supersample**2`` point samples; along z each sample contributes
@@ -618,7 +671,7 @@ class Pyramid:
         ny, nx = 2 * hr + 1, 2 * hc + 1
         s = int(supersample)
         r, t = self.sphere_radius_m, self.thickness_m
-        cosa = 1.0 / math.sqrt(1.0 + self.slope ** 2)
+        cosa = 1.0 / math.sqrt(1.0 + self.slope**2)
         z_lo = min(-t / 2, float(centres[:, 2].min() - r) if len(centres) else 0.0)
         z_hi = max(self.height_m + t / (2 * cosa), float(centres[:, 2].max() + r) if len(centres) else 0.0)
         j0 = math.floor(z_lo / dz_m + 0.5)
@@ -626,7 +679,7 @@ class Pyramid:
         z = np.arange(j0, j1 + 1) * dz_m
         nz = len(z)
 
-        off = ((np.arange(s) + 0.5) / s - 0.5)
+        off = (np.arange(s) + 0.5) / s - 0.5
         ys = ((np.arange(ny)[:, None] - hr) + off[None, :]).reshape(-1) * pixel_m
         xs = ((np.arange(nx)[:, None] - hc) + off[None, :]).reshape(-1) * pixel_m
         u, v = self.to_pyramid(xs[None, :], ys[:, None])
@@ -641,45 +694,70 @@ class Pyramid:
 
         mem = np.empty((nz, ny, nx), dtype=np.float32)
         for j, zj in enumerate(z):
-            mem[j] = block_mean(slab_overlap(np.float32(zj - dz_m / 2), np.float32(zj + dz_m / 2), lo, hi)) \
-                * np.float32(1.0 / dz_m)
+            mem[j] = block_mean(
+                slab_overlap(np.float32(zj - dz_m / 2), np.float32(zj + dz_m / 2), lo, hi)
+            ) * np.float32(1.0 / dz_m)
         np.clip(mem, 0.0, 1.0, out=mem)
 
         sph = np.zeros((nz, ny, nx), dtype=np.float32)
         if len(centres):
-            k = math.ceil(2 * r / pixel_m) + 2                        # lateral block of pixels per sphere
-            kz = math.ceil(2 * r / dz_m) + 2                          # slices per sphere
-            row0 = np.floor((centres[:, 1] - r) / pixel_m + 0.5).astype(int) + hr   # box row of the block start
+            k = math.ceil(2 * r / pixel_m) + 2  # lateral block of pixels per sphere
+            kz = math.ceil(2 * r / dz_m) + 2  # slices per sphere
+            row0 = (
+                np.floor((centres[:, 1] - r) / pixel_m + 0.5).astype(int) + hr
+            )  # box row of the block start
             col0 = np.floor((centres[:, 0] - r) / pixel_m + 0.5).astype(int) + hc
             sl0 = np.floor((centres[:, 2] - r) / dz_m + 0.5).astype(int) - j0
-            loc = (np.arange(k)[:, None] + off[None, :]).reshape(-1)            # (k s,) in pixels
+            loc = (np.arange(k)[:, None] + off[None, :]).reshape(-1)  # (k s,) in pixels
             py = (row0[:, None] - hr + loc[None, :]) * pixel_m - centres[:, 1:2]  # (S, k s)
             px = (col0[:, None] - hc + loc[None, :]) * pixel_m - centres[:, 0:1]
             rho2 = py[:, :, None] ** 2 + px[:, None, :] ** 2
-            chord = np.sqrt(np.clip(r * r - rho2, 0.0, None))                   # half chord (S, k s, k s)
+            chord = np.sqrt(np.clip(r * r - rho2, 0.0, None))  # half chord (S, k s, k s)
             rr = row0[:, None, None] + np.arange(k)[None, :, None]
             cc = col0[:, None, None] + np.arange(k)[None, None, :]
             for dj in range(kz):
                 jj = sl0 + dj
                 zj = (jj + j0) * dz_m
-                frac = slab_overlap((zj - dz_m / 2)[:, None, None], (zj + dz_m / 2)[:, None, None],
-                                    centres[:, 2, None, None] - chord, centres[:, 2, None, None] + chord) / dz_m
+                frac = (
+                    slab_overlap(
+                        (zj - dz_m / 2)[:, None, None],
+                        (zj + dz_m / 2)[:, None, None],
+                        centres[:, 2, None, None] - chord,
+                        centres[:, 2, None, None] + chord,
+                    )
+                    / dz_m
+                )
                 blk = frac.reshape(-1, k, s, k, s).mean(axis=(2, 4)).astype(np.float32)
                 ok = (jj >= 0) & (jj < nz)
-                np.add.at(sph, (np.broadcast_to(jj[:, None, None], blk.shape)[ok], rr[ok].reshape(-1, k, 1)
-                                .repeat(k, axis=2), cc[ok].reshape(-1, 1, k).repeat(k, axis=1)), blk[ok])
+                np.add.at(
+                    sph,
+                    (
+                        np.broadcast_to(jj[:, None, None], blk.shape)[ok],
+                        rr[ok].reshape(-1, k, 1).repeat(k, axis=2),
+                        cc[ok].reshape(-1, 1, k).repeat(k, axis=1),
+                    ),
+                    blk[ok],
+                )
             np.clip(sph, 0.0, 1.0, out=sph)
         kw = dict(z_m=z, dz_m=float(dz_m), pixel_m=float(pixel_m), origin_px=(r0, c0))
-        return (VoxelObject(occupancy=mem, background_path_m=float(t), **kw),
-                VoxelObject(occupancy=sph, background_path_m=0.0, **kw))
+        return (
+            VoxelObject(occupancy=mem, background_path_m=float(t), **kw),
+            VoxelObject(occupancy=sph, background_path_m=0.0, **kw),
+        )
 
     def describe(self, n_spheres: int | None = None) -> str:
         """One-line human-readable description of the sample and its parameters."""
         count = "" if n_spheres is None else f"{n_spheres} "
-        return (f"nanoparticle pyramid: {count}spheres of {2 * self.sphere_radius_m * 1e9:g} nm diameter "
-                f"lining the faces of an inverted pyramid notch (base {self.base_m * 1e6:g} um, height "
-                f"{self.height_m * 1e6:g} um, apex downstream at z = +H, rotated {self.rotation_deg:g} deg in "
-                f"plane) in a {self.thickness_m * 1e9:g} nm membrane; face coverage {self.coverage:g}, "
-                f"placement seed {self.seed}"
-                + (f"; {self.stray_spheres} stray spheres on the flat membrane within "
-                   f"{self.stray_band_m * 1e6:g} um of the rim (label 4)" if self.stray_spheres else ""))
+        return (
+            f"nanoparticle pyramid: {count}spheres of {2 * self.sphere_radius_m * 1e9:g} nm diameter "
+            f"lining the faces of an inverted pyramid notch (base {self.base_m * 1e6:g} um, height "
+            f"{self.height_m * 1e6:g} um, apex downstream at z = +H, rotated {self.rotation_deg:g} deg in "
+            f"plane) in a {self.thickness_m * 1e9:g} nm membrane; face coverage {self.coverage:g}, "
+            f"placement seed {self.seed}"
+            + (
+                f"; {self.stray_spheres} stray spheres on the flat membrane within "
+                f"{self.stray_band_m * 1e6:g} um of the rim (label 4)"
+                if self.stray_spheres
+                else ""
+            )
+        )

@@ -27,11 +27,19 @@ from ..backend import get_array_module, scipy_module, to_host
 from ..checks import check_positive
 from ..errors import InputError
 
-__all__ = ["path_length", "transmission", "project", "beta_from_attenuation", "misalignment_matrix", "misalign"]
+__all__ = [
+    "path_length",
+    "transmission",
+    "project",
+    "beta_from_attenuation",
+    "misalignment_matrix",
+    "misalign",
+]
 
 
 def beta_from_attenuation(wavelength_m: float, attenuation_length_m: float) -> float:
-    """Imaginary index decrement ``beta = lambda / (4 pi l)`` of a material whose intensity falls by 1/e over ``l``."""
+    """Imaginary index decrement ``beta = lambda / (4 pi l)`` of a material whose intensity falls by 1/e "
+    "over ``l``."""
     return wavelength_m / (4.0 * math.pi * attenuation_length_m)
 
 
@@ -44,8 +52,11 @@ def _slice_step(z: np.ndarray, dz_m: float | None) -> float:
     steps = np.diff(z)
     dz = float(steps.mean())
     if not (dz > 0 and np.allclose(steps, dz, rtol=1e-6, atol=0)):
-        raise InputError("project: z_m", "non-uniform or decreasing slice positions",
-                         "uniformly increasing z_m, or dz_m given")
+        raise InputError(
+            "project: z_m",
+            "non-uniform or decreasing slice positions",
+            "uniformly increasing z_m, or dz_m given",
+        )
     return dz
 
 
@@ -76,7 +87,9 @@ def path_length(occupancy, *, z_m, pixel_m: float, angle_rad: float, dz_m: float
         raise InputError("project: occupancy", f"shape {tuple(occ.shape)}", "a (Nz, Ny, Nx) volume")
     z = np.asarray(to_host(z_m), dtype=np.float64).reshape(-1)
     if z.shape[0] != occ.shape[0]:
-        raise InputError("project: z_m", f"{z.shape[0]} slice positions", f"{occ.shape[0]} (occupancy's first axis)")
+        raise InputError(
+            "project: z_m", f"{z.shape[0]} slice positions", f"{occ.shape[0]} (occupancy's first axis)"
+        )
     check_positive("project: pixel_m", pixel_m, expected="a positive pixel size in metres")
     if not (math.isfinite(angle_rad) and abs(angle_rad) < math.pi / 2):
         raise InputError("project: angle_rad", repr(angle_rad), "a finite angle with |a| < pi/2")
@@ -119,7 +132,9 @@ def transmission(path_m, *, wavelength_m: float, delta: float, beta: float):
     xp = get_array_module(path_m)
     check_positive("project: wavelength_m", wavelength_m, expected="a positive wavelength in metres")
     if not (math.isfinite(delta) and math.isfinite(beta) and beta >= 0):
-        raise InputError("project: delta, beta", f"delta={delta!r}, beta={beta!r}", "finite values with beta >= 0")
+        raise InputError(
+            "project: delta, beta", f"delta={delta!r}, beta={beta!r}", "finite values with beta >= 0"
+        )
     kw = 2.0 * math.pi / wavelength_m
     path = xp.asarray(path_m, dtype=xp.float32)
     amp = xp.exp(path * np.float32(-kw * beta))
@@ -128,8 +143,17 @@ def transmission(path_m, *, wavelength_m: float, delta: float, beta: float):
     return (amp * xp.exp(path * np.complex64(-1j * kw * delta))).astype(xp.complex64)
 
 
-def project(occupancy, *, z_m, pixel_m: float, angle_rad: float, wavelength_m: float, delta: float, beta: float,
-            dz_m: float | None = None):
+def project(
+    occupancy,
+    *,
+    z_m,
+    pixel_m: float,
+    angle_rad: float,
+    wavelength_m: float,
+    delta: float,
+    beta: float,
+    dz_m: float | None = None,
+):
     """Complex transmission of a voxel object seen along a beam tilted by ``angle_rad``.
 
     ``T_k(x_k, y) = exp(-i (2 pi / lambda) (delta - i beta) L_k(x_k, y))`` with ``L_k`` from

@@ -12,7 +12,7 @@ with ``delta``, ``beta`` from :mod:`.materials` (``xraydb``) at the photon energ
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -80,8 +80,9 @@ def exit_waves(options: SimulationOptions, *, progress: Callable[[str], None] | 
 
 def _illumination(options: SimulationOptions) -> np.ndarray:
     fwhm = options.beam_fwhm_um
-    return illumination(options.pattern_size, options.pixel_size_m,
-                        None if fwhm is None else (fwhm[0] * 1e-6, fwhm[1] * 1e-6))
+    return illumination(
+        options.pattern_size, options.pixel_size_m, None if fwhm is None else (fwhm[0] * 1e-6, fwhm[1] * 1e-6)
+    )
 
 
 def _material_views(options: SimulationOptions, parts, constants, say) -> np.ndarray:
@@ -92,14 +93,18 @@ def _material_views(options: SimulationOptions, parts, constants, say) -> np.nda
     illum = _illumination(options)
     views = np.empty((2, n, n), dtype=np.complex64)
     for k, a in enumerate((t1, -t2)):
-        say(f"projecting {len(parts)} materials along the {('left', 'right')[k]} beam ({math.degrees(a):+.2f} deg)")
+        say(
+            f"projecting {len(parts)} materials along the {('left', 'right')[k]} beam "
+            f"({math.degrees(a):+.2f} deg)"
+        )
         wave = illum.astype(np.complex64)
         for vox, (delta, beta) in zip(parts, constants):
             nz, ny, nx = vox.occupancy.shape
             r0, c0 = vox.origin_px
             path = np.full((n, n), vox.background_path_m / math.cos(a), dtype=np.float32)
-            path[r0:r0 + ny, c0:c0 + nx] = path_length(vox.occupancy, z_m=vox.z_m, pixel_m=dr, angle_rad=a,
-                                                       dz_m=vox.dz_m)
+            path[r0 : r0 + ny, c0 : c0 + nx] = path_length(
+                vox.occupancy, z_m=vox.z_m, pixel_m=dr, angle_rad=a, dz_m=vox.dz_m
+            )
             wave *= transmission(path, wavelength_m=options.wavelength_m, delta=delta, beta=beta)
         views[k] = wave
     return views
@@ -116,10 +121,18 @@ def _phase_cross_waves(options: SimulationOptions, say: Callable[[str], None]):
     dr = options.pixel_size_m
     t1, t2 = (math.radians(a) for a in options.angles_deg)
     phantom = CrossLid.from_options(options)
-    parts = phantom.voxelise_parts(pixel_m=dr, grid_size=n, dz_m=options.voxel_depth_nm * 1e-9,
-                                   max_tan=max(math.tan(t1), math.tan(t2)), supersample=options.supersample)
+    parts = phantom.voxelise_parts(
+        pixel_m=dr,
+        grid_size=n,
+        dz_m=options.voxel_depth_nm * 1e-9,
+        max_tan=max(math.tan(t1), math.tan(t2)),
+        supersample=options.supersample,
+    )
     nz, ny, nx = parts[0].occupancy.shape
-    say(f"voxel object {nz} x {ny} x {nx} per material (dz {options.voxel_depth_nm:g} nm, pixel {dr * 1e9:.1f} nm)")
+    say(
+        f"voxel object {nz} x {ny} x {nx} per material (dz {options.voxel_depth_nm:g} nm, pixel "
+        f"{dr * 1e9:.1f} nm)"
+    )
     lid_layers = options.lid_layers if options.lid_layers is not None else options.membrane_layers
     constants = (_constants(options.membrane_layers, options), _constants(lid_layers, options))
     views = _material_views(options, parts, constants, say)
@@ -137,13 +150,27 @@ def _pyramid_waves(options: SimulationOptions, say: Callable[[str], None]):
     t1, t2 = (math.radians(a) for a in options.angles_deg)
     phantom = Pyramid.from_options(options)
     spheres = phantom.spheres()
-    say(f"{len(spheres[0])} spheres of {options.sphere_diameter_nm:g} nm {options.sphere_material} on the faces")
-    parts = phantom.voxelise_parts(pixel_m=dr, grid_size=n, dz_m=options.voxel_depth_nm * 1e-9,
-                                   max_tan=max(math.tan(t1), math.tan(t2)), supersample=options.supersample,
-                                   spheres=spheres)
+    say(
+        f"{len(spheres[0])} spheres of {options.sphere_diameter_nm:g} nm {options.sphere_material} on the "
+        "faces"
+    )
+    parts = phantom.voxelise_parts(
+        pixel_m=dr,
+        grid_size=n,
+        dz_m=options.voxel_depth_nm * 1e-9,
+        max_tan=max(math.tan(t1), math.tan(t2)),
+        supersample=options.supersample,
+        spheres=spheres,
+    )
     nz, ny, nx = parts[0].occupancy.shape
-    say(f"voxel object {nz} x {ny} x {nx} per material (dz {options.voxel_depth_nm:g} nm, pixel {dr * 1e9:.1f} nm)")
-    constants = (_constants(options.membrane_layers, options), _constants(((options.sphere_material, 1.0),), options))
+    say(
+        f"voxel object {nz} x {ny} x {nx} per material (dz {options.voxel_depth_nm:g} nm, pixel "
+        f"{dr * 1e9:.1f} nm)"
+    )
+    constants = (
+        _constants(options.membrane_layers, options),
+        _constants(((options.sphere_material, 1.0),), options),
+    )
     views = _material_views(options, parts, constants, say)
     return views, phantom, parts, constants, spheres
 
@@ -165,18 +192,24 @@ def _separation_text(opts: SimulationOptions) -> str:
         return ""
     t1, t2 = (math.radians(a) for a in opts.angles_deg)
     physical = opts.distance_m * (math.tan(t1) + math.tan(t2)) / opts.detector_pixel_m
-    return (f"patterns side by side on the frame, {opts.pattern_separation_px:g} px apart (the physical "
-            f"separation would be {physical:.0f} px); ")
+    return (
+        f"patterns side by side on the frame, {opts.pattern_separation_px:g} px apart (the physical "
+        f"separation would be {physical:.0f} px); "
+    )
 
 
 def _geometry_text(opts: SimulationOptions, dz_m: float) -> str:
     dr = opts.pixel_size_m
-    return (f"voxels {dr * 1e9:.2f} x {dr * 1e9:.2f} x {dz_m * 1e9:g} nm; beams {opts.angles_deg[0]:g} / "
-            f"{opts.angles_deg[1]:g} deg, illumination FWHM {opts.beam_fwhm_um} um; wavelength "
-            f"{opts.wavelength_m * 1e9:.4g} nm ({opts.energy_eV:.4g} eV), distance {opts.distance_m * 1e3:.4g} mm, "
-            f"detector pixel {opts.detector_pixel_m * 1e6:g} um (binning {opts.binning}), N = {opts.pattern_size}; "
-            f"{opts.photons:.3g} photons per pattern, seed {opts.seed}; twin beams mutually incoherent "
-            "(intensities added)")
+    return (
+        f"voxels {dr * 1e9:.2f} x {dr * 1e9:.2f} x {dz_m * 1e9:g} nm; beams {opts.angles_deg[0]:g} / "
+        f"{opts.angles_deg[1]:g} deg, illumination FWHM {opts.beam_fwhm_um} um; wavelength "
+        f"{opts.wavelength_m * 1e9:.4g} nm ({opts.energy_eV:.4g} eV), distance {opts.distance_m * 1e3:.4g} "
+        "mm, "
+        f"detector pixel {opts.detector_pixel_m * 1e6:g} um (binning {opts.binning}), N = "
+        f"{opts.pattern_size}; "
+        f"{opts.photons:.3g} photons per pattern, seed {opts.seed}; twin beams mutually incoherent "
+        "(intensities added)"
+    )
 
 
 def _truth(opts: SimulationOptions, say: Callable[[str], None]):
@@ -185,13 +218,15 @@ def _truth(opts: SimulationOptions, say: Callable[[str], None]):
     if opts.sample == "cross":
         views, phantom, voxels = _cross_waves(opts, say)
         points, labels = phantom.edge_points(dr / 4)
-        description = (f"{phantom.describe()}; amplitude sample, intensity attenuation length "
-                       f"{opts.attenuation_length_nm:g} nm; voxels {dr * 1e9:.2f} x {dr * 1e9:.2f} x "
-                       f"{voxels.dz_m * 1e9:g} nm; beams {opts.angles_deg[0]:g} / {opts.angles_deg[1]:g} deg, "
-                       f"illumination FWHM {opts.beam_fwhm_um} um; wavelength {opts.wavelength_m * 1e9:g} nm, "
-                       f"distance {opts.distance_m * 1e3:g} mm, detector pixel {opts.detector_pixel_m * 1e6:g} um "
-                       f"(binning {opts.binning}), N = {opts.pattern_size}; {opts.photons:.3g} photons per pattern, "
-                       f"seed {opts.seed}; twin beams mutually incoherent (intensities added)")
+        description = (
+            f"{phantom.describe()}; amplitude sample, intensity attenuation length "
+            f"{opts.attenuation_length_nm:g} nm; voxels {dr * 1e9:.2f} x {dr * 1e9:.2f} x "
+            f"{voxels.dz_m * 1e9:g} nm; beams {opts.angles_deg[0]:g} / {opts.angles_deg[1]:g} deg, "
+            f"illumination FWHM {opts.beam_fwhm_um} um; wavelength {opts.wavelength_m * 1e9:g} nm, "
+            f"distance {opts.distance_m * 1e3:g} mm, detector pixel {opts.detector_pixel_m * 1e6:g} um "
+            f"(binning {opts.binning}), N = {opts.pattern_size}; {opts.photons:.3g} photons per pattern, "
+            f"seed {opts.seed}; twin beams mutually incoherent (intensities added)"
+        )
         return views, points, labels, {}, description
 
     if opts.sample == "phase-cross":
@@ -208,19 +243,26 @@ def _truth(opts: SimulationOptions, say: Callable[[str], None]):
             "edge_hidden_by_view": by_view,
             "right_rotation_deg": float(opts.right_rotation_deg),
             "right_shift_px": np.asarray(opts.right_shift_px, dtype=np.float64),
-            "right_view_transform": misalignment_matrix(opts.pattern_size, rotation_deg=opts.right_rotation_deg,
-                                                        shift_px=opts.right_shift_px),
+            "right_view_transform": misalignment_matrix(
+                opts.pattern_size, rotation_deg=opts.right_rotation_deg, shift_px=opts.right_shift_px
+            ),
             "planes": np.stack([np.array([0.0, 0.0, 1.0, 0.0]), lid_plane]),
-            "membrane_delta": dm, "membrane_beta": bm, "lid_delta": dl, "lid_beta": bl,
-            "membrane_thickness_m": phantom.thickness_m, "lid_thickness_m": phantom.lid_t,
+            "membrane_delta": dm,
+            "membrane_beta": bm,
+            "lid_delta": dl,
+            "lid_beta": bl,
+            "membrane_thickness_m": phantom.thickness_m,
+            "lid_thickness_m": phantom.lid_t,
             "background_transmission": _background(opts, dm, bm, phantom.thickness_m),
         }
-        description = (f"{phantom.describe()}; phase sample: membrane {_layers_text(opts.membrane_layers)} "
-                       f"(delta {dm:.4g}, beta {bm:.4g}), lid {_layers_text(lid_layers)} (delta {dl:.4g}, "
-                       f"beta {bl:.4g}), optical constants from xraydb; right view misaligned by "
-                       f"{opts.right_rotation_deg:g} deg and {tuple(opts.right_shift_px)} px (rows, cols); "
-                       f"{int(extra['edge_hidden'].sum())} of {len(labels)} edge points hidden behind the "
-                       f"membrane in one view; {_separation_text(opts)}{_geometry_text(opts, parts[0].dz_m)}")
+        description = (
+            f"{phantom.describe()}; phase sample: membrane {_layers_text(opts.membrane_layers)} "
+            f"(delta {dm:.4g}, beta {bm:.4g}), lid {_layers_text(lid_layers)} (delta {dl:.4g}, "
+            f"beta {bl:.4g}), optical constants from xraydb; right view misaligned by "
+            f"{opts.right_rotation_deg:g} deg and {tuple(opts.right_shift_px)} px (rows, cols); "
+            f"{int(extra['edge_hidden'].sum())} of {len(labels)} edge points hidden behind the "
+            f"membrane in one view; {_separation_text(opts)}{_geometry_text(opts, parts[0].dz_m)}"
+        )
         return views, points, labels, extra, description
 
     if opts.sample == "pyramid":
@@ -232,14 +274,19 @@ def _truth(opts: SimulationOptions, say: Callable[[str], None]):
             "base_corners_m": phantom.base_corners_m,
             "surface_points_m": feet,
             "sphere_radius_m": float(phantom.sphere_radius_m),
-            "membrane_delta": dm, "membrane_beta": bm, "sphere_delta": ds, "sphere_beta": bs,
+            "membrane_delta": dm,
+            "membrane_beta": bm,
+            "sphere_delta": ds,
+            "sphere_beta": bs,
             "membrane_thickness_m": phantom.thickness_m,
             "background_transmission": _background(opts, dm, bm, phantom.thickness_m),
         }
-        description = (f"{phantom.describe(len(centres))}; membrane {_layers_text(opts.membrane_layers)} "
-                       f"(delta {dm:.4g}, beta {bm:.4g}), spheres {opts.sphere_material} (delta {ds:.4g}, "
-                       f"beta {bs:.4g}), optical constants from xraydb; edge points = sphere centres, "
-                       f"labels = face (0: +u, 1: +v, 2: -u, 3: -v); {_geometry_text(opts, parts[0].dz_m)}")
+        description = (
+            f"{phantom.describe(len(centres))}; membrane {_layers_text(opts.membrane_layers)} "
+            f"(delta {dm:.4g}, beta {bm:.4g}), spheres {opts.sphere_material} (delta {ds:.4g}, "
+            f"beta {bs:.4g}), optical constants from xraydb; edge points = sphere centres, "
+            f"labels = face (0: +u, 1: +v, 2: -u, 3: -v); {_geometry_text(opts, parts[0].dz_m)}"
+        )
         return views, centres, faces, extra, description
     raise InputError("simulate.sample", repr(opts.sample), "one of 'cross', 'phase-cross', 'pyramid'")
 
@@ -251,26 +298,38 @@ def _cross_waves(options: SimulationOptions, say: Callable[[str], None]):
     t1, t2 = (math.radians(a) for a in options.angles_deg)
     signed = (t1, -t2)
     phantom = CrossLid.from_options(options)
-    voxels = phantom.voxelise(pixel_m=dr, grid_size=n, dz_m=options.voxel_depth_nm * 1e-9,
-                              max_tan=max(math.tan(t1), math.tan(t2)), supersample=options.supersample)
+    voxels = phantom.voxelise(
+        pixel_m=dr,
+        grid_size=n,
+        dz_m=options.voxel_depth_nm * 1e-9,
+        max_tan=max(math.tan(t1), math.tan(t2)),
+        supersample=options.supersample,
+    )
     nz, ny, nx = voxels.occupancy.shape
     say(f"voxel object {nz} x {ny} x {nx} (dz {voxels.dz_m * 1e9:g} nm, pixel {dr * 1e9:.1f} nm)")
     beta = beta_from_attenuation(options.wavelength_m, options.attenuation_length_nm * 1e-9)
-    illum = illumination(n, dr, None if options.beam_fwhm_um is None
-                         else (options.beam_fwhm_um[0] * 1e-6, options.beam_fwhm_um[1] * 1e-6))
+    illum = illumination(
+        n,
+        dr,
+        None
+        if options.beam_fwhm_um is None
+        else (options.beam_fwhm_um[0] * 1e-6, options.beam_fwhm_um[1] * 1e-6),
+    )
     r0, c0 = voxels.origin_px
     views = np.empty((2, n, n), dtype=np.complex64)
     for k, a in enumerate(signed):
         say(f"projecting along the {('left', 'right')[k]} beam ({math.degrees(a):+.2f} deg)")
         path = np.full((n, n), voxels.background_path_m / math.cos(a), dtype=np.float32)
-        path[r0:r0 + ny, c0:c0 + nx] = path_length(voxels.occupancy, z_m=voxels.z_m, pixel_m=dr, angle_rad=a,
-                                                   dz_m=voxels.dz_m)
+        path[r0 : r0 + ny, c0 : c0 + nx] = path_length(
+            voxels.occupancy, z_m=voxels.z_m, pixel_m=dr, angle_rad=a, dz_m=voxels.dz_m
+        )
         views[k] = illum * transmission(path, wavelength_m=options.wavelength_m, delta=0.0, beta=beta)
     return views, phantom, voxels
 
 
-def simulate_shot(options: SimulationOptions | None = None, *,
-                  progress: Callable[[str], None] | None = None) -> Shot:
+def simulate_shot(
+    options: SimulationOptions | None = None, *, progress: Callable[[str], None] | None = None
+) -> Shot:
     """Simulate one stereo CCD frame of a sample, with its ground truth.
 
     Parameters
@@ -297,7 +356,8 @@ def simulate_shot(options: SimulationOptions | None = None, *,
         thicknesses. Both the phase cross and the pyramid: ``background_transmission`` (2,) complex,
         the plain membrane's exit wave in each view. With flat illumination that constant only feeds
         the zero frequency (under the beamstop), so phasing recovers ``view - background``, which is
-        what a phased view should be compared with. Of the pyramid: ``pyramid_height_m``, ``pyramid_base_m``, ``apex_m`` (3,),
+        what a phased view should be compared with. Of the pyramid: ``pyramid_height_m``, ``pyramid_base_m``,
+        ``apex_m`` (3,),
         ``base_corners_m`` (4, 3), ``surface_points_m`` (S, 3) (feet of the spheres on the notch's
         mid-surface), ``sphere_radius_m``, delta/beta; its edge points are the sphere centres, its labels
         the face of each sphere.
@@ -322,7 +382,10 @@ def simulate_shot(options: SimulationOptions | None = None, *,
 
     side = opts.frame_side
     centres = np.asarray(opts.centres_px, dtype=np.float64)
-    say(f"detector frame {side} x {side}, centres {centres.tolist()}, beamstop radius {opts.beamstop_radius_px:g} px")
+    say(
+        f"detector frame {side} x {side}, centres {centres.tolist()}, beamstop radius "
+        f"{opts.beamstop_radius_px:g} px"
+    )
     times = None
     if opts.exposures_s is None:
         patterns = np.stack([photon_counts(intensities[k], photons=opts.photons, rng=rng) for k in range(2)])
@@ -332,19 +395,45 @@ def simulate_shot(options: SimulationOptions | None = None, *,
     else:
         # HDR series: the expected frame per second, then one Poisson draw per exposure with saturation
         times = np.asarray(opts.exposures_s, dtype=np.float64)
-        rate = add_patterns(np.stack([intensities[k] * (opts.photons / times.max() / float(intensities[k].sum()))
-                                      for k in range(2)]).astype(np.float64), centres, (side, side))
+        rate = add_patterns(
+            np.stack(
+                [
+                    intensities[k] * (opts.photons / times.max() / float(intensities[k].sum()))
+                    for k in range(2)
+                ]
+            ).astype(np.float64),
+            centres,
+            (side, side),
+        )
         base = np.zeros((side, side), dtype=np.uint32)
         apply_beamstop(rate, base, centres, opts.beamstop_radius_px)
         frame, mask, full_well = expose(rate, times, rng=rng, mask=base)
-        say(f"HDR exposures {times.tolist()} s, saturation at {full_well:.4g} counts: "
-            f"{[int(((m & MASK_SATURATED) != 0).sum()) for m in mask]} saturated pixels")
+        say(
+            f"HDR exposures {times.tolist()} s, saturation at {full_well:.4g} counts: "
+            f"{[int(((m & MASK_SATURATED) != 0).sum()) for m in mask]} saturated pixels"
+        )
 
-    truth = GroundTruth(views=views, pixel_size_m=dr, edge_points_m=points, edge_labels=labels,
-                        description=description, extra=truth_extra)
-    shot = Shot(frame=frame, mask=mask, wavelength_m=opts.wavelength_m, distance_m=opts.distance_m,
-                detector_pixel_m=opts.detector_pixel_m, angles_deg=tuple(opts.angles_deg), centres_px=centres,
-                pattern_size=n, sample=opts.sample, truth=truth, exposure_times_s=times,
-                extra={"photons": float(opts.photons), "seed": int(opts.seed), "binning": int(opts.binning)})
+    truth = GroundTruth(
+        views=views,
+        pixel_size_m=dr,
+        edge_points_m=points,
+        edge_labels=labels,
+        description=description,
+        extra=truth_extra,
+    )
+    shot = Shot(
+        frame=frame,
+        mask=mask,
+        wavelength_m=opts.wavelength_m,
+        distance_m=opts.distance_m,
+        detector_pixel_m=opts.detector_pixel_m,
+        angles_deg=tuple(opts.angles_deg),
+        centres_px=centres,
+        pattern_size=n,
+        sample=opts.sample,
+        truth=truth,
+        exposure_times_s=times,
+        extra={"photons": float(opts.photons), "seed": int(opts.seed), "binning": int(opts.binning)},
+    )
     say("simulation done")
     return shot

@@ -21,8 +21,9 @@ __all__ = ["provided_views", "EDGE_WIDTH_PER_SIGMA"]
 EDGE_WIDTH_PER_SIGMA = 2.5631
 
 
-def provided_views(truth: GroundTruth, *, resolution_m: float = 42e-9, noise: float = 0.03,
-                   seed: int = 0) -> np.ndarray:
+def provided_views(
+    truth: GroundTruth, *, resolution_m: float = 42e-9, noise: float = 0.03, seed: int = 0
+) -> np.ndarray:
     """The true (phasable) views at a given 10-90 % resolution, with noise.
 
     Parameters
@@ -42,8 +43,12 @@ def provided_views(truth: GroundTruth, *, resolution_m: float = 42e-9, noise: fl
     (2, N, N) complex64
         Left and right views on the truth's grid.
     """
-    check_positive("provided_views.resolution_m", resolution_m, allow_zero=True,
-                   expected="a non-negative resolution in m")
+    check_positive(
+        "provided_views.resolution_m",
+        resolution_m,
+        allow_zero=True,
+        expected="a non-negative resolution in m",
+    )
     check_positive("provided_views.noise", noise, allow_zero=True, expected="a non-negative fraction")
     ndi = scipy_module(np, "ndimage")
     v = np.asarray(truth.phasable_views, dtype=np.complex64)

@@ -58,35 +58,50 @@ def block_match_kernel(left, right, options: MatchOptions | None = None) -> Matc
         raise InputError("block_match_kernel.options", type(options).__name__, "a MatchOptions")
     b = int(options.block)
     if b > MAX_BLOCK:
-        raise InputError("match.block", repr(b), f"at most {MAX_BLOCK} for the CUDA kernel "
-                         "(use xstereo_gpu.stereo.block_match for larger blocks)")
+        raise InputError(
+            "match.block",
+            repr(b),
+            f"at most {MAX_BLOCK} for the CUDA kernel (use xstereo_gpu.stereo.block_match for larger blocks)",
+        )
     for where, img in (("block_match_kernel.left", left), ("block_match_kernel.right", right)):
         shape = getattr(img, "shape", None)
         if getattr(img, "ndim", None) != 2:
-            raise InputError(where, f"shape {shape if shape is not None else type(img).__name__}",
-                             "a 2-D (H, W) image")
+            raise InputError(
+                where, f"shape {shape if shape is not None else type(img).__name__}", "a 2-D (H, W) image"
+            )
         if min(shape) < 1:
             raise InputError(where, f"shape {shape}", "a non-empty image")
         if np.dtype(img.dtype).kind not in "biuf":
             raise InputError(where, f"dtype {img.dtype}", "a real image (amplitude or phase, 0..1 scale)")
     if left.shape != right.shape:
-        raise InputError("block_match_kernel.right", f"shape {right.shape}",
-                         f"the left image's shape {left.shape}")
+        raise InputError(
+            "block_match_kernel.right", f"shape {right.shape}", f"the left image's shape {left.shape}"
+        )
     H, W = (int(n) for n in left.shape)
     if b == 1 and options.texture_threshold > 0 and W < 2:
-        raise InputError("block_match_kernel.left", f"width {W}",
-                         "at least 2 columns for the texture rule with 1 x 1 blocks")
+        raise InputError(
+            "block_match_kernel.left",
+            f"width {W}",
+            "at least 2 columns for the texture rule with 1 x 1 blocks",
+        )
     if not fits_int32(2 * H * W):
-        raise InputError("block_match_kernel.left", f"shape {left.shape}", "2 * H * W < 2**31 (32-bit indexing)")
+        raise InputError(
+            "block_match_kernel.left", f"shape {left.shape}", "2 * H * W < 2**31 (32-bit indexing)"
+        )
     for where, img in (("block_match_kernel.left", left), ("block_match_kernel.right", right)):
         if not type(img).__module__.startswith("cupy"):
-            raise InputError(where, f"type {type(img).__module__}.{type(img).__name__}",
-                             "a cupy.ndarray (use xstereo_gpu.stereo.block_match for NumPy arrays)")
+            raise InputError(
+                where,
+                f"type {type(img).__module__}.{type(img).__name__}",
+                "a cupy.ndarray (use xstereo_gpu.stereo.block_match for NumPy arrays)",
+            )
 
     import cupy
 
     if left.device != right.device:
-        raise InputError("block_match_kernel.right", f"device {right.device}", f"the left image's device {left.device}")
+        raise InputError(
+            "block_match_kernel.right", f"device {right.device}", f"the left image's device {left.device}"
+        )
     with left.device:
         lf = cupy.ascontiguousarray(left, dtype=np.float32)
         rf = cupy.ascontiguousarray(right, dtype=np.float32)
@@ -99,8 +114,11 @@ def block_match_kernel(left, right, options: MatchOptions | None = None) -> Matc
         wprox = float(options.proximity_weight)
         dnorm = float(max(abs(dmin), abs(dmax))) or 1.0
         # the twin's per-d constant, rounded exactly as it rounds it
-        prox = cupy.asarray(np.array([np.float32(scale * wprox * abs(d) / dnorm) for d in range(dmin, dmax + 1)],
-                                     dtype=np.float32))
+        prox = cupy.asarray(
+            np.array(
+                [np.float32(scale * wprox * abs(d) / dnorm) for d in range(dmin, dmax + 1)], dtype=np.float32
+            )
+        )
         thr = float(options.texture_threshold)
         inv_tex = np.float32(1.0 / (b * (b - 1))) if b > 1 else np.float32(0.0)
 
@@ -110,7 +128,24 @@ def block_match_kernel(left, right, options: MatchOptions | None = None) -> Matc
         name = f"block_match<{b}>"
         kernel = load_module(KERNEL_FILE, name_expressions=(name,)).get_function(name)
         grid = ((W + _TX - 1) // _TX, (H + _TY - 1) // _TY, 2)
-        kernel(grid, _THREADS, (lf, rf, np.int32(H), np.int32(W), np.int32(dmin), np.int32(dmax), prox,
-                                np.float32(1.0 / scale), inv_tex, np.float32(thr), np.int32(thr > 0),
-                                disp, cost, conf))
+        kernel(
+            grid,
+            _THREADS,
+            (
+                lf,
+                rf,
+                np.int32(H),
+                np.int32(W),
+                np.int32(dmin),
+                np.int32(dmax),
+                prox,
+                np.float32(1.0 / scale),
+                inv_tex,
+                np.float32(thr),
+                np.int32(thr > 0),
+                disp,
+                cost,
+                conf,
+            ),
+        )
     return MatchResult(disp[0], disp[1], cost[0], cost[1], conf[0], conf[1])

@@ -80,8 +80,11 @@ def aggregate_costs_kernel(cost, *, p1: float = 0.02, p2: float = 0.2, paths: in
     """
     shape = getattr(cost, "shape", None)
     if getattr(cost, "ndim", None) != 3:
-        raise InputError("aggregate_costs_kernel.cost",
-                         f"shape {shape if shape is not None else type(cost).__name__}", "an (H, W, D) volume")
+        raise InputError(
+            "aggregate_costs_kernel.cost",
+            f"shape {shape if shape is not None else type(cost).__name__}",
+            "an (H, W, D) volume",
+        )
     if min(shape) < 1:
         raise InputError("aggregate_costs_kernel.cost", f"shape {shape}", "a non-empty volume")
     if np.dtype(cost.dtype) != np.float32:
@@ -94,8 +97,11 @@ def aggregate_costs_kernel(cost, *, p1: float = 0.02, p2: float = 0.2, paths: in
     if not fits_int32(H + W - 1):
         raise InputError("aggregate_costs_kernel.cost", f"shape {shape}", "H + W - 1 < 2**31 scan lines")
     if not type(cost).__module__.startswith("cupy"):
-        raise InputError("aggregate_costs_kernel.cost", f"type {type(cost).__module__}.{type(cost).__name__}",
-                         "a cupy.ndarray (use xstereo_gpu.stereo.sgm.aggregate_costs for NumPy arrays)")
+        raise InputError(
+            "aggregate_costs_kernel.cost",
+            f"type {type(cost).__module__}.{type(cost).__name__}",
+            "a cupy.ndarray (use xstereo_gpu.stereo.sgm.aggregate_costs for NumPy arrays)",
+        )
 
     import cupy
 
@@ -107,8 +113,22 @@ def aggregate_costs_kernel(cost, *, p1: float = 0.02, p2: float = 0.2, paths: in
         smem = 4 * (D + 2 + 32)
         for k, (dy, dx) in enumerate(directions):
             lines = H if dy == 0 else (W if dx == 0 else W + H - 1)
-            kernel((lines, 1, 1), (threads, 1, 1),
-                   (c, out, np.int32(H), np.int32(W), np.int32(D), np.int32(dy), np.int32(dx),
-                    np.float32(p1), np.float32(p2), np.float32(INVALID_COST), np.int32(k == 0)),
-                   shared_mem=smem)
+            kernel(
+                (lines, 1, 1),
+                (threads, 1, 1),
+                (
+                    c,
+                    out,
+                    np.int32(H),
+                    np.int32(W),
+                    np.int32(D),
+                    np.int32(dy),
+                    np.int32(dx),
+                    np.float32(p1),
+                    np.float32(p2),
+                    np.float32(INVALID_COST),
+                    np.int32(k == 0),
+                ),
+                shared_mem=smem,
+            )
     return out

@@ -25,11 +25,24 @@ from .fundamental import fit_rigid
 __all__ = ["epipolar_matches", "ncc_surfaces"]
 
 
-def epipolar_matches(left, right, *, search: tuple[int, int] = (-40, 40), vertical: int = 8,
-                     max_rotation_deg: float = 4.0, patch: int = 4, sigma: float = 0.7,
-                     max_points: int = 400, min_ncc: float = 0.7, min_curvature: float = 0.01,
-                     max_residual: float = 1.5, quality: float = 0.05, spacing: int = 3, band: float = 2.0,
-                     refine_iterations: int = 3) -> dict:
+def epipolar_matches(
+    left,
+    right,
+    *,
+    search: tuple[int, int] = (-40, 40),
+    vertical: int = 8,
+    max_rotation_deg: float = 4.0,
+    patch: int = 4,
+    sigma: float = 0.7,
+    max_points: int = 400,
+    min_ncc: float = 0.7,
+    min_curvature: float = 0.01,
+    max_residual: float = 1.5,
+    quality: float = 0.05,
+    spacing: int = 3,
+    band: float = 2.0,
+    refine_iterations: int = 3,
+) -> dict:
     """Point correspondences of two parallel projections, robust to blur and few corners.
 
     The paper picked 16 edge points by hand; this finds them automatically, also on views with
@@ -118,18 +131,29 @@ def epipolar_matches(left, right, *, search: tuple[int, int] = (-40, 40), vertic
         R = ndi.gaussian_filter(R, sigma, mode="nearest")
     Hh, Ww = L.shape
     centre = (float(Ww // 2), float(Hh // 2))
-    pts = _structured_points(xp, L, window=max(1.0, h / 2.0), spacing=spacing, quality=quality,
-                             max_points=max_points, border=h + 1)
+    pts = _structured_points(
+        xp, L, window=max(1.0, h / 2.0), spacing=spacing, quality=quality, max_points=max_points, border=h + 1
+    )
     if len(pts) < 2:
-        return {"points_left": np.zeros((0, 2)), "points_right": np.zeros((0, 2)), "ncc": np.zeros(0),
-                "curvature": np.zeros((0, 2)), "rotation_deg": 0.0, "shift_px": 0.0,
-                "search_rotation_deg": 0.0, "search_shift_px": 0.0, "support": 0.0, "contrast": 0.0,
-                "verify_ncc": 0.0, "points_tried": len(pts)}
+        return {
+            "points_left": np.zeros((0, 2)),
+            "points_right": np.zeros((0, 2)),
+            "ncc": np.zeros(0),
+            "curvature": np.zeros((0, 2)),
+            "rotation_deg": 0.0,
+            "shift_px": 0.0,
+            "search_rotation_deg": 0.0,
+            "search_shift_px": 0.0,
+            "support": 0.0,
+            "contrast": 0.0,
+            "verify_ncc": 0.0,
+            "points_tried": len(pts),
+        }
     S = to_host(ncc_surfaces(L, R, pts, patch=h, search=(dmin, dmax), vertical=V)).astype(np.float64)
     dvals = np.arange(dmin, dmax + 1, dtype=np.float64)
     # coarse-to-fine search of (rotation, shift)
     max_rot = np.deg2rad(float(max_rotation_deg))
-    rot_step = max(np.deg2rad(0.25), 1.0 / max(Hh, Ww))      # 1 px at the field's edge at most
+    rot_step = max(np.deg2rad(0.25), 1.0 / max(Hh, Ww))  # 1 px at the field's edge at most
     rots = np.arange(-max_rot, max_rot + 1e-12, rot_step)
     shifts = np.arange(-V, V + 1e-9, 1.0)
     best = (0.0, 0.0)
@@ -148,8 +172,9 @@ def epipolar_matches(left, right, *, search: tuple[int, int] = (-40, 40), vertic
     model = (np.sin(best[0]), np.cos(best[0]), best[1])
     keep = np.zeros(0, dtype=np.int64)
     for _ in range(refine_iterations):
-        pr, c0, curv, ok = _guided_peaks(S, pts, dvals, model, centre, V, band=band, min_ncc=min_ncc,
-                                         min_curvature=min_curvature)
+        pr, c0, curv, ok = _guided_peaks(
+            S, pts, dvals, model, centre, V, band=band, min_ncc=min_ncc, min_curvature=min_curvature
+        )
         a, b, e = model
         res = pts[:, 1] - (a * (pr[:, 0] - centre[0]) + b * (pr[:, 1] - centre[1]) + centre[1] + e)
         ok &= np.abs(res) <= max_residual
@@ -160,10 +185,19 @@ def epipolar_matches(left, right, *, search: tuple[int, int] = (-40, 40), vertic
         keep = cand
         # y_l - cy = sin(t) (x_r - cx) + cos(t) (y_r - cy) + e, trimmed at 2.5 robust sigma
         for _ in range(3):
-            t, e = fit_rigid(pts[keep, 1] - centre[1], pr[keep, 0] - centre[0], pr[keep, 1] - centre[1],
-                              t0=np.arctan2(model[0], model[1]))
-            r = (pts[cand, 1] - centre[1] - np.sin(t) * (pr[cand, 0] - centre[0])
-                 - np.cos(t) * (pr[cand, 1] - centre[1]) - e)
+            t, e = fit_rigid(
+                pts[keep, 1] - centre[1],
+                pr[keep, 0] - centre[0],
+                pr[keep, 1] - centre[1],
+                t0=np.arctan2(model[0], model[1]),
+            )
+            r = (
+                pts[cand, 1]
+                - centre[1]
+                - np.sin(t) * (pr[cand, 0] - centre[0])
+                - np.cos(t) * (pr[cand, 1] - centre[1])
+                - e
+            )
             mad = 1.4826 * np.median(np.abs(r - np.median(r)))
             nxt = cand[np.abs(r) <= max(2.5 * mad, 0.25)]
             if len(nxt) < 3 or np.array_equal(nxt, keep):
@@ -176,15 +210,25 @@ def epipolar_matches(left, right, *, search: tuple[int, int] = (-40, 40), vertic
         big = 2 * h
         ncc = (_patches(xp, L, pts[keep], big) * _patches(xp, R, pr[keep], big)).sum(axis=1)
         verify = float(np.median(to_host(ncc)))
-    return {"points_left": pts[keep].copy(), "points_right": pr[keep], "ncc": c0[keep],
-            "curvature": curv[keep], "rotation_deg": float(np.rad2deg(np.arctan2(model[0], model[1]))),
-            "shift_px": float(model[2]), "search_rotation_deg": float(np.rad2deg(best[0])),
-            "search_shift_px": float(best[1]), "support": float(best_support / len(pts)),
-            "contrast": contrast, "verify_ncc": verify, "points_tried": len(pts)}
+    return {
+        "points_left": pts[keep].copy(),
+        "points_right": pr[keep],
+        "ncc": c0[keep],
+        "curvature": curv[keep],
+        "rotation_deg": float(np.rad2deg(np.arctan2(model[0], model[1]))),
+        "shift_px": float(model[2]),
+        "search_rotation_deg": float(np.rad2deg(best[0])),
+        "search_shift_px": float(best[1]),
+        "support": float(best_support / len(pts)),
+        "contrast": contrast,
+        "verify_ncc": verify,
+        "points_tried": len(pts),
+    }
 
 
-def ncc_surfaces(left, right, points, *, patch: int = 10, search: tuple[int, int] = (-40, 40),
-                 vertical: int = 8):
+def ncc_surfaces(
+    left, right, points, *, patch: int = 10, search: tuple[int, int] = (-40, 40), vertical: int = 8
+):
     """Normalised cross-correlation of left patches with every right patch of a search window.
 
     For each left point ``p = (x, y)`` the ``(2 patch + 1)^2`` left patch centred on ``p`` is
@@ -222,33 +266,35 @@ def ncc_surfaces(left, right, points, *, patch: int = 10, search: tuple[int, int
     K = len(c)
     if K == 0:
         return xp.zeros((0, 2 * V + 1, D), dtype=np.float32)
-    tmpl = _patches(xp, L, c, h).reshape(K, P, P)                     # zero mean, unit norm
+    tmpl = _patches(xp, L, c, h).reshape(K, P, P)  # zero mean, unit norm
     pad = max(V, abs(dmin), abs(dmax)) + h + 1
     Rp = xp.pad(R, pad)
     hr, wr = 2 * V + P, D - 1 + P
-    rows = c[:, 1, None] - V - h + pad + np.arange(hr)[None]          # (K, hr)
-    cols = c[:, 0, None] - dmax - h + pad + np.arange(wr)[None]       # (K, wr): col j -> d = dmax - j
-    reg = Rp[xp.asarray(rows)[:, :, None], xp.asarray(cols)[:, None, :]]   # (K, hr, wr)
+    rows = c[:, 1, None] - V - h + pad + np.arange(hr)[None]  # (K, hr)
+    cols = c[:, 0, None] - dmax - h + pad + np.arange(wr)[None]  # (K, wr): col j -> d = dmax - j
+    reg = Rp[xp.asarray(rows)[:, :, None], xp.asarray(cols)[:, None, :]]  # (K, hr, wr)
     fft = scipy_module(L, "fft")
     kw = {"workers": fft_workers()} if xp is np else {}
     shape = (hr, wr)
-    num = fft.irfft2(fft.rfft2(reg, s=shape, **kw) * xp.conj(fft.rfft2(tmpl, s=shape, **kw)), s=shape,
-                     **kw)[:, :2 * V + 1, :D]
+    num = fft.irfft2(fft.rfft2(reg, s=shape, **kw) * xp.conj(fft.rfft2(tmpl, s=shape, **kw)), s=shape, **kw)[
+        :, : 2 * V + 1, :D
+    ]
     # window sums of the right region (integral images)
     s1 = _window_sum(xp, reg, P)
     s2 = _window_sum(xp, reg * reg, P)
     var = xp.maximum(s2 - s1 * s1 / (P * P), 0)
     den = xp.sqrt(var)
     ncc = xp.where(den > 1e-6 * (xp.sqrt(xp.maximum(s2, 0)) + 1e-30), num / xp.where(den > 0, den, 1), 0)
-    return xp.clip(ncc[:, :, ::-1], -1, 1).astype(np.float32)          # d ascending
+    return xp.clip(ncc[:, :, ::-1], -1, 1).astype(np.float32)  # d ascending
 
 
 # --------------------------------------------------------------------------------------------- #
 # internals
 
 
-def _structured_points(xp, img, *, window: float, spacing: int, quality: float, max_points: int,
-                       border: int) -> np.ndarray:
+def _structured_points(
+    xp, img, *, window: float, spacing: int, quality: float, max_points: int, border: int
+) -> np.ndarray:
     """Grid points ``(x, y)`` (K, 2) float64 whose window holds 2-D structure: the smaller eigenvalue
     of the structure tensor integrated over ``window`` is at least ``quality`` times its maximum;
     the ``max_points`` strongest, on a grid of step ``spacing`` (deterministic)."""
@@ -258,15 +304,15 @@ def _structured_points(xp, img, *, window: float, spacing: int, quality: float, 
     sxx = ndi.gaussian_filter(ix * ix, window, mode="nearest")
     syy = ndi.gaussian_filter(iy * iy, window, mode="nearest")
     sxy = ndi.gaussian_filter(ix * iy, window, mode="nearest")
-    lam = 0.5 * (sxx + syy) - xp.sqrt(0.25 * (sxx - syy) ** 2 + sxy ** 2)
+    lam = 0.5 * (sxx + syy) - xp.sqrt(0.25 * (sxx - syy) ** 2 + sxy**2)
     H, W = img.shape
     b, st = int(border), max(1, int(spacing))
-    g = to_host(lam[b:H - b:st, b:W - b:st]).astype(np.float64)
+    g = to_host(lam[b : H - b : st, b : W - b : st]).astype(np.float64)
     if g.size == 0 or not g.max() > 0:
         return np.zeros((0, 2))
     iy_, ix_ = np.nonzero(g >= quality * g.max())
     val = g[iy_, ix_]
-    order = np.lexsort((ix_, iy_, -val))[:int(max_points)]
+    order = np.lexsort((ix_, iy_, -val))[: int(max_points)]
     return np.stack([b + st * ix_[order], b + st * iy_[order]], axis=1).astype(np.float64)
 
 
@@ -308,7 +354,7 @@ def _guided_peaks(S, pts, dvals, model, centre, V: int, *, band: float, min_ncc:
     Returns right points (K, 2), their NCC (K,), curvatures (K, 2) (smaller, larger; NCC per
     pixel^2) and whether each is an accepted peak (K,) bool."""
     K, nv, nd = S.shape
-    dy_line = _line_dy(pts, dvals, model, centre)                           # (K, D)
+    dy_line = _line_dy(pts, dvals, model, centre)  # (K, D)
     iy = np.arange(nv)[None, :, None] - V
     near = np.abs(iy - dy_line[:, None, :]) <= band
     Sm = np.where(near, S, -np.inf)
@@ -325,9 +371,9 @@ def _guided_peaks(S, pts, dvals, model, centre, V: int, *, band: float, min_ncc:
     hxx = nb[:, 1, 2] - 2 * c0 + nb[:, 1, 0]
     hyy = nb[:, 2, 1] - 2 * c0 + nb[:, 0, 1]
     hxy = 0.25 * (nb[:, 2, 2] - nb[:, 2, 0] - nb[:, 0, 2] + nb[:, 0, 0])
-    tr, det = hxx + hyy, hxx * hyy - hxy ** 2
-    disc = np.sqrt(np.maximum(0.25 * tr ** 2 - det, 0))
-    curv = np.stack([-(0.5 * tr + disc), -(0.5 * tr - disc)], axis=1)       # curvatures of -S
+    tr, det = hxx + hyy, hxx * hyy - hxy**2
+    disc = np.sqrt(np.maximum(0.25 * tr**2 - det, 0))
+    curv = np.stack([-(0.5 * tr + disc), -(0.5 * tr - disc)], axis=1)  # curvatures of -S
     # curvature seen by the row coordinate once the disparity is free: det(-H) / (-h_xx), i.e. the
     # inverse of the (y, y) element of the peak's covariance; a ridge along x (an edge parallel to
     # the epipolar lines) fixes the row, a ridge at an angle does not

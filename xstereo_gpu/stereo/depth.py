@@ -78,15 +78,24 @@ def lr_consistency(disparity_left, disparity_right, *, tolerance: float = 1.0):
     dl = _check_map(xp, disparity_left, "lr_consistency.disparity_left")
     dr = _check_map(xp, disparity_right, "lr_consistency.disparity_right")
     if dl.shape != dr.shape:
-        raise InputError("lr_consistency.disparity_right", f"shape {dr.shape}", f"the left map's shape {dl.shape}")
+        raise InputError(
+            "lr_consistency.disparity_right", f"shape {dr.shape}", f"the left map's shape {dl.shape}"
+        )
     if not tolerance >= 0:
         raise InputError("lr_consistency.tolerance", repr(tolerance), "a non-negative number of pixels")
     return _check_against(xp, dl, dr, -1, tolerance), _check_against(xp, dr, dl, +1, tolerance)
 
 
-def points_from_disparity(disparity_left, disparity_right, geometry: StereoGeometry, *, upsample: int,
-                          view_shape: tuple[int, int], confidence_left=None,
-                          confidence_right=None) -> CloudPoints:
+def points_from_disparity(
+    disparity_left,
+    disparity_right,
+    geometry: StereoGeometry,
+    *,
+    upsample: int,
+    view_shape: tuple[int, int],
+    confidence_left=None,
+    confidence_right=None,
+) -> CloudPoints:
     """3D points [nm] from the left and right disparity maps (eq. 1 and the coordinate correction).
 
     Each finite pixel ``(r, c)`` of map ``k`` (0 = left, 1 = right) gives one point: view coordinates
@@ -119,18 +128,25 @@ def points_from_disparity(disparity_left, disparity_right, geometry: StereoGeome
     xp = get_array_module(*maps)
     u = int(check_positive("points_from_disparity.upsample", upsample, integer=True))
     if len(view_shape) != 2 or min(int(s) for s in view_shape) < 1:
-        raise InputError("points_from_disparity.view_shape", repr(view_shape), "(H, W) of the views in pixels")
+        raise InputError(
+            "points_from_disparity.view_shape", repr(view_shape), "(H, W) of the views in pixels"
+        )
     nh, nw = (int(s) for s in view_shape)
     dr_nm = geometry.pixel_size_m * 1e9
     pts, conf, view, pix = [], [], [], []
-    for k, (dmap, cmap) in enumerate(((disparity_left, confidence_left), (disparity_right, confidence_right))):
+    for k, (dmap, cmap) in enumerate(
+        ((disparity_left, confidence_left), (disparity_right, confidence_right))
+    ):
         if dmap is None:
             continue
         name = ("disparity_left", "disparity_right")[k]
         dmap = _check_map(xp, dmap, f"points_from_disparity.{name}")
         if dmap.shape != (u * nh, u * nw):
-            raise InputError(f"points_from_disparity.{name}", f"shape {tuple(dmap.shape)}",
-                             f"(upsample * H, upsample * W) = {(u * nh, u * nw)}")
+            raise InputError(
+                f"points_from_disparity.{name}",
+                f"shape {tuple(dmap.shape)}",
+                f"(upsample * H, upsample * W) = {(u * nh, u * nw)}",
+            )
         r, c = xp.nonzero(xp.isfinite(dmap))
         d = dmap[r, c].astype(np.float64)
         rv = (r + 0.5) / u - 0.5
@@ -144,13 +160,17 @@ def points_from_disparity(disparity_left, disparity_right, geometry: StereoGeome
             conf.append(xp.ones(r.shape[0], dtype=np.float32))
         else:
             if tuple(cmap.shape) != tuple(dmap.shape):
-                raise InputError(f"points_from_disparity.confidence_{('left', 'right')[k]}",
-                                 f"shape {tuple(cmap.shape)}", f"the disparity map's shape {tuple(dmap.shape)}")
+                raise InputError(
+                    f"points_from_disparity.confidence_{('left', 'right')[k]}",
+                    f"shape {tuple(cmap.shape)}",
+                    f"the disparity map's shape {tuple(dmap.shape)}",
+                )
             conf.append(xp.asarray(cmap)[r, c].astype(np.float32))
         view.append(xp.full(r.shape[0], k, dtype=np.int8))
         pix.append(xp.stack([r, c], axis=1).astype(np.int64))
-    return CloudPoints(xp.concatenate(pts, axis=0), xp.concatenate(conf), xp.concatenate(view),
-                       xp.concatenate(pix, axis=0))
+    return CloudPoints(
+        xp.concatenate(pts, axis=0), xp.concatenate(conf), xp.concatenate(view), xp.concatenate(pix, axis=0)
+    )
 
 
 def depth_map(disparity_left, geometry: StereoGeometry, *, upsample: int):
@@ -182,7 +202,9 @@ def depth_map(disparity_left, geometry: StereoGeometry, *, upsample: int):
 
 def _check_map(xp, m, where: str):
     if getattr(m, "ndim", None) != 2:
-        raise InputError(where, f"shape {getattr(m, 'shape', type(m).__name__)}", "a 2-D (H, W) disparity map")
+        raise InputError(
+            where, f"shape {getattr(m, 'shape', type(m).__name__)}", "a 2-D (H, W) disparity map"
+        )
     if xp.iscomplexobj(m):
         raise InputError(where, f"dtype {m.dtype}", "a real disparity map")
     return xp.asarray(m).astype(np.float32, copy=False)

@@ -39,7 +39,9 @@ __all__ = ["MatchResult", "block_match", "texture_map"]
 _BAND_ELEMENTS = 48 * 1024
 
 
-def block_match(left, right, options: MatchOptions | None = None, *, kernels: bool | None = None) -> MatchResult:
+def block_match(
+    left, right, options: MatchOptions | None = None, *, kernels: bool | None = None
+) -> MatchResult:
     """Dense block matching of a rectified pair, both maps at once.
 
     For a left pixel ``(y, x)`` the cost of disparity ``d`` is the mean over the ``b x b`` block of
@@ -91,12 +93,18 @@ def block_match(left, right, options: MatchOptions | None = None, *, kernels: bo
     Lp = xp.pad(left, h, mode="edge")
     Rp = xp.pad(right, h, mode="edge")
 
-    out = {key: xp.empty((H, W), dtype=np.float32) for key in
-           ("dl", "dr", "cl", "cr", "ql", "qr")}
+    out = {key: xp.empty((H, W), dtype=np.float32) for key in ("dl", "dr", "cl", "cr", "ql", "qr")}
 
     def run(r0: int, r1: int) -> None:
-        res = _match_band(Lp[r0:r1 + 2 * h], Rp[r0:r1 + 2 * h], W, b, int(options.dmin), int(options.dmax),
-                          float(options.proximity_weight))
+        res = _match_band(
+            Lp[r0 : r1 + 2 * h],
+            Rp[r0 : r1 + 2 * h],
+            W,
+            b,
+            int(options.dmin),
+            int(options.dmax),
+            float(options.proximity_weight),
+        )
         for key, value in zip(("dl", "cl", "ql", "dr", "cr", "qr"), res):
             out[key][r0:r1] = value
 
@@ -201,8 +209,8 @@ class _Tracker:
 
     def __init__(self, xp, shape):
         inf = np.float32(np.inf)
-        self.best = xp.full(shape, inf, dtype=np.float32)      # min over d' <= d - 1
-        self.best_m1 = xp.full(shape, inf, dtype=np.float32)   # min over d' <= d - 2
+        self.best = xp.full(shape, inf, dtype=np.float32)  # min over d' <= d - 1
+        self.best_m1 = xp.full(shape, inf, dtype=np.float32)  # min over d' <= d - 2
         self.bd = xp.zeros(shape, dtype=np.int32)
         self.cprev = xp.full(shape, inf, dtype=np.float32)
         self.cnext = xp.full(shape, inf, dtype=np.float32)
@@ -236,7 +244,9 @@ class _Tracker:
             off = xp.clip(off, -0.5, 0.5)
             disp = xp.where(valid, self.bd.astype(np.float32) + off, np.nan).astype(np.float32)
             cost = xp.where(valid, best * np.float32(1.0 / scale), np.nan).astype(np.float32)
-            conf = xp.where(valid & (self.second > 0), 1 - best / xp.where(self.second > 0, self.second, 1), 0)
+            conf = xp.where(
+                valid & (self.second > 0), 1 - best / xp.where(self.second > 0, self.second, 1), 0
+            )
             conf = xp.clip(conf, 0, 1).astype(np.float32)
         return disp, cost, conf
 
@@ -261,17 +271,17 @@ def _match_band(Lp, Rp, W: int, b: int, dmin: int, dmax: int, wprox: float):
         x0, x1 = max(0, d), min(W, W + d)
         if x1 > x0:
             n = x1 - x0
-            a = ad[:, :n + 2 * h]
-            xp.subtract(Lp[:, x0:x1 + 2 * h], Rp[:, x0 - d:x1 - d + 2 * h], out=a)
+            a = ad[:, : n + 2 * h]
+            xp.subtract(Lp[:, x0 : x1 + 2 * h], Rp[:, x0 - d : x1 - d + 2 * h], out=a)
             xp.abs(a, out=a)
             s = _box_valid(a, b, axis=1, out=hs[:, :n])
             _box_valid(s, b, axis=0, out=cl[:, x0:x1])
             cl[:, x0:x1] += np.float32(scale * wprox * abs(d) / dnorm)
             cl[:, :x0] = inf
             cl[:, x1:] = inf
-            cr[:, x0 - d:x1 - d] = cl[:, x0:x1]
-            cr[:, :x0 - d] = inf
-            cr[:, x1 - d:] = inf
+            cr[:, x0 - d : x1 - d] = cl[:, x0:x1]
+            cr[:, : x0 - d] = inf
+            cr[:, x1 - d :] = inf
         else:
             cl[...] = inf
             cr[...] = inf

@@ -31,8 +31,9 @@ from .homography import apply_homography
 __all__ = ["fit_rigid", "fundamental_matrix", "hartley_normaliser", "rms_epipolar_distance"]
 
 
-def fundamental_matrix(points_left, points_right, *, affine: bool = False,
-                       left_horizontal: bool = False, rigid: bool = False) -> np.ndarray:
+def fundamental_matrix(
+    points_left, points_right, *, affine: bool = False, left_horizontal: bool = False, rigid: bool = False
+) -> np.ndarray:
     """Fundamental matrix from point correspondences (normalised eight-point algorithm).
 
     General ``F`` (Hartley 1997): each point set is translated to its centroid and scaled to a
@@ -79,13 +80,24 @@ def fundamental_matrix(points_left, points_right, *, affine: bool = False,
     left_horizontal = left_horizontal or rigid
     affine = affine or left_horizontal
     need = 4 if affine else 8
-    pl = check_points(np.asarray(to_host(points_left)), "fundamental_matrix.points_left", columns=2,
-                      minimum=need, names="x, y")
-    pr = check_points(np.asarray(to_host(points_right)), "fundamental_matrix.points_right", columns=2,
-                      minimum=need, names="x, y")
+    pl = check_points(
+        np.asarray(to_host(points_left)),
+        "fundamental_matrix.points_left",
+        columns=2,
+        minimum=need,
+        names="x, y",
+    )
+    pr = check_points(
+        np.asarray(to_host(points_right)),
+        "fundamental_matrix.points_right",
+        columns=2,
+        minimum=need,
+        names="x, y",
+    )
     if pl.shape != pr.shape:
-        raise InputError("fundamental_matrix.points_right", f"{len(pr)} points",
-                         f"{len(pl)}, one per left point")
+        raise InputError(
+            "fundamental_matrix.points_right", f"{len(pr)} points", f"{len(pl)}, one per left point"
+        )
     Tl = hartley_normaliser(pl, "fundamental_matrix.points_left")
     Tr = hartley_normaliser(pr, "fundamental_matrix.points_right")
     nl = apply_homography(Tl, pl)
@@ -93,24 +105,29 @@ def fundamental_matrix(points_left, points_right, *, affine: bool = False,
     if rigid:
         # y_l = sin(t) x_r + cos(t) y_r + e in pixels: the right view only rotated and shifted
         t, e = fit_rigid(pl[:, 1], pr[:, 0], pr[:, 1])
-        Fp = np.array([[0, 0, np.sin(t)], [0, 0, np.cos(t)], [0, -1.0, e]])       # in pixels
+        Fp = np.array([[0, 0, np.sin(t)], [0, 0, np.cos(t)], [0, -1.0, e]])  # in pixels
         Fn = np.linalg.inv(Tr).T @ Fp @ np.linalg.inv(Tl)
     elif left_horizontal:
         # y_l = a x_r + b y_r + e in normalised coordinates (the scale of the left rows is s_l)
         A = np.concatenate([nr, np.ones((len(nr), 1))], axis=1)
         _, s, _ = np.linalg.svd(A, full_matrices=False)
         if s[2] <= 1e-9 * s[0]:
-            raise InputError("fundamental_matrix.points_right", f"{len(pr)} collinear points",
-                             "points spread over the image plane (not on one line)")
+            raise InputError(
+                "fundamental_matrix.points_right",
+                f"{len(pr)} collinear points",
+                "points spread over the image plane (not on one line)",
+            )
         coef, *_ = np.linalg.lstsq(A, nl[:, 1], rcond=None)
         Fn = np.array([[0, 0, coef[0]], [0, 0, coef[1]], [0, -1.0, coef[2]]])
     elif affine:
-        X = np.concatenate([nr, nl], axis=1)            # centroids are 0 after normalisation
+        X = np.concatenate([nr, nl], axis=1)  # centroids are 0 after normalisation
         _, s, vt = np.linalg.svd(X, full_matrices=False)
         if s[2] <= 1e-9 * s[0]:
-            raise InputError("fundamental_matrix.points",
-                             f"{len(pl)} points spanning fewer than 3 dimensions",
-                             "points not all on one plane of (x_r, y_r, x_l, y_l) (a non-planar scene)")
+            raise InputError(
+                "fundamental_matrix.points",
+                f"{len(pl)} points spanning fewer than 3 dimensions",
+                "points not all on one plane of (x_r, y_r, x_l, y_l) (a non-planar scene)",
+            )
         a, b, c, d = vt[-1]
         Fn = np.array([[0, 0, a], [0, 0, b], [c, d, 0.0]])
     else:
@@ -121,8 +138,11 @@ def fundamental_matrix(points_left, points_right, *, affine: bool = False,
         _, s, vt = np.linalg.svd(A, full_matrices=True)
         if len(s) < 8 or s[7] <= 1e-9 * s[0]:
             rank = int((s > 1e-9 * s[0]).sum())
-            raise InputError("fundamental_matrix.points", f"{len(pl)} points with rank {rank} constraints",
-                             ">= 8 independent correspondences (not all on a line or a plane)")
+            raise InputError(
+                "fundamental_matrix.points",
+                f"{len(pl)} points with rank {rank} constraints",
+                ">= 8 independent correspondences (not all on a line or a plane)",
+            )
         Fn = vt[-1].reshape(3, 3)
         u, sv, wt = np.linalg.svd(Fn)
         sv[2] = 0.0
@@ -164,7 +184,7 @@ def fit_rigid(yl, xr, yr, t0: float | None = None) -> tuple[float, float]:
     t = float(t0)
     for _ in range(20):
         r = Y - np.sin(t) * X - np.cos(t) * Z
-        j = np.cos(t) * X - np.sin(t) * Z                   # -dr/dt
+        j = np.cos(t) * X - np.sin(t) * Z  # -dr/dt
         den = float(j @ j)
         if den <= 0:
             break
@@ -202,8 +222,9 @@ def hartley_normaliser(points: np.ndarray, where: str) -> np.ndarray:
     sv = np.linalg.svd(q, compute_uv=False)
     mean_dist = np.mean(np.hypot(q[:, 0], q[:, 1]))
     if mean_dist <= 0 or sv[1] <= 1e-6 * sv[0]:
-        raise InputError(where, f"{len(points)} collinear points",
-                         "points spread over the image plane (not on one line)")
+        raise InputError(
+            where, f"{len(points)} collinear points", "points spread over the image plane (not on one line)"
+        )
     s = np.sqrt(2) / mean_dist
     return np.array([[s, 0, -s * c[0]], [0, s, -s * c[1]], [0, 0, 1.0]])
 
@@ -230,4 +251,4 @@ def rms_epipolar_distance(F: np.ndarray, points_left: np.ndarray, points_right: 
     e = np.abs(np.sum(hr * line_r, axis=1))
     with np.errstate(divide="ignore", invalid="ignore"):
         d = 0.5 * e * (1 / np.hypot(line_r[:, 0], line_r[:, 1]) + 1 / np.hypot(line_l[:, 0], line_l[:, 1]))
-    return float(np.sqrt(np.mean(d ** 2)))
+    return float(np.sqrt(np.mean(d**2)))

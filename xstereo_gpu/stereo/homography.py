@@ -93,8 +93,9 @@ def rectify(views, H_left, H_right, *, order: int = 3, cval: float = 0.0):
     if shape is None or len(shape) != 3 or shape[0] != 2:
         raise InputError("rectify.views", f"shape {shape}", "(2, H, W): left and right views")
     if xp.iscomplexobj(views):
-        raise InputError("rectify.views", f"dtype {views.dtype}",
-                         "real views (warp amplitude and phase apart)")
+        raise InputError(
+            "rectify.views", f"dtype {views.dtype}", "real views (warp amplitude and phase apart)"
+        )
     ndi = scipy_module(views, "ndimage")
     out = []
     for k, Hk in enumerate((H_left, H_right)):
@@ -130,8 +131,9 @@ def original_coordinates(H, shape, *, like=None):
         raise InputError("original_coordinates.H", f"shape {Hm.shape}", "(3, 3)")
     Hi = np.linalg.inv(Hm)
     n_rows, n_cols = (int(v) for v in shape)
-    yy, xx = xp.meshgrid(xp.arange(n_rows, dtype=np.float64), xp.arange(n_cols, dtype=np.float64),
-                         indexing="ij")
+    yy, xx = xp.meshgrid(
+        xp.arange(n_rows, dtype=np.float64), xp.arange(n_cols, dtype=np.float64), indexing="ij"
+    )
     w = Hi[2, 0] * xx + Hi[2, 1] * yy + Hi[2, 2]
     x = (Hi[0, 0] * xx + Hi[0, 1] * yy + Hi[0, 2]) / w
     y = (Hi[1, 0] * xx + Hi[1, 1] * yy + Hi[1, 2]) / w

@@ -27,8 +27,14 @@ from ..backend import get_array_module, scipy_module, to_host
 from ..config import PreprocessOptions
 from ..errors import InputError
 
-__all__ = ["PreprocessResult", "preprocess", "background_mask", "upsample_mask", "view_coordinate",
-           "matching_coordinate"]
+__all__ = [
+    "PreprocessResult",
+    "preprocess",
+    "background_mask",
+    "upsample_mask",
+    "view_coordinate",
+    "matching_coordinate",
+]
 
 
 @dataclass
@@ -65,17 +71,20 @@ class PreprocessResult:
 
 
 def view_coordinate(j, u: int):
-    """View coordinate [view pixels] of matching-grid coordinate ``j`` for upsampling ``u``: ``(j + 0.5)/u - 0.5``."""
+    """View coordinate [view pixels] of matching-grid coordinate ``j`` for upsampling ``u``: ``(j + 0.5)/u - "
+    "0.5``."""
     return (j + 0.5) / u - 0.5
 
 
 def matching_coordinate(c, u: int):
-    """Matching-grid coordinate of view coordinate ``c`` (inverse of :func:`view_coordinate`): ``(c + 0.5) u - 0.5``."""
+    """Matching-grid coordinate of view coordinate ``c`` (inverse of :func:`view_coordinate`): ``(c + 0.5) u "
+    "- 0.5``."""
     return (c + 0.5) * u - 0.5
 
 
-def preprocess(views, options: PreprocessOptions | None = None, *,
-               search_range: tuple[int, int] = (-65, 65), mask=None) -> PreprocessResult:
+def preprocess(
+    views, options: PreprocessOptions | None = None, *, search_range: tuple[int, int] = (-65, 65), mask=None
+) -> PreprocessResult:
     """Normalise, upsample and binarise (or differentiate) the two views for matching.
 
     Normalisation (all modes), per view: non-negative views (amplitudes) are divided by the
@@ -226,8 +235,15 @@ def upsample_mask(mask, u: int):
     return xp.repeat(xp.repeat(m, u, axis=-2), u, axis=-1)
 
 
-def background_mask(views, *, sigma: float = 2.0, fraction: float = 0.15, closing: int = 3,
-                    dilation: int = 2, max_hole: int | None = None):
+def background_mask(
+    views,
+    *,
+    sigma: float = 2.0,
+    fraction: float = 0.15,
+    closing: int = 3,
+    dilation: int = 2,
+    max_hole: int | None = None,
+):
     """Mask of the populated regions of each view (paper, pyramid: "a binary mask including
     populated regions of the pyramid structure").
 
@@ -323,7 +339,9 @@ def _lowpass(ndi, xp, image, sigma: float):
         return ndi.gaussian_filter(image, sigma, mode="nearest")
     out = image
     for axis in range(image.ndim):
-        out = ndi.gaussian_filter1d(out.astype(np.float64), sigma, axis=axis, mode="nearest").astype(np.float32)
+        out = ndi.gaussian_filter1d(out.astype(np.float64), sigma, axis=axis, mode="nearest").astype(
+            np.float32
+        )
     return out
 
 
@@ -346,8 +364,11 @@ def _check_mask(xp, mask, shape):
     if m_shape is None or tuple(m_shape) != tuple(shape):
         raise InputError("preprocess.mask", f"shape {m_shape}", f"the views' shape {tuple(shape)}")
     if get_array_module(mask) is not xp:
-        raise InputError("preprocess.mask", f"an array of {get_array_module(mask).__name__}",
-                         f"an array of {xp.__name__}, like the views")
+        raise InputError(
+            "preprocess.mask",
+            f"an array of {get_array_module(mask).__name__}",
+            f"an array of {xp.__name__}, like the views",
+        )
     return mask.astype(bool, copy=False)
 
 
@@ -378,8 +399,12 @@ def _components(mask, structure):
     cols = xp.broadcast_to(xp.arange(W, dtype=np.int32)[None, :], (H, W)).ravel()
     big = np.iinfo(np.int32).max
     out = []
-    for coord, fn, init in ((rows, cupyx.scatter_min, big), (rows, cupyx.scatter_max, -1),
-                            (cols, cupyx.scatter_min, big), (cols, cupyx.scatter_max, -1)):
+    for coord, fn, init in (
+        (rows, cupyx.scatter_min, big),
+        (rows, cupyx.scatter_max, -1),
+        (cols, cupyx.scatter_min, big),
+        (cols, cupyx.scatter_max, -1),
+    ):
         acc = xp.full(n + 1, init, dtype=np.int32)
         fn(acc, flat, coord)  # atomic min / max per label
         out.append(to_host(acc[1:]).astype(np.int64))
@@ -404,12 +429,17 @@ def _unmatched(stats_self, stats_other, min_region: int, lo_shift: int, hi_shift
     if cand.size:
         step = max(1, (1 << 22) // cand.size)
         for s in range(0, small.size, step):
-            i = small[s:s + step, None]
+            i = small[s : s + step, None]
             j = cand[None, :]
-            ok = ((oarea[j] * 2 >= area[i]) & (oarea[j] <= 2 * area[i])
-                  & (or0[j] <= r1[i]) & (or1[j] >= r0[i])
-                  & (oc0[j] <= c1[i] + hi_shift) & (oc1[j] >= c0[i] + lo_shift))
-            matched[s:s + step] = ok.any(axis=1)
+            ok = (
+                (oarea[j] * 2 >= area[i])
+                & (oarea[j] <= 2 * area[i])
+                & (or0[j] <= r1[i])
+                & (or1[j] >= r0[i])
+                & (oc0[j] <= c1[i] + hi_shift)
+                & (oc1[j] >= c0[i] + lo_shift)
+            )
+            matched[s : s + step] = ok.any(axis=1)
     return small[~matched] + 1
 
 

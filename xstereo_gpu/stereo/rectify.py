@@ -76,10 +76,21 @@ class RectifyResult:
     residual: np.ndarray
 
 
-def rectify_pair(views, points=None, *, affine: bool = True, left_horizontal: bool = True, rigid: bool = True,
-                 search: tuple[int, int] = (-40, 40), vertical: int = 8,
-                 max_rotation_deg: float = 4.0, min_matches: int = 8, min_match_fraction: float = 0.25,
-                 min_verify_ncc: float = 0.55, order: int = 3) -> RectifyResult:
+def rectify_pair(
+    views,
+    points=None,
+    *,
+    affine: bool = True,
+    left_horizontal: bool = True,
+    rigid: bool = True,
+    search: tuple[int, int] = (-40, 40),
+    vertical: int = 8,
+    max_rotation_deg: float = 4.0,
+    min_matches: int = 8,
+    min_match_fraction: float = 0.25,
+    min_verify_ncc: float = 0.55,
+    order: int = 3,
+) -> RectifyResult:
     """Rectify a stereo pair: correspondences, ``F``, homographies, warped views.
 
     Parameters
@@ -138,21 +149,26 @@ def rectify_pair(views, points=None, *, affine: bool = True, left_horizontal: bo
         raise InputError("rectify_pair.views", f"shape {shape}", "(2, H, W): left and right views")
     rigid = rigid and left_horizontal
     if points is None:
-        m = epipolar_matches(views[0], views[1], search=search, vertical=vertical,
-                             max_rotation_deg=max_rotation_deg)
+        m = epipolar_matches(
+            views[0], views[1], search=search, vertical=vertical, max_rotation_deg=max_rotation_deg
+        )
         pl, pr = m["points_left"], m["points_right"]
         need = max(int(min_matches), int(np.ceil(min_match_fraction * m["points_tried"])))
         if len(pl) >= need and not m["verify_ncc"] >= min_verify_ncc:
-            raise InputError("rectify_pair.views",
-                             f"{len(pl)} feature matches whose larger patches correlate at "
-                             f"{m['verify_ncc']:.2f} (median NCC)",
-                             f"at least {min_verify_ncc}: two views of one scene (give the point pairs, "
-                             "points=..., or check the search range)")
+            raise InputError(
+                "rectify_pair.views",
+                f"{len(pl)} feature matches whose larger patches correlate at "
+                f"{m['verify_ncc']:.2f} (median NCC)",
+                f"at least {min_verify_ncc}: two views of one scene (give the point pairs, "
+                "points=..., or check the search range)",
+            )
         need = max(need, 4 if (affine or left_horizontal) else 8)
         if len(pl) < need:
-            raise InputError("rectify_pair.views",
-                             f"{len(pl)} feature matches (search {search}, vertical {vertical})",
-                             f"at least {need}: give the point pairs (points=...) or widen the search")
+            raise InputError(
+                "rectify_pair.views",
+                f"{len(pl)} feature matches (search {search}, vertical {vertical})",
+                f"at least {need}: give the point pairs (points=...) or widen the search",
+            )
     else:
         if len(points) != 2:
             raise InputError("rectify_pair.points", f"{len(points)} arrays", "(points_left, points_right)")
@@ -211,10 +227,20 @@ def rectifying_homographies(F, points_left, points_right, shape, *, max_projecti
     F = np.asarray(to_host(F), dtype=np.float64)
     if F.shape != (3, 3) or not np.isfinite(F).all():
         raise InputError("rectifying_homographies.F", f"shape {F.shape}", "a finite (3, 3) matrix")
-    pl = check_points(np.asarray(to_host(points_left)), "rectifying_homographies.points_left", columns=2,
-                      minimum=1, names="x, y")
-    pr = check_points(np.asarray(to_host(points_right)), "rectifying_homographies.points_right", columns=2,
-                      minimum=1, names="x, y")
+    pl = check_points(
+        np.asarray(to_host(points_left)),
+        "rectifying_homographies.points_left",
+        columns=2,
+        minimum=1,
+        names="x, y",
+    )
+    pr = check_points(
+        np.asarray(to_host(points_right)),
+        "rectifying_homographies.points_right",
+        columns=2,
+        minimum=1,
+        names="x, y",
+    )
     if len(shape) != 2:
         raise InputError("rectifying_homographies.shape", repr(shape), "(H, W)")
     H, W = (int(v) for v in shape)
@@ -228,20 +254,23 @@ def rectifying_homographies(F, points_left, points_right, shape, *, max_projecti
     Fa = Tr.T @ Fn @ Tl
     extra = rms_epipolar_distance(Fa, pl, pr) - rms_epipolar_distance(F, pl, pr)
     if not extra <= max_projective:
-        raise InputError("rectifying_homographies.F",
-                         f"a projective F (its affine part moves the points {extra:.2f} px off their lines)",
-                         f"an affine F (<= {max_projective} px): views that are parallel projections; "
-                         "fit it with fundamental_matrix(..., affine=True)")
+        raise InputError(
+            "rectifying_homographies.F",
+            f"a projective F (its affine part moves the points {extra:.2f} px off their lines)",
+            f"an affine F (<= {max_projective} px): views that are parallel projections; "
+            "fit it with fundamental_matrix(..., affine=True)",
+        )
     a, b, e = Fa[0, 2], Fa[1, 2], Fa[2, 2]
     c, d = Fa[2, 0], Fa[2, 1]
     nl, nr = np.hypot(c, d), np.hypot(a, b)
     if nl == 0 or nr == 0:
-        raise InputError("rectifying_homographies.F", "no epipolar direction in one view",
-                         "an affine F of rank 2")
+        raise InputError(
+            "rectifying_homographies.F", "no epipolar direction in one view", "an affine F of rank 2"
+        )
     sigma = 1.0 if d >= 0 else -1.0
-    ul = sigma * np.array([c, d]) / nl                     # unit normal of the left epipolar lines
+    ul = sigma * np.array([c, d]) / nl  # unit normal of the left epipolar lines
     cx, cy = float(W // 2), float(H // 2)
-    Rl = np.array([[ul[1], -ul[0]], [ul[0], ul[1]]])       # rotation: ul -> (0, 1)
+    Rl = np.array([[ul[1], -ul[0]], [ul[0], ul[1]]])  # rotation: ul -> (0, 1)
     H_left = np.eye(3)
     H_left[:2, :2] = Rl
     H_left[:2, 2] = np.array([cx, cy]) - Rl @ np.array([cx, cy])
@@ -249,9 +278,9 @@ def rectifying_homographies(F, points_left, points_right, shape, *, max_projecti
     # c x + d y = -(a x_r + b y_r + e), so y_r* = v . p_r + t with:
     v = -sigma * np.array([a, b]) / nl
     t = -sigma * e / nl - ul @ np.array([cx, cy]) + cy
-    Rr = np.array([[v[1], -v[0]], [v[0], v[1]]])           # similarity with scale |v|
+    Rr = np.array([[v[1], -v[0]], [v[0], v[1]]])  # similarity with scale |v|
     H_right = np.eye(3)
     H_right[:2, :2] = Rr
     H_right[1, 2] = t
-    H_right[0, 2] = cx - Rr[0] @ np.array([cx, cy])        # the centre column stays in place
+    H_right[0, 2] = cx - Rr[0] @ np.array([cx, cy])  # the centre column stays in place
     return H_left, H_right

@@ -55,9 +55,15 @@ _BAND_ELEMENTS = 1 << 20
 _GPU_CHUNK_ELEMENTS = 1 << 25
 
 
-def semi_global_match(left, right, options: MatchOptions | None = None, *,
-                      kernels: bool | None = None, max_memory: int | None = None,
-                      strip_rows: int | None = None) -> MatchResult:
+def semi_global_match(
+    left,
+    right,
+    options: MatchOptions | None = None,
+    *,
+    kernels: bool | None = None,
+    max_memory: int | None = None,
+    strip_rows: int | None = None,
+) -> MatchResult:
     """Semi-global matching of a rectified pair, both maps (same contract as block matching).
 
     The cost ``C(p, d)`` of disparity ``d`` at left pixel ``p = (y, x)`` is exactly the block
@@ -86,7 +92,8 @@ def semi_global_match(left, right, options: MatchOptions | None = None, *,
         ``False`` runs this twin's array code on CuPy. Ignored on NumPy.
     max_memory : int, optional
         Bytes the matching may take (default: :func:`~xstereo_gpu.memory.memory_budget` of the
-        device: most of the free memory, strips aiming at 2 GiB on NumPy). When the two ``(H, W, D)`` volumes do not fit, the image is matched in horizontal
+        device: most of the free memory, strips aiming at 2 GiB on NumPy). When the two ``(H, W, D)`` volumes
+        do not fit, the image is matched in horizontal
         strips (:func:`~xstereo_gpu.memory.plan_matching`) with the path states carried across
         strip boundaries: the same sums, bit-identical maps (the strips run the array code, also on
         CuPy). :class:`~xstereo_gpu.errors.InputError` (naming ``--max-memory``) before any compute
@@ -115,14 +122,23 @@ def semi_global_match(left, right, options: MatchOptions | None = None, *,
     left = check_image(left, "semi_global_match.left")
     right = check_image(right, "semi_global_match.right")
     if left.shape != right.shape:
-        raise InputError("semi_global_match.right", f"shape {right.shape}",
-                         f"the left image's shape {left.shape}")
+        raise InputError(
+            "semi_global_match.right", f"shape {right.shape}", f"the left image's shape {left.shape}"
+        )
     H, W = left.shape
     dmin, dmax = int(options.dmin), int(options.dmax)
     if strip_rows is None:
         b = memory_budget(xp, max_memory)
-        plan = plan_matching(H, W, dmax - dmin + 1, b["budget_bytes"], limit=b["limit_bytes"], method="sgm",
-                             paths=int(options.sgm_paths), device=xp is not np)
+        plan = plan_matching(
+            H,
+            W,
+            dmax - dmin + 1,
+            b["budget_bytes"],
+            limit=b["limit_bytes"],
+            method="sgm",
+            paths=int(options.sgm_paths),
+            device=xp is not np,
+        )
         strip_rows = plan.strip_rows
     if strip_rows is not None and int(strip_rows) < H:
         out = {key: xp.empty((H, W), dtype=np.float32) for key in ("dl", "dr", "cl", "cr", "ql", "qr")}
@@ -190,9 +206,12 @@ def sgm_cost_volume(left, right, options: MatchOptions | None = None):
     left = check_image(left, "sgm_cost_volume.left")
     right = check_image(right, "sgm_cost_volume.right")
     if left.shape != right.shape:
-        raise InputError("sgm_cost_volume.right", f"shape {right.shape}", f"the left image's shape {left.shape}")
-    return _cost_volume(left, right, int(options.block), int(options.dmin), int(options.dmax),
-                        float(options.proximity_weight))
+        raise InputError(
+            "sgm_cost_volume.right", f"shape {right.shape}", f"the left image's shape {left.shape}"
+        )
+    return _cost_volume(
+        left, right, int(options.block), int(options.dmin), int(options.dmax), float(options.proximity_weight)
+    )
 
 
 def aggregate_costs(cost, *, p1: float = 0.02, p2: float = 0.2, paths: int = 4, workers: int | None = None):
@@ -228,8 +247,11 @@ def aggregate_costs(cost, *, p1: float = 0.02, p2: float = 0.2, paths: int = 4, 
     """
     xp = get_array_module(cost)
     if getattr(cost, "ndim", None) != 3 or min(cost.shape) < 1:
-        raise InputError("aggregate_costs.cost", f"shape {getattr(cost, 'shape', type(cost).__name__)}",
-                         "a non-empty (H, W, D) volume")
+        raise InputError(
+            "aggregate_costs.cost",
+            f"shape {getattr(cost, 'shape', type(cost).__name__)}",
+            "a non-empty (H, W, D) volume",
+        )
     if cost.dtype != np.float32:
         raise InputError("aggregate_costs.cost", f"dtype {cost.dtype}", "float32")
     if not (0 <= p1 <= p2):
@@ -242,8 +264,9 @@ def aggregate_costs(cost, *, p1: float = 0.02, p2: float = 0.2, paths: int = 4, 
 # internals
 
 
-def _cost_volume(left, right, b: int, dmin: int, dmax: int, wprox: float, rows: tuple[int, int] | None = None,
-                 padded=None):
+def _cost_volume(
+    left, right, b: int, dmin: int, dmax: int, wprox: float, rows: tuple[int, int] | None = None, padded=None
+):
     """(H, W, D) float32 block cost (see :func:`sgm_cost_volume`); inputs already checked.
 
     ``rows = (R0, R1)`` computes only the rows ``R0:R1`` (an ``(R1 - R0, W, D)`` volume whose
@@ -279,8 +302,10 @@ def _cost_volume(left, right, b: int, dmin: int, dmax: int, wprox: float, rows: 
             if x1 <= x0:
                 continue
             n = x1 - x0
-            a = ad[:, :n + 2 * h]
-            xp.subtract(Lp[R0:R1 + 2 * h, x0:x1 + 2 * h], Rp[R0:R1 + 2 * h, x0 - d:x1 - d + 2 * h], out=a)
+            a = ad[:, : n + 2 * h]
+            xp.subtract(
+                Lp[R0 : R1 + 2 * h, x0 : x1 + 2 * h], Rp[R0 : R1 + 2 * h, x0 - d : x1 - d + 2 * h], out=a
+            )
             xp.abs(a, out=a)
             s = _box_valid(a, b, axis=1, out=hs[:, :n])
             c = _box_valid(s, b, axis=0, out=vol[:, x0:x1, i])
@@ -292,15 +317,15 @@ def _cost_volume(left, right, b: int, dmin: int, dmax: int, wprox: float, rows: 
     # R extended with zeros so that column xp - d exists for every padded column xp and every d
     pl, pr = max(0, dmax), max(0, -dmin)
     Rpe = np.pad(Rp, ((0, 0), (pl, pr)))
-    win = np.lib.stride_tricks.sliding_window_view(Rpe, D, axis=1)     # [y, j, k] = Rpe[y, j + k]
-    Rv = win[:, pl - dmax:pl - dmax + W + 2 * h, ::-1]                   # [y, xp, i] = Rp[y, xp - d_i]
+    win = np.lib.stride_tricks.sliding_window_view(Rpe, D, axis=1)  # [y, j, k] = Rpe[y, j + k]
+    Rv = win[:, pl - dmax : pl - dmax + W + 2 * h, ::-1]  # [y, xp, i] = Rp[y, xp - d_i]
     proxv = np.asarray(prox)
 
     def run(r0: int, r1: int) -> None:
-        ad = np.subtract(Lp[r0:r1 + 2 * h, :, None], Rv[r0:r1 + 2 * h])
+        ad = np.subtract(Lp[r0 : r1 + 2 * h, :, None], Rv[r0 : r1 + 2 * h])
         np.abs(ad, out=ad)
         hs = _box_valid(ad, b, axis=1)
-        c = _box_valid(hs, b, axis=0, out=vol[r0 - R0:r1 - R0])
+        c = _box_valid(hs, b, axis=0, out=vol[r0 - R0 : r1 - R0])
         c += proxv
         c *= inv_scale
         np.copyto(c, INVALID_COST, where=outside)
@@ -327,13 +352,18 @@ def _aggregate(cost, p1: float, p2: float, paths: int, workers: int | None = Non
         else:
             parts = max(1, min(workers, n // 64))
         edges = [n * j // parts for j in range(parts + 1)]
-        run_bands(xp, lambda lo, hi: _sweep(cost, out, dy, dx, p1, p2, k == 0, lo, hi),
-                   list(zip(edges[:-1], edges[1:])), workers=parts)
+        run_bands(
+            xp,
+            lambda lo, hi: _sweep(cost, out, dy, dx, p1, p2, k == 0, lo, hi),
+            list(zip(edges[:-1], edges[1:])),
+            workers=parts,
+        )
     return out
 
 
-def _sweep(cost, out, dy: int, dx: int, p1: float, p2: float, first: bool, lo: int, hi: int,
-           init=None, final=None) -> None:
+def _sweep(
+    cost, out, dy: int, dx: int, p1: float, p2: float, first: bool, lo: int, hi: int, init=None, final=None
+) -> None:
     """Aggregate one direction over the lines ``lo:hi`` (rows if ``dy == 0``, else columns).
 
     ``init = (L, m)``: the path costs ``(n, D)`` and their minima ``(n, 1)`` of the line before the
@@ -348,8 +378,8 @@ def _sweep(cost, out, dy: int, dx: int, p1: float, p2: float, first: bool, lo: i
     prev = [xp.full((n + 2, D), INVALID_COST, dtype=np.float32) for _ in range(2)]
     mins = [xp.full((n + 2, 1), INVALID_COST, dtype=np.float32) for _ in range(2)]
     if init is not None:
-        prev[0][1:n + 1] = init[0]
-        mins[0][1:n + 1] = init[1]
+        prev[0][1 : n + 1] = init[0]
+        mins[0][1 : n + 1] = init[1]
     a = xp.empty((n, D), dtype=np.float32)
     t = xp.empty((n, D), dtype=np.float32)
     tm = xp.empty((n, 1), dtype=np.float32)
@@ -366,7 +396,7 @@ def _sweep(cost, out, dy: int, dx: int, p1: float, p2: float, first: bool, lo: i
         else:
             c, s = cost[k, lo:hi], None if out is None else out[k, lo:hi]
         pv, mv = prev[j & 1][ps], mins[j & 1][ps]
-        L = prev[1 - (j & 1)][1:n + 1]
+        L = prev[1 - (j & 1)][1 : n + 1]
         xp.add(pv, f1, out=a)
         xp.add(mv, f2, out=tm)
         xp.minimum(pv, tm, out=t)
@@ -381,14 +411,16 @@ def _sweep(cost, out, dy: int, dx: int, p1: float, p2: float, first: bool, lo: i
             s[...] = L
         else:
             s += L
-        m = mins[1 - (j & 1)][1:n + 1]
+        m = mins[1 - (j & 1)][1 : n + 1]
         xp.amin(L, axis=1, keepdims=True, out=m)
     if final is not None and L is not None:
         final[0][...] = L
         final[1][...] = m
 
 
-def _sweep_lines(cost, out, k: int, dy: int, dx: int, p1: float, p2: float, workers: int, init=None, final=None):
+def _sweep_lines(
+    cost, out, k: int, dy: int, dx: int, p1: float, p2: float, workers: int, init=None, final=None
+):
     """One direction over a whole (strip) volume, its lines split over threads as :func:`_aggregate` does."""
     xp = get_array_module(cost)
     H, W, D = cost.shape
@@ -397,14 +429,26 @@ def _sweep_lines(cost, out, k: int, dy: int, dx: int, p1: float, p2: float, work
     edges = [n * j // parts for j in range(parts + 1)]
 
     def run(lo, hi):
-        _sweep(cost, out, dy, dx, p1, p2, k == 0, lo, hi,
-               None if init is None else (init[0][lo:hi], init[1][lo:hi]),
-               None if final is None else (final[0][lo:hi], final[1][lo:hi]))
+        _sweep(
+            cost,
+            out,
+            dy,
+            dx,
+            p1,
+            p2,
+            k == 0,
+            lo,
+            hi,
+            None if init is None else (init[0][lo:hi], init[1][lo:hi]),
+            None if final is None else (final[0][lo:hi], final[1][lo:hi]),
+        )
 
     run_bands(xp, run, list(zip(edges[:-1], edges[1:])), workers=parts)
 
 
-def _strip_match(left, right, options: MatchOptions, rows: int, out: dict, workers: int | None = None) -> None:
+def _strip_match(
+    left, right, options: MatchOptions, rows: int, out: dict, workers: int | None = None
+) -> None:
     """Semi-global matching in horizontal strips of ``rows`` rows, exactly (same ``S`` as one volume).
 
     The horizontal paths lie inside a strip. A downward path (``dy > 0``) carries the state of
@@ -470,9 +514,9 @@ def _strip_match(left, right, options: MatchOptions, rows: int, out: dict, worke
         def run(a0: int, a1: int) -> None:
             for side in ("l", "r"):
                 d, c, q = _winner(agg[a0:a1], cost[a0:a1], dmin, side)
-                out["d" + side][r0 + a0:r0 + a1] = d
-                out["c" + side][r0 + a0:r0 + a1] = c
-                out["q" + side][r0 + a0:r0 + a1] = q
+                out["d" + side][r0 + a0 : r0 + a1] = d
+                out["c" + side][r0 + a0 : r0 + a1] = c
+                out["q" + side][r0 + a0 : r0 + a1] = q
 
         run_bands(xp, run, [(a, min(n, a + step)) for a in range(0, n, step)])
         agg = cost = None  # free this strip's volumes (the closure above holds them)
@@ -493,10 +537,13 @@ def _winner(agg, cost, dmin: int, side: str):
     else:
         pb, pa = max(0, -dmin), max(0, dmin + D - 1)
         padded = xp.full((n, pb + W + pa, D), inf, dtype=np.float32)
-        padded[:, pb:pb + W] = agg
-        base = padded[:, dmin + pb:]
+        padded[:, pb : pb + W] = agg
+        base = padded[:, dmin + pb :]
         s = xp.lib.stride_tricks.as_strided(
-            base, shape=(n, W, D), strides=(base.strides[0], base.strides[1], base.strides[1] + base.strides[2]))
+            base,
+            shape=(n, W, D),
+            strides=(base.strides[0], base.strides[1], base.strides[1] + base.strides[2]),
+        )
     i = xp.argmin(s, axis=2)[..., None]
     best = xp.take_along_axis(s, i, axis=2)[..., 0]
     sm = xp.take_along_axis(s, xp.maximum(i - 1, 0), axis=2)[..., 0]
@@ -513,9 +560,9 @@ def _winner(agg, cost, dmin: int, side: str):
     i = i[..., 0]
     d = i + dmin
     xs = xp.arange(W, dtype=d.dtype)
-    u = xs - d if side == "l" else xs + d         # matched column in the other image
+    u = xs - d if side == "l" else xs + d  # matched column in the other image
     valid = (i > 0) & (i < D - 1) & (u >= 1) & (u <= W - 2)
-    x_ref = xs if side == "l" else xp.clip(u, 0, W - 1)   # the left pixel holding the cost
+    x_ref = xs if side == "l" else xp.clip(u, 0, W - 1)  # the left pixel holding the cost
     cb = xp.take_along_axis(cost.reshape(n, W * D), x_ref * D + i, axis=1)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         denom = sm - 2 * best + sp

@@ -22,8 +22,8 @@ from ..results import MapPair, StereoResult
 from ..timing import StageTimer
 from .depth import lr_consistency
 from .disparity import block_match
-from .preprocess import background_mask, preprocess
 from .homography import rectify
+from .preprocess import background_mask, preprocess
 from .rectify import rectify_pair
 from .sgm import semi_global_match
 
@@ -61,18 +61,31 @@ def _rectified(images, amplitude, options: StereoOptions, say: Progress):
     if options.rectify_points is not None:
         pp = np.asarray(options.rectify_points, dtype=np.float64)
         points = (pp[:, :2], pp[:, 2:])
-    say.stage("stereo", "rectification: " + ("the given point pairs" if points is not None
-                                              else "feature correspondences") + ", affine F, homographies")
+    say.stage(
+        "stereo",
+        "rectification: "
+        + ("the given point pairs" if points is not None else "feature correspondences")
+        + ", affine F, homographies",
+    )
     rect = rectify_pair(images, points)
     rot = float(np.degrees(np.arctan2(rect.H_right[1, 0], rect.H_right[0, 0])))
-    say.note(f"{len(rect.points_left)} matches; right view rotated by {-rot:+.2f} deg; scatter of the matches "
-             f"about their rows {float(np.sqrt(np.mean(np.square(rect.residual)))):.2f} px rms")
+    say.note(
+        f"{len(rect.points_left)} matches; right view rotated by {-rot:+.2f} deg; scatter of the matches "
+        f"about their rows {float(np.sqrt(np.mean(np.square(rect.residual)))):.2f} px rms"
+    )
     return rect, rectify(amplitude, rect.H_left, rect.H_right)
 
 
-def match_views(views, options: StereoOptions | None = None, *, preprocess_options: PreprocessOptions | None = None,
-                match_options: MatchOptions | None = None, timings: dict | None = None,
-                progress: Progress | None = None, max_memory: int | None = None) -> StereoResult:
+def match_views(
+    views,
+    options: StereoOptions | None = None,
+    *,
+    preprocess_options: PreprocessOptions | None = None,
+    match_options: MatchOptions | None = None,
+    timings: dict | None = None,
+    progress: Progress | None = None,
+    max_memory: int | None = None,
+) -> StereoResult:
     """The stereo stage on two views already in the same frame (left, right).
 
     Steps: the matched image of each view (``options.image``: amplitude or phase), optional
@@ -112,8 +125,16 @@ def match_views(views, options: StereoOptions | None = None, *, preprocess_optio
         raise InputError("views", f"shape {tuple(views.shape)}", "(2, H, W): left and right views")
     u = int(popts.upsample)
     b = memory_budget(xp, max_memory)
-    plan_matching(views.shape[1] * u, views.shape[2] * u, m.dmax - m.dmin + 1, b["budget_bytes"], method=m.method,
-                  limit=b["limit_bytes"], paths=m.sgm_paths, device=xp is not np)  # refuse before any compute
+    plan_matching(
+        views.shape[1] * u,
+        views.shape[2] * u,
+        m.dmax - m.dmin + 1,
+        b["budget_bytes"],
+        method=m.method,
+        limit=b["limit_bytes"],
+        paths=m.sgm_paths,
+        device=xp is not np,
+    )  # refuse before any compute
     with StageTimer(xp, timings, "stereo"):
         images = view_images(views, options.image)
         amplitude = xp.abs(views).astype(xp.float32) if xp.iscomplexobj(views) else images
@@ -133,8 +154,10 @@ def match_views(views, options: StereoOptions | None = None, *, preprocess_optio
             p = dataclasses.replace(popts, mode=mode)
             say.stage("stereo", f"pre-processing ({mode}, x{p.upsample})")
             pre = preprocess(images, p, search_range=(m.dmin, m.dmax), mask=mask)
-            say.note(f"{'semi-global matching' if m.method == 'sgm' else 'block matching'} {m.block}x{m.block}, "
-                     f"d in [{m.dmin}, {m.dmax}] on {tuple(pre.images.shape[1:])}")
+            say.note(
+                f"{'semi-global matching' if m.method == 'sgm' else 'block matching'} {m.block}x{m.block}, "
+                f"d in [{m.dmin}, {m.dmax}] on {tuple(pre.images.shape[1:])}"
+            )
             match = _match(pre.images[0], pre.images[1], m, max_memory)
             dl, dr = lr_consistency(match.disparity_left, match.disparity_right, tolerance=m.lr_tolerance)
             if pre.mask is not None:
@@ -146,6 +169,14 @@ def match_views(views, options: StereoOptions | None = None, *, preprocess_optio
         for pair in pairs[1:]:
             merged_l = xp.where(xp.isfinite(merged_l), merged_l, pair.disparity_left)
             merged_r = xp.where(xp.isfinite(merged_r), merged_r, pair.disparity_right)
-    return StereoResult(images=first.images, upsample=int(first.upsample), thresholds=first.thresholds,
-                        disparity_left=merged_l, disparity_right=merged_r, pairs=pairs, matched_views=images,
-                        amplitude=amplitude, rectification=rect)
+    return StereoResult(
+        images=first.images,
+        upsample=int(first.upsample),
+        thresholds=first.thresholds,
+        disparity_left=merged_l,
+        disparity_right=merged_r,
+        pairs=pairs,
+        matched_views=images,
+        amplitude=amplitude,
+        rectification=rect,
+    )

@@ -10,16 +10,43 @@ from __future__ import annotations
 import numpy as _np
 
 from . import cuda  # noqa: F401
-from ._core import Device, count_read, host_reads, ndarray, reset_host_reads, HOST_READS, _unwrap, _wrap  # noqa: F401
+from ._core import HOST_READS, Device, _unwrap, _wrap, count_read, host_reads, ndarray, reset_host_reads  # noqa: F401
 from ._raw import RawKernel, RawModule  # noqa: F401
 
 __version__ = "0.0-emulation"
 EMULATION = True
 
 # dtypes and constants
-for _n in ("float16", "float32", "float64", "complex64", "complex128", "int8", "int16", "int32", "int64",
-           "uint8", "uint16", "uint32", "uint64", "bool_", "intp", "dtype", "pi", "e", "inf", "nan", "newaxis",
-           "finfo", "iinfo", "result_type", "can_cast", "promote_types", "float_", "complex_"):
+for _n in (
+    "float16",
+    "float32",
+    "float64",
+    "complex64",
+    "complex128",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "bool_",
+    "intp",
+    "dtype",
+    "pi",
+    "e",
+    "inf",
+    "nan",
+    "newaxis",
+    "finfo",
+    "iinfo",
+    "result_type",
+    "can_cast",
+    "promote_types",
+    "float_",
+    "complex_",
+):
     if hasattr(_np, _n):
         globals()[_n] = getattr(_np, _n)
 bool = _np.bool_  # noqa: A001  (cupy.bool is numpy.bool_ too)
@@ -76,6 +103,7 @@ def __getattr__(name):
     if f is None:
         raise AttributeError(f"fake cupy has no attribute {name!r}")
     if isinstance(f, _np.ufunc) or callable(f):
+
         def wrapped(*args, **kwargs):
             out = kwargs.get("out")
             res = f(*_unwrap(args), **_unwrap(kwargs))
@@ -102,6 +130,22 @@ class fft:  # noqa: N801 - cupy.fft namespace
         return g
 
 
-for _n in ("fft", "ifft", "fft2", "ifft2", "fftn", "ifftn", "rfft", "irfft", "rfft2", "irfft2", "rfftn", "irfftn",
-           "fftshift", "ifftshift", "fftfreq", "rfftfreq"):
+for _n in (
+    "fft",
+    "ifft",
+    "fft2",
+    "ifft2",
+    "fftn",
+    "ifftn",
+    "rfft",
+    "irfft",
+    "rfft2",
+    "irfft2",
+    "rfftn",
+    "irfftn",
+    "fftshift",
+    "ifftshift",
+    "fftfreq",
+    "rfftfreq",
+):
     setattr(fft, _n, staticmethod(fft._w(_n)))

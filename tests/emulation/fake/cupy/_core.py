@@ -109,15 +109,17 @@ class ndarray(numpy.lib.mixins.NDArrayOperatorsMixin):
         self._a = np.empty(shape, dtype=dtype, order=order)
 
     @classmethod
-    def _from(cls, a: np.ndarray) -> "ndarray":
+    def _from(cls, a: np.ndarray) -> ndarray:
         obj = cls.__new__(cls)
         obj._a = a
         return obj
 
     # --- NumPy protocols: numpy functions on device arrays run on the device (as CuPy's NEP-18)
     def __array__(self, dtype=None, copy=None):
-        raise TypeError("Implicit conversion to a NumPy array is not allowed. "
-                        "Please use `.get()` to construct a NumPy array explicitly.")
+        raise TypeError(
+            "Implicit conversion to a NumPy array is not allowed. "
+            "Please use `.get()` to construct a NumPy array explicitly."
+        )
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         out = kwargs.get("out")

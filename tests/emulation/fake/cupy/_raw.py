@@ -38,10 +38,14 @@ LAUNCHES: list = []
 _LOCK = threading.Lock()
 _LIBS: dict = {}
 
-_EXTERN_C = re.compile(r'extern\s+"C"\s+__global__\s+(?:void\s+)?(?:__launch_bounds__\s*\([^)]*\)\s*)?'
-                       r'(?:void\s+)?(?:__launch_bounds__\s*\([^)]*\)\s*)?(\w+)\s*\(')
-_EXTERN_SHARED = re.compile(r'extern\s+__shared__\s+(?:__align__\s*\(\s*\d+\s*\)\s*)?([A-Za-z_][\w:<>\s]*?)\s+'
-                            r'(\w+)\s*\[\s*\]\s*;')
+_EXTERN_C = re.compile(
+    r'extern\s+"C"\s+__global__\s+(?:void\s+)?(?:__launch_bounds__\s*\([^)]*\)\s*)?'
+    r"(?:void\s+)?(?:__launch_bounds__\s*\([^)]*\)\s*)?(\w+)\s*\("
+)
+_EXTERN_SHARED = re.compile(
+    r"extern\s+__shared__\s+(?:__align__\s*\(\s*\d+\s*\)\s*)?([A-Za-z_][\w:<>\s]*?)\s+"
+    r"(\w+)\s*\[\s*\]\s*;"
+)
 
 
 def sanitize_mode() -> str:
@@ -59,26 +63,43 @@ def compiler() -> str:
 
 
 def flags(mode: str) -> list[str]:
-    base = ["-std=c++17", "-fPIC", "-shared", "-pthread", "-ffp-contract=off", "-fno-fast-math",
-            "-fno-omit-frame-pointer", "-g", "-w"]
+    base = [
+        "-std=c++17",
+        "-fPIC",
+        "-shared",
+        "-pthread",
+        "-ffp-contract=off",
+        "-fno-fast-math",
+        "-fno-omit-frame-pointer",
+        "-g",
+        "-w",
+    ]
     if mode == "":
         return base + ["-O1"]
     if mode == "thread":
         return base + ["-O1", "-fsanitize=thread"]
     if mode == "address":
-        return base + ["-O1", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
-                       "-fno-sanitize=vptr"]
+        return base + [
+            "-O1",
+            "-fsanitize=address,undefined",
+            "-fno-sanitize-recover=all",
+            "-fno-sanitize=vptr",
+        ]
     raise ValueError(f"XS_EMU_SANITIZE={mode!r}: expected '', 'thread' or 'address'")
 
 
 def translate(code: str, kernels: list[str]) -> str:
     """C++ translation unit for ``code`` with one launcher ``xs_launch_<i>`` per kernel expression."""
-    body = _EXTERN_SHARED.sub(lambda m: f"{m.group(1)}* {m.group(2)} = ({m.group(1)}*)::xs::dynamic_smem();", code)
-    out = [f'#include "{SHIM}"', "#line 1 \"kernel.cu\"", body, "", "// ---- launchers (generated)"]
+    body = _EXTERN_SHARED.sub(
+        lambda m: f"{m.group(1)}* {m.group(2)} = ({m.group(1)}*)::xs::dynamic_smem();", code
+    )
+    out = [f'#include "{SHIM}"', '#line 1 "kernel.cu"', body, "", "// ---- launchers (generated)"]
     for i, k in enumerate(kernels):
-        out.append(f'extern "C" int xs_launch_{i}(const unsigned* g, const unsigned* b, unsigned long long sh, '
-                   f"void** a, const long long* sz, const int* kd, int n, double to, char* e, int el) "
-                   f"{{ return ::xs::launch(&{k}, g, b, sh, a, sz, kd, n, to, e, el); }}")
+        out.append(
+            f'extern "C" int xs_launch_{i}(const unsigned* g, const unsigned* b, unsigned long long sh, '
+            f"void** a, const long long* sz, const int* kd, int n, double to, char* e, int el) "
+            f"{{ return ::xs::launch(&{k}, g, b, sh, a, sz, kd, n, to, e, el); }}"
+        )
     return "\n".join(out) + "\n"
 
 
@@ -96,8 +117,9 @@ def build(code: str, kernels: list[str], mode: str | None = None) -> Path:
     tmp = d / f".{so.name}.{os.getpid()}.tmp"
     r = subprocess.run(cmd + [str(cpp), "-o", str(tmp)], capture_output=True, text=True)
     if r.returncode:
-        raise RuntimeError(f"fake cupy: compiling the kernel as C++ failed ({' '.join(cmd)} {cpp}):\n"
-                           f"{r.stderr[-6000:]}")
+        raise RuntimeError(
+            f"fake cupy: compiling the kernel as C++ failed ({' '.join(cmd)} {cpp}):\n{r.stderr[-6000:]}"
+        )
     os.replace(tmp, so)
     return so
 
@@ -111,13 +133,22 @@ def _load(so: Path):
 
 
 class RawKernel:
-    def __init__(self, module: "RawModule", name: str, index: int):
+    def __init__(self, module: RawModule, name: str, index: int):
         self.module, self.name, self._index = module, name, index
         self._fn = getattr(module._lib, f"xs_launch_{index}")
         self._fn.restype = ctypes.c_int
-        self._fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_ulonglong, ctypes.c_void_p,
-                             ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_double,
-                             ctypes.c_char_p, ctypes.c_int]
+        self._fn.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+            ctypes.c_ulonglong,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+            ctypes.c_int,
+            ctypes.c_double,
+            ctypes.c_char_p,
+            ctypes.c_int,
+        ]
 
     def __call__(self, grid, block, args, *, shared_mem=0, stream=None, enable_cooperative_groups=False):
         grid = tuple(int(v) for v in (grid if isinstance(grid, tuple) else tuple(grid))) + (1, 1, 1)
@@ -133,7 +164,9 @@ class RawKernel:
                 kinds.append(0)
                 continue
             if isinstance(a, np.ndarray):
-                raise TypeError(f"{self.name}: argument {i} is a NumPy array (unsupported type: numpy.ndarray)")
+                raise TypeError(
+                    f"{self.name}: argument {i} is a NumPy array (unsupported type: numpy.ndarray)"
+                )
             if isinstance(a, (bool, np.bool_)):
                 s = np.bool_(a)
             elif isinstance(a, int):
@@ -162,13 +195,25 @@ class RawKernel:
         LAUNCHES.append((self.name, grid, block, int(shared_mem)))
         rc = self._fn(g, b, int(shared_mem), argv, sz, kd, n, timeout, err, len(err))
         if rc:
-            raise RuntimeError(f"emulated launch of {self.name} grid={grid} block={block} "
-                               f"shared_mem={shared_mem} failed: {err.value.decode(errors='replace')}")
+            raise RuntimeError(
+                f"emulated launch of {self.name} grid={grid} block={block} "
+                f"shared_mem={shared_mem} failed: {err.value.decode(errors='replace')}"
+            )
 
 
 class RawModule:
-    def __init__(self, code=None, *, path=None, options=(), backend="nvrtc", translate_cucomplex=False,
-                 enable_cooperative_groups=False, name_expressions=None, jitify=False):
+    def __init__(
+        self,
+        code=None,
+        *,
+        path=None,
+        options=(),
+        backend="nvrtc",
+        translate_cucomplex=False,
+        enable_cooperative_groups=False,
+        name_expressions=None,
+        jitify=False,
+    ):
         if code is None:
             raise NotImplementedError("fake cupy: RawModule(path=...) is not emulated")
         opts = tuple(options or ())
@@ -185,6 +230,8 @@ class RawModule:
 
     def get_function(self, name: str) -> RawKernel:
         if name not in self._kernels:
-            raise KeyError(f"fake cupy: {name!r} is neither an extern \"C\" kernel of the source nor one of "
-                           f"the name_expressions {self.name_expressions}")
+            raise KeyError(
+                f'fake cupy: {name!r} is neither an extern "C" kernel of the source nor one of '
+                f"the name_expressions {self.name_expressions}"
+            )
         return RawKernel(self, name, self._kernels.index(name))

@@ -1,7 +1,6 @@
 """``cupyx.scipy.fft`` of the stand-in: scipy.fft on the wrapped arrays (single precision kept)."""
 
 import scipy.fft as _sfft
-
 from cupy._core import _unwrap, _wrap
 
 
@@ -27,7 +26,21 @@ def _checked(name):
     return g
 
 
-for _n in ("fft", "ifft", "fft2", "ifft2", "fftn", "ifftn", "rfft", "irfft", "rfft2", "irfft2", "rfftn", "irfftn",
-           "fftshift", "ifftshift"):
+for _n in (
+    "fft",
+    "ifft",
+    "fft2",
+    "ifft2",
+    "fftn",
+    "ifftn",
+    "rfft",
+    "irfft",
+    "rfft2",
+    "irfft2",
+    "rfftn",
+    "irfftn",
+    "fftshift",
+    "ifftshift",
+):
     globals()[_n] = _checked(_n)
 fftfreq, rfftfreq = _sfft.fftfreq, _sfft.rfftfreq
