@@ -13,11 +13,17 @@ from .materials import Layer, delta_beta, energy_from_wavelength, stack_delta_be
 from .options import SAMPLE_DEFAULTS, SAMPLES, SimulationOptions
 from .phantoms import CrossLid, Pyramid, VoxelObject
 from .projection import beta_from_attenuation, misalign, misalignment_matrix, path_length, project, transmission
+from .run import RunManifest, RunSimulationOptions, ShotRecord, read_manifest, simulate_run
 from .simulator import exit_waves, illumination, simulate_shot
 from .views import provided_views
 
 __all__ = [
     "simulate_shot",
+    "simulate_run",
+    "RunSimulationOptions",
+    "RunManifest",
+    "ShotRecord",
+    "read_manifest",
     "provided_views",
     "SimulationOptions",
     "SAMPLES",
