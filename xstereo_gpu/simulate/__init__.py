@@ -26,11 +26,17 @@ from .projection import (
     project,
     transmission,
 )
+from .run import RunManifest, RunSimulationOptions, SimulatedShot, read_manifest, simulate_run
 from .simulator import exit_waves, illumination, simulate_shot
 from .views import provided_views
 
 __all__ = [
     "simulate_shot",
+    "simulate_run",
+    "RunSimulationOptions",
+    "RunManifest",
+    "SimulatedShot",
+    "read_manifest",
     "provided_views",
     "SimulationOptions",
     "SAMPLES",
