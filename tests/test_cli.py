@@ -189,3 +189,16 @@ def test_help(command, capsys):
         main([*command, "--help"])
     assert exc.value.code == 0
     assert "usage: xstereo" in capsys.readouterr().out
+
+
+def test_simulate_shots_writes_a_run(tmp_path, capsys):
+    """``xstereo simulate --shots N``: N shot files and a manifest whose counts follow the options."""
+    out = tmp_path / "run"
+    assert main(["simulate", "--shots", "8", "--hit-rate", "0.5", "--corrupt-fraction", "0.25",
+                 "--sample", "cross", "-o", str(out), "-q"]) == 0  # fmt: skip
+    manifest = json.loads((out / "manifest.json").read_text())
+    kinds = [s["kind"] for s in manifest["shots"]]
+    assert sorted(kinds) == ["blank"] * 2 + ["corrupt"] * 2 + ["hit"] * 4
+    assert {s["sample"] for s in manifest["shots"] if s["kind"] == "hit"} == {"cross"}
+    assert sorted(p.name for p in out.glob("shot-*.cxi")) == [f"shot-{i:05d}.cxi" for i in range(8)]
+    assert "8 shot files" in capsys.readouterr().out

@@ -961,7 +961,23 @@ def _c_simulate_into_a_directory(tmp, shot):
     )
 
 
+def _c_simulate_run_option_without_shots(tmp, shot):
+    return Case(
+        ["simulate", "-o", tmp / "x.cxi", "--hit-rate", "0.5", "-q"],
+        ["--hit-rate", "given without --shots", "--shots N"],
+    )
+
+
+def _c_simulate_run_bad_hit_rate(tmp, shot):
+    return Case(
+        ["simulate", "--shots", "5", "-o", tmp / "run", "--hit-rate", "1.5", "-q"],
+        ["hit_rate", "1.5"],
+    )
+
+
 BAD_INPUTS = [
+    _c_simulate_run_option_without_shots,
+    _c_simulate_run_bad_hit_rate,
     _c_external_link,
     _c_external_link_relative,
     _c_external_link_via_symlink,

@@ -56,7 +56,7 @@ from .pipeline import Pipeline
 from .progress import Progress
 from .results import ViewsResult
 from .shot import VIEW_NAMES
-from .simulate import SimulationOptions, provided_views, simulate_shot
+from .simulate import RunSimulationOptions, SimulationOptions, provided_views, simulate_run, simulate_shot
 
 __all__ = ["main"]
 
@@ -263,6 +263,13 @@ def _simulation_options(args):
 
 
 def cmd_simulate(args) -> int:
+    if args.shots is not None:
+        return _simulate_run(args)
+    given = [f for f in ("hit_rate", "corrupt_fraction") if getattr(args, f) is not None]
+    if given:
+        raise InputError(
+            "--" + given[0].replace("_", "-"), "given without --shots", "--shots N (a simulated run)"
+        )
     out = pathlib.Path(args.output)
     check_file_target(out, replace=args.overwrite)  # before the work: exists, a directory, unwritable
     opts = _simulation_options(args)
@@ -277,6 +284,26 @@ def cmd_simulate(args) -> int:
         f"wrote {out} ({shot.frame_shape[0]}x{shot.frame_shape[1]} frame{hdr}, two {shot.pattern_size}px "
         "patterns, "
         f"view pixel {g.pixel_size_m * 1e9:.1f} nm, voxel depth {g.voxel_depth_m * 1e9:.1f} nm)"
+    )
+    return 0
+
+
+def _simulate_run(args) -> int:
+    """``xstereo simulate --shots N``: a run directory of shot files and its manifest."""
+    changes = {
+        k: getattr(args, k) for k in ("hit_rate", "corrupt_fraction", "seed") if getattr(args, k) is not None
+    }
+    if args.sample is not None:
+        changes["samples"] = (args.sample,)
+    opts = RunSimulationOptions(shots=args.shots, **changes)
+    progress = _progress(args)
+    progress.stage(
+        "simulate", f"a run of {opts.shots} shots ({', '.join(opts.samples)}; hit rate {opts.hit_rate:g})"
+    )
+    manifest = simulate_run(args.output, opts, overwrite=args.overwrite, progress=progress.note)
+    counts = ", ".join(f"{v} {k}" for k, v in manifest.counts.items())
+    print(
+        f"wrote {pathlib.Path(args.output).resolve()}/: {opts.shots} shot files ({counts}) and manifest.json"
     )
     return 0
 
@@ -593,9 +620,9 @@ def _add_sim_options(p):
     p.add_argument(
         "--sample",
         choices=SAMPLE_NAMES,
-        default="cross",
-        help="simulated sample: the paper's amplitude cross (Figs. 2-3a,b), phase cross (Figs. 3c,d) or "
-        "nanoparticle pyramid (Fig. 4)",
+        default=None,
+        help="simulated sample: the paper's amplitude cross (Figs. 2-3a,b; the default), phase cross "
+        "(Figs. 3c,d) or nanoparticle pyramid (Fig. 4); with --shots, the only sample of the run",
     )
     p.add_argument("--seed", type=int, help="random seed of the photon noise")
     p.add_argument("--binning", type=int, help="detector binning (demo 4, paper 1)")
@@ -638,9 +665,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_demo, angles=None)
 
-    p = sub.add_parser("simulate", help="write a simulated stereo shot (CXI) with ground truth")
-    p.add_argument("-o", "--output", required=True, help="output shot file (.cxi)")
+    p = sub.add_parser("simulate", help="write a simulated stereo shot (CXI) with ground truth, or a run")
+    p.add_argument(
+        "-o", "--output", required=True, help="output shot file (.cxi); with --shots a run directory"
+    )
     p.add_argument("--angles", nargs=2, type=float, metavar=("T1", "T2"), help="beam angle magnitudes [deg]")
+    p.add_argument(
+        "--shots",
+        type=int,
+        metavar="N",
+        help="write a run of N small shot files instead (hits of random samples, blanks, corrupt files) "
+        "and manifest.json",
+    )
+    p.add_argument("--hit-rate", type=float, metavar="R", help="with --shots: fraction of hits (default 0.3)")
+    p.add_argument(
+        "--corrupt-fraction",
+        type=float,
+        metavar="F",
+        help="with --shots: fraction of corrupt files (default 0.04)",
+    )
     _add_common(p)
     _add_sim_options(p)
     p.set_defaults(func=cmd_simulate)
