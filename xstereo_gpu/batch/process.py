@@ -180,6 +180,8 @@ def process_run(
             except StopIteration:
                 break
             rec = process_shot(pipe, index, label, shot, veto=veto, read_s=time.perf_counter() - t0)
+            if progress is not None:
+                progress.stage("batch", f"shot {index} ({label}): {rec.status} {rec.reason}".rstrip())
             del shot
             if run_store is not None:
                 pending.append((record_row(rec), record_cloud(rec)))
