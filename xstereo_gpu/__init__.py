@@ -25,6 +25,7 @@ __version__ = "0.1.0"
 
 from .accuracy import score
 from .backend import device_info, get_array_module, select_backend, to_host
+from .batch import process_run
 from .cloud.outliers import knn_mean_distance, remove_outliers, statistical_outlier_filter
 from .cloud.reconstruct import reconstruct
 from .cloud.stage import build_cloud
@@ -122,4 +123,6 @@ __all__ = [
     "Pipeline",
     "run_pipeline",
     "score",
+    # many shots
+    "process_run",
 ]

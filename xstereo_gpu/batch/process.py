@@ -1,0 +1,196 @@
+"""The many-shot loop: read, veto, reconstruct and store every shot of a run with one Pipeline."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+
+import numpy as np
+
+from .. import __version__
+from ..config import PipelineOptions
+from ..errors import InputError, check
+from ..pipeline import Pipeline
+from ..progress import Progress
+from ..shot import Shot
+from .record import ShotRecord, record_cloud, record_row
+from .sources import ShotSource, open_source
+from .store import RunStore
+from .veto import VetoOptions, is_hit, window_photons
+
+__all__ = ["process_run", "process_shot"]
+
+#: What a reconstruction may raise for one bad shot; the shot is then ``failed`` and the run goes on.
+#: Anything else (a bug, MemoryError, KeyboardInterrupt) ends the run, after storing what was done.
+SHOT_ERRORS = (InputError, ValueError, FloatingPointError)
+#: The default hit veto (:data:`~xstereo_gpu.batch.veto.DEFAULT_MIN_PHOTONS`).
+DEFAULT_VETO = VetoOptions()
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def process_shot(
+    pipe: Pipeline,
+    index: int,
+    label: str,
+    shot: Shot | Exception,
+    *,
+    veto: VetoOptions = DEFAULT_VETO,
+    read_s: float = float("nan"),
+) -> ShotRecord:
+    """One shot: veto, then (a hit) the whole pipeline; never raises for a bad shot.
+
+    Parameters
+    ----------
+    pipe : Pipeline
+        Reused from shot to shot (its device, options and progress).
+    index, label : int, str
+        The shot's index and label in its run.
+    shot : Shot or Exception
+        The shot, or the exception its read raised (the record is then ``failed``).
+    veto : VetoOptions
+        Threshold of the hit veto.
+    read_s : float
+        Seconds the read took (recorded as ``timings["read"]``).
+
+    Returns
+    -------
+    ShotRecord
+        ``failed`` (unreadable, or the reconstruction raised one of :data:`SHOT_ERRORS`), ``blank``
+        (fewer than ``veto.min_photons`` in a pattern window) or ``ok`` with its host ``Results``.
+    """
+    timings = {"read": read_s}
+    if isinstance(shot, BaseException):
+        return ShotRecord(index, label, "failed", _reason(shot), timings=timings)
+    t0 = time.perf_counter()
+    photons = window_photons(shot.frame, shot.mask, shot.centres_px, shot.pattern_size)
+    hit = is_hit(photons, veto)
+    timings["veto"] = time.perf_counter() - t0
+    try:
+        geometry = pipe.geometry(shot)
+    except SHOT_ERRORS:
+        geometry = None
+    if not hit:
+        reason = f"{photons.min():.4g} photons in the weaker pattern window < {veto.min_photons:.4g}"
+        return ShotRecord(index, label, "blank", reason, photons, timings, geometry)
+    pipe.timings, pipe.hdr = {}, None  # per shot
+    try:
+        res = pipe.run(shot)
+    except SHOT_ERRORS as exc:
+        timings.update(pipe.timings)
+        return ShotRecord(index, label, "failed", _reason(exc), photons, timings, geometry)
+    timings.update(res.timings)
+    return ShotRecord(index, label, "ok", "", photons, timings, res.geometry, res)
+
+
+def process_run(
+    inputs,
+    options: PipelineOptions | None = None,
+    *,
+    store: str | os.PathLike | None = None,
+    veto: VetoOptions = DEFAULT_VETO,
+    chunk_size: int = 16,
+    retry_failed: bool = False,
+    backend: str | None = None,
+    progress: Progress | None = None,
+    max_memory: int | None = None,
+) -> Iterator[ShotRecord]:
+    """Reconstruct every shot of a run, yielding each shot's record as it finishes.
+
+    A generator: nothing runs until it is iterated (``for rec in process_run(...)``, or
+    ``list(...)``), and a consumer may stop at any record. One :class:`~xstereo_gpu.pipeline.Pipeline`
+    serves the whole run (device and options set up once); a shot that cannot be read, or whose
+    reconstruction raises ``InputError``, ``ValueError`` or ``FloatingPointError``, is ``failed``
+    with the reason and the run goes on; a blank shot (hit veto, :mod:`~xstereo_gpu.batch.veto`)
+    costs only its read and two window sums.
+
+    Parameters
+    ----------
+    inputs : ShotSource, str, path-like or sequence of them
+        A source (:func:`~xstereo_gpu.batch.sources.open_source`, also for a selection ``start``,
+        ``stop``, ``step`` or geometry overrides), or what ``open_source`` takes: a stack file, shot
+        files, glob patterns.
+    options : PipelineOptions, optional
+        Every shot's options (default: the pipeline's profile for the backend).
+    store : str or path-like, optional
+        A run store directory (:class:`~xstereo_gpu.batch.store.RunStore`, created when missing).
+        Shots already stored there are skipped (not yielded); records are written one chunk file per
+        ``chunk_size`` shots as the chunk fills, and ``run.h5`` / ``summary.csv`` are rewritten when
+        the iteration ends: exhausted, stopped by the consumer, or ended by an exception (what was
+        finished is stored, the shot in flight is lost).
+    veto : VetoOptions
+        The hit veto's threshold.
+    chunk_size : int
+        Shots per chunk file (a kill loses at most one chunk of work).
+    retry_failed : bool
+        Also redo the shots stored as ``failed``; their new record replaces the old one.
+    backend, progress, max_memory
+        As for :class:`~xstereo_gpu.pipeline.Pipeline`.
+
+    Yields
+    ------
+    ShotRecord
+        In index order, one per shot processed; ``results`` holds the host Results of ok shots.
+
+    Raises
+    ------
+    InputError
+        ``chunk_size`` < 1, or a store whose stored labels differ from the inputs' (another run's
+        store: the indices would not name the same shots).
+    """
+    check(isinstance(chunk_size, int) and chunk_size >= 1, "chunk_size", repr(chunk_size), "an integer >= 1")
+    source = inputs if isinstance(inputs, ShotSource) else open_source(inputs)
+    run_store = RunStore(store) if store is not None else None
+    skip: set[int] = set()
+    if run_store is not None:
+        stored = run_store.labels()
+        wrong = [
+            (i, lab) for i, lab in sorted(stored.items()) if i in source.indices and source.label(i) != lab
+        ]
+        if wrong:
+            i, lab = wrong[0]
+            raise InputError(
+                str(run_store.path),
+                f"shot {i} stored as {lab!r} but the inputs give "
+                f"{source.label(i)!r} ({len(wrong)} such shots)",
+                "the inputs of the run that made the store (or a new store)",
+            )
+        skip = run_store.done(retry_failed=retry_failed)
+    pipe = Pipeline(options, backend=backend, progress=progress, max_memory=max_memory)
+    metadata = {
+        "options_toml": pipe.options.to_toml(),
+        "program": "xstereo-gpu",
+        "version": __version__,
+        "backend": "numpy" if pipe.xp is np else "cupy",
+        "sources": json.dumps(source.describe()),
+        "veto_min_photons": float(veto.min_photons),
+        "chunk_size": int(chunk_size),
+    }
+    pending: list[tuple[dict, tuple]] = []  # rows and clouds of the chunk in flight (no Results kept)
+    items = source.items(skip=skip)
+    try:
+        while True:
+            t0 = time.perf_counter()
+            try:
+                index, label, shot = next(items)
+            except StopIteration:
+                break
+            rec = process_shot(pipe, index, label, shot, veto=veto, read_s=time.perf_counter() - t0)
+            if progress is not None:
+                progress.stage("batch", f"shot {index} ({label}): {rec.status} {rec.reason}".rstrip())
+            del shot
+            if run_store is not None:
+                pending.append((record_row(rec), record_cloud(rec)))
+                if len(pending) >= chunk_size:
+                    run_store.write_rows(*zip(*pending), metadata=metadata)
+                    pending = []
+            yield rec
+    finally:
+        if run_store is not None:
+            if pending:
+                run_store.write_rows(*zip(*pending), metadata=metadata)
+            run_store.finalize(metadata=metadata)
