@@ -27,6 +27,7 @@ import numpy as np
 
 from . import __version__
 from .backend import cupy_available, device_info, select_backend
+from .batch import RunStore, VetoOptions, open_source, process_run
 from .bench import format_table, run_bench
 from .cli_options import BACKENDS, DEMO_STARTS, PIPELINE_FLAGS
 from .config import PROFILES, SAMPLE_NAMES, PipelineOptions
@@ -308,6 +309,65 @@ def _simulate_run(args) -> int:
     return 0
 
 
+def cmd_batch(args) -> int:
+    """``xstereo batch INPUT... -o RUN_DIR``: every shot of a run into a resumable run store.
+
+    Exit status 0 when every shot is ok or blank, 3 when some failed (their reasons are in the
+    store and on stderr), 2 for bad input (nothing usable).
+    """
+    out = pathlib.Path(args.output)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "chunks").is_dir())):
+        raise InputError(
+            str(out),
+            "an existing file" if not out.is_dir() else "a non-empty directory that is not a run store",
+            "a new directory, or the run store of an earlier `xstereo batch` of the same inputs (to resume)",
+        )
+    source = open_source(
+        args.inputs,
+        start=args.start,
+        stop=args.stop,
+        step=args.step,
+        allow_external_data=args.allow_external_data,
+    )
+    todo = len(source) - len(RunStore(out).done(retry_failed=args.retry_failed) & set(source.indices))
+    say = _progress(args)
+    say.stage(
+        "batch", f"{len(source)} shots ({todo} to do) into {out}: hit veto >= {args.min_photons:g} photons"
+    )
+    counts = dict.fromkeys(("ok", "blank", "failed"), 0)
+    t0 = time.perf_counter()
+    records = process_run(
+        source,
+        _options(args),
+        store=out,
+        veto=VetoOptions(min_photons=args.min_photons),
+        chunk_size=args.chunk_size,
+        retry_failed=args.retry_failed,
+        backend=args.backend,
+        max_memory=_max_memory(args),
+    )
+    for done, rec in enumerate(records, 1):
+        counts[rec.status] += 1
+        rate = done / (time.perf_counter() - t0)
+        eta = (todo - done) / rate if rate > 0 else float("nan")
+        say.counter(
+            done, todo, f"{rate:.2f} shots/s, ETA {eta:.0f} s; {rec.label}: {rec.status} {rec.reason}"
+        )
+        if rec.status == "failed":
+            print(f"xstereo batch: shot {rec.index} ({rec.label}) failed: {rec.reason}", file=sys.stderr)
+    wall = time.perf_counter() - t0
+    done = sum(counts.values())
+    stored = [s for i, s in RunStore(out).statuses().items() if i in set(source.indices)]
+    print(
+        f"{done} shots in {wall:.1f} s ({done / wall if wall > 0 else 0:.2f} shots/s): "
+        + ", ".join(f"{v} {k}" for k, v in counts.items())
+        + f"; the store holds {len(stored)} of the {len(source)} selected shots: "
+        + ", ".join(f"{stored.count(k)} {k}" for k in counts)
+    )
+    print(f"run store: {out.resolve()}/run.h5 (summary table, clouds), summary.csv, chunks/")
+    return 3 if "failed" in stored else 0
+
+
 def _staged_output(args, *inputs):
     """The command's output directory, checked, claimed and probed for writability before any work.
 
@@ -564,11 +624,12 @@ def _stereo(args, tmp) -> tuple[dict, list]:
 # -- parser --------------------------------------------------------------------------------------------
 
 
-def _add_common(p, *, output_dir=True):
+def _add_common(p, *, overwrite=True):
     p.add_argument(
         "--backend", choices=BACKENDS, default=None, help="array backend (default: XSTEREO_BACKEND or auto)"
     )
-    p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output")
+    if overwrite:
+        p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
 
 
@@ -743,6 +804,32 @@ def build_parser() -> argparse.ArgumentParser:
     _add_input_safety(p)
     _add_pipeline_options(p, phasing=False)
     p.set_defaults(func=cmd_stereo)
+
+    p = sub.add_parser("batch", help="reconstruct every shot of a run into a resumable run store")
+    p.add_argument(
+        "inputs", nargs="+", help="a CXI/HDF5 stack of shots (N, H, W), or shot files / glob patterns"
+    )
+    p.add_argument(
+        "-o", "--output", required=True, help="run store directory (rerun the same command to resume)"
+    )
+    p.add_argument("--start", type=int, default=0, help="first shot index of the selection")
+    p.add_argument("--stop", type=int, help="stop before this shot index")
+    p.add_argument("--step", type=int, default=1, help="stride of the selection")
+    p.add_argument(
+        "--min-photons",
+        type=float,
+        default=VetoOptions().min_photons,
+        metavar="N",
+        help="hit veto: photons each pattern window needs (default %(default)g); fewer: blank, not phased",
+    )
+    p.add_argument(
+        "--chunk-size", type=int, default=16, help="shots per chunk file (a kill loses at most one)"
+    )
+    p.add_argument("--retry-failed", action="store_true", help="also redo the shots stored as failed")
+    _add_common(p, overwrite=False)  # a run store is resumed, never replaced
+    _add_input_safety(p)
+    _add_pipeline_options(p)
+    p.set_defaults(func=cmd_batch)
 
     p = sub.add_parser("geometry", help="real-space pixel, voxel size and resolution report")
     p.add_argument("--pixel-size", type=float, metavar="M", help="view pixel [m]")

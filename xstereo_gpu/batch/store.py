@@ -177,6 +177,10 @@ class RunStore:
             if not (retry_failed and _as_str(row["status"]) == "failed")
         }
 
+    def statuses(self) -> dict[int, str]:
+        """index -> status (``ok``, ``blank``, ``failed``) of every stored shot (latest record)."""
+        return {i: _as_str(row["status"]) for i, (row, _) in self._latest().items()}
+
     def labels(self) -> dict[int, str]:
         """index -> label of every stored shot (to check that a resumed run has the same inputs)."""
         return {i: _as_str(row["label"]) for i, (row, _) in self._latest().items()}
