@@ -12,6 +12,9 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "xstereo_gpu"
 #: Modules above the stages: a stage package must not import them.
 ABOVE_STAGES = {
     "xstereo_gpu.pipeline",
+    "xstereo_gpu.batch",
+    "xstereo_gpu.batch.process",
+    "xstereo_gpu.batch.store",
     "xstereo_gpu.outputs",
     "xstereo_gpu.figures",
     "xstereo_gpu.diagnostics",
