@@ -24,7 +24,7 @@
 //
 // The twin's float32 roundings are reproduced operation by operation (__fmul_rn / __fadd_rn /
 // __fsub_rn keep the compiler from contracting them into FMAs); parity is tested to rtol ~1e-4
-// (tests/test_kernel_dm.py), the FFTs and the eps reduction order being the remaining differences.
+// (tests/test_dm_kernel.py), the FFTs and the eps reduction order being the remaining differences.
 //
 // Layout of the arguments (all C-contiguous; an "image" is one N x N plane, nn = N * N)
 // ---------------------------------------------------------------------------------------

@@ -620,7 +620,7 @@ SAMPLE_RECIPES: dict[str, dict[str, Any]] = {
     # The left-right consistent cloud of the cross has almost no outliers (99.9 % of it lies within
     # 1.5 px of a true edge); the paper's t = 0.1 (mean + 0.1 std) then drops ~20 % of valid points,
     # whole stretches of single edges that are sparser than the kerf's doubled edges: t = 0.3 keeps
-    # them and still removes injected strays (tests/test_cross_recipe.py). A deviation from the paper.
+    # them and still removes injected strays (tests/test_pipeline_cross.py). A deviation from the paper.
     "cross": {"match__method": "sgm", "cloud__t": 0.3},
     "phase-cross": {
         "preprocess__mode": "none",
