@@ -130,8 +130,11 @@ def test_every_pipeline_flag_reaches_its_fields(tmp_path):
         opts = _options(build_parser().parse_args(argv + [flag.flag, *map(str, given)]))
         assert opts == base.replace(**expected), flag.flag
         phasing = STAGE_GROUPS[flag.stage] == "phasing"
-        for name, sub in subcommands.items():  # phasing flags: run, demo, phase; others: run, demo, stereo
-            wanted = name in ("run", "demo") or name == ("phase" if phasing else "stereo")
+        for (
+            name,
+            sub,
+        ) in subcommands.items():  # phasing: run, demo, batch, phase; others: run, demo, batch, stereo
+            wanted = name in ("run", "demo", "batch") or name == ("phase" if phasing else "stereo")
             assert (flag.flag in sub._option_string_actions) == wanted, (flag.flag, name)
 
 
