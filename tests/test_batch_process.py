@@ -193,3 +193,19 @@ def test_a_stack_run(full_run, tmp_path):
     assert [r.label for r in records] == [f"{stack}#{k}" for k in range(3)]
     with h5py.File(tmp_path / "store" / "run.h5", "r") as f:
         assert f["summary"]["label"][2].decode().endswith("stack.cxi#2")
+
+
+def test_options_per_shot_are_asked_for_hits_only(full_run, tmp_path):
+    """A callable chooses each hit's options (a recipe per sample); one pipeline per distinct options."""
+    files, _, _ = full_run
+    asked = []
+
+    def options_for(shot):
+        asked.append(shot.sample)
+        return OPTIONS if len(asked) % 2 else OPTIONS.replace(match__method="bm")
+
+    inputs = [files[i] for i in (0, 1, 2)]  # ok, blank, ok
+    recs = list(process_run(inputs, options_for, store=tmp_path / "store", backend="numpy"))
+    assert [r.status for r in recs] == ["ok", "blank", "ok"]
+    assert asked == ["cross", "cross"]  # the blank was vetoed before any options were chosen
+    assert [r.results.options.match.method for r in (recs[0], recs[2])] == ["sgm", "bm"]

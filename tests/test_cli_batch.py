@@ -70,3 +70,12 @@ def test_batch_selection_and_a_store_that_is_not_one(run_dir, tmp_path, capsys):
     assert main(["batch", blank_files[0], "-o", str(tmp_path / "other"), *TINY]) == 2
     assert "not a run store" in capsys.readouterr().err
     assert sorted(p.name for p in (tmp_path / "other").iterdir()) == ["notes.txt"]
+
+
+def test_batch_without_recipe_takes_each_shots_sample_recipe(run_dir, tmp_path, capsys):
+    """No --recipe: the hit's sample name ("cross") chooses the recipe, so no recipe warning."""
+    manifest = json.loads((run_dir / "manifest.json").read_text())["shots"]
+    hit = next(run_dir / s["file"] for s in manifest if s["kind"] == "hit")
+    tiny = [a for a in TINY if a not in ("--recipe", "cross")]
+    assert main(["batch", str(hit), "-o", str(tmp_path / "s"), *tiny]) == 0
+    assert "warning" not in capsys.readouterr().err

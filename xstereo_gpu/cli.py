@@ -336,9 +336,16 @@ def cmd_batch(args) -> int:
     )
     counts = dict.fromkeys(("ok", "blank", "failed"), 0)
     t0 = time.perf_counter()
+    if args.recipe or args.config:  # one recipe for every shot
+        options = _options(args)
+    else:  # each hit's sample name chooses its recipe (once per name: one warning per unknown name)
+        per_sample = functools.lru_cache(maxsize=None)(
+            lambda name: _options(args, sample=name, sample_from="the shots' /entry_1/sample_1/name")
+        )
+        options = lambda shot: per_sample(shot.sample)  # noqa: E731
     records = process_run(
         source,
-        _options(args),
+        options,
         store=out,
         veto=VetoOptions(min_photons=args.min_photons),
         chunk_size=args.chunk_size,

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -34,7 +35,7 @@ def _reason(exc: BaseException) -> str:
 
 
 def process_shot(
-    pipe: Pipeline,
+    pipe: Pipeline | Callable[[Shot], Pipeline],
     index: int,
     label: str,
     shot: Shot | Exception,
@@ -46,8 +47,9 @@ def process_shot(
 
     Parameters
     ----------
-    pipe : Pipeline
-        Reused from shot to shot (its device, options and progress).
+    pipe : Pipeline or callable
+        Reused from shot to shot (its device, options and progress); or ``pipe(shot)`` giving the
+        pipeline for this shot (a recipe per sample), called for hits only.
     index, label : int, str
         The shot's index and label in its run.
     shot : Shot or Exception
@@ -71,12 +73,17 @@ def process_shot(
     hit = is_hit(photons, veto)
     timings["veto"] = time.perf_counter() - t0
     try:
-        geometry = pipe.geometry(shot)
+        geometry = shot.geometry if callable(pipe) else pipe.geometry(shot)
     except SHOT_ERRORS:
         geometry = None
     if not hit:
         reason = f"{photons.min():.4g} photons in the weaker pattern window < {veto.min_photons:.4g}"
         return ShotRecord(index, label, "blank", reason, photons, timings, geometry)
+    if callable(pipe):
+        try:
+            pipe = pipe(shot)
+        except SHOT_ERRORS as exc:
+            return ShotRecord(index, label, "failed", _reason(exc), photons, timings, geometry)
     pipe.timings, pipe.hdr = {}, None  # per shot
     try:
         res = pipe.run(shot)
@@ -89,7 +96,7 @@ def process_shot(
 
 def process_run(
     inputs,
-    options: PipelineOptions | None = None,
+    options: PipelineOptions | Callable[[Shot], PipelineOptions] | None = None,
     *,
     store: str | os.PathLike | None = None,
     veto: VetoOptions = DEFAULT_VETO,
@@ -114,8 +121,11 @@ def process_run(
         A source (:func:`~xstereo_gpu.batch.sources.open_source`, also for a selection ``start``,
         ``stop``, ``step`` or geometry overrides), or what ``open_source`` takes: a stack file, shot
         files, glob patterns.
-    options : PipelineOptions, optional
-        Every shot's options (default: the pipeline's profile for the backend).
+    options : PipelineOptions or callable, optional
+        Every shot's options (default: the pipeline's profile for the backend), or
+        ``options(shot) -> PipelineOptions`` called for each hit (a run of several samples, each with
+        its recipe: ``lambda shot: PipelineOptions.for_sample(shot.sample, "cpu")``); one pipeline
+        per distinct options, on one device.
     store : str or path-like, optional
         A run store directory (:class:`~xstereo_gpu.batch.store.RunStore`, created when missing).
         Shots already stored there are skipped (not yielded); records are written one chunk file per
@@ -160,12 +170,22 @@ def process_run(
                 "the inputs of the run that made the store (or a new store)",
             )
         skip = run_store.done(retry_failed=retry_failed)
-    pipe = Pipeline(options, backend=backend, progress=progress, max_memory=max_memory)
+    make = functools.partial(Pipeline, backend=backend, progress=progress, max_memory=max_memory)
+    pipes: dict[PipelineOptions, Pipeline] = {}
+
+    def pipeline_for(shot: Shot) -> Pipeline:
+        opts = options(shot)
+        if opts not in pipes:
+            pipes[opts] = make(opts)
+        return pipes[opts]
+
+    pipe = pipeline_for if callable(options) else make(options)
+    first = make(None) if callable(options) else pipe
     metadata = {
-        "options_toml": pipe.options.to_toml(),
+        "options_toml": first.options.to_toml() if not callable(options) else "# options chosen per shot\n",
         "program": "xstereo-gpu",
         "version": __version__,
-        "backend": "numpy" if pipe.xp is np else "cupy",
+        "backend": "numpy" if first.xp is np else "cupy",
         "sources": json.dumps(source.describe()),
         "veto_min_photons": float(veto.min_photons),
         "chunk_size": int(chunk_size),
