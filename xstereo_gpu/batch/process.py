@@ -16,6 +16,7 @@ from ..errors import InputError, check
 from ..pipeline import Pipeline
 from ..progress import Progress
 from ..shot import Shot
+from .cluster import iter_distributed
 from .record import ShotRecord, record_cloud, record_row
 from .sources import ShotSource, open_source
 from .store import RunStore
@@ -105,6 +106,7 @@ def process_run(
     backend: str | None = None,
     progress: Progress | None = None,
     max_memory: int | None = None,
+    client=None,
 ) -> Iterator[ShotRecord]:
     """Reconstruct every shot of a run, yielding each shot's record as it finishes.
 
@@ -140,11 +142,20 @@ def process_run(
         Also redo the shots stored as ``failed``; their new record replaces the old one.
     backend, progress, max_memory
         As for :class:`~xstereo_gpu.pipeline.Pipeline`.
+    client : distributed.Client, optional
+        Compute the shots on this Dask cluster's workers (:mod:`~xstereo_gpu.batch.cluster`: one
+        task per shot, a pipeline per options on each worker, a killed worker's shots rerun
+        elsewhere); the records stream back here, and this process alone writes the store. Then
+        ``options`` must pickle (``PipelineOptions``, a module-level function, a
+        ``functools.partial``, :class:`~xstereo_gpu.batch.cluster.OptionsBySample`; not a lambda),
+        ``progress`` only reports the records, and a chunk holds the rows that finished (in order
+        of completion, not of index).
 
     Yields
     ------
     ShotRecord
-        In index order, one per shot processed; ``results`` holds the host Results of ok shots.
+        One per shot processed: in index order, with the host Results of ok shots in ``results``;
+        with a ``client``, in order of completion and with ``results=None``.
 
     Raises
     ------
@@ -191,25 +202,40 @@ def process_run(
         "chunk_size": int(chunk_size),
     }
     pending: list[tuple[dict, tuple]] = []  # rows and clouds of the chunk in flight (no Results kept)
-    items = source.items(skip=skip)
-    try:
+
+    def local() -> Iterator[tuple[ShotRecord, dict | None, tuple | None]]:
+        items = source.items(skip=skip)
         while True:
             t0 = time.perf_counter()
             try:
                 index, label, shot = next(items)
             except StopIteration:
-                break
+                return
             rec = process_shot(pipe, index, label, shot, veto=veto, read_s=time.perf_counter() - t0)
-            if progress is not None:
-                progress.stage("batch", f"shot {index} ({label}): {rec.status} {rec.reason}".rstrip())
             del shot
+            yield rec, None, None
+
+    if client is None:
+        outcomes = local()
+    else:
+        remote = iter_distributed(
+            source, options, client=client, skip=skip, veto=veto, backend=backend, max_memory=max_memory
+        )
+        outcomes = ((o.record, o.row, o.cloud) for o in remote)
+    try:
+        for rec, row, cloud in outcomes:
+            if progress is not None:
+                progress.stage("batch", f"shot {rec.index} ({rec.label}): {rec.status} {rec.reason}".rstrip())
             if run_store is not None:
-                pending.append((record_row(rec), record_cloud(rec)))
+                if row is None:
+                    row, cloud = record_row(rec), record_cloud(rec)
+                pending.append((row, cloud))
                 if len(pending) >= chunk_size:
                     run_store.write_rows(*zip(*pending), metadata=metadata)
                     pending = []
             yield rec
     finally:
+        outcomes.close()
         if run_store is not None:
             if pending:
                 run_store.write_rows(*zip(*pending), metadata=metadata)
