@@ -21,6 +21,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -28,11 +29,12 @@ import numpy as np
 from . import __version__
 from .backend import cupy_available, device_info, select_backend
 from .batch import RunStore, VetoOptions, open_source, process_run
+from .batch.cluster import OptionsBySample
 from .bench import format_table, run_bench
 from .cli_options import BACKENDS, DEMO_STARTS, PIPELINE_FLAGS
 from .config import PROFILES, SAMPLE_NAMES, PipelineOptions
 from .diagnostics import check_matches, recipe_warning, run_with_warnings, with_source
-from .errors import InputError
+from .errors import InputError, check
 from .geometry import StereoGeometry, check_plausible, real_space_pixel
 from .io import (
     check_file_target,
@@ -335,33 +337,39 @@ def cmd_batch(args) -> int:
         "batch", f"{len(source)} shots ({todo} to do) into {out}: hit veto >= {args.min_photons:g} photons"
     )
     counts = dict.fromkeys(("ok", "blank", "failed"), 0)
-    t0 = time.perf_counter()
+    distributed_run = args.workers > 0 or args.scheduler is not None
+    sample_from = "the shots' /entry_1/sample_1/name"
     if args.recipe or args.config:  # one recipe for every shot
         options = _options(args)
+    elif distributed_run:  # the same choice, as picklable data for the workers
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the workers warn for the shots that use the default
+            default = _options(args, sample="", sample_from=sample_from)
+        profile = args.profile or ("cpu" if select_backend(args.backend) is np else "paper")
+        options = OptionsBySample(
+            tuple((name, _options(args, sample=name)) for name in SAMPLE_NAMES), default, sample_from, profile
+        )
     else:  # each hit's sample name chooses its recipe (once per name: one warning per unknown name)
         per_sample = functools.lru_cache(maxsize=None)(
-            lambda name: _options(args, sample=name, sample_from="the shots' /entry_1/sample_1/name")
+            lambda name: _options(args, sample=name, sample_from=sample_from)
         )
         options = lambda shot: per_sample(shot.sample)  # noqa: E731
-    records = process_run(
-        source,
-        options,
-        store=out,
-        veto=VetoOptions(min_photons=args.min_photons),
-        chunk_size=args.chunk_size,
-        retry_failed=args.retry_failed,
-        backend=args.backend,
-        max_memory=_max_memory(args),
-    )
-    for done, rec in enumerate(records, 1):
-        counts[rec.status] += 1
-        rate = done / (time.perf_counter() - t0)
-        eta = (todo - done) / rate if rate > 0 else float("nan")
-        say.counter(
-            done, todo, f"{rate:.2f} shots/s, ETA {eta:.0f} s; {rec.label}: {rec.status} {rec.reason}"
+    with contextlib.ExitStack() as stack:  # the cluster closes on exit, errors and Ctrl-C
+        client = _batch_client(args, stack, say) if distributed_run else None
+        t0 = time.perf_counter()
+        records = process_run(
+            source,
+            options,
+            store=out,
+            veto=VetoOptions(min_photons=args.min_photons),
+            chunk_size=args.chunk_size,
+            retry_failed=args.retry_failed,
+            backend=args.backend,
+            max_memory=_max_memory(args),
+            client=client,
         )
-        if rec.status == "failed":
-            print(f"xstereo batch: shot {rec.index} ({rec.label}) failed: {rec.reason}", file=sys.stderr)
+        stack.callback(records.close)  # store what finished before the cluster goes
+        _count_records(records, counts, todo, t0, say)
     wall = time.perf_counter() - t0
     done = sum(counts.values())
     stored = [s for i, s in RunStore(out).statuses().items() if i in set(source.indices)]
@@ -373,6 +381,47 @@ def cmd_batch(args) -> int:
     )
     print(f"run store: {out.resolve()}/run.h5 (summary table, clouds), summary.csv, chunks/")
     return 3 if "failed" in stored else 0
+
+
+def _count_records(records, counts: dict, todo: int, t0: float, say) -> None:
+    """Consume ``xstereo batch``'s records: count statuses, report progress and failures."""
+    for done, rec in enumerate(records, 1):
+        counts[rec.status] += 1
+        rate = done / (time.perf_counter() - t0)
+        eta = (todo - done) / rate if rate > 0 else float("nan")
+        say.counter(
+            done, todo, f"{rate:.2f} shots/s, ETA {eta:.0f} s; {rec.label}: {rec.status} {rec.reason}"
+        )
+        if rec.status == "failed":
+            print(f"xstereo batch: shot {rec.index} ({rec.label}) failed: {rec.reason}", file=sys.stderr)
+
+
+def _batch_client(args, stack: contextlib.ExitStack, say):
+    """The ``distributed.Client`` of ``--scheduler`` or of an embedded ``--workers N`` LocalCluster.
+
+    Both close with ``stack`` (the embedded cluster with them).
+    """
+    check(args.workers >= 0, "--workers", repr(args.workers), "a number of workers >= 0")
+    if args.workers and args.scheduler:
+        raise InputError("--workers", f"{args.workers} with --scheduler", "one of --workers N, --scheduler")
+    try:
+        import distributed
+    except ImportError:
+        raise InputError(
+            "--workers/--scheduler",
+            "no Dask distributed installed",
+            "pip install 'xstereo-gpu[dask]' (or without these flags: the shots in this process)",
+        ) from None
+    if args.scheduler:
+        say.stage("batch", f"shots on the Dask cluster at {args.scheduler}")
+        return stack.enter_context(distributed.Client(args.scheduler))
+    cluster = stack.enter_context(
+        distributed.LocalCluster(
+            n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None
+        )
+    )
+    say.stage("batch", f"shots on {args.workers} local Dask worker processes")
+    return stack.enter_context(distributed.Client(cluster))
 
 
 def _staged_output(args, *inputs):
@@ -833,6 +882,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--chunk-size", type=int, default=16, help="shots per chunk file (a kill loses at most one)"
     )
     p.add_argument("--retry-failed", action="store_true", help="also redo the shots stored as failed")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="shots on N worker processes of an embedded Dask LocalCluster (default 0: in this process; "
+        "needs the dask extra)",
+    )
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="shots on the workers of an existing Dask cluster (tcp://host:8786); this process writes",
+    )
     _add_common(p, overwrite=False)  # a run store is resumed, never replaced
     _add_input_safety(p)
     _add_pipeline_options(p)

@@ -6,7 +6,9 @@ Modules::
     veto      VetoOptions, window_photons, is_hit   the hit veto before phasing (photons per pattern)
     record    ShotRecord                 what became of one shot (ok / blank / failed), with its Results
     store     RunStore                   the run store: per-chunk HDF5 files, run.h5 and summary.csv
+    single    process_shot               one shot: veto, then the pipeline, into its record
     process   process_run                the loop: read, veto, reconstruct, store; resumable
+    cluster   iter_distributed           the shots as tasks of a Dask distributed cluster, one writer
 
 The store's layout is in docs/format.md ("Run store").
 """

@@ -26,6 +26,7 @@ from ..diagnostics import recipe_warning
 from ..pipeline import Pipeline
 from ..shot import Shot
 from .record import ShotRecord, record_cloud, record_row
+from .single import DEFAULT_VETO, process_shot
 from .sources import ShotSource
 from .veto import VetoOptions
 
@@ -36,7 +37,6 @@ IN_FLIGHT_PER_WORKER = 4
 #: Per-process cache of the worker pipelines, used when not running inside a Dask worker (a task
 #: called directly); inside a worker the cache is an attribute of the ``distributed.Worker``.
 _LOCAL_PIPELINES: dict = {}
-_DEFAULT_VETO = VetoOptions()
 
 
 @dataclass(frozen=True)
@@ -162,8 +162,6 @@ def reconstruct_index(
     Outcome
         The record without ``Results``, its row and cloud, and the warnings raised.
     """
-    from .process import process_shot
-
     if callable(options):
 
         def pipe(shot: Shot) -> Pipeline:
@@ -189,7 +187,7 @@ def iter_distributed(
     *,
     client,
     skip: Iterable[int] = (),
-    veto: VetoOptions = _DEFAULT_VETO,
+    veto: VetoOptions = DEFAULT_VETO,
     backend: str | None = None,
     max_memory: int | None = None,
     max_in_flight: int | None = None,
