@@ -34,9 +34,6 @@ __all__ = ["OptionsBySample", "Outcome", "reconstruct_index", "iter_distributed"
 
 #: Tasks in flight per worker (the driver keeps ``IN_FLIGHT_PER_WORKER`` x workers submitted).
 IN_FLIGHT_PER_WORKER = 4
-#: Per-process cache of the worker pipelines, used when not running inside a Dask worker (a task
-#: called directly); inside a worker the cache is an attribute of the ``distributed.Worker``.
-_LOCAL_PIPELINES: dict = {}
 
 
 @dataclass(frozen=True)
@@ -103,13 +100,14 @@ def one_shot_source(source: ShotSource, index: int) -> ShotSource:
 
 
 def _pipelines() -> dict:
-    """The calling process's pipeline cache (the Dask worker's when in one)."""
+    """The Dask worker's pipeline cache; outside a worker (a task called directly) a fresh one, so that
+    the module keeps no state of its own."""
     try:
         from distributed import get_worker
 
         worker = get_worker()
     except (ImportError, ValueError):
-        return _LOCAL_PIPELINES
+        return {}
     if not hasattr(worker, "_xstereo_pipelines"):
         worker._xstereo_pipelines = {}
     return worker._xstereo_pipelines

@@ -368,25 +368,12 @@ class PhaseRetrieval:
         for _ in range(int(n)):
             if self.done():
                 break
-            if self.iteration < o.iterations and o.algorithm == "dm" and self._kwork is not None:
-                _, est, eps = dm_step_kernel(
-                    self.x,
-                    self.amplitudes,
-                    self.valid,
-                    self.support,
-                    beta=o.beta,
-                    gammas=o.gammas,
-                    work=self._kwork,
+            if self.iteration < o.iterations and o.algorithm == "dm":  # the fused kernel when it runs
+                step, work = (
+                    (dm_step_kernel, self._kwork) if self._kwork is not None else (dm_step, self._work)
                 )
-            elif self.iteration < o.iterations and o.algorithm == "dm":
-                _, est, eps = dm_step(
-                    self.x,
-                    self.amplitudes,
-                    self.valid,
-                    self.support,
-                    beta=o.beta,
-                    gammas=o.gammas,
-                    work=self._work,
+                _, est, eps = step(
+                    self.x, self.amplitudes, self.valid, self.support, beta=o.beta, gammas=o.gammas, work=work
                 )
             elif self.iteration < o.iterations and o.algorithm == "hio":
                 _, est, eps = hio_step(
