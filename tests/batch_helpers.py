@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
 import shutil
+from dataclasses import dataclass
 
 import h5py
 import numpy as np
@@ -63,3 +65,16 @@ def make_stack(path: pathlib.Path, frames: list[np.ndarray], template: pathlib.P
         del det["data"]
         det.create_dataset("data", data=np.stack(frames).astype(np.float32))
     return path
+
+
+@dataclass(frozen=True)
+class KillsItsWorker:
+    """A picklable ``options(shot)``: :data:`OPTIONS`, but a hit whose sample is ``sample`` ends the
+    process that reconstructs it at once (a poison shot that kills every Dask worker it runs on)."""
+
+    sample: str = "poison"
+
+    def __call__(self, shot):
+        if shot.sample == self.sample:
+            os._exit(13)
+        return OPTIONS

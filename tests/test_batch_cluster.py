@@ -12,8 +12,9 @@ import time
 import h5py
 import numpy as np
 import pytest
-from batch_helpers import N_SHOTS, OK, OPTIONS, make_run
+from batch_helpers import N_SHOTS, OK, OPTIONS, KillsItsWorker, make_run, small_shot
 
+from xstereo_gpu import write_shot
 from xstereo_gpu.batch import RunStore, process_run
 from xstereo_gpu.batch.cluster import OptionsBySample
 from xstereo_gpu.batch.record import record_cloud
@@ -21,6 +22,7 @@ from xstereo_gpu.batch.store import read_cloud
 from xstereo_gpu.cli import main
 
 distributed = pytest.importorskip("distributed")
+dask = pytest.importorskip("dask")
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +95,34 @@ def test_a_killed_worker_loses_no_shot(reference, client, tmp_path):
     assert _stored_indices(store) == list(range(N_SHOTS))  # every shot exactly once
     _assert_same_run(store, records)
     client.wait_for_workers(2, timeout=30)  # the nanny restarts it, for the tests after this one
+
+
+def test_a_shot_that_kills_every_worker_fails_alone_and_the_run_goes_on(reference, tmp_path):
+    """KilledWorker: the task of four shots is split into one task per shot; the poison shot is
+    stored failed with the reason, the three others as in the in-process run."""
+    files, _, records = reference
+    poison = small_shot(seed=100)
+    poison.sample = "poison"
+    write_shot(tmp_path / "poison.cxi", poison)
+    inputs = [files[0], tmp_path / "poison.cxi", files[2], files[3]]
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 0}),
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as c,
+    ):
+        got = list(
+            process_run(
+                inputs, KillsItsWorker(), store=tmp_path / "s", backend="numpy", client=c, shots_per_launch=4
+            )
+        )
+    by_index = {r.index: r for r in got}
+    assert sorted(by_index) == [0, 1, 2, 3]
+    assert by_index[1].status == "failed" and by_index[1].reason.startswith("KilledWorker")
+    assert [by_index[k].status for k in (0, 2, 3)] == [records[k].status for k in (0, 2, 3)]
+    assert RunStore(tmp_path / "s").statuses() == {k: by_index[k].status for k in range(4)}
+    np.testing.assert_array_equal(read_cloud(tmp_path / "s" / "run.h5", 2)[0], record_cloud(records[2])[0])
 
 
 def test_resume_on_a_cluster_computes_only_the_missing_shots(reference, client, tmp_path):

@@ -44,6 +44,8 @@ __all__ = [
     "matching_bytes",
     "sgm_strip_bytes",
     "plan_phasing",
+    "plan_shots",
+    "MAX_SHOTS_PER_LAUNCH",
     "plan_matching",
     "check_allocation",
     "PhasingPlan",
@@ -314,6 +316,35 @@ def plan_phasing(
     return PhasingPlan(
         runs_per_batch=b, batches=math.ceil(runs / b), estimated_peak_bytes=need, budget_bytes=int(budget)
     )
+
+
+#: Most shots phased in one stack (:func:`plan_shots`): beyond it a launch is large enough to fill a GPU
+#: (16 shots x 2 views x 32 runs = 1024 images of 256^2 per FFT) and the latency of a launch grows.
+MAX_SHOTS_PER_LAUNCH = 16
+
+
+def plan_shots(views: int, runs: int, n: int, budget: int, *, cap: int = MAX_SHOTS_PER_LAUNCH) -> int:
+    """Shots whose stacked phasing (``views`` views each) fits ``budget`` in one batch of runs.
+
+    Parameters
+    ----------
+    views, runs, n : int
+        Views per shot, runs per view and pattern side [px].
+    budget : int
+        Bytes to aim at (:func:`memory_budget`).
+    cap : int
+        At most this many shots.
+
+    Returns
+    -------
+    int
+        The largest ``S <= cap`` with ``phasing_bytes(S * views, runs, n) <= budget``; 1 when even
+        one shot needs its runs in batches (it is then phased alone, in batches).
+    """
+    s = 1
+    while s < int(cap) and phasing_bytes((s + 1) * int(views), runs, n) <= budget:
+        s += 1
+    return s
 
 
 # -- matching ------------------------------------------------------------------------------------

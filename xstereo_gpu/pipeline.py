@@ -34,7 +34,7 @@ from .cloud.stage import build_cloud
 from .config import PipelineOptions
 from .geometry import StereoGeometry, real_space_pixel
 from .io.staging import output_directory
-from .memory import memory_budget, plan_matching, plan_phasing
+from .memory import MAX_SHOTS_PER_LAUNCH, memory_budget, plan_matching, plan_phasing, plan_shots
 from .outputs import write_run_files
 from .phasing.align import align_views
 from .phasing.prepare import split_patterns
@@ -146,6 +146,17 @@ class Pipeline:
         self.memory = plan
         return plan
 
+    def shots_per_launch(self, n: int, *, cap: int | None = None) -> int:
+        """Shots of ``n x n`` patterns whose phasing fits one stack in the memory budget now.
+
+        :func:`~xstereo_gpu.memory.plan_shots` with the budget of :meth:`plan_memory` (``max_memory``
+        or most of the free device memory, 2 GiB aims on NumPy), at most ``cap`` (default
+        :data:`~xstereo_gpu.memory.MAX_SHOTS_PER_LAUNCH`).
+        """
+        budget = memory_budget(self.xp, self.max_memory)["budget_bytes"]
+        cap = MAX_SHOTS_PER_LAUNCH if cap is None else max(1, int(cap))
+        return plan_shots(2, self.options.phasing.runs, int(n), budget, cap=cap)
+
     def _batch(self) -> int | None:
         """Runs per batch of the plan (None without a plan)."""
         return (
@@ -185,14 +196,22 @@ class Pipeline:
                 }
         return intensities, valid
 
-    def phase(self, intensities, valid):
-        """Phase both views: R runs each on one batched array; returns the PhasingResult."""
+    def phase(self, intensities, valid, *, shots: int = 1):
+        """Phase the views: R runs each on one batched array; returns the PhasingResult.
+
+        ``shots > 1``: the ``(2 * shots, N, N)`` views of that many shots stacked, phased in one set
+        of launches, each shot with the random starts of its own phasing
+        (:func:`~xstereo_gpu.phasing.runs.split_phasing` gives the shots' results); the runs are
+        then batched by their own plan, not by :meth:`plan_memory`'s one-shot plan.
+        """
         o = self.options.phasing
         with self._timer("phase"):
             self.progress.stage(
                 "phase",
                 f"{o.algorithm.upper()}, {o.runs} runs x ({o.iterations} + {o.final_er} ER) "
-                f"iterations, {intensities.shape[0]} views on {self._backend_name()}",
+                f"iterations, {intensities.shape[0]} views"
+                + (f" of {shots} shots" if shots > 1 else "")
+                + f" on {self._backend_name()}",
             )
             result = phase_retrieval(
                 intensities,
@@ -200,7 +219,8 @@ class Pipeline:
                 o,
                 progress=self.progress.counter,
                 max_memory=self.max_memory,
-                runs_per_batch=self._batch(),
+                runs_per_batch=self._batch() if shots == 1 else None,
+                view_groups=shots,
             )
             mem = result.history.get("memory", {})
             if mem.get("batches", 1) > 1:
@@ -316,6 +336,10 @@ class Pipeline:
                 progress=self.progress,
             )
 
+    def truth(self, shot: Shot):
+        """The shot's ground truth when the views are phased on its grid (no ``crop``), else None."""
+        return shot.truth if self.options.prepare.crop in (None, shot.pattern_size) else None
+
     def run(self, shot: Shot) -> Results:
         """All stages on one shot; returns host results (scored when the shot carries ground truth)."""
         t0 = time.perf_counter()
@@ -324,12 +348,11 @@ class Pipeline:
         self.plan_memory(int(self.options.prepare.crop or shot.pattern_size))
         intensities, valid = self.prepare(shot)
         phased = self.phase(intensities, valid)
-        same_grid = self.options.prepare.crop in (None, shot.pattern_size)
-        truth = shot.truth if same_grid else None
+        truth = self.truth(shot)
         quality = self.quality(phased.views, intensities, valid, geometry, truth)
         views = self.align(phased, geometry)
         del phased, intensities, valid  # the runs' best iterates (V, R, N, N) are not needed any more
-        return self._finish(t0, views, truth=truth, sample=shot.sample, source=shot.source, quality=quality)
+        return self.finish(t0, views, truth=truth, sample=shot.sample, source=shot.source, quality=quality)
 
     def run_views(
         self, views, geometry: StereoGeometry, *, truth=None, sample: str = "", source: str = ""
@@ -356,12 +379,16 @@ class Pipeline:
             best_eps=np.zeros((2, 0), np.float32),
             geometry=geometry,
         )
-        return self._finish(t0, given, truth=truth, sample=sample, source=source, quality=quality)
+        return self.finish(t0, given, truth=truth, sample=sample, source=source, quality=quality)
 
-    def _finish(
+    def finish(
         self, t0: float, views: ViewsResult, *, truth, sample: str, source: str, quality: dict
     ) -> Results:
-        """Stereo, cloud, reconstruction, download and score: the stages after the views."""
+        """Stereo, cloud, reconstruction, download and score: the stages after the views.
+
+        ``t0`` is the :func:`time.perf_counter` the shot's ``timings["total"]`` counts from;
+        ``quality`` the result of :meth:`quality`. Returns the host :class:`Results`.
+        """
         geometry = views.geometry
         stereo = self.stereo(views)
         cloud = self.cloud(stereo, geometry)

@@ -1,4 +1,4 @@
-"""Many shots: a run of stereo shots reconstructed one after another with one :class:`Pipeline`.
+"""Many shots: a run of stereo shots reconstructed with one :class:`Pipeline`, hits phased in stacks.
 
 Modules::
 
@@ -6,9 +6,11 @@ Modules::
     veto      VetoOptions, window_photons, is_hit   the hit veto before phasing (photons per pattern)
     record    ShotRecord                 what became of one shot (ok / blank / failed), with its Results
     store     RunStore                   the run store: per-chunk HDF5 files, run.h5 and summary.csv
-    single    process_shot               one shot: veto, then the pipeline, into its record
+    launch    run_launch                 several shots' phasing in one stack, then each shot's other stages
+    shots     screen_shot, reconstruct_hits   the veto of a shot, then its hits into records
+    prefetch  prefetch                   the next shots read on a thread while the current ones compute
     process   process_run                the loop: read, veto, reconstruct, store; resumable
-    cluster   iter_distributed           the shots as tasks of a Dask distributed cluster, one writer
+    cluster   iter_distributed           tasks of a few shots on a Dask distributed cluster, one writer
 
 The store's layout is in docs/format.md ("Run store").
 """

@@ -1,13 +1,17 @@
-"""Many shots on a Dask ``distributed`` cluster: one task per shot, the records streamed to one writer.
+"""Many shots on a Dask ``distributed`` cluster: a task per few shots, the records streamed to one writer.
 
 The driver (:func:`iter_distributed`, used by :func:`~xstereo_gpu.batch.process.process_run` when
-given a ``client``) submits one task per shot index, at most a bounded number in flight, and yields
-the outcomes as they complete. A task (:func:`reconstruct_index`) reads its shot on the worker from a
-one-shot :class:`~xstereo_gpu.batch.sources.ShotSource` (plain, picklable data: kind, path, index,
-read overrides), reconstructs it with a :class:`~xstereo_gpu.pipeline.Pipeline` cached on the worker
-per options, and returns only the small pieces the writer needs (the record without its ``Results``,
-its summary row and its cleaned cloud). Workers never write the store. A worker that dies loses no
-shot: the scheduler reruns its tasks on the other workers.
+given a ``client``) submits one task per group of :data:`SHOTS_PER_TASK` shot indices, at most a
+bounded number in flight, and yields the outcomes as they complete. A task
+(:func:`reconstruct_indices`) reads its shots on the worker from one-shot
+:class:`~xstereo_gpu.batch.sources.ShotSource` s (plain, picklable data: kind, path, index, read
+overrides), vetoes them and reconstructs the hits (their phasing stacked,
+:mod:`~xstereo_gpu.batch.launch`) with a :class:`~xstereo_gpu.pipeline.Pipeline` cached on the
+worker per options, and returns only the small pieces the writer needs (each record without its
+``Results``, its summary row and its cleaned cloud). Workers never write the store. A worker that
+dies loses no shot: the scheduler reruns its tasks on the other workers; a task that kills every
+worker it runs on (``KilledWorker``) is split into one task per shot, and the shot that still kills
+its worker is stored ``failed`` with that reason.
 
 ``distributed`` is an optional dependency (the ``dask`` extra); it is imported in the functions that
 need it, so that the in-process path works without it.
@@ -26,14 +30,24 @@ from ..diagnostics import recipe_warning
 from ..pipeline import Pipeline
 from ..shot import Shot
 from .record import ShotRecord, record_cloud, record_row
-from .single import DEFAULT_VETO, process_shot
+from .shots import DEFAULT_VETO, process_shots
 from .sources import ShotSource
 from .veto import VetoOptions
 
-__all__ = ["OptionsBySample", "Outcome", "reconstruct_index", "iter_distributed", "one_shot_source"]
+__all__ = [
+    "OptionsBySample",
+    "Outcome",
+    "reconstruct_indices",
+    "iter_distributed",
+    "one_shot_source",
+    "SHOTS_PER_TASK",
+]
 
 #: Tasks in flight per worker (the driver keeps ``IN_FLIGHT_PER_WORKER`` x workers submitted).
 IN_FLIGHT_PER_WORKER = 4
+#: Shots per task by default: blanks cost a task's overhead a few at a time, hits of a task share a
+#: phasing launch, and a lost worker's task reruns few shots.
+SHOTS_PER_TASK = 4
 
 
 @dataclass(frozen=True)
@@ -130,23 +144,24 @@ def _portable(w: warnings.WarningMessage) -> Warning:
         return UserWarning(str(w.message))
 
 
-def reconstruct_index(
-    shot_source: ShotSource,
-    index: int,
-    label: str,
+def reconstruct_indices(
+    shot_sources: list[ShotSource],
+    indices: list[int],
+    labels: list[str],
     options: PipelineOptions | Callable[[Shot], PipelineOptions] | None,
     veto: VetoOptions,
     backend: str | None = None,
     max_memory: int | None = None,
-) -> Outcome:
-    """The worker's task: read, veto and reconstruct one shot; return its small outcome.
+    max_shots: int | None = None,
+) -> list[Outcome]:
+    """The worker's task: read, veto and reconstruct a few shots; return their small outcomes.
 
     Parameters
     ----------
-    shot_source : ShotSource
-        :func:`one_shot_source` of the run's source for this shot.
-    index, label : int, str
-        The shot's index and label in the run.
+    shot_sources : list of ShotSource
+        :func:`one_shot_source` of the run's source for each shot.
+    indices, labels : list of int, list of str
+        The shots' indices and labels in the run.
     options : PipelineOptions, picklable callable or None
         As for :func:`~xstereo_gpu.batch.process.process_run`; a callable must pickle (a
         module-level function, a ``functools.partial``, :class:`OptionsBySample`), not a lambda.
@@ -154,11 +169,14 @@ def reconstruct_index(
         The hit veto.
     backend, max_memory
         As for :class:`~xstereo_gpu.pipeline.Pipeline` (one pipeline per options per worker process).
+    max_shots : int, optional
+        Shots per phasing launch at most (default: sized from the worker's free memory).
 
     Returns
     -------
-    Outcome
-        The record without ``Results``, its row and cloud, and the warnings raised.
+    list of Outcome
+        Per shot, in order: the record without ``Results``, its row and cloud; the warnings
+        raised by the task go with the first.
     """
     if callable(options):
 
@@ -169,14 +187,25 @@ def reconstruct_index(
         pipe = _pipeline(options, backend, max_memory)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        t0 = time.perf_counter()
-        _, _, shot = next(shot_source.items())
-        read_s = time.perf_counter() - t0
-        rec = process_shot(pipe, index, label, shot, veto=veto, read_s=read_s)
-        del shot
-        row, cloud = record_row(rec), record_cloud(rec)
-    rec.results = None
-    return Outcome(rec, row, cloud, [_portable(w) for w in caught])
+        items = []
+        for src, index, label in zip(shot_sources, indices, labels):
+            t0 = time.perf_counter()
+            _, _, shot = next(src.items())
+            items.append((index, label, shot, time.perf_counter() - t0))
+        records = process_shots(pipe, items, veto=veto, max_shots=max_shots)
+        del items
+        pieces = [(record_row(rec), record_cloud(rec)) for rec in records]
+    out = []
+    for k, (rec, (row, cloud)) in enumerate(zip(records, pieces)):
+        rec.results = None
+        out.append(Outcome(rec, row, cloud, [_portable(w) for w in caught] if k == 0 else []))
+    return out
+
+
+def _killed(index: int, label: str, exc: BaseException) -> Outcome:
+    """The outcome of a shot whose task killed every worker it ran on."""
+    rec = ShotRecord(index, label, "failed", f"{type(exc).__name__}: {exc}")
+    return Outcome(rec, record_row(rec), record_cloud(rec), [])
 
 
 def iter_distributed(
@@ -189,27 +218,34 @@ def iter_distributed(
     backend: str | None = None,
     max_memory: int | None = None,
     max_in_flight: int | None = None,
+    shots_per_task: int | None = None,
 ) -> Iterator[Outcome]:
     """Reconstruct the shots of ``source`` not in ``skip`` on the workers of ``client``.
 
-    One task per shot (:func:`reconstruct_index`), at most ``max_in_flight`` submitted at a time;
-    outcomes are yielded in order of completion, and the warnings of each shot re-issued here. When
-    the iteration ends early (the consumer stops, an error) the tasks still pending are cancelled.
+    One task per ``shots_per_task`` shots (:func:`reconstruct_indices`), at most ``max_in_flight``
+    submitted at a time; outcomes are yielded in order of completion, and the warnings of each task
+    re-issued here. A task that ``KilledWorker`` ends (its shots killed the workers it was retried
+    on) is resubmitted one task per shot, and a one-shot task that does is that shot's ``failed``
+    outcome: the run goes on. When the iteration ends early (the consumer stops, an error) the tasks
+    still pending are cancelled.
 
     Parameters
     ----------
     source : ShotSource
         The run's shots.
     options : PipelineOptions, picklable callable or None
-        See :func:`reconstruct_index`.
+        See :func:`reconstruct_indices`.
     client : distributed.Client
         The cluster to compute on.
     skip : iterable of int
         Indices not to compute (stored already).
     veto, backend, max_memory
-        See :func:`reconstruct_index`.
+        See :func:`reconstruct_indices`.
     max_in_flight : int, optional
         Tasks submitted at once (default :data:`IN_FLIGHT_PER_WORKER` x the workers, at least 4).
+    shots_per_task : int, optional
+        Shots per task, which are also the most a worker stacks in one phasing launch (default
+        :data:`SHOTS_PER_TASK`).
 
     Yields
     ------
@@ -219,47 +255,67 @@ def iter_distributed(
     Raises
     ------
     Exception
-        What a task raised beyond a bad shot (a bug), or ``distributed``'s ``KilledWorker`` when a
-        shot killed several workers in turn.
+        What a task raised beyond a bad shot (a bug).
     """
     from distributed import as_completed
+    from distributed.scheduler import KilledWorker
 
     if max_in_flight is None:
         workers = len(client.scheduler_info().get("workers", {}))
         max_in_flight = max(4, IN_FLIGHT_PER_WORKER * workers)
+    size = SHOTS_PER_TASK if shots_per_task is None else max(1, int(shots_per_task))
     skip = frozenset(int(i) for i in skip)
-    todo = iter([i for i in source.indices if i not in skip])
+    indices = [i for i in source.indices if i not in skip]
+    todo = iter([indices[k : k + size] for k in range(0, len(indices), size)])
     run = uuid.uuid4().hex[:12]
 
-    def submit(i: int):
+    def submit(group: list[int]):
         return client.submit(
-            reconstruct_index,
-            one_shot_source(source, i),
-            i,
-            source.label(i),
+            reconstruct_indices,
+            [one_shot_source(source, i) for i in group],
+            group,
+            [source.label(i) for i in group],
             options,
             veto,
             backend,
             max_memory,
+            size,
             pure=False,
-            key=f"xstereo-shot-{run}-{i}",
+            key=f"xstereo-shots-{run}-{group[0]}-{len(group)}",
         )
 
-    pending = {submit(i) for _, i in zip(range(max_in_flight), todo)}
-    queue = as_completed(list(pending))
+    groups: dict = {}  # future -> its indices
+    pending = set()
+
+    def add(group: list[int]):
+        future = submit(group)
+        groups[future] = group
+        pending.add(future)
+        return future
+
+    queue = as_completed([add(g) for _, g in zip(range(max_in_flight), todo)])
     try:
         for future in queue:
             pending.discard(future)
-            outcome = future.result()
-            future.release()
+            group = groups.pop(future)
+            try:
+                outcomes = future.result()
+            except KilledWorker as exc:
+                future.release()
+                if len(group) > 1:  # find the shot that kills: one task each
+                    for i in group:
+                        queue.add(add([i]))
+                    continue
+                outcomes = [_killed(group[0], source.label(group[0]), exc)]
+            else:
+                future.release()
             nxt = next(todo, None)
             if nxt is not None:
-                new = submit(nxt)
-                pending.add(new)
-                queue.add(new)
-            for w in outcome.warnings:
-                warnings.warn(w, stacklevel=2)
-            yield outcome
+                queue.add(add(nxt))
+            for outcome in outcomes:
+                for w in outcome.warnings:
+                    warnings.warn(w, stacklevel=2)
+                yield outcome
     finally:
         queue.clear()
         if pending:

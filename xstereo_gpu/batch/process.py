@@ -1,4 +1,4 @@
-"""The many-shot loop: read, veto, reconstruct and store every shot of a run with one Pipeline."""
+"""The many-shot loop: read (a thread ahead), veto, reconstruct (hits phased in stacks), store every shot."""
 
 from __future__ import annotations
 
@@ -13,17 +13,34 @@ import numpy as np
 from .. import __version__
 from ..config import PipelineOptions
 from ..errors import InputError, check
+from ..memory import MAX_SHOTS_PER_LAUNCH
 from ..pipeline import Pipeline
 from ..progress import Progress
 from ..shot import Shot
 from .cluster import iter_distributed
+from .prefetch import prefetch
 from .record import ShotRecord, record_cloud, record_row
-from .single import DEFAULT_VETO, SHOT_ERRORS, process_shot
+from .shots import DEFAULT_VETO, SHOT_ERRORS, Hit, reconstruct_hits, screen_shot
 from .sources import ShotSource, open_source
 from .store import RunStore
 from .veto import VetoOptions
 
-__all__ = ["process_run", "process_shot", "SHOT_ERRORS"]
+__all__ = ["process_run", "SHOT_ERRORS", "MAX_HELD"]
+
+#: Shots held back, at most, while hits wait for a full phasing launch (their records are then
+#: yielded and stored late: a kill loses them with the chunk in flight).
+MAX_HELD = 64
+
+
+def _timed(items: Iterator[tuple]) -> Iterator[tuple]:
+    """``(index, label, shot, read_s)``: each item of ``items`` with the seconds its read took."""
+    while True:
+        t0 = time.perf_counter()
+        try:
+            item = next(items)
+        except StopIteration:
+            return
+        yield (*item, time.perf_counter() - t0)
 
 
 def process_run(
@@ -38,12 +55,17 @@ def process_run(
     progress: Progress | None = None,
     max_memory: int | None = None,
     client=None,
+    shots_per_launch: int | None = None,
 ) -> Iterator[ShotRecord]:
     """Reconstruct every shot of a run, yielding each shot's record as it finishes.
 
     A generator: nothing runs until it is iterated (``for rec in process_run(...)``, or
     ``list(...)``), and a consumer may stop at any record. One :class:`~xstereo_gpu.pipeline.Pipeline`
-    serves the whole run (device and options set up once); a shot that cannot be read, or whose
+    serves the whole run (device and options set up once); the next shots are read on a thread
+    while the current ones compute (:func:`~xstereo_gpu.batch.prefetch.prefetch`), and the hits of
+    one pipeline are phased a stack of shots at a time (:mod:`~xstereo_gpu.batch.launch`: one set
+    of batched FFT launches for several shots, sized from the free memory, each shot's result the
+    same as alone). A shot that cannot be read, or whose
     reconstruction raises ``InputError``, ``ValueError`` or ``FloatingPointError``, is ``failed``
     with the reason and the run goes on; a blank shot (hit veto, :mod:`~xstereo_gpu.batch.veto`)
     costs only its read and two window sums.
@@ -82,6 +104,12 @@ def process_run(
         ``progress`` only reports the records, and a chunk holds the rows that finished (in order
         of completion, not of index).
 
+    shots_per_launch : int, optional
+        Hits phased in one stack at most (default: as many as the memory budget holds, at most
+        :data:`~xstereo_gpu.memory.MAX_SHOTS_PER_LAUNCH`; 1: each alone). Hits wait, at most
+        :data:`MAX_HELD` shots, for a full stack; with a ``client``, a task holds this many shots
+        (default :data:`~xstereo_gpu.batch.cluster.SHOTS_PER_TASK`).
+
     Yields
     ------
     ShotRecord
@@ -91,10 +119,16 @@ def process_run(
     Raises
     ------
     InputError
-        ``chunk_size`` < 1, or a store whose stored labels differ from the inputs' (another run's
-        store: the indices would not name the same shots).
+        ``chunk_size`` or ``shots_per_launch`` < 1, or a store whose stored labels differ from the
+        inputs' (another run's store: the indices would not name the same shots).
     """
     check(isinstance(chunk_size, int) and chunk_size >= 1, "chunk_size", repr(chunk_size), "an integer >= 1")
+    check(
+        shots_per_launch is None or (isinstance(shots_per_launch, int) and shots_per_launch >= 1),
+        "shots_per_launch",
+        repr(shots_per_launch),
+        "None (sized from the free memory) or an integer >= 1",
+    )
     source = inputs if isinstance(inputs, ShotSource) else open_source(inputs)
     run_store = RunStore(store) if store is not None else None
     skip: set[int] = set()
@@ -134,23 +168,47 @@ def process_run(
     }
     pending: list[tuple[dict, tuple]] = []  # rows and clouds of the chunk in flight (no Results kept)
 
+    sizes: dict[tuple[int, int], int] = {}  # (pipeline, pattern side) -> shots per launch
+
+    def launch_size(hit: Hit) -> int:
+        key = (id(hit.pipe), hit.pattern_side)
+        if key not in sizes:
+            sizes[key] = hit.pipe.shots_per_launch(hit.pattern_side, cap=shots_per_launch)
+        return sizes[key]
+
+    def flush(held: list) -> Iterator[tuple[ShotRecord, None, None]]:
+        done = iter(reconstruct_hits([h for h in held if isinstance(h, Hit)], max_shots=shots_per_launch))
+        for item in held:
+            yield (next(done) if isinstance(item, Hit) else item), None, None
+
     def local() -> Iterator[tuple[ShotRecord, dict | None, tuple | None]]:
-        items = source.items(skip=skip)
-        while True:
-            t0 = time.perf_counter()
-            try:
-                index, label, shot = next(items)
-            except StopIteration:
-                return
-            rec = process_shot(pipe, index, label, shot, veto=veto, read_s=time.perf_counter() - t0)
-            del shot
-            yield rec, None, None
+        items = prefetch(_timed(source.items(skip=skip)), max(shots_per_launch or 1, MAX_SHOTS_PER_LAUNCH))
+        held: list[ShotRecord | Hit] = []  # in index order; the hits wait for a full launch
+        try:
+            for index, label, shot, read_s in items:
+                held.append(screen_shot(pipe, index, label, shot, veto=veto, read_s=read_s))
+                del shot
+                hits = [h for h in held if isinstance(h, Hit)]
+                if hits and len(hits) < min(map(launch_size, hits)) and len(held) < MAX_HELD:
+                    continue
+                yield from flush(held)
+                held = []
+            yield from flush(held)
+        finally:
+            items.close()
 
     if client is None:
         outcomes = local()
     else:
         remote = iter_distributed(
-            source, options, client=client, skip=skip, veto=veto, backend=backend, max_memory=max_memory
+            source,
+            options,
+            client=client,
+            skip=skip,
+            veto=veto,
+            backend=backend,
+            max_memory=max_memory,
+            shots_per_task=shots_per_launch,
         )
         outcomes = ((o.record, o.row, o.cloud) for o in remote)
     try:

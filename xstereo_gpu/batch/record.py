@@ -54,6 +54,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("depth_error_median_nm", _FLOAT, "median depth error against the ground truth [nm]"),
     ("completeness_2dz", _FLOAT, "fraction of true edge points recovered within 2 voxel depths"),
     ("points", _INT, "points in the shot's cleaned cloud"),
+    ("shots_per_launch", _INT, "shots phased in the same stack (time_phase_s is its share); 0: not phased"),
     *((f"time_{s}_s", _FLOAT, f"seconds spent in {s}") for s in STAGES),
 )
 
@@ -80,6 +81,8 @@ class ShotRecord:
         View pixel and beam angles (None when unreadable).
     results : Results or None
         The host results of the reconstruction when ``ok``.
+    shots_per_launch : int
+        Shots phased in the same stacked launch as this one (0: not phased).
     """
 
     index: int
@@ -90,6 +93,7 @@ class ShotRecord:
     timings: dict = field(default_factory=dict)
     geometry: StereoGeometry | None = None
     results: Results | None = None
+    shots_per_launch: int = 0
 
     def __post_init__(self):
         if self.status not in STATUSES:
@@ -119,6 +123,7 @@ def record_row(rec: ShotRecord) -> dict:
         )
     for s in STAGES:
         row[f"time_{s}_s"] = _f(rec.timings.get(s, math.nan))
+    row["shots_per_launch"] = int(rec.shots_per_launch)
     res = rec.results
     if res is None:
         return row

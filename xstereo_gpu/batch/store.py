@@ -68,8 +68,12 @@ def _write_table(f, rows: list[dict], clouds: list[tuple[np.ndarray, np.ndarray]
     """``/summary`` and ``/clouds/{offsets,points_nm,confidence}`` of ``rows`` into the open file ``f``."""
     dt = summary_dtype()
     table = np.zeros(len(rows), dtype=dt)
+    # a column the row lacks (a chunk of an earlier version, resumed) gets its "does not apply" value
+    missing = {
+        name: (math.nan if kind == "float" else 0 if kind == "int" else "") for name, kind, _ in COLUMNS
+    }
     for i, row in enumerate(rows):
-        table[i] = tuple(row[name] for name in dt.names)
+        table[i] = tuple(row.get(name, missing[name]) for name in dt.names)
     ds = f.create_dataset("summary", data=table)
     ds.attrs["columns"] = json.dumps({name: meaning for name, _, meaning in COLUMNS})
     counts = np.array([len(p) for p, _ in clouds], dtype=np.int64)
@@ -300,7 +304,6 @@ class RunStore:
             names = [name for name, _, _ in COLUMNS]
             w.writerow(names)
             for row in rows:
-                w.writerow(
-                    ["" if isinstance(row[n], float) and math.isnan(row[n]) else row[n] for n in names]
-                )
+                values = [row.get(n, math.nan) for n in names]
+                w.writerow(["" if isinstance(v, float) and math.isnan(v) else v for v in values])
         return self.run_file

@@ -22,7 +22,7 @@ from .align import align_runs, align_views, centre_shift, fourier_shift, registe
 from .hdr import HDRMerge, merge_exposures
 from .prepare import crop_pattern, single_pattern, split_patterns
 from .quality import edge_resolution, prtf, prtf_resolution, view_error
-from .runs import PhaseRetrieval, PhasingResult, phase_retrieval
+from .runs import PhaseRetrieval, PhasingResult, phase_retrieval, split_phasing
 from .support import autocorrelation_support, shrink_wrap
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "PhaseRetrieval",
     "PhasingResult",
     "phase_retrieval",
+    "split_phasing",
     "register_translation",
     "fourier_shift",
     "twin",

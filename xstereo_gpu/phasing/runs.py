@@ -37,7 +37,14 @@ from .algorithms import Workspace, dm_step, er_step, fourier_constraint, hio_ste
 from .align import align_runs
 from .support import autocorrelation_support, box_support, shrink_wrap
 
-__all__ = ["PhaseRetrieval", "PhasingResult", "phase_retrieval", "fourier_error", "host_read_limit"]
+__all__ = [
+    "PhaseRetrieval",
+    "PhasingResult",
+    "phase_retrieval",
+    "split_phasing",
+    "fourier_error",
+    "host_read_limit",
+]
 
 
 def host_read_limit(iterations: int, check_every: int) -> int:
@@ -175,6 +182,23 @@ def _random_phases(
     return out
 
 
+def _random_starts(
+    seed, nv: int, groups: int, nr: int, n: int, runs: tuple[int, int] | None, *, half_planes: bool
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """Half-planes (:func:`_random_half_planes`, or None) and starting phases' draws (:func:`_random_phases`)
+    of ``nv`` views in ``groups`` equal consecutive groups, each drawn from its own
+    ``numpy.random.default_rng(seed)``: a group gets the starts it gets when phased alone."""
+    per = nv // groups
+    planes, phases = [], []
+    for _ in range(groups):
+        rng = np.random.default_rng(seed)
+        if half_planes:
+            planes.append(_random_half_planes(rng, per, nr, n, runs))
+        phases.append(_random_phases(rng, per, nr, n, runs))
+    cat = (lambda a: a[0]) if groups == 1 else (lambda a: np.concatenate(a))
+    return (cat(planes) if half_planes else None), cat(phases)
+
+
 class PhaseRetrieval:
     """Batched phase retrieval of ``V`` views with ``R`` independent runs each.
 
@@ -212,6 +236,11 @@ class PhaseRetrieval:
         :func:`phase_retrieval`'s ``max_memory``): the same random starts as those runs get in
         one batch of all runs, so each run's iterates are the same (bit-identical on NumPy).
         Arrays then have ``hi - lo`` runs. A ``(V, R, N, N)`` support is sliced to the batch.
+    view_groups : int, optional
+        The views are this many equal consecutive groups (the shots of a stack of shots, two views
+        each), and each group gets the random starts it gets when phased alone: phasing a stack of
+        shots gives each shot the iterates of its own phasing (bit-identical on NumPy). Every
+        other step is per view anyway. Default 1 (all views draw from one stream).
 
     Attributes
     ----------
@@ -269,6 +298,7 @@ class PhaseRetrieval:
         initial_support: str | None = None,
         shrinkwrap_grow: bool | None = None,
         run_range: tuple[int, int] | None = None,
+        view_groups: int = 1,
     ):
         options = PhasingOptions() if options is None else options
         if not isinstance(options, PhasingOptions):
@@ -295,17 +325,26 @@ class PhaseRetrieval:
             if support is not None and support.ndim == 4 and support.shape[1] == options.runs:
                 support = support[:, lo:hi]
         r = options.runs if run_range is None else run_range[1] - run_range[0]
+        groups = int(view_groups)
+        if groups < 1 or nv % groups:
+            raise InputError("phasing.view_groups", repr(view_groups), f"a divisor >= 1 of the {nv} views")
         self.amplitudes, self.valid = fourier_constraint(inten, v)  # (V, 1, N, N), FFT order
-        rng = np.random.default_rng(options.seed)
+        planes, phases = _random_starts(
+            options.seed,
+            nv,
+            groups,
+            options.runs,
+            n,
+            run_range,
+            half_planes=support is None and initial_support != "box",
+        )
         if support is None and initial_support == "box":
             support = box_support(inten)[:, None]
             max_area = support.sum(axis=(-2, -1)).reshape(nv, 1)
         elif support is None:
             support = autocorrelation_support(inten, v, threshold=options.autocorrelation_threshold)
             max_area = support.sum(axis=(-2, -1))[:, None]  # (V, 1)
-            support = support[:, None] & to_device(
-                _random_half_planes(rng, nv, options.runs, n, run_range), xp
-            )
+            support = support[:, None] & to_device(planes, xp)
         else:
             max_area = xp.asarray(support).sum(axis=(-2, -1)).reshape(nv, -1) * 2
         if support.ndim == 3:
@@ -325,8 +364,7 @@ class PhaseRetrieval:
         #: (V, 1) area of the autocorrelation support: a run whose support grows past it has
         #: spread over the field, and its support no longer constrains anything
         self.max_area = max_area
-        phases = _random_phases(rng, nv, options.runs, n, run_range) * np.float32(2 * np.pi)
-        phases = to_device(phases, xp)
+        phases = to_device(phases * np.float32(2 * np.pi), xp)
         x = (self.amplitudes * xp.exp(1j * phases)).astype(xp.complex64)
         x = ifft2(x, overwrite=True)
         x *= self.support
@@ -487,6 +525,7 @@ def phase_retrieval(
     shrinkwrap_grow: bool | None = None,
     max_memory: int | None = None,
     runs_per_batch: int | None = None,
+    view_groups: int = 1,
 ) -> PhasingResult:
     """Phase every view with ``options.runs`` independent runs and average the best iterates.
 
@@ -519,6 +558,10 @@ def phase_retrieval(
         not fit: :class:`~xstereo_gpu.errors.InputError` names ``--max-memory``.
     runs_per_batch : int, optional
         Force this batch size (still checked against the memory limit).
+    view_groups : int, optional
+        The views are this many shots stacked (:class:`PhaseRetrieval`): each gets its own random
+        starts, so that :func:`split_phasing` of the result gives what each shot's own phasing
+        gives (bit-identical on NumPy) for one set of launches.
 
     Returns
     -------
@@ -552,6 +595,7 @@ def phase_retrieval(
             initial_support=initial_support,
             shrinkwrap_grow=shrinkwrap_grow,
             budget=budget,
+            view_groups=view_groups,
         )
     pr = PhaseRetrieval(
         intensities,
@@ -561,6 +605,7 @@ def phase_retrieval(
         kernels=kernels,
         initial_support=initial_support,
         shrinkwrap_grow=shrinkwrap_grow,
+        view_groups=view_groups,
     )
     while not pr.done():
         pr.update(options.check_every)
@@ -655,6 +700,7 @@ def _phase_in_batches(
     initial_support,
     shrinkwrap_grow,
     budget,
+    view_groups: int = 1,
 ) -> PhasingResult:
     """:func:`phase_retrieval` with the runs iterated and aligned ``plan.runs_per_batch`` at a time.
 
@@ -677,6 +723,7 @@ def _phase_in_batches(
             initial_support=initial_support,
             shrinkwrap_grow=shrinkwrap_grow,
             run_range=(lo, hi),
+            view_groups=view_groups,
         )
         xp = pr.xp
         if best is None:
@@ -715,3 +762,51 @@ def _phase_in_batches(
         memory={**plan.to_dict(), "budget_source": budget["source"]},
         runs_per_batch=b,
     )
+
+
+#: ``history`` entries whose first axis is the view (the rest are per stack: iterations, counts, plan).
+_PER_VIEW = ("reference", "twin", "shifts", "peak", "fourier_error", "spread", "averaged")
+
+
+def split_phasing(result: PhasingResult, groups: int) -> list[PhasingResult]:
+    """The results of each shot of a stack phased with ``view_groups=groups``: views ``g*k:(g+1)*k``.
+
+    Parameters
+    ----------
+    result : PhasingResult
+        Of ``V = groups * k`` views.
+    groups : int
+        Shots in the stack.
+
+    Returns
+    -------
+    list of PhasingResult
+        One per shot, ``k`` views each: slices (views) of the stack's device arrays, and the
+        history's per-view entries and the ``(K, V, R)`` costs cut the same way; ``host_reads``,
+        ``kernels`` and ``memory`` are the stack's (shared by every shot).
+    """
+    nv = int(result.views.shape[0])
+    groups = int(groups)
+    if groups < 1 or nv % groups:
+        raise InputError("split_phasing.groups", repr(groups), f"a divisor >= 1 of the {nv} views")
+    k = nv // groups
+    out = []
+    for g in range(groups):
+        sl = slice(g * k, (g + 1) * k)
+        history = dict(result.history)
+        for name in _PER_VIEW:
+            if name in history:
+                history[name] = history[name][sl]
+        if "eps" in history:
+            history["eps"] = history["eps"][:, sl]
+        out.append(
+            PhasingResult(
+                views=result.views[sl],
+                best=result.best[sl],
+                best_eps=result.best_eps[sl],
+                supports=result.supports[sl],
+                iterations=result.iterations,
+                history=history,
+            )
+        )
+    return out
