@@ -84,6 +84,14 @@ def test_plain_matches_twin(case, emu_cache):
     assert res["launches"] > 0
 
 
+def test_plain_dm_kernel_on_a_stack_of_shots(emu_cache):
+    """Three shots' views stacked (V = 6: a launch of the batch path, batch/launch.py): the DM step and
+    the best-iterate tracking still follow their twins."""
+    (res,) = harness.run_cases(["dm"], dm={"views": 6, "steps": 2})
+    assert res["ok"], res.get("why", res)
+    assert res["launches"] > 0
+
+
 def test_plain_phasing_loop(emu_cache):
     """The phasing loop on the kernels: every host read is one PhaseRetrieval counts; costs follow NumPy's."""
     (res,) = harness.run_cases(["phasing"])
