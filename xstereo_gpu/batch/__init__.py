@@ -2,7 +2,8 @@
 
 Modules::
 
-    sources   ShotSource, open_source   the shots of a run (a stack file or many shot files), read lazily
+    sources   ShotSource, open_source   the shots of a run (a stack file, many shot files or a EuXFEL run
+                                        directory read with EXtra-data), read lazily
     veto      VetoOptions, window_photons, is_hit   the hit veto before phasing (photons per pattern)
     record    ShotRecord                 what became of one shot (ok / blank / failed), with its Results
     store     RunStore                   the run store: per-chunk HDF5 files, run.h5 and summary.csv

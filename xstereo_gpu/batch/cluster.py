@@ -104,12 +104,17 @@ class Outcome:
 
 
 def one_shot_source(source: ShotSource, index: int) -> ShotSource:
-    """A source holding shot ``index`` only (small, to send with a task); read it as index 0.
+    """A source holding shot ``index`` only (small, to send with a task); iterate it for the shot.
 
-    A stack keeps its file and the frame; a run of files keeps the shot's file.
+    A stack keeps its file and the frame; a run of files keeps the shot's file (read as index 0); a
+    EuXFEL run keeps the shot's train and its one file (read as the pulse's index in that train),
+    with the same label.
     """
     if source.kind == "stack":
         return ShotSource("stack", source.paths, (int(index),), source.read_overrides)
+    if source.kind == "extra-data":
+        run, local = source.xfel.one_shot(int(index))
+        return ShotSource("extra-data", source.paths, (local,), source.read_overrides, xfel=run)
     return ShotSource("files", (source.paths[int(index)],), (0,), source.read_overrides)
 
 
