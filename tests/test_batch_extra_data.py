@@ -23,7 +23,7 @@ from extra_data.tests.mockdata.xgm import XGM
 
 from xstereo_gpu import SimulationOptions, simulate_shot
 from xstereo_gpu.batch import RunStore, VetoOptions, open_source, process_run
-from xstereo_gpu.batch.cluster import one_shot_source, reconstruct_index
+from xstereo_gpu.batch.cluster import one_shot_source, reconstruct_indices
 from xstereo_gpu.errors import InputError
 from xstereo_gpu.io.cxi import MASK_INVALID
 from xstereo_gpu.shot import Shot
@@ -285,8 +285,8 @@ def test_sources_pickle_and_one_shot_sources_are_small(raw_run, proc_run, geo):
     assert label == src.label(3) and one.xfel.files == ("RAW-R0001-DA01-S00001.h5",)
     np.testing.assert_array_equal(shot.frame, src.read(3).frame)
     # the worker's task, called here: it reads the one-shot source (a blank: no phasing)
-    outcome = reconstruct_index(
-        pickle.loads(pickle.dumps(one_shot_source(src, 1))), 1, src.label(1), OPTIONS, VetoOptions()
+    (outcome,) = reconstruct_indices(
+        [pickle.loads(pickle.dumps(one_shot_source(src, 1)))], [1], [src.label(1)], OPTIONS, VetoOptions()
     )
     assert (outcome.record.status, outcome.record.label) == ("blank", f"{raw_run}:train {BLANK}")
     run, frames = proc_run
