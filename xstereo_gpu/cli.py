@@ -268,7 +268,7 @@ def _simulation_options(args):
 def cmd_simulate(args) -> int:
     if args.shots is not None:
         return _simulate_run(args)
-    given = [f for f in ("hit_rate", "corrupt_fraction") if getattr(args, f) is not None]
+    given = [f for f in ("hit_rate", "corrupt_fraction", "position_jitter") if getattr(args, f) is not None]
     if given:
         raise InputError(
             "--" + given[0].replace("_", "-"), "given without --shots", "--shots N (a simulated run)"
@@ -294,7 +294,9 @@ def cmd_simulate(args) -> int:
 def _simulate_run(args) -> int:
     """``xstereo simulate --shots N``: a run directory of shot files and its manifest."""
     changes = {
-        k: getattr(args, k) for k in ("hit_rate", "corrupt_fraction", "seed") if getattr(args, k) is not None
+        k: getattr(args, k)
+        for k in ("hit_rate", "corrupt_fraction", "position_jitter", "seed")
+        if getattr(args, k) is not None
     }
     if args.sample is not None:
         changes["samples"] = (args.sample,)
@@ -800,6 +802,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         metavar="F",
         help="with --shots: fraction of corrupt files (default 0.04)",
+    )
+    p.add_argument(
+        "--position-jitter",
+        type=float,
+        metavar="J",
+        help="with --shots: spread of the hits' random lateral positions, a fraction of the free view "
+        "field (default 0.5; 0 = every sample centred)",
     )
     _add_common(p)
     _add_sim_options(p)
