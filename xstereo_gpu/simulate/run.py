@@ -75,6 +75,8 @@ __all__ = [
     "read_manifest",
     "shot_file_name",
     "SMALL_SHOT_OPTIONS",
+    "SHOT_SIZES",
+    "sized_shot_options",
     "RUN_KINDS",
     "CORRUPTIONS",
     "MANIFEST_NAME",
@@ -137,6 +139,48 @@ _PER_SHOT = (
     "pyramid_rotation_deg",
     "sample_offset_px",
 )
+
+
+#: Crop sizes :func:`sized_shot_options` knows: 128 px (``SMALL_SHOT_OPTIONS``, binning 8) times 2, 4, 8
+#: (binning 4, 2, 1 of the same CCD).
+SHOT_SIZES = (128, 256, 512, 1024)
+
+
+def sized_shot_options(pattern_size: int) -> dict[str, dict]:
+    """``shot_options`` for runs whose crops are ``pattern_size`` px instead of ``SMALL_SHOT_OPTIONS``' 128.
+
+    The same view pixels and samples on a larger field: the binning shrinks by ``pattern_size / 128``
+    (8 -> 4 at 256, 2 at 512, 1 at 1024; frames ``2 pattern_size`` px a side) and the phase cross's and
+    pyramid's pattern separations grow with it, so ``lambda D / (N p)`` and the samples are unchanged
+    and the free field (for positions) grows.
+
+    Parameters
+    ----------
+    pattern_size : int
+        One of ``SHOT_SIZES``.
+
+    Returns
+    -------
+    dict
+        ``{sample: {option: value}}`` for :class:`RunSimulationOptions` ``shot_options`` (empty at 128).
+
+    Raises
+    ------
+    InputError
+        A size not in ``SHOT_SIZES``.
+    """
+    if isinstance(pattern_size, bool) or pattern_size not in SHOT_SIZES:
+        raise InputError("pattern size", repr(pattern_size), f"one of {list(SHOT_SIZES)} px")
+    scale = int(pattern_size) // 128
+    if scale == 1:
+        return {}
+    out = {}
+    for sample, kw in SMALL_SHOT_OPTIONS.items():
+        changes = {"binning": kw["binning"] // scale, "pattern_size": int(pattern_size)}
+        if "pattern_separation_px" in kw:
+            changes["pattern_separation_px"] = kw["pattern_separation_px"] * scale
+        out[sample] = changes
+    return out
 
 
 def shot_file_name(index: int) -> str:
