@@ -205,3 +205,18 @@ def test_simulate_shots_writes_a_run(tmp_path, capsys):
     assert {s["sample"] for s in manifest["shots"] if s["kind"] == "hit"} == {"cross"}
     assert sorted(p.name for p in out.glob("shot-*.cxi")) == [f"shot-{i:05d}.cxi" for i in range(8)]
     assert "8 shot files" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("jitter", ["0", "1"])
+def test_simulate_shots_position_jitter(tmp_path, jitter):
+    """``--position-jitter``: 0 centres every hit; 1 spreads them over the whole free field."""
+    out = tmp_path / "run"
+    assert main(["simulate", "--shots", "3", "--hit-rate", "1", "--corrupt-fraction", "0",
+                 "--position-jitter", jitter, "--sample", "cross", "-o", str(out), "-q"]) == 0  # fmt: skip
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["options"]["position_jitter"] == float(jitter)
+    offsets = [tuple(s["position"]["offset_px"]) for s in manifest["shots"]]
+    if jitter == "0":
+        assert offsets == [(0, 0)] * 3
+    else:
+        assert len(set(offsets)) == 3

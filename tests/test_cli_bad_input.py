@@ -975,9 +975,25 @@ def _c_simulate_run_bad_hit_rate(tmp, shot):
     )
 
 
+def _c_simulate_run_jitter_without_shots(tmp, shot):
+    return Case(
+        ["simulate", "-o", tmp / "x.cxi", "--position-jitter", "0.5", "-q"],
+        ["--position-jitter", "given without --shots", "--shots N"],
+    )
+
+
+def _c_simulate_run_bad_position_jitter(tmp, shot):
+    return Case(
+        ["simulate", "--shots", "5", "-o", tmp / "run", "--position-jitter", "2", "-q"],
+        ["position_jitter", "2", "a fraction in [0, 1]"],
+    )
+
+
 BAD_INPUTS = [
     _c_simulate_run_option_without_shots,
     _c_simulate_run_bad_hit_rate,
+    _c_simulate_run_jitter_without_shots,
+    _c_simulate_run_bad_position_jitter,
     _c_external_link,
     _c_external_link_relative,
     _c_external_link_via_symlink,

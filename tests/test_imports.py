@@ -21,6 +21,7 @@ ABOVE_STAGES = {
     "xstereo_gpu.cli",
     "xstereo_gpu.cli_options",
     "xstereo_gpu.bench",
+    "xstereo_gpu.bench_shots",
 }
 STAGE_PACKAGES = ("xstereo_gpu.phasing", "xstereo_gpu.stereo", "xstereo_gpu.cloud", "xstereo_gpu.simulate")
 

@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 
+from xstereo_gpu.errors import InputError
 from xstereo_gpu.shot import GroundTruth, Shot
 from xstereo_gpu.simulate import (
     CrossLid,
@@ -322,3 +323,53 @@ def test_pyramid_pattern_is_phaseable(pyramid):
         best = max(best, corr(np.roll(cand, (-sh[0], -sh[1]), axis=(0, 1)), obj))
     assert best > 0.8
     assert corr(shot.truth.views[0], obj) < 0  # |view| is not what phasing gives
+
+
+# ----------------------------------------------------------------------------------------------------
+# the sample's lateral position (sample_offset_px)
+
+
+@pytest.mark.parametrize("sample", ["cross", "phase-cross", "pyramid"])
+def test_an_offset_moves_the_object_and_its_truth_by_whole_pixels(sample):
+    """Under flat illumination and no misalignment, the views at an offset are the centred views rolled
+    by it exactly, and every truth position (edge points, pyramid apex, corners, feet; the lid plane)
+    moves by ``offset x Dr`` with them."""
+    from xstereo_gpu.simulate.run import SMALL_SHOT_OPTIONS
+
+    kw = dict(SMALL_SHOT_OPTIONS[sample], beam_fwhm_um=None)
+    if sample == "phase-cross":
+        kw.update(right_rotation_deg=0.0, right_shift_px=(0.0, 0.0))
+    centred = simulate_shot(SimulationOptions.for_sample(sample, **kw))
+    opts = SimulationOptions.for_sample(sample, **kw, sample_offset_px=(5, -7))
+    moved = simulate_shot(opts)
+    assert opts.sample_offset_m == pytest.approx((-7 * opts.pixel_size_m, 5 * opts.pixel_size_m))
+    np.testing.assert_array_equal(moved.truth.views, np.roll(centred.truth.views, (5, -7), axis=(-2, -1)))
+    shift = np.array([*opts.sample_offset_m, 0.0])
+    np.testing.assert_allclose(moved.truth.edge_points_m, centred.truth.edge_points_m + shift, atol=1e-15)
+    a, b = centred.truth.extra, moved.truth.extra
+    np.testing.assert_array_equal(b["sample_offset_m"], shift[:2])
+    for key in ("apex_m", "base_corners_m", "surface_points_m"):
+        if key in a:
+            np.testing.assert_allclose(b[key], np.asarray(a[key]) + shift, atol=1e-15)
+    if "planes" in a:  # each moved edge point of the lid lies on the moved lid plane
+        lid = moved.truth.edge_points_m[moved.truth.edge_labels == 1]
+        plane = np.asarray(b["planes"])[1]
+        assert np.abs(lid @ plane[:3] + plane[3]).max() < 1e-12
+        np.testing.assert_array_equal(b["edge_hidden"], a["edge_hidden"])
+    assert "sample_offset_m" not in a  # a centred sample's truth is as before
+
+
+def test_offsets_are_checked_against_the_free_field():
+    opts = SimulationOptions()
+    rows, cols = opts.max_sample_offset_px
+    assert rows > 0 and cols > 0
+    SimulationOptions(sample_offset_px=(rows, -cols))  # at the limit
+    for bad, expected in (
+        ((rows + 1, 0), "offsets of at most"),
+        ((0, 1.5), "two whole numbers"),
+        ((1,), "two whole numbers"),
+        ((True, 0), "two whole numbers"),
+    ):
+        with pytest.raises(InputError) as info:
+            SimulationOptions(sample_offset_px=bad)
+        assert info.value.where == "simulate.sample_offset_px" and expected in info.value.expected

@@ -31,6 +31,7 @@ from .backend import cupy_available, device_info, select_backend
 from .batch import RunStore, VetoOptions, open_source, process_run
 from .batch.cluster import OptionsBySample
 from .bench import format_table, run_bench
+from .bench_shots import ShotBenchOptions, format_shot_table, run_shot_bench
 from .cli_options import BACKENDS, DEMO_STARTS, PIPELINE_FLAGS
 from .config import PROFILES, SAMPLE_NAMES, PipelineOptions
 from .diagnostics import check_matches, recipe_warning, run_with_warnings, with_source
@@ -227,7 +228,17 @@ def cmd_geometry(args) -> int:
     return 0
 
 
+_SHOT_BENCH_FLAGS = ("hit_rate", "workers", "size", "blank_shots", "shots_per_launch", "work_dir")
+
+
 def cmd_bench(args) -> int:
+    if args.shots is not None:
+        return _bench_shots(args)
+    given = [f for f in _SHOT_BENCH_FLAGS if getattr(args, f) is not None]
+    if given:
+        raise InputError(
+            "--" + given[0].replace("_", "-"), "given without --shots", "--shots N (the many-shot bench)"
+        )
     xp = select_backend(args.backend)
     progress = _progress(args)
     progress.stage("bench", "timing the hot paths on " + ("CuPy" if xp.__name__ == "cupy" else "NumPy"))
@@ -237,6 +248,40 @@ def cmd_bench(args) -> int:
         write_json(args.json, result)
         print(f"wrote {args.json}")
     return 0
+
+
+def _bench_shots(args) -> int:
+    """``xstereo bench --shots N``: shots/s of the loop, process_run in process and on Dask, blanks."""
+    if args.no_pipeline:
+        raise InputError("--no-pipeline", "given with --shots", "one of --shots N, --no-pipeline")
+    changes = {k: getattr(args, k) for k in _SHOT_BENCH_FLAGS if getattr(args, k) is not None}
+    opts = ShotBenchOptions(shots=args.shots, quick=args.quick, backend=args.backend, **changes)
+    progress = _progress(args)
+    progress.stage(
+        "bench",
+        f"{opts.shots} shots at 2 x {opts.size}^2: loop, process_run, Dask workers {list(opts.workers)}",
+    )
+    result = run_shot_bench(opts, progress=progress.note)
+    print(format_shot_table(result))
+    if args.json:
+        write_json(args.json, result)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _worker_counts(text: str) -> tuple[int, ...]:
+    """``--workers 1,2,4``: Dask worker counts; ``0`` or ``none``: no Dask rows."""
+    if text.strip().lower() in ("0", "none", ""):
+        return ()
+    try:
+        counts = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        counts = ()
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected worker counts >= 1 such as 1,2,4, or 0 for none"
+        )
+    return counts
 
 
 def cmd_config(args) -> int:
@@ -268,7 +313,7 @@ def _simulation_options(args):
 def cmd_simulate(args) -> int:
     if args.shots is not None:
         return _simulate_run(args)
-    given = [f for f in ("hit_rate", "corrupt_fraction") if getattr(args, f) is not None]
+    given = [f for f in ("hit_rate", "corrupt_fraction", "position_jitter") if getattr(args, f) is not None]
     if given:
         raise InputError(
             "--" + given[0].replace("_", "-"), "given without --shots", "--shots N (a simulated run)"
@@ -294,7 +339,9 @@ def cmd_simulate(args) -> int:
 def _simulate_run(args) -> int:
     """``xstereo simulate --shots N``: a run directory of shot files and its manifest."""
     changes = {
-        k: getattr(args, k) for k in ("hit_rate", "corrupt_fraction", "seed") if getattr(args, k) is not None
+        k: getattr(args, k)
+        for k in ("hit_rate", "corrupt_fraction", "position_jitter", "seed")
+        if getattr(args, k) is not None
     }
     if args.sample is not None:
         changes["samples"] = (args.sample,)
@@ -801,6 +848,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="F",
         help="with --shots: fraction of corrupt files (default 0.04)",
     )
+    p.add_argument(
+        "--position-jitter",
+        type=float,
+        metavar="J",
+        help="with --shots: spread of the hits' random lateral positions, a fraction of the free view "
+        "field (default 0.5; 0 = every sample centred)",
+    )
     _add_common(p)
     _add_sim_options(p)
     p.set_defaults(func=cmd_simulate)
@@ -925,8 +979,49 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="time the hot paths and the pipeline on the current device")
     p.add_argument("--json", help="also write the results to this JSON file")
-    p.add_argument("--quick", action="store_true", help="small problems, few repeats")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="small problems, few repeats (with --shots: 2 runs x 10 iterations, not for figures)",
+    )
     p.add_argument("--no-pipeline", action="store_true", help="skip the whole-pipeline row")
+    p.add_argument(
+        "--shots",
+        type=int,
+        metavar="N",
+        help="instead: the many-shot bench on a simulated run of N shots (plain Pipeline.run loop, "
+        "process_run in process and on Dask workers, blank shots against a raw h5py read)",
+    )
+    p.add_argument("--hit-rate", type=float, metavar="R", help="with --shots: fraction of hits (default 0.3)")
+    p.add_argument(
+        "--workers",
+        type=_worker_counts,
+        metavar="K,...",
+        help="with --shots: Dask LocalCluster sizes to time process_run on (default 1,2,4; 0 = none)",
+    )
+    p.add_argument(
+        "--size",
+        type=int,
+        metavar="N",
+        help="with --shots: crop side of each pattern [px], 128, 256, 512 or 1024 (default 256)",
+    )
+    p.add_argument(
+        "--blank-shots",
+        type=int,
+        metavar="N",
+        help="with --shots: shots of the all-blank run (default: N of --shots; 0 = none)",
+    )
+    p.add_argument(
+        "--shots-per-launch",
+        type=int,
+        metavar="K",
+        help="with --shots: process_run's shots_per_launch (where it has that keyword)",
+    )
+    p.add_argument(
+        "--work-dir",
+        metavar="DIR",
+        help="with --shots: folder of the temporary run (default: the system's; removed afterwards)",
+    )
     p.add_argument("--backend", choices=BACKENDS, default=None)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
     p.set_defaults(func=cmd_bench)

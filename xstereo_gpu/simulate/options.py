@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass
 
 from ..checks import check_positive
 from ..errors import InputError
 from ..geometry import ANGLE_RANGE_DEG
 from .materials import HC_EV_M, parse_layers
+from .phantoms import CrossLid, Pyramid
 
 __all__ = ["SimulationOptions", "SAMPLES", "SAMPLE_DEFAULTS"]
 
@@ -80,6 +82,15 @@ def _integer(name: str, value, *, minimum: int) -> None:
         raise InputError(name, repr(value), f"an integer >= {minimum}")
     if int(value) < minimum:
         raise InputError(name, repr(value), f"an integer >= {minimum}")
+
+
+def _whole(value) -> bool:
+    """An integer, or a float with an integral value (not a bool)."""
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, (numbers.Integral, float))
+        and float(value).is_integer()
+    )
 
 
 def _pair(name: str, value, unit: str) -> tuple[float, float]:
@@ -170,6 +181,11 @@ class SimulationOptions:
     right_rotation_deg: float = 0.0
     #: Shift ``(rows, cols)`` applied to the right view's exit wave after the rotation [view pixels].
     right_shift_px: tuple[float, float] = (0.0, 0.0)
+    #: Lateral position of the sample: the whole object moved by ``(rows, cols)`` whole view pixels
+    #: from the view-grid centre (``y = rows Dr``, ``x = cols Dr``) under the same, centred
+    #: illumination; the ground truth moves with it (``truth.extra["sample_offset_m"]``). Each axis
+    #: at most :attr:`max_sample_offset_px` (the room the view field leaves around the sample).
+    sample_offset_px: tuple[int, int] = (0, 0)
     #: Side of the square base of the pyramid notch [um].
     pyramid_base_um: float = 2.5
     #: Depth of the notch's apex below the membrane mid-plane (downstream, +z) [um].
@@ -281,22 +297,50 @@ class SimulationOptions:
                 )
         # The view grid must hold the sample (and its shifts in both views) with a margin.
         fov_um = n * self.pixel_size_m * 1e6
-        if self.sample == "pyramid":
-            rot = math.radians(self.pyramid_rotation_deg)
-            half = self.pyramid_base_um / 2 * (abs(math.cos(rot)) + abs(math.sin(rot)))
-            shift = (self.pyramid_height_um + 0.1) * max(math.tan(math.radians(a)) for a in angles)
-            band = (
-                self.stray_band_um * (abs(math.cos(rot)) + abs(math.sin(rot))) if self.stray_spheres else 0.0
-            )
-            need_um = 2 * (half + band + shift + self.sphere_diameter_nm * 1e-3 + 0.2)
-        else:
-            need_um = 2 * (math.hypot(max(size) / 2, self.arm_width_um / 2) + 0.5)
+        need_um = self._need_um()
         if fov_um < need_um:
             raise InputError(
                 "simulate.pattern_size",
                 f"{n} (view field {fov_um:.2f} um)",
                 f"a view field of at least {need_um:.2f} um to hold the sample "
                 f"(pattern_size >= {math.ceil(need_um / (self.pixel_size_m * 1e6))})",
+            )
+        self._check_offset()
+
+    def _need_um(self) -> float:
+        """Side of the centred square the sample and its margin need on the view grid [um]."""
+        if self.sample == "pyramid":
+            rot = math.radians(self.pyramid_rotation_deg)
+            half = self.pyramid_base_um / 2 * (abs(math.cos(rot)) + abs(math.sin(rot)))
+            shift = (self.pyramid_height_um + 0.1) * max(math.tan(math.radians(a)) for a in self.angles_deg)
+            band = (
+                self.stray_band_um * (abs(math.cos(rot)) + abs(math.sin(rot))) if self.stray_spheres else 0.0
+            )
+            return 2 * (half + band + shift + self.sphere_diameter_nm * 1e-3 + 0.2)
+        return 2 * (math.hypot(max(self.cross_size_um) / 2, self.arm_width_um / 2) + 0.5)
+
+    def _check_offset(self) -> None:
+        """``sample_offset_px``: two integers, each within :attr:`max_sample_offset_px`."""
+        where = "simulate.sample_offset_px"
+        try:
+            off = tuple(self.sample_offset_px)
+        except TypeError:
+            off = ()
+        if not (len(off) == 2 and all(_whole(v) for v in off)):
+            raise InputError(
+                where, repr(self.sample_offset_px), "two whole numbers of view pixels (rows, cols)"
+            )
+        off = (int(off[0]), int(off[1]))
+        object.__setattr__(self, "sample_offset_px", off)
+        if off == (0, 0):
+            return
+        limit = self.max_sample_offset_px
+        if abs(off[0]) > limit[0] or abs(off[1]) > limit[1]:
+            raise InputError(
+                where,
+                repr(off),
+                f"offsets of at most ({limit[0]}, {limit[1]}) view pixels (rows, cols): the room the "
+                f"{self.pattern_size} px view field leaves around the sample",
             )
 
     def _check_sample_options(self) -> None:
@@ -416,6 +460,30 @@ class SimulationOptions:
     def detector_pixel_m(self) -> float:
         """Effective (binned) detector pixel ``p``  [m]."""
         return self.ccd_pixel_m * self.binning
+
+    @property
+    def max_sample_offset_px(self) -> tuple[int, int]:
+        """Largest ``|sample_offset_px|`` ``(rows, cols)`` that keeps the sample on the view grid.
+
+        On each axis the smaller of two rooms [view pixels]: what the view field leaves around the
+        sample and its margin (the square that the size check of ``pattern_size`` asks for), and what
+        it leaves around the sample's voxel box (the object and its projections' shifts). 0 when there
+        is no room; independent of the offset itself.
+        """
+        n = self.pattern_size
+        dr_um = self.pixel_size_m * 1e6
+        free = max(0, math.floor((n * dr_um - self._need_um()) / (2 * dr_um) + 1e-9))
+        max_tan = max(math.tan(math.radians(a)) for a in self.angles_deg)
+        phantom = Pyramid.from_options(self) if self.sample == "pyramid" else CrossLid.from_options(self)
+        half = phantom.box_half_px(self.pixel_size_m, max_tan)
+        box = [max(0, min(n // 2 - h, n - 1 - n // 2 - h)) for h in half]
+        return (min(free, box[0]), min(free, box[1]))
+
+    @property
+    def sample_offset_m(self) -> tuple[float, float]:
+        """``(x, y)`` of the sample's centre from the view-grid centre [m]: ``sample_offset_px`` x ``Dr``."""
+        dr = self.pixel_size_m
+        return (self.sample_offset_px[1] * dr, self.sample_offset_px[0] * dr)
 
     @property
     def frame_side(self) -> int:

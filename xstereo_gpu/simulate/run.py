@@ -9,8 +9,9 @@
         A simulated stereo shot (:func:`~xstereo_gpu.simulate.simulate_shot`) of a random sample among
         ``samples``, with its ground truth: a random seed (noise, and the pyramid's sphere placement),
         a random in-plane orientation (``in_plane_rotation_deg`` of the crosses, ``pyramid_rotation_deg``
-        of the pyramid), a random lid tilt (amplitude cross) and a random photon budget (log-uniform
-        factor ``photon_range`` on the sample's ``photons``).
+        of the pyramid), a random lid tilt (amplitude cross), a random photon budget (log-uniform
+        factor ``photon_range`` on the sample's ``photons``) and a random position (``sample_offset_px``,
+        see below).
     ``blank``
         The beams fired but missed the sample: the geometry of a random sample (same wavelength,
         distance, pixel, angles, pattern centres, beamstop, exposures) and a frame of Poisson counts at
@@ -30,10 +31,14 @@ The whole directory is staged (:func:`~xstereo_gpu.io.staging.output_directory`)
 or not at all. Counts are exact: ``round(shots * corrupt_fraction)`` corrupt files (halves rounded up),
 ``round(shots * hit_rate)`` hits (at most the shots left), the rest blanks, in a random order.
 
-Positions: :class:`~xstereo_gpu.simulate.SimulationOptions` has no lateral position of the sample (the
-phantoms are centred on the view grid, their ground truth in that frame), so the *position* of a hit is
-not varied and is ``null`` in the manifest; what varies is the orientation, the lid tilt, the seed and
-the photon budget (``parameters`` of each shot in the manifest).
+Positions: each hit's sample sits at a random lateral position in its view field, the whole object
+moved by ``SimulationOptions.sample_offset_px = (rows, cols)`` whole view pixels from the grid centre
+under the same centred illumination, its ground truth moved with it (so scoring needs nothing more).
+Each axis is drawn uniformly in ``[-j L, j L]`` and rounded, ``j = position_jitter`` and ``L`` that
+shot's :attr:`~xstereo_gpu.simulate.SimulationOptions.max_sample_offset_px` (the room its view field
+leaves around the sample at its drawn orientation): a fraction of the free field, 0 = centred. The
+manifest records it twice: in ``parameters`` (``sample_offset_px``, which reproduces the shot) and as
+``position`` (``offset_px`` (rows, cols) and ``offset_m`` (x, y) [m]).
 
 Reproducible: the same options give a byte-identical ``manifest.json`` and identical frames, masks and
 ground truth (the files differ only in ``/entry_1/start_time``, the time of writing). Each hit is
@@ -70,6 +75,8 @@ __all__ = [
     "read_manifest",
     "shot_file_name",
     "SMALL_SHOT_OPTIONS",
+    "SHOT_SIZES",
+    "sized_shot_options",
     "RUN_KINDS",
     "CORRUPTIONS",
     "MANIFEST_NAME",
@@ -84,7 +91,9 @@ CORRUPTIONS = ("truncated", "nan-frame", "missing-dataset")
 MANIFEST_NAME = "manifest.json"
 #: ``format`` of the manifest; ``format_version`` is ``MANIFEST_VERSION``.
 MANIFEST_FORMAT = "xstereo-simulated-run"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
+#: Versions :func:`read_manifest` reads (1: before positions; read with ``position_jitter = 0``).
+_READ_VERSIONS = (1, 2)
 #: Most shots in a run (file names have five digits).
 MAX_SHOTS = 100_000
 
@@ -122,7 +131,56 @@ _CROSS_TILT_DEG = (6.0, 18.0)
 _PYRAMID_ROTATION_DEG = (0.0, 90.0)
 _CROSS_ROTATION_DEG = (0.0, 360.0)
 #: Options a run sets per shot, not to be given in ``shot_options``.
-_PER_SHOT = ("sample", "seed", "in_plane_rotation_deg", "lid_tilt_deg", "pyramid_rotation_deg")
+_PER_SHOT = (
+    "sample",
+    "seed",
+    "in_plane_rotation_deg",
+    "lid_tilt_deg",
+    "pyramid_rotation_deg",
+    "sample_offset_px",
+)
+
+
+#: Crop sizes :func:`sized_shot_options` knows: 128 px (``SMALL_SHOT_OPTIONS``, binning 8) times 2, 4, 8
+#: (binning 4, 2, 1 of the same CCD).
+SHOT_SIZES = (128, 256, 512, 1024)
+
+
+def sized_shot_options(pattern_size: int) -> dict[str, dict]:
+    """``shot_options`` for runs whose crops are ``pattern_size`` px instead of ``SMALL_SHOT_OPTIONS``' 128.
+
+    The same view pixels and samples on a larger field: the binning shrinks by ``pattern_size / 128``
+    (8 -> 4 at 256, 2 at 512, 1 at 1024; frames ``2 pattern_size`` px a side) and the phase cross's and
+    pyramid's pattern separations grow with it, so ``lambda D / (N p)`` and the samples are unchanged
+    and the free field (for positions) grows.
+
+    Parameters
+    ----------
+    pattern_size : int
+        One of ``SHOT_SIZES``.
+
+    Returns
+    -------
+    dict
+        ``{sample: {option: value}}`` for :class:`RunSimulationOptions` ``shot_options`` (empty at 128).
+
+    Raises
+    ------
+    InputError
+        A size not in ``SHOT_SIZES``.
+    """
+    if isinstance(pattern_size, bool) or pattern_size not in SHOT_SIZES:
+        raise InputError("pattern size", repr(pattern_size), f"one of {list(SHOT_SIZES)} px")
+    scale = int(pattern_size) // 128
+    if scale == 1:
+        return {}
+    out = {}
+    for sample, kw in SMALL_SHOT_OPTIONS.items():
+        changes = {"binning": kw["binning"] // scale, "pattern_size": int(pattern_size)}
+        if "pattern_separation_px" in kw:
+            changes["pattern_separation_px"] = kw["pattern_separation_px"] * scale
+        out[sample] = changes
+    return out
 
 
 def shot_file_name(index: int) -> str:
@@ -169,13 +227,17 @@ class RunSimulationOptions:
     seed: int = 0
     #: Per-sample changes ``{sample: {option: value}}`` merged over ``SMALL_SHOT_OPTIONS`` (stored as
     #: ``((sample, ((option, value), ...)), ...)``, sorted). Options set per shot (``sample``,
-    #: ``seed``, ``in_plane_rotation_deg``, ``lid_tilt_deg``, ``pyramid_rotation_deg``)
-    #: are refused here.
+    #: ``seed``, ``in_plane_rotation_deg``, ``lid_tilt_deg``, ``pyramid_rotation_deg``,
+    #: ``sample_offset_px``) are refused here.
     shot_options: Mapping | tuple | None = None
     #: Mean dark/background counts per pixel of a blank frame (Poisson), in (0, 10].
     blank_background: float = 0.02
     #: Range ``(low, high)`` of the log-uniform factor on each hit's photon budget, 0 < low <= high.
     photon_range: tuple[float, float] = (0.5, 2.0)
+    #: Spread of the hits' random positions, a fraction of the free field in [0, 1]: each axis of a
+    #: hit's ``sample_offset_px`` is uniform in ``[-j L, j L]`` (rounded to whole view pixels), ``L``
+    #: the room its view field leaves (``SimulationOptions.max_sample_offset_px``); 0 = centred.
+    position_jitter: float = 0.5
 
     def __post_init__(self):
         _integer("simulate.run.shots", self.shots, 1, MAX_SHOTS)
@@ -224,6 +286,9 @@ class RunSimulationOptions:
                 "simulate.run.photon_range", repr(self.photon_range), "two factors 0 < low <= high"
             )
         object.__setattr__(self, "photon_range", (lo, hi))
+        object.__setattr__(
+            self, "position_jitter", _fraction("simulate.run.position_jitter", self.position_jitter)
+        )
 
         object.__setattr__(self, "shot_options", _normalise_shot_options(self.shot_options))
         # Build every sample's options at the extremes of the random parameters, so that a run never
@@ -352,11 +417,14 @@ class SimulatedShot:
         The sample whose (small) geometry the shot has: the sample itself, or a blank's geometry.
     seed : int
         ``SimulationOptions.seed`` of the shot (its Poisson noise, and the pyramid's spheres).
-    position : None
-        Lateral position of the sample: not varied (see the module notes), always ``None``.
+    position : dict or None
+        Lateral position of the sample of a hit or corrupt file (module notes): ``offset_px``
+        ``[rows, cols]`` [view pixels] and ``offset_m`` ``[x, y]`` [m] of its centre from the
+        view-grid centre; ``None`` for a blank.
     parameters : dict
-        The random options of the shot: ``photons`` and the orientation (``in_plane_rotation_deg``,
-        ``lid_tilt_deg`` or ``pyramid_rotation_deg``) of a hit or corrupt file; ``{}`` for a blank.
+        The random options of the shot: ``photons``, the orientation (``in_plane_rotation_deg``,
+        ``lid_tilt_deg`` or ``pyramid_rotation_deg``) and ``sample_offset_px`` of a hit or corrupt
+        file; ``{}`` for a blank.
     detected_photons : float or None
         Sum of the unmasked counts of the frame as written (the longest exposure of an HDR series)
         [photons]; ``None`` for a corrupt file.
@@ -370,7 +438,7 @@ class SimulatedShot:
     sample: str | None
     geometry: str
     seed: int
-    position: None = None
+    position: dict | None = None
     parameters: dict = dataclasses.field(default_factory=dict)
     detected_photons: float | None = None
     corruption: str | None = None
@@ -433,9 +501,12 @@ def read_manifest(directory: str | os.PathLike) -> RunManifest:
     if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise InputError(str(path), f"format {found!r}", f"format {MANIFEST_FORMAT!r}")
-    if data.get("format_version") != MANIFEST_VERSION:
-        raise InputError(str(path), f"format_version {data.get('format_version')!r}", f"{MANIFEST_VERSION}")
+    version = data.get("format_version")
+    if version not in _READ_VERSIONS:
+        raise InputError(str(path), f"format_version {version!r}", f"one of {list(_READ_VERSIONS)}")
     opts = dict(data["options"])
+    if version == 1:  # written before positions: every sample centred
+        opts.setdefault("position_jitter", 0.0)
     opts["samples"] = tuple(opts["samples"])
     opts["photon_range"] = tuple(opts["photon_range"])
     records = tuple(SimulatedShot(**r) for r in data["shots"])
@@ -459,10 +530,28 @@ def _hit_parameters(sample: str, base: SimulationOptions, rng: np.random.Generat
     return params
 
 
+def _position(
+    options: RunSimulationOptions, sample: str, seed: int, params: dict, rng: np.random.Generator
+) -> list[int] | None:
+    """A hit's random ``sample_offset_px`` ``[rows, cols]``; ``None`` (no draw) when the jitter is 0."""
+    if options.position_jitter == 0:
+        return None
+    room = options.simulation_options(sample, seed=seed, parameters=params).max_sample_offset_px
+    j = options.position_jitter
+    return [int(round(float(rng.uniform(-1.0, 1.0)) * j * r)) for r in room]
+
+
 def _hit(options: RunSimulationOptions, sample: str, seed: int, rng: np.random.Generator):
+    """A hit of ``sample``: the shot, its random ``parameters`` and its ``position`` record (or None)."""
     base = options.simulation_options(sample, seed=seed)
     params = _hit_parameters(sample, base, rng, options)
-    return simulate_shot(options.simulation_options(sample, seed=seed, parameters=params)), params
+    offset = _position(options, sample, seed, params, rng)
+    if offset is not None:
+        params["sample_offset_px"] = offset
+    opts = options.simulation_options(sample, seed=seed, parameters=params)
+    x, y = opts.sample_offset_m
+    position = {"offset_px": list(opts.sample_offset_px), "offset_m": [x, y]}
+    return simulate_shot(opts), params, position
 
 
 def _blank(options: RunSimulationOptions, sample: str, seed: int) -> Shot:
@@ -599,7 +688,7 @@ def simulate_run(
                 write_shot(path, shot, replace=False)
                 rec = SimulatedShot(i, name, kind, None, sample, seed, detected_photons=_photons(shot))
             else:
-                shot, params = _hit(opts, sample, seed, rng)
+                shot, params, position = _hit(opts, sample, seed, rng)
                 write_shot(path, shot, replace=False)
                 if kind == "hit":
                     rec = SimulatedShot(
@@ -609,6 +698,7 @@ def simulate_run(
                         sample,
                         sample,
                         seed,
+                        position=position,
                         parameters=params,
                         detected_photons=_photons(shot),
                     )
@@ -617,7 +707,15 @@ def simulate_run(
                     n_corrupt += 1
                     _corrupt(path, how)
                     rec = SimulatedShot(
-                        i, name, kind, sample, sample, seed, parameters=params, corruption=how
+                        i,
+                        name,
+                        kind,
+                        sample,
+                        sample,
+                        seed,
+                        position=position,
+                        parameters=params,
+                        corruption=how,
                     )
             records.append(rec)
             detail = f" ({rec.corruption})" if rec.corruption else ""

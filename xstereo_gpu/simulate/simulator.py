@@ -11,6 +11,7 @@ with ``delta``, ``beta`` from :mod:`.materials` (``xraydb``) at the photon energ
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 
@@ -21,7 +22,7 @@ from ..shot import GroundTruth, Shot
 from .detector import MASK_SATURATED, add_patterns, apply_beamstop, expose, far_field, photon_counts
 from .materials import stack_delta_beta
 from .options import SimulationOptions
-from .phantoms import CrossLid, Pyramid
+from .phantoms import CrossLid, Pyramid, VoxelObject
 from .projection import beta_from_attenuation, misalign, misalignment_matrix, path_length, transmission
 
 __all__ = ["simulate_shot", "illumination", "exit_waves"]
@@ -128,6 +129,7 @@ def _phase_cross_waves(options: SimulationOptions, say: Callable[[str], None]):
         max_tan=max(math.tan(t1), math.tan(t2)),
         supersample=options.supersample,
     )
+    parts = tuple(_placed(p, options) for p in parts)
     nz, ny, nx = parts[0].occupancy.shape
     say(
         f"voxel object {nz} x {ny} x {nx} per material (dz {options.voxel_depth_nm:g} nm, pixel "
@@ -162,6 +164,7 @@ def _pyramid_waves(options: SimulationOptions, say: Callable[[str], None]):
         supersample=options.supersample,
         spheres=spheres,
     )
+    parts = tuple(_placed(p, options) for p in parts)
     nz, ny, nx = parts[0].occupancy.shape
     say(
         f"voxel object {nz} x {ny} x {nx} per material (dz {options.voxel_depth_nm:g} nm, pixel "
@@ -212,8 +215,58 @@ def _geometry_text(opts: SimulationOptions, dz_m: float) -> str:
     )
 
 
+def _placed(voxels: VoxelObject, options: SimulationOptions) -> VoxelObject:
+    """``voxels`` moved by ``options.sample_offset_px`` on the view grid (its box origin shifted)."""
+    dy, dx = options.sample_offset_px
+    if dy == 0 and dx == 0:
+        return voxels
+    r0, c0 = voxels.origin_px
+    _, ny, nx = voxels.occupancy.shape
+    n = options.pattern_size
+    if not (0 <= r0 + dy and r0 + dy + ny <= n and 0 <= c0 + dx and c0 + dx + nx <= n):
+        raise InputError(  # options.max_sample_offset_px keeps the box inside: a bug if reached
+            "simulate.sample_offset_px",
+            repr(options.sample_offset_px),
+            f"an offset that keeps the {ny} x {nx} voxel box inside the {n} x {n} view grid",
+        )
+    return dataclasses.replace(voxels, origin_px=(r0 + dy, c0 + dx))
+
+
+def _moved(opts: SimulationOptions, points: np.ndarray, extra: dict) -> tuple[np.ndarray, dict]:
+    """Edge points and truth facts of a centred sample moved to ``opts.sample_offset_px``.
+
+    Points and positions (``apex_m``, ``base_corners_m``, ``surface_points_m``) move by
+    ``(x, y) = opts.sample_offset_m``; a plane ``a x + b y + c z + d = 0`` gets ``d - a x - b y``;
+    ``extra["sample_offset_m"]`` (2,) float64 records the move. Directions, angles and the right
+    view's misalignment (about the grid centre) do not change. Unchanged when the offset is zero.
+    """
+    if tuple(opts.sample_offset_px) == (0, 0):
+        return points, extra
+    shift = np.array([*opts.sample_offset_m, 0.0])
+    out = dict(extra)
+    for key in ("apex_m", "base_corners_m", "surface_points_m"):
+        if key in out:
+            out[key] = np.asarray(out[key], dtype=np.float64) + shift
+    if "planes" in out:
+        planes = np.array(out["planes"], dtype=np.float64)
+        planes[:, 3] -= planes[:, :3] @ shift
+        out["planes"] = planes
+    out["sample_offset_m"] = shift[:2].copy()
+    return np.asarray(points, dtype=np.float64) + shift, out
+
+
 def _truth(opts: SimulationOptions, say: Callable[[str], None]):
-    """Views and the ground truth of any sample: views, points, labels, extra, description, voxels."""
+    """Views and the ground truth of any sample at its position: views, points, labels, extra, description."""
+    views, points, labels, extra, description = _centred_truth(opts, say)
+    points, extra = _moved(opts, points, extra)
+    if tuple(opts.sample_offset_px) != (0, 0):
+        x, y = opts.sample_offset_m
+        description += f"; sample moved by x = {x * 1e9:.1f} nm, y = {y * 1e9:.1f} nm from the grid centre"
+    return views, points, labels, extra, description
+
+
+def _centred_truth(opts: SimulationOptions, say: Callable[[str], None]):
+    """Views (at the sample's position) and the ground truth of the centred sample."""
     dr = opts.pixel_size_m
     if opts.sample == "cross":
         views, phantom, voxels = _cross_waves(opts, say)
@@ -305,6 +358,7 @@ def _cross_waves(options: SimulationOptions, say: Callable[[str], None]):
         max_tan=max(math.tan(t1), math.tan(t2)),
         supersample=options.supersample,
     )
+    voxels = _placed(voxels, options)
     nz, ny, nx = voxels.occupancy.shape
     say(f"voxel object {nz} x {ny} x {nx} (dz {voxels.dz_m * 1e9:g} nm, pixel {dr * 1e9:.1f} nm)")
     beta = beta_from_attenuation(options.wavelength_m, options.attenuation_length_nm * 1e-9)
@@ -361,6 +415,10 @@ def simulate_shot(
         ``base_corners_m`` (4, 3), ``surface_points_m`` (S, 3) (feet of the spheres on the notch's
         mid-surface), ``sphere_radius_m``, delta/beta; its edge points are the sphere centres, its labels
         the face of each sphere.
+
+        A sample off centre (``options.sample_offset_px``) has its views, edge points and positions
+        (``apex_m``, ``base_corners_m``, ``surface_points_m``, ``planes``) moved by
+        ``options.sample_offset_m``, and ``truth.extra["sample_offset_m"]`` (2,) ``(x, y)`` [m].
 
     Examples
     --------
