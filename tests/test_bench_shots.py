@@ -7,13 +7,12 @@ import json
 
 import pytest
 
-import xstereo_gpu.bench_shots as bench_shots
-from xstereo_gpu.batch import process_run
-from xstereo_gpu.bench_shots import ShotBenchOptions, accepts_shots_per_launch, run_shot_bench
+from xstereo_gpu.bench_shots import ShotBenchOptions
 from xstereo_gpu.cli import main
 from xstereo_gpu.errors import InputError
 
 ROW_KEYS = {
+    "launch_sizes",
     "name",
     "method",
     "workers",
@@ -53,8 +52,7 @@ def test_bench_shots_quick_writes_json_whose_counts_add_up(tmp_path, capsys, mon
     assert (
         pipe["quick"] is True and pipe["profile"] == "cpu" and (pipe["runs"], pipe["iterations"]) == (2, 10)
     )
-    spl = res["shots_per_launch"]
-    assert spl["accepted"] == accepts_shots_per_launch()[0]
+    assert res["shots_per_launch"] is None  # sized from the free memory
 
     rows = res["rows"]
     assert [r["method"] for r in rows] == ["loop", "process_run", "process_run+dask"]
@@ -69,6 +67,7 @@ def test_bench_shots_quick_writes_json_whose_counts_add_up(tmp_path, capsys, mon
         assert r["speedup_vs_loop"] == pytest.approx(r["shots_per_s"] / rows[0]["shots_per_s"])
         assert {"phase", "stereo", "total"} <= set(r["stage_means_s"])
     assert rows[0]["speedup_vs_loop"] == 1.0
+    assert rows[0]["launch_sizes"] == [] and rows[1]["launch_sizes"] == [2]  # both hits in one stack
 
     b = res["blanks"]
     assert b["shots"] == 3 and b["bytes"] == 3 * b["bytes_per_shot"] > 0
@@ -87,36 +86,6 @@ def test_bench_shots_quick_writes_json_whose_counts_add_up(tmp_path, capsys, mon
         assert name in text
     assert "blanks: 3 blank shots" in text and "not comparable here" in text
     assert list((tmp_path / "work").iterdir()) == []  # the temporary run is gone
-
-
-def test_shots_per_launch_is_passed_only_where_process_run_takes_it(tmp_path, monkeypatch):
-    """With a process_run that has the keyword, the bench passes the value given (and reports it, or the
-    keyword's default); with the real one (no keyword yet, or one), it never passes what it does not take."""
-    seen = []
-
-    def with_keyword(inputs, options=None, *, shots_per_launch=8, **kw):
-        seen.append(shots_per_launch)
-        return process_run(inputs, options, **kw)
-
-    opts = dict(shots=2, hit_rate=0.0, size=128, workers=(), blank_shots=0, backend="numpy", quick=True)
-    monkeypatch.setattr(bench_shots, "process_run", with_keyword)
-    assert accepts_shots_per_launch() == (True, 8)
-    res = run_shot_bench(ShotBenchOptions(**opts, shots_per_launch=3, work_dir=str(tmp_path)))
-    assert res["shots_per_launch"] == {"accepted": True, "value": 3} and seen == [3]
-    res = run_shot_bench(ShotBenchOptions(**opts, work_dir=str(tmp_path)))
-    assert res["shots_per_launch"] == {"accepted": True, "value": 8} and seen == [3, 8]
-
-    def without_keyword(inputs, options=None, **kw):
-        assert "shots_per_launch" not in kw
-        return process_run(inputs, options, **kw)
-
-    monkeypatch.setattr(bench_shots, "process_run", without_keyword)
-    assert accepts_shots_per_launch() == (False, None)
-    res = run_shot_bench(ShotBenchOptions(**opts, work_dir=str(tmp_path)))
-    assert res["shots_per_launch"] == {"accepted": False, "value": None}
-    assert [r["ok"] + r["blank"] for r in res["rows"]] == [2, 2]
-    with pytest.raises(InputError, match="no shots_per_launch keyword"):
-        run_shot_bench(ShotBenchOptions(**opts, shots_per_launch=3, work_dir=str(tmp_path)))
 
 
 @pytest.mark.parametrize(

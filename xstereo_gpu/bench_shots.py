@@ -11,9 +11,9 @@ on the current backend, and removes the directory:
     others measures the batch machinery (and its batching of shots), not the veto.
 ``process_run``
     :func:`~xstereo_gpu.batch.process_run` in this process into a fresh run store (chunk files,
-    ``run.h5``, ``summary.csv`` included in the time); ``shots_per_launch`` is passed only when the
-    installed ``process_run`` accepts it (:func:`accepts_shots_per_launch`), and the value used is
-    reported.
+    ``run.h5``, ``summary.csv`` included in the time), its hits phased in stacks of
+    ``shots_per_launch`` shots (default: sized from the free memory); the stack sizes used are
+    reported (``launch_sizes`` of the row).
 ``process_run on Dask``
     The same with a ``distributed.Client(LocalCluster(n_workers=k, threads_per_worker=1))`` for each
     ``k`` of ``workers`` (cluster start-up excluded; with ``warmup`` each worker first reconstructs
@@ -39,7 +39,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-import inspect
 import math
 import os
 import pathlib
@@ -57,7 +56,7 @@ from . import __version__
 from .backend import device_info, select_backend
 from .batch import VetoOptions, is_hit, open_source, process_run, window_photons
 from .batch.cluster import OptionsBySample
-from .batch.single import DEFAULT_VETO, SHOT_ERRORS
+from .batch.shots import DEFAULT_VETO, SHOT_ERRORS
 from .config import PROFILES, PipelineOptions
 from .errors import InputError
 from .io import read_shot
@@ -70,7 +69,6 @@ __all__ = [
     "run_shot_bench",
     "format_shot_table",
     "bench_pipeline_options",
-    "accepts_shots_per_launch",
     "time_loop",
     "time_process_run",
     "time_raw_read",
@@ -204,21 +202,6 @@ def bench_pipeline_options(
     return OptionsBySample(tuple((s, recipe(s)) for s in samples), default, None, profile)
 
 
-def accepts_shots_per_launch() -> tuple[bool, Any]:
-    """Whether :func:`~xstereo_gpu.batch.process_run` takes ``shots_per_launch``, and its default.
-
-    Returns
-    -------
-    accepted : bool
-    default : int or None
-        The keyword's default when accepted (``None`` when not, or when it has none).
-    """
-    param = inspect.signature(process_run).parameters.get("shots_per_launch")
-    if param is None:
-        return False, None
-    return True, None if param.default is inspect.Parameter.empty else param.default
-
-
 def _options_of(options, shot):
     return options(shot) if callable(options) else options
 
@@ -244,6 +227,7 @@ def _counts_row(
         "shots_per_s": shots / wall if wall > 0 else None,
         "hit_shots_per_s": counts["ok"] / wall if wall > 0 else None,
         "stage_means_s": means,
+        "launch_sizes": [],  # shots per phasing launch of the hits (process_run rows)
         "skipped": None,
     }
 
@@ -302,7 +286,6 @@ def time_loop(
             counts["blank"] += 1
             continue
         pipe = pipe_for(shot)
-        pipe.timings, pipe.hdr = {}, None  # per shot (a Pipeline adds each run's stage times to them)
         try:
             res = pipe.run(shot)
         except SHOT_ERRORS:
@@ -328,16 +311,20 @@ def time_process_run(
 ) -> dict:
     """Time ``process_run`` over the files into a new run store (in this process, or on ``client``).
 
-    ``shots_per_launch`` is passed only when ``process_run`` accepts it (and it is not ``None``).
-
     Returns
     -------
     dict
         A row (see :func:`run_shot_bench`) with ``stage_means_s`` from the records' ``timings``.
     """
-    kw: dict[str, Any] = dict(store=store, veto=veto, chunk_size=chunk_size, backend=backend, client=client)
-    if shots_per_launch is not None and accepts_shots_per_launch()[0]:
-        kw["shots_per_launch"] = int(shots_per_launch)
+    kw: dict[str, Any] = dict(
+        store=store,
+        veto=veto,
+        chunk_size=chunk_size,
+        backend=backend,
+        client=client,
+        shots_per_launch=shots_per_launch,
+    )
+    launches: list[int] = []
     counts = dict.fromkeys(("ok", "blank", "failed"), 0)
     timings = []
     source = open_source([os.fspath(p) for p in paths])
@@ -348,6 +335,7 @@ def time_process_run(
             counts[rec.status] += 1
             if rec.status == "ok":
                 timings.append(dict(rec.timings))
+                launches.append(int(rec.shots_per_launch))
     finally:
         records.close()  # the store is finalised inside the timing
     wall = time.perf_counter() - t0
@@ -356,7 +344,9 @@ def time_process_run(
         workers = len(client.scheduler_info().get("workers", {}))
     method = "process_run" if client is None else "process_run+dask"
     default = "process_run (in process)" if client is None else f"process_run, Dask {workers} workers"
-    return _counts_row(name or default, method, workers, counts, wall, timings)
+    row = _counts_row(name or default, method, workers, counts, wall, timings)
+    row["launch_sizes"] = sorted(set(launches))
+    return row
 
 
 def time_raw_read(paths: Sequence[str | os.PathLike], *, datasets: Sequence[str] = FRAME_DATASETS) -> dict:
@@ -546,18 +536,11 @@ def run_shot_bench(
     Raises
     ------
     InputError
-        Bad options, or ``shots_per_launch`` given while ``process_run`` does not accept it.
+        Bad options.
     """
     opts = ShotBenchOptions() if options is None else options
     if not isinstance(opts, ShotBenchOptions):
         raise InputError("run_shot_bench: options", type(opts).__name__, "a ShotBenchOptions")
-    accepted, spl_default = accepts_shots_per_launch()
-    if opts.shots_per_launch is not None and not accepted:
-        raise InputError(
-            "bench.shots_per_launch",
-            repr(opts.shots_per_launch),
-            "None: this process_run has no shots_per_launch keyword",
-        )
     say = progress or (lambda message: None)
     xp = select_backend(opts.backend)
     backend = "numpy" if xp is np else "cupy"
@@ -570,7 +553,7 @@ def run_shot_bench(
         "machine": machine_facts(xp),
         "options": dataclasses.asdict(opts),
         "pipeline": dict(_pipeline_facts(pipeline_options), quick=opts.quick),
-        "shots_per_launch": {"accepted": accepted, "value": (spl if spl is not None else spl_default)},
+        "shots_per_launch": spl,
     }
     if opts.work_dir is not None:
         pathlib.Path(opts.work_dir).mkdir(parents=True, exist_ok=True)
@@ -686,12 +669,8 @@ def format_shot_table(result: dict) -> str:
         f"{' x '.join(str(s) for s in run['frame_shape'])}",
         f"pipeline: profile {pipe['profile']}{' (quick: not for figures)' if pipe['quick'] else ''}, "
         f"{pipe['runs']} runs x ({pipe['iterations']} + {pipe['final_er']}) iterations per view; "
-        f"shots_per_launch: "
-        + (
-            f"{result['shots_per_launch']['value']}"
-            if result["shots_per_launch"]["accepted"]
-            else "not a keyword of this process_run"
-        ),
+        "shots per launch: "
+        + (str(spl) if (spl := result["shots_per_launch"]) is not None else "sized from the free memory"),
         f"{'what':36s} {'shots':>5s} {'ok':>4s} {'blank':>5s} {'failed':>6s} {'wall [s]':>9s} "
         f"{'shots/s':>8s} {'hits/s':>8s} {'vs loop':>8s}",
     ]

@@ -341,8 +341,12 @@ class Pipeline:
         return shot.truth if self.options.prepare.crop in (None, shot.pattern_size) else None
 
     def run(self, shot: Shot) -> Results:
-        """All stages on one shot; returns host results (scored when the shot carries ground truth)."""
+        """All stages on one shot; returns host results (scored when the shot carries ground truth).
+
+        :attr:`timings` and :attr:`hdr` start afresh for each shot.
+        """
         t0 = time.perf_counter()
+        self.timings, self.hdr = {}, None
         shot.validate()  # the pattern size against the frame, before the memory plan
         geometry = self.geometry(shot)
         self.plan_memory(int(self.options.prepare.crop or shot.pattern_size))
@@ -370,6 +374,7 @@ class Pipeline:
             Scores the result (and the views) when given.
         """
         t0 = time.perf_counter()
+        self.timings, self.hdr = {}, None
         self.plan_memory(int(np.shape(views)[-1]), phasing=False)
         dev = self.xp.asarray(np.asarray(views))
         quality = self.quality(dev, None, None, geometry, truth)
