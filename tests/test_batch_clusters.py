@@ -88,6 +88,8 @@ def test_start_client_in_this_process_starts_nothing():
         assert called == [1]
         with pytest.raises(InputError, match="--workers"):
             start_client("4", "tcp://127.0.0.1:9", stack=stack)  # refused before connecting
+        with pytest.raises(InputError, match="--scheduler: found 'no address' .*missing port"):
+            start_client(None, "no address", stack=stack)
     assert said[0] == "shots in this process (--workers 0)"
     assert said[1].startswith("shots in this process (--workers auto: ") and said[1].endswith(", 1 to do)")
 

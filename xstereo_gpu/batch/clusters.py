@@ -237,6 +237,18 @@ def _cpu_cores() -> int:
         return os.cpu_count() or 1
 
 
+def _local_cuda_cluster():
+    """dask-cuda's ``LocalCUDACluster`` class, or None when dask-cuda is missing or does not import
+    (a release built for another Dask)."""
+    if importlib.util.find_spec("dask_cuda") is None:
+        return None
+    try:
+        from dask_cuda import LocalCUDACluster
+    except Exception:  # noqa: BLE001 - any import failure: the pinned cluster does the same
+        return None
+    return LocalCUDACluster
+
+
 def _gpu_count() -> int:
     import cupy
 
@@ -282,14 +294,22 @@ def start_client(
     Raises
     ------
     InputError
-        A bad ``--workers``, or ``--workers`` given with ``--scheduler``.
+        A bad ``--workers``, ``--workers`` given with ``--scheduler``, or a scheduler that cannot be
+        reached (within Dask's connect timeout, ``distributed.comm.timeouts.connect``).
     """
     say = say or (lambda message: None)
     n = parse_workers(workers, scheduler)
     if scheduler is not None:
         import distributed
 
-        client = stack.enter_context(distributed.Client(scheduler))
+        try:
+            client = stack.enter_context(distributed.Client(scheduler))
+        except (OSError, ValueError, TypeError) as exc:  # unreachable, timed out, not an address
+            raise InputError(
+                "--scheduler",
+                f"{scheduler!r} ({exc})",
+                "the address of a running Dask scheduler (tcp://host:8786, docs/cluster.md)",
+            ) from None
         count = len(client.scheduler_info().get("workers", {}))
         say(f"shots on the Dask cluster at {scheduler} ({count} workers now)")
         return client
@@ -319,10 +339,9 @@ def start_client(
     import distributed
 
     if gpu:
-        if importlib.util.find_spec("dask_cuda") is not None and n <= len(devices):
-            from dask_cuda import LocalCUDACluster
-
-            cluster = LocalCUDACluster(
+        local_cuda = _local_cuda_cluster() if n <= len(devices) else None
+        if local_cuda is not None:
+            cluster = local_cuda(
                 CUDA_VISIBLE_DEVICES=",".join(devices),
                 n_workers=n,
                 threads_per_worker=1,
