@@ -61,7 +61,7 @@ def progress_line(
 
 
 def failure_line(rec: ShotRecord) -> str:
-    """``xstereo batch: shot 5 (shots/s-5.cxi) failed: <reason>``."""
+    """``xstereo batch: shot 5 (shots/run-5.cxi) failed: <reason>``."""
     return f"xstereo batch: shot {rec.index} ({rec.label}) failed: {rec.reason}"
 
 
@@ -90,6 +90,8 @@ class BatchProgress:
         Plain mode: a line at least this often [s] besides every 10 % of the shots.
     clock : callable
         Seconds, monotonic (``time.perf_counter``).
+    label : str
+        What the lines and the bar are called (``[batch] ...``).
 
     Attributes
     ----------
