@@ -30,12 +30,15 @@ from . import __version__
 from .backend import cupy_available, device_info, select_backend
 from .batch import RunStore, VetoOptions, open_source, process_run
 from .batch.cluster import OptionsBySample
+from .batch.clusters import parse_workers, shot_bytes, start_client
+from .batch.display import BatchProgress, print_report
+from .batch.report import run_report
 from .bench import format_table, run_bench
 from .bench_shots import ShotBenchOptions, format_shot_table, run_shot_bench
 from .cli_options import BACKENDS, DEMO_STARTS, PIPELINE_FLAGS
 from .config import PROFILES, SAMPLE_NAMES, PipelineOptions
 from .diagnostics import check_matches, recipe_warning, run_with_warnings, with_source
-from .errors import InputError, check
+from .errors import InputError
 from .geometry import StereoGeometry, check_plausible, real_space_pixel
 from .io import (
     check_file_target,
@@ -361,9 +364,14 @@ def _simulate_run(args) -> int:
 def cmd_batch(args) -> int:
     """``xstereo batch INPUT... -o RUN_DIR``: every shot of a run into a resumable run store.
 
-    Exit status 0 when every shot is ok or blank, 3 when some failed (their reasons are in the
-    store and on stderr), 2 for bad input (nothing usable).
+    The shots run on an embedded Dask cluster sized to the machine (``--workers auto``, the
+    default; :mod:`~xstereo_gpu.batch.clusters`), N workers, this process (``--workers 0``) or an
+    existing cluster (``--scheduler``). Progress goes to stderr, the final table to stdout
+    (:mod:`~xstereo_gpu.batch.display`). Exit status 0 when every selected shot the store holds is
+    ok or blank, 3 when some failed (their reasons are in the store and on stderr), 2 for bad input
+    (nothing usable).
     """
+    parse_workers(args.workers, args.scheduler)  # a bad --workers before anything is read or made
     out = pathlib.Path(args.output)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "chunks").is_dir())):
         raise InputError(
@@ -378,97 +386,69 @@ def cmd_batch(args) -> int:
         step=args.step,
         allow_external_data=args.allow_external_data,
     )
-    todo = len(source) - len(RunStore(out).done(retry_failed=args.retry_failed) & set(source.indices))
+    done_before = RunStore(out).done(retry_failed=args.retry_failed)
+    todo = [i for i in source.indices if i not in done_before]
     say = _progress(args)
     say.stage(
-        "batch", f"{len(source)} shots ({todo} to do) into {out}: hit veto >= {args.min_photons:g} photons"
+        "batch",
+        f"{len(source)} shots ({len(todo)} to do) into {out}: hit veto >= {args.min_photons:g} photons",
     )
-    counts = dict.fromkeys(("ok", "blank", "failed"), 0)
-    distributed_run = args.workers > 0 or args.scheduler is not None
-    sample_from = "the shots' /entry_1/sample_1/name"
-    if args.recipe or args.config:  # one recipe for every shot
-        options = _options(args)
-    elif distributed_run:  # the same choice, as picklable data for the workers
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the workers warn for the shots that use the default
-            default = _options(args, sample="", sample_from=sample_from)
-        profile = args.profile or ("cpu" if select_backend(args.backend) is np else "paper")
-        options = OptionsBySample(
-            tuple((name, _options(args, sample=name)) for name in SAMPLE_NAMES), default, sample_from, profile
-        )
-    else:  # each hit's sample name chooses its recipe (once per name: one warning per unknown name)
-        per_sample = functools.lru_cache(maxsize=None)(
-            lambda name: _options(args, sample=name, sample_from=sample_from)
-        )
-        options = lambda shot: per_sample(shot.sample)  # noqa: E731
+    local, picklable, candidates = _batch_options(args)
+    max_memory = _max_memory(args)
     with contextlib.ExitStack() as stack:  # the cluster closes on exit, errors and Ctrl-C
-        client = _batch_client(args, stack, say) if distributed_run else None
+        client = start_client(
+            args.workers,
+            args.scheduler,
+            stack=stack,
+            backend=args.backend,
+            say=say.note,
+            shots=len(todo),
+            shot_bytes=lambda: shot_bytes(source, candidates, indices=todo[:3], max_memory=max_memory),
+        )
+        bar = stack.enter_context(BatchProgress(len(todo), enabled=not args.quiet))
         t0 = time.perf_counter()
         records = process_run(
             source,
-            options,
+            local if client is None else picklable,
             store=out,
             veto=VetoOptions(min_photons=args.min_photons),
             chunk_size=args.chunk_size,
             retry_failed=args.retry_failed,
             backend=args.backend,
-            max_memory=_max_memory(args),
+            max_memory=max_memory,
             client=client,
         )
-        stack.callback(records.close)  # store what finished before the cluster goes
-        _count_records(records, counts, todo, t0, say)
-    wall = time.perf_counter() - t0
-    done = sum(counts.values())
-    stored = [s for i, s in RunStore(out).statuses().items() if i in set(source.indices)]
-    print(
-        f"{done} shots in {wall:.1f} s ({done / wall if wall > 0 else 0:.2f} shots/s): "
-        + ", ".join(f"{v} {k}" for k, v in counts.items())
-        + f"; the store holds {len(stored)} of the {len(source)} selected shots: "
-        + ", ".join(f"{stored.count(k)} {k}" for k in counts)
-    )
-    print(f"run store: {out.resolve()}/run.h5 (summary table, clouds), summary.csv, chunks/")
-    return 3 if "failed" in stored else 0
+        stack.callback(records.close)  # store what finished before the bar and the cluster go
+        for rec in records:  # exhausting the records finalizes the store
+            bar.update(rec)
+        wall = time.perf_counter() - t0
+    report = run_report(out, source.indices, counts=bar.counts, wall_s=wall)
+    print_report(report)
+    return 3 if report.stored["failed"] else 0
 
 
-def _count_records(records, counts: dict, todo: int, t0: float, say) -> None:
-    """Consume ``xstereo batch``'s records: count statuses, report progress and failures."""
-    for done, rec in enumerate(records, 1):
-        counts[rec.status] += 1
-        rate = done / (time.perf_counter() - t0)
-        eta = (todo - done) / rate if rate > 0 else float("nan")
-        say.counter(
-            done, todo, f"{rate:.2f} shots/s, ETA {eta:.0f} s; {rec.label}: {rec.status} {rec.reason}"
-        )
-        if rec.status == "failed":
-            print(f"xstereo batch: shot {rec.index} ({rec.label}) failed: {rec.reason}", file=sys.stderr)
+def _batch_options(args):
+    """The options of ``xstereo batch``: ``(in this process, picklable for workers, all candidates)``.
 
-
-def _batch_client(args, stack: contextlib.ExitStack, say):
-    """The ``distributed.Client`` of ``--scheduler`` or of an embedded ``--workers N`` LocalCluster.
-
-    Both close with ``stack`` (the embedded cluster with them).
+    With ``--recipe`` or ``--config`` one set of options serves every shot. Otherwise each hit's sample
+    name chooses its recipe: in this process through a cache (one warning per unknown name), on
+    workers as an :class:`~xstereo_gpu.batch.cluster.OptionsBySample`. The candidates are every
+    options a shot may get (for the memory estimate of ``--workers auto``).
     """
-    check(args.workers >= 0, "--workers", repr(args.workers), "a number of workers >= 0")
-    if args.workers and args.scheduler:
-        raise InputError("--workers", f"{args.workers} with --scheduler", "one of --workers N, --scheduler")
-    try:
-        import distributed
-    except ImportError:
-        raise InputError(
-            "--workers/--scheduler",
-            "no Dask distributed installed",
-            "pip install 'xstereo-gpu[dask]' (or without these flags: the shots in this process)",
-        ) from None
-    if args.scheduler:
-        say.stage("batch", f"shots on the Dask cluster at {args.scheduler}")
-        return stack.enter_context(distributed.Client(args.scheduler))
-    cluster = stack.enter_context(
-        distributed.LocalCluster(
-            n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None
-        )
+    if args.recipe or args.config:  # one recipe for every shot
+        options = _options(args)
+        return options, options, [options]
+    sample_from = "the shots' /entry_1/sample_1/name"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the shots that use the default warn when they do
+        default = _options(args, sample="", sample_from=sample_from)
+    recipes = tuple((name, _options(args, sample=name)) for name in SAMPLE_NAMES)
+    profile = args.profile or ("cpu" if select_backend(args.backend) is np else "paper")
+    picklable = OptionsBySample(recipes, default, sample_from, profile)
+    per_sample = functools.lru_cache(maxsize=None)(
+        lambda name: _options(args, sample=name, sample_from=sample_from)
     )
-    say.stage("batch", f"shots on {args.workers} local Dask worker processes")
-    return stack.enter_context(distributed.Client(cluster))
+    return (lambda shot: per_sample(shot.sample)), picklable, [o for _, o in recipes] + [default]
 
 
 def _staged_output(args, *inputs):
@@ -938,16 +918,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retry-failed", action="store_true", help="also redo the shots stored as failed")
     p.add_argument(
         "--workers",
-        type=int,
-        default=0,
-        metavar="N",
-        help="shots on N worker processes of an embedded Dask LocalCluster (default 0: in this process; "
-        "needs the dask extra)",
+        default=None,
+        metavar="auto|N",
+        help="where the shots run: 'auto' (default) an embedded Dask cluster sized to this machine (one "
+        "worker per GPU with CuPy, else one single-threaded worker process per core that the memory "
+        "holds; this process when that is one); N worker processes; 0 this process, no Dask "
+        "(docs/cluster.md)",
     )
     p.add_argument(
         "--scheduler",
         metavar="ADDRESS",
-        help="shots on the workers of an existing Dask cluster (tcp://host:8786); this process writes",
+        help="shots on the workers of an existing Dask cluster (tcp://host:8786: dask-jobqueue, "
+        "`dask scheduler` + `dask worker`, docs/cluster.md); this process writes the store",
     )
     _add_common(p, overwrite=False)  # a run store is resumed, never replaced
     _add_input_safety(p)

@@ -12,6 +12,9 @@ Modules::
     prefetch  prefetch                   the next shots read on a thread while the current ones compute
     process   process_run                the loop: read, veto, reconstruct, store; resumable
     cluster   iter_distributed           tasks of a few shots on a Dask distributed cluster, one writer
+    clusters  start_client, cpu_workers  the cluster of ``xstereo batch`` (--workers auto|N|0, --scheduler)
+    report    run_report                 the final numbers of a run, read from the store's summary table
+    display   BatchProgress, print_report  the progress bar (or plain lines) and the final table
 
 The store's layout is in docs/format.md ("Run store").
 """
