@@ -315,3 +315,25 @@ def test_without_extra_data_the_error_says_how_to_install(raw_run, geo, monkeypa
     monkeypatch.setitem(sys.modules, "extra_data", None)
     with pytest.raises(InputError, match=r"pip install 'xstereo-gpu\[xfel\]'"):
         open_source(raw_run, source=SOURCE, key=KEY, **geo)
+
+
+def test_cli_batch_on_a_euxfel_run(raw_run, geo, tmp_path, capsys):
+    """``xstereo batch RUN_DIR --source --key`` + the geometry flags: the statuses of process_run, exit
+    3 for the failed trains; without --source the error lists the run's image sources."""
+    from xstereo_gpu.cli import main
+
+    geometry = [
+        *("--wavelength", str(geo["wavelength_m"]), "--distance", str(geo["distance_m"])),
+        *("--detector-pixel", str(geo["detector_pixel_m"]), "--pattern-size", str(geo["pattern_size"])),
+        *("--angles", *map(str, geo["angles_deg"])),
+        *("--centres", *(str(v) for v in np.ravel(geo["centres_px"]))),
+    ]
+    tiny = ["--recipe", "cross", "--runs", "2", "--iterations", "10", "--workers", "0", "-q"]
+    store = tmp_path / "store"
+    argv = ["batch", str(raw_run), "-o", str(store), "--source", SOURCE, "--key", KEY, *geometry, *tiny]
+    assert main(argv) == 3
+    assert RunStore(store).statuses() == STATUS
+    assert RunStore(store).labels()[0] == f"{raw_run}:train {OK}"
+    capsys.readouterr()
+    assert main(["batch", str(raw_run), "-o", str(tmp_path / "other"), *geometry, *tiny]) == 2
+    assert SOURCE in capsys.readouterr().err

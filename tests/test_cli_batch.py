@@ -119,6 +119,9 @@ def test_batch_selection_and_a_store_that_is_not_one(run_dir, tmp_path, capsys):
         assert main(argv) == 2
         assert "--workers" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+    argv = ["batch", blank_files[0], "-o", str(tmp_path / "bad"), *TINY, "--shots-per-launch", "0"]
+    assert main(argv) == 2
+    assert "--shots-per-launch: found 0" in capsys.readouterr().err
 
 
 def test_batch_without_recipe_takes_each_shots_sample_recipe(run_dir, tmp_path, capsys):

@@ -38,7 +38,7 @@ from .bench_shots import ShotBenchOptions, format_shot_table, run_shot_bench
 from .cli_options import BACKENDS, DEMO_STARTS, PIPELINE_FLAGS
 from .config import PROFILES, SAMPLE_NAMES, PipelineOptions
 from .diagnostics import check_matches, recipe_warning, run_with_warnings, with_source
-from .errors import InputError
+from .errors import InputError, check
 from .geometry import StereoGeometry, check_plausible, real_space_pixel
 from .io import (
     check_file_target,
@@ -379,12 +379,29 @@ def cmd_batch(args) -> int:
             "an existing file" if not out.is_dir() else "a non-empty directory that is not a run store",
             "a new directory, or the run store of an earlier `xstereo batch` of the same inputs (to resume)",
         )
+    check(
+        args.shots_per_launch is None or args.shots_per_launch >= 1,
+        "--shots-per-launch",
+        repr(args.shots_per_launch),
+        "an integer >= 1",
+    )
+    given = {
+        "wavelength_m": args.wavelength,
+        "distance_m": args.distance,
+        "detector_pixel_m": args.detector_pixel,
+        "angles_deg": None if args.angles is None else tuple(args.angles),
+        "centres_px": None if args.centres is None else np.reshape(args.centres, (2, 2)),
+        "pattern_size": args.pattern_size,
+    }
     source = open_source(
         args.inputs,
         start=args.start,
         stop=args.stop,
         step=args.step,
+        source=args.source,
+        key=args.key,
         allow_external_data=args.allow_external_data,
+        **{k: v for k, v in given.items() if v is not None},
     )
     done_before = RunStore(out).done(retry_failed=args.retry_failed)
     todo = [i for i in source.indices if i not in done_before]
@@ -417,6 +434,7 @@ def cmd_batch(args) -> int:
             backend=args.backend,
             max_memory=max_memory,
             client=client,
+            shots_per_launch=args.shots_per_launch,
         )
         stack.callback(records.close)  # store what finished before the bar and the cluster go
         for rec in records:  # exhausting the records finalizes the store
@@ -897,7 +915,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("batch", help="reconstruct every shot of a run into a resumable run store")
     p.add_argument(
-        "inputs", nargs="+", help="a CXI/HDF5 stack of shots (N, H, W), or shot files / glob patterns"
+        "inputs",
+        nargs="+",
+        help="a CXI/HDF5 stack of shots (N, H, W), shot files / glob patterns, or a European XFEL run "
+        "directory (with --source, --key and the geometry flags)",
     )
     p.add_argument(
         "-o", "--output", required=True, help="run store directory (rerun the same command to resume)"
@@ -931,6 +952,38 @@ def build_parser() -> argparse.ArgumentParser:
         help="shots on the workers of an existing Dask cluster (tcp://host:8786: dask-jobqueue, "
         "`dask scheduler` + `dask worker`, docs/cluster.md); this process writes the store",
     )
+    p.add_argument(
+        "--shots-per-launch",
+        type=int,
+        metavar="S",
+        help="hits phased in one stacked launch at most (default: as many as the free device memory or "
+        "RAM holds, at most 16; 1: each alone); on Dask, also the shots per task",
+    )
+    xfel = p.add_argument_group("European XFEL runs (EXtra-data) and shots without geometry")
+    xfel.add_argument(
+        "--source",
+        metavar="NAME",
+        help="EXtra-data source of the detector frames: a camera output such as "
+        "SA1_XTD9_HIREX/CAM/BEAMVIEW:daqOutput, or one detector module such as "
+        "SPB_DET_AGIPD1M-1/DET/0CH0:xtdf; leave out to list the run's image sources",
+    )
+    xfel.add_argument(
+        "--key", metavar="KEY", help="the source's key holding the frames (data.image.pixels, image.data)"
+    )
+    xfel.add_argument("--wavelength", type=float, metavar="M", help="wavelength [m]")
+    xfel.add_argument("--distance", type=float, metavar="M", help="sample-detector distance [m]")
+    xfel.add_argument("--detector-pixel", type=float, metavar="M", help="detector pixel [m]")
+    xfel.add_argument(
+        "--angles", nargs=2, type=float, metavar=("T1", "T2"), help="beam angle magnitudes [deg]"
+    )
+    xfel.add_argument(
+        "--centres",
+        nargs=4,
+        type=float,
+        metavar=("R1", "C1", "R2", "C2"),
+        help="zero-frequency pixels (row, col) of the left and right patterns on the frame",
+    )
+    xfel.add_argument("--pattern-size", type=int, metavar="N", help="crop side N of each pattern [px]")
     _add_common(p, overwrite=False)  # a run store is resumed, never replaced
     _add_input_safety(p)
     _add_pipeline_options(p)
