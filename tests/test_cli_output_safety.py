@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -66,6 +67,24 @@ def test_cli_refuses_the_current_directory(target, shot_file, tmp_path, monkeypa
 
 #: A run long enough to be killed in its compute (the phasing of 2 x 4 runs, 4000 iterations).
 LONG = ["--runs", "4", "--iterations", "4000", "--no-figures"]
+
+
+def test_a_terminated_batch_keeps_the_shots_it_finished(shot_file, tmp_path):
+    """SIGTERM during the second shot of ``xstereo batch``: the first shot's chunk stays, run.h5 is
+    written and the message says so."""
+    files = [shutil.copyfile(shot_file, tmp_path / f"shot-{k}.cxi") for k in range(3)]
+    store = tmp_path / "store"
+    argv = ("batch", *files, "-o", store, "--workers", "0", "--chunk-size", "1", "--shots-per-launch", "1")
+    proc = _xstereo(*argv, "--runs", "2", "--iterations", "400")
+    _wait_for(lambda: list((store / "chunks").glob("chunk-*.h5")) or proc.poll() is not None, timeout=180)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "the shots finished are kept in the run store" in err and "Traceback" not in err
+    from xstereo_gpu.batch import RunStore
+
+    kept = RunStore(store).statuses()
+    assert kept and set(kept.values()) == {"ok"} and len(kept) < 3 and (store / "run.h5").is_file()
 
 
 @pytest.mark.parametrize("sig, rc", [(signal.SIGTERM, 128 + signal.SIGTERM), (signal.SIGINT, 130)])

@@ -1123,6 +1123,13 @@ def _os_error(exc: OSError, args) -> InputError:
     )
 
 
+def _kept(args) -> str:
+    """What an interrupted command leaves: a run store keeps its finished shots, the rest nothing."""
+    if args.command == "batch":
+        return "the shots finished are kept in the run store (rerun the same command to resume)"
+    return "no partial outputs were kept"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``xstereo`` console script; returns the exit status.
 
@@ -1143,16 +1150,16 @@ def main(argv: list[str] | None = None) -> int:
     except MemoryError:
         print(
             f"xstereo {args.command}: error: out of memory; expected a problem that fits in the free memory "
-            "(fewer --runs, a smaller --pattern-size); no partial outputs were kept",
+            f"(fewer --runs, a smaller --pattern-size); {_kept(args)}",
             file=sys.stderr,
         )
         return 2
     except KeyboardInterrupt:
-        print(f"xstereo {args.command}: interrupted; no partial outputs were kept", file=sys.stderr)
+        print(f"xstereo {args.command}: interrupted; {_kept(args)}", file=sys.stderr)
         return 130
     except _Terminated as exc:
         print(
-            f"xstereo {args.command}: terminated by signal {exc.signum}; no partial outputs were kept",
+            f"xstereo {args.command}: terminated by signal {exc.signum}; {_kept(args)}",
             file=sys.stderr,
         )
         return 128 + exc.signum
