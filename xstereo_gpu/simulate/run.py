@@ -690,33 +690,14 @@ def simulate_run(
             else:
                 shot, params, position = _hit(opts, sample, seed, rng)
                 write_shot(path, shot, replace=False)
+                common = dict(position=position, parameters=params)
                 if kind == "hit":
-                    rec = SimulatedShot(
-                        i,
-                        name,
-                        kind,
-                        sample,
-                        sample,
-                        seed,
-                        position=position,
-                        parameters=params,
-                        detected_photons=_photons(shot),
-                    )
+                    common["detected_photons"] = _photons(shot)
                 else:
-                    how = CORRUPTIONS[n_corrupt % len(CORRUPTIONS)]
+                    common["corruption"] = CORRUPTIONS[n_corrupt % len(CORRUPTIONS)]
                     n_corrupt += 1
-                    _corrupt(path, how)
-                    rec = SimulatedShot(
-                        i,
-                        name,
-                        kind,
-                        sample,
-                        sample,
-                        seed,
-                        position=position,
-                        parameters=params,
-                        corruption=how,
-                    )
+                    _corrupt(path, common["corruption"])
+                rec = SimulatedShot(i, name, kind, sample, sample, seed, **common)
             records.append(rec)
             detail = f" ({rec.corruption})" if rec.corruption else ""
             say(f"shot {i + 1}/{opts.shots}: {kind}{detail}, {rec.sample or 'no sample'}, seed {seed}")
