@@ -340,6 +340,14 @@ class Pipeline:
         """The shot's ground truth when the views are phased on its grid (no ``crop``), else None."""
         return shot.truth if self.options.prepare.crop in (None, shot.pattern_size) else None
 
+    def setup(self, shot: Shot) -> tuple[StereoGeometry, object, object]:
+        """Check the shot, plan the memory and :meth:`prepare`: ``(geometry, intensities, valid)``."""
+        shot.validate()  # the pattern size against the frame, before the memory plan
+        geometry = self.geometry(shot)
+        self.plan_memory(int(self.options.prepare.crop or shot.pattern_size))
+        intensities, valid = self.prepare(shot)
+        return geometry, intensities, valid
+
     def run(self, shot: Shot) -> Results:
         """All stages on one shot; returns host results (scored when the shot carries ground truth).
 
@@ -347,10 +355,7 @@ class Pipeline:
         """
         t0 = time.perf_counter()
         self.timings, self.hdr = {}, None
-        shot.validate()  # the pattern size against the frame, before the memory plan
-        geometry = self.geometry(shot)
-        self.plan_memory(int(self.options.prepare.crop or shot.pattern_size))
-        intensities, valid = self.prepare(shot)
+        geometry, intensities, valid = self.setup(shot)
         phased = self.phase(intensities, valid)
         truth = self.truth(shot)
         quality = self.quality(phased.views, intensities, valid, geometry, truth)

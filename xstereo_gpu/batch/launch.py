@@ -46,10 +46,7 @@ class _Prepared:
 def _prepare(pipe: Pipeline, shot: Shot) -> _Prepared:
     t0 = time.perf_counter()
     pipe.timings, pipe.hdr = {}, None
-    shot.validate()  # the pattern size against the frame, before the memory plan
-    geometry = pipe.geometry(shot)
-    pipe.plan_memory(int(pipe.options.prepare.crop or shot.pattern_size))
-    intensities, valid = pipe.prepare(shot)
+    geometry, intensities, valid = pipe.setup(shot)
     return _Prepared(
         shot,
         geometry,
