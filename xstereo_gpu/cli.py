@@ -439,6 +439,7 @@ def cmd_batch(args) -> int:
         stack.callback(records.close)  # store what finished before the bar and the cluster go
         for rec in records:  # exhausting the records finalizes the store
             bar.update(rec)
+            getattr(args, "check_terminated", lambda: None)()  # a SIGTERM Python dropped (_terminate_cleanly)
         wall = time.perf_counter() - t0
     report = run_report(out, source.indices, counts=bar.counts, wall_s=wall)
     print_report(report)
@@ -1082,21 +1083,43 @@ class _Terminated(BaseException):
 
 @contextlib.contextmanager
 def _terminate_cleanly():
-    """Turn SIGTERM and SIGHUP into :class:`_Terminated` while the command runs (main thread only)."""
+    """Turn SIGTERM and SIGHUP into :class:`_Terminated` while the command runs (main thread only).
+
+    Yields ``check()``, which raises :class:`_Terminated` if a signal came: Python drops an exception
+    raised while a finalizer or weakref callback runs, so a signal that lands there is raised again at
+    the command's next ``check()`` (``xstereo batch`` checks after every shot) and, at the latest, when
+    the command returns.
+    """
+    received: list[int] = []
+
+    def check() -> None:
+        if received:
+            raise _Terminated(received[0])
+
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield check
         return
 
     def raise_terminated(signum, frame):
+        received.append(signum)
         raise _Terminated(signum)
 
     signums = [
         s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s is not None
     ]
+    hook = sys.unraisablehook
+
+    def quiet_when_dropped(unraisable) -> None:  # a dropped _Terminated is raised again by check()
+        if not isinstance(unraisable.exc_value, _Terminated):
+            hook(unraisable)
+
     previous = {s: signal.signal(s, raise_terminated) for s in signums}
+    sys.unraisablehook = quiet_when_dropped
     try:
-        yield
+        yield check
+        check()
     finally:
+        sys.unraisablehook = hook
         for s, handler in previous.items():
             signal.signal(s, handler)
 
@@ -1139,7 +1162,8 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     try:
-        with _terminate_cleanly():
+        with _terminate_cleanly() as check:
+            args.check_terminated = check
             return int(run_with_warnings(args.func, args, args.command) or 0)
     except InputError as exc:
         print(f"xstereo {args.command}: error: {exc}", file=sys.stderr)
