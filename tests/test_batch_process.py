@@ -128,8 +128,11 @@ def test_a_killed_run_resumes_where_it_stopped(full_run, tmp_path):
         "import sys; sys.path.insert(0, sys.argv[1]);"
         "from batch_helpers import OPTIONS; from xstereo_gpu.batch import process_run, open_source;"
         "src = open_source(sys.argv[3:], stop=6);"
-        "[None for _ in process_run(src, OPTIONS, store=sys.argv[2], chunk_size=2, backend='numpy')]"
+        "[None for _ in process_run(src, OPTIONS, store=sys.argv[2], chunk_size=2, shots_per_launch=1,"
+        " backend='numpy')]"
     )
+    # one hit per launch: the first chunk (shots 0, 1) is written a reconstruction before the next one
+    # (stacked, the three hits would finish together and the three chunks follow one another at once)
     proc = subprocess.Popen([sys.executable, "-c", code, str(TESTS), str(store), *map(str, files)])
     try:
         deadline = time.monotonic() + 60
