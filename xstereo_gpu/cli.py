@@ -522,6 +522,9 @@ def _stop_on_signals(stop: threading.Event, say):
         say(f"signal {signum}: stopping after the shots in flight")
         stop.set()
 
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
