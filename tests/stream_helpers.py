@@ -90,11 +90,12 @@ class Subscriber:
                 topic, body = self._sock.recv_multipart()
                 self.messages.append((topic, msgpack.unpackb(body, object_hook=msgpack_numpy.decode)))
 
-    def wait_for(self, topic: bytes, n: int = 1, timeout: float = 10.0) -> list[dict]:
+    def wait_for(self, topic: bytes, n: int = 1, timeout: float = 10.0, until=None) -> list[dict]:
+        """The messages of ``topic`` once there are ``n`` (and ``until(message)`` holds for one)."""
         t0 = time.monotonic()
         while time.monotonic() - t0 < timeout:
             got = [m for t, m in list(self.messages) if t == topic]
-            if len(got) >= n:
+            if len(got) >= n and (until is None or any(until(m) for m in got)):
                 return got
             time.sleep(0.02)
         return [m for t, m in list(self.messages) if t == topic]

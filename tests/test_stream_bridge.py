@@ -76,7 +76,7 @@ def test_stream_from_the_bridge_simulation_server_publishes_and_stores(tmp_path)
                 server.feed(*train(frame, tid))
             final = run.result()
             shots = {m["train_id"]: m for m in sub.wait_for(TOPIC_SHOT, 3)}
-            stats = sub.wait_for(TOPIC_STATS, 2)
+            stats = sub.wait_for(TOPIC_STATS, 2, until=lambda m: m["final"])
         finally:
             sub.close()
             pub.close()

@@ -21,6 +21,7 @@ import signal
 import sys
 import threading
 import time
+import tomllib
 import warnings
 from typing import Any
 
@@ -49,6 +50,7 @@ from .io import (
     write_json,
     write_shot,
 )
+from .io.xfel import xfel_geometry
 from .memory import memory_budget, parse_size, plan_phasing
 from .outputs import (
     cloud_summary,
@@ -64,6 +66,11 @@ from .progress import Progress
 from .results import ViewsResult
 from .shot import VIEW_NAMES
 from .simulate import RunSimulationOptions, SimulationOptions, provided_views, simulate_run, simulate_shot
+from .stream import Publisher, StreamOptions, run_stream, serve_run
+from .stream.bridge import SOCKETS
+from .stream.deps import require as require_stream
+from .stream.queues import POLICIES
+from .stream.serve import SERVER_TYPES
 
 __all__ = ["main"]
 
@@ -496,10 +503,6 @@ def _add_geometry_flags(g) -> None:
 
 def _stream_geometry(args) -> dict:
     """The stream's geometry: ``--geometry FILE`` (TOML: the keywords of ``xfel_geometry``), flags over it."""
-    import tomllib
-
-    from .io.xfel import xfel_geometry
-
     given: dict = {}
     if args.geometry:
         path = pathlib.Path(args.geometry)
@@ -539,11 +542,7 @@ def cmd_stream(args) -> int:
     Runs until SIGINT/SIGTERM (exit 0 once the shots in flight are done and the store is written),
     ``--max-shots`` or ``--idle-exit``; see :func:`~xstereo_gpu.stream.engine.run_stream`.
     """
-    from .stream.deps import require
-
-    require("xstereo stream")
-    from .stream import Publisher, StreamOptions, run_stream
-
+    require_stream("xstereo stream")
     if args.output is not None:
         out = pathlib.Path(args.output)
         check(
@@ -595,11 +594,7 @@ def cmd_stream(args) -> int:
 
 def cmd_serve_run(args) -> int:
     """``xstereo serve-run RUN_DIR --port P``: replay a EuXFEL run over the Karabo bridge protocol."""
-    from .stream.deps import require
-
-    require("xstereo serve-run")
-    from .stream import serve_run
-
+    require_stream("xstereo serve-run")
     endpoint = args.bind or f"tcp://{args.host}:{args.port if args.port else '*'}"
     stop = threading.Event()
     with _stop_on_signals(stop, lambda line: print(line, file=sys.stderr)):
@@ -616,10 +611,6 @@ def cmd_serve_run(args) -> int:
 
 
 def _add_stream_parsers(sub) -> None:
-    from .stream.bridge import SOCKETS
-    from .stream.queues import POLICIES
-    from .stream.serve import SERVER_TYPES
-
     p = sub.add_parser("stream", help="reconstruct shots from a Karabo bridge online; publish the results")
     p.add_argument("--source", required=True, metavar="ENDPOINT", help="the bridge, tcp://HOST:PORT")
     p.add_argument("--det-source", required=True, metavar="NAME", help="the detector's source name")
@@ -1341,6 +1332,8 @@ def _kept(args) -> str:
     """What an interrupted command leaves: a run store keeps its finished shots, the rest nothing."""
     if args.command == "batch":
         return "the shots finished are kept in the run store (rerun the same command to resume)"
+    if args.command == "stream":
+        return "the shots processed are kept in the run store, if one was given (-o)"
     return "no partial outputs were kept"
 
 

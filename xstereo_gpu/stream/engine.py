@@ -22,6 +22,7 @@ processing what is queued first.
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -112,8 +113,6 @@ class StreamOptions:
 
 
 def _stderr(line: str) -> None:
-    import sys
-
     print(f"[stream] {line}", file=sys.stderr, flush=True)
 
 
