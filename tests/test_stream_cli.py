@@ -151,3 +151,16 @@ def test_the_example_subscriber_prints_shots_and_stats_from_a_publisher():
     shots = [line for line in text.splitlines() if line.startswith("shot ")]
     assert len(shots) == 3 and all(": blank" in line and "0 points" in line for line in shots), text
     assert "stats: 0 shots" in text and "dropped 0" in text
+
+
+def test_missing_packages_and_missing_geometry_are_clear_errors(monkeypatch, capsys):
+    from xstereo_gpu.cli import main
+
+    argv = ["stream", "--source", "tcp://127.0.0.1:9", "--det-source", CAM, "--key", KEY]
+    assert main(argv) == 2  # no bridge needed: the geometry is checked before connecting
+    err = capsys.readouterr().err
+    assert "wavelength_m, distance_m" in err and "--wavelength" in err and "--pattern-size" in err
+    monkeypatch.setitem(sys.modules, "zmq", None)  # pyzmq not installed
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "zmq not installed" in err and "pip install 'xstereo-gpu[stream]'" in err

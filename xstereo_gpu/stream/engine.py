@@ -129,7 +129,7 @@ def _receive(client, opts: StreamOptions, geometry, queue, stats, stop, done, lo
                 if not stop.is_set():
                     log(f"source {opts.source}: no message for {opts.idle_exit_s:g} s; ending the stream")
                 return
-            t_recv, t0 = time.time(), time.perf_counter()
+            t_recv, t_arrived, t0 = time.time(), time.monotonic(), time.perf_counter()
             stats.add(messages=1)
             try:
                 data, meta = decode(parts, max_bytes=opts.max_message_bytes)
@@ -139,12 +139,16 @@ def _receive(client, opts: StreamOptions, geometry, queue, stats, stop, done, lo
                 stats.add(bad_messages=1)
                 log(f"bad message {n} from {opts.source}: {exc}; skipped")
                 continue
+            except Exception as exc:  # noqa: BLE001 - no message may stop the stream; named in the log
+                stats.add(bad_messages=1)
+                log(f"bad message {n} from {opts.source}: {type(exc).__name__}: {exc}; skipped")
+                continue
             finally:
                 n += 1
                 del parts
             read_s = (time.perf_counter() - t0) / len(shots)
             for label, shot, extra in shots:
-                if not queue.put((index, label, shot, read_s, extra, t_recv, time.monotonic()), stop):
+                if not queue.put((index, label, shot, read_s, extra, t_recv, t_arrived), stop):
                     return
                 stats.add(shots_received=1)
                 index += 1
