@@ -149,6 +149,7 @@ def _receive(client, opts: StreamOptions, geometry, queue, stats, stop, done, lo
             read_s = (time.perf_counter() - t0) / len(shots)
             for label, shot, extra in shots:
                 if not queue.put((index, label, shot, read_s, extra, t_recv, t_arrived), stop):
+                    stats.add(dropped_on_exit=1)  # stopped while waiting for room (policy block)
                     return
                 stats.add(shots_received=1)
                 index += 1
