@@ -173,7 +173,8 @@ def test_bad_messages_are_counted_logged_and_skipped():
 
 
 def test_backpressure_drop_oldest_bounds_the_queue_and_counts_the_drops():
-    """A hit keeps the engine busy while 12 blank trains arrive: a queue of 1 drops the oldest."""
+    """A hit keeps the engine busy while 12 blank trains arrive: a queue of 1 drops the oldest (which
+    shots are dropped depends on the threads' timing; that some are, and the counts, do not)."""
     with ServerInThread(LOOPBACK, sock="PUSH", maxlen=20) as server:
         run = Streaming(
             StreamOptions(
@@ -185,8 +186,9 @@ def test_backpressure_drop_oldest_bounds_the_queue_and_counts_the_drops():
             server.feed(*train(blank_frame(), tid))
         final = run.result()
     assert final["shots_received"] == 13 and final["queue_high_water"] == 1
-    assert final["dropped_backpressure"] >= 1
-    assert final["processed"] + final["dropped"] == 13 and final["ok"] == 1
+    assert final["dropped_backpressure"] >= 1  # the hit, or blanks that came while it was reconstructed
+    assert final["processed"] + final["dropped"] == 13 and final["dropped_on_exit"] == 0
+    assert final["ok"] + final["blank"] == final["processed"]
 
 
 def test_backpressure_block_loses_nothing():
