@@ -1,4 +1,4 @@
-"""The ``xstereo`` command: demo, simulate, run, phase, stereo, geometry, config, info.
+"""The ``xstereo`` command: demo, simulate, run, batch, stream, serve-run, phase, stereo, geometry, info, ...
 
 Every subcommand is a thin layer over the Python API. Bad input ends with a message on stderr naming
 the file or field, the value found and what was expected, and exit status 2; outputs are written to a
@@ -21,6 +21,7 @@ import signal
 import sys
 import threading
 import time
+import tomllib
 import warnings
 from typing import Any
 
@@ -49,6 +50,7 @@ from .io import (
     write_json,
     write_shot,
 )
+from .io.xfel import xfel_geometry
 from .memory import memory_budget, parse_size, plan_phasing
 from .outputs import (
     cloud_summary,
@@ -64,6 +66,11 @@ from .progress import Progress
 from .results import ViewsResult
 from .shot import VIEW_NAMES
 from .simulate import RunSimulationOptions, SimulationOptions, provided_views, simulate_run, simulate_shot
+from .stream import Publisher, StreamOptions, run_stream, serve_run
+from .stream.bridge import SOCKETS
+from .stream.deps import require as require_stream
+from .stream.queues import POLICIES
+from .stream.serve import SERVER_TYPES
 
 __all__ = ["main"]
 
@@ -385,14 +392,7 @@ def cmd_batch(args) -> int:
         repr(args.shots_per_launch),
         "an integer >= 1",
     )
-    given = {
-        "wavelength_m": args.wavelength,
-        "distance_m": args.distance,
-        "detector_pixel_m": args.detector_pixel,
-        "angles_deg": None if args.angles is None else tuple(args.angles),
-        "centres_px": None if args.centres is None else np.reshape(args.centres, (2, 2)),
-        "pattern_size": args.pattern_size,
-    }
+    given = _geometry_flags(args)
     source = open_source(
         args.inputs,
         start=args.start,
@@ -468,6 +468,200 @@ def _batch_options(args):
         lambda name: _options(args, sample=name, sample_from=sample_from)
     )
     return (lambda shot: per_sample(shot.sample)), picklable, [o for _, o in recipes] + [default]
+
+
+# -- online: xstereo stream, xstereo serve-run (xstereo_gpu/stream, docs/stream.md) -------------------
+
+
+def _geometry_flags(args) -> dict:
+    """The EuXFEL geometry flags given (``--wavelength`` ... ``--pattern-size``), as keywords."""
+    given = {
+        "wavelength_m": args.wavelength,
+        "distance_m": args.distance,
+        "detector_pixel_m": args.detector_pixel,
+        "angles_deg": None if args.angles is None else tuple(args.angles),
+        "centres_px": None if args.centres is None else np.reshape(args.centres, (2, 2)),
+        "pattern_size": args.pattern_size,
+    }
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def _add_geometry_flags(g) -> None:
+    g.add_argument("--wavelength", type=float, metavar="M", help="wavelength [m]")
+    g.add_argument("--distance", type=float, metavar="M", help="sample-detector distance [m]")
+    g.add_argument("--detector-pixel", type=float, metavar="M", help="detector pixel [m]")
+    g.add_argument("--angles", nargs=2, type=float, metavar=("T1", "T2"), help="beam angle magnitudes [deg]")
+    g.add_argument(
+        "--centres",
+        nargs=4,
+        type=float,
+        metavar=("R1", "C1", "R2", "C2"),
+        help="zero-frequency pixels (row, col) of the left and right patterns on the frame",
+    )
+    g.add_argument("--pattern-size", type=int, metavar="N", help="crop side N of each pattern [px]")
+
+
+def _stream_geometry(args) -> dict:
+    """The stream's geometry: ``--geometry FILE`` (TOML: the keywords of ``xfel_geometry``), flags over it."""
+    given: dict = {}
+    if args.geometry:
+        path = pathlib.Path(args.geometry)
+        try:
+            given = tomllib.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise InputError(str(path), f"{type(exc).__name__}: {exc}", "a geometry TOML file") from None
+    given.update(_geometry_flags(args))
+    big = 2**31 - 1  # the frames' shape is checked train by train (the centres must lie inside)
+    return xfel_geometry(args.geometry or "--geometry", given, (big, big))
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: threading.Event, say):
+    """SIGINT and SIGTERM set ``stop`` (a clean end, exit 0); a second SIGINT interrupts at once."""
+
+    def handler(signum, frame):
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        say(f"signal {signum}: stopping after the shots in flight")
+        stop.set()
+
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def cmd_stream(args) -> int:
+    """``xstereo stream --source tcp://HOST:PORT --det-source NAME --key KEY``: online reconstruction.
+
+    Runs until SIGINT/SIGTERM (exit 0 once the shots in flight are done and the store is written),
+    ``--max-shots`` or ``--idle-exit``; see :func:`~xstereo_gpu.stream.engine.run_stream`.
+    """
+    require_stream("xstereo stream")
+    if args.output is not None:
+        out = pathlib.Path(args.output)
+        check(
+            not out.exists() or (out.is_dir() and (not any(out.iterdir()) or (out / "chunks").is_dir())),
+            str(out),
+            "an existing file or a non-empty directory that is not a run store",
+            "a new directory, or a run store to continue",
+        )
+    opts = StreamOptions(
+        source=args.source,
+        det_source=args.det_source,
+        key=args.key,
+        sock=args.sock,
+        queue_size=args.queue_size,
+        policy=args.policy,
+        shots_per_launch=args.shots_per_launch,
+        chunk_size=args.chunk_size,
+        stats_interval_s=args.stats_interval,
+        silence_s=args.reconnect_after,
+        max_message_bytes=int(args.max_message_mb * 2**20),
+        max_shots=args.max_shots,
+        idle_exit_s=args.idle_exit,
+    )
+    geometry = _stream_geometry(args)
+    options = _options(args)
+    say = (lambda line: None) if args.quiet else (lambda line: print(f"[stream] {line}", file=sys.stderr))
+    stop = threading.Event()
+    publisher = Publisher(args.publish) if args.publish else None
+    try:
+        with _stop_on_signals(stop, say):
+            final = run_stream(
+                opts,
+                geometry,
+                options,
+                publisher=publisher,
+                store=args.output,
+                veto=VetoOptions(min_photons=args.min_photons),
+                backend=args.backend,
+                max_memory=_max_memory(args),
+                stop=stop,
+                log=lambda line: print(f"[stream] {line}", file=sys.stderr, flush=True),
+            )
+    finally:
+        if publisher is not None:
+            publisher.close()
+    print(json.dumps(final, indent=1))
+    return 0
+
+
+def cmd_serve_run(args) -> int:
+    """``xstereo serve-run RUN_DIR --port P``: replay a EuXFEL run over the Karabo bridge protocol."""
+    require_stream("xstereo serve-run")
+    endpoint = args.bind or f"tcp://{args.host}:{args.port if args.port else '*'}"
+    stop = threading.Event()
+    with _stop_on_signals(stop, lambda line: print(line, file=sys.stderr)):
+        serve_run(
+            args.run,
+            endpoint,
+            source=args.source,
+            key=args.key,
+            sock=args.sock,
+            stop=stop,
+            log=lambda line: print(line, flush=True),
+        )
+    return 0
+
+
+def _add_stream_parsers(sub) -> None:
+    p = sub.add_parser("stream", help="reconstruct shots from a Karabo bridge online; publish the results")
+    p.add_argument("--source", required=True, metavar="ENDPOINT", help="the bridge, tcp://HOST:PORT")
+    p.add_argument("--det-source", required=True, metavar="NAME", help="the detector's source name")
+    p.add_argument("--key", required=True, metavar="KEY", help="its key holding the frames (image.data)")
+    p.add_argument(
+        "--sock",
+        choices=SOCKETS,
+        default="REQ",
+        help="this client's socket: REQ for a REP bridge (default), SUB for PUB, PULL for PUSH",
+    )
+    p.add_argument("--publish", metavar="ENDPOINT", help="bind a PUB socket for results, tcp://*:5556")
+    p.add_argument("-o", "--output", help="also store every shot in this run store (as xstereo batch)")
+    p.add_argument("--queue-size", type=int, default=16, metavar="N", help="shots queued at most (16)")
+    p.add_argument(
+        "--policy",
+        choices=POLICIES,
+        default="drop-oldest",
+        help="a full queue drops its oldest shot or waits",
+    )
+    p.add_argument("--shots-per-launch", type=int, default=4, metavar="S", help="shots phased at once (4)")
+    p.add_argument("--chunk-size", type=int, default=16, help="shots per chunk file of the store (16)")
+    p.add_argument("--stats-interval", type=float, default=2.0, metavar="S", help="seconds between stats")
+    p.add_argument(
+        "--reconnect-after", type=float, default=10.0, metavar="S", help="reconnect after S s of silence"
+    )
+    p.add_argument("--max-message-mb", type=float, default=1024.0, metavar="MB", help="largest message")
+    p.add_argument("--max-shots", type=int, metavar="N", help="stop after N shots")
+    p.add_argument("--idle-exit", type=float, metavar="S", help="stop after S s without a message")
+    p.add_argument(
+        "--min-photons",
+        type=float,
+        default=VetoOptions().min_photons,
+        metavar="N",
+        help="hit veto: photons each pattern window needs (default %(default)g)",
+    )
+    g = p.add_argument_group("geometry (a bridge sends none)")
+    g.add_argument("--geometry", metavar="FILE", help="TOML with wavelength_m, ..., pattern_size; flags win")
+    _add_geometry_flags(g)
+    _add_common(p, overwrite=False)
+    _add_pipeline_options(p)
+    p.set_defaults(func=cmd_stream)
+
+    p = sub.add_parser("serve-run", help="replay a stored EuXFEL run over the Karabo bridge protocol")
+    p.add_argument("run", help="EuXFEL run directory")
+    p.add_argument("--port", type=int, default=0, help="TCP port (default: a free one, printed)")
+    p.add_argument("--host", default="*", help="interface to bind (default: all)")
+    p.add_argument("--bind", metavar="ENDPOINT", help="ZeroMQ endpoint instead of --host/--port")
+    p.add_argument("--source", metavar="NAME", help="only this source (glob; default all)")
+    p.add_argument("--key", metavar="KEY", help="only this key (glob; default all)")
+    p.add_argument("--sock", choices=SERVER_TYPES, default="REP", help="socket type (default REP)")
+    p.set_defaults(func=cmd_serve_run)
 
 
 def _staged_output(args, *inputs):
@@ -971,24 +1165,12 @@ def build_parser() -> argparse.ArgumentParser:
     xfel.add_argument(
         "--key", metavar="KEY", help="the source's key holding the frames (data.image.pixels, image.data)"
     )
-    xfel.add_argument("--wavelength", type=float, metavar="M", help="wavelength [m]")
-    xfel.add_argument("--distance", type=float, metavar="M", help="sample-detector distance [m]")
-    xfel.add_argument("--detector-pixel", type=float, metavar="M", help="detector pixel [m]")
-    xfel.add_argument(
-        "--angles", nargs=2, type=float, metavar=("T1", "T2"), help="beam angle magnitudes [deg]"
-    )
-    xfel.add_argument(
-        "--centres",
-        nargs=4,
-        type=float,
-        metavar=("R1", "C1", "R2", "C2"),
-        help="zero-frequency pixels (row, col) of the left and right patterns on the frame",
-    )
-    xfel.add_argument("--pattern-size", type=int, metavar="N", help="crop side N of each pattern [px]")
+    _add_geometry_flags(xfel)
     _add_common(p, overwrite=False)  # a run store is resumed, never replaced
     _add_input_safety(p)
     _add_pipeline_options(p)
     p.set_defaults(func=cmd_batch)
+    _add_stream_parsers(sub)
 
     p = sub.add_parser("geometry", help="real-space pixel, voxel size and resolution report")
     p.add_argument("--pixel-size", type=float, metavar="M", help="view pixel [m]")
@@ -1150,6 +1332,8 @@ def _kept(args) -> str:
     """What an interrupted command leaves: a run store keeps its finished shots, the rest nothing."""
     if args.command == "batch":
         return "the shots finished are kept in the run store (rerun the same command to resume)"
+    if args.command == "stream":
+        return "the shots processed are kept in the run store, if one was given (-o)"
     return "no partial outputs were kept"
 
 
