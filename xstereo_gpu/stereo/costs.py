@@ -80,7 +80,11 @@ def hamming_distance(a, b):
     count = getattr(xp, "bitwise_count", None)
     if count is not None:
         return count(x).astype(np.uint8, copy=False)
-    # SWAR population count (Hacker's Delight 5-1), for array modules without bitwise_count
+    return _popcount_swar(x)
+
+
+def _popcount_swar(x):
+    """Set bits of each uint64 (SWAR, Hacker's Delight 5-1), for array modules without bitwise_count."""
     x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
     x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
     x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)

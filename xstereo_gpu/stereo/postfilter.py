@@ -63,7 +63,7 @@ def fill_holes(disparity):
 
     Each NaN pixel takes the smaller disparity (the background, for ``d = x_left - x_right`` on a
     camera pair) of the nearest finite pixels to its left and right in its row (the one that exists
-    at a row end); the filled pixels are then smoothed with a 3 x 3 median of the filled map.
+    at a row end); the filled pixels whose 3 x 3 neighbourhood is then all finite take its median.
     Rows without any finite pixel stay NaN.
 
     Parameters
@@ -92,7 +92,8 @@ def fill_holes(disparity):
     fill = np.minimum(dl, dr)
     out = np.where(ok, d, fill)
     out[~np.isfinite(out)] = np.nan
-    holes = ~ok & np.isfinite(out)
-    med = ndimage.median_filter(np.nan_to_num(out, nan=0.0), size=3)
+    filled = np.isfinite(out)
+    holes = ~ok & ndimage.minimum_filter(filled, size=3, mode="nearest")  # all 9 neighbours finite
+    med = ndimage.median_filter(np.where(filled, out, 0), size=3, mode="nearest")
     out[holes] = med[holes]
     return xp.asarray(out.astype(np.float32))
