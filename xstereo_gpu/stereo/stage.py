@@ -173,7 +173,8 @@ def match_views(
             say.stage("stereo", f"pre-processing ({mode}, x{p.upsample})")
             pre = preprocess(images, p, search_range=(m.dmin, m.dmax), mask=mask)
             say.note(
-                f"{'semi-global matching' if m.method == 'sgm' else 'block matching'} {m.block}x{m.block}, "
+                f"{'semi-global matching' if m.method == 'sgm' else 'block matching'} {m.block}x{m.block}"
+                f"{'' if m.cost == 'sad' else ' (' + m.cost + ' cost)'}, "
                 f"d in [{m.dmin}, {m.dmax}] on {tuple(pre.images.shape[1:])}"
             )
             match = _match(pre.images[0], pre.images[1], m, max_memory)
