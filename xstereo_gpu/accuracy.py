@@ -1,4 +1,5 @@
-"""Score a reconstruction against the ground truth a simulated shot carries.
+"""Score a reconstruction against the ground truth a simulated shot carries (and a disparity map against
+a stereo benchmark's ground-truth map: :func:`disparity_scores`).
 
 What a stereo pair fixes, and what it cannot (docs/validation.md):
 
