@@ -8,7 +8,8 @@ Usage::
 Every number is computed here: each row simulates a fresh shot of the sample (``xstereo demo --sample``
 defaults, one noise seed), runs the whole pipeline with the sample's recipe and the given disparity
 method, and scores the cloud against the simulator's truth (xstereo_gpu/accuracy.py). Nothing is typed
-by hand; a run that fails is reported as failed.
+by hand; a run that fails is reported as failed. The natural-stereo section that
+``benchmarks/natural_stereo.py --markdown docs/validation.md`` writes is kept as it is.
 """
 
 from __future__ import annotations
@@ -32,6 +33,15 @@ TITLES = {
     "pyramid": "Nanoparticle pyramid (paper Fig. 4)",
 }
 TARGETS = {"cross": 0.5, "phase-cross": 1.0, "pyramid": 1.0}  # median depth error [voxels] (issue 4)
+
+
+def _kept_section(path: pathlib.Path) -> str:
+    """The section that benchmarks/natural_stereo.py wrote into ``path`` (kept when regenerating), or ''."""
+    begin, end = "<!-- natural-stereo:begin -->", "<!-- natural-stereo:end -->"
+    old = path.read_text() if path.exists() else ""
+    if begin not in old or end not in old:
+        return ""
+    return "\n" + begin + old.split(begin, 1)[1].split(end, 1)[0] + end + "\n"
 
 
 def _fmt(v, spec=".1f"):
@@ -210,6 +220,7 @@ One row per disparity method and noise seed; `bm` = the paper's block matching, 
 
 {chr(10).join(sections)}"""
     out = pathlib.Path(args.output)
+    text += _kept_section(out)
     tmp = out.with_suffix(".tmp")
     tmp.write_text(text)
     tmp.replace(out)

@@ -149,13 +149,14 @@ def test_choices_are_the_config_constants():
     expected = {
         "--backend": BACKENDS,
         "--profile": tuple(config.PROFILES),
-        "--recipe": config.SAMPLE_NAMES,
+        "--recipe": config.RECIPE_NAMES,
         "--sample": config.SAMPLE_NAMES,
         "--start": DEMO_STARTS,
         "--algorithm": config.PHASING_ALGORITHMS,
         "--preprocess": config.PREPROCESS_MODES,
         "--method": config.MATCH_METHODS,
         "--sgm-paths": config.SGM_PATHS,
+        "--cost": config.MATCH_COSTS,
         "--image": config.VIEW_IMAGES,
     }
     seen = set()

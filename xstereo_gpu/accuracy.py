@@ -1,4 +1,5 @@
-"""Score a reconstruction against the ground truth a simulated shot carries.
+"""Score a reconstruction against the ground truth a simulated shot carries (and a disparity map against
+a stereo benchmark's ground-truth map: :func:`disparity_scores`).
 
 What a stereo pair fixes, and what it cannot (docs/validation.md):
 
@@ -39,11 +40,50 @@ import math
 import numpy as np
 from scipy.spatial import cKDTree
 
+from .backend import to_host
+from .errors import InputError
 from .geometry import StereoGeometry
 from .phasing.align import fourier_shift, register_translation
 from .shot import GroundTruth
 
-__all__ = ["score", "register_to_truth", "pyramid_height"]
+__all__ = ["score", "register_to_truth", "pyramid_height", "disparity_scores"]
+
+
+def disparity_scores(disparity, truth) -> dict:
+    """Score a disparity map against a ground-truth map as the stereo benchmarks do (Middlebury).
+
+    Over the pixels where ``truth`` is finite, an invalid (NaN) disparity counts as bad.
+
+    Parameters
+    ----------
+    disparity, truth : (H, W) array
+        Disparity [pixels], NaN invalid; ground truth [pixels], inf or NaN unknown (NumPy or CuPy).
+
+    Returns
+    -------
+    dict
+        ``bad1``, ``bad2``: fractions of the scored pixels with no disparity or an error above 1 and
+        2 px; ``density``: fraction with a disparity; ``mae``: mean absolute error over the scored
+        pixels that have one [px] (NaN when none); ``pixels``: how many were scored.
+    """
+    d = np.asarray(to_host(disparity), dtype=np.float64)
+    t = np.asarray(to_host(truth), dtype=np.float64)
+    if d.shape != t.shape:
+        raise InputError("disparity_scores.disparity", f"shape {d.shape}", f"the truth's shape {t.shape}")
+    scored = np.isfinite(t)
+    n = int(scored.sum())
+    if n == 0:
+        raise InputError("disparity_scores.truth", "no finite ground truth", "some pixels with ground truth")
+    dd, tt = d[scored], t[scored]
+    has = np.isfinite(dd)
+    err = np.abs(dd[has] - tt[has])
+    return {
+        "bad1": 1.0 - float(np.count_nonzero(err <= 1.0)) / n,
+        "bad2": 1.0 - float(np.count_nonzero(err <= 2.0)) / n,
+        "density": float(has.mean()),
+        "mae": float(err.mean()) if err.size else float("nan"),
+        "pixels": n,
+    }
 
 
 def _invert(image: np.ndarray) -> np.ndarray:

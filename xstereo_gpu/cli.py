@@ -37,7 +37,7 @@ from .batch.report import run_report
 from .bench import format_table, run_bench
 from .bench_shots import ShotBenchOptions, format_shot_table, run_shot_bench
 from .cli_options import BACKENDS, DEMO_STARTS, PIPELINE_FLAGS
-from .config import PROFILES, SAMPLE_NAMES, PipelineOptions
+from .config import PROFILES, RECIPE_NAMES, SAMPLE_NAMES, PipelineOptions
 from .diagnostics import check_matches, recipe_warning, run_with_warnings, with_source
 from .errors import InputError, check
 from .geometry import StereoGeometry, check_plausible, real_space_pixel
@@ -97,7 +97,7 @@ def _options(args, sample: str | None = None, sample_from: str | None = None):
 
         recipe = getattr(args, "recipe", None)
         sample = recipe or sample
-        if sample in SAMPLE_NAMES:
+        if sample in RECIPE_NAMES:
             opts = PipelineOptions.for_sample(sample, profile)
         else:
             opts = PipelineOptions.for_profile(profile)
@@ -961,9 +961,9 @@ def _add_pipeline_options(p, *, phasing=True, stereo=True):
     if stereo:
         g.add_argument(
             "--recipe",
-            choices=SAMPLE_NAMES,
-            help="the paper's processing recipe for this kind of sample "
-            "(default: from the shot's sample name)",
+            choices=RECIPE_NAMES,
+            help="the paper's processing recipe for this kind of sample, or 'natural' for camera "
+            "stereo pairs (default: from the shot's sample name)",
         )
     groups = {}
     for flag in PIPELINE_FLAGS:

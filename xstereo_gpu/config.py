@@ -20,10 +20,12 @@ from typing import Any
 from .errors import InputError
 
 __all__ = [
+    "MATCH_COSTS",
     "MATCH_METHODS",
     "PHASING_ALGORITHMS",
     "PREPROCESS_MODES",
     "PROFILES",
+    "RECIPE_NAMES",
     "SAMPLE_NAMES",
     "SGM_PATHS",
     "VIEW_IMAGES",
@@ -247,6 +249,8 @@ PREPROCESS_MODES = ("binary", "gradient", "none")
 MATCH_METHODS = ("bm", "sgm")
 #: Aggregation directions of semi-global matching.
 SGM_PATHS = (4, 8)
+#: Matching costs: the paper's sum of absolute differences, census (Hamming distance), ZNCC.
+MATCH_COSTS = ("sad", "census", "zncc")
 
 
 @dataclass(frozen=True)
@@ -330,6 +334,31 @@ class MatchOptions:
     sgm_paths: int = _flag(
         4, "--sgm-paths", "aggregation directions of semi-global matching", choices=SGM_PATHS
     )
+    #: Matching cost: ``"sad"`` (paper: block mean of absolute grey-level differences), ``"census"``
+    #: (Hamming distance of census strings, averaged over the block) or ``"zncc"`` (``(1 - ZNCC) / 2``
+    #: of the blocks); census and ZNCC are invariant to gain and offset between the views (natural
+    #: images, :mod:`xstereo_gpu.stereo.costs`). Both are 0..1, so ``sgm_p1``/``sgm_p2`` keep their units.
+    cost: str = _flag(
+        "sad",
+        "--cost",
+        "matching cost: sad (paper); census or zncc (robust to exposure)",
+        choices=MATCH_COSTS,
+    )
+    #: Census window ``(rows, columns)`` [matching-grid pixels], odd, at most 64 pixels.
+    census_window: tuple[int, int] = (7, 9)
+    #: Uniqueness: a disparity is invalid when its confidence ``1 - S_best / S_second`` (second best
+    #: outside ``d_best +- 1``) is below this. OpenCV's ``uniquenessRatio`` r is ``r / (100 + r)``. 0: off.
+    uniqueness: float = 0.0
+    #: Speckle filter: connected regions (4-neighbours whose disparities differ by at most
+    #: ``speckle_range``) of fewer than this many pixels are invalidated after the left-right
+    #: check. 0: off.
+    speckle_size: int = 0
+    #: Largest disparity step inside one speckle region [matching-grid pixels].
+    speckle_range: float = 2.0
+    #: Fill the invalid pixels left after the checks along each row with the smaller (farther) of the
+    #: nearest valid disparities to the left and right, then a 3 x 3 median of the filled pixels
+    #: (occlusions are background). For dense maps of natural images; off for the X-ray recipes.
+    fill_holes: bool = False
 
     def __post_init__(self):
         _check_types(self, "match")
@@ -343,6 +372,18 @@ class MatchOptions:
             raise InputError("match.sgm_p2", repr(self.sgm_p2), f"at least sgm_p1 = {self.sgm_p1!r}")
         if self.block < 1 or self.block % 2 == 0:
             raise InputError("match.block", repr(self.block), "an odd positive integer")
+        if self.cost not in MATCH_COSTS:
+            raise InputError("match.cost", repr(self.cost), f"one of {list(MATCH_COSTS)}")
+        win = tuple(self.census_window)
+        if len(win) != 2 or any(int(v) != v or v < 1 or v % 2 == 0 for v in win) or win[0] * win[1] > 64:
+            raise InputError(
+                "match.census_window", repr(self.census_window), "two odd sizes, at most 64 pixels"
+            )
+        object.__setattr__(self, "census_window", tuple(int(v) for v in win))
+        if not 0 <= self.uniqueness < 1:
+            raise InputError("match.uniqueness", repr(self.uniqueness), "a value in [0, 1)")
+        _positive("match.speckle_size", self.speckle_size, integer=True, allow_zero=True)
+        _positive("match.speckle_range", self.speckle_range, allow_zero=True)
         if self.dmin >= self.dmax:
             raise InputError("match.range", f"dmin={self.dmin}, dmax={self.dmax}", "dmin < dmax")
         _positive("match.proximity_weight", self.proximity_weight, allow_zero=True)
@@ -484,12 +525,14 @@ class PipelineOptions:
         rectification, intensity and extra Sobel-x maps (SGM),
         two planes. ``"pyramid"``: background mask, 23 x 23 blocks over 30 pixels (on the x2
         matching grid), block matching on intensity and Sobel-x views, no interpolation.
+        ``"natural"`` (not a sample: camera stereo pairs, ``IMAGE_RECIPES``): grey levels at the
+        input's grid, census cost, 8-path SGM, uniqueness and speckle filter.
         """
         base = cls.for_profile(profile)
         try:
-            changes = SAMPLE_RECIPES[sample]
+            changes = RECIPES[sample]
         except KeyError:
-            raise InputError("sample", repr(sample), f"one of {list(SAMPLE_RECIPES)}") from None
+            raise InputError("sample", repr(sample), f"one of {list(RECIPES)}") from None
         return base.replace(**changes)
 
     def replace(self, **changes) -> PipelineOptions:
@@ -650,3 +693,32 @@ SAMPLE_RECIPES: dict[str, dict[str, Any]] = {
     },
 }
 SAMPLE_NAMES = tuple(SAMPLE_RECIPES)
+
+#: Recipes for images that are not the paper's X-ray views (``--recipe natural``, issue 10).
+IMAGE_RECIPES: dict[str, dict[str, Any]] = {
+    # natural (camera) stereo pairs: grey levels as they are (no binarisation, no x4 upsampling, no
+    # saturation of the bright 15 %), census cost (robust to exposure differences), 8-path SGM, the
+    # uniqueness and speckle rules of OpenCV's StereoSGBM; d = 0..64 px (use --range for wider
+    # baselines). Measured on the Middlebury motorcycle pair against StereoSGBM: docs/validation.md,
+    # benchmarks/natural_stereo.py.
+    "natural": {
+        "preprocess__mode": "none",
+        "preprocess__upsample": 1,
+        "preprocess__normalise_percentile": 100.0,
+        "match__method": "sgm",
+        "match__cost": "census",
+        "match__block": 3,
+        "match__dmin": 0,
+        "match__dmax": 64,
+        "match__sgm_paths": 8,
+        "match__sgm_p1": 0.05,
+        "match__sgm_p2": 0.5,
+        "match__texture_threshold": 0.0,
+        "match__proximity_weight": 0.0,
+        "match__uniqueness": 0.03,
+        "match__speckle_size": 100,
+    },
+}
+#: Every recipe ``--recipe`` accepts: the paper's samples, then the image recipes.
+RECIPES: dict[str, dict[str, Any]] = {**SAMPLE_RECIPES, **IMAGE_RECIPES}
+RECIPE_NAMES = tuple(RECIPES)

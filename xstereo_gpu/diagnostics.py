@@ -17,7 +17,7 @@ import sys
 
 import numpy as np
 
-from .config import SAMPLE_NAMES
+from .config import RECIPE_NAMES, SAMPLE_NAMES
 from .errors import InputError, InputWarning, warn
 
 __all__ = ["with_source", "check_matches", "recipe_warning", "warning_printer", "run_with_warnings"]
@@ -118,8 +118,8 @@ def recipe_warning(sample: str | None, sample_from: str | None, profile: str) ->
         where,
         f"{found}: the plain '{profile}' profile is used (the amplitude cross's defaults without its "
         "recipe: block matching, outlier t = 0.1, no rectification)",
-        f"--recipe {{{','.join(SAMPLE_NAMES)}}} to choose the paper's processing for this kind of sample "
-        f"(or a shot whose sample name is one of {list(SAMPLE_NAMES)})",
+        f"--recipe {{{','.join(RECIPE_NAMES)}}} to choose the paper's processing for this kind of sample "
+        f"or 'natural' for camera stereo pairs (or a shot whose sample name is one of {list(SAMPLE_NAMES)})",
         stacklevel=4,
     )
 

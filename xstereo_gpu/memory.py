@@ -354,6 +354,11 @@ def plan_shots(views: int, runs: int, n: int, budget: int, *, cap: int = MAX_SHO
 #: trackers (block matching on NumPy, 512^2 pixels: 24 MiB measured).
 MATCH_IMAGE_ARRAYS = 24
 
+#: Extra bytes per pixel of the census and ZNCC costs (:mod:`~xstereo_gpu.stereo.costs`): what
+#: ``prepare_costs`` keeps of both images (two uint64 census strings; or padded images, block means
+#: and inverse deviations) and the per-disparity temporaries (a handful of float32 / uint64 images).
+COST_BYTES_PER_PIXEL = 64
+
 
 def _sgm_band_bytes(h: int, w: int, d: int, device: bool) -> int:
     """SGM's band temporaries: about six float32 copies of a cost-volume / winner band (``2**20``
@@ -433,14 +438,20 @@ def matching_bytes(
     paths: int = 4,
     strip_rows: int | None = None,
     device: bool = False,
+    cost: str = "sad",
 ) -> int:
     """Estimated peak bytes of one disparity-map pair of ``h x w`` pixels over ``d`` disparities.
 
     Block matching keeps no cost volume (a running minimum over ``d``): a fixed number of images
     (:data:`MATCH_IMAGE_ARRAYS`, plus :data:`BM_DEVICE_ARRAYS` on a device where the whole image is
-    one band). SGM adds :func:`sgm_strip_bytes`.
+    one band). SGM adds :func:`sgm_strip_bytes`. The census and ZNCC costs
+    (:mod:`~xstereo_gpu.stereo.costs`) are computed as a volume for either method (counted as SGM's)
+    and add :data:`COST_BYTES_PER_PIXEL` per pixel.
     """
     base = MATCH_IMAGE_ARRAYS * h * w * 4
+    if cost != "sad":
+        method = "sgm"
+        base += COST_BYTES_PER_PIXEL * h * w
     if method == "sgm":
         rows = h if strip_rows is None else min(h, int(strip_rows))
         return base + _sgm_band_bytes(rows, w, d, device) + sgm_strip_bytes(h, w, d, paths, strip_rows)
@@ -458,6 +469,7 @@ def plan_matching(
     paths: int = 4,
     device: bool = False,
     where: str = "--max-memory",
+    cost: str = "sad",
 ) -> MatchingPlan:
     """The split of the matching stage that fits ``budget``: whole, or SGM strips of as many rows as fit.
 
@@ -471,7 +483,9 @@ def plan_matching(
     """
     h, w, d = int(h), int(w), int(d)
     limit = int(budget if limit is None else max(limit, budget))
-    need = matching_bytes(h, w, d, method=method, paths=paths, device=device)
+    if cost != "sad":
+        method = "sgm"  # a cost volume, split in strips like SGM's
+    need = matching_bytes(h, w, d, method=method, paths=paths, device=device, cost=cost)
     if need <= budget or (method != "sgm" and need <= limit):
         return MatchingPlan(method, (h, w), d, None, 1, need, int(budget))
     if method == "sgm":
@@ -480,13 +494,16 @@ def plan_matching(
         # the largest strip height that fits, but no smaller than the memory-optimal one
         rows = None
         for r in range(h - 1, best - 1, -1):
-            if matching_bytes(h, w, d, method=method, paths=paths, strip_rows=r, device=device) <= budget:
+            need = matching_bytes(h, w, d, method=method, paths=paths, strip_rows=r, device=device, cost=cost)
+            if need <= budget:
                 rows = r
                 break
         if rows is not None:
-            need = matching_bytes(h, w, d, method=method, paths=paths, strip_rows=rows, device=device)
+            need = matching_bytes(
+                h, w, d, method=method, paths=paths, strip_rows=rows, device=device, cost=cost
+            )
             return MatchingPlan(method, (h, w), d, rows, math.ceil(h / rows), need, int(budget))
-        need = matching_bytes(h, w, d, method=method, paths=paths, strip_rows=best, device=device)
+        need = matching_bytes(h, w, d, method=method, paths=paths, strip_rows=best, device=device, cost=cost)
         if need <= limit:
             return MatchingPlan(method, (h, w), d, best, math.ceil(h / best), need, int(budget))
         what = f"semi-global matching of {h} x {w} pixels over {d} disparities, in strips of {best} rows"

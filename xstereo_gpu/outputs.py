@@ -251,6 +251,7 @@ def stereo_summary(stereo: StereoResult, options: PipelineOptions) -> dict:
     valid_l, valid_r = stereo.valid_fractions()
     return {
         "method": options.match.method,
+        "cost": options.match.cost,
         "maps": stereo.modes,
         "image": options.stereo.image,
         "rectification": _rectification_summary(stereo.rectification),

@@ -142,6 +142,7 @@ class Pipeline:
             method=o.match.method,
             paths=o.match.sgm_paths,
             device=self.xp is not np,
+            cost=o.match.cost,
         ).to_dict()
         self.memory = plan
         return plan

@@ -44,6 +44,7 @@ from ..config import MatchOptions
 from ..errors import InputError
 from ..memory import memory_budget, plan_matching
 from ._sgm_kernel import MAX_DISPARITIES, aggregate_costs_kernel
+from .costs import cost_volume, prepare_costs
 from .disparity import _box_valid, run_bands, texture_map
 from .match_result import INVALID_COST, MatchResult, path_directions
 
@@ -63,6 +64,7 @@ def semi_global_match(
     kernels: bool | None = None,
     max_memory: int | None = None,
     strip_rows: int | None = None,
+    aggregate: bool = True,
 ) -> MatchResult:
     """Semi-global matching of a rectified pair, both maps (same contract as block matching).
 
@@ -100,6 +102,9 @@ def semi_global_match(
         when even strips do not fit.
     strip_rows : int, optional
         Force strips of this many rows (tests, benchmarks); not checked against the budget.
+    aggregate : bool
+        ``False``: no path aggregation, the winner of the cost volume itself (block matching with
+        the cost ``options.cost``; ``S`` and the confidence are then the data cost's).
 
     Returns
     -------
@@ -138,16 +143,26 @@ def semi_global_match(
             method="sgm",
             paths=int(options.sgm_paths),
             device=xp is not np,
+            cost=options.cost,
         )
         strip_rows = plan.strip_rows
     if strip_rows is not None and int(strip_rows) < H:
         out = {key: xp.empty((H, W), dtype=np.float32) for key in ("dl", "dr", "cl", "cr", "ql", "qr")}
-        _strip_match(left, right, options, max(1, int(strip_rows)), out)
+        _strip_match(left, right, options, max(1, int(strip_rows)), out, aggregate=aggregate)
         return _texture_mask(out, left, right, options)
 
-    cost = _cost_volume(left, right, int(options.block), dmin, dmax, float(options.proximity_weight))
-    agg = None
-    if use_kernels(xp, kernels) and cost.shape[2] <= MAX_DISPARITIES:
+    cost = _cost_volume(
+        left,
+        right,
+        int(options.block),
+        dmin,
+        dmax,
+        float(options.proximity_weight),
+        kind=options.cost,
+        census_window=options.census_window,
+    )
+    agg = None if aggregate else cost
+    if agg is None and use_kernels(xp, kernels) and cost.shape[2] <= MAX_DISPARITIES:
         agg = aggregate_costs_kernel(cost, p1=options.sgm_p1, p2=options.sgm_p2, paths=options.sgm_paths)
     if agg is None:
         agg = _aggregate(cost, float(options.sgm_p1), float(options.sgm_p2), int(options.sgm_paths))
@@ -185,22 +200,23 @@ def _texture_mask(out: dict, left, right, options: MatchOptions) -> MatchResult:
 
 
 def sgm_cost_volume(left, right, options: MatchOptions | None = None):
-    """The block-matching cost of every left pixel and disparity, as one volume.
+    """The matching cost of every left pixel and disparity, as one volume.
 
     Parameters
     ----------
     left, right : (H, W) float32
         Rectified views, 0..1 scale (NumPy or CuPy).
     options : MatchOptions, optional
-        ``block``, ``dmin``, ``dmax``, ``proximity_weight``.
+        ``block``, ``dmin``, ``dmax``, ``proximity_weight``, ``cost``, ``census_window``.
 
     Returns
     -------
     (H, W, D) float32
-        ``C[y, x, i]`` for ``d = dmin + i``: block mean of ``|L - R(x - d)|`` plus the proximity
-        term [0..1 intensity scale], computed as :func:`~.disparity.block_match` computes it
-        (``(box_sum + b^2 w |d| / dnorm) * (1 / b^2)`` in float32); :data:`INVALID_COST` where
-        ``x - d`` lies outside the image.
+        ``C[y, x, i]`` for ``d = dmin + i``. ``cost="sad"``: block mean of ``|L - R(x - d)|`` plus
+        the proximity term [0..1 intensity scale], computed as :func:`~.disparity.block_match`
+        computes it (``(box_sum + b^2 w |d| / dnorm) * (1 / b^2)`` in float32). ``"census"``,
+        ``"zncc"``: :func:`~.costs.cost_volume` (0..1 plus the proximity term).
+        :data:`INVALID_COST` where ``x - d`` lies outside the image.
     """
     options = MatchOptions() if options is None else options
     left = check_image(left, "sgm_cost_volume.left")
@@ -210,7 +226,14 @@ def sgm_cost_volume(left, right, options: MatchOptions | None = None):
             "sgm_cost_volume.right", f"shape {right.shape}", f"the left image's shape {left.shape}"
         )
     return _cost_volume(
-        left, right, int(options.block), int(options.dmin), int(options.dmax), float(options.proximity_weight)
+        left,
+        right,
+        int(options.block),
+        int(options.dmin),
+        int(options.dmax),
+        float(options.proximity_weight),
+        kind=options.cost,
+        census_window=options.census_window,
     )
 
 
@@ -265,19 +288,32 @@ def aggregate_costs(cost, *, p1: float = 0.02, p2: float = 0.2, paths: int = 4, 
 
 
 def _cost_volume(
-    left, right, b: int, dmin: int, dmax: int, wprox: float, rows: tuple[int, int] | None = None, padded=None
+    left,
+    right,
+    b: int,
+    dmin: int,
+    dmax: int,
+    wprox: float,
+    rows: tuple[int, int] | None = None,
+    padded=None,
+    *,
+    kind: str = "sad",
+    census_window: tuple[int, int] = (7, 9),
 ):
-    """(H, W, D) float32 block cost (see :func:`sgm_cost_volume`); inputs already checked.
+    """(H, W, D) float32 cost (see :func:`sgm_cost_volume`); inputs already checked.
 
     ``rows = (R0, R1)`` computes only the rows ``R0:R1`` (an ``(R1 - R0, W, D)`` volume whose
-    entries equal those rows of the whole volume); ``padded = (Lp, Rp)`` passes the edge-padded
-    images when the caller keeps them.
+    entries equal those rows of the whole volume); ``padded`` passes what the caller keeps of the
+    images: ``(Lp, Rp)`` edge-padded for ``kind="sad"``, :func:`~.costs.prepare_costs` otherwise.
 
     Valid entries are computed with :func:`~.disparity._box_valid` in block matching's order
     (horizontal sum over the block's columns, then vertical sum of the row sums), so they equal
     block matching's costs. NumPy: bands of rows, all disparities at once through a strided window
     on the (zero-extended) right image. CuPy: one disparity at a time over the whole image.
     """
+    if kind != "sad":
+        prepared = prepare_costs(left, right, kind, b, census_window) if padded is None else padded
+        return cost_volume(prepared, left.shape, kind, b, dmin, dmax, wprox, rows)
     xp = get_array_module(left)
     H, W = left.shape
     D = dmax - dmin + 1
@@ -447,7 +483,13 @@ def _sweep_lines(
 
 
 def _strip_match(
-    left, right, options: MatchOptions, rows: int, out: dict, workers: int | None = None
+    left,
+    right,
+    options: MatchOptions,
+    rows: int,
+    out: dict,
+    workers: int | None = None,
+    aggregate: bool = True,
 ) -> None:
     """Semi-global matching in horizontal strips of ``rows`` rows, exactly (same ``S`` as one volume).
 
@@ -460,7 +502,8 @@ def _strip_match(
     element is the same float32 sum in the same order as with one volume, so the maps are
     bit-identical; the price is the upward paths and the cost volume computed twice. Peak memory:
     two ``(rows, W, D)`` volumes plus the stored states
-    (:func:`~xstereo_gpu.memory.sgm_strip_bytes`).
+    (:func:`~xstereo_gpu.memory.sgm_strip_bytes`). ``aggregate=False``: each strip's winners are
+    taken on its cost volume (no paths).
     """
     xp = get_array_module(left)
     H, W = left.shape
@@ -473,8 +516,14 @@ def _strip_match(
     else:
         workers = 1
     h = b // 2
-    padded = (xp.pad(left, h, mode="edge"), xp.pad(right, h, mode="edge"))
+    kind, window = options.cost, options.census_window
+    if kind == "sad":
+        padded = (xp.pad(left, h, mode="edge"), xp.pad(right, h, mode="edge"))
+    else:
+        padded = prepare_costs(left, right, kind, b, window)
     wprox = float(options.proximity_weight)
+    if not aggregate:
+        dirs = ()
     strips = [(r, min(H, r + rows)) for r in range(0, H, rows)]
 
     def state():
@@ -483,9 +532,11 @@ def _strip_match(
     up = [k for k, (dy, _) in enumerate(dirs) if dy < 0]
     below: list[dict] = [dict() for _ in strips]  # per strip: state of the row under it, per upward path
     carry: dict = {}
-    for s in range(len(strips) - 1, 0, -1):
+    for s in range(len(strips) - 1, 0, -1) if up else ():
         r0, r1 = strips[s]
-        cost = _cost_volume(left, right, b, dmin, dmax, wprox, rows=(r0, r1), padded=padded)
+        cost = _cost_volume(
+            left, right, b, dmin, dmax, wprox, rows=(r0, r1), padded=padded, kind=kind, census_window=window
+        )
         nxt = {}
         for k in up:
             dy, dx = dirs[k]
@@ -496,8 +547,10 @@ def _strip_match(
         del cost
     down: dict = {}
     for s, (r0, r1) in enumerate(strips):
-        cost = _cost_volume(left, right, b, dmin, dmax, wprox, rows=(r0, r1), padded=padded)
-        agg = xp.empty(cost.shape, dtype=np.float32)
+        cost = _cost_volume(
+            left, right, b, dmin, dmax, wprox, rows=(r0, r1), padded=padded, kind=kind, census_window=window
+        )
+        agg = xp.empty(cost.shape, dtype=np.float32) if aggregate else cost
         for k, (dy, dx) in enumerate(dirs):
             if dy == 0:
                 _sweep_lines(cost, agg, k, dy, dx, p1, p2, workers)

@@ -2,9 +2,10 @@
 
 :func:`match_views` chains, as each sample's recipe (:class:`~xstereo_gpu.config.StereoOptions`)
 asks: the matched image of each view (amplitude or phase), rectification, a background mask,
-pre-processing, disparity maps (block matching or SGM), left-right consistency, and the extra Sobel-x
-maps merged with the first. Arrays stay on the device of the views; depth and the cloud are the next
-stage (:func:`xstereo_gpu.cloud.stage.build_cloud`).
+pre-processing, disparity maps (block matching or SGM; SAD, census or ZNCC cost), left-right
+consistency, the optional uniqueness, speckle and hole-filling clean-up (:mod:`.postfilter`), and the
+extra Sobel-x maps merged with the first. Arrays stay on the device of the views; depth and the cloud
+are the next stage (:func:`xstereo_gpu.cloud.stage.build_cloud`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from ..timing import StageTimer
 from .depth import lr_consistency
 from .disparity import block_match
 from .homography import rectify
+from .postfilter import fill_holes, remove_speckles
 from .preprocess import background_mask, preprocess
 from .rectify import rectify_pair
 from .sgm import semi_global_match
@@ -52,7 +54,21 @@ def view_images(views, image: str = "amplitude"):
 def _match(left, right, options: MatchOptions, max_memory=None):
     if options.method == "sgm":
         return semi_global_match(left, right, options, max_memory=max_memory)
+    if options.cost != "sad":  # block matching with census / ZNCC: the winner of the cost volume
+        return semi_global_match(left, right, options, max_memory=max_memory, aggregate=False)
     return block_match(left, right, options)
+
+
+def _clean(disparity, confidence, options: MatchOptions):
+    """Uniqueness, speckle filter and hole filling of one left-right checked map, as ``options`` asks."""
+    xp = get_array_module(disparity)
+    if options.uniqueness > 0:
+        disparity = xp.where(confidence >= options.uniqueness, disparity, xp.nan).astype(xp.float32)
+    if options.speckle_size > 0:
+        disparity = remove_speckles(disparity, options.speckle_size, options.speckle_range)
+    if options.fill_holes:
+        disparity = fill_holes(disparity)
+    return disparity
 
 
 def _rectified(images, amplitude, options: StereoOptions, say: Progress):
@@ -90,7 +106,8 @@ def match_views(
 
     Steps: the matched image of each view (``options.image``: amplitude or phase), optional
     rectification, optional background mask, pre-processing, disparity maps
-    (``match_options.method``: block matching or SGM), left-right consistency; with
+    (``match_options.method``: block matching or SGM), left-right consistency, then as
+    ``match_options`` asks uniqueness, speckle filter and hole filling; with
     ``options.gradient_maps`` a second pair of maps on Sobel-x views fills the pixels the first
     pair left empty.
 
@@ -134,6 +151,7 @@ def match_views(
         limit=b["limit_bytes"],
         paths=m.sgm_paths,
         device=xp is not np,
+        cost=m.cost,
     )  # refuse before any compute
     with StageTimer(xp, timings, "stereo"):
         images = view_images(views, options.image)
@@ -155,11 +173,14 @@ def match_views(
             say.stage("stereo", f"pre-processing ({mode}, x{p.upsample})")
             pre = preprocess(images, p, search_range=(m.dmin, m.dmax), mask=mask)
             say.note(
-                f"{'semi-global matching' if m.method == 'sgm' else 'block matching'} {m.block}x{m.block}, "
+                f"{'semi-global matching' if m.method == 'sgm' else 'block matching'} {m.block}x{m.block}"
+                f"{'' if m.cost == 'sad' else ' (' + m.cost + ' cost)'}, "
                 f"d in [{m.dmin}, {m.dmax}] on {tuple(pre.images.shape[1:])}"
             )
             match = _match(pre.images[0], pre.images[1], m, max_memory)
             dl, dr = lr_consistency(match.disparity_left, match.disparity_right, tolerance=m.lr_tolerance)
+            dl = _clean(dl, match.confidence_left, m)
+            dr = _clean(dr, match.confidence_right, m)
             if pre.mask is not None:
                 dl = xp.where(pre.mask[0], dl, xp.nan).astype(xp.float32)
                 dr = xp.where(pre.mask[1], dr, xp.nan).astype(xp.float32)
