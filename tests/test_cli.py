@@ -133,8 +133,8 @@ def test_every_pipeline_flag_reaches_its_fields(tmp_path):
         for (
             name,
             sub,
-        ) in subcommands.items():  # phasing: run, demo, batch, phase; others: run, demo, batch, stereo
-            wanted = name in ("run", "demo", "batch") or name == ("phase" if phasing else "stereo")
+        ) in subcommands.items():  # phasing: run, demo, batch, stream, phase; others: ..., stereo
+            wanted = name in ("run", "demo", "batch", "stream") or name == ("phase" if phasing else "stereo")
             assert (flag.flag in sub._option_string_actions) == wanted, (flag.flag, name)
 
 
@@ -145,6 +145,9 @@ def test_choices_are_the_config_constants():
     from xstereo_gpu.cli_options import BACKENDS, DEMO_STARTS
     from xstereo_gpu.errors import InputError
     from xstereo_gpu.simulate import SAMPLES
+    from xstereo_gpu.stream.bridge import SOCKETS
+    from xstereo_gpu.stream.queues import POLICIES
+    from xstereo_gpu.stream.serve import SERVER_TYPES
 
     expected = {
         "--backend": BACKENDS,
@@ -158,15 +161,18 @@ def test_choices_are_the_config_constants():
         "--sgm-paths": config.SGM_PATHS,
         "--cost": config.MATCH_COSTS,
         "--image": config.VIEW_IMAGES,
+        "--policy": POLICIES,
     }
+    per_command = {("stream", "--sock"): SOCKETS, ("serve-run", "--sock"): SERVER_TYPES}
     seen = set()
     for name, sub in _subcommands(build_parser()).items():
         for action in sub._actions:
             if action.choices is not None:
                 flag = action.option_strings[-1]
-                assert tuple(action.choices) == expected[flag], (name, flag)
+                want = per_command.get((name, flag)) or expected[flag]
+                assert tuple(action.choices) == tuple(want), (name, flag)
                 seen.add(flag)
-    assert seen == set(expected)
+    assert seen == set(expected) | {"--sock"}
     assert config.SAMPLE_NAMES == SAMPLES
     with pytest.raises(InputError) as err:
         select_backend("abacus")
@@ -184,6 +190,8 @@ def test_choices_are_the_config_constants():
         ["stereo"],
         ["geometry"],
         ["bench"],
+        ["stream"],
+        ["serve-run"],
         ["config"],
         ["info"],
     ],
