@@ -958,8 +958,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_phase)
 
     p = sub.add_parser("stereo", help="disparity maps (and depth and cloud) from two views")
-    p.add_argument("left", help="left view: TIFF, NPY or CXI (views.cxi image_1)")
-    p.add_argument("right", help="right view: TIFF, NPY or CXI (views.cxi: image_2 when it is the same file)")
+    p.add_argument(
+        "left", help="left view: PNG, JPEG, TIFF, NPY or CXI (views.cxi image_1); colour is read as luminance"
+    )
+    p.add_argument(
+        "right", help="right view: same formats (views.cxi: image_2 when it is the same file as the left)"
+    )
     p.add_argument("-o", "--output", required=True, help="output directory")
     p.add_argument("--angles", nargs=2, type=float, metavar=("T1", "T2"), help="beam angle magnitudes [deg]")
     p.add_argument("--pixel-size", type=float, metavar="M", help="view pixel [m]")

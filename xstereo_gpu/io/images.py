@@ -172,13 +172,14 @@ def _luminance(arr: np.ndarray, where: str) -> np.ndarray:
     a = np.asarray(arr, dtype=np.float64)
     if c <= 2:
         grey = a[..., 0]
-        what = "grey with alpha: the grey channel is used"
+        what = "a grey+alpha image: read as its grey channel"
     else:
         grey = a[..., :3] @ _LUMA
-        what = f"{'RGBA' if c == 4 else 'RGB'} colour: its luminance 0.299 R + 0.587 G + 0.114 B is used"
+        kind = "RGBA" if c == 4 else "RGB"
+        what = f"an {kind} colour image: read as its luminance 0.299 R + 0.587 G + 0.114 B"
     if c in (2, 4):
-        what += ", alpha ignored"
-    warn(where, f"a {arr.dtype} {what}", "a grey image (one value per pixel)", stacklevel=4)
+        what += " (alpha ignored)"
+    warn(where, f"{what} ({arr.dtype})", "a grey image (one value per pixel)", stacklevel=4)
     return grey.astype(np.float32)
 
 
