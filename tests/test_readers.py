@@ -298,3 +298,19 @@ def test_no_warning_for_grey(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         read_image(tmp_path / "g.png")
+
+
+def test_pipeline_phase_uses_the_support():
+    import xstereo_gpu as xs
+    from xstereo_gpu.phasing.prepare import single_pattern
+
+    intensities, valid = single_pattern(_pattern(32), None)
+    opts = xs.PipelineOptions.for_profile("cpu").replace(phasing__runs=2, phasing__iterations=10)
+    support = np.zeros((1, 32, 32), bool)
+    support[0, 12:20, 10:22] = True
+    with xs.Pipeline(opts, backend="numpy") as pipe:
+        given = pipe.phase(intensities, valid, support=support)
+        default = pipe.phase(intensities, valid)
+    direct = xs.phase_retrieval(intensities, valid, opts.phasing, support=support)
+    np.testing.assert_array_equal(given.views, direct.views)  # the support reached phase_retrieval
+    assert not np.array_equal(given.views, default.views)
