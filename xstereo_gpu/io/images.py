@@ -133,6 +133,8 @@ def _load_picture(path: pathlib.Path) -> tuple[np.ndarray, bool]:
                 im = im.convert("RGBA" if im.mode == "PA" or "transparency" in im.info else "RGB")
             elif im.mode == "1":
                 im = im.convert("L")
+            elif im.mode in ("CMYK", "YCbCr", "LAB", "HSV"):  # other colour spaces: as RGB
+                im = im.convert("RGB")
             arr = np.asarray(im)
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise InputError(str(path), f"an unreadable picture ({exc})", "a valid PNG or JPEG file") from None
