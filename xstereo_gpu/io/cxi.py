@@ -339,9 +339,23 @@ def check_layout(shape: tuple, where: str, *, hint: str | Callable[[], str] = ""
     )
 
 
-def _spimage_hint(f: Any, src: str) -> str:
-    from .spimage import is_spimage
+#: Datasets whose presence at the root marks a libspimage file (beside ``real`` and ``mask``).
+_SPIMAGE_MARKERS = ("scaled", "shifted", "phased", "image_center")
 
+
+def is_spimage(f: Any, src: str) -> bool:
+    """Whether the open HDF5 file ``f`` holds a libspimage image (``/real``, ``/mask`` and its flags)."""
+    try:
+        return (
+            _dataset(f, "real", src) is not None
+            and _dataset(f, "mask", src) is not None
+            and any(_dataset(f, m, src) is not None for m in _SPIMAGE_MARKERS)
+        )
+    except InputError:  # "real" or "mask" is a group: not this layout
+        return False
+
+
+def _spimage_hint(f: Any, src: str) -> str:
     if is_spimage(f, src):
         return "this is a libspimage file: read it without a dataset name (or with dataset 'real')"
     return ""

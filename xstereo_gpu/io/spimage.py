@@ -23,25 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, check
-from .cxi import MASK_INVALID, _dataset
+from ..errors import check
+from .cxi import MASK_INVALID, _dataset, is_spimage
 
 __all__ = ["is_spimage", "read_spimage"]
-
-#: Datasets whose presence at the root marks a libspimage file (beside ``real``).
-_MARKERS = ("scaled", "shifted", "phased", "image_center")
-
-
-def is_spimage(f: Any, src: str) -> bool:
-    """Whether the open HDF5 file ``f`` holds a libspimage image (``/real``, ``/mask`` and flags)."""
-    try:
-        return (
-            _dataset(f, "real", src) is not None
-            and _dataset(f, "mask", src) is not None
-            and any(_dataset(f, m, src) is not None for m in _MARKERS)
-        )
-    except InputError:  # "real" or "mask" is a group: not this layout
-        return False
 
 
 def _flag(f: Any, name: str, src: str) -> bool:
