@@ -149,6 +149,8 @@ def test_mask_file_conventions(tmp_path):
     # the same file read as CXI excludes most pixels: a warning says which convention to try
     with pytest.warns(InputWarning, match="--mask-convention valid"):
         read_pattern(tmp_path / "p.npy", mask=tmp_path / "valid.png")
+    with pytest.warns(InputWarning, match="--mask-convention cxi"):
+        read_pattern(tmp_path / "p.npy", mask=tmp_path / "bad.npy", mask_convention="valid")
     # an HDF5 mask merges with the file's own mask bits
     with h5py.File(tmp_path / "shot.cxi", "w") as f:
         f["entry_1/instrument_1/detector_1/data"] = data

@@ -507,12 +507,14 @@ def read_pattern(
             mask, pat.data.shape, convention=mask_convention, allow_external_data=allow_external_data
         )
         n_bad = int(np.count_nonzero(extra))
-        if mask_convention == "cxi" and n_bad > extra.size // 2:
+        if n_bad > extra.size // 2:
+            other = "valid" if mask_convention == "cxi" else "cxi"
+            meaning = {"valid": "1 marks the measured pixels", "cxi": "0 marks the good pixels"}[other]
             warn(
                 str(mask),
-                f"{n_bad} of {extra.size} pixels excluded (non-zero) under the CXI convention (0 = good)",
-                "a mask that excludes a minority of pixels; if 1 marks the measured pixels, pass "
-                "--mask-convention valid (mask_convention='valid')",
+                f"{n_bad} of {extra.size} pixels excluded under the {mask_convention!r} convention",
+                f"a mask that excludes a minority of pixels; if {meaning}, pass --mask-convention {other} "
+                f"(mask_convention={other!r})",
             )
         pat.mask = pat.mask | extra
         pat.notes = (*pat.notes, f"mask file {mask} ({mask_convention}): {n_bad} pixels excluded")
