@@ -64,6 +64,19 @@ def test_spimage_amplitudes_shifted_non_square(tmp_path):
         assert p.dataset == "/real" and any("squared" in n for n in p.notes)
 
 
+def test_spimage_written_by_h5py_as_2d(tmp_path):
+    # Python writers of the layout store the NumPy (H, W) array as it is, image_center in its axis order
+    amp = np.arange(1, 10 * 14 + 1, dtype=np.float32).reshape(10, 14)
+    with h5py.File(tmp_path / "py.h5", "w") as f:
+        f["real"], f["mask"] = amp, np.ones(amp.shape, np.int32)
+        f["image_center"] = np.array(amp.shape) / 2.0 - 0.5
+        for name, v in (("phased", 0), ("scaled", 1), ("shifted", 0), ("lambda", 0.0), ("pixel_size", 0.0)):
+            f[name] = [v]
+    p = read_pattern(tmp_path / "py.h5")
+    np.testing.assert_array_equal(p.data, amp.astype(np.float64) ** 2)
+    assert p.centre == (4.5, 6.5) and p.wavelength_m is None and p.pixel_size_m is None
+
+
 def test_spimage_intensities_complex_and_centre(tmp_path):
     rng = np.random.default_rng(1)
     field = (rng.normal(size=(8, 8)) + 1j * rng.normal(size=(8, 8))).astype(np.complex64)

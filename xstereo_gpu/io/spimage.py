@@ -4,7 +4,9 @@ libspimage (``sp_image_write`` to ``.h5``, file ``version`` 2) writes at the roo
 
 * ``real`` (and ``imag`` when ``phased``): the image, float32/64, HDF5 shape ``(nx, ny, nz)``
   (``(nx, ny, 1)`` for a 2D image) written from a buffer in which x varies fastest, so that the
-  bytes, read in HDF5 order, are the row-major ``(ny, nx)`` image (rows = y);
+  bytes, read in HDF5 order, are the row-major ``(ny, nx)`` image (rows = y). Python writers of the
+  layout (h5py) store a 2D NumPy array ``(H, W)`` as it is, and ``image_center`` in its axis order;
+  both are read so;
 * ``mask``: int32 of the same shape, **1 = valid pixel** (the opposite of a CXI mask);
 * ``scaled`` (1 = the image holds amplitudes, 0 = intensities), ``phased`` (1 = complex),
   ``shifted`` (1 = FFT order: the zero frequency at pixel (0, 0));
@@ -50,16 +52,21 @@ def _positive(f: Any, name: str, src: str) -> np.ndarray | None:
 
 
 def _image(ds: Any, where: str) -> np.ndarray:
-    """The ``(ny, nx)`` image of a libspimage dataset stored ``(nx, ny, 1)`` (or ``(nx, ny)``)."""
+    """The (H, W) image of a libspimage dataset.
+
+    libspimage's C writer stores a 2D image ``(nx, ny, 1)`` from a buffer in which x varies fastest:
+    its bytes are the row-major ``(ny, nx)`` image. Python writers (h5py) store the NumPy array
+    ``(H, W)`` as it is: read as stored.
+    """
     shape = tuple(int(n) for n in ds.shape)
     check(
         len(shape) == 2 or (len(shape) == 3 and shape[2] == 1),
         where,
         f"shape {shape}" + (" (a 3D volume)" if len(shape) == 3 else ""),
-        "a 2D libspimage image: HDF5 shape (nx, ny, 1) or (nx, ny)",
+        "a 2D libspimage image: HDF5 shape (nx, ny, 1) or (H, W)",
     )
-    nx, ny = shape[0], shape[1]
-    return np.asarray(ds[()]).reshape(ny, nx)  # x varies fastest in the written buffer
+    arr = np.asarray(ds[()])
+    return arr.reshape(shape[1], shape[0]) if len(shape) == 3 else arr
 
 
 def read_spimage(f: Any, src: str) -> dict:
@@ -123,7 +130,8 @@ def read_spimage(f: Any, src: str) -> dict:
     if c is not None:
         cv = np.asarray(c[()], dtype=np.float64).ravel()
         if cv.size >= 2 and np.all(np.isfinite(cv[:2])):
-            centre = (float(cv[1]), float(cv[0]))  # (x, y) -> (row, col)
+            # (x, y) -> (row, col) for the C layout; a Python writer's centre follows its array axes
+            centre = (float(cv[1]), float(cv[0])) if real.ndim == 3 else (float(cv[0]), float(cv[1]))
     if _flag(f, "shifted", src):
         data = np.fft.fftshift(data)
         mask = np.fft.fftshift(mask)
