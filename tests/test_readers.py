@@ -190,6 +190,10 @@ def test_support_files(tmp_path):
     _write_spimage(tmp_path / "hawk.h5", s.astype(np.float32), np.ones_like(s, bool), scaled=False)
     for name in ("s.npy", "s.tif", "s.h5", "hawk.h5"):
         np.testing.assert_array_equal(read_support(tmp_path / name), s != 0, err_msg=name)
+    # a libspimage real-space image (a Hawk reconstruction) as a stereo view: its modulus, not squared
+    view = (3 * s).astype(np.float32) * np.exp(0.5j)
+    _write_spimage(tmp_path / "real.h5", view, np.ones_like(s, bool), scaled=True, phased=True)
+    np.testing.assert_allclose(read_image(tmp_path / "real.h5"), 3.0 * s, rtol=1e-6)
     np.save(tmp_path / "rect.npy", np.ones((12, 10), np.uint8))
     with pytest.raises(InputError, match=r"rect\.npy: found shape \(12, 10\); expected a square"):
         read_support(tmp_path / "rect.npy")

@@ -236,7 +236,7 @@ def _read_plane(path: str | os.PathLike, what: str, allow_external: bool) -> tup
         return np.asarray(arr), src, False
     with _open_hdf5(p, allow_external=allow_external) as f:
         if is_spimage(f, src):
-            sp = read_spimage(f, src)
+            sp = read_spimage(f, src, intensities=False)
             if what == "mask":
                 return (sp["mask"] != 0).astype(np.uint8), f"{src}:/mask", True
             return sp["data"], f"{src}:/real", True
@@ -533,7 +533,9 @@ def read_image(path: str | os.PathLike, *, index: int = 0, allow_external_data: 
         luminance with a warning); ``.tif``/``.tiff`` (grey; an RGB(A) TIFF is read as its
         luminance with a warning) or ``.npy`` (2D; a 3D stack or a (V, N, N) array is indexed by
         ``index``); or CXI/HDF5: ``entry_1/image_{index+1}/data`` of a ``views.cxi`` file, else
-        the detector data as :func:`read_pattern` finds it (``index`` = frame of a stack).
+        the modulus of a libspimage image (:func:`~xstereo_gpu.io.spimage.read_spimage`, not
+        squared), else the detector data as :func:`read_pattern` finds it (``index`` = frame of a
+        stack).
     index : int
         Which image (0 = left view of a ``views.cxi`` file).
     allow_external_data : bool
@@ -571,6 +573,10 @@ def read_image(path: str | os.PathLike, *, index: int = 0, allow_external_data: 
                     "missing dataset",
                     "an index below the number of /entry_1/image_* groups",
                 )
+            elif is_spimage(f, src):  # e.g. a reconstruction Hawk wrote: the modulus of the image
+                check(int(index) == 0, "index", repr(index), f"0 for the single libspimage image {src}")
+                where = f"{src}:/real"
+                arr = read_spimage(f, src, intensities=False)["data"]
             else:
                 fr = _read_frame(f, src, frame=int(index), dataset=None, counts=False)
                 where = f"{src}:{fr['dataset']}"

@@ -69,7 +69,7 @@ def _image(ds: Any, where: str) -> np.ndarray:
     return arr.reshape(shape[1], shape[0]) if len(shape) == 3 else arr
 
 
-def read_spimage(f: Any, src: str) -> dict:
+def read_spimage(f: Any, src: str, *, intensities: bool = True) -> dict:
     """Pattern, mask and geometry of a libspimage HDF5 file.
 
     Parameters
@@ -78,6 +78,9 @@ def read_spimage(f: Any, src: str) -> dict:
         The open file (opened by :func:`~xstereo_gpu.io.cxi._open_hdf5`).
     src : str
         Its path, for messages.
+    intensities : bool
+        Square the amplitudes of a ``scaled`` image (a diffraction pattern). False: the modulus of
+        the image as stored (a real-space image, e.g. a reconstruction or a support Hawk wrote).
 
     Returns
     -------
@@ -109,7 +112,7 @@ def read_spimage(f: Any, src: str) -> dict:
         )
         amp = np.abs(amp + 1j * _image(imag, f"{src}:/imag").astype(np.float64))
         notes.append("|real + i imag|")
-    if _flag(f, "scaled", src):
+    if intensities and _flag(f, "scaled", src):
         data = amp * amp
         notes.append("amplitudes squared (scaled = 1)")
     else:
