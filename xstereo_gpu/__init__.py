@@ -41,7 +41,17 @@ from .config import (
 )
 from .errors import InputError, InputWarning
 from .geometry import StereoGeometry, real_space_pixel
-from .io import read_image, read_pattern, read_shot, read_views, write_ply, write_shot, write_views
+from .io import (
+    read_image,
+    read_mask,
+    read_pattern,
+    read_shot,
+    read_support,
+    read_views,
+    write_ply,
+    write_shot,
+    write_views,
+)
 from .phasing.align import align_views, register_translation
 from .phasing.prepare import single_pattern, split_patterns
 from .phasing.quality import edge_resolution, prtf, view_error
@@ -83,6 +93,8 @@ __all__ = [
     "read_shot",
     "write_shot",
     "read_pattern",
+    "read_mask",
+    "read_support",
     "read_image",
     "read_views",
     "write_views",

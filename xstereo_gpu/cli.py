@@ -47,6 +47,7 @@ from .io import (
     read_image,
     read_pattern,
     read_shot,
+    read_support,
     write_json,
     write_shot,
 )
@@ -803,17 +804,34 @@ def cmd_phase(args) -> int:
         max_memory = _max_memory(args)
         pipe = Pipeline(_options(args), backend=args.backend, progress=_progress(args), max_memory=max_memory)
         o = pipe.options.phasing
-        if args.size is not None:  # refuse a crop that cannot be phased before reading anything
+        ext = args.allow_external_data
+        support = read_support(args.support, allow_external_data=ext) if args.support else None
+        size = args.size
+        if support is not None:  # the support's side is the crop's
+            check(
+                size in (None, support.shape[0]),
+                "--size",
+                f"{size} but the support {args.support} is {support.shape[0]} x {support.shape[1]}",
+                "the support's side (or no --size)",
+            )
+            size = support.shape[0]
+        if size is not None:  # refuse a crop that cannot be phased before reading anything
             b = memory_budget(pipe.xp, max_memory)
-            plan_phasing(1, o.runs, args.size, b["budget_bytes"], limit=b["limit_bytes"], where="--size")
-        pat = read_pattern(args.pattern, frame=args.frame, allow_external_data=args.allow_external_data)
+            where = "--size" if args.size is not None else f"--support {args.support}"
+            plan_phasing(1, o.runs, size, b["budget_bytes"], limit=b["limit_bytes"], where=where)
+        pat = read_pattern(
+            args.pattern,
+            frame=args.frame,
+            dataset=args.dataset,
+            mask=args.mask,
+            mask_convention=args.mask_convention,
+            allow_external_data=ext,
+        )
         here = f"{pat.source}:{pat.dataset}" if pat.dataset else pat.source
+        centre = tuple(args.centre) if args.centre else pat.centre
         try:
             intensities, valid = single_pattern(
-                pipe.xp.asarray(pat.data),
-                pipe.xp.asarray(pat.mask),
-                centre=tuple(args.centre) if args.centre else None,
-                size=args.size,
+                pipe.xp.asarray(pat.data), pipe.xp.asarray(pat.mask), centre=centre, size=size
             )
         except InputError as exc:
             raise with_source(exc, pat.source, pat.dataset) from None
@@ -833,9 +851,11 @@ def cmd_phase(args) -> int:
         )
         pixel = real_space_pixel(wl, dist, pix, n) if None not in (wl, dist, pix) else math.nan
         try:
-            phased = pipe.phase(intensities, valid)
+            phased = pipe.phase(
+                intensities, valid, support=None if support is None else pipe.xp.asarray(support[None])
+            )
         except InputError as exc:
-            crop = f"the {n}x{n} crop" + (f" at {tuple(args.centre)}" if args.centre else "") + " phased"
+            crop = f"the {n}x{n} crop" + (f" at {tuple(centre)}" if centre else "") + " phased"
             raise with_source(exc, pat.source, pat.dataset, note=crop) from None
         views = ViewsResult(
             views=phased.views, supports=phased.supports, best_eps=phased.best_eps, names=("view",)
@@ -843,13 +863,26 @@ def cmd_phase(args) -> int:
         files = write_views_files(
             tmp,
             views,
-            parameters={"phasing": pipe.options.to_dict()["phasing"], "source": str(args.pattern)},
+            parameters={
+                "phasing": pipe.options.to_dict()["phasing"],
+                "source": str(args.pattern),
+                "input": {
+                    "dataset": pat.dataset,
+                    "mask": str(args.mask) if args.mask else None,
+                    "mask_convention": args.mask_convention,
+                    "support": str(args.support) if args.support else None,
+                    "centre_px": list(centre) if centre else None,
+                    "notes": list(pat.notes),
+                },
+            },
             pixel_size_m=pixel,
             figures=not args.no_figures,
             filename="view.cxi",
             titles=("phased view",),
         )
     unit = f"{pixel * 1e9:.1f} nm pixels" if math.isfinite(pixel) else "pixel size unknown (no geometry)"
+    read = f" ({'; '.join(pat.notes)})" if pat.notes else ""
+    print(f"read {here}{read}")
     print(f"phased {args.pattern} ({n}x{n}, {unit}); best eps median {float(np.median(views.best_eps)):.3g}")
     print(f"outputs in {pathlib.Path(args.output).resolve()}/: " + ", ".join(files))
     return 0
@@ -1081,9 +1114,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("phase", help="phase a single diffraction pattern (plain CDI)")
-    p.add_argument("pattern", help="pattern file: CXI/HDF5, TIFF or NPY")
+    p.add_argument("pattern", help="pattern file: CXI/HDF5, libspimage HDF5, TIFF or NPY")
     p.add_argument("-o", "--output", required=True, help="output directory")
     p.add_argument("--frame", type=int, help="frame index for 3D stacks")
+    p.add_argument(
+        "--dataset", metavar="NAME", help="HDF5 dataset holding the pattern (default: see docs/format.md)"
+    )
+    p.add_argument(
+        "--mask",
+        metavar="FILE",
+        help="pixel mask file (TIFF, NPY, PNG or HDF5 /mask), merged with the pattern file's own mask",
+    )
+    p.add_argument(
+        "--mask-convention",
+        choices=("cxi", "valid"),
+        default="cxi",
+        help="what --mask values mean: cxi = 0 is a good pixel, non-zero excluded (default); "
+        "valid = non-zero is a measured pixel, 0 excluded (libspimage, Hawk)",
+    )
+    p.add_argument(
+        "--support",
+        metavar="FILE",
+        help="initial real-space support (N x N, non-zero inside, object centred; TIFF, NPY, PNG or "
+        "HDF5 /support); its side N is the crop phased",
+    )
     p.add_argument(
         "--size", type=int, help="crop side N [px] (default: largest even square around the centre)"
     )
@@ -1098,8 +1152,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_phase)
 
     p = sub.add_parser("stereo", help="disparity maps (and depth and cloud) from two views")
-    p.add_argument("left", help="left view: TIFF, NPY or CXI (views.cxi image_1)")
-    p.add_argument("right", help="right view: TIFF, NPY or CXI (views.cxi: image_2 when it is the same file)")
+    p.add_argument(
+        "left", help="left view: PNG, JPEG, TIFF, NPY or CXI (views.cxi image_1); colour is read as luminance"
+    )
+    p.add_argument(
+        "right", help="right view: same formats (views.cxi: image_2 when it is the same file as the left)"
+    )
     p.add_argument("-o", "--output", required=True, help="output directory")
     p.add_argument("--angles", nargs=2, type=float, metavar=("T1", "T2"), help="beam angle magnitudes [deg]")
     p.add_argument("--pixel-size", type=float, metavar="M", help="view pixel [m]")

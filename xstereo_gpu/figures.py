@@ -37,12 +37,22 @@ def _save(fig, path: pathlib.Path) -> None:
     _plt().close(fig)
 
 
-def _extent_um(n: int, pixel_m: float, upsample: int = 1):
-    """imshow extent [um] for an (n, n) image whose pixel is pixel_m / upsample, centred at view pixel "
-    "N//2."""
+def _extent(shape, pixel_m: float | None, upsample: int = 1) -> tuple[list[float], str]:
+    """imshow extent and its unit for an (h, w) image whose pixel is ``pixel_m / upsample``.
+
+    With a pixel size: micrometres, centred at view pixel ``(H//2, W//2)``. Without one (no geometry):
+    view pixels, the first pixel's centre at 0, unit ``"px"``.
+    """
+    h, w = int(shape[0]), int(shape[1])
+    if pixel_m is None or not np.isfinite(pixel_m):
+        return [-0.5, w / upsample - 0.5, h / upsample - 0.5, -0.5], "px"
     p = pixel_m / upsample * 1e6
-    c = (n // upsample) // 2 * upsample + (upsample - 1) / 2  # matching-grid index of view pixel N//2
-    return [(-0.5 - c) * p, (n - 0.5 - c) * p, (n - 0.5 - c) * p, (-0.5 - c) * p]
+
+    def centre(n: int) -> float:  # matching-grid index of view pixel N//2
+        return (n // upsample) // 2 * upsample + (upsample - 1) / 2
+
+    cy, cx = centre(h), centre(w)
+    return [(-0.5 - cx) * p, (w - 0.5 - cx) * p, (h - 0.5 - cy) * p, (-0.5 - cy) * p], "um"
 
 
 def figure_patterns(shot, path) -> None:
@@ -72,13 +82,16 @@ def figure_patterns(shot, path) -> None:
 
 
 def figure_views(views, supports, pixel_m, path, *, titles=("left view", "right view")) -> None:
-    """Amplitude of the phased views with the support outline (paper Figs. 2b, c)."""
+    """Amplitude of the phased views with the support outline (paper Figs. 2b, c).
+
+    ``pixel_m`` None (no geometry): axes in pixels.
+    """
     plt = _plt()
     views = np.asarray(views)
     fig, axes = plt.subplots(1, len(views), figsize=(5.2 * len(views), 4.6), squeeze=False)
     for k, ax in enumerate(axes[0]):
         amp = np.abs(views[k])
-        ext = _extent_um(amp.shape[0], pixel_m)
+        ext, unit = _extent(amp.shape, pixel_m)
         im = ax.imshow(amp, cmap="gray", extent=ext)
         if supports is not None:
             ax.contour(
@@ -90,32 +103,36 @@ def figure_views(views, supports, pixel_m, path, *, titles=("left view", "right 
                 origin="upper",
             )
         ax.set_title(f"{titles[k]} |amplitude| (support in orange)", fontsize=9)
-        ax.set_xlabel("x [um]")
-        ax.set_ylabel("y [um]")
+        ax.set_xlabel(f"x [{unit}]")
+        ax.set_ylabel(f"y [{unit}]")
         fig.colorbar(im, ax=ax, shrink=0.8, label="amplitude [a.u.]")
     _save(fig, path)
 
 
 def figure_disparity(dl, dr, pixel_m, upsample, path) -> None:
-    """Left and right disparity maps with colour bars [view pixels] (paper Fig. 3a)."""
+    """Left and right disparity maps with colour bars [view pixels] (paper Fig. 3a).
+
+    ``pixel_m`` None (no geometry): axes in view pixels.
+    """
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
     both = np.concatenate([dl[np.isfinite(dl)], dr[np.isfinite(dr)]]) / upsample
     lim = float(np.percentile(np.abs(both), 99)) if both.size else 1.0
     for ax, d, name in zip(axes, (dl, dr), VIEW_NAMES):
+        ext, unit = _extent(d.shape, pixel_m, upsample)
         im = ax.imshow(
             np.asarray(d) / upsample,
             cmap="coolwarm",
             vmin=-lim,
             vmax=lim,
-            extent=_extent_um(d.shape[0], pixel_m, upsample),
+            extent=ext,
             interpolation="nearest",
         )
         ax.set_facecolor("0.15")
         valid = np.isfinite(d).mean() * 100
         ax.set_title(f"{name} disparity map ({valid:.1f} % of pixels valid)", fontsize=9)
-        ax.set_xlabel("x [um]")
-        ax.set_ylabel("y [um]")
+        ax.set_xlabel(f"x [{unit}]")
+        ax.set_ylabel(f"y [{unit}]")
         fig.colorbar(im, ax=ax, shrink=0.8, label="disparity [view pixels]")
     _save(fig, path)
 
@@ -132,7 +149,7 @@ def figure_depth(depth_nm, pixel_m, upsample, path) -> None:
         cmap="viridis",
         vmin=lo,
         vmax=hi,
-        extent=_extent_um(d.shape[0], pixel_m, upsample),
+        extent=_extent(d.shape, pixel_m, upsample)[0],
         interpolation="nearest",
     )
     ax.set_facecolor("0.15")

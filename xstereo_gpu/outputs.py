@@ -128,7 +128,7 @@ def write_views_files(
         figure_views(
             np.asarray(views.views),
             np.asarray(views.supports),
-            pixel if np.isfinite(pixel) else 1.0,
+            pixel if np.isfinite(pixel) else None,
             _figures_dir(folder) / f"{stem}.png",
             titles=titles,
         )
@@ -156,7 +156,7 @@ def write_stereo_files(
         )
     files = ["disparity_left.tif", "disparity_right.tif"]
     if figures:
-        pix = 1.0 if geometry is None else geometry.pixel_size_m
+        pix = None if geometry is None else geometry.pixel_size_m
         figure_disparity(
             np.asarray(stereo.disparity_left),
             np.asarray(stereo.disparity_right),

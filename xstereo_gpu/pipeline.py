@@ -197,8 +197,11 @@ class Pipeline:
                 }
         return intensities, valid
 
-    def phase(self, intensities, valid, *, shots: int = 1):
+    def phase(self, intensities, valid, *, shots: int = 1, support=None):
         """Phase the views: R runs each on one batched array; returns the PhasingResult.
+
+        ``support``: a (V, N, N) bool initial support (e.g. :func:`~xstereo_gpu.io.read_support`
+        of a file) instead of the one the options choose; shrink-wrap then updates it.
 
         ``shots > 1``: the ``(2 * shots, N, N)`` views of that many shots stacked, phased in one set
         of launches, each shot with the random starts of its own phasing
@@ -218,6 +221,7 @@ class Pipeline:
                 intensities,
                 valid,
                 o,
+                support=support,
                 progress=self.progress.counter,
                 max_memory=self.max_memory,
                 runs_per_batch=self._batch() if shots == 1 else None,

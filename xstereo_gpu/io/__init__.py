@@ -6,7 +6,7 @@ naming the file (and dataset); writers write to a temporary name and rename when
 
 from .cxi import read_shot, read_views, write_shot, write_views
 from .export import read_tiff, write_json, write_ply, write_tiff
-from .images import Pattern, read_image, read_pattern
+from .images import Pattern, read_image, read_mask, read_pattern, read_support
 from .staging import atomic_file, check_file_target, check_output_path, output_directory
 from .volume_file import read_volume_h5, write_mesh_ply, write_volume_h5
 
@@ -16,6 +16,8 @@ __all__ = [
     "Pattern",
     "read_pattern",
     "read_image",
+    "read_mask",
+    "read_support",
     "read_views",
     "write_views",
     "atomic_file",

@@ -26,7 +26,7 @@ import os
 import pathlib
 import posixpath
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -319,6 +319,48 @@ def warn_saturated_uint8(dtype: Any, data: np.ndarray, mask: np.ndarray, where: 
         )
 
 
+def check_layout(shape: tuple, where: str, *, hint: str | Callable[[], str] = "") -> None:
+    """Refuse a 3D array whose last axis is too short to be an image axis: ``(H, W, 1)``, ``(H, W, 3)``.
+
+    Such an array is a 2D image stored with a trailing singleton axis (libspimage writes its 2D
+    images as ``(x, y, 1)``) or a colour image with its channels last; read as a stack
+    ``(F, H, W)`` its frame would be a ``(W, C)`` sliver. It is refused, never sliced.
+    """
+    if len(shape) != 3 or shape[-1] > 4 or shape[-2] <= 4:
+        return
+    c = int(shape[-1])
+    hint = hint() if callable(hint) else hint
+    what = "a trailing axis of length 1" if c == 1 else f"a trailing axis of length {c} (colour channels?)"
+    raise InputError(
+        where,
+        f"shape {tuple(int(n) for n in shape)}: {what}",
+        "a 2D frame (H, W) or a stack of frames (F, H, W) with F first; a (H, W, C) layout is not "
+        "sliced silently: store the frame as 2D (e.g. arr[..., 0])" + (f"; {hint}" if hint else ""),
+    )
+
+
+#: Datasets whose presence at the root marks a libspimage file (beside ``real`` and ``mask``).
+_SPIMAGE_MARKERS = ("scaled", "shifted", "phased", "image_center")
+
+
+def is_spimage(f: Any, src: str) -> bool:
+    """Whether the open HDF5 file ``f`` holds a libspimage image (``/real``, ``/mask`` and its flags)."""
+    try:
+        return (
+            _dataset(f, "real", src) is not None
+            and _dataset(f, "mask", src) is not None
+            and any(_dataset(f, m, src) is not None for m in _SPIMAGE_MARKERS)
+        )
+    except InputError:  # "real" or "mask" is a group: not this layout
+        return False
+
+
+def _spimage_hint(f: Any, src: str) -> str:
+    if is_spimage(f, src):
+        return "this is a libspimage file: read it without a dataset name (or with dataset 'real')"
+    return ""
+
+
 def _resolved_parent(f: Any, path: str) -> str:
     """Group holding the dataset at ``path`` after following a soft link."""
     import h5py
@@ -393,6 +435,7 @@ def _read_frame(
         f"{ds.ndim} dimensions {ds.shape}",
         "a 2D frame (H, W) or a 3D stack (F, H, W)",
     )
+    check_layout(ds.shape, where, hint=lambda: _spimage_hint(f, src))
     n_frames = ds.shape[0] if ds.ndim == 3 else None
     whole = all_frames and ds.ndim == 3 and frame is None
     # refuse a declared shape too large for the free memory, before reading
