@@ -144,6 +144,7 @@ def test_choices_are_the_config_constants():
     from xstereo_gpu.cli import build_parser
     from xstereo_gpu.cli_options import BACKENDS, DEMO_STARTS
     from xstereo_gpu.errors import InputError
+    from xstereo_gpu.io.images import MASK_CONVENTIONS
     from xstereo_gpu.simulate import SAMPLES
     from xstereo_gpu.stream.bridge import SOCKETS
     from xstereo_gpu.stream.queues import POLICIES
@@ -162,6 +163,7 @@ def test_choices_are_the_config_constants():
         "--cost": config.MATCH_COSTS,
         "--image": config.VIEW_IMAGES,
         "--policy": POLICIES,
+        "--mask-convention": MASK_CONVENTIONS,
     }
     per_command = {("stream", "--sock"): SOCKETS, ("serve-run", "--sock"): SERVER_TYPES}
     seen = set()

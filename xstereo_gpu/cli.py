@@ -51,6 +51,7 @@ from .io import (
     write_json,
     write_shot,
 )
+from .io.images import MASK_CONVENTIONS
 from .io.xfel import xfel_geometry
 from .memory import memory_budget, parse_size, plan_phasing
 from .outputs import (
@@ -1127,7 +1128,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--mask-convention",
-        choices=("cxi", "valid"),
+        choices=MASK_CONVENTIONS,
         default="cxi",
         help="what --mask values mean: cxi = 0 is a good pixel, non-zero excluded (default); "
         "valid = non-zero is a measured pixel, 0 excluded (libspimage, Hawk)",
