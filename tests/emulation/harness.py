@@ -103,6 +103,30 @@ def _rel_err(a, b):
 
 # --------------------------------------------------------------------------------------------- cases
 
+#: Host-read budget per binding call (issue 12, item 2): key prefix of ``res["reads"]`` -> most reads.
+#: The stand-in counts explicit reads (``.get()``, ``bool()``, ...) and the CuPy calls that
+#: synchronise to size their output (see fake/cupy/__init__.py: ``SYNCING``).
+READ_BUDGET = {
+    "dm_step_kernel": 0,
+    "track_best_kernel": 0,
+    "block_match_kernel": 0,
+    "block_match(": 0,
+    "knn_mean_distance_kernel": 2,
+    "aggregate_costs_kernel": 0,
+}
+
+
+def _check_budget(res: dict) -> dict:
+    over = {
+        call: n
+        for call, r in res["reads"].items()
+        for prefix, most in READ_BUDGET.items()
+        if call.startswith(prefix) and (n := sum(r.values())) > most
+    }
+    if over and res["ok"]:
+        res.update(ok=False, why=f"host reads over budget {READ_BUDGET}: {over}")
+    return res
+
 
 def case_dm(cupy, steps: int = 3, n: int = 23, views: int = 2, runs: int = 3) -> dict:
     from xstereo_gpu.phasing import _dm_kernel as dmk
@@ -153,7 +177,7 @@ def case_dm(cupy, steps: int = 3, n: int = 23, views: int = 2, runs: int = 3) ->
     if res["max_rel_err"] > 2e-6:
         res["ok"] = False
         res["why"] = f"dm_step_kernel differs from dm_step: max relative error {res['max_rel_err']:.3g}"
-    return res
+    return _check_budget(res)
 
 
 BM_RANGES = ((-5, 9, 0.02), (-40, 37, 0.0))  # one chunk of disparities with the texture rule; three chunks
@@ -192,9 +216,22 @@ def case_bm(cupy, blocks=(1, 3, 9), h: int = 37, w: int = 41, ranges=BM_RANGES) 
                 if bad:
                     res["ok"] = False
                     res["mismatch"][f"b={b},d={dmin}..{dmax},{f}"] = bad
+    # through block_match (the stage's entry point) the kernel path makes no host read either, and
+    # a non-finite reference pixel invalidates the blocks that hold it (the binding's contract)
+    b, (dmin, dmax, thr) = blocks[-1], ranges[0]
+    opt = MatchOptions(block=b, dmin=dmin, dmax=dmax, texture_threshold=thr)
+    bad_left = left.copy()
+    bad_left[h // 2, w // 2] = np.nan
+    got, r = _reads(cupy, block_match, cupy.asarray(bad_left), cupy.asarray(right), opt, kernels=True)
+    res["reads"][f"block_match(b={b},d={dmin}..{dmax},NaN pixel)"] = r
+    hb = b // 2
+    around = got.disparity_left.get()[h // 2 - hb : h // 2 + hb + 1, w // 2 - hb : w // 2 + hb + 1]
+    if not np.isnan(around).all():
+        res["ok"] = False
+        res["mismatch"]["NaN pixel: finite disparities around it"] = int(np.sum(~np.isnan(around)))
     if not res["ok"]:
         res["why"] = f"block_match_kernel differs from block_match: {res['mismatch']}"
-    return res
+    return _check_budget(res)
 
 
 def case_knn(cupy, m: int = 301) -> dict:
@@ -221,7 +258,7 @@ def case_knn(cupy, m: int = 301) -> dict:
             res["mismatch"][f"k={k},{np.dtype(dtype).name}"] = bad
     if not res["ok"]:
         res["why"] = f"knn_mean_distance_kernel differs from knn_mean_distance: {res['mismatch']}"
-    return res
+    return _check_budget(res)
 
 
 SGM_SHAPES = ((11, 13, 37, 4), (11, 13, 37, 8), (3, 4, 1030, 4))  # (H, W, D, paths); D = 1030: DPT = 2
@@ -245,7 +282,7 @@ def case_sgm(cupy, shapes=SGM_SHAPES) -> dict:
             res["mismatch"][f"{hh}x{ww}x{dd},paths={paths}"] = bad
     if not res["ok"]:
         res["why"] = f"aggregate_costs_kernel differs from aggregate_costs: {res['mismatch']}"
-    return res
+    return _check_budget(res)
 
 
 def case_phasing(cupy, n: int = 24, k: int = 4) -> dict:
