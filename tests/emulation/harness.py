@@ -256,6 +256,16 @@ def case_knn(cupy, m: int = 301) -> dict:
         if bad:
             res["ok"] = False
             res["mismatch"][f"k={k},{np.dtype(dtype).name}"] = bad
+    # degenerate clouds: all points identical (one cell, one host read) and a line (the planner's
+    # ladder of cell widths)
+    s = rng.random(60)
+    for name, p, k in (("identical", np.full((40, 3), 1.5), 9), ("line", np.c_[s, 2 * s + 1, -s], 5)):
+        got, r = _reads(cupy, kk.knn_mean_distance_kernel, cupy.asarray(p), k)
+        res["reads"][f"knn_mean_distance_kernel(k={k},{name},M={len(p)})"] = r
+        bad = int(np.sum(got.get() != knn_mean_distance(p, k, method="kdtree")))
+        if bad:
+            res["ok"] = False
+            res["mismatch"][name] = bad
     if not res["ok"]:
         res["why"] = f"knn_mean_distance_kernel differs from knn_mean_distance: {res['mismatch']}"
     return _check_budget(res)
