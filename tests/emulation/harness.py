@@ -152,9 +152,14 @@ def case_dm(cupy, steps: int = 3, n: int = 23, views: int = 2, runs: int = 3) ->
         best_d = cupy.asarray(np.full(x0.shape, np.nan + 0j, np.complex64))
         best_eps_d = cupy.asarray(best_eps_h)
         best_d[...] = 0
+        prepares = []
         for it in range(steps):
-            beta = 0.8 if it % 2 == 0 else -0.7
+            # two steps with one beta (the second reuses the f_S(x) that dm_update wrote), then
+            # the other sign (g_S changes: dm_prepare runs again)
+            beta = 0.8 if it % 4 < 2 else -0.7
+            n0 = len(cupy._raw.LAUNCHES)
             (xd2, est_d, eps_d), r = _reads(cupy, dmk.dm_step_kernel, xd, ad, vd, sd, beta=beta, work=work)
+            prepares.append(sum(name == "dm_prepare" for name, *_ in cupy._raw.LAUNCHES[n0:]))
             res["reads"][f"dm_step_kernel#{it}"] = r
             xh, est_h, eps_h = alg.dm_step(xh, amp, valid, support, beta=beta)
             est_h = est_h.copy()
@@ -174,6 +179,10 @@ def case_dm(cupy, steps: int = 3, n: int = 23, views: int = 2, runs: int = 3) ->
             if not (np.array_equal(best_d.get(), best_h) and np.array_equal(best_eps_d.get(), best_eps_h)):
                 res["ok"] = False
                 res["why"] = f"track_best_kernel differs from the twin's selection at step {it}"
+        want_prepares = [int(it == 0 or it % 2 == 0) for it in range(steps)]
+        if prepares != want_prepares:
+            res["ok"] = False
+            res["why"] = f"dm_prepare launched at steps {prepares}, expected {want_prepares}"
     if res["max_rel_err"] > 2e-6:
         res["ok"] = False
         res["why"] = f"dm_step_kernel differs from dm_step: max relative error {res['max_rel_err']:.3g}"
@@ -356,7 +365,7 @@ CASES = {"dm": case_dm, "bm": case_bm, "knn": case_knn, "sgm": case_sgm, "phasin
 #: layouts and signs of beta (DM), B = 1, 3, 9 with one and several disparity chunks and the
 #: texture rule (BM), all 8 SGM directions and DPT = 2.
 SANITIZER_PARAMS = {
-    "dm": {"steps": 2, "n": 15},
+    "dm": {"steps": 3, "n": 15},
     "bm": {"blocks": (1, 9), "ranges": ((-20, 17, 0.02),)},
     "sgm": {"shapes": ((5, 7, 37, 8), (2, 3, 1030, 4))},
 }
