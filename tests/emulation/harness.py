@@ -227,7 +227,7 @@ def case_bm(cupy, blocks=(1, 3, 9), h: int = 37, w: int = 41, ranges=BM_RANGES) 
                     res["mismatch"][f"b={b},d={dmin}..{dmax},{f}"] = bad
     # through block_match (the stage's entry point) the kernel path makes no host read either, and
     # a non-finite reference pixel invalidates the blocks that hold it (the binding's contract)
-    b, (dmin, dmax, thr) = blocks[-1], ranges[0]
+    b, (dmin, dmax, thr) = blocks[0], ranges[0]  # an instance compiled already
     opt = MatchOptions(block=b, dmin=dmin, dmax=dmax, texture_threshold=thr)
     bad_left = left.copy()
     bad_left[h // 2, w // 2] = np.nan
@@ -362,10 +362,10 @@ CASES = {"dm": case_dm, "bm": case_bm, "knn": case_knn, "sgm": case_sgm, "phasin
 
 #: Smaller cases for the sanitized builds (ThreadSanitizer costs ~5x per synchronisation), still
 #: covering every kernel, template instance class and branch of the plain cases: both support
-#: layouts and signs of beta (DM), B = 1, 3, 9 with one and several disparity chunks and the
-#: texture rule (BM), all 8 SGM directions and DPT = 2.
+#: layouts, dm_prepare and the f_S(x) written by dm_update (DM), B = 1 and 9 with several disparity
+#: chunks and the texture rule (BM), all 8 SGM directions and DPT = 2.
 SANITIZER_PARAMS = {
-    "dm": {"steps": 3, "n": 15},
+    "dm": {"steps": 2, "n": 15},
     "bm": {"blocks": (1, 9), "ranges": ((-20, 17, 0.02),)},
     "sgm": {"shapes": ((5, 7, 37, 8), (2, 3, 1030, 4))},
 }
