@@ -243,7 +243,7 @@ def case_bm(cupy, blocks=(1, 3, 9), h: int = 37, w: int = 41, ranges=BM_RANGES) 
     return _check_budget(res)
 
 
-def case_knn(cupy, m: int = 301) -> dict:
+def case_knn(cupy, m: int = 301, degenerate: bool = True) -> dict:
     from xstereo_gpu.cloud import _knn_kernel as kk
     from xstereo_gpu.cloud.outliers import knn_mean_distance
 
@@ -268,7 +268,8 @@ def case_knn(cupy, m: int = 301) -> dict:
     # degenerate clouds: all points identical (one cell, one host read) and a line (the planner's
     # ladder of cell widths)
     s = rng.random(60)
-    for name, p, k in (("identical", np.full((40, 3), 1.5), 9), ("line", np.c_[s, 2 * s + 1, -s], 5)):
+    clouds = (("identical", np.full((40, 3), 1.5), 9), ("line", np.c_[s, 2 * s + 1, -s], 5))
+    for name, p, k in clouds if degenerate else ():
         got, r = _reads(cupy, kk.knn_mean_distance_kernel, cupy.asarray(p), k)
         res["reads"][f"knn_mean_distance_kernel(k={k},{name},M={len(p)})"] = r
         bad = int(np.sum(got.get() != knn_mean_distance(p, k, method="kdtree")))
@@ -363,9 +364,11 @@ CASES = {"dm": case_dm, "bm": case_bm, "knn": case_knn, "sgm": case_sgm, "phasin
 #: Smaller cases for the sanitized builds (ThreadSanitizer costs ~5x per synchronisation), still
 #: covering every kernel, template instance class and branch of the plain cases: both support
 #: layouts, dm_prepare and the f_S(x) written by dm_update (DM), B = 1 and 9 with several disparity
-#: chunks and the texture rule (BM), all 8 SGM directions and DPT = 2.
+#: chunks and the texture rule (BM), all 8 SGM directions and DPT = 2; the degenerate kNN clouds
+#: (plain runs only) add no kernel code path.
 SANITIZER_PARAMS = {
     "dm": {"steps": 2, "n": 15},
+    "knn": {"degenerate": False},
     "bm": {"blocks": (1, 9), "ranges": ((-20, 17, 0.02),)},
     "sgm": {"shapes": ((5, 7, 37, 8), (2, 3, 1030, 4))},
 }

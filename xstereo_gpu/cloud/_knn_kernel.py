@@ -45,7 +45,7 @@ _BLOCK = 128
 _KEY_BLOCK = 256
 _MAX_AXIS_CELLS = 1 << 20
 #: Cell widths tried at once by the planner: the first guess times 2**j for these j.
-_PLAN_LADDER = tuple(range(-4, 5))
+_PLAN_LADDER = tuple(range(-3, 4))
 _NO_CELL = np.int64(0x7FFFFFFFFFFFFFFF)  # KNN_NO_CELL of the .cu file
 _NAME_EXPRESSIONS = ("knn_cell_keys<float>", "knn_cell_keys<double>") + tuple(
     f"knn_mean_distance_grid<{c}>" for c in _KCAPS
