@@ -89,6 +89,29 @@ def asnumpy(a, stream=None, order="C", out=None, blocking=True):
     return _np.asarray(a)
 
 
+class _MemoryPool:
+    """The default memory pool's stand-in: NumPy owns the memory, nothing is pooled."""
+
+    def free_all_blocks(self):
+        pass
+
+    def free_bytes(self):
+        return 0
+
+    def used_bytes(self):
+        return 0
+
+    def total_bytes(self):
+        return 0
+
+
+_POOL = _MemoryPool()
+
+
+def get_default_memory_pool():
+    return _POOL
+
+
 def get_array_module(*args):
     import sys
 
@@ -101,7 +124,8 @@ def get_array_module(*args):
 #: CuPy functions that synchronise with the host to size their output or check their arguments
 #: (``nonzero`` and its relatives count the hits, ``unique`` its values, ``bincount`` takes
 #: ``int(x.max())``, ``percentile``/``quantile`` check ``q`` on the host): each call on a device
-#: array counts as one host read, as boolean-mask indexing does (``ndarray.__getitem__``).
+#: array counts as one host read, as boolean-mask indexing does (``ndarray.__getitem__``) - a lower
+#: bound where CuPy reads more than once (``percentile`` checks ``q`` with two reads).
 SYNCING = frozenset(
     {
         "nonzero",

@@ -54,6 +54,11 @@ class Device:
     def synchronize(self):
         pass
 
+    @property
+    def mem_info(self):
+        """(free, total) bytes: the stand-in's 1 GiB "device" (as cupy.cuda.runtime says)."""
+        return (1 << 30, 1 << 30)
+
 
 def _unwrap(x):
     if isinstance(x, ndarray):
