@@ -12,12 +12,13 @@ first guess comes from the 1 %..99 % box of the cloud; the point-weighted mean c
 then measured on the device for a ladder of widths around it (one sort of the cell keys each) and
 the nearest to the wanted occupancy wins, so that lines, sheets and clusters get sensible cells.
 
-Host synchronisation: two reads per call (issue 12's budget), the box statistics with the finite
-check, and the ladder's occupancies; the list of non-empty cells is built on the device (no
-``nonzero``, whose output size CuPy learns on the host).
 Cells per axis are capped at 2**20; when the cloud is wider than that (far outliers), the grid
 window is centred on the median and the points outside fall into the unbounded border cells. Only
 non-empty cells are stored: memory is O(M).
+
+Host synchronisation: two reads per call (issue 12's budget), the box statistics with the finite
+check, and the ladder's occupancies; the list of non-empty cells is built on the device (no
+``nonzero``, whose output size CuPy learns on the host).
 
 Known weak spot: a cloud whose density varies by orders of magnitude between regions (a dense
 cluster inside a sparse cloud) gets one cell width for both, so it is correct but slower (the
