@@ -14,7 +14,7 @@ iterations), ``shots_per_launch`` and, after the rounds, ``shots_per_s`` and ``h
 median round. Dask scaling and the blank-shot read speed are in ``xstereo bench --shots N``.
 
 Run: ``pytest benchmarks/test_bench_batch.py --benchmark-only`` (CPU, a few minutes on 2 cores), or on
-a GPU machine with ``XSTEREO_BACKEND=cupy`` (``benchmarks/run_on_gpu.sh``).
+a GPU machine with ``XSTEREO_BACKEND=cupy``.
 """
 
 from __future__ import annotations

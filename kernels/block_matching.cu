@@ -10,8 +10,8 @@
 //
 // dy, dx in [-h, h] (h = B / 2), rows and columns clamped to the image (edge replication, per
 // image, as the twin's np.pad(mode="edge")); cost(d) = +inf when the matched column (x - d, resp.
-// x + d) lies outside [0, W). prox[d] = float32(B*B * w * |d| / max(|dmin|, |dmax|)) comes from the
-// host. The sum is separable and in the twin's order: per row, a horizontal sum over dx, then a
+// x + d) lies outside [0, W). prox[d] = float32(B*B * w * |d| / max(|dmin|, |dmax|)), computed in
+// the kernel in float64 as the twin computes it ((pw * |d|) / dnorm, pw = B*B * w), then rounded. The sum is separable and in the twin's order: per row, a horizontal sum over dx, then a
 // vertical sum of the row sums over dy; sums of n <= 7 terms are sequential float32 additions
 // (twin: _box_valid, b <= 7), longer ones accumulate in float64 and are rounded to float32 (twin:
 // float64 cumsum; equal up to one float32 ulp in rare ties of the rounding).
@@ -34,8 +34,8 @@
 // Layout of the arguments (all C-contiguous float32 unless stated)
 // ----------------------------------------------------------------
 //   left, right     : (H, W) rectified views
-//   prox            : (dmax - dmin + 1,) proximity term per d, index d - dmin (already times B*B)
 //   H, W, dmin, dmax, use_texture : int;  inv_scale, inv_tex, thr : float
+//   pw, dnorm       : double: B*B * proximity weight, max(|dmin|, |dmax|) (1 if both are 0)
 //   disp, cost, conf: (2, H, W) outputs; plane 0 = left map, plane 1 = right map
 //
 // Launch configuration
@@ -128,7 +128,7 @@ struct BmTrack {
 template <int B>
 __global__ void __launch_bounds__(BM_NT)
 block_match(const float* __restrict__ left, const float* __restrict__ right, int H, int W,
-            int dmin, int dmax, const float* __restrict__ prox, float inv_scale, float inv_tex,
+            int dmin, int dmax, double pw, double dnorm, float inv_scale, float inv_tex,
             float thr, int use_texture, float* __restrict__ disp, float* __restrict__ cost,
             float* __restrict__ conf) {
     static_assert(B >= 1 && B % 2 == 1, "block side must be odd and positive");
@@ -177,7 +177,7 @@ block_match(const float* __restrict__ left, const float* __restrict__ right, int
             __syncthreads();
             const int xo = dir ? x + d : x - d;
             const bool inside = xo >= 0 && xo < W;
-            const float pd = prox[d - dmin];
+            const float pd = (float)__ddiv_rn(__dmul_rn(pw, (double)abs(d)), dnorm);
 #pragma unroll
             for (int j = 0; j < BM_RPT; ++j) {
                 const int rl = threadIdx.y + j * BM_NY;

@@ -14,7 +14,9 @@
 // clamped into [0, n-1], so the border cells extend to infinity and points far outside the grid
 // window (outliers) still have a cell. Cell key = (cx*ny + cy)*nz + cz (int64, n <= 2^20 per axis).
 // The binding sorts the points by key and lists the non-empty cells (sorted unique keys and their
-// start offsets), so memory stays O(M) whatever the number of grid cells.
+// start offsets, followed by KNN_NO_CELL sentinels up to length M, so that the list is built on the
+// device without the host learning the number of cells), so memory stays O(M) whatever the number
+// of grid cells.
 //
 // Search (one thread per point, in cell-sorted order). Chebyshev rings s = 0, 1, ..., KNN_RINGS of
 // cells around the point's cell, each row (X, Y) of a ring found by a binary search in the sorted
@@ -23,22 +25,24 @@
 // faces of the ring, minus a rounding slack), when the k-th distance is 0 (nothing can be
 // strictly closer; e.g. all points identical) or when no cell is left. Points not settled after
 // KNN_RINGS rings (isolated outliers, sparse regions) fall back to a pass over all non-empty cells
-// with the same box test. The k smallest squared distances live in a sorted per-thread array of
-// KCAP >= k entries (insertion sort).
+// with the same box test. The k smallest squared distances live in a per-thread bounded max-heap
+// of KCAP >= k entries (KnnBest), heap-sorted once at the end.
 //
 // Kernels and arguments (all arrays C-contiguous, M = number of points, C = non-empty cells):
 //   knn_cell_keys<T>(pts (M, 3) T, m, lox, loy, loz, inv_h, nx, ny, nz, keys (M,) int64)
 //       launch: 1D, one thread per point (any block size; the binding uses 256).
 //   knn_mean_distance_grid<KCAP>(xyz (M, 3) float64 sorted by key, order (M,) int64 original index
-//       of each sorted point, keys (M,) int64 sorted, cell_keys (C,) int64 sorted unique,
-//       cell_start (C + 1,) int64 (cell c holds sorted points cell_start[c] .. cell_start[c+1]-1),
-//       n_cells, m, k (1 <= k <= KCAP, k <= M - 1), lox, loy, loz, h, nx, ny, nz, slack (length
+//       of each sorted point, keys (M,) int64 sorted, cell_keys (n_cells,) int64: the C sorted
+//       unique keys, then KNN_NO_CELL up to n_cells >= C (the binding passes n_cells = M),
+//       cell_start (n_cells + 1,) int64 (cell c < C holds sorted points cell_start[c] ..
+//       cell_start[c+1]-1; cell_start[C] = M), n_cells, m, k (1 <= k <= KCAP, k <= M - 1), lox, loy, loz, h, nx, ny, nz, slack (length
 //       unit, >= 0), out (M,) float64 indexed by original point)
 //       launch: 1D, one thread per sorted point, 128 threads per block; KCAP in {8,16,32,64,128}.
 
 #ifndef KNN_RINGS
 #define KNN_RINGS 3
 #endif
+#define KNN_NO_CELL 0x7fffffffffffffffLL  // cell_keys past the last non-empty cell
 
 __device__ __forceinline__ int knn_cell_coord(double p, double lo, double inv_h, int n)
 {
@@ -103,31 +107,62 @@ __device__ __forceinline__ long long knn_lower_bound(const long long* __restrict
     return a;
 }
 
+// The k smallest squared distances seen so far, as a bounded max-heap: d2[0] is the largest of
+// them, so a candidate is compared with d2[0] and, when smaller, replaces it and sinks down
+// (O(log k) moves instead of an insertion sort's O(k) shifts through local memory).
 template <int KCAP>
 struct KnnBest {
     double d2[KCAP];
     int cnt;
     int k;
-    double kth;  // k-th smallest squared distance so far; +inf until k candidates are held
+    double kth;  // k-th smallest squared distance so far (the heap's root); +inf until k are held
 
     __device__ void init(int k_) { cnt = 0; k = k_; kth = __longlong_as_double(0x7ff0000000000000LL); }
+
+    // the root of the heap d2[0..n) is replaced by v, which sinks to its place
+    __device__ __forceinline__ void sink(double v, int n)
+    {
+        int j = 0;
+        for (;;) {
+            int c = 2 * j + 1;
+            if (c >= n) break;
+            if (c + 1 < n && d2[c + 1] > d2[c]) ++c;
+            if (d2[c] <= v) break;
+            d2[j] = d2[c];
+            j = c;
+        }
+        d2[j] = v;
+    }
 
     __device__ __forceinline__ void insert(double v)
     {
         if (cnt < k) {
-            int j = cnt++;
-            while (j > 0 && d2[j - 1] > v) { d2[j] = d2[j - 1]; --j; }
+            int j = cnt++;  // rise from the new leaf
+            while (j > 0) {
+                const int p = (j - 1) >> 1;
+                if (d2[p] >= v) break;
+                d2[j] = d2[p];
+                j = p;
+            }
             d2[j] = v;
-            if (cnt == k) kth = d2[k - 1];
+            if (cnt == k) kth = d2[0];
         } else if (v < kth) {
-            int j = k - 1;
-            while (j > 0 && d2[j - 1] > v) { d2[j] = d2[j - 1]; --j; }
-            d2[j] = v;
-            kth = d2[k - 1];
+            sink(v, k);
+            kth = d2[0];
         }
     }
 
     __device__ __forceinline__ bool exact() const { return cnt == k && kth == 0.0; }
+
+    // heap sort in place: d2[0..k) ascending (once, at the end)
+    __device__ void sort_ascending()
+    {
+        for (int n = k - 1; n > 0; --n) {
+            const double top = d2[0];
+            sink(d2[n], n);
+            d2[n] = top;
+        }
+    }
 };
 
 template <int KCAP>
@@ -211,6 +246,7 @@ __global__ void knn_mean_distance_grid(const double* __restrict__ xyz,
         // isolated point: every non-empty cell outside the searched rings, pruned by its box
         for (long long c = 0; c < n_cells && !best.exact(); ++c) {
             const long long ck = cell_keys[c];
+            if (ck == KNN_NO_CELL) break;  // the sentinels after the last non-empty cell
             const int Z = (int)(ck % nz);
             const int Y = (int)((ck / nz) % ny);
             const int X = (int)(ck / ((long long)nz * ny));
@@ -223,6 +259,7 @@ __global__ void knn_mean_distance_grid(const double* __restrict__ xyz,
     }
 
     // NumPy's mean of the sorted distances: pairwise summation (n <= 128), then / k
+    best.sort_ascending();
     double* a = best.d2;
     const int n = best.k;
     for (int j = 0; j < n; ++j) a[j] = sqrt(a[j]);

@@ -16,10 +16,6 @@ import h5py
 import numpy as np
 import pytest
 from batch_helpers import OPTIONS
-from extra_data.tests.mockdata import write_file
-from extra_data.tests.mockdata.basler_camera import BaslerCamera
-from extra_data.tests.mockdata.detectors import AGIPDModule
-from extra_data.tests.mockdata.xgm import XGM
 
 from xstereo_gpu import SimulationOptions, simulate_shot
 from xstereo_gpu.batch import RunStore, VetoOptions, open_source, process_run
@@ -27,6 +23,13 @@ from xstereo_gpu.batch.cluster import one_shot_source, reconstruct_indices
 from xstereo_gpu.errors import InputError
 from xstereo_gpu.io.cxi import MASK_INVALID
 from xstereo_gpu.shot import Shot
+
+# optional dependency (the test extra): skip where it is missing, e.g. on the lent GPU image
+pytest.importorskip("extra_data")
+from extra_data.tests.mockdata import write_file  # noqa: E402
+from extra_data.tests.mockdata.basler_camera import BaslerCamera  # noqa: E402
+from extra_data.tests.mockdata.detectors import AGIPDModule  # noqa: E402
+from extra_data.tests.mockdata.xgm import XGM  # noqa: E402
 
 CAMERA = "SPB_EXP_STEREO/CAM/CCD"
 SOURCE = f"{CAMERA}:daqOutput"

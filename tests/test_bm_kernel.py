@@ -208,12 +208,14 @@ def test_known_shift_recovered():
 
 
 @pytest.mark.gpu
-def test_non_finite_rejected():
+def test_non_finite_reference_pixel_invalidates_its_blocks():
+    """No host synchronisation checks finiteness: a NaN pixel makes the blocks holding it invalid."""
     cupy = pytest.importorskip("cupy")
-    left = cupy.zeros((8, 8), cupy.float32)
-    left[2, 3] = cupy.nan
-    with pytest.raises(InputError, match="non-finite"):
-        block_match_kernel(left, cupy.zeros((8, 8), cupy.float32), MatchOptions(block=3, dmin=-2, dmax=2))
+    rng = np.random.default_rng(4)
+    left, right = (cupy.asarray(a) for a in _textured_pair(rng, 16, 16, 1))
+    left[7, 8] = cupy.nan
+    res = block_match_kernel(left, right, MatchOptions(block=3, dmin=-2, dmax=2, texture_threshold=0.0))
+    assert np.isnan(cupy.asnumpy(res.disparity_left)[6:9, 7:10]).all()
 
 
 # ------------------------------------------------------------------------------ wiring into block_match

@@ -179,7 +179,7 @@ def test_dm_step_kernel_matches_twin(n, per_run_support, beta, gammas):
     xg = cupy.asarray(x)
     ampg, valg, supg = cupy.asarray(amp), cupy.asarray(val), cupy.asarray(sup)
     work = DMKernelWorkspace(xg)
-    for a in (work.buf, work.sum2, work.eps):  # poison every output and scratch buffer
+    for a in (work.buf, work.fs, work.sum2, work.eps):  # poison every output and scratch buffer
         a.fill(np.nan)
     twin_work = Workspace(x, amp, val)
     for _ in range(4):

@@ -203,16 +203,16 @@ def host_kernel(tmp_path_factory):
         "zeros",
         "empty",
         "not_equal",
-        "flatnonzero",
         "concatenate",
         "asarray",
         "full",
         "stack",
-        "median",
         "argsort",
         "arange",
-        "percentile",
-        "diff",
+        "sort",
+        "searchsorted",
+        "cumsum",
+        "where",
     ):
         fn = getattr(np, name)
         setattr(fake, name, (lambda fn: lambda *a, **kw: _host(fn(*a, **kw)))(fn))

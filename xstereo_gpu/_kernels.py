@@ -1,9 +1,9 @@
 """Load the CUDA sources in ``kernels/*.cu`` through ``cupy.RawModule``, memoized per device.
 
 The ``.cu`` files ship inside the wheel as the package ``xstereo_gpu.kernels`` (pyproject maps the
-top-level ``kernels/`` folder onto it). When the package is imported from a checkout that is not installed
-(``python -m pytest`` in the source tree), ``xstereo_gpu.kernels`` does not exist and the sources are
-read from the checkout's ``kernels/`` folder instead. Nothing is compiled at import: :func:`load_module`
+top-level ``kernels/`` folder onto it). When the package is imported from a checkout (installed
+editable or not, ``python -m pytest`` in the source tree), the sources are read from that checkout's
+``kernels/`` folder. Nothing is compiled at import: :func:`load_module`
 compiles on
 first use and caches the module per (device, file, preamble, name expressions); CuPy also caches the
 binaries on disk (``CUPY_CACHE_DIR``).
@@ -45,16 +45,23 @@ CHECKOUT_KERNELS = Path(__file__).resolve().parent.parent / "kernels"
 
 
 def kernel_source(name: str) -> str:
-    """Text of ``kernels/<name>``: as shipped in the package, else from the checkout's ``kernels/``."""
-    try:
-        root = importlib.resources.files("xstereo_gpu.kernels")
-    except ModuleNotFoundError:  # imported from a source tree: kernels/ sits next to xstereo_gpu/
-        root = CHECKOUT_KERNELS
+    """Text of ``kernels/<name>``: from the checkout's ``kernels/`` when this package sits in a source
+    tree (next to ``pyproject.toml``), else as shipped in the package ``xstereo_gpu.kernels``.
+
+    The checkout wins so that an editable install of one checkout never serves its kernels to the
+    package of another checkout put first on ``PYTHONPATH`` (a worktree).
+    """
+    root = CHECKOUT_KERNELS
+    if not (root.is_dir() and (root.parent / "pyproject.toml").is_file()):
+        try:
+            root = importlib.resources.files("xstereo_gpu.kernels")
+        except ModuleNotFoundError:
+            pass
     path = root.joinpath(name)
     if not path.is_file():
         raise FileNotFoundError(
-            f"CUDA source {name!r} not found in {root} (the package xstereo_gpu.kernels, "
-            f"or the checkout's kernels/ folder when xstereo_gpu is not installed)"
+            f"CUDA source {name!r} not found in {root} (the checkout's kernels/ folder, or the package "
+            f"xstereo_gpu.kernels when xstereo_gpu is installed)"
         )
     return path.read_text()
 

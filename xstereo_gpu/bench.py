@@ -15,14 +15,22 @@ same cases with the same cost model: :func:`time_fn`, :func:`measure_limits`, :f
 
 Cost model (bytes that must cross DRAM at least once, per call)
 ----------------------------------------------------------------
-- DM iteration, per pixel of each of the ``V R`` images: ``dm_prepare`` reads ``x`` and the support
-  and writes two complex images (25 B), ``dm_modulus`` reads and writes two (32 B), ``dm_update``
-  reads three, the support, writes one (33 B), ``best_copy`` at most 17 B: 107 B; plus the FFT
-  floor of two forward + inverse pairs of the batch (measured). Flops: ``5 N^2 log2(N^2)`` per
+- DM iteration, per pixel of each of the ``V R`` images: ``dm_modulus`` reads and writes two
+  complex images (32 B), ``dm_update`` reads three and the support and writes two, ``x`` and the
+  next step's ``f_S(x)`` (41 B), ``best_copy`` at most 17 B: 90 B (``dm_prepare``, 25 B, runs only
+  on a step after a new support; table in ``kernels/difference_map.cu``); plus the FFT floor of two
+  forward + inverse pairs of the batch (measured). Flops: ``5 N^2 log2(N^2)`` per
   transform, 4 transforms per image, plus about 40 per pixel.
 - Block matching: reads both images and writes six maps: 32 B per pixel (compute-bound; its
   throughput is pixel-disparities per second, both maps counted).
 - kNN: reads the points and writes the mean distances, 32 B per point (compute-bound).
+
+Host reads
+----------
+Every row also gives the device-to-host reads (host synchronisations) of one call, and the
+pipeline row those of each stage, counted by :class:`~xstereo_gpu.timing.HostReadCounter` (what it
+counts: its docstring; ``None`` on NumPy). Issue 12's budgets: 0 per DM iteration between cost
+checks, 0 per block-matching call, at most 2 per kNN call.
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ from .pipeline import run_pipeline
 from .simulate import simulate_shot
 from .stereo._bm_kernel import block_match_kernel
 from .stereo.disparity import block_match
+from .timing import HostReadCounter
 
 __all__ = [
     "BenchCase",
@@ -175,7 +184,7 @@ def _dm_cases(xp, v, r, n, *, gpu: bool, repeat: int, full_size: bool) -> list[B
         runs=r, iterations=10**9, final_er=0, shrinkwrap_every=0, check_every=10**9, select_from=0.0, seed=0
     )
     nn, n_img = n * n, v * r
-    nbytes = n_img * nn * 107.0 + v * nn * 5.0
+    nbytes = n_img * nn * 90.0 + v * nn * 5.0
     flops = n_img * (4 * 5.0 * nn * math.log2(nn) + 40.0 * nn)
     shape = f"({v}, {r}, {n}, {n}) c64"
     cases = []
@@ -321,8 +330,9 @@ def measure_case(xp, case: BenchCase, limits: dict, *, seconds: float | None = N
         ``bytes``, ``flops``, ``achieved_gb_per_s``, ``bandwidth_fraction`` (achieved over the
         measured copy bandwidth), ``floor_ms`` (bytes at the copy bandwidth plus the FFT pairs),
         ``fraction_of_floor`` (``floor_ms / time_ms``: 1 is the measured limit), ``limit`` (text),
-        ``ratio_to_limit`` (``time / (2 FFT pairs)`` for the DM rows, else ``None``), ``target_ms``
-        and ``ratio_to_target``. A kernel that fails to compile or run gives a row with
+        ``ratio_to_limit`` (``time / (2 FFT pairs)`` for the DM rows, else ``None``), ``target_ms``,
+        ``ratio_to_target`` and ``host_reads`` (device-to-host reads of one more, untimed call;
+        ``None`` where not counted). A kernel that fails to compile or run gives a row with
         ``time_ms = None`` and the error as throughput: reported, not hidden.
     """
     row = dict(
@@ -335,9 +345,15 @@ def measure_case(xp, case: BenchCase, limits: dict, *, seconds: float | None = N
         target_ms=case.target_ms,
         limit="2 FFT pairs" if case.fft_pairs else "",
         ratio_to_limit=None,
+        host_reads=None,
     )
     try:
         t = time_fn(xp, case.fn, repeat=case.repeat) if seconds is None else float(seconds)
+        reads = HostReadCounter(xp)
+        if reads.mechanism is not None:  # one more call, untimed: its host reads
+            with reads:
+                case.fn()
+        row["host_reads"] = reads.total()
     except Exception as exc:
         if not case.name.endswith("(kernel)"):
             raise
@@ -433,7 +449,8 @@ def run_bench(
         say("pipeline")
         shot = simulate_shot()
         opts = PipelineOptions.for_profile("paper" if gpu else "cpu")
-        res = run_pipeline(shot, opts, backend="cupy" if gpu else "numpy")
+        with HostReadCounter(xp) as reads:
+            res = run_pipeline(shot, opts, backend="cupy" if gpu else "numpy")
         stages = ", ".join(f"{k} {v:.2f}" for k, v in res.timings.items() if k != "total")
         rows.append(
             dict(
@@ -444,6 +461,9 @@ def run_bench(
                 throughput=f"stages [s]: {stages}",
                 limit="",
                 ratio_to_limit=None,
+                host_reads=reads.total(),
+                host_reads_by_stage=dict(reads.stages),
+                host_reads_counted=reads.mechanism,
             )
         )
     return {
@@ -474,6 +494,10 @@ def format_table(result: dict) -> str:
             extra += f" [target {r['target_ms']:g} ms" + (
                 f", {r['ratio_to_target']:.2f}x]" if r.get("ratio_to_target") is not None else "]"
             )
+        if r.get("host_reads") is not None:
+            extra += f"; host reads {r['host_reads']}"
+            if r.get("host_reads_by_stage"):
+                extra += " (" + ", ".join(f"{k} {v}" for k, v in r["host_reads_by_stage"].items()) + ")"
         lines.append(
             f"{r['name']:38s} {r['shape']:34s} {t:>10s}  {ratio:>6s}  {frac:>8s}  {r['throughput']}{extra}"
         )
@@ -481,4 +505,10 @@ def format_table(result: dict) -> str:
         "ratio: time over 2 cuFFT/FFT pairs of the same shape; of floor: the time floor (bytes at the "
         "measured copy bandwidth + FFT pairs) over the time"
     )
+    pipe = next((r for r in result["rows"] if r.get("key") == "pipeline"), None)
+    if pipe is not None:
+        lines.append(
+            "host reads (device-to-host, per call; pipeline: per stage): "
+            + (pipe.get("host_reads_counted") or "not counted on this backend")
+        )
     return "\n".join(lines)

@@ -103,6 +103,30 @@ def _rel_err(a, b):
 
 # --------------------------------------------------------------------------------------------- cases
 
+#: Host-read budget per binding call (issue 12, item 2): key prefix of ``res["reads"]`` -> most reads.
+#: The stand-in counts explicit reads (``.get()``, ``bool()``, ...) and the CuPy calls that
+#: synchronise to size their output (see fake/cupy/__init__.py: ``SYNCING``).
+READ_BUDGET = {
+    "dm_step_kernel": 0,
+    "track_best_kernel": 0,
+    "block_match_kernel": 0,
+    "block_match(": 0,
+    "knn_mean_distance_kernel": 2,
+    "aggregate_costs_kernel": 0,
+}
+
+
+def _check_budget(res: dict) -> dict:
+    over = {
+        call: n
+        for call, r in res["reads"].items()
+        for prefix, most in READ_BUDGET.items()
+        if call.startswith(prefix) and (n := sum(r.values())) > most
+    }
+    if over and res["ok"]:
+        res.update(ok=False, why=f"host reads over budget {READ_BUDGET}: {over}")
+    return res
+
 
 def case_dm(cupy, steps: int = 3, n: int = 23, views: int = 2, runs: int = 3) -> dict:
     from xstereo_gpu.phasing import _dm_kernel as dmk
@@ -128,9 +152,14 @@ def case_dm(cupy, steps: int = 3, n: int = 23, views: int = 2, runs: int = 3) ->
         best_d = cupy.asarray(np.full(x0.shape, np.nan + 0j, np.complex64))
         best_eps_d = cupy.asarray(best_eps_h)
         best_d[...] = 0
+        prepares = []
         for it in range(steps):
-            beta = 0.8 if it % 2 == 0 else -0.7
+            # two steps with one beta (the second reuses the f_S(x) that dm_update wrote), then
+            # the other sign (g_S changes: dm_prepare runs again)
+            beta = 0.8 if it % 4 < 2 else -0.7
+            n0 = len(cupy._raw.LAUNCHES)
             (xd2, est_d, eps_d), r = _reads(cupy, dmk.dm_step_kernel, xd, ad, vd, sd, beta=beta, work=work)
+            prepares.append(sum(name == "dm_prepare" for name, *_ in cupy._raw.LAUNCHES[n0:]))
             res["reads"][f"dm_step_kernel#{it}"] = r
             xh, est_h, eps_h = alg.dm_step(xh, amp, valid, support, beta=beta)
             est_h = est_h.copy()
@@ -150,10 +179,14 @@ def case_dm(cupy, steps: int = 3, n: int = 23, views: int = 2, runs: int = 3) ->
             if not (np.array_equal(best_d.get(), best_h) and np.array_equal(best_eps_d.get(), best_eps_h)):
                 res["ok"] = False
                 res["why"] = f"track_best_kernel differs from the twin's selection at step {it}"
+        want_prepares = [int(it == 0 or it % 2 == 0) for it in range(steps)]
+        if prepares != want_prepares:
+            res["ok"] = False
+            res["why"] = f"dm_prepare launched at steps {prepares}, expected {want_prepares}"
     if res["max_rel_err"] > 2e-6:
         res["ok"] = False
         res["why"] = f"dm_step_kernel differs from dm_step: max relative error {res['max_rel_err']:.3g}"
-    return res
+    return _check_budget(res)
 
 
 BM_RANGES = ((-5, 9, 0.02), (-40, 37, 0.0))  # one chunk of disparities with the texture rule; three chunks
@@ -192,12 +225,25 @@ def case_bm(cupy, blocks=(1, 3, 9), h: int = 37, w: int = 41, ranges=BM_RANGES) 
                 if bad:
                     res["ok"] = False
                     res["mismatch"][f"b={b},d={dmin}..{dmax},{f}"] = bad
+    # through block_match (the stage's entry point) the kernel path makes no host read either, and
+    # a non-finite reference pixel invalidates the blocks that hold it (the binding's contract)
+    b, (dmin, dmax, thr) = blocks[0], ranges[0]  # an instance compiled already
+    opt = MatchOptions(block=b, dmin=dmin, dmax=dmax, texture_threshold=thr)
+    bad_left = left.copy()
+    bad_left[h // 2, w // 2] = np.nan
+    got, r = _reads(cupy, block_match, cupy.asarray(bad_left), cupy.asarray(right), opt, kernels=True)
+    res["reads"][f"block_match(b={b},d={dmin}..{dmax},NaN pixel)"] = r
+    hb = b // 2
+    around = got.disparity_left.get()[h // 2 - hb : h // 2 + hb + 1, w // 2 - hb : w // 2 + hb + 1]
+    if not np.isnan(around).all():
+        res["ok"] = False
+        res["mismatch"]["NaN pixel: finite disparities around it"] = int(np.sum(~np.isnan(around)))
     if not res["ok"]:
         res["why"] = f"block_match_kernel differs from block_match: {res['mismatch']}"
-    return res
+    return _check_budget(res)
 
 
-def case_knn(cupy, m: int = 301) -> dict:
+def case_knn(cupy, m: int = 301, degenerate: bool = True) -> dict:
     from xstereo_gpu.cloud import _knn_kernel as kk
     from xstereo_gpu.cloud.outliers import knn_mean_distance
 
@@ -219,9 +265,20 @@ def case_knn(cupy, m: int = 301) -> dict:
         if bad:
             res["ok"] = False
             res["mismatch"][f"k={k},{np.dtype(dtype).name}"] = bad
+    # degenerate clouds: all points identical (one cell, one host read) and a line (the planner's
+    # ladder of cell widths)
+    s = rng.random(60)
+    clouds = (("identical", np.full((40, 3), 1.5), 9), ("line", np.c_[s, 2 * s + 1, -s], 5))
+    for name, p, k in clouds if degenerate else ():
+        got, r = _reads(cupy, kk.knn_mean_distance_kernel, cupy.asarray(p), k)
+        res["reads"][f"knn_mean_distance_kernel(k={k},{name},M={len(p)})"] = r
+        bad = int(np.sum(got.get() != knn_mean_distance(p, k, method="kdtree")))
+        if bad:
+            res["ok"] = False
+            res["mismatch"][name] = bad
     if not res["ok"]:
         res["why"] = f"knn_mean_distance_kernel differs from knn_mean_distance: {res['mismatch']}"
-    return res
+    return _check_budget(res)
 
 
 SGM_SHAPES = ((11, 13, 37, 4), (11, 13, 37, 8), (3, 4, 1030, 4))  # (H, W, D, paths); D = 1030: DPT = 2
@@ -245,7 +302,7 @@ def case_sgm(cupy, shapes=SGM_SHAPES) -> dict:
             res["mismatch"][f"{hh}x{ww}x{dd},paths={paths}"] = bad
     if not res["ok"]:
         res["why"] = f"aggregate_costs_kernel differs from aggregate_costs: {res['mismatch']}"
-    return res
+    return _check_budget(res)
 
 
 def case_phasing(cupy, n: int = 24, k: int = 4) -> dict:
@@ -306,10 +363,12 @@ CASES = {"dm": case_dm, "bm": case_bm, "knn": case_knn, "sgm": case_sgm, "phasin
 
 #: Smaller cases for the sanitized builds (ThreadSanitizer costs ~5x per synchronisation), still
 #: covering every kernel, template instance class and branch of the plain cases: both support
-#: layouts and signs of beta (DM), B = 1, 3, 9 with one and several disparity chunks and the
-#: texture rule (BM), all 8 SGM directions and DPT = 2.
+#: layouts, dm_prepare and the f_S(x) written by dm_update (DM), B = 1 and 9 with several disparity
+#: chunks and the texture rule (BM), all 8 SGM directions and DPT = 2; the degenerate kNN clouds
+#: (plain runs only) add no kernel code path.
 SANITIZER_PARAMS = {
     "dm": {"steps": 2, "n": 15},
+    "knn": {"degenerate": False},
     "bm": {"blocks": (1, 9), "ranges": ((-20, 17, 0.02),)},
     "sgm": {"shapes": ((5, 7, 37, 8), (2, 3, 1030, 4))},
 }

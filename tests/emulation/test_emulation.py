@@ -98,6 +98,36 @@ def test_plain_phasing_loop(emu_cache):
     assert res["ok"], res.get("why", res)
 
 
+def test_host_read_counter_attributes_reads_to_stages(emu_cache):
+    """timing.HostReadCounter (what ``xstereo bench`` prints) on the stand-in, through the real bindings:
+    block matching makes no host read, kNN two (issue 12's budgets), reads outside a stage count in
+    the total only."""
+    import numpy as np
+
+    from xstereo_gpu.cloud._knn_kernel import knn_mean_distance_kernel
+    from xstereo_gpu.config import MatchOptions
+    from xstereo_gpu.stereo.disparity import block_match
+    from xstereo_gpu.timing import HostReadCounter, StageTimer
+
+    rng = np.random.default_rng(1)
+    with harness.fake_cupy() as cupy:
+        left, right = (cupy.asarray(rng.random((12, 17), dtype=np.float32)) for _ in range(2))
+        pts = cupy.asarray(rng.random((50, 3)))
+        timings = {}
+        with HostReadCounter(cupy) as reads:
+            with StageTimer(cupy, timings, "stereo"):
+                block_match(left, right, MatchOptions(block=3, dmin=-2, dmax=2), kernels=True)
+            with StageTimer(cupy, timings, "cloud"):
+                knn_mean_distance_kernel(pts, 5)
+            left.get()
+        assert reads.mechanism is not None
+        assert reads.stages == {"stereo": 0, "cloud": 2}
+        assert reads.total() == 3
+        assert set(timings) == {"stereo", "cloud"}
+        pts.get()  # after the block: not counted
+        assert reads.total() == 3
+
+
 def test_plain_reports_exit_before_barrier(emu_cache, tmp_path):
     """The shim enforces CUDA's barrier rule: a thread that returns before a __syncthreads is an error."""
     src = _mutated(

@@ -8,12 +8,17 @@ applied to either result keeps the same points. ``knn_mean_distance`` (``method=
 
 Grid. The cell width ``h`` is chosen so that a point finds about ``max(k, 8) / 4`` points in its
 own cell (the k-th neighbour of a point in a uniform cloud then lies within one ring of cells). The
-first guess comes from the 1 %..99 % box of the cloud, and a few corrections (one sort of the cell
-keys and one host synchronisation each) measure the point-weighted mean cell occupancy and rescale
-``h`` with the cloud's apparent dimension, so that lines, sheets and clusters get sensible cells.
+first guess comes from the 1 %..99 % box of the cloud; the point-weighted mean cell occupancy is
+then measured on the device for a ladder of widths around it (one sort of the cell keys each) and
+the nearest to the wanted occupancy wins, so that lines, sheets and clusters get sensible cells.
+
 Cells per axis are capped at 2**20; when the cloud is wider than that (far outliers), the grid
 window is centred on the median and the points outside fall into the unbounded border cells. Only
 non-empty cells are stored: memory is O(M).
+
+Host synchronisation: two reads per call (issue 12's budget), the box statistics with the finite
+check, and the ladder's occupancies; the list of non-empty cells is built on the device (no
+``nonzero``, whose output size CuPy learns on the host).
 
 Known weak spot: a cloud whose density varies by orders of magnitude between regions (a dense
 cluster inside a sparse cloud) gets one cell width for both, so it is correct but slower (the
@@ -40,7 +45,9 @@ _KCAPS = (8, 16, 32, 64, 128)
 _BLOCK = 128
 _KEY_BLOCK = 256
 _MAX_AXIS_CELLS = 1 << 20
-_PLAN_ITERATIONS = 6
+#: Cell widths tried at once by the planner: the first guess times 2**j for these j.
+_PLAN_LADDER = tuple(range(-3, 4))
+_NO_CELL = np.int64(0x7FFFFFFFFFFFFFFF)  # KNN_NO_CELL of the .cu file
 _NAME_EXPRESSIONS = ("knn_cell_keys<float>", "knn_cell_keys<double>") + tuple(
     f"knn_mean_distance_grid<{c}>" for c in _KCAPS
 )
@@ -99,22 +106,26 @@ def knn_mean_distance_kernel(points, k):
     import cupy
 
     pts = cupy.ascontiguousarray(points)
-    if m and not bool(cupy.isfinite(pts).all()):
-        raise InputError(where, "non-finite coordinates", "finite coordinates")
-    if m <= 1:
-        return cupy.zeros(m, dtype=np.float64)
-
+    if m == 0:
+        return cupy.zeros(0, dtype=np.float64)
     module = load_module(_SOURCE, name_expressions=_NAME_EXPRESSIONS)
-    grid = _plan_grid(cupy, module, pts, k)
+    grid = _plan_grid(cupy, module, pts, k)  # the call's two host reads (finite check included)
+    if m == 1:
+        return cupy.zeros(1, dtype=np.float64)
     lo, h, n, keys, order = grid["lo"], grid["h"], grid["n"], grid["keys"], grid["order"]
 
+    # the non-empty cells, listed on the device without learning their number C on the host:
+    # cell c's key and first sorted point at index c (c < C), sentinels after
     sorted_keys = keys[order]
     first = cupy.empty(m, dtype=bool)
     first[0] = True
     cupy.not_equal(sorted_keys[1:], sorted_keys[:-1], out=first[1:])
-    starts = cupy.flatnonzero(first).astype(np.int64)
-    cell_keys = cupy.ascontiguousarray(sorted_keys[starts])
-    cell_start = cupy.concatenate([starts, cupy.asarray([m], dtype=np.int64)])
+    cell = cupy.cumsum(first, dtype=np.int64) - 1  # cell index of each sorted point
+    cell_keys = cupy.full(m + 1, _NO_CELL, dtype=np.int64)
+    cell_keys[cupy.where(first, cell, m)] = sorted_keys  # non-first points write slot m
+    cell_keys[m] = _NO_CELL
+    cell_start = cupy.full(m + 2, m, dtype=np.int64)
+    cell_start[cupy.where(first, cell, m + 1)] = cupy.arange(m, dtype=np.int64)
     xyz = cupy.ascontiguousarray(pts[order].astype(np.float64))
 
     # rounding slack of the cell faces (cell assignment and face positions), in length units
@@ -135,7 +146,7 @@ def knn_mean_distance_kernel(points, k):
             sorted_keys,
             cell_keys,
             cell_start,
-            np.int64(cell_keys.size),
+            np.int64(m),
             np.int64(m),
             np.int32(k),
             np.float64(lo[0]),
@@ -180,79 +191,68 @@ def _cell_keys(cupy, module, pts, lo, h, n):
 
 
 def _axes(box_lo, extent, h, median):
-    """Cells per axis and grid origin for cell width ``h`` (window centred on the median if capped)."""
+    """Cells per axis and grid origin for cell width ``h`` (window centred on ``median`` if capped)."""
     n = np.ones(3, dtype=np.int64)
     lo = box_lo.copy()
     for d in range(3):
         span = extent[d] / h + 1.0 if extent[d] > 0 else 1.0
         if span > _MAX_AXIS_CELLS:
             n[d] = _MAX_AXIS_CELLS
-            lo[d] = median()[d] - (_MAX_AXIS_CELLS // 2) * h
+            lo[d] = median[d] - (_MAX_AXIS_CELLS // 2) * h
         else:
             n[d] = math.floor(span)
     return lo, n
 
 
 def _plan_grid(cupy, module, pts, k):
-    """Cell width, origin and cells per axis, with the keys and the sort order of the last try.
+    """Cell width, origin and cells per axis, with the keys and the sort order of the chosen width.
 
-    The measure is the point-weighted mean cell occupancy ``sum(occupancy**2) / M`` (the number of
-    points a point finds in its own cell); ``h`` is rescaled until it is within a factor 2.5 of the
-    wanted ``max(k, 8) / 4``, using the apparent dimension of the cloud (1 to 3) measured from the
-    last two tries. The first guess uses the 1 %..99 % box so that far outliers do not inflate it.
+    Two host reads in all. The first fetches, in one array, whether every coordinate is finite
+    (else :class:`InputError`), the box, the 1 %, 50 % and 99 % order statistics per axis (from one
+    sort of each column). The first guess of ``h`` fills the 1 %..99 % box with ``max(k, 8) / 4``
+    points per cell (far outliers do not inflate it); then the point-weighted mean cell occupancy
+    ``sum(occupancy**2) / M`` (the number of points a point finds in its own cell) is measured for
+    the whole ladder ``h * 2**j`` (:data:`_PLAN_LADDER`) on the device and fetched in the second
+    read; the width whose occupancy is nearest ``max(k, 8) / 4`` (in ratio) wins. Any width gives
+    the same distances; the choice only sets the speed.
     """
     m = pts.shape[0]
     pts64 = pts.astype(np.float64, copy=False)
-    box = cupy.stack([pts64.min(axis=0), pts64.max(axis=0)]).get()
-    box_lo, box_hi = box[0], box[1]
+    cols = cupy.sort(pts64, axis=0)
+    rows = (0, m - 1, int(0.01 * (m - 1)), (m - 1) // 2, int(math.ceil(0.99 * (m - 1))))
+    stats = cupy.concatenate(
+        [cupy.isfinite(pts).all().astype(np.float64).reshape(1)] + [cols[r] for r in rows]
+    ).get()  # host read 1
+    if not stats[0]:
+        raise InputError("knn_mean_distance_kernel.points", "non-finite coordinates", "finite coordinates")
+    box_lo, box_hi, q01, q50, q99 = (stats[1 + 3 * i : 4 + 3 * i] for i in range(5))
     extent = box_hi - box_lo
     want = max(k, 8) / 4.0  # points per cell: the k-th neighbour then lies within about one ring
-    cache = {}
-
-    def median():
-        if "median" not in cache:
-            cache["median"] = cupy.median(pts64, axis=0).get()
-        return cache["median"]
-
-    if not (extent > 0).any():  # all points identical: one cell
-        keys = cupy.zeros(m, dtype=np.int64)
+    if m <= 1 or not (extent > 0).any():  # one point, or all identical: one cell
         return dict(
             lo=box_lo.copy(),
             h=1.0,
             n=np.ones(3, dtype=np.int64),
-            keys=keys,
+            keys=cupy.zeros(m, dtype=np.int64),
             order=cupy.arange(m, dtype=np.int64),
             box_lo=box_lo,
             box_hi=box_hi,
         )
-
-    q = cupy.percentile(pts64, cupy.asarray([1.0, 99.0]), axis=0).get()
-    robust = q[1] - q[0]
+    robust = q99 - q01
     live = robust[robust > 0] if (robust > 0).any() else extent[extent > 0]
     floor_h = float(extent.max()) * 1e-280 + np.finfo(np.float64).tiny
-    h = max(float(np.prod(live) * want / (0.98 * m)) ** (1.0 / live.size), floor_h)
-    prev = None
-    for it in range(_PLAN_ITERATIONS):
-        lo, n = _axes(box_lo, extent, h, median)
-        keys = _cell_keys(cupy, module, pts, lo, h, n)
-        order = cupy.argsort(keys).astype(np.int64, copy=False)
-        sk = keys[order]
-        first = cupy.flatnonzero(sk[1:] != sk[:-1]) + 1
-        edges = cupy.concatenate(
-            [cupy.zeros(1, dtype=first.dtype), first, cupy.full(1, m, dtype=first.dtype)]
-        )
-        occ = cupy.diff(edges).astype(np.float64)
-        seen = float((occ * occ).sum()) / m
-        if want / 2.5 <= seen <= 2.5 * want or it == _PLAN_ITERATIONS - 1:
-            break
-        if seen < want and h >= float(extent.max()):
-            break  # one cell holds the whole cloud and still too few points (small M)
-        dim = 3.0
-        if prev is not None:
-            if abs(math.log(seen / prev[1])) < 0.05:
-                break  # the occupancy no longer responds to h (clusters of duplicates)
-            dim = min(max(math.log(seen / prev[1]) / math.log(h / prev[0]), 1.0), 3.0)
-        prev = (h, seen)
-        factor = min(max((want / seen) ** (1.0 / dim), 1e-3), 1e3)
-        h = max(h * factor, floor_h)
+    h0 = max(float(np.prod(live) * want / (0.98 * m)) ** (1.0 / live.size), floor_h)
+    widths = [max(h0 * 2.0**j, floor_h) for j in _PLAN_LADDER]
+    seen = []
+    for h in widths:
+        lo, n = _axes(box_lo, extent, h, q50)
+        sk = cupy.sort(_cell_keys(cupy, module, pts, lo, h, n))
+        run = cupy.searchsorted(sk, sk, side="right") - cupy.searchsorted(sk, sk, side="left")
+        seen.append(run.sum(dtype=np.float64) / m)
+    seen = cupy.stack(seen).get()  # host read 2
+    best = int(np.argmin(np.abs(np.log(seen / want))))
+    h = widths[best]
+    lo, n = _axes(box_lo, extent, h, q50)
+    keys = _cell_keys(cupy, module, pts, lo, h, n)
+    order = cupy.argsort(keys).astype(np.int64, copy=False)
     return dict(lo=lo, h=h, n=n, keys=keys, order=order, box_lo=box_lo, box_hi=box_hi)

@@ -1,14 +1,20 @@
-"""CuPy binding of ``kernels/difference_map.cu``: one batched difference-map step in 4 kernels + cuFFT.
+"""CuPy binding of ``kernels/difference_map.cu``: one batched difference-map step in 3 kernels + cuFFT.
 
-A step of :func:`dm_step_kernel` launches ``dm_prepare`` (``f_S(x)`` and a copy of ``x``, side
-by side in one work buffer), one batched forward cuFFT over both halves, ``dm_modulus`` (the
-Fourier-modulus replacement, the inverse transform's ``1/N**2`` folded in), one unscaled inverse
-cuFFT, ``dm_update`` (the update of ``x`` fused with the per-run squared norm of the change) and
-``dm_eps``; no host synchronisation. :func:`track_best_kernel` keeps each run's best estimate on the
-device (``best_flags`` + ``best_copy``).
+A step of :func:`dm_step_kernel` runs two out-of-place forward cuFFTs (``f_S(x)`` and ``x`` into
+the two halves of one work buffer), ``dm_modulus`` (the Fourier-modulus replacement, the inverse
+transform's ``1/N**2`` folded in), two unscaled inverse cuFFTs in place, ``dm_update`` (the update
+of ``x`` fused with the per-run squared norm of the change and with ``f_S`` of the new ``x``: the
+next step's FFT input) and ``dm_eps``; ``dm_prepare`` computes ``f_S(x)`` only when the previous
+step with this workspace did not (first step, new ``x`` or support, other ``g_S``). No host
+synchronisation. :func:`track_best_kernel` keeps each run's best estimate on the device
+(``best_flags`` + ``best_copy``). The array passes before and after this fusion are counted in
+the .cu file's header (an estimate of bytes moved, not a measurement).
 
 The NumPy code is the twin and the oracle: :func:`~.algorithms.dm_step` and the best-iterate
 selection of :meth:`~.runs.PhaseRetrieval.update`. Only complex64 iterates are supported.
+
+cuFFT callbacks (fusing ``dm_modulus`` into the transforms, issue 12 item 3) are not implemented:
+they cannot be verified without a GPU.
 """
 
 from __future__ import annotations
@@ -161,14 +167,25 @@ class DMKernelWorkspace:
     Attributes
     ----------
     buf : (2, V, R, N, N) complex64
-        ``buf[0]`` holds ``f_S(x)`` and then ``P_M(f_S(x))`` (the estimate), ``buf[1]`` a copy of
-        ``x`` and then ``P_M(x)``; both halves go through one batched cuFFT.
+        ``buf[0]`` receives the spectrum of ``f_S(x)`` and then holds ``P_M(f_S(x))`` (the
+        estimate, valid until the next step's forward FFT), ``buf[1]`` the spectrum of ``x`` and
+        then ``P_M(x)``.
+    fs : (V, R, N, N) complex64
+        ``f_S(x)``: the next forward FFT's input, written by the last step's ``dm_update`` for the
+        ``x``, support and ``g_S`` it was given.
     sum2 : (V, R) float32
-        Per-run ``sum |x_{n+1} - x_n|**2 / beta**2`` of the last step.
+        Per-run ``sum |x_{n+1} - x_n|**2 / beta**2`` while a step runs (zero between steps).
     eps : (V, R) float32
         ``eps`` of the last step (returned by :func:`dm_step_kernel`, overwritten by the next).
     plan : cupy.cuda.cufft.PlanNd
-        The C2C plan over the last two axes of ``buf``, used forward and inverse.
+        The C2C plan over the last two axes of a ``(V, R, N, N)`` batch, used forward and inverse,
+        in and out of place.
+
+    Notes
+    -----
+    ``fs`` is reused by the next call only when it passes the same ``x`` and ``support`` objects
+    and the same ``g_S``; neither may then have been changed in place in between by anything but
+    :func:`dm_step_kernel` (call :meth:`invalidate` after such a change).
     """
 
     def __init__(self, x):
@@ -177,9 +194,19 @@ class DMKernelWorkspace:
         nv, nr = x.shape[0], x.shape[1]
         self.shape = tuple(x.shape)
         self.buf = cupy.empty((2,) + self.shape, dtype=cupy.complex64)
+        self.fs = cupy.empty(self.shape, dtype=cupy.complex64)
         self.sum2 = cupy.empty((nv, nr), dtype=cupy.float32)
         self.eps = cupy.empty((nv, nr), dtype=cupy.float32)
-        self.plan = scipy_module(cupy, "fft").get_fft_plan(self.buf, axes=(-2, -1), value_type="C2C")
+        self.plan = scipy_module(cupy, "fft").get_fft_plan(self.fs, axes=(-2, -1), value_type="C2C")
+        self._next = None  # (x, support, g_S) that fs was written for
+
+    def invalidate(self) -> None:
+        """Forget ``fs`` (the next step recomputes it from ``x``)."""
+        self._next = None
+
+    def _prepared_for(self, x, support, g_s: float) -> bool:
+        n = self._next
+        return n is not None and n[0] is x and n[1] is support and n[2] == g_s
 
 
 def dm_step_kernel(
@@ -213,7 +240,9 @@ def dm_step_kernel(
     gammas : (float, float), optional
         ``(g_S, g_M)``; default ``(-1/beta, 1/beta)``.
     work : DMKernelWorkspace, optional
-        Buffers and cuFFT plan for ``x``'s shape (built on each call when omitted).
+        Buffers and cuFFT plan for ``x``'s shape (built on each call when omitted). Consecutive
+        steps on the same ``x`` and ``support`` with one workspace skip ``dm_prepare`` (see its
+        Notes: ``x`` and ``support`` must not change in place between them).
 
     Returns
     -------
@@ -245,43 +274,36 @@ def dm_step_kernel(
         )
     import cupy
 
-    sfft = scipy_module(cupy, "fft")
     k = _current_kernels()
     amplitudes = cupy.ascontiguousarray(amplitudes)
     valid = cupy.ascontiguousarray(valid)
+    key = support  # the caller's object: fs of the last step is reused for the same one
     support = cupy.ascontiguousarray(support)
     nn, n_img = n * n, nv * nr
     i32, f32 = np.int32, np.float32
     block = (_BLOCK, 1, 1)
 
-    buf = work.buf
-    k["dm_prepare"](
-        _image_grid(nn, n_img, 4),
-        block,
-        (
-            x,
-            support,
-            buf[0],
-            buf[1],
-            work.sum2,
-            i32(nn),
-            i32(n_img),
-            i32(nr),
-            i32(s_runs),
-            f32(1.0 + g_s),
-            f32(g_s),
-        ),
-    )
-    buf = sfft.fft2(buf, axes=(-2, -1), overwrite_x=True, plan=work.plan)
+    buf, fs = work.buf, work.fs
+    if not work._prepared_for(x, key, g_s):
+        k["dm_prepare"](
+            _image_grid(nn, n_img, 4),
+            block,
+            (x, support, fs, work.sum2, i32(nn), i32(n_img), i32(nr), i32(s_runs), f32(1.0 + g_s), f32(g_s)),
+        )
+    work._next = None  # until dm_update has written fs again
+    # unscaled transforms (raw cuFFT): dm_modulus applies the inverse's 1/N**2
+    from cupy.cuda import cufft
+
+    forward, inverse = cufft.CUFFT_FORWARD, cufft.CUFFT_INVERSE
+    work.plan.fft(fs, buf[0], forward)
+    work.plan.fft(x, buf[1], forward)
     k["dm_modulus"](
         _image_grid(nn, 2 * n_img, 4),
         block,
         (buf, amplitudes, valid, i32(nn), i32(2 * n_img), i32(nr), i32(nv), f32(1.0 / nn)),
     )
-    # unscaled inverse: "forward" normalisation puts 1/N**2 on the forward transform, which
-    # dm_modulus has already applied
-    buf = sfft.ifft2(buf, axes=(-2, -1), norm="forward", overwrite_x=True, plan=work.plan)
-    work.buf = buf
+    work.plan.fft(buf[0], buf[0], inverse)
+    work.plan.fft(buf[1], buf[1], inverse)
     k["dm_update"](
         _image_grid(nn, n_img, 8),
         block,
@@ -290,6 +312,7 @@ def dm_step_kernel(
             buf[0],
             buf[1],
             support,
+            fs,
             work.sum2,
             i32(nn),
             i32(n_img),
@@ -298,8 +321,11 @@ def dm_step_kernel(
             f32(1.0 + g_m),
             f32(g_m),
             f32(b),
+            f32(1.0 + g_s),
+            f32(g_s),
         ),
     )
+    work._next = (x, key, g_s)
     k["dm_eps"](_small_grid(n_img), block, (work.sum2, work.eps, i32(n_img), f32(abs(b))))
     return x, buf[0], work.eps
 

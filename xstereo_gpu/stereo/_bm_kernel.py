@@ -38,7 +38,11 @@ def block_match_kernel(left, right, options: MatchOptions | None = None) -> Matc
     Parameters
     ----------
     left, right : (H, W) cupy.ndarray, real (cast to float32)
-        Rectified views on the matching grid, intensities on a 0..1 scale, finite.
+        Rectified views on the matching grid, intensities on a 0..1 scale, finite. Finiteness is
+        the caller's to ensure (the pipeline's views are finite by construction): checking it
+        costs a host synchronisation, and this call makes none. A non-finite pixel gives NaN
+        costs to every disparity of the blocks that contain it: a reference block holding one is
+        invalid (NaN disparity and cost, confidence 0), a target block holding one never wins.
     options : MatchOptions, optional
         Block size (odd, at most :data:`MAX_BLOCK`), search range, proximity weight, texture
         threshold (defaults: the paper's).
@@ -105,20 +109,12 @@ def block_match_kernel(left, right, options: MatchOptions | None = None) -> Matc
     with left.device:
         lf = cupy.ascontiguousarray(left, dtype=np.float32)
         rf = cupy.ascontiguousarray(right, dtype=np.float32)
-        for where, img in (("block_match_kernel.left", lf), ("block_match_kernel.right", rf)):
-            if not bool(cupy.isfinite(img).all()):  # one host sync per image, at the boundary
-                raise InputError(where, "non-finite values", "finite intensities")
-
         dmin, dmax = int(options.dmin), int(options.dmax)
         scale = float(b * b)
-        wprox = float(options.proximity_weight)
+        # the twin's per-d proximity constant float32(scale * w * |d| / dnorm), computed by the
+        # kernel in the twin's float64 order: nothing is copied to the device per call
+        pw = scale * float(options.proximity_weight)
         dnorm = float(max(abs(dmin), abs(dmax))) or 1.0
-        # the twin's per-d constant, rounded exactly as it rounds it
-        prox = cupy.asarray(
-            np.array(
-                [np.float32(scale * wprox * abs(d) / dnorm) for d in range(dmin, dmax + 1)], dtype=np.float32
-            )
-        )
         thr = float(options.texture_threshold)
         inv_tex = np.float32(1.0 / (b * (b - 1))) if b > 1 else np.float32(0.0)
 
@@ -138,7 +134,8 @@ def block_match_kernel(left, right, options: MatchOptions | None = None) -> Matc
                 np.int32(W),
                 np.int32(dmin),
                 np.int32(dmax),
-                prox,
+                np.float64(pw),
+                np.float64(dnorm),
                 np.float32(1.0 / scale),
                 inv_tex,
                 np.float32(thr),

@@ -81,13 +81,15 @@ def block_match(
     """
     options = options or MatchOptions()
     xp = get_array_module(left, right)
-    left = check_image(left, "block_match.left")
-    right = check_image(right, "block_match.right")
+    b = int(options.block)
+    on_kernel = use_kernels(xp, kernels) and b <= MAX_BLOCK and fits_int32(2 * getattr(left, "size", 0))
+    # the kernel path makes no host synchronisation (finiteness: see block_match_kernel)
+    left = check_image(left, "block_match.left", finite=not on_kernel)
+    right = check_image(right, "block_match.right", finite=not on_kernel)
     if left.shape != right.shape:
         raise InputError("block_match.right", f"shape {right.shape}", f"the left image's shape {left.shape}")
     H, W = left.shape
-    b = int(options.block)
-    if use_kernels(xp, kernels) and b <= MAX_BLOCK and fits_int32(2 * H * W):
+    if on_kernel:
         return block_match_kernel(left, right, options)
     h = b // 2
     Lp = xp.pad(left, h, mode="edge")

@@ -89,6 +89,29 @@ def asnumpy(a, stream=None, order="C", out=None, blocking=True):
     return _np.asarray(a)
 
 
+class _MemoryPool:
+    """The default memory pool's stand-in: NumPy owns the memory, nothing is pooled."""
+
+    def free_all_blocks(self):
+        pass
+
+    def free_bytes(self):
+        return 0
+
+    def used_bytes(self):
+        return 0
+
+    def total_bytes(self):
+        return 0
+
+
+_POOL = _MemoryPool()
+
+
+def get_default_memory_pool():
+    return _POOL
+
+
 def get_array_module(*args):
     import sys
 
@@ -98,6 +121,29 @@ def get_array_module(*args):
     return _np
 
 
+#: CuPy functions that synchronise with the host to size their output or check their arguments
+#: (``nonzero`` and its relatives count the hits, ``unique`` its values, ``bincount`` takes
+#: ``int(x.max())``, ``percentile``/``quantile`` check ``q`` on the host): each call on a device
+#: array counts as one host read, as boolean-mask indexing does (``ndarray.__getitem__``) - a lower
+#: bound where CuPy reads more than once (``percentile`` checks ``q`` with two reads).
+SYNCING = frozenset(
+    {
+        "nonzero",
+        "flatnonzero",
+        "argwhere",
+        "unique",
+        "bincount",
+        "percentile",
+        "quantile",
+        "nanpercentile",
+        "nanquantile",
+        "compress",
+        "extract",
+        "trim_zeros",
+    }
+)
+
+
 def __getattr__(name):
     f = getattr(_np, name, None)
     if f is None:
@@ -105,6 +151,10 @@ def __getattr__(name):
     if isinstance(f, _np.ufunc) or callable(f):
 
         def wrapped(*args, **kwargs):
+            if (name in SYNCING or (name == "where" and len(args) == 1)) and any(
+                isinstance(a, ndarray) for a in args
+            ):
+                count_read(name)
             out = kwargs.get("out")
             res = f(*_unwrap(args), **_unwrap(kwargs))
             if out is not None:

@@ -2,8 +2,9 @@
 
 Every array wraps a NumPy array (its "device memory"); views share memory as on the device.
 Implicit conversion to NumPy raises ``TypeError`` as CuPy does, and every device-to-host read
-(``.get()``, ``bool()``/``int()``/``float()``/``item()`` of an array, ``cupy.asnumpy``) is counted
-in :data:`HOST_READS`.
+(``.get()``, ``bool()``/``int()``/``float()``/``item()`` of an array, ``cupy.asnumpy``, and the
+synchronisations CuPy makes itself to size an output: boolean-mask indexing, ``nonzero`` and its
+relatives, see ``cupy.SYNCING``) is counted in :data:`HOST_READS`.
 """
 
 from __future__ import annotations
@@ -53,6 +54,11 @@ class Device:
     def synchronize(self):
         pass
 
+    @property
+    def mem_info(self):
+        """(free, total) bytes: the stand-in's 1 GiB "device" (as cupy.cuda.runtime says)."""
+        return (1 << 30, 1 << 30)
+
 
 def _unwrap(x):
     if isinstance(x, ndarray):
@@ -77,6 +83,12 @@ def _wrap(x):
     if isinstance(x, list):
         return [_wrap(v) for v in x]
     return x
+
+
+def _has_mask(key) -> bool:
+    """Whether an index holds a boolean device array (CuPy synchronises on such indexing)."""
+    keys = key if isinstance(key, tuple) else (key,)
+    return any(isinstance(k, ndarray) and k.dtype == np.bool_ for k in keys)
 
 
 class _Flags:
@@ -168,11 +180,15 @@ class ndarray(numpy.lib.mixins.NDArrayOperatorsMixin):
             yield self[i]
 
     def __getitem__(self, key):
+        if _has_mask(key):
+            count_read("mask")  # CuPy counts the mask's hits on the host to size the result
         return _wrap(self._a[_unwrap(key)])
 
     def __setitem__(self, key, value):
         if isinstance(value, np.ndarray) and value.ndim > 0:
             raise TypeError("fake cupy: assigning a NumPy array into a device array (use cupy.asarray)")
+        if _has_mask(key):
+            count_read("mask")  # CuPy's masked scatter sizes its work on the host too
         self._a[_unwrap(key)] = _unwrap(value)
 
     # --- host reads (counted)
@@ -217,6 +233,8 @@ class ndarray(numpy.lib.mixins.NDArrayOperatorsMixin):
             return _wrap(attr)
 
         def method(*args, **kwargs):
+            if name in ("nonzero", "compress"):
+                count_read(name)  # sized on the host, as cupy.nonzero
             return _wrap(attr(*_unwrap(args), **_unwrap(kwargs)))
 
         return method

@@ -43,3 +43,8 @@ class runtime:  # noqa: N801
     @staticmethod
     def deviceSynchronize():
         pass
+
+
+class cufft:  # noqa: N801 - cupy.cuda.cufft: the direction constants of PlanNd.fft
+    CUFFT_FORWARD = -1
+    CUFFT_INVERSE = 1

@@ -1,1 +1,1 @@
-from . import fft  # noqa: F401
+from . import fft, ndimage  # noqa: F401

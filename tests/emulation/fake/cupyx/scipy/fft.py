@@ -5,8 +5,23 @@ from cupy._core import _unwrap, _wrap
 
 
 class _Plan:
+    """A cuFFT plan's stand-in: checked shapes, and ``fft(a, out, direction)`` as ``PlanNd.fft``."""
+
     def __init__(self, shape, dtype, axes, value_type):
         self.shape, self.dtype, self.axes, self.value_type = shape, dtype, axes, value_type
+
+    def fft(self, a, out, direction):
+        """Unnormalised C2C transform of ``a`` into ``out`` (may be ``a``): -1 forward, +1 inverse."""
+        for name, v in (("input", a), ("output", out)):
+            if tuple(v.shape) != self.shape or v.dtype != self.dtype or not v.flags.c_contiguous:
+                raise ValueError(
+                    f"fake cupyx: plan for C-contiguous {self.shape} {self.dtype} given {name} "
+                    f"{v.shape} {v.dtype}"
+                )
+        if direction not in (-1, 1):
+            raise ValueError(f"fake cupyx: direction {direction!r}")
+        f = _sfft.fftn if direction == -1 else _sfft.ifftn
+        out._a[...] = f(_unwrap(a), axes=self.axes, norm="backward" if direction == -1 else "forward")
 
 
 def get_fft_plan(a, shape=None, axes=None, value_type="C2C"):
