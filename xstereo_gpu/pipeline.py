@@ -37,7 +37,7 @@ from .geometry import StereoGeometry, real_space_pixel
 from .io.staging import output_directory
 from .memory import MAX_SHOTS_PER_LAUNCH, memory_budget, plan_matching, plan_phasing, plan_shots
 from .outputs import write_run_files
-from .phasing.align import AMBIGUOUS_TWIN_MARGIN, align_views
+from .phasing.align import AMBIGUOUS_PROFILE_MARGIN, AMBIGUOUS_TWIN_MARGIN, align_views
 from .phasing.prepare import split_patterns
 from .phasing.quality import edge_resolution, prtf, prtf_resolution, view_error
 from .phasing.runs import PhasingResult, phase_retrieval
@@ -248,12 +248,14 @@ class Pipeline:
         if choice["ambiguous"]:
             warn(
                 "align: twin of the right view",
-                f"an ambiguous choice (scores {choice['scores'][0]:.4f} as it is, {choice['scores'][1]:.4f} "
-                f"as its twin, margin {choice['margin']:.4f} < {AMBIGUOUS_TWIN_MARGIN}; the two readings "
-                "give different depths)",
-                "a margin of at least that much; the depths may be flattened or exaggerated (summary.json "
-                "align.twin_choice): an object symmetric under point inversion in (x, y) cannot be read "
-                "unambiguously",
+                f"an ambiguous choice (scores {choice['scores'][0]:.4f} as it is, "
+                f"{choice['scores'][1]:.4f} as its twin: margin {choice['margin']:.4f}, row-profile "
+                f"margin {choice['profile_margin']:.4f}; "
+                "the two readings give different depths)",
+                f"a margin of at least {AMBIGUOUS_TWIN_MARGIN} and a row-profile margin of at least "
+                f"{AMBIGUOUS_PROFILE_MARGIN}; the depths may come out flattened (summary.json "
+                "align.twin_choice): features laid out centrosymmetrically in (x, y) cannot be read "
+                "unambiguously, and poorly phased views blur the evidence",
             )
         return ViewsResult(
             views=aligned,

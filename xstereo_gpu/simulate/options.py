@@ -21,7 +21,7 @@ paper's three (``PAPER_SAMPLES``) and three of general 3D structure (``PARTICLE_
     inverted pyramid notch (base 2.5 um, height 1.8 um, apex downstream) in a 100 nm Si3N4 membrane.
 ``"clusters"``, ``"curve"``, ``"rough-surface"`` (:mod:`.particles`; not in the paper)
     50 nm Au spheres in random 3D clusters, along a 3D curve, or covering a tilted rough surface,
-    over 2 um laterally and 1.3 um in depth (15 voxel depths), on a 20 nm Si3N4 film (a uniform
+    over 1.4 um laterally and 1.3 um in depth (15 voxel depths), on a 20 nm Si3N4 film (a uniform
     transmission: only the zero frequency); 750 eV, views 10 deg apart (5 + 5), 15 nm pixels
     (256 x 256 crops of a 2 x 2 binned CCD), flat illumination: phased from their own patterns at
     the demo's size like the crosses.
@@ -94,7 +94,7 @@ SAMPLE_DEFAULTS: dict[str, dict] = {
             voxel_depth_nm=15.0,
             photons=1e10,
             beamstop_radius_px=3,
-            particle_count={"clusters": 150, "curve": 90, "rough-surface": 220}[name],
+            particle_count={"clusters": 100, "curve": 90, "rough-surface": 220}[name],
         )
         for name in PARTICLE_SAMPLES
     },
@@ -237,7 +237,7 @@ class SimulationOptions:
     #: Spheres of the particle samples (``PARTICLE_SAMPLES``; fewer when their layout cannot hold them).
     particle_count: int = 150
     #: Lateral extent of the particle samples' layout [um].
-    particle_span_um: float = 2.0
+    particle_span_um: float = 1.4
     #: Depth extent of the particle samples' layout [um] (1.3 um = 15 voxel depths of 86 nm at 5 + 5 deg).
     particle_depth_um: float = 1.3
 

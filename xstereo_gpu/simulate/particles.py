@@ -10,7 +10,7 @@ centred on the view-grid centre pixel; ``W`` = ``span_m`` (lateral extent), ``D`
 
 ``"clusters"``
     Six clusters; centres uniform in ``|x|, |y| <= W/2 - 3 sigma``, ``|z| <= D/2 - 3 sigma``
-    (``sigma = W / 16``), particles normally distributed around them. Label = cluster index.
+    (``sigma = W / 10``), particles normally distributed around them. Label = cluster index.
 ``"curve"``
     A smooth closed-form space curve through the box, ``x = W/2 (2 s - 1)``,
     ``y = 0.35 W sin(2.6 pi s + p1)``, ``z = D/2 cos(2.2 pi s + p2)`` (``s`` in [0, 1], random
@@ -18,8 +18,11 @@ centred on the view-grid centre pixel; ``W`` = ``span_m`` (lateral extent), ``D`
 ``"rough-surface"``
     A surface tilted in both x and y, ``z = D/2 (0.55 u + 0.25 v) + rough(x, y)`` with
     ``u, v`` = ``x, y`` / (W/2) and ``rough`` a sum of six random sinusoids of wavelengths
-    0.3-0.8 W (RMS ``0.1 D``); particles cover it (feet uniform in the square, centres on the
-    surface). Label 0; ``truth.extra["surface_points_m"]`` are the centres.
+    0.3-0.8 W (RMS ``0.1 D``); particles cover a rounded-triangle patch of it (radius
+    ``W/2 (0.7 + 0.25 cos(3 t - a3))`` at polar angle ``t``, random ``a3``: an outline that is not
+    centrosymmetric; on a square or round one phasing stagnates in a twin superposition, as on the
+    pyramid), feet uniform in it, centres on the surface. Label 0;
+    ``truth.extra["surface_points_m"]`` are the centres.
 
 Particles never overlap (random sequential placement, at most ``count``; fewer when the layout
 cannot hold them within a bounded number of tries).
@@ -82,7 +85,7 @@ class Particles:
         """``m`` candidate centres (m, 3) and their labels (m,), in placement order."""
         w, d = self.span_m, self.depth_m
         if self.layout == "clusters":
-            sigma = w / 16
+            sigma = w / 10
             k = 6
             centres = np.stack(
                 [
@@ -121,9 +124,15 @@ class Particles:
             rough = amp * np.sin(2 * math.pi * (x[:, None] * kx + y[:, None] * ky) + ph).sum(axis=1)
             return d / 2 * (0.55 * x + 0.25 * y) / (w / 2) + rough
 
+        # a rounded-triangle patch of the surface: radius W/2 (0.7 + 0.25 cos(3 t - a3)), whose odd
+        # harmonic makes its outline (the exit wave's support) not centrosymmetric
+        a3 = rng.uniform(0, 2 * math.pi)
         xy = rng.uniform(-w / 2, w / 2, (m, 2))
+        t = np.arctan2(xy[:, 1], xy[:, 0])
+        inside = np.hypot(xy[:, 0], xy[:, 1]) <= w / 2 * (0.7 + 0.25 * np.cos(3 * t - a3))
+        xy = xy[inside]
         pts = np.concatenate([xy, surface(xy[:, 0], xy[:, 1])[:, None]], axis=1)
-        return pts, np.zeros(m, dtype=np.int8)
+        return pts, np.zeros(len(pts), dtype=np.int8)
 
     def spheres(self) -> tuple[np.ndarray, np.ndarray]:
         """Seeded random sequential placement of non-overlapping spheres.

@@ -393,9 +393,9 @@ def _centred_truth(opts: SimulationOptions, say: Callable[[str], None]):
         if opts.sample == "rough-surface":
             extra["surface_points_m"] = centres.copy()
         description = (
-            f"{phantom.describe(len(centres))}; spheres {opts.sphere_material} (delta {ds:.4g}, beta {bs:.4g}) "
-            f"on a uniform film {_layers_text(opts.membrane_layers)} (delta {df:.4g}, beta {bf:.4g}), optical "
-            "constants from xraydb; edge points = sphere centres"
+            f"{phantom.describe(len(centres))}; spheres {opts.sphere_material} (delta {ds:.4g}, "
+            f"beta {bs:.4g}) on a uniform film {_layers_text(opts.membrane_layers)} (delta {df:.4g}, "
+            f"beta {bf:.4g}), optical constants from xraydb; edge points = sphere centres"
             + (", labels = cluster" if opts.sample == "clusters" else "")
             + f"; {_geometry_text(opts, voxels.dz_m)}"
         )
