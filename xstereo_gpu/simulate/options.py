@@ -94,7 +94,7 @@ SAMPLE_DEFAULTS: dict[str, dict] = {
             voxel_depth_nm=15.0,
             photons=1e10,
             beamstop_radius_px=3,
-            particle_count={"clusters": 100, "curve": 90, "rough-surface": 220}[name],
+            particle_count={"clusters": 150, "curve": 90, "rough-surface": 100}[name],
         )
         for name in PARTICLE_SAMPLES
     },

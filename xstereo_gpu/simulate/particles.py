@@ -10,7 +10,7 @@ centred on the view-grid centre pixel; ``W`` = ``span_m`` (lateral extent), ``D`
 
 ``"clusters"``
     Six clusters; centres uniform in ``|x|, |y| <= W/2 - 3 sigma``, ``|z| <= D/2 - 3 sigma``
-    (``sigma = W / 10``), particles normally distributed around them. Label = cluster index.
+    (``sigma = W / 16``), particles normally distributed around them. Label = cluster index.
 ``"curve"``
     A smooth closed-form space curve through the box, ``x = W/2 (2 s - 1)``,
     ``y = 0.35 W sin(2.6 pi s + p1)``, ``z = D/2 cos(2.2 pi s + p2)`` (``s`` in [0, 1], random
@@ -18,11 +18,13 @@ centred on the view-grid centre pixel; ``W`` = ``span_m`` (lateral extent), ``D`
 ``"rough-surface"``
     A surface tilted in both x and y, ``z = D/2 (0.55 u + 0.25 v) + rough(x, y)`` with
     ``u, v`` = ``x, y`` / (W/2) and ``rough`` a sum of six random sinusoids of wavelengths
-    0.3-0.8 W (RMS ``0.1 D``); particles cover a rounded-triangle patch of it (radius
-    ``W/2 (0.7 + 0.25 cos(3 t - a3))`` at polar angle ``t``, random ``a3``: an outline that is not
-    centrosymmetric; on a square or round one phasing stagnates in a twin superposition, as on the
-    pyramid), feet uniform in it, centres on the surface. Label 0;
-    ``truth.extra["surface_points_m"]`` are the centres.
+    0.3-0.8 W (RMS ``0.1 D``); particles decorate five scratches across it (straight lines in
+    ``(x, y)`` 0.11-0.19 W apart, at random angles within 0.2 rad of each other, inside the rounded
+    triangle of radius ``W/2 (0.8 + 0.2 cos(3 t - a3))`` at polar angle ``t``: a layout that is not
+    centrosymmetric, which would make the twin ambiguous), spaced 1.2 diameters, centres on the surface: the surface's height sampled along
+    them (a random subset of those places when ``count`` is smaller). Label 0; ``truth.extra["surface_points_m"]`` are the centres. (Particles spread uniformly
+    over a patch of the surface were tried first: the engine's phasing stagnates on such a dense
+    field of dots, view correlation 0.6-0.7 at every size tried.)
 
 Particles never overlap (random sequential placement, at most ``count``; fewer when the layout
 cannot hold them within a bounded number of tries).
@@ -85,7 +87,7 @@ class Particles:
         """``m`` candidate centres (m, 3) and their labels (m,), in placement order."""
         w, d = self.span_m, self.depth_m
         if self.layout == "clusters":
-            sigma = w / 10
+            sigma = w / 16
             k = 6
             centres = np.stack(
                 [
@@ -124,13 +126,22 @@ class Particles:
             rough = amp * np.sin(2 * math.pi * (x[:, None] * kx + y[:, None] * ky) + ph).sum(axis=1)
             return d / 2 * (0.55 * x + 0.25 * y) / (w / 2) + rough
 
-        # a rounded-triangle patch of the surface: radius W/2 (0.7 + 0.25 cos(3 t - a3)), whose odd
-        # harmonic makes its outline (the exit wave's support) not centrosymmetric
+        # five scratches across the surface, each a line at its own small angle to the others; the
+        # particles that decorate them sample the surface's height along them
+        phi = rng.uniform(0, math.pi) + rng.uniform(-0.2, 0.2, 5)
+        offsets = np.array([-0.4, -0.23, -0.04, 0.12, 0.33]) * w + rng.uniform(-0.03, 0.03, 5) * w
         a3 = rng.uniform(0, 2 * math.pi)
-        xy = rng.uniform(-w / 2, w / 2, (m, 2))
-        t = np.arctan2(xy[:, 1], xy[:, 0])
-        inside = np.hypot(xy[:, 0], xy[:, 1]) <= w / 2 * (0.7 + 0.25 * np.cos(3 * t - a3))
-        xy = xy[inside]
+        step = 2.4 * self.sphere_radius_m
+        along = np.arange(-0.5 * w, 0.5 * w, step)
+        lines = []
+        for f, o in zip(phi, offsets):
+            a = along + rng.uniform(-0.1, 0.1, len(along)) * 2 * self.sphere_radius_m
+            x = a * math.cos(f) - o * math.sin(f)
+            y = a * math.sin(f) + o * math.cos(f)
+            # inside a rounded triangle (not centrosymmetric, as the offsets are not)
+            keep = np.hypot(x, y) <= w / 2 * (0.8 + 0.2 * np.cos(3 * np.arctan2(y, x) - a3))
+            lines.append(np.stack([x[keep], y[keep]], axis=1))
+        xy = rng.permutation(np.concatenate(lines))[:m]  # a random subset when the count is smaller
         pts = np.concatenate([xy, surface(xy[:, 0], xy[:, 1])[:, None]], axis=1)
         return pts, np.zeros(len(pts), dtype=np.int8)
 
@@ -211,7 +222,7 @@ class Particles:
         what = {
             "clusters": "in six random 3D clusters",
             "curve": "along a 3D curve",
-            "rough-surface": "covering a tilted rough surface",
+            "rough-surface": "decorating scratches on a tilted rough surface",
         }[self.layout]
         count = "" if n_spheres is None else f"{n_spheres} "
         return (
