@@ -18,13 +18,14 @@ centred on the view-grid centre pixel; ``W`` = ``span_m`` (lateral extent), ``D`
 ``"rough-surface"``
     A surface tilted in both x and y, ``z = D/2 (0.55 u + 0.25 v) + rough(x, y)`` with
     ``u, v`` = ``x, y`` / (W/2) and ``rough`` a sum of six random sinusoids of wavelengths
-    0.3-0.8 W (RMS ``0.1 D``); particles decorate five scratches across it (straight lines in
+    0.3-0.8 W (RMS ``0.1 D``); particles decorate five scratches across it: straight lines in
     ``(x, y)`` 0.11-0.19 W apart, at random angles within 0.2 rad of each other, inside the rounded
-    triangle of radius ``W/2 (0.8 + 0.2 cos(3 t - a3))`` at polar angle ``t``: a layout that is not
-    centrosymmetric, which would make the twin ambiguous), spaced 1.2 diameters, centres on the surface: the surface's height sampled along
-    them (a random subset of those places when ``count`` is smaller). Label 0; ``truth.extra["surface_points_m"]`` are the centres. (Particles spread uniformly
-    over a patch of the surface were tried first: the engine's phasing stagnates on such a dense
-    field of dots, view correlation 0.6-0.7 at every size tried.)
+    triangle of radius ``W/2 (0.8 + 0.2 cos(3 t - a3))`` at polar angle ``t`` (a layout that is not
+    centrosymmetric, which would make the twin ambiguous), spaced 1.2 diameters (a random subset of
+    those places when ``count`` is smaller), centres on the surface: the surface's height sampled
+    along them. Label 0; ``truth.extra["surface_points_m"]`` are the centres. Particles spread
+    uniformly over a patch of the surface were tried first: the engine's phasing stagnates on such a
+    dense field of dots (view correlation 0.5-0.7 at every size tried).
 
 Particles never overlap (random sequential placement, at most ``count``; fewer when the layout
 cannot hold them within a bounded number of tries).
