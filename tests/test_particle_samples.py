@@ -57,3 +57,17 @@ def test_end_to_end(sample, changes, runs, iterations, max_voxels, min_completen
     assert acc["depth_error_median_voxels"] <= max_voxels
     assert acc["completeness_2dz"] >= min_completeness
     assert not res.views.alignment["twin_choice"]["ambiguous"]
+
+
+def test_offset_moves_views_and_truth():
+    """A particle sample off centre: its views rolled by the offset, its truth moved with them."""
+    kw = dict(SMALL, particle_count=20, supersample=1)
+    centred = xs.simulate_shot(SimulationOptions.for_sample("rough-surface", **kw))
+    opts = SimulationOptions.for_sample("rough-surface", **kw, sample_offset_px=(4, -6))
+    moved = xs.simulate_shot(opts)
+    np.testing.assert_array_equal(moved.truth.views, np.roll(centred.truth.views, (4, -6), axis=(-2, -1)))
+    shift = np.array([*opts.sample_offset_m, 0.0])
+    np.testing.assert_allclose(moved.truth.edge_points_m, centred.truth.edge_points_m + shift, atol=1e-15)
+    np.testing.assert_allclose(
+        moved.truth.extra["surface_points_m"], centred.truth.extra["surface_points_m"] + shift, atol=1e-15
+    )
