@@ -109,7 +109,7 @@ def table(rows: list[dict]) -> str:
             f"{_fmt(a.get('depth_error_median_voxels'), '.2f')} | {_fmt(a.get('depth_error_p90_nm'))} | "
             f"{_fmt(a.get('completeness_2dz'), '.3f')} | {'; '.join(spec) or '-'} | "
             f"{_fmt(ve[0], '.3f')} / {_fmt(ve[1], '.3f')} | {_fmt(er[0], '.0f')} / {_fmt(er[1], '.0f')} | "
-            f"{int(r['res'].kept.sum())} | {r['wall']:.1f} |"
+            f"{int(np.asarray(r['res'].cloud.kept).sum())} | {r['wall']:.1f} |"
         )
     return "\n".join(out)
 

@@ -4,7 +4,9 @@ Phase retrieval determines an image only up to a translation (cyclic, on the DFT
 phase and the *twin* (the complex conjugate of the point-inverted image, which has the same
 diffraction pattern). This module removes those ambiguities between the runs of one view
 (:func:`align_runs`, before the coherent average) and between the two views of a stereo pair
-(:func:`align_views`, so that both come out in the same orientation).
+(:func:`align_views`, so that both come out in the same orientation: there by what a stereo pair
+needs, rows that correspond and a consistent trial disparity map, not by the resemblance of two views
+that differ by the disparity of a 3D object).
 
 Everything is batched over leading axes and runs on NumPy or CuPy (module taken from the input).
 
