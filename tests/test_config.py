@@ -59,7 +59,10 @@ def test_bad_options_name_the_field(make, field):
 def test_sample_recipes():
     from xstereo_gpu.config import SAMPLE_NAMES
 
-    assert SAMPLE_NAMES == ("cross", "phase-cross", "pyramid")
+    assert SAMPLE_NAMES == ("cross", "phase-cross", "pyramid", "clusters", "curve", "rough-surface")
+    for name in ("clusters", "curve", "rough-surface"):  # the particles: no planes, no interpolation
+        o = PipelineOptions.for_sample(name)
+        assert o.stereo.background_mask and o.reconstruct.planes == 0 and not o.reconstruct.interpolate
     cross = PipelineOptions.for_sample("cross", "cpu")
     assert cross.match.method == "sgm" and cross.cloud.t == 0.3 and cross.phasing.runs == 32
     pc = PipelineOptions.for_sample("phase-cross")

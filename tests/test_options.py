@@ -72,7 +72,7 @@ def test_options_are_frozen_and_keyword_only():
 
 
 def test_sample_defaults_and_geometry():
-    assert SAMPLES == ("cross", "phase-cross", "pyramid")
+    assert SAMPLES == ("cross", "phase-cross", "pyramid", "clusters", "curve", "rough-surface")
     assert SimulationOptions.for_sample("cross") == SimulationOptions(
         exposures_s=(30.0, 240.0)
     )  # HDR, as the paper

@@ -1013,7 +1013,9 @@ def _add_sim_options(p):
         choices=SAMPLE_NAMES,
         default=None,
         help="simulated sample: the paper's amplitude cross (Figs. 2-3a,b; the default), phase cross "
-        "(Figs. 3c,d) or nanoparticle pyramid (Fig. 4); with --shots, the only sample of the run",
+        "(Figs. 3c,d) or nanoparticle pyramid (Fig. 4), or nanoparticles in general 3D arrangements (not "
+        "in the paper): random clusters, along a 3D curve, on a tilted rough surface; with --shots (the "
+        "paper's samples only), the only sample of the run",
     )
     p.add_argument("--seed", type=int, help="random seed of the photon noise")
     p.add_argument("--binning", type=int, help="detector binning (demo 4, paper 1)")

@@ -692,6 +692,21 @@ SAMPLE_RECIPES: dict[str, dict[str, Any]] = {
         "stereo__gradient_maps": True,
     },
 }
+# Nanoparticles in general 3D arrangements (simulate/particles.py; not in the paper): the pyramid's
+# matching on the particles' grey levels (small dark discs on an empty field), smaller blocks (the
+# depth changes from particle to particle), no plane fit and no interpolation (no surfaces to fill).
+_PARTICLES_RECIPE: dict[str, Any] = {
+    "preprocess__mode": "none",
+    "preprocess__upsample": 2,
+    "match__block": 15,
+    "match__dmin": -30,
+    "match__dmax": 30,
+    "match__texture_threshold": 0.03,
+    "stereo__background_mask": True,
+    "reconstruct__planes": 0,
+    "reconstruct__interpolate": False,
+}
+SAMPLE_RECIPES.update({name: dict(_PARTICLES_RECIPE) for name in ("clusters", "curve", "rough-surface")})
 SAMPLE_NAMES = tuple(SAMPLE_RECIPES)
 
 #: Recipes for images that are not the paper's X-ray views (``--recipe natural``, issue 10).

@@ -318,6 +318,7 @@ def summary_dict(results: Results, *, shot=None, files=(), extra: dict | None = 
             "best_eps_median": [float(np.median(e)) for e in eps] if eps.size else None,
             "runs_averaged": [int(a.sum()) for a in np.asarray(results.views.history.get("averaged", []))],
         },
+        **({"align": results.views.alignment} if results.views.alignment is not None else {}),
         "stereo": stereo_summary(results.stereo, o),
         "cloud": cloud_summary(results.cloud, o),
         "reconstruct": _reconstruction_summary(results.reconstruction),

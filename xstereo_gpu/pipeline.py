@@ -32,11 +32,12 @@ from .backend import device_info, select_backend, to_host
 from .cloud.reconstruct import empty_space, reconstruct
 from .cloud.stage import build_cloud
 from .config import PipelineOptions
+from .errors import warn
 from .geometry import StereoGeometry, real_space_pixel
 from .io.staging import output_directory
 from .memory import MAX_SHOTS_PER_LAUNCH, memory_budget, plan_matching, plan_phasing, plan_shots
 from .outputs import write_run_files
-from .phasing.align import align_views
+from .phasing.align import AMBIGUOUS_PROFILE_MARGIN, AMBIGUOUS_TWIN_MARGIN, align_views
 from .phasing.prepare import split_patterns
 from .phasing.quality import edge_resolution, prtf, prtf_resolution, view_error
 from .phasing.runs import PhasingResult, phase_retrieval
@@ -246,14 +247,34 @@ class Pipeline:
             self.progress.stage(
                 "align", "twin choice and subpixel registration of the right view onto the left"
             )
-            aligned, _ = align_views(phased.views, upsample=o.register_upsample)
+            aligned, info = align_views(phased.views, upsample=o.register_upsample)
             supports = shrink_wrap(aligned, sigma=o.shrinkwrap_sigma[1], threshold=o.shrinkwrap_threshold)
+        choice = info["twin_choice"]
+        if choice["ambiguous"]:
+            warn(
+                "align: twin of the right view",
+                f"an ambiguous choice (scores {choice['scores'][0]:.4f} as it is, "
+                f"{choice['scores'][1]:.4f} as its twin: margin {choice['margin']:.4f}, row-profile "
+                f"margin {choice['profile_margin']:.4f}; "
+                "the two readings give different depths)",
+                f"a margin of at least {AMBIGUOUS_TWIN_MARGIN} and a row-profile margin of at least "
+                f"{AMBIGUOUS_PROFILE_MARGIN}; the depths may come out flattened (summary.json "
+                "align.twin_choice): features laid out centrosymmetrically in (x, y) cannot be read "
+                "unambiguously, and poorly phased views blur the evidence",
+            )
         return ViewsResult(
             views=aligned,
             supports=supports,
             best_eps=phased.best_eps,
             geometry=geometry,
             history={k: to_host(v) for k, v in dict(phased.history).items()},
+            alignment={
+                "left_shift_px": [round(float(v), 4) for v in info["left_shift"]],
+                "right_shift_px": [round(float(v), 4) for v in info["right_shift"]],
+                "right_twin": bool(info["right_twin"]),
+                "peak": round(float(info["peak"]), 5),
+                "twin_choice": dict(choice),
+            },
         )
 
     def quality(self, views, intensities, valid, geometry: StereoGeometry, truth=None) -> dict:

@@ -60,6 +60,10 @@ class ViewsResult:
         The phasing's per-run records (``averaged``, ``memory``...), host values.
     names : tuple of str
         The views' names in files (``("left", "right")``).
+    alignment : dict or None
+        What :func:`~xstereo_gpu.phasing.align.align_views` did, host values: ``left_shift``,
+        ``right_shift`` (pixels), ``right_twin``, ``peak`` and ``twin_choice`` (scores of both readings
+        of the right view, ``margin``, ``ambiguous``...); None when the views were not aligned.
     """
 
     views: Any
@@ -68,6 +72,7 @@ class ViewsResult:
     geometry: StereoGeometry | None = None
     history: dict = field(default_factory=dict)
     names: tuple = ("left", "right")
+    alignment: dict | None = None
 
     def to_host(self) -> ViewsResult:
         return _host_copy(self)

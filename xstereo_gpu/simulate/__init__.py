@@ -3,8 +3,10 @@
 The geometry is not assumed: each view is the projection of a 3D voxel object along its beam (path
 length ``dz / cos a``), so the disparities the pipeline measures come from the physics of the setup.
 Samples (``SAMPLES``): the paper's amplitude cross (``SimulationOptions()``), the simulated phase
-cross and the nanoparticle pyramid (``SimulationOptions.for_sample(name)``); optical constants of the
-materials come from ``xraydb`` (:mod:`.materials`).
+cross and the nanoparticle pyramid (``PAPER_SAMPLES``), and nanoparticles in general 3D arrangements
+(``PARTICLE_SAMPLES``, :mod:`.particles`: clusters, a curve, scratches on a rough surface), each from
+``SimulationOptions.for_sample(name)``; optical constants of the materials come from ``xraydb``
+(:mod:`.materials`).
 """
 
 from .detector import MASK_SHADOWED, add_patterns, apply_beamstop, far_field, photon_counts
@@ -16,7 +18,8 @@ from .materials import (
     stack_transmission,
     wavelength_from_energy,
 )
-from .options import SAMPLE_DEFAULTS, SAMPLES, SimulationOptions
+from .options import PAPER_SAMPLES, PARTICLE_SAMPLES, SAMPLE_DEFAULTS, SAMPLES, SimulationOptions
+from .particles import Particles
 from .phantoms import CrossLid, Pyramid, VoxelObject
 from .projection import (
     beta_from_attenuation,
@@ -40,9 +43,12 @@ __all__ = [
     "provided_views",
     "SimulationOptions",
     "SAMPLES",
+    "PAPER_SAMPLES",
+    "PARTICLE_SAMPLES",
     "SAMPLE_DEFAULTS",
     "CrossLid",
     "Pyramid",
+    "Particles",
     "VoxelObject",
     "project",
     "path_length",

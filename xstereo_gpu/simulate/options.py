@@ -1,6 +1,7 @@
 """Options of the stereo-shot simulator (:func:`xstereo_gpu.simulate.simulate_shot`).
 
-Three samples (``SAMPLES``), each with its own defaults from :meth:`SimulationOptions.for_sample`:
+Six samples (``SAMPLES``), each with its own defaults from :meth:`SimulationOptions.for_sample`: the
+paper's three (``PAPER_SAMPLES``) and three of general 3D structure (``PARTICLE_SAMPLES``):
 
 ``"cross"`` (paper Figs. 2-3a,b; ``SimulationOptions()``)
     The amplitude cross-lid. The defaults are a *demo* size that simulates in about a second on two
@@ -18,6 +19,12 @@ Three samples (``SAMPLES``), each with its own defaults from :meth:`SimulationOp
     750 eV, views 7 deg apart (3.5 + 3.5), 15 nm pixels (384 x 384 crops of a 2 x 2 binned
     2048 x 2048 CCD of 13.5 um pixels at 94.08 mm), 50 nm Au spheres lining the faces of an
     inverted pyramid notch (base 2.5 um, height 1.8 um, apex downstream) in a 100 nm Si3N4 membrane.
+``"clusters"``, ``"curve"``, ``"rough-surface"`` (:mod:`.particles`; not in the paper)
+    50 nm Au spheres in random 3D clusters, along a 3D curve, or covering a tilted rough surface,
+    over 1.4 um laterally and 1.3 um in depth (15 voxel depths), on a 20 nm Si3N4 film (a uniform
+    transmission: only the zero frequency); 750 eV, views 10 deg apart (5 + 5), 15 nm pixels
+    (256 x 256 crops of a 2 x 2 binned CCD), flat illumination: phased from their own patterns at
+    the demo's size like the crosses.
 """
 
 from __future__ import annotations
@@ -31,12 +38,15 @@ from ..checks import check_positive
 from ..errors import InputError
 from ..geometry import ANGLE_RANGE_DEG
 from .materials import HC_EV_M, parse_layers
+from .particles import PARTICLE_SAMPLES, Particles
 from .phantoms import CrossLid, Pyramid
 
-__all__ = ["SimulationOptions", "SAMPLES", "SAMPLE_DEFAULTS"]
+__all__ = ["SimulationOptions", "SAMPLES", "PAPER_SAMPLES", "PARTICLE_SAMPLES", "SAMPLE_DEFAULTS"]
 
+#: The paper's samples (and the only ones of simulated runs, :mod:`.run`).
+PAPER_SAMPLES = ("cross", "phase-cross", "pyramid")
 #: Samples the simulator knows.
-SAMPLES = ("cross", "phase-cross", "pyramid")
+SAMPLES = PAPER_SAMPLES + PARTICLE_SAMPLES
 
 _PYRAMID_WAVELENGTH_M = HC_EV_M / 750.0
 #: Option values of each sample that differ from the dataclass defaults (which are the cross's).
@@ -70,6 +80,24 @@ SAMPLE_DEFAULTS: dict[str, dict] = {
         photons=1e10,
         beamstop_radius_px=3,
     ),
+    **{
+        name: dict(
+            sample=name,
+            wavelength_m=_PYRAMID_WAVELENGTH_M,
+            # lambda D / (N p) = 15 nm with N = 256, p = 2 x 13.5 um
+            distance_m=15e-9 * 256 * 27e-6 / _PYRAMID_WAVELENGTH_M,
+            binning=2,
+            pattern_size=256,
+            angles_deg=(5.0, 5.0),
+            beam_fwhm_um=None,
+            membrane_layers=(("Si3N4", 20.0),),
+            voxel_depth_nm=15.0,
+            photons=1e10,
+            beamstop_radius_px=3,
+            particle_count={"clusters": 150, "curve": 90, "rough-surface": 100}[name],
+        )
+        for name in PARTICLE_SAMPLES
+    },
 }
 
 
@@ -206,6 +234,12 @@ class SimulationOptions:
     stray_spheres: int = 0
     #: Width of the band around the notch's rim where the stray spheres lie [um].
     stray_band_um: float = 0.2
+    #: Spheres of the particle samples (``PARTICLE_SAMPLES``; fewer when their layout cannot hold them).
+    particle_count: int = 150
+    #: Lateral extent of the particle samples' layout [um].
+    particle_span_um: float = 1.4
+    #: Depth extent of the particle samples' layout [um] (1.3 um = 15 voxel depths of 86 nm at 5 + 5 deg).
+    particle_depth_um: float = 1.3
 
     def __post_init__(self):
         if self.sample not in SAMPLES:
@@ -309,6 +343,9 @@ class SimulationOptions:
 
     def _need_um(self) -> float:
         """Side of the centred square the sample and its margin need on the view grid [um]."""
+        if self.sample in PARTICLE_SAMPLES:
+            shift = (self.particle_depth_um + 0.1) * max(math.tan(math.radians(a)) for a in self.angles_deg)
+            return self.particle_span_um + 2 * (shift + self.sphere_diameter_nm * 1e-3 + 0.2)
         if self.sample == "pyramid":
             rot = math.radians(self.pyramid_rotation_deg)
             half = self.pyramid_base_um / 2 * (abs(math.cos(rot)) + abs(math.sin(rot)))
@@ -396,6 +433,10 @@ class SimulationOptions:
         c = self.sphere_coverage
         if not (isinstance(c, (int, float)) and math.isfinite(c) and 0 < c <= 0.5):
             raise InputError("simulate.sphere_coverage", repr(c), "a fraction in (0, 0.5]")
+        _integer("simulate.particle_count", self.particle_count, minimum=1)
+        object.__setattr__(self, "particle_count", int(self.particle_count))
+        for name in ("particle_span_um", "particle_depth_um"):
+            check_positive(f"simulate.{name}", getattr(self, name))
         _integer("simulate.stray_spheres", self.stray_spheres, minimum=0)
         object.__setattr__(self, "stray_spheres", int(self.stray_spheres))
         check_positive("simulate.stray_band_um", self.stray_band_um)
@@ -474,10 +515,18 @@ class SimulationOptions:
         dr_um = self.pixel_size_m * 1e6
         free = max(0, math.floor((n * dr_um - self._need_um()) / (2 * dr_um) + 1e-9))
         max_tan = max(math.tan(math.radians(a)) for a in self.angles_deg)
-        phantom = Pyramid.from_options(self) if self.sample == "pyramid" else CrossLid.from_options(self)
+        phantom = self.phantom()
         half = phantom.box_half_px(self.pixel_size_m, max_tan)
         box = [max(0, min(n // 2 - h, n - 1 - n // 2 - h)) for h in half]
         return (min(free, box[0]), min(free, box[1]))
+
+    def phantom(self):
+        """The sample's geometry: a :class:`CrossLid`, :class:`Pyramid` or :class:`Particles`."""
+        if self.sample == "pyramid":
+            return Pyramid.from_options(self)
+        if self.sample in PARTICLE_SAMPLES:
+            return Particles.from_options(self)
+        return CrossLid.from_options(self)
 
     @property
     def sample_offset_m(self) -> tuple[float, float]:

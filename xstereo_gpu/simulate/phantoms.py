@@ -31,7 +31,15 @@ import numpy as np
 from ..checks import check_positive
 from ..errors import InputError
 
-__all__ = ["VoxelObject", "CrossLid", "Pyramid", "cross_polygon", "inside_cross", "slab_overlap"]
+__all__ = [
+    "VoxelObject",
+    "CrossLid",
+    "Pyramid",
+    "cross_polygon",
+    "inside_cross",
+    "slab_overlap",
+    "voxelise_spheres",
+]
 
 
 @dataclass
@@ -413,6 +421,86 @@ class CrossLid:
         )
 
 
+def voxelise_spheres(
+    centres: np.ndarray,
+    r: float,
+    *,
+    pixel_m: float,
+    dz_m: float,
+    box: tuple[int, int, int],
+    centre_px: tuple[int, int],
+    j0: int,
+    supersample: int,
+) -> np.ndarray:
+    """Occupancy of spheres on a voxel box: exact chord overlap along z, ``supersample**2`` lateral samples.
+
+    Parameters
+    ----------
+    centres : (S, 3) float64
+        Sphere centres ``x, y, z`` in the object frame (``x, y`` from the box's centre pixel)  [m].
+    r : float
+        Sphere radius  [m].
+    pixel_m, dz_m : float
+        Lateral voxel side and slice step  [m].
+    box : (int, int, int)
+        ``(nz, ny, nx)`` of the box.
+    centre_px : (int, int)
+        ``(row, col)`` of the box pixel at ``x = y = 0``.
+    j0 : int
+        Slice ``k`` of the box is centred at ``z = (k + j0) dz_m``.
+    supersample : int
+        Lateral point samples per voxel and axis.
+
+    Returns
+    -------
+    (nz, ny, nx) float32 in [0, 1]
+    """
+    nz, ny, nx = box
+    hr, hc = centre_px
+    s = int(supersample)
+    off = (np.arange(s) + 0.5) / s - 0.5
+    sph = np.zeros((nz, ny, nx), dtype=np.float32)
+    if not len(centres):
+        return sph
+    k = math.ceil(2 * r / pixel_m) + 2  # lateral block of pixels per sphere
+    kz = math.ceil(2 * r / dz_m) + 2  # slices per sphere
+    row0 = np.floor((centres[:, 1] - r) / pixel_m + 0.5).astype(int) + hr  # box row of the block start
+    col0 = np.floor((centres[:, 0] - r) / pixel_m + 0.5).astype(int) + hc
+    sl0 = np.floor((centres[:, 2] - r) / dz_m + 0.5).astype(int) - j0
+    loc = (np.arange(k)[:, None] + off[None, :]).reshape(-1)  # (k s,) in pixels
+    py = (row0[:, None] - hr + loc[None, :]) * pixel_m - centres[:, 1:2]  # (S, k s)
+    px = (col0[:, None] - hc + loc[None, :]) * pixel_m - centres[:, 0:1]
+    rho2 = py[:, :, None] ** 2 + px[:, None, :] ** 2
+    chord = np.sqrt(np.clip(r * r - rho2, 0.0, None))  # half chord (S, k s, k s)
+    rr = row0[:, None, None] + np.arange(k)[None, :, None]
+    cc = col0[:, None, None] + np.arange(k)[None, None, :]
+    for dj in range(kz):
+        jj = sl0 + dj
+        zj = (jj + j0) * dz_m
+        frac = (
+            slab_overlap(
+                (zj - dz_m / 2)[:, None, None],
+                (zj + dz_m / 2)[:, None, None],
+                centres[:, 2, None, None] - chord,
+                centres[:, 2, None, None] + chord,
+            )
+            / dz_m
+        )
+        blk = frac.reshape(-1, k, s, k, s).mean(axis=(2, 4)).astype(np.float32)
+        ok = (jj >= 0) & (jj < nz)
+        np.add.at(
+            sph,
+            (
+                np.broadcast_to(jj[:, None, None], blk.shape)[ok],
+                rr[ok].reshape(-1, k, 1).repeat(k, axis=2),
+                cc[ok].reshape(-1, 1, k).repeat(k, axis=1),
+            ),
+            blk[ok],
+        )
+    np.clip(sph, 0.0, 1.0, out=sph)
+    return sph
+
+
 @dataclass(frozen=True)
 class Pyramid:
     """Nanospheres lining the faces of an inverted pyramid notch in a flat membrane (paper Fig. 4).
@@ -699,46 +787,9 @@ class Pyramid:
             ) * np.float32(1.0 / dz_m)
         np.clip(mem, 0.0, 1.0, out=mem)
 
-        sph = np.zeros((nz, ny, nx), dtype=np.float32)
-        if len(centres):
-            k = math.ceil(2 * r / pixel_m) + 2  # lateral block of pixels per sphere
-            kz = math.ceil(2 * r / dz_m) + 2  # slices per sphere
-            row0 = (
-                np.floor((centres[:, 1] - r) / pixel_m + 0.5).astype(int) + hr
-            )  # box row of the block start
-            col0 = np.floor((centres[:, 0] - r) / pixel_m + 0.5).astype(int) + hc
-            sl0 = np.floor((centres[:, 2] - r) / dz_m + 0.5).astype(int) - j0
-            loc = (np.arange(k)[:, None] + off[None, :]).reshape(-1)  # (k s,) in pixels
-            py = (row0[:, None] - hr + loc[None, :]) * pixel_m - centres[:, 1:2]  # (S, k s)
-            px = (col0[:, None] - hc + loc[None, :]) * pixel_m - centres[:, 0:1]
-            rho2 = py[:, :, None] ** 2 + px[:, None, :] ** 2
-            chord = np.sqrt(np.clip(r * r - rho2, 0.0, None))  # half chord (S, k s, k s)
-            rr = row0[:, None, None] + np.arange(k)[None, :, None]
-            cc = col0[:, None, None] + np.arange(k)[None, None, :]
-            for dj in range(kz):
-                jj = sl0 + dj
-                zj = (jj + j0) * dz_m
-                frac = (
-                    slab_overlap(
-                        (zj - dz_m / 2)[:, None, None],
-                        (zj + dz_m / 2)[:, None, None],
-                        centres[:, 2, None, None] - chord,
-                        centres[:, 2, None, None] + chord,
-                    )
-                    / dz_m
-                )
-                blk = frac.reshape(-1, k, s, k, s).mean(axis=(2, 4)).astype(np.float32)
-                ok = (jj >= 0) & (jj < nz)
-                np.add.at(
-                    sph,
-                    (
-                        np.broadcast_to(jj[:, None, None], blk.shape)[ok],
-                        rr[ok].reshape(-1, k, 1).repeat(k, axis=2),
-                        cc[ok].reshape(-1, 1, k).repeat(k, axis=1),
-                    ),
-                    blk[ok],
-                )
-            np.clip(sph, 0.0, 1.0, out=sph)
+        sph = voxelise_spheres(
+            centres, r, pixel_m=pixel_m, dz_m=dz_m, box=(nz, ny, nx), centre_px=(hr, hc), j0=j0, supersample=s
+        )
         kw = dict(z_m=z, dz_m=float(dz_m), pixel_m=float(pixel_m), origin_px=(r0, c0))
         return (
             VoxelObject(occupancy=mem, background_path_m=float(t), **kw),

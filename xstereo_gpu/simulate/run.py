@@ -64,7 +64,7 @@ from ..io.staging import atomic_file, output_directory
 from ..shot import Shot
 from .detector import apply_beamstop
 from .materials import HC_EV_M
-from .options import SAMPLES, SimulationOptions
+from .options import PAPER_SAMPLES, SimulationOptions
 from .simulator import simulate_shot
 
 __all__ = [
@@ -220,9 +220,10 @@ class RunSimulationOptions:
     hit_rate: float = 0.3
     #: Fraction of the shots that are corrupt files, in [0, 1]; ``hit_rate + corrupt_fraction <= 1``.
     corrupt_fraction: float = 0.04
-    #: Samples the hits are drawn from (uniformly), a non-empty subset of ``SAMPLES`` (a single name
-    #: is accepted as a one-sample tuple).
-    samples: tuple[str, ...] = SAMPLES
+    #: Samples the hits are drawn from (uniformly), a non-empty subset of ``PAPER_SAMPLES`` (the
+    #: paper's three; runs have no small settings for the particle samples); a single name is
+    #: accepted as a one-sample tuple.
+    samples: tuple[str, ...] = PAPER_SAMPLES
     #: Seed of the whole run (order of the kinds, each shot's seed and parameters), >= 0.
     seed: int = 0
     #: Per-sample changes ``{sample: {option: value}}`` merged over ``SMALL_SHOT_OPTIONS`` (stored as
@@ -260,14 +261,14 @@ class RunSimulationOptions:
             samples = tuple(samples)
         except TypeError:
             raise InputError(
-                "simulate.run.samples", repr(self.samples), f"names among {list(SAMPLES)}"
+                "simulate.run.samples", repr(self.samples), f"names among {list(PAPER_SAMPLES)}"
             ) from None
-        bad = [s for s in samples if s not in SAMPLES]
+        bad = [s for s in samples if s not in PAPER_SAMPLES]
         if not samples or bad or len(set(samples)) != len(samples):
             raise InputError(
                 "simulate.run.samples",
                 repr(self.samples),
-                f"one or more distinct names among {list(SAMPLES)}",
+                f"one or more distinct names among {list(PAPER_SAMPLES)}",
             )
         object.__setattr__(self, "samples", samples)
 
@@ -366,8 +367,10 @@ def _normalise_shot_options(value) -> tuple:
             raise InputError(where, repr(value), "a mapping {sample: {option: value}}") from None
     out = []
     for sample, changes in items:
-        if sample not in SAMPLES:
-            raise InputError(f"{where}: key {sample!r}", repr(sample), f"a sample among {list(SAMPLES)}")
+        if sample not in PAPER_SAMPLES:
+            raise InputError(
+                f"{where}: key {sample!r}", repr(sample), f"a sample among {list(PAPER_SAMPLES)}"
+            )
         if isinstance(changes, Mapping):
             pairs = list(changes.items())
         else:

@@ -21,7 +21,8 @@ from ..errors import InputError
 from ..shot import GroundTruth, Shot
 from .detector import MASK_SATURATED, add_patterns, apply_beamstop, expose, far_field, photon_counts
 from .materials import stack_delta_beta
-from .options import SimulationOptions
+from .options import SAMPLES, SimulationOptions
+from .particles import PARTICLE_SAMPLES, Particles
 from .phantoms import CrossLid, Pyramid, VoxelObject
 from .projection import beta_from_attenuation, misalign, misalignment_matrix, path_length, transmission
 
@@ -76,7 +77,10 @@ def exit_waves(options: SimulationOptions, *, progress: Callable[[str], None] | 
     if options.sample == "pyramid":
         views, phantom, parts, _, _ = _pyramid_waves(options, say)
         return views, phantom, parts
-    raise InputError("simulate.sample", repr(options.sample), "one of 'cross', 'phase-cross', 'pyramid'")
+    if options.sample in PARTICLE_SAMPLES:
+        views, phantom, voxels, _, _ = _particle_waves(options, say)
+        return views, phantom, voxels
+    raise InputError("simulate.sample", repr(options.sample), f"one of {list(SAMPLES)}")
 
 
 def _illumination(options: SimulationOptions) -> np.ndarray:
@@ -176,6 +180,39 @@ def _pyramid_waves(options: SimulationOptions, say: Callable[[str], None]):
     )
     views = _material_views(options, parts, constants, say)
     return views, phantom, parts, constants, spheres
+
+
+def _particle_waves(options: SimulationOptions, say: Callable[[str], None]):
+    """Exit waves of a particle sample (:mod:`.particles`) on its uniform film.
+
+    Returns views, phantom, voxels (the spheres), the spheres' and the film's ``(delta, beta)``, and
+    ``(centres, labels)``. The film is uniform over the field: its transmission multiplies each view
+    (``_background``).
+    """
+    n = options.pattern_size
+    dr = options.pixel_size_m
+    t1, t2 = (math.radians(a) for a in options.angles_deg)
+    phantom = Particles.from_options(options)
+    centres, labels = phantom.spheres()
+    say(f"{len(centres)} spheres of {options.sphere_diameter_nm:g} nm {options.sphere_material}")
+    voxels = phantom.voxelise(
+        pixel_m=dr,
+        grid_size=n,
+        dz_m=options.voxel_depth_nm * 1e-9,
+        max_tan=max(math.tan(t1), math.tan(t2)),
+        supersample=options.supersample,
+        centres=centres,
+    )
+    voxels = _placed(voxels, options)
+    nz, ny, nx = voxels.occupancy.shape
+    say(f"voxel object {nz} x {ny} x {nx} (dz {options.voxel_depth_nm:g} nm, pixel {dr * 1e9:.1f} nm)")
+    sphere = _constants(((options.sphere_material, 1.0),), options)
+    film = _constants(options.membrane_layers, options)
+    views = _material_views(options, (voxels,), (sphere,), say)
+    views *= _background(options, *film, options.membrane_thickness_nm * 1e-9).astype(np.complex64)[
+        :, None, None
+    ]
+    return views, phantom, voxels, (sphere, film), (centres, labels)
 
 
 def _background(opts: SimulationOptions, delta: float, beta: float, thickness_m: float) -> np.ndarray:
@@ -341,7 +378,29 @@ def _centred_truth(opts: SimulationOptions, say: Callable[[str], None]):
             f"labels = face (0: +u, 1: +v, 2: -u, 3: -v); {_geometry_text(opts, parts[0].dz_m)}"
         )
         return views, centres, faces, extra, description
-    raise InputError("simulate.sample", repr(opts.sample), "one of 'cross', 'phase-cross', 'pyramid'")
+
+    if opts.sample in PARTICLE_SAMPLES:
+        views, phantom, voxels, ((ds, bs), (df, bf)), (centres, labels) = _particle_waves(opts, say)
+        extra = {
+            "sphere_radius_m": float(phantom.sphere_radius_m),
+            "sphere_delta": ds,
+            "sphere_beta": bs,
+            "membrane_delta": df,
+            "membrane_beta": bf,
+            "membrane_thickness_m": opts.membrane_thickness_nm * 1e-9,
+            "background_transmission": _background(opts, df, bf, opts.membrane_thickness_nm * 1e-9),
+        }
+        if opts.sample == "rough-surface":
+            extra["surface_points_m"] = centres.copy()
+        description = (
+            f"{phantom.describe(len(centres))}; spheres {opts.sphere_material} (delta {ds:.4g}, "
+            f"beta {bs:.4g}) on a uniform film {_layers_text(opts.membrane_layers)} (delta {df:.4g}, "
+            f"beta {bf:.4g}), optical constants from xraydb; edge points = sphere centres"
+            + (", labels = cluster" if opts.sample == "clusters" else "")
+            + f"; {_geometry_text(opts, voxels.dz_m)}"
+        )
+        return views, centres, labels, extra, description
+    raise InputError("simulate.sample", repr(opts.sample), f"one of {list(SAMPLES)}")
 
 
 def _cross_waves(options: SimulationOptions, say: Callable[[str], None]):
