@@ -808,7 +808,7 @@ def _c_no_sample_name(tmp, shot):
             "anon.cxi:" + SAMPLE,
             "found no sample name",
             "profile is used",
-            "--recipe {cross,phase-cross,pyramid,natural}",
+            "--recipe {cross,phase-cross,pyramid,clusters,curve,rough-surface,natural}",
         ],
         status=0,
         warning=True,

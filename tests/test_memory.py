@@ -289,6 +289,8 @@ def test_summary_records_the_memory_plan(shot_file, tmp_path, capsys):
                 "-o",
                 out,
                 *TINY,
+                "--iterations",  # 10 iterations leave views too rough to match (0 valid disparities)
+                "40",
                 "--method",
                 "sgm",
                 "--upsample",
