@@ -153,14 +153,15 @@ class PrepareOptions:
 
 
 #: Phase-retrieval algorithms.
-PHASING_ALGORITHMS = ("dm", "hio", "er")
+PHASING_ALGORITHMS = ("dm", "hio", "raar", "er")
 
 
 @dataclass(frozen=True)
 class PhasingOptions:
     """Phase retrieval (difference map and friends), per view, ``runs`` independent random starts."""
 
-    #: ``"dm"`` (difference map, Elser 2003), ``"hio"`` (Fienup) or ``"er"`` (error reduction).
+    #: ``"dm"`` (difference map, Elser 2003), ``"hio"`` (Fienup 1982), ``"raar"`` (relaxed averaged
+    #: alternating reflections, Luke 2005) or ``"er"`` (error reduction).
     algorithm: str = _flag("dm", "--algorithm", "phase-retrieval algorithm", choices=PHASING_ALGORITHMS)
     #: Independent runs per view (paper: 45).
     runs: int = _flag(45, "--runs", "independent phase-retrieval runs per view")
@@ -173,16 +174,28 @@ class PhasingOptions:
     gamma_m: float | None = None
     #: HIO feedback parameter.
     hio_beta: float = 0.9
+    #: RAAR relaxation (Luke 2005 uses 0.75-0.9 on noisy data; 1 is HIO-like).
+    raar_beta: float = _flag(0.9, "--raar-beta", "RAAR relaxation, in (0, 1]")
     #: Error-reduction iterations appended to every run to polish the final iterate.
     final_er: int = 20
-    #: The best iterate of a run (minimal eps_n) is looked for from this fraction of the main
+    #: How each run's best iterate is chosen: ``"rfactor"`` (lowest R-factor on the measured pixels,
+    #: ``sum | |F x| - sqrt(I) | / sum sqrt(I)``, evaluated every ``check_every`` iterations) or
+    #: ``"eps"`` (lowest ``eps_n = ||x_{n+1} - x_n||``, the paper's criterion, every iteration). A run
+    #: whose support collapsed stops moving and has the lowest eps without fitting the data (issue 15),
+    #: so the default is the R-factor.
+    select_by: str = _flag("rfactor", "--select-by", "best iterate of a run by", choices=("rfactor", "eps"))
+    #: Support-collapse guard: when shrink-wrap has left a run less than this fraction of the area of
+    #: the support it had at its lowest R-factor, and its R-factor has risen by more than 25 % since,
+    #: the run goes back to that support and its shrink-wrap threshold is halved. 0 disables the guard.
+    collapse_fraction: float = 0.5
+    #: The best iterate of a run is looked for from this fraction of the main
     #: iterations on: earlier iterates, before shrink-wrap has tightened the support, can fit the
     #: data trivially with a support that constrains little.
     select_from: float = 0.5
-    #: Runs whose best iterate's Fourier error is within this relative tolerance of the best run's
-    #: enter the coherent average; ``inf`` averages all runs as the paper does. Runs stuck in a
-    #: twin superposition have a clearly larger error (measured on the simulated cross: 0.04-0.05
-    #: for good runs, > 0.09 for stuck ones), so averaging them only blurs the view.
+    #: Runs whose best iterate's R-factor on the measured pixels is within this relative tolerance of the
+    #: best run's enter the coherent average (the others are outliers: twin superpositions, collapsed or
+    #: unconverged runs; the paper averages the good runs); ``inf`` averages all runs. Measured on the
+    #: simulated cross: good runs within 10 % of the best, runs stuck in a twin superposition > 50 % above.
     average_tolerance: float = 0.25
     #: Initial support: ``"autocorrelation"`` (threshold of the blurred autocorrelation) or ``"box"``
     #: (the centred N/2 box, a loose support valid for any object the sampling can phase).
@@ -223,6 +236,14 @@ class PhasingOptions:
         _positive("phasing.register_upsample", self.register_upsample, integer=True)
         _positive("phasing.check_every", self.check_every, integer=True)
         _positive("phasing.average_tolerance", self.average_tolerance, allow_zero=True)
+        if self.select_by not in ("rfactor", "eps"):
+            raise InputError("phasing.select_by", repr(self.select_by), "'rfactor' or 'eps'")
+        if not 0 <= self.collapse_fraction < 1:
+            raise InputError(
+                "phasing.collapse_fraction", repr(self.collapse_fraction), "a fraction in [0, 1) (0: off)"
+            )
+        if not 0 < self.raar_beta <= 1:
+            raise InputError("phasing.raar_beta", repr(self.raar_beta), "a value in (0, 1]")
         if not 0 <= self.select_from < 1:
             raise InputError("phasing.select_from", repr(self.select_from), "a fraction in [0, 1)")
         if not 0 < self.beta <= 1.5:

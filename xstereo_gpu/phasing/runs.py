@@ -33,7 +33,7 @@ from ..errors import InputError
 from ..memory import memory_budget, plan_phasing
 from ._dm_kernel import DMKernelWorkspace, dm_step_kernel, track_best_kernel
 from ._fft import fft2, ifft2
-from .algorithms import Workspace, dm_step, er_step, fourier_constraint, hio_step
+from .algorithms import Workspace, dm_step, er_step, fourier_constraint, hio_step, r_factor, raar_step
 from .align import align_runs
 from .support import autocorrelation_support, box_support, shrink_wrap
 
@@ -45,6 +45,11 @@ __all__ = [
     "fourier_error",
     "host_read_limit",
 ]
+
+
+#: Relative rise of a run's R-factor (over its lowest at a shrink-wrap update) that, with a support
+#: shrunk below ``PhasingOptions.collapse_fraction`` of that update's, marks a collapse of the support.
+COLLAPSE_RISE = 0.25
 
 
 def host_read_limit(iterations: int, check_every: int) -> int:
@@ -379,11 +384,22 @@ class PhaseRetrieval:
         self._inv_norm = (1.0 / xp.maximum(norm, 1e-30)).astype(xp.float32)[:, None]  # (V, 1)
         self.best = self.x.copy()
         self.best_eps = xp.full((nv, r), np.inf, dtype=xp.float32)
+        self.best_r = xp.full((nv, r), np.inf, dtype=xp.float32)
         self.iteration = 0
         self.max_iter = options.iterations + options.final_er
         self._select_from = int(options.select_from * options.iterations)
         self.costs: list[np.ndarray] = []
+        self.rfactors: list[np.ndarray] = []
+        self.areas: list[np.ndarray] = []
         self.cost_iterations: list[int] = []
+        #: per run: shrink-wrap threshold (halved by the collapse guard) and how often the guard fired
+        self.thresholds = xp.full((nv, r, 1, 1), options.shrinkwrap_threshold, dtype=xp.float32)
+        self.collapses = xp.zeros((nv, r), dtype=xp.int32)
+        self._guard = options.collapse_fraction > 0 and options.shrinkwrap_every > 0
+        if self._guard:  # the support of each run when its R-factor last improved, and that R
+            self._ref_support = self.support.copy()
+            self._ref_area = self.support.sum(axis=(-2, -1))
+            self._ref_r = xp.full((nv, r), np.inf, dtype=xp.float32)
 
     def done(self) -> bool:
         """True once ``max_iter`` iterations have run."""
@@ -400,53 +416,108 @@ class PhaseRetrieval:
     def update(self, n: int = 1) -> PhaseRetrieval:
         """Advance every run by ``n`` iterations (fewer if ``max_iter`` is reached).
 
-        No host synchronisation except when a cost is recorded (every ``check_every`` iterations).
+        No host synchronisation except when a record is read (every ``check_every`` iterations):
+        ``eps``, the R-factor on the measured pixels and the support area of every run, in one read.
         """
         xp, o = self.xp, self.options
         for _ in range(int(n)):
             if self.done():
                 break
-            if self.iteration < o.iterations and o.algorithm == "dm":  # the fused kernel when it runs
+            main = self.iteration < o.iterations
+            if main and o.algorithm == "dm":  # the fused kernel when it runs
                 step, work = (
                     (dm_step_kernel, self._kwork) if self._kwork is not None else (dm_step, self._work)
                 )
                 _, est, eps = step(
                     self.x, self.amplitudes, self.valid, self.support, beta=o.beta, gammas=o.gammas, work=work
                 )
-            elif self.iteration < o.iterations and o.algorithm == "hio":
+            elif main and o.algorithm == "hio":
                 _, est, eps = hio_step(
                     self.x, self.amplitudes, self.valid, self.support, beta=o.hio_beta, work=self._work
+                )
+            elif main and o.algorithm == "raar":
+                _, est, eps = raar_step(
+                    self.x, self.amplitudes, self.valid, self.support, beta=o.raar_beta, work=self._work
                 )
             else:  # "er", or the final error reduction
                 _, est, eps = er_step(self.x, self.amplitudes, self.valid, self.support, work=self._work)
             eps *= self._inv_norm
-            if self.uses_kernels:  # flags and the masked copy on the device, no synchronisation
-                track_best_kernel(
-                    self.best,
-                    self.best_eps,
-                    est,
-                    eps,
-                    self.support,
-                    enabled=self.iteration >= self._select_from,
-                )
-            elif self.iteration >= self._select_from:
-                better = eps < self.best_eps
-                # keep the real-space object: the estimate restricted to the current support (the
-                # unrestricted estimate still drives shrink-wrap, so the support can grow back)
-                xp.copyto(self.best, est * self.support, where=better[..., None, None])
+            it = self.iteration + 1
+            record = it % o.check_every == 0 or it >= self.max_iter
+            wrap = bool(o.shrinkwrap_every) and it <= o.iterations and it % o.shrinkwrap_every == 0
+            selecting = self.iteration >= self._select_from
+            r = obj = None
+            if record or (wrap and self._guard):
+                # R-factor of the support-projected estimate, in the workspace's free buffers
+                free = [b for b in (self._work.t1, self._work.t2, self._work.t3) if b is not est]
+                obj = xp.multiply(est, self.support, out=free[0])
+                r = r_factor(obj, self.amplitudes, self.valid, buffers=(free[1], self._work.r))
+            if o.select_by == "eps":
+                if self.uses_kernels:  # flags and the masked copy on the device, no synchronisation
+                    track_best_kernel(self.best, self.best_eps, est, eps, self.support, enabled=selecting)
+                elif selecting:
+                    better = eps < self.best_eps
+                    # keep the real-space object: the estimate restricted to the current support (the
+                    # unrestricted estimate still drives shrink-wrap, so the support can grow back)
+                    xp.copyto(self.best, est * self.support, where=better[..., None, None])
+                    self.best_eps = xp.where(better, eps, self.best_eps)
+            elif record and selecting:
+                # R of an iterate whose support spread past the autocorrelation's area means little
+                # (a loose support fits the data trivially): such iterates rank after all others
+                rank = r + (self.support.sum(axis=(-2, -1)) > self.max_area).astype(xp.float32)
+                better = rank < self.best_r
+                xp.copyto(self.best, obj, where=better[..., None, None])
                 self.best_eps = xp.where(better, eps, self.best_eps)
-            self.iteration += 1
-            it = self.iteration
-            if o.shrinkwrap_every and it <= o.iterations and it % o.shrinkwrap_every == 0:
-                new = shrink_wrap(est, sigma=self._sigma(), threshold=o.shrinkwrap_threshold)
-                if not self.shrinkwrap_grow:
-                    new &= self.support
-                empty = new.sum(axis=(-2, -1)) == 0  # never empty a support
-                self.support = xp.where(empty[..., None, None], self.support, new)
-            if it % o.check_every == 0 or self.done():
-                self.costs.append(np.asarray(self._host_read(eps), dtype=np.float32))
+                self.best_r = xp.where(better, rank, self.best_r)
+            self.iteration = it
+            if wrap:
+                self._shrink_wrap(est, r)
+            if record:
+                area = self.support.sum(axis=(-2, -1)).astype(xp.float32)
+                rec = self._host_read(xp.stack([eps, r, area]))
+                self.costs.append(np.asarray(rec[0], dtype=np.float32))
+                self.rfactors.append(np.asarray(rec[1], dtype=np.float32))
+                self.areas.append(np.asarray(rec[2], dtype=np.int64))
                 self.cost_iterations.append(it)
         return self
+
+    def _shrink_wrap(self, est, r) -> None:
+        """Shrink-wrap every run from ``est``, with the support-collapse guard (``r``: R-factors now).
+
+        Guard (``options.collapse_fraction > 0``), per run: the reference is the support the run had
+        when its R-factor was lowest at a shrink-wrap update (the initial support at the first),
+        among supports not larger than the autocorrelation's area (a looser one fits the data
+        trivially). If R improved on it, the current support becomes the reference; if instead R rose by more
+        than :data:`COLLAPSE_RISE` while the support shrank below ``collapse_fraction`` of the
+        reference's area, the support has collapsed: the run goes back to the reference support
+        (with ``shrinkwrap_grow=False`` it keeps its current support, which may not grow) instead
+        of shrink-wrapping, and its threshold is halved (down to a quarter of the option's).
+        """
+        xp, o = self.xp, self.options
+        new = shrink_wrap(est, sigma=self._sigma(), threshold=self.thresholds)
+        if not self.shrinkwrap_grow:
+            new &= self.support
+        keep = new.sum(axis=(-2, -1)) == 0  # never empty a support
+        if self._guard:
+            area = self.support.sum(axis=(-2, -1))
+            # a support spread past the autocorrelation's area fits the data trivially: no reference
+            improved = (r < self._ref_r) & (area <= self.max_area)
+            collapsed = (r > np.float32(1 + COLLAPSE_RISE) * self._ref_r) & (
+                area < o.collapse_fraction * self._ref_area
+            )
+            xp.copyto(self._ref_support, self.support, where=improved[..., None, None])
+            self._ref_area = xp.where(improved, area, self._ref_area)
+            self._ref_r = xp.where(improved, r, self._ref_r)
+            floor = np.float32(o.shrinkwrap_threshold / 4)  # at most two halvings
+            self.thresholds = xp.where(
+                collapsed[..., None, None],
+                xp.maximum(self.thresholds * np.float32(0.5), floor),
+                self.thresholds,
+            )
+            self.collapses += collapsed
+            back = self._ref_support if self.shrinkwrap_grow else self.support
+            new = xp.where(collapsed[..., None, None], back, new)
+        self.support = xp.where(keep[..., None, None], self.support, new)
 
     def _host_read(self, a):
         """``to_host(a)``, counted in :attr:`host_reads` (the loop's only synchronisation point)."""
@@ -611,14 +682,15 @@ def phase_retrieval(
         pr.update(options.check_every)
         if progress is not None:
             progress(pr.iteration, pr.max_iter)
-    costs = np.stack(pr.costs) if pr.costs else np.zeros((0,) + tuple(pr.best_eps.shape), np.float32)
     return _select_and_average(
         pr.best,
         pr.best_eps,
         fourier_error(pr.best, pr.amplitudes, pr.valid),
+        r_factor(pr.best, pr.amplitudes, pr.valid),
         pr.support.sum(axis=(-2, -1)) > pr.max_area,
         options,
-        costs=costs,
+        costs=_records(pr),
+        collapses=to_host(pr.collapses),
         cost_iterations=pr.cost_iterations,
         host_reads=pr.host_reads,
         uses_kernels=pr.uses_kernels,
@@ -627,14 +699,52 @@ def phase_retrieval(
     )
 
 
+def _records(pr: PhaseRetrieval) -> dict:
+    """Host records of ``pr``: ``eps``, ``rfactor`` (K, V, R) float32, ``support_area`` (K, V, R) int64."""
+    shape = (0,) + tuple(pr.best_eps.shape)
+    out = {}
+    for name, recs, dtype in (
+        ("eps", pr.costs, np.float32),
+        ("rfactor", pr.rfactors, np.float32),
+        ("support_area", pr.areas, np.int64),
+    ):
+        out[name] = np.stack(recs).astype(dtype) if recs else np.zeros(shape, dtype)
+    return out
+
+
+def _selection(rf, spread, tolerance: float) -> tuple[np.ndarray, np.ndarray]:
+    """Which runs enter the average, and why the others do not (host arrays).
+
+    ``rf`` (V, R): R-factor of each run's best iterate on the measured pixels; ``spread`` (V, R): its
+    support grew past the autocorrelation's area (it fits the data trivially; ignored when every run
+    of a view did). A run is kept when its R is within ``1 + tolerance`` of the view's best run.
+
+    Returns ``keep`` (V, R) bool and ``why`` (V, R) str: ``""`` for a kept run, else the reason.
+    """
+    rf, spread = np.asarray(rf, dtype=np.float64), np.asarray(spread, dtype=bool)
+    spread = spread & ~spread.all(axis=1, keepdims=True)
+    rank = np.where(spread, np.inf, rf)
+    best = rank.min(axis=1, keepdims=True)
+    keep = rank <= (1.0 + tolerance) * best
+    why = np.full(rf.shape, "", dtype=object)
+    for v, r in zip(*np.nonzero(~keep)):
+        if spread[v, r]:
+            why[v, r] = "support spread past the autocorrelation's area"
+        else:
+            why[v, r] = f"R {rf[v, r]:.4f} above (1 + {tolerance:g}) x best R {best[v, 0]:.4f}"
+    return keep, why.astype(str)
+
+
 def _select_and_average(
     best,
     best_eps,
     ferr,
+    rf,
     spread,
     options: PhasingOptions,
     *,
-    costs,
+    costs: dict,
+    collapses,
     cost_iterations,
     host_reads: int,
     uses_kernels: bool,
@@ -645,20 +755,18 @@ def _select_and_average(
     """Rank the runs, align and average the best ones: the end of :func:`phase_retrieval`.
 
     ``best`` (V, R, N, N) holds every run's best iterate (aligned in place when ``runs_per_batch``
-    is given), ``ferr`` (V, R) their Fourier errors, ``spread`` (V, R) whether a run's support grew
-    past the autocorrelation's area.
+    is given), ``ferr`` (V, R) their Fourier errors, ``rf`` (V, R) their R-factors (the ranking,
+    :func:`_selection`), ``spread`` (V, R) whether a run's support grew past the autocorrelation's area.
     """
     xp = get_array_module(best)
-    # runs whose support spread past the autocorrelation's area satisfy the data trivially: rank
-    # them last (unless every run of a view did)
-    spread = spread & ~xp.all(spread, axis=1, keepdims=True)
-    rank = xp.where(spread, xp.float32(np.inf), ferr)
-    keep = rank <= (1.0 + options.average_tolerance) * rank.min(axis=1, keepdims=True)
+    rf_host = to_host(rf)
+    keep, why = _selection(rf_host, to_host(spread), options.average_tolerance)
+    rank = np.where(keep, rf_host, np.inf)  # the reference of the alignment: the best kept run
     aligned, info = align_runs(
         best,
         upsample=options.register_upsample,
-        eps=rank,
-        keep=keep,
+        eps=to_device(rank.astype(np.float32), xp),
+        keep=to_device(keep, xp),
         runs_per_batch=runs_per_batch,
         out=None if runs_per_batch is None else best,
     )
@@ -666,14 +774,17 @@ def _select_and_average(
     supports = shrink_wrap(views, sigma=options.shrinkwrap_sigma[1], threshold=options.shrinkwrap_threshold)
     history = {
         "iterations": np.asarray(cost_iterations, dtype=np.int64),
-        "eps": costs,
+        **costs,
         "reference": to_host(info["reference"]),
         "twin": to_host(info["twin"]),
         "shifts": to_host(info["shifts"]),
         "peak": to_host(info["peak"]),
         "fourier_error": to_host(ferr),
+        "r_factor": rf_host,
         "spread": to_host(spread),
-        "averaged": to_host(keep),
+        "collapses": np.asarray(collapses),
+        "averaged": keep,
+        "excluded": why,
         "host_reads": host_reads,
         "kernels": uses_kernels,
         "memory": memory,
@@ -710,8 +821,8 @@ def _phase_in_batches(
     """
     nb, b = plan.batches, plan.runs_per_batch
     R = options.runs
-    best = best_eps = ferr = area = max_area = None
-    costs, host_reads, uses_kernels, cost_iterations, max_iter = [], 0, False, [], 0
+    best = best_eps = ferr = rf = area = max_area = None
+    costs, collapses, host_reads, uses_kernels, cost_iterations, max_iter = [], [], 0, False, [], 0
     for j in range(nb):
         lo, hi = j * b, min(R, (j + 1) * b)
         pr = PhaseRetrieval(
@@ -731,6 +842,7 @@ def _phase_in_batches(
             best = xp.empty((nv, R, n, n), dtype=xp.complex64)
             best_eps = xp.empty((nv, R), dtype=xp.float32)
             ferr = xp.empty((nv, R), dtype=xp.float32)
+            rf = xp.empty((nv, R), dtype=xp.float32)
             area = xp.empty((nv, R), dtype=pr.support.sum(axis=(-2, -1)).dtype)
             max_area = xp.empty((nv, R), dtype=pr.max_area.dtype)
         while not pr.done():
@@ -740,9 +852,11 @@ def _phase_in_batches(
         best[:, lo:hi] = pr.best
         best_eps[:, lo:hi] = pr.best_eps
         ferr[:, lo:hi] = fourier_error(pr.best, pr.amplitudes, pr.valid)
+        rf[:, lo:hi] = r_factor(pr.best, pr.amplitudes, pr.valid)
         area[:, lo:hi] = pr.support.sum(axis=(-2, -1))
         max_area[:, lo:hi] = xp.broadcast_to(pr.max_area, (nv, hi - lo))
-        costs.append(np.stack(pr.costs) if pr.costs else np.zeros((0, nv, hi - lo), np.float32))
+        costs.append(_records(pr))
+        collapses.append(to_host(pr.collapses))
         cost_iterations = list(pr.cost_iterations)
         host_reads += pr.host_reads
         uses_kernels = pr.uses_kernels
@@ -752,9 +866,11 @@ def _phase_in_batches(
         best,
         best_eps,
         ferr,
+        rf,
         area > max_area,
         options,
-        costs=np.concatenate(costs, axis=2),
+        costs={k: np.concatenate([c[k] for c in costs], axis=2) for k in costs[0]},
+        collapses=np.concatenate(collapses, axis=1),
         cost_iterations=cost_iterations,
         host_reads=host_reads,
         uses_kernels=uses_kernels,
@@ -765,7 +881,18 @@ def _phase_in_batches(
 
 
 #: ``history`` entries whose first axis is the view (the rest are per stack: iterations, counts, plan).
-_PER_VIEW = ("reference", "twin", "shifts", "peak", "fourier_error", "spread", "averaged")
+_PER_VIEW = (
+    "reference",
+    "twin",
+    "shifts",
+    "peak",
+    "fourier_error",
+    "r_factor",
+    "spread",
+    "collapses",
+    "averaged",
+    "excluded",
+)
 
 
 def split_phasing(result: PhasingResult, groups: int) -> list[PhasingResult]:
@@ -797,8 +924,9 @@ def split_phasing(result: PhasingResult, groups: int) -> list[PhasingResult]:
         for name in _PER_VIEW:
             if name in history:
                 history[name] = history[name][sl]
-        if "eps" in history:
-            history["eps"] = history["eps"][:, sl]
+        for name in ("eps", "rfactor", "support_area"):
+            if name in history:
+                history[name] = history[name][:, sl]
         out.append(
             PhasingResult(
                 views=result.views[sl],
