@@ -668,6 +668,13 @@ SAMPLE_RECIPES: dict[str, dict[str, Any]] = {
         # faces inclined along x have different grey levels in the two views (different path lengths
         # through the membrane): SAD on intensities fails there; the Sobel-x maps fill those faces
         "stereo__gradient_maps": True,
+        # phasing from the pattern (--start pattern): the notch fills a centrosymmetric square, from
+        # which difference-map runs stagnate in object + twin superpositions; an asymmetric start (the
+        # half-field box, cut by a random half-plane per run) with HIO and a longer schedule breaks
+        # the stagnation (docs/validation.md)
+        "phasing__algorithm": "hio",
+        "phasing__initial_support": "box",
+        "phasing__iterations": 400,
     },
 }
 SAMPLE_NAMES = tuple(SAMPLE_RECIPES)

@@ -128,9 +128,14 @@ def _validate(intensities, valid, support):
 
 
 def _random_half_planes(
-    rng: np.random.Generator, nv: int, nr: int, n: int, runs: tuple[int, int] | None = None
+    rng: np.random.Generator,
+    nv: int,
+    nr: int,
+    n: int,
+    runs: tuple[int, int] | None = None,
+    offset: float = 0.0,
 ) -> np.ndarray:
-    """Per view and run, the half-plane ``u . (p - c) >= 0`` through ``c = (N//2, N//2)``, random ``u``.
+    """Per view and run, the half-plane ``u . (p - c) >= -offset`` near ``c = (N//2, N//2)``, random ``u``.
 
     The autocorrelation support ``A = O - O`` of an object ``O`` contains, for every direction
     ``u``, the translate of ``O`` whose ``u``-most-negative point sits on the centre, and that
@@ -138,7 +143,8 @@ def _random_half_planes(
     valid support while breaking its centro-symmetry, which is what lets object and twin start
     on an equal footing and so causes twin stagnation; different runs get different directions.
     ``runs = (lo, hi)`` returns the half-planes of runs ``lo:hi`` only (the angles of all ``nr``
-    runs are drawn, so the stream that follows is the same).
+    runs are drawn, so the stream that follows is the same). ``offset`` [pixels] moves the edge
+    away from the centre (the box start keeps 3/4 of its box, see :class:`PhaseRetrieval`).
     """
     angles = rng.random((nv, nr)) * (2 * np.pi)
     if runs is not None:
@@ -146,7 +152,7 @@ def _random_half_planes(
     c = np.arange(n) - n // 2
     return (
         np.cos(angles)[..., None, None] * c[:, None] + np.sin(angles)[..., None, None] * c[None, :]
-    ) >= -0.5
+    ) >= -0.5 - offset
 
 
 def _skip_float32(rng: np.random.Generator, count: int) -> None:
@@ -188,7 +194,15 @@ def _random_phases(
 
 
 def _random_starts(
-    seed, nv: int, groups: int, nr: int, n: int, runs: tuple[int, int] | None, *, half_planes: bool
+    seed,
+    nv: int,
+    groups: int,
+    nr: int,
+    n: int,
+    runs: tuple[int, int] | None,
+    *,
+    half_planes: bool,
+    offset: float = 0.0,
 ) -> tuple[np.ndarray | None, np.ndarray]:
     """Half-planes (:func:`_random_half_planes`, or None) and starting phases' draws (:func:`_random_phases`)
     of ``nv`` views in ``groups`` equal consecutive groups, each drawn from its own
@@ -198,7 +212,7 @@ def _random_starts(
     for _ in range(groups):
         rng = np.random.default_rng(seed)
         if half_planes:
-            planes.append(_random_half_planes(rng, per, nr, n, runs))
+            planes.append(_random_half_planes(rng, per, nr, n, runs, offset))
         phases.append(_random_phases(rng, per, nr, n, runs))
     cat = (lambda a: a[0]) if groups == 1 else (lambda a: np.concatenate(a))
     return (cat(planes) if half_planes else None), cat(phases)
@@ -228,8 +242,12 @@ class PhaseRetrieval:
     initial_support : {"autocorrelation", "box"}, optional
         How the default initial support is made (ignored when ``support`` is given):
         ``"autocorrelation"`` as above, or ``"box"``: the centred box of side N/2
-        (:func:`~.support.box_support`), valid for any object the sampling can phase, the same for
-        every run. Default: ``options.initial_support`` if the options have that field, else
+        (:func:`~.support.box_support`), which holds any object the sampling can phase, cut for
+        each run by a random half-plane N/8 from its centre (3/4 of the box is kept). The cut is
+        an asymmetric start (Fienup and Wackerman 1986): a box is centrosymmetric, and from it
+        runs on an object that fills most of the box (the pyramid's square notch) stagnate in a
+        superposition of the object and its twin; shrink-wrap (growing allowed) restores the
+        part cut off. Default: ``options.initial_support`` if the options have that field, else
         ``"autocorrelation"``.
     shrinkwrap_grow : bool, optional
         ``True``: shrink-wrap may grow a support (the new support is the thresholded estimate);
@@ -341,11 +359,13 @@ class PhaseRetrieval:
             options.runs,
             n,
             run_range,
-            half_planes=support is None and initial_support != "box",
+            half_planes=support is None,
+            offset=n / 8 if initial_support == "box" else 0.0,
         )
         if support is None and initial_support == "box":
-            support = box_support(inten)[:, None]
-            max_area = support.sum(axis=(-2, -1)).reshape(nv, 1)
+            box = box_support(inten)[:, None]
+            max_area = box.sum(axis=(-2, -1)).reshape(nv, 1)
+            support = box & to_device(planes, xp)
         elif support is None:
             support = autocorrelation_support(inten, v, threshold=options.autocorrelation_threshold)
             max_area = support.sum(axis=(-2, -1))[:, None]  # (V, 1)
