@@ -184,9 +184,9 @@ class PhasingOptions:
     #: whose support collapsed stops moving and has the lowest eps without fitting the data (issue 15),
     #: so the default is the R-factor.
     select_by: str = _flag("rfactor", "--select-by", "best iterate of a run by", choices=("rfactor", "eps"))
-    #: Support-collapse guard: when shrink-wrap has left a run less than this fraction of the area of
-    #: the support it had at its lowest R-factor, and its R-factor has risen by more than 25 % since,
-    #: the run goes back to that support and its shrink-wrap threshold is halved. 0 disables the guard.
+    #: Support-collapse guard: when one shrink-wrap update has left a run less than this fraction of
+    #: its support's area and its R-factor has risen by more than 25 % until the next update, the run
+    #: goes back to the support before and its shrink-wrap threshold is halved. 0 disables the guard.
     collapse_fraction: float = 0.5
     #: The best iterate of a run is looked for from this fraction of the main
     #: iterations on: earlier iterates, before shrink-wrap has tightened the support, can fit the

@@ -47,8 +47,8 @@ __all__ = [
 ]
 
 
-#: Relative rise of a run's R-factor (over its lowest at a shrink-wrap update) that, with a support
-#: shrunk below ``PhasingOptions.collapse_fraction`` of that update's, marks a collapse of the support.
+#: Relative rise of a run's R-factor between two shrink-wrap updates that, with a support shrunk below
+#: ``PhasingOptions.collapse_fraction`` of its area meanwhile, marks a collapse of the support.
 COLLAPSE_RISE = 0.25
 
 
@@ -416,7 +416,7 @@ class PhaseRetrieval:
         self.thresholds = xp.full((nv, r, 1, 1), options.shrinkwrap_threshold, dtype=xp.float32)
         self.collapses = xp.zeros((nv, r), dtype=xp.int32)
         self._guard = options.collapse_fraction > 0 and options.shrinkwrap_every > 0
-        if self._guard:  # the support of each run when its R-factor last improved, and that R
+        if self._guard:  # the support of each run before the last shrink-wrap update, and its R
             self._ref_support = self.support.copy()
             self._ref_area = self.support.sum(axis=(-2, -1))
             self._ref_r = xp.full((nv, r), np.inf, dtype=xp.float32)
@@ -504,14 +504,14 @@ class PhaseRetrieval:
     def _shrink_wrap(self, est, r) -> None:
         """Shrink-wrap every run from ``est``, with the support-collapse guard (``r``: R-factors now).
 
-        Guard (``options.collapse_fraction > 0``), per run: the reference is the support the run had
-        when its R-factor was lowest at a shrink-wrap update (the initial support at the first),
-        among supports not larger than the autocorrelation's area (a looser one fits the data
-        trivially). If R improved on it, the current support becomes the reference; if instead R rose by more
-        than :data:`COLLAPSE_RISE` while the support shrank below ``collapse_fraction`` of the
-        reference's area, the support has collapsed: the run goes back to the reference support
-        (with ``shrinkwrap_grow=False`` it keeps its current support, which may not grow) instead
-        of shrink-wrapping, and its threshold is halved (down to a quarter of the option's).
+        Guard (``options.collapse_fraction > 0``), per run, from one update to the next: if the
+        support set at the previous update kept less than ``collapse_fraction`` of the area of the
+        one before (which was not larger than the autocorrelation's area: a looser support fits the
+        data trivially) and the R-factor rose by more than :data:`COLLAPSE_RISE` meanwhile, the
+        support has collapsed: the run goes back to the support before (with
+        ``shrinkwrap_grow=False`` it keeps its current one, which may not grow) instead of
+        shrink-wrapping, and its threshold is halved (down to a quarter of the option's). A slow
+        collapse, a little at each update, is not caught.
         """
         xp, o = self.xp, self.options
         new = shrink_wrap(est, sigma=self._sigma(), threshold=self.thresholds)
@@ -520,15 +520,12 @@ class PhaseRetrieval:
         keep = new.sum(axis=(-2, -1)) == 0  # never empty a support
         if self._guard:
             area = self.support.sum(axis=(-2, -1))
-            # a support spread past the autocorrelation's area fits the data trivially: no reference
-            improved = (r < self._ref_r) & (area <= self.max_area)
-            collapsed = (r > np.float32(1 + COLLAPSE_RISE) * self._ref_r) & (
-                area < o.collapse_fraction * self._ref_area
+            collapsed = (
+                (self._ref_area <= self.max_area)
+                & (area < o.collapse_fraction * self._ref_area)
+                & (r > np.float32(1 + COLLAPSE_RISE) * self._ref_r)
             )
-            xp.copyto(self._ref_support, self.support, where=improved[..., None, None])
-            self._ref_area = xp.where(improved, area, self._ref_area)
-            self._ref_r = xp.where(improved, r, self._ref_r)
-            floor = np.float32(o.shrinkwrap_threshold / 4)  # at most two halvings
+            floor = np.float32(o.shrinkwrap_threshold / 4)
             self.thresholds = xp.where(
                 collapsed[..., None, None],
                 xp.maximum(self.thresholds * np.float32(0.5), floor),
@@ -537,6 +534,10 @@ class PhaseRetrieval:
             self.collapses += collapsed
             back = self._ref_support if self.shrinkwrap_grow else self.support
             new = xp.where(collapsed[..., None, None], back, new)
+            # the next reference: the support used up to now and its R (the restored one if collapsed)
+            xp.copyto(self._ref_support, self.support, where=~collapsed[..., None, None])
+            self._ref_area = xp.where(collapsed, self._ref_area, area)
+            self._ref_r = xp.where(collapsed, self._ref_r, r)
         self.support = xp.where(keep[..., None, None], self.support, new)
 
     def _host_read(self, a):
