@@ -166,3 +166,24 @@ def test_measured_like_pattern_phases_with_default_options():
     res = phase_retrieval(inten, valid, PhasingOptions())
     corr = register_to_truth(res.views[0], obj)["correlation"]
     assert corr >= 0.95, corr
+
+
+def test_convergence_test_extends_the_schedule_while_r_drops():
+    """``max_iterations``: past ``iterations`` the main algorithm goes on ``flat_window`` iterations at a
+    time while the runs' median R still drops (measured: 60 -> 90 main iterations, stopped there because
+    the median R rose over the last window); 0 keeps the fixed schedule."""
+    obj = _textured_object()
+    inten = _pattern(obj)
+    valid = np.ones(inten.shape, bool)
+    fixed = phase_retrieval(inten, valid, PhasingOptions(runs=4, iterations=60, flat_window=30))
+    assert fixed.iterations == 80
+    opts = PhasingOptions(runs=4, iterations=60, max_iterations=400, flat_window=30)
+    res = phase_retrieval(inten, valid, opts)
+    h = res.history
+    main = res.iterations - opts.final_er
+    assert 60 < main < 400 and (main - 60) % 30 == 0
+    med = np.median(h["rfactor"][:, 0], axis=1)
+    at = {int(i): m for i, m in zip(h["iterations"], med, strict=True)}
+    assert at[main - 30] - at[main] <= opts.flat_tolerance * at[main]  # flat where it stopped
+    assert at[main - 60] - at[main - 30] > opts.flat_tolerance * at[main - 30]  # not flat before
+    assert h["host_reads"] == len(h["iterations"]) <= host_read_limit(res.iterations, opts.check_every)

@@ -605,10 +605,18 @@ def _run_provided_views(shot, args, tmp, t_sim: float) -> tuple:
         return _write(pipe, res, shot, args, tmp, extra)
 
 
+#: ``xstereo phase`` (one measured pattern) extends the schedule up to this many times ``--iterations``
+#: while the R-factor still drops, unless ``--max-iterations`` or ``--config`` says otherwise.
+PHASE_MAX_ITERATIONS_FACTOR = 4
+
+
 def cmd_phase(args) -> int:
     with _staged_output(args, args.pattern) as tmp:
         max_memory = _max_memory(args)
-        pipe = Pipeline(_options(args), backend=args.backend, progress=_progress(args), max_memory=max_memory)
+        opts = _options(args)
+        if getattr(args, "max_iterations", None) is None and not getattr(args, "config", None):
+            opts = opts.replace(phasing__max_iterations=PHASE_MAX_ITERATIONS_FACTOR * opts.phasing.iterations)
+        pipe = Pipeline(opts, backend=args.backend, progress=_progress(args), max_memory=max_memory)
         o = pipe.options.phasing
         if args.size is not None:  # refuse a crop that cannot be phased before reading anything
             b = memory_budget(pipe.xp, max_memory)

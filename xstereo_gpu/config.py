@@ -167,6 +167,18 @@ class PhasingOptions:
     runs: int = _flag(45, "--runs", "independent phase-retrieval runs per view")
     #: Iterations per run (paper: converges after roughly a hundred).
     iterations: int = _flag(200, "--iterations", "iterations per run")
+    #: Convergence test: after ``iterations``, the main algorithm goes on by ``flat_window`` iterations at
+    #: a time, up to this many in all, while the runs' median R-factor on the measured pixels still drops
+    #: by more than ``flat_tolerance`` over the last ``flat_window`` iterations (measured data often need
+    #: more than the simulated demos). 0 (or ``iterations`` or less): the paper's fixed schedule, the
+    #: default of the pipeline; ``xstereo phase`` (one measured pattern) defaults to 4 x ``iterations``.
+    max_iterations: int = _flag(
+        0, "--max-iterations", "go on past --iterations, up to this many, while the R-factor drops"
+    )
+    #: Relative drop of the median R-factor over ``flat_window`` iterations below which it is flat.
+    flat_tolerance: float = 0.01
+    #: Iterations over which the convergence test compares the R-factor (and extends the schedule).
+    flat_window: int = 50
     #: Difference-map beta (Elser's recommended range is 0.7..1; the paper does not state its value).
     beta: float = _flag(0.8, "--beta", "difference-map beta, in (0, 1.5]")
     #: Difference-map gammas; ``None`` gives Elser's optimal choice gamma_S = -1/beta, gamma_M = 1/beta.
@@ -231,6 +243,9 @@ class PhasingOptions:
             )
         _positive("phasing.runs", self.runs, integer=True)
         _positive("phasing.iterations", self.iterations, integer=True)
+        _positive("phasing.max_iterations", self.max_iterations, integer=True, allow_zero=True)
+        _positive("phasing.flat_window", self.flat_window, integer=True)
+        _positive("phasing.flat_tolerance", self.flat_tolerance, allow_zero=True)
         _positive("phasing.final_er", self.final_er, integer=True, allow_zero=True)
         _positive("phasing.shrinkwrap_every", self.shrinkwrap_every, integer=True, allow_zero=True)
         _positive("phasing.register_upsample", self.register_upsample, integer=True)

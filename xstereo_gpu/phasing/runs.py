@@ -264,13 +264,18 @@ class PhaseRetrieval:
         each), and each group gets the random starts it gets when phased alone: phasing a stack of
         shots gives each shot the iterates of its own phasing (bit-identical on NumPy). Every
         other step is per view anyway. Default 1 (all views draw from one stream).
+    schedule : int, optional
+        Main-algorithm iterations, fixed (no convergence test): how later batches follow the first
+        one's extended schedule. The convergence test looks at the runs (and views) iterated
+        together, so batching or stacking can extend a schedule differently than one batch would.
 
     Attributes
     ----------
     iteration : int
         Iterations done so far.
     max_iter : int
-        ``options.iterations + options.final_er``.
+        ``main_iterations + options.final_er``; ``main_iterations`` starts at ``options.iterations``
+        and the convergence test may extend it up to ``options.max_iterations``.
     costs : list of (V, R) float32 NumPy arrays
         Relative ``eps`` (see ``best_eps``) of every run, recorded every ``options.check_every``
         iterations and at the last one.
@@ -322,6 +327,7 @@ class PhaseRetrieval:
         shrinkwrap_grow: bool | None = None,
         run_range: tuple[int, int] | None = None,
         view_groups: int = 1,
+        schedule: int | None = None,
     ):
         options = PhasingOptions() if options is None else options
         if not isinstance(options, PhasingOptions):
@@ -406,7 +412,12 @@ class PhaseRetrieval:
         self.best_eps = xp.full((nv, r), np.inf, dtype=xp.float32)
         self.best_r = xp.full((nv, r), np.inf, dtype=xp.float32)
         self.iteration = 0
-        self.max_iter = options.iterations + options.final_er
+        #: main-algorithm iterations: ``options.iterations``, extended by the convergence test
+        #: (:meth:`_extend`) up to ``options.max_iterations``; ``schedule`` fixes it (no test)
+        self.main_iterations = int(options.iterations if schedule is None else schedule)
+        self._extensible = schedule is None and options.max_iterations > options.iterations
+        self._tested = 0  # main_iterations at the last convergence test
+        self.max_iter = self.main_iterations + options.final_er
         self._select_from = int(options.select_from * options.iterations)
         self.costs: list[np.ndarray] = []
         self.rfactors: list[np.ndarray] = []
@@ -429,7 +440,7 @@ class PhaseRetrieval:
         o = self.options
         updates = o.iterations // o.shrinkwrap_every
         j = self.iteration // o.shrinkwrap_every  # 1 .. updates
-        t = 1.0 if updates <= 1 else (j - 1) / (updates - 1)
+        t = 1.0 if updates <= 1 else min(1.0, (j - 1) / (updates - 1))  # the last past the schedule
         s0, s1 = o.shrinkwrap_sigma
         return s0 + (s1 - s0) * t
 
@@ -443,7 +454,7 @@ class PhaseRetrieval:
         for _ in range(int(n)):
             if self.done():
                 break
-            main = self.iteration < o.iterations
+            main = self.iteration < self.main_iterations
             if main and o.algorithm == "dm":  # the fused kernel when it runs
                 step, work = (
                     (dm_step_kernel, self._kwork) if self._kwork is not None else (dm_step, self._work)
@@ -464,7 +475,7 @@ class PhaseRetrieval:
             eps *= self._inv_norm
             it = self.iteration + 1
             record = it % o.check_every == 0 or it >= self.max_iter
-            wrap = bool(o.shrinkwrap_every) and it <= o.iterations and it % o.shrinkwrap_every == 0
+            wrap = bool(o.shrinkwrap_every) and it <= self.main_iterations and it % o.shrinkwrap_every == 0
             selecting = self.iteration >= self._select_from
             r = obj = None
             if record or (wrap and self._guard):
@@ -499,7 +510,27 @@ class PhaseRetrieval:
                 self.rfactors.append(np.asarray(rec[1], dtype=np.float32))
                 self.areas.append(np.asarray(rec[2], dtype=np.int64))
                 self.cost_iterations.append(it)
+                if self._extensible and self._tested < self.main_iterations <= it:
+                    self._tested = self.main_iterations  # at the first record from the end on
+                    self._extend()
         return self
+
+    def _extend(self) -> None:
+        """Convergence test at the end of the main algorithm, on the host records (no extra read):
+        if any view's median R-factor over the runs dropped by more than ``flat_tolerance`` (relative)
+        over the last ``flat_window`` iterations, go on ``flat_window`` iterations more (at most
+        ``max_iterations`` in all; shrink-wrap goes on with its last sigma)."""
+        o = self.options
+        its = np.asarray(self.cost_iterations)
+        then = np.nonzero(its <= its[-1] - o.flat_window)[0]
+        if not len(then) or self.main_iterations >= o.max_iterations:
+            return
+        r_then = np.median(self.rfactors[then[-1]], axis=1)
+        r_now = np.median(self.rfactors[-1], axis=1)
+        if np.all(r_then - r_now <= o.flat_tolerance * r_now):
+            return
+        self.main_iterations = min(o.max_iterations, self.main_iterations + o.flat_window)
+        self.max_iter = self.main_iterations + o.final_er
 
     def _shrink_wrap(self, est, r) -> None:
         """Shrink-wrap every run from ``est``, with the support-collapse guard (``r``: R-factors now).
@@ -844,6 +875,7 @@ def _phase_in_batches(
     R = options.runs
     best = best_eps = ferr = rf = area = max_area = None
     costs, collapses, host_reads, uses_kernels, cost_iterations, max_iter = [], [], 0, False, [], 0
+    schedule = None
     for j in range(nb):
         lo, hi = j * b, min(R, (j + 1) * b)
         pr = PhaseRetrieval(
@@ -856,6 +888,7 @@ def _phase_in_batches(
             shrinkwrap_grow=shrinkwrap_grow,
             run_range=(lo, hi),
             view_groups=view_groups,
+            schedule=None if j == 0 else schedule,  # the first batch's convergence test sets it
         )
         xp = pr.xp
         if best is None:
@@ -882,6 +915,7 @@ def _phase_in_batches(
         host_reads += pr.host_reads
         uses_kernels = pr.uses_kernels
         max_iter = pr.max_iter
+        schedule = pr.main_iterations
         del pr
     return _select_and_average(
         best,
