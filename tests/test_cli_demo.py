@@ -173,8 +173,8 @@ def test_simulate_then_run_and_phase(tmp_path):
     s = json.loads((out / "summary.json").read_text())
     sel = s["phasing"]["selection"]["views"][0]
     assert len(sel["r_factor"]) == 16 and 0 < min(sel["r_factor"]) < 0.5
-    best = min(sel["r_factor"])
-    assert sel["runs_kept"] and all(sel["r_factor"][r] <= 1.25 * best + 1e-9 for r in sel["runs_kept"])
+    best = min(sel["fourier_error"])
+    assert sel["runs_kept"] and all(sel["fourier_error"][r] <= 1.25 * best + 1e-9 for r in sel["runs_kept"])
     assert len(s["quality"]["prtf"]) == len(s["quality"]["prtf_q_per_pixel"]) > 10
 
 

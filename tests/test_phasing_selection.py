@@ -82,8 +82,8 @@ def test_records_and_selection_by_r_exclude_a_collapsed_run_with_the_lowest_eps(
     """Issue 15: a run whose support collapsed stops moving, so its eps is the lowest of all, yet it
     does not fit the data. Three runs get a support around the object, one a 6 x 6 px support
     inside it (error reduction, no shrink-wrap): the collapsed run has by far the lowest eps
-    (measured 4e-5 against 1.5e-3) and the highest R (0.53 against 0.07-0.08); it is left out of
-    the average with its reason, and the reference is a good run."""
+    (measured 4e-5 against 1.5e-3) and the highest R (0.53 against 0.07-0.08) and Fourier error;
+    it is left out of the average with its reason, and the reference is a good run."""
     obj = _textured_object()
     inten = _pattern(obj)
     good = binary_dilation(np.abs(obj) > 0, iterations=2)
@@ -96,7 +96,7 @@ def test_records_and_selection_by_r_exclude_a_collapsed_run_with_the_lowest_eps(
     assert np.argmin(res.best_eps[0]) == 3  # eps would pick the collapsed run
     assert np.argmax(h["r_factor"][0]) == 3 and h["r_factor"][0, 3] > 0.4
     np.testing.assert_array_equal(h["averaged"][0], [True, True, True, False])
-    assert h["excluded"][0, 3].startswith("R ") and all(w == "" for w in h["excluded"][0, :3])
+    assert h["excluded"][0, 3].startswith("Fourier error") and all(w == "" for w in h["excluded"][0, :3])
     assert h["reference"][0] != 3
     assert view_error(res.views[0], obj)["error"] < 0.2  # measured 0.15
     # records: eps, R and support area of every run every check_every iterations, one read each

@@ -204,10 +204,12 @@ class PhasingOptions:
     #: iterations on: earlier iterates, before shrink-wrap has tightened the support, can fit the
     #: data trivially with a support that constrains little.
     select_from: float = 0.5
-    #: Runs whose best iterate's R-factor on the measured pixels is within this relative tolerance of the
-    #: best run's enter the coherent average (the others are outliers: twin superpositions, collapsed or
-    #: unconverged runs; the paper averages the good runs); ``inf`` averages all runs. Measured on the
-    #: simulated cross: good runs within 10 % of the best, runs stuck in a twin superposition > 50 % above.
+    #: Runs whose best iterate's Fourier error on the measured pixels (the squared-difference R-factor) is
+    #: within this relative tolerance of the best run's enter the coherent average (the others are
+    #: outliers: twin superpositions, collapsed or unconverged runs; the paper averages the good runs);
+    #: ``inf`` averages all runs. Measured on the simulated cross's left view (cpu profile, 32 runs): the
+    #: three converged runs at 0.044-0.049 (R-factor 0.12-0.13), all others at 0.077 and above (R-factor
+    #: 0.18-0.26; correlation with the truth 0.85 and below).
     average_tolerance: float = 0.25
     #: Initial support: ``"autocorrelation"`` (threshold of the blurred autocorrelation) or ``"box"``
     #: (the centred N/2 box, a loose support valid for any object the sampling can phase).

@@ -164,8 +164,9 @@ def phasing_history_arrays(history: dict | None) -> dict:
 
 
 def phasing_summary(history: dict, options) -> dict:
-    """The per-view selection of the runs for ``summary.json``: R-factor of each run's best iterate on
-    the measured pixels, the runs kept and why the others were left out, collapse-guard counts."""
+    """The per-view selection of the runs for ``summary.json``: R-factor and Fourier error of each run's
+    best iterate on the measured pixels, the runs kept and why the others were left out, collapse-guard
+    counts."""
     out = []
     rf = np.asarray(history.get("r_factor", []), dtype=float)
     for v in range(rf.shape[0] if rf.ndim == 2 else 0):
@@ -174,9 +175,10 @@ def phasing_summary(history: dict, options) -> dict:
         out.append(
             {
                 "r_factor": [round(float(x), 5) for x in rf[v]],
+                "fourier_error": [round(float(x), 5) for x in np.asarray(history["fourier_error"][v])],
                 "runs_kept": [int(r) for r in np.nonzero(kept)[0]],
                 "r_factor_kept_median": float(np.median(rf[v][kept])) if kept.any() else None,
-                "rule": f"R <= (1 + {options.average_tolerance:g}) x the best run's R "
+                "rule": f"Fourier error <= (1 + {options.average_tolerance:g}) x the best run's "
                 "(runs whose support spread past the autocorrelation's area ranked last)",
                 "left_out": {str(r): str(why[v][r]) for r in np.nonzero(~kept)[0]} if why is not None else {},
                 "collapses": [int(c) for c in np.asarray(history.get("collapses", np.zeros_like(kept)))[v]],

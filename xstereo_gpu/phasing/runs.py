@@ -764,26 +764,32 @@ def _records(pr: PhaseRetrieval) -> dict:
     return out
 
 
-def _selection(rf, spread, tolerance: float) -> tuple[np.ndarray, np.ndarray]:
+def _selection(err, spread, tolerance: float) -> tuple[np.ndarray, np.ndarray]:
     """Which runs enter the average, and why the others do not (host arrays).
 
-    ``rf`` (V, R): R-factor of each run's best iterate on the measured pixels; ``spread`` (V, R): its
-    support grew past the autocorrelation's area (it fits the data trivially; ignored when every run
-    of a view did). A run is kept when its R is within ``1 + tolerance`` of the view's best run.
+    ``err`` (V, R): Fourier error of each run's best iterate on the measured pixels
+    (:func:`fourier_error`, the R-factor's squared-difference form); ``spread`` (V, R): its support
+    grew past the autocorrelation's area (it fits the data trivially; ignored when every run of a
+    view did). A run is kept when its error is within ``1 + tolerance`` of the view's best run.
+    The squared form weighs the strong low-frequency speckles more: with the absolute-difference
+    R-factor and the same tolerance, the phase cross's left view kept 1 run instead of 5 (view
+    correlation 0.897 instead of 0.915; 0.900 with a tolerance of 0.4).
 
     Returns ``keep`` (V, R) bool and ``why`` (V, R) str: ``""`` for a kept run, else the reason.
     """
-    rf, spread = np.asarray(rf, dtype=np.float64), np.asarray(spread, dtype=bool)
+    err, spread = np.asarray(err, dtype=np.float64), np.asarray(spread, dtype=bool)
     spread = spread & ~spread.all(axis=1, keepdims=True)
-    rank = np.where(spread, np.inf, rf)
+    rank = np.where(spread, np.inf, err)
     best = rank.min(axis=1, keepdims=True)
     keep = rank <= (1.0 + tolerance) * best
-    why = np.full(rf.shape, "", dtype=object)
+    why = np.full(err.shape, "", dtype=object)
     for v, r in zip(*np.nonzero(~keep)):
         if spread[v, r]:
             why[v, r] = "support spread past the autocorrelation's area"
         else:
-            why[v, r] = f"R {rf[v, r]:.4f} above (1 + {tolerance:g}) x best R {best[v, 0]:.4f}"
+            why[v, r] = (
+                f"Fourier error {err[v, r]:.4f} above (1 + {tolerance:g}) x the best run's {best[v, 0]:.4f}"
+            )
     return keep, why.astype(str)
 
 
@@ -811,9 +817,9 @@ def _select_and_average(
     :func:`_selection`), ``spread`` (V, R) whether a run's support grew past the autocorrelation's area.
     """
     xp = get_array_module(best)
-    rf_host = to_host(rf)
-    keep, why = _selection(rf_host, to_host(spread), options.average_tolerance)
-    rank = np.where(keep, rf_host, np.inf)  # the reference of the alignment: the best kept run
+    rf_host, ferr_host = to_host(rf), to_host(ferr)
+    keep, why = _selection(ferr_host, to_host(spread), options.average_tolerance)
+    rank = np.where(keep, ferr_host, np.inf)  # the reference of the alignment: the best kept run
     aligned, info = align_runs(
         best,
         upsample=options.register_upsample,
