@@ -2,11 +2,15 @@
 
 :class:`PhaseRetrieval` holds the explicit state of ``R`` runs for each of ``V`` views on one
 ``(V, R, N, N)`` complex64 array (STYLE practice 14): ``update(n)`` advances every run by ``n``
-iterations, ``done()`` says when ``options.iterations`` iterations of the chosen algorithm plus
-``options.final_er`` error-reduction iterations have run. Per run it keeps the estimate of the
-iteration that minimises ``eps_n = ||x_{n+1} - x_n||`` (paper, Methods). Everything stays on the
-input's device; the host synchronises only every ``options.check_every`` iterations, to record the
-cost history, and counts those reads (:attr:`PhaseRetrieval.host_reads`) so that tests can check it.
+iterations, ``done()`` says when ``options.iterations`` iterations of the chosen algorithm (DM, HIO,
+RAAR or ER; more when the convergence test extends the schedule, ``options.max_iterations``) plus
+``options.final_er`` error-reduction iterations have run. Every ``options.check_every`` iterations it
+computes on the device the R-factor on the measured pixels (:func:`~.algorithms.r_factor`) of each
+run's support-projected estimate and reads it, with ``eps_n = ||x_{n+1} - x_n||`` and the support
+area, in one host read (:attr:`PhaseRetrieval.host_reads`, counted so that tests can check it). Per
+run it keeps the estimate of lowest R-factor (``options.select_by="rfactor"``; ``"eps"``: lowest
+``eps_n``, the paper's Methods, on every iteration). Shrink-wrap has a support-collapse guard
+(:meth:`PhaseRetrieval._shrink_wrap`). Everything stays on the input's device.
 
 On CuPy with the difference map, the iteration runs the fused CUDA kernels of
 ``kernels/difference_map.cu`` (:func:`~._dm_kernel.dm_step_kernel`, and
@@ -281,11 +285,25 @@ class PhaseRetrieval:
         iterations and at the last one.
     cost_iterations : list of int
         The iteration each entry of ``costs`` belongs to.
+    rfactors, areas : lists of (V, R) NumPy arrays
+        R-factor on the measured pixels (float32) and support area (int64) of every run, at the
+        iterations of ``cost_iterations``.
     best : (V, R, N, N) complex64
-        Per run, the solution estimate of the iteration with the lowest ``eps`` so far.
+        Per run, the support-projected estimate of the recorded iteration with the lowest R-factor
+        so far (``select_by="eps"``: of any iteration with the lowest ``eps``), from
+        ``options.select_from`` of the main iterations on.
     best_eps : (V, R) float32
-        That lowest ``eps_n = ||x_{n+1} - x_n||``, divided by the real-space norm of the measured
+        ``eps_n = ||x_{n+1} - x_n||`` of that iterate, divided by the real-space norm of the measured
         amplitudes of the view (``sqrt(sum A**2) / N``), so 0.01 means 1 % of the wave.
+    best_r : (V, R) float32
+        Its R-factor, plus 1 when its support was larger than the autocorrelation's area (such
+        iterates rank after all others); ``inf`` with ``select_by="eps"``.
+    thresholds : (V, R, 1, 1) float32
+        Shrink-wrap threshold of each run (halved by the collapse guard).
+    collapses : (V, R) int32
+        How often the collapse guard backed each run off.
+    main_iterations : int
+        Iterations of the main algorithm (``options.iterations``, or more after the convergence test).
     support : (V, R, N, N) bool
         Current supports (per run after the first shrink-wrap).
     x : (V, R, N, N) complex64
@@ -597,7 +615,10 @@ class PhasingResult:
     iterations : int
         Iterations per run (main algorithm + final error reduction).
     history : dict
-        ``iterations`` (K,) int and ``eps`` (K, V, R) float32: the recorded costs;
+        ``iterations`` (K,) int, ``eps`` and ``rfactor`` (K, V, R) float32, ``support_area``
+        (K, V, R) int64: the records; ``r_factor`` (V, R): R-factor of each best iterate on the
+        measured pixels; ``collapses`` (V, R) int: collapse-guard back-offs; ``excluded`` (V, R) str:
+        why a run is not in the average ("" when it is);
         ``reference`` (V,) int, ``twin`` (V, R) bool, ``shifts`` (V, R, 2) float64,
         ``peak`` (V, R) float32: the alignment of the runs; ``fourier_error`` (V, R): relative
         Fourier error of each best iterate; ``spread`` (V, R) bool: support grown past the
