@@ -149,7 +149,7 @@ def test_simulate_then_run_and_phase(tmp_path):
     )
     assert s["options"]["phasing"]["runs"] == 4
     sel = s["phasing"]["selection"]
-    assert sel["select_by"] == "rfactor" and len(sel["views"]) == 2
+    assert sel["select_by"] == "eps" and len(sel["views"]) == 2
     for v in sel["views"]:  # every run is kept or has its reason
         assert len(v["r_factor"]) == 4 and set(v["runs_kept"]) | set(map(int, v["left_out"])) == set(range(4))
 

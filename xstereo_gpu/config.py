@@ -190,12 +190,15 @@ class PhasingOptions:
     raar_beta: float = _flag(0.9, "--raar-beta", "RAAR relaxation, in (0, 1]")
     #: Error-reduction iterations appended to every run to polish the final iterate.
     final_er: int = 20
-    #: How each run's best iterate is chosen: ``"rfactor"`` (lowest R-factor on the measured pixels,
-    #: ``sum | |F x| - sqrt(I) | / sum sqrt(I)``, evaluated every ``check_every`` iterations) or
-    #: ``"eps"`` (lowest ``eps_n = ||x_{n+1} - x_n||``, the paper's criterion, every iteration). A run
-    #: whose support collapsed stops moving and has the lowest eps without fitting the data (issue 15),
-    #: so the default is the R-factor.
-    select_by: str = _flag("rfactor", "--select-by", "best iterate of a run by", choices=("rfactor", "eps"))
+    #: How each run's best iterate is chosen: ``"eps"`` (lowest ``eps_n = ||x_{n+1} - x_n||``, the
+    #: paper's criterion, every iteration) or ``"rfactor"`` (lowest R-factor on the measured pixels,
+    #: ``sum | |F x| - sqrt(I) | / sum sqrt(I)``, every ``check_every`` iterations). A run whose support
+    #: collapsed stops moving and has the lowest eps without fitting the data (issue 15); the runs are
+    #: ranked for the average by their Fourier error on the measured pixels either way, which leaves
+    #: such runs out. Measured: the same views on the cross and the pyramid; on the phase cross
+    #: ``"rfactor"`` changed the right view slightly (correlation 0.808 against 0.811) and the depth
+    #: error rose from 0.93 to 1.18 voxel depths (seed 0), so the paper's criterion stays the default.
+    select_by: str = _flag("eps", "--select-by", "best iterate of a run by", choices=("eps", "rfactor"))
     #: Support-collapse guard: when one shrink-wrap update has left a run less than this fraction of
     #: its support's area and its R-factor has risen by more than 25 % until the next update, the run
     #: goes back to the support before and its shrink-wrap threshold is halved. 0 disables the guard.

@@ -8,8 +8,8 @@ RAAR or ER; more when the convergence test extends the schedule, ``options.max_i
 computes on the device the R-factor on the measured pixels (:func:`~.algorithms.r_factor`) of each
 run's support-projected estimate and reads it, with ``eps_n = ||x_{n+1} - x_n||`` and the support
 area, in one host read (:attr:`PhaseRetrieval.host_reads`, counted so that tests can check it). Per
-run it keeps the estimate of lowest R-factor (``options.select_by="rfactor"``; ``"eps"``: lowest
-``eps_n``, the paper's Methods, on every iteration). Shrink-wrap has a support-collapse guard
+run it keeps the estimate of lowest ``eps_n`` (the paper's Methods, every iteration; the default) or
+of lowest R-factor (``options.select_by="rfactor"``, at the records). Shrink-wrap has a support-collapse guard
 (:meth:`PhaseRetrieval._shrink_wrap`). Everything stays on the input's device.
 
 On CuPy with the difference map, the iteration runs the fused CUDA kernels of
@@ -289,8 +289,8 @@ class PhaseRetrieval:
         R-factor on the measured pixels (float32) and support area (int64) of every run, at the
         iterations of ``cost_iterations``.
     best : (V, R, N, N) complex64
-        Per run, the support-projected estimate of the recorded iteration with the lowest R-factor
-        so far (``select_by="eps"``: of any iteration with the lowest ``eps``), from
+        Per run, the support-projected estimate of the iteration with the lowest ``eps`` so far
+        (``select_by="rfactor"``: of the recorded iteration with the lowest R-factor), from
         ``options.select_from`` of the main iterations on.
     best_eps : (V, R) float32
         ``eps_n = ||x_{n+1} - x_n||`` of that iterate, divided by the real-space norm of the measured
