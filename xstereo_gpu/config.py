@@ -22,6 +22,7 @@ from .errors import InputError
 __all__ = [
     "MATCH_METHODS",
     "PHASING_ALGORITHMS",
+    "BEST_ITERATE_CRITERIA",
     "PREPROCESS_MODES",
     "PROFILES",
     "SAMPLE_NAMES",
@@ -154,6 +155,8 @@ class PrepareOptions:
 
 #: Phase-retrieval algorithms.
 PHASING_ALGORITHMS = ("dm", "hio", "raar", "er")
+#: How a run's best iterate is chosen (``PhasingOptions.select_by``).
+BEST_ITERATE_CRITERIA = ("eps", "rfactor")
 
 
 @dataclass(frozen=True)
@@ -198,7 +201,7 @@ class PhasingOptions:
     #: such runs out. Measured: the same views on the cross and the pyramid; on the phase cross
     #: ``"rfactor"`` changed the right view slightly (correlation 0.808 against 0.811) and the depth
     #: error rose from 0.93 to 1.18 voxel depths (seed 0), so the paper's criterion stays the default.
-    select_by: str = _flag("eps", "--select-by", "best iterate of a run by", choices=("eps", "rfactor"))
+    select_by: str = _flag("eps", "--select-by", "best iterate of a run by", choices=BEST_ITERATE_CRITERIA)
     #: Support-collapse guard: when one shrink-wrap update has left a run less than this fraction of
     #: its support's area and its R-factor has risen by more than 25 % until the next update, the run
     #: goes back to the support before and its shrink-wrap threshold is halved. 0 disables the guard.
@@ -256,8 +259,9 @@ class PhasingOptions:
         _positive("phasing.register_upsample", self.register_upsample, integer=True)
         _positive("phasing.check_every", self.check_every, integer=True)
         _positive("phasing.average_tolerance", self.average_tolerance, allow_zero=True)
-        if self.select_by not in ("rfactor", "eps"):
-            raise InputError("phasing.select_by", repr(self.select_by), "'rfactor' or 'eps'")
+        if self.select_by not in BEST_ITERATE_CRITERIA:
+            expected = "one of " + ", ".join(map(repr, BEST_ITERATE_CRITERIA))
+            raise InputError("phasing.select_by", repr(self.select_by), expected)
         if not 0 <= self.collapse_fraction < 1:
             raise InputError(
                 "phasing.collapse_fraction", repr(self.collapse_fraction), "a fraction in [0, 1) (0: off)"
