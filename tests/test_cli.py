@@ -157,6 +157,7 @@ def test_choices_are_the_config_constants():
         "--sample": config.SAMPLE_NAMES,
         "--start": DEMO_STARTS,
         "--algorithm": config.PHASING_ALGORITHMS,
+        "--select-by": config.BEST_ITERATE_CRITERIA,
         "--preprocess": config.PREPROCESS_MODES,
         "--method": config.MATCH_METHODS,
         "--sgm-paths": config.SGM_PATHS,

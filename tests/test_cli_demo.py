@@ -148,6 +148,10 @@ def test_simulate_then_run_and_phase(tmp_path):
         s["input"].endswith("shot.cxi") and "accuracy" in s and math.isfinite(s["geometry"]["voxel_depth_nm"])
     )
     assert s["options"]["phasing"]["runs"] == 4
+    sel = s["phasing"]["selection"]
+    assert sel["select_by"] == "eps" and len(sel["views"]) == 2
+    for v in sel["views"]:  # every run is kept or has its reason
+        assert len(v["r_factor"]) == 4 and set(v["runs_kept"]) | set(map(int, v["left_out"])) == set(range(4))
 
     # plain CDI: one pattern (the true left view's far field, 1e7 photons, Poisson) as an NPY file
     shot = xs.read_shot(shot_file)
@@ -157,9 +161,23 @@ def test_simulate_then_run_and_phase(tmp_path):
     np.save(tmp_path / "left.npy", inten)
     out = tmp_path / "phase"
     assert main(["phase", str(tmp_path / "left.npy"), "-o", str(out), "--runs", "16", "-q"]) == 0
-    views, _ = xs.read_views(out / "view.cxi")
+    views, info = xs.read_views(out / "view.cxi")
     reg = xs.accuracy.register_to_truth(views[0], w)
     assert reg["correlation"] > 0.9
+    # issue 15: the per-run records in view.cxi, the figure, and summary.json with the selection and PRTF
+    ex = info["extra"]
+    s = json.loads((out / "summary.json").read_text())
+    ph = s["phasing"]  # cpu profile: 150 + 20 iterations; phase extends them up to 4 x while R drops
+    assert ph["max_iterations"] == 600 and 170 <= ph["iterations_run"] <= 620
+    k = math.ceil(ph["iterations_run"] / 10)  # a record every 10 iterations and at the last
+    assert ex["rfactor_history"].shape == ex["support_area_history"].shape == (1, k, 16)
+    assert ex["r_factor"].shape == ex["averaged"].shape == (1, 16)
+    assert (out / "figures" / "phasing.png").is_file()
+    sel = s["phasing"]["selection"]["views"][0]
+    assert len(sel["r_factor"]) == 16 and 0 < min(sel["r_factor"]) < 0.5
+    best = min(sel["fourier_error"])
+    assert sel["runs_kept"] and all(sel["fourier_error"][r] <= 1.25 * best + 1e-9 for r in sel["runs_kept"])
+    assert len(s["quality"]["prtf"]) == len(s["quality"]["prtf_q_per_pixel"]) > 10
 
 
 def test_hdr_shot_file_through_run(tmp_path):

@@ -1,13 +1,14 @@
 """Experiment 3, the nanoparticle pyramid (issue 4): what the stereo stage reaches on correct views.
 
-The pipeline does not yet phase the simulated pyramid (see the strict xfail
-test_runs.py::test_square_support_phases_a_dense_texture and the issue-4 report): its exit wave
-``view - background`` fills the square base of the notch, whose support is centrosymmetric, and
-difference-map runs stagnate in a superposition of the object and its twin even with the exact
-support and noise-free data. The same texture inside a triangle is recovered
-(test_runs.py::test_non_centrosymmetric_support_phases_a_dense_texture). The pyramid's stray-sphere
-option is tested in test_phantoms.py and test_options.py, the box support in test_support.py and
-test_runs.py.
+Phasing the pyramid from its own pattern: its exit wave ``view - background`` fills the square base of
+the notch, whose support is centrosymmetric, and difference-map runs stagnate in a superposition of
+the object and its twin even with the exact support and noise-free data
+(test_runs.py::test_square_support_stagnates_the_difference_map); the same texture inside a triangle is
+recovered (test_runs.py::test_non_centrosymmetric_support_phases_a_dense_texture). The pyramid recipe
+breaks the stagnation with an asymmetric box start and HIO
+(test_runs.py::test_asymmetric_box_start_and_hio_phase_a_square_texture; the full demo in
+docs/validation.md). The pyramid's stray-sphere option is tested in test_phantoms.py and
+test_options.py, the box support in test_support.py and test_runs.py.
 """
 
 from __future__ import annotations

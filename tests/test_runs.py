@@ -51,11 +51,20 @@ def test_phase_retrieval_recovers_both_views():
     for v in range(2):
         inside = amp[v][res.supports[v]].sum() / amp[v].sum()
         assert inside > 0.9 and res.supports[v].sum() < 0.15 * 128 * 128
-    # History: costs every check_every iterations, best eps never above any recorded eps.
-    assert res.history["eps"].shape == (11, 2, 6)
+    # History: eps, R-factor and support area every check_every iterations; best eps never above any
+    # recorded eps (select_by="eps", the default)
+    for key in ("eps", "rfactor", "support_area"):
+        assert res.history[key].shape == (11, 2, 6), key
     np.testing.assert_array_equal(res.history["iterations"], np.arange(20, 221, 20))
     assert np.all(res.best_eps <= res.history["eps"].min(axis=0) + 1e-7)
     assert float(res.best_eps.max()) < 0.05
+    assert float(res.history["r_factor"][res.history["averaged"]].max()) < 0.1
+    # select_by="rfactor": each run's best iterate is its recorded iterate of lowest R from select_from on
+    o = PhasingOptions(runs=6, iterations=200, final_er=20, check_every=20, select_by="rfactor")
+    res = phase_retrieval(inten, valid, o)
+    late = res.history["iterations"] > o.select_from * o.iterations
+    np.testing.assert_allclose(res.history["r_factor"], res.history["rfactor"][late].min(axis=0), atol=1e-5)
+    assert np.all(np.any(np.abs(res.history["eps"][late] - res.best_eps) < 1e-7, axis=0))
 
 
 def test_hio_recovers_a_single_view():
@@ -226,8 +235,9 @@ def _small_object(n=64, seed=3):
 
 
 def test_box_start_and_shrink_only_shrinkwrap(xp):
-    """``initial_support="box"`` starts every run from the half-field box; with
-    ``shrinkwrap_grow=False`` supports only shrink, so they stay inside it; the object is recovered."""
+    """``initial_support="box"`` starts every run from the half-field box cut by its own random
+    half-plane (3/4 of the box kept); with ``shrinkwrap_grow=False`` supports only shrink, so they
+    stay inside it; the object is recovered."""
     obj, inten = _small_object()
     opts = PhasingOptions(runs=4, iterations=200, shrinkwrap_every=20, shrinkwrap_threshold=0.2, seed=1)
     pr = PhaseRetrieval(
@@ -238,7 +248,11 @@ def test_box_start_and_shrink_only_shrinkwrap(xp):
         shrinkwrap_grow=False,
     )
     box = to_host(box_support(inten))[:, None]
-    assert np.array_equal(to_host(pr.support), np.broadcast_to(box, pr.support.shape))
+    start = to_host(pr.support)
+    assert np.all(start <= box)  # inside the box ...
+    frac = start.sum(axis=(-2, -1)) / box.sum()
+    assert np.all((frac > 0.6) & (frac < 0.9)), frac  # ... about 3/4 of it ...
+    assert not np.array_equal(start[0, 0], start[0, 1])  # ... cut differently for each run
     areas = [to_host(pr.support.sum(axis=(-2, -1)))]
     while not pr.done():
         pr.update(opts.shrinkwrap_every)
@@ -279,20 +293,27 @@ def test_phasing_defaults_are_unchanged(xp):
         PhaseRetrieval(xp.asarray(inten), xp.ones(inten.shape, dtype=bool), opts, initial_support="disc")
 
 
-# -- twin stagnation with a centrosymmetric support (why the pyramid's notch does not phase, issue 4) ----
-def _texture_phasing_error(shape: str, *, n: int = 192, side: int = 84, seed: int = 0) -> np.ndarray:
-    """Per-run view error of DM with the exact support on noise-free data of a random complex
-    texture on a uniform patch (like the notch: patch + particles) filling ``shape``."""
+# -- twin stagnation with a centrosymmetric support (why the pyramid's notch did not phase, issue 4) ---
+def _texture(n: int, side: int, seed: int, shape: str = "square"):
+    """A random complex texture on a uniform patch (like the notch: patch + particles) filling the
+    centred square of ``side`` (centrosymmetric) or a right triangle (no centre of symmetry).
+    Returns the object, its support and its noise-free intensities."""
     rng = np.random.default_rng(seed)
     i, j = np.mgrid[:n, :n] - n // 2
     h = side // 2
     if shape == "square":
         support = (np.abs(i) < h) & (np.abs(j) < h)
-    else:  # right triangle: same texture, no centre of symmetry
+    else:
         support = (i >= -h) & (j >= -h) & (i + j <= h)
     texture = (0.3 + 0.7 * rng.random((n, n))) * np.exp(1j * rng.uniform(-1, 1, (n, n)))
     obj = np.where(support, 0.5 + texture, 0).astype(np.complex64)
     intensity = (np.abs(np.fft.fftshift(np.fft.fft2(obj))) ** 2).astype(np.float32)[None]
+    return obj, support, intensity
+
+
+def _texture_phasing_error(shape: str, *, n: int = 192, side: int = 84, seed: int = 0) -> np.ndarray:
+    """Per-run view error of DM with the exact support on noise-free data of :func:`_texture`."""
+    obj, support, intensity = _texture(n, side, seed, shape)
     opts = PhasingOptions(runs=4, iterations=300, shrinkwrap_every=0, seed=seed)
     res = phase_retrieval(intensity, np.ones(intensity.shape, bool), opts, support=support[None])
     return np.asarray(view_error(res.best[0], obj)["error"])
@@ -304,12 +325,21 @@ def test_non_centrosymmetric_support_phases_a_dense_texture():
     assert err.shape == (4,) and np.all(err < 1e-3), err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="twin stagnation: with a centrosymmetric (square) support, difference-map "
-    "runs stall in an object + twin superposition (measured errors 0.10-0.13 for every run); "
-    "this is why the pyramid's notch (a square) does not phase (issue 4)",
-)
-def test_square_support_phases_a_dense_texture():
+def test_square_support_stagnates_the_difference_map():
+    """Twin stagnation: with the exact centrosymmetric (square) support, difference-map runs stall in
+    an object + twin superposition (measured errors 0.10-0.13 for every run)."""
     err = _texture_phasing_error("square")
-    assert np.min(err) < 0.01, err
+    assert np.min(err) > 0.05, err
+
+
+def test_asymmetric_box_start_and_hio_phase_a_square_texture():
+    """The standard means against twin stagnation (Fienup and Wackerman 1986), as the pyramid recipe
+    uses them: the box start cut by a random half-plane per run (asymmetric), HIO, shrink-wrap and
+    selection by R. The square texture is recovered (measured: correlation of |view| with the truth
+    0.965; 0.918 from the default autocorrelation start with DM)."""
+    from xstereo_gpu.accuracy import register_to_truth
+
+    obj, _, intensity = _texture(128, 56, seed=0)
+    opts = PhasingOptions(algorithm="hio", initial_support="box", runs=4, iterations=300, seed=0)
+    res = phase_retrieval(intensity, np.ones(intensity.shape, bool), opts)
+    assert register_to_truth(res.views[0], obj)["correlation"] >= 0.95

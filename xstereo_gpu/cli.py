@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .backend import cupy_available, device_info, select_backend
+from .backend import cupy_available, device_info, select_backend, to_host
 from .batch import RunStore, VetoOptions, open_source, process_run
 from .batch.cluster import OptionsBySample
 from .batch.clusters import parse_workers, shot_bytes, start_client
@@ -56,6 +56,7 @@ from .io.xfel import xfel_geometry
 from .memory import memory_budget, parse_size, plan_phasing
 from .outputs import (
     cloud_summary,
+    phasing_summary,
     run_record,
     stereo_summary,
     write_cloud_files,
@@ -800,10 +801,18 @@ def _run_provided_views(shot, args, tmp, t_sim: float) -> tuple:
         return _write(pipe, res, shot, args, tmp, extra)
 
 
+#: ``xstereo phase`` (one measured pattern) extends the schedule up to this many times ``--iterations``
+#: while the R-factor still drops, unless ``--max-iterations`` or ``--config`` says otherwise.
+PHASE_MAX_ITERATIONS_FACTOR = 4
+
+
 def cmd_phase(args) -> int:
     with _staged_output(args, args.pattern) as tmp:
         max_memory = _max_memory(args)
-        pipe = Pipeline(_options(args), backend=args.backend, progress=_progress(args), max_memory=max_memory)
+        opts = _options(args)
+        if getattr(args, "max_iterations", None) is None and not getattr(args, "config", None):
+            opts = opts.replace(phasing__max_iterations=PHASE_MAX_ITERATIONS_FACTOR * opts.phasing.iterations)
+        pipe = Pipeline(opts, backend=args.backend, progress=_progress(args), max_memory=max_memory)
         o = pipe.options.phasing
         ext = args.allow_external_data
         support = read_support(args.support, allow_external_data=ext) if args.support else None
@@ -858,8 +867,13 @@ def cmd_phase(args) -> int:
         except InputError as exc:
             crop = f"the {n}x{n} crop" + (f" at {tuple(centre)}" if centre else "") + " phased"
             raise with_source(exc, pat.source, pat.dataset, note=crop) from None
+        history = {k: v for k, v in phased.history.items() if k != "memory"}
         views = ViewsResult(
-            views=phased.views, supports=phased.supports, best_eps=phased.best_eps, names=("view",)
+            views=phased.views,
+            supports=phased.supports,
+            best_eps=phased.best_eps,
+            names=("view",),
+            history=history,
         ).to_host()
         files = write_views_files(
             tmp,
@@ -881,12 +895,65 @@ def cmd_phase(args) -> int:
             filename="view.cxi",
             titles=("phased view",),
         )
+        summary = _phase_summary(pipe, phased, intensities, valid, pixel, here, n, files)
+        write_json(tmp / "summary.json", summary)
+    sel = summary["phasing"]["selection"]["views"][0]
     unit = f"{pixel * 1e9:.1f} nm pixels" if math.isfinite(pixel) else "pixel size unknown (no geometry)"
     read = f" ({'; '.join(pat.notes)})" if pat.notes else ""
     print(f"read {here}{read}")
-    print(f"phased {args.pattern} ({n}x{n}, {unit}); best eps median {float(np.median(views.best_eps)):.3g}")
-    print(f"outputs in {pathlib.Path(args.output).resolve()}/: " + ", ".join(files))
+    print(
+        f"phased {args.pattern} ({n}x{n}, {unit}); R-factor on measured pixels: best run "
+        f"{min(sel['r_factor']):.3g}, {len(sel['runs_kept'])} of {len(sel['r_factor'])} runs averaged "
+        f"(median R {sel['r_factor_kept_median']:.3g})"
+    )
+    print(f"outputs in {pathlib.Path(args.output).resolve()}/: " + ", ".join(files + ["summary.json"]))
     return 0
+
+
+def _phase_summary(pipe, phased, intensities, valid, pixel: float, source: str, n: int, files) -> dict:
+    """``summary.json`` of ``xstereo phase``: provenance, the selection of the runs by R-factor (runs
+    kept and why the others were left out), the R-factor of the averaged view and its PRTF (over
+    the kept runs), timings (docs/format.md)."""
+    from .phasing.algorithms import fourier_constraint, r_factor
+    from .phasing.quality import prtf, prtf_resolution
+
+    o = pipe.options.phasing
+    xp = pipe.xp
+    amp, v = fourier_constraint(intensities, valid)
+    r_view = float(to_host(r_factor(xp.asarray(phased.views)[:, None], amp, v))[0, 0])
+    known = math.isfinite(pixel)
+    q, curve = prtf(phased.views, intensities, valid, pixel_m=pixel if known else None)
+    q, curve = to_host(q), to_host(curve)[0]
+    res = float(prtf_resolution(q, curve))
+    scale = 1e-9 if known else 1.0  # [1/m] -> [1/nm]
+    h = phased.history
+    return {
+        **run_record(pipe.options),
+        "input": source,
+        "device": device_info(xp),
+        "pattern_size": n,
+        "pixel_size_nm": pixel * 1e9 if known else None,
+        "timings_s": {k: round(t, 4) for k, t in pipe.timings.items()},
+        "phasing": {
+            "algorithm": o.algorithm,
+            "runs": o.runs,
+            "iterations": o.iterations,
+            "final_er": o.final_er,
+            "max_iterations": o.max_iterations,
+            "iterations_run": int(phased.iterations),
+            "record_every": o.check_every,
+            "selection": phasing_summary(h, o),
+            "r_factor_view": r_view,
+            "best_eps_median": float(np.median(to_host(phased.best_eps))),
+        },
+        "quality": {  # PRTF of the average over the kept runs; q per nm, or per pixel without geometry
+            ("prtf_q_per_nm" if known else "prtf_q_per_pixel"): (q * scale).round(8).tolist(),
+            "prtf": np.round(curve.astype(float), 5).tolist(),
+            ("prtf_resolution_nm" if known else "prtf_resolution_pixels"): res / scale,
+        },
+        "options": pipe.options.to_dict(),
+        "outputs": sorted(list(files) + ["summary.json"]),
+    }
 
 
 def cmd_stereo(args) -> int:

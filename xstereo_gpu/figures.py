@@ -20,6 +20,7 @@ __all__ = [
     "figure_cloud",
     "figure_surface",
     "figure_quality",
+    "figure_phasing_history",
 ]
 
 
@@ -246,4 +247,32 @@ def figure_quality(quality: dict, path) -> None:
     ax.set_ylim(0, 1.05)
     ax.set_title("phase retrieval transfer function", fontsize=9)
     ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def figure_phasing_history(history: dict, path, *, names=("left", "right")) -> None:
+    """R-factor on the measured pixels and support area per iteration, every run of every view.
+
+    ``history``: :attr:`PhasingResult.history` (host): ``iterations`` (K,), ``rfactor`` and
+    ``support_area`` (K, V, R), ``averaged`` (V, R). Runs in the average are coloured, the others grey.
+    """
+    plt = _plt()
+    it = np.asarray(history["iterations"])
+    rf = np.asarray(history["rfactor"], dtype=float)
+    area = np.asarray(history["support_area"], dtype=float)
+    kept = np.asarray(history.get("averaged", np.ones(rf.shape[1:], bool)), dtype=bool)
+    nv = rf.shape[1]
+    fig, axes = plt.subplots(2, nv, figsize=(5 * nv, 6), squeeze=False, sharex=True)
+    for v in range(nv):
+        name = names[v] if v < len(names) else f"view {v}"
+        for r in range(rf.shape[2]):
+            style = dict(lw=0.9, alpha=0.9) if kept[v, r] else dict(color="0.6", lw=0.6, alpha=0.6)
+            axes[0, v].plot(it, rf[:, v, r], **style)
+            axes[1, v].plot(it, area[:, v, r], **style)
+        title = f"{name}: {int(kept[v].sum())} of {rf.shape[2]} runs kept (grey: left out)"
+        axes[0, v].set_title(title, fontsize=9)
+        axes[0, v].set_ylabel("R-factor (measured pixels)")
+        axes[1, v].set_ylabel("support area [pixels]")
+        axes[1, v].set_xlabel("iteration")
+        axes[0, v].set_yscale("log")
     _save(fig, path)

@@ -210,7 +210,8 @@ def _expected(budget: int, hint: str) -> str:
 #: Bytes per element of one batch's ``(V, b, N, N)`` arrays while it iterates: iterate and best
 #: (complex64, 16), three complex work buffers (24), a float32 buffer (4), supports and masks (3),
 #: shrink-wrap temporaries (float32 magnitude + blur, 8) and the random start (float32 phases and a
-#: complex64 temporary, counted once more: 12) -> 67, rounded up.
+#: complex64 temporary, counted once more: 12), the collapse guard's reference support (1; the R-factor
+#: records use the work buffers) -> 68, rounded up.
 PHASING_ITER_BYTES = 72
 #: Bytes per element of one batch during the alignment (twin candidates, the registration's
 #: cross-power spectra and FFTs, the shifted and phase-corrected copies).

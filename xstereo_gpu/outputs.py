@@ -22,6 +22,7 @@ from .figures import (
     figure_depth,
     figure_disparity,
     figure_patterns,
+    figure_phasing_history,
     figure_quality,
     figure_surface,
     figure_views,
@@ -33,6 +34,8 @@ from .results import CloudResult, Reconstruction, Results, StereoResult, ViewsRe
 __all__ = [
     "write_run_files",
     "write_views_files",
+    "phasing_history_arrays",
+    "phasing_summary",
     "write_stereo_files",
     "write_cloud_files",
     "write_reconstruction_files",
@@ -108,7 +111,7 @@ def write_views_files(
         if views.geometry is None
         else views.geometry.pixel_size_m
     )
-    extra = {"best_eps": views.best_eps}
+    extra = {"best_eps": views.best_eps, **phasing_history_arrays(views.history)}
     if quality is not None and "prtf" in quality.get("left", {}):
         extra["prtf"] = np.asarray([quality[v]["prtf"] for v in ("left", "right")], dtype=np.float32)
         extra["prtf_q_per_nm"] = np.asarray(quality["left"]["prtf_q_per_nm"], dtype=np.float64)
@@ -133,7 +136,55 @@ def write_views_files(
             titles=titles,
         )
         files.append(f"figures/{stem}.png")
+        if "rfactor" in (views.history or {}):
+            figure_phasing_history(
+                views.history, _figures_dir(folder) / "phasing.png", names=tuple(views.names)
+            )
+            files.append("figures/phasing.png")
     return files
+
+
+def phasing_history_arrays(history: dict | None) -> dict:
+    """The per-run phasing records stored in ``views.cxi`` (per view, leading axis V): ``rfactor_history``
+    and ``support_area_history`` (V, K, R), ``r_factor`` (V, R) of each run's best iterate, ``averaged``
+    (V, R) uint8 (1 = in the average), ``collapses`` (V, R); and ``history_iterations`` (K,) in
+    ``result_1``."""
+    h = history or {}
+    if "rfactor" not in h:
+        return {}
+    out = {
+        "rfactor_history": np.moveaxis(np.asarray(h["rfactor"], dtype=np.float32), 1, 0),
+        "support_area_history": np.moveaxis(np.asarray(h["support_area"], dtype=np.int64), 1, 0),
+        "r_factor": np.asarray(h["r_factor"], dtype=np.float32),
+        "averaged": np.asarray(h["averaged"], dtype=np.uint8),
+    }
+    if "collapses" in h:
+        out["collapses"] = np.asarray(h["collapses"], dtype=np.int32)
+    return out
+
+
+def phasing_summary(history: dict, options) -> dict:
+    """The per-view selection of the runs for ``summary.json``: R-factor and Fourier error of each run's
+    best iterate on the measured pixels, the runs kept and why the others were left out, collapse-guard
+    counts."""
+    out = []
+    rf = np.asarray(history.get("r_factor", []), dtype=float)
+    for v in range(rf.shape[0] if rf.ndim == 2 else 0):
+        kept = np.asarray(history["averaged"][v], dtype=bool)
+        why = history.get("excluded")
+        out.append(
+            {
+                "r_factor": [round(float(x), 5) for x in rf[v]],
+                "fourier_error": [round(float(x), 5) for x in np.asarray(history["fourier_error"][v])],
+                "runs_kept": [int(r) for r in np.nonzero(kept)[0]],
+                "r_factor_kept_median": float(np.median(rf[v][kept])) if kept.any() else None,
+                "rule": f"Fourier error <= (1 + {options.average_tolerance:g}) x the best run's "
+                "(runs whose support spread past the autocorrelation's area ranked last)",
+                "left_out": {str(r): str(why[v][r]) for r in np.nonzero(~kept)[0]} if why is not None else {},
+                "collapses": [int(c) for c in np.asarray(history.get("collapses", np.zeros_like(kept)))[v]],
+            }
+        )
+    return {"select_by": options.select_by, "views": out}
 
 
 def write_stereo_files(
@@ -317,6 +368,11 @@ def summary_dict(results: Results, *, shot=None, files=(), extra: dict | None = 
             "final_er": o.phasing.final_er,
             "best_eps_median": [float(np.median(e)) for e in eps] if eps.size else None,
             "runs_averaged": [int(a.sum()) for a in np.asarray(results.views.history.get("averaged", []))],
+            **(
+                {"selection": phasing_summary(results.views.history, o.phasing)}
+                if "r_factor" in results.views.history
+                else {}
+            ),
         },
         **({"align": results.views.alignment} if results.views.alignment is not None else {}),
         "stereo": stereo_summary(results.stereo, o),

@@ -24,6 +24,8 @@ References
 ----------
 .. [1] V. Elser, "Phase retrieval by iterated projections", J. Opt. Soc. Am. A 20, 40-55 (2003).
 .. [2] J. R. Fienup, "Phase retrieval algorithms: a comparison", Appl. Opt. 21, 2758-2769 (1982).
+.. [3] D. R. Luke, "Relaxed averaged alternating reflections for diffraction imaging",
+   Inverse Problems 21, 37-50 (2005).
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ __all__ = [
     "dm_step",
     "hio_step",
     "er_step",
+    "raar_step",
+    "r_factor",
     "squared_norm",
 ]
 
@@ -339,3 +343,86 @@ def er_step(x, amplitudes, valid, support, *, work: Workspace | None = None):
     eps = xp.sqrt(squared_norm(w.t2))
     x[...] = w.t1
     return x, w.t1, eps
+
+
+def raar_step(x, amplitudes, valid, support, *, beta: float = 0.9, work: Workspace | None = None):
+    """One relaxed averaged alternating reflections iteration (Luke 2005), in place on ``x``.
+
+    ``x <- [beta/2 (R_S R_M + I) + (1 - beta) P_M] x`` with the reflections ``R = 2P - I``; per
+    pixel: ``P_M(x)`` inside the support and ``beta x + (1 - 2 beta) P_M(x)`` outside. ``beta = 1``
+    is the difference map with ``beta = 1`` (HIO-like); smaller ``beta`` damps the iteration
+    towards error reduction, which helps on noisy, incomplete data.
+
+    Parameters
+    ----------
+    x : (V, R, N, N) complex64
+        Current iterates (updated in place).
+    amplitudes, valid, support, work
+        As in :func:`dm_step`.
+    beta : float
+        RAAR relaxation in (0, 1] (:attr:`PhasingOptions.raar_beta`).
+
+    Returns
+    -------
+    x : (V, R, N, N) complex64
+        ``x_{n+1}`` (the same array as the input).
+    estimate : (V, R, N, N) complex64
+        ``P_S(P_M(x_n))``; a workspace buffer, overwritten by the next step.
+    eps : (V, R) float32
+        ``||x_{n+1} - x_n||`` per run.
+    """
+    xp = get_array_module(x)
+    w = _workspace(x, amplitudes, valid, work)
+    w.t1[...] = x
+    w.t1 = _modulus_inplace(w.t1, w)  # P_M(x)
+    pm = w.t1
+    xp.multiply(pm, np.float32(1.0 - 2.0 * beta), out=w.t2)
+    xp.multiply(x, np.float32(beta), out=w.t3)
+    w.t2 += w.t3  # beta x + (1 - 2 beta) P_M(x)
+    xp.copyto(w.t2, pm, where=xp.broadcast_to(support, x.shape))  # x_{n+1}
+    xp.subtract(w.t2, x, out=w.t3)
+    eps = xp.sqrt(squared_norm(w.t3))
+    x[...] = w.t2
+    xp.multiply(pm, support, out=w.t3)  # estimate P_S(P_M(x_n))
+    return x, w.t3, eps
+
+
+def r_factor(objects, amplitudes, valid, *, buffers=None):
+    """Crystallographic R-factor of real-space objects on the measured pixels.
+
+    ``R = sum_valid | |F(x)| - A | / sum_valid A`` per image: 0 for an object that fits every
+    measured amplitude, about 0.5-0.6 for random phases; the standard figure of merit of CDI
+    reconstructions (independent of the iteration's ``eps``, which is small for a run that has
+    stopped moving, e.g. one whose support collapsed).
+
+    Parameters
+    ----------
+    objects : (V, R, N, N) complex64
+        Real-space objects (support-projected estimates); not modified.
+    amplitudes : (V, 1, N, N) float32
+        Measured amplitudes ``sqrt(I)`` in FFT order (:func:`fourier_constraint`).
+    valid : (V, 1, N, N) bool
+        Valid-data mask in FFT order: only these pixels count.
+    buffers : (complex64 array, float32 array) of the objects' shape, optional
+        Scratch arrays to use instead of allocating (e.g. free buffers of a :class:`Workspace`);
+        both are overwritten.
+
+    Returns
+    -------
+    (V, R) float32
+        On the input's device (no host synchronisation).
+    """
+    xp = get_array_module(objects)
+    if buffers is None:
+        c, f = xp.array(objects, dtype=xp.complex64, copy=True), None
+    else:
+        c, f = buffers
+        c[...] = objects
+    c = fft2(c, overwrite=True)
+    f = xp.abs(c) if f is None else xp.abs(c, out=f)
+    f -= amplitudes
+    xp.abs(f, out=f)
+    f *= valid
+    num = xp.sum(f, axis=(-2, -1))
+    den = xp.sum(xp.where(valid, amplitudes, np.float32(0)), axis=(-2, -1))
+    return (num / xp.maximum(den, np.float32(1e-30))).astype(xp.float32)

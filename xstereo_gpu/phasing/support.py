@@ -105,10 +105,12 @@ def box_support(intensities, *, fraction: float = 0.5):
     return box
 
 
-def _threshold(magnitude, sigma: float, fraction: float):
-    """``blur(magnitude) > fraction * max`` per image (periodic blur, so any layout works)."""
+def _threshold(magnitude, sigma: float, fraction):
+    """``blur(magnitude) > fraction * max`` per image (periodic blur, so any layout works);
+    ``fraction`` a float or a float32 array broadcasting against ``(..., 1, 1)``."""
     blurred = gaussian_blur(magnitude.astype(np.float32, copy=False), sigma)
-    return blurred > np.float32(fraction) * blurred.max(axis=(-2, -1), keepdims=True)
+    f = np.float32(fraction) if np.isscalar(fraction) else fraction
+    return blurred > f * blurred.max(axis=(-2, -1), keepdims=True)
 
 
 def shrink_wrap(x, *, sigma: float, threshold: float):
@@ -120,8 +122,9 @@ def shrink_wrap(x, *, sigma: float, threshold: float):
         Current estimates (``(V, R, N, N)`` during phasing).
     sigma : float
         Gaussian blur of ``|x|``  [pixels] (periodic, like the DFT).
-    threshold : float
-        Fraction of each image's blurred maximum above which a pixel is in the support.
+    threshold : float or (..., 1, 1) float32 array
+        Fraction of each image's blurred maximum above which a pixel is in the support (an array:
+        one per image, on the device of ``x``, e.g. per run).
 
     Returns
     -------
@@ -129,6 +132,6 @@ def shrink_wrap(x, *, sigma: float, threshold: float):
         New supports; never empty unless an image is zero (its maximum passes the threshold).
     """
     xp = get_array_module(x)
-    if not 0 < threshold < 1:
+    if np.isscalar(threshold) and not 0 < threshold < 1:
         raise InputError("shrink-wrap threshold", repr(threshold), "a fraction in (0, 1)")
     return _threshold(xp.abs(x), sigma, threshold)
