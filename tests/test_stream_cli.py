@@ -91,11 +91,12 @@ def test_sigterm_ends_a_running_stream_with_exit_0_and_the_store_flushed(tmp_pat
             argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=tmp_path
         )
         try:
-            err = Lines(proc.stderr)
+            err, stdout = Lines(proc.stderr), Lines(proc.stdout)
             assert err.wait_for("train 0) failed", 60), err.lines
             time.sleep(0.3)  # some blank shots too
             proc.send_signal(signal.SIGTERM)
-            out, _ = proc.communicate(timeout=30)
+            proc.wait(timeout=30)  # not communicate(): it would read stderr beside the Lines thread
+            out = stdout.text()
         finally:
             stop.set()
             feeder.join(5)

@@ -63,7 +63,9 @@ from .outputs import (
     write_stereo_files,
     write_views_files,
 )
+from .phasing.algorithms import fourier_constraint, r_factor
 from .phasing.prepare import single_pattern
+from .phasing.quality import prtf, prtf_resolution
 from .pipeline import Pipeline
 from .progress import Progress
 from .results import ViewsResult
@@ -914,9 +916,6 @@ def _phase_summary(pipe, phased, intensities, valid, pixel: float, source: str, 
     """``summary.json`` of ``xstereo phase``: provenance, the selection of the runs by R-factor (runs
     kept and why the others were left out), the R-factor of the averaged view and its PRTF (over
     the kept runs), timings (docs/format.md)."""
-    from .phasing.algorithms import fourier_constraint, r_factor
-    from .phasing.quality import prtf, prtf_resolution
-
     o = pipe.options.phasing
     xp = pipe.xp
     amp, v = fourier_constraint(intensities, valid)
