@@ -674,8 +674,28 @@ def read_xfel_shot(
         f"{run.entry_shape}, as the run's first file declares",
     )
     check(data.dtype.kind in "iuf", where, f"dtype {data.dtype}", "integer or floating-point intensities")
-    shot = Shot(
-        frame=data.reshape(run.frame_shape).astype(np.float32),
+    shot = geometry_shot(
+        data.reshape(run.frame_shape), mask, geometry, label=label, extra=extra, dataset=f"{file}:{data_path}"
+    )
+    return shot.validate()
+
+
+def geometry_shot(frame, mask, geometry: dict, *, label: str, extra: dict, dataset: str = "") -> Shot:
+    """A :class:`~xstereo_gpu.shot.Shot` of one detector frame and the geometry given for the run.
+
+    Parameters
+    ----------
+    frame : (H, W) array
+        Intensities [photons or ADU], converted to float32.
+    mask : (H, W) uint32
+        CXI mask bits (0 = good pixel).
+    geometry : dict
+        As :func:`xfel_geometry` returns it.
+    label, extra, dataset
+        ``Shot.source``, ``Shot.extra`` and ``Shot.dataset``.
+    """
+    return Shot(
+        frame=np.asarray(frame).astype(np.float32),
         mask=mask,
         wavelength_m=geometry["wavelength_m"],
         distance_m=geometry["distance_m"],
@@ -685,6 +705,5 @@ def read_xfel_shot(
         pattern_size=int(geometry["pattern_size"]),
         source=label,
         extra=extra,
-        dataset=f"{file}:{data_path}",
+        dataset=dataset,
     )
-    return shot.validate()

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..io.cxi import MASK_INVALID
+from ..io.xfel import geometry_shot
 from ..shot import Shot
 
 __all__ = ["WireError", "decode", "Train", "train_frames", "train_shots", "MAX_DIMS"]
@@ -227,18 +228,7 @@ def train_shots(
         mask = np.zeros((h, w), dtype=np.uint32)
         if train.mask is not None:
             mask[train.mask[k] != 0] = MASK_INVALID
-        shot = Shot(
-            frame=np.asarray(train.frames[k]).astype(np.float32),
-            mask=mask,
-            wavelength_m=geometry["wavelength_m"],
-            distance_m=geometry["distance_m"],
-            detector_pixel_m=geometry["detector_pixel_m"],
-            angles_deg=tuple(geometry["angles_deg"]),
-            centres_px=np.asarray(geometry["centres_px"], dtype=np.float64),
-            pattern_size=int(geometry["pattern_size"]),
-            source=label,
-            extra=extra,
-        )
+        shot = geometry_shot(train.frames[k], mask, geometry, label=label, extra=extra)
         try:
             out.append((label, shot.validate(), extra))
         except InputError as exc:
