@@ -300,19 +300,7 @@ def hio_step(x, amplitudes, valid, support, *, beta: float = 0.9, work: Workspac
     eps : (V, R) float32
         ``||x_{n+1} - x_n||`` per run.
     """
-    xp = get_array_module(x)
-    w = _workspace(x, amplitudes, valid, work)
-    w.t1[...] = x
-    w.t1 = _modulus_inplace(w.t1, w)  # P_M(x)
-    pm = w.t1
-    xp.multiply(pm, np.float32(beta), out=w.t2)
-    xp.subtract(x, w.t2, out=w.t2)  # x - beta P_M(x)
-    xp.copyto(w.t2, pm, where=xp.broadcast_to(support, x.shape))  # x_{n+1}
-    xp.subtract(w.t2, x, out=w.t3)
-    eps = xp.sqrt(squared_norm(w.t3))
-    x[...] = w.t2
-    xp.multiply(pm, support, out=w.t3)  # estimate P_S(P_M(x_n))
-    return x, w.t3, eps
+    return _feedback_step(x, amplitudes, valid, support, work, keep=1.0, feedback=-beta)
 
 
 def er_step(x, amplitudes, valid, support, *, work: Workspace | None = None):
@@ -371,14 +359,24 @@ def raar_step(x, amplitudes, valid, support, *, beta: float = 0.9, work: Workspa
     eps : (V, R) float32
         ``||x_{n+1} - x_n||`` per run.
     """
+    return _feedback_step(x, amplitudes, valid, support, work, keep=beta, feedback=1.0 - 2.0 * beta)
+
+
+def _feedback_step(x, amplitudes, valid, support, work, *, keep: float, feedback: float):
+    """``x <- P_M(x)`` inside the support and ``keep x + feedback P_M(x)`` outside, in place on ``x``
+    (HIO: ``keep = 1``, ``feedback = -beta``; RAAR: ``beta``, ``1 - 2 beta``). Returns as :func:`hio_step`.
+    """
     xp = get_array_module(x)
     w = _workspace(x, amplitudes, valid, work)
     w.t1[...] = x
     w.t1 = _modulus_inplace(w.t1, w)  # P_M(x)
     pm = w.t1
-    xp.multiply(pm, np.float32(1.0 - 2.0 * beta), out=w.t2)
-    xp.multiply(x, np.float32(beta), out=w.t3)
-    w.t2 += w.t3  # beta x + (1 - 2 beta) P_M(x)
+    xp.multiply(pm, np.float32(feedback), out=w.t2)
+    if keep == 1.0:
+        w.t2 += x
+    else:
+        xp.multiply(x, np.float32(keep), out=w.t3)
+        w.t2 += w.t3  # keep x + feedback P_M(x)
     xp.copyto(w.t2, pm, where=xp.broadcast_to(support, x.shape))  # x_{n+1}
     xp.subtract(w.t2, x, out=w.t3)
     eps = xp.sqrt(squared_norm(w.t3))
